@@ -1,0 +1,367 @@
+"""limma-trend differential expression of Samples against matched vehicle controls.
+
+One linear model per dataset × cell context: all plates, times and conditions of the
+context in one fit (residual variance pooled), design ``~0 + condition + plate``
+(plate dropped when there is one plate), one contrast per treated condition against the
+vehicle label of the same time, then ``eBayes(trend=TRUE, robust=TRUE)`` once per fit.
+The statistics are those of R limma (``lmFit`` → ``contrasts.fit`` → ``eBayes`` →
+``topTable``), checked against R in the tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..ledger import Ledger
+from ..progress import track
+from ..schema import EFFECT_LAYERS, validate_effects, validate_samples
+from ._ebayes import ebayes
+from ._linear import fit_condition_plate
+from ._rstats import p_adjust_bh
+
+__all__ = ["DEResult", "ReplicateMode", "condition_table", "limma_trend"]
+
+logger = logging.getLogger(__name__)
+
+ReplicateMode = Literal["group", "separate"]
+STAGE = "de"
+
+
+@dataclass
+class DEResult:
+    """Effects (one row per contrast) and the ledger of conditions that were not estimated."""
+
+    effects: ad.AnnData
+    ledger: Ledger = field(default_factory=Ledger)
+
+
+def _fmt_num(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def condition_table(obs: pd.DataFrame, *, mode: ReplicateMode) -> pd.DataFrame:
+    """Label every sample with its condition and the vehicle label of its time.
+
+    Returns a frame indexed like ``obs`` with columns ``condition`` (the column of the
+    design the sample belongs to), ``control_label`` (vehicle label of the same
+    context and time) and ``is_control``. Vehicles are labelled per time point; in
+    ``group`` mode a treated condition is compound × dose × time (replicate wells
+    pooled), in ``separate`` mode each treated sample is its own condition.
+    """
+    key = obs["compound_inchikey"].astype(object)
+    key = key.where(key.notna(), obs["compound_id_source"].astype(object))
+    key = key.where(key.notna(), obs["perturbagen"].astype(object)).astype(str)
+    time = obs["pert_time_h"].map(_fmt_num)
+    dose = obs["pert_dose_uM"].map(_fmt_num)
+    ctx = obs["cell_context"].astype(str)
+    is_ctl = obs["is_control"].to_numpy(dtype=bool)
+    control_label = "vehicle|" + ctx + "|" + time + "h"
+    treated = ctx + "|" + key + "|" + dose + "uM|" + time + "h"
+    if mode == "separate":
+        treated = treated + "|" + obs.index.astype(str)
+    elif mode != "group":
+        raise ValueError(f"mode must be 'group' or 'separate', got {mode!r}")
+    condition = np.where(is_ctl, control_label, treated)
+    return pd.DataFrame(
+        {"condition": condition, "control_label": control_label, "is_control": is_ctl},
+        index=obs.index,
+    )
+
+
+def _iter_contexts(obs: pd.DataFrame) -> Iterator[tuple[tuple[str, str], np.ndarray]]:
+    groups = obs.groupby(["dataset", "cell_context"], observed=True, sort=True).indices
+    for key, idx in groups.items():
+        yield (str(key[0]), str(key[1])), np.sort(idx)
+
+
+def limma_trend(
+    samples: ad.AnnData,
+    *,
+    mode: ReplicateMode = "group",
+    layer: str | None = None,
+    robust: bool = True,
+    trend: bool = True,
+    confint: float = 0.95,
+    chunk_size: int = 4096,
+    progress: bool = False,
+) -> DEResult:
+    """limma-trend effects of every treated condition against its matched vehicle.
+
+    Parameters
+    ----------
+    samples
+        Samples AnnData with log expression (``uns["perturbridge"]["value_kind"] ==
+        "log_expression"``).
+    mode
+        ``"group"``: one contrast per condition (compound × dose × time × context),
+        replicate wells pooled. ``"separate"``: one contrast per treated well.
+    layer
+        Use this layer instead of ``X``.
+    robust, trend
+        Passed to eBayes (limma's ``robust`` and ``trend``).
+    confint
+        Level of the confidence limits ``CI.L`` / ``CI.R``.
+    chunk_size
+        Genes per block in the residual computation.
+    progress
+        Show a progress bar over contexts.
+
+    Returns
+    -------
+    DEResult
+        ``effects``: one row per contrast, layers :data:`~perturbridge.schema.EFFECT_LAYERS`;
+        ``ledger``: the conditions that were not estimated, with the reason.
+
+    Examples
+    --------
+    >>> from perturbridge.simulate import simulate_l1000  # doctest: +SKIP
+    >>> res = limma_trend(samples, mode="group")  # doctest: +SKIP
+    >>> res.effects.layers["logFC"].shape  # doctest: +SKIP
+    """
+    validate_samples(samples)
+    kind = samples.uns["perturbridge"]["value_kind"]
+    if kind != "log_expression":
+        raise ValueError(
+            f"limma-trend needs log expression, these Samples hold {kind!r}; "
+            "use the voom engine for counts"
+        )
+    x = samples.layers[layer] if layer is not None else samples.X
+    x = np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=float)
+    if not np.all(np.isfinite(x)):
+        bad = np.argwhere(~np.isfinite(x))[:5]
+        raise ValueError(
+            "log expression has missing or infinite values (first at sample, gene: "
+            f"{[(samples.obs_names[i], samples.var_names[j]) for i, j in bad]})"
+        )
+    obs = samples.obs
+    ledger = Ledger()
+    pt = obs["pert_type"].astype(str)
+    modelled = pt.isin(["compound", "vehicle"]).to_numpy()
+    if (~modelled).any():
+        ledger.drop(
+            obs.index[~modelled],
+            stage=STAGE,
+            reason="unsupported_pert_type",
+            detail=pt[~modelled].to_numpy(),
+        )
+    labels = condition_table(obs, mode=mode)
+    blocks: list[tuple[pd.DataFrame, dict[str, np.ndarray]]] = []
+    contexts = list(_iter_contexts(obs.iloc[np.flatnonzero(modelled)]))
+    model_rows = np.flatnonzero(modelled)
+    for (dataset, context), local in track(contexts, description="limma-trend", enabled=progress):
+        rows = model_rows[local]
+        out = _fit_context(
+            x[rows],
+            obs.iloc[rows],
+            labels.iloc[rows],
+            dataset=dataset,
+            context=context,
+            mode=mode,
+            robust=robust,
+            trend=trend,
+            confint=confint,
+            chunk_size=chunk_size,
+            ledger=ledger,
+        )
+        if out is not None:
+            blocks.append(out)
+    effects = _assemble(
+        blocks,
+        samples,
+        mode=mode,
+        params={
+            "mode": mode,
+            "robust": robust,
+            "trend": trend,
+            "confint": confint,
+            "method": "limma-trend",
+        },
+    )
+    validate_effects(effects)
+    return DEResult(effects, ledger)
+
+
+def _fit_context(
+    x: np.ndarray,
+    obs: pd.DataFrame,
+    labels: pd.DataFrame,
+    *,
+    dataset: str,
+    context: str,
+    mode: ReplicateMode,
+    robust: bool,
+    trend: bool,
+    confint: float,
+    chunk_size: int,
+    ledger: Ledger,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]] | None:
+    cond = labels["condition"].to_numpy()
+    ctl_label = labels["control_label"].to_numpy()
+    is_ctl = labels["is_control"].to_numpy()
+    vehicles = set(cond[is_ctl])
+    # treated samples whose time has no vehicle in this context → ledger, out of the fit
+    unmatched = ~is_ctl & ~np.isin(ctl_label, list(vehicles))
+    if unmatched.any():
+        lost = (
+            pd.DataFrame(
+                {
+                    "condition": cond[unmatched],
+                    "control": ctl_label[unmatched],
+                    "sample": obs.index[unmatched].astype(str),
+                }
+            )
+            .groupby("condition", sort=True)
+            .agg(control=("control", "first"), samples=("sample", ",".join))
+        )
+        ledger.drop(
+            lost.index,
+            stage=STAGE,
+            reason="no_matched_control",
+            detail=[
+                f"{dataset}: no {c} wells; samples {smp}"
+                for c, smp in zip(lost["control"], lost["samples"], strict=True)
+            ],
+        )
+        logger.warning(
+            "%s/%s: %d conditions without a matched vehicle", dataset, context, len(lost)
+        )
+    keep = ~unmatched
+    if not (keep & ~is_ctl).any():
+        return None
+    x, obs = x[keep], obs.iloc[np.flatnonzero(keep)]
+    cond, ctl_label, is_ctl = cond[keep], ctl_label[keep], is_ctl[keep]
+    levels = pd.Index(sorted(set(cond[is_ctl]))).append(pd.Index(sorted(set(cond[~is_ctl]))))
+    cond_code = levels.get_indexer(cond)
+    plates = obs["plate"].astype(str).to_numpy()
+    plate_levels = np.unique(plates)
+    plate_code = np.searchsorted(plate_levels, plates)
+    fit = fit_condition_plate(
+        x,
+        cond_code,
+        plate_code,
+        n_conditions=len(levels),
+        n_plates=len(plate_levels),
+        chunk_size=chunk_size,
+    )
+    treated_levels = levels[len(set(cond[is_ctl])) :]
+    first = pd.Series(np.arange(len(cond))).groupby(cond_code).first()
+    t_idx = levels.get_indexer(treated_levels)
+    c_idx = levels.get_indexer(ctl_label[first[t_idx].to_numpy()])
+    if fit.df_residual <= 0:
+        ledger.drop(
+            treated_levels,
+            stage=STAGE,
+            reason="not_estimable",
+            detail=f"{dataset}/{context}: no residual degrees of freedom "
+            f"({len(cond)} samples, {len(levels)} conditions, {len(plate_levels)} plates)",
+        )
+        return None
+    logfc, su = fit.contrast(t_idx, c_idx)
+    ngenes = x.shape[1]
+    su_mat = np.broadcast_to(su, (ngenes, su.size))
+    eb = ebayes(
+        logfc,
+        su_mat,
+        fit.sigma,
+        np.full(ngenes, float(fit.df_residual)),
+        amean=fit.amean,
+        trend=trend,
+        robust=robust,
+    )
+    se = su_mat * np.sqrt(eb.s2_post)[:, None]
+    tcrit = stats.t.ppf((1 + confint) / 2, eb.df_total)[:, None]
+    layers = {
+        "logFC": logfc,
+        "t": eb.t,
+        "P.Value": eb.p_value,
+        "adj.P.Value.within_one_contrast": p_adjust_bh(eb.p_value.T).T,
+        "adj.P.Value.across_all_contrasts": p_adjust_bh(eb.p_value.ravel()).reshape(
+            eb.p_value.shape
+        ),
+        "CI.L": logfc - tcrit * se,
+        "CI.R": logfc + tcrit * se,
+        "AveExpr": np.broadcast_to(fit.amean[:, None], logfc.shape),
+        "B": eb.lods,
+        "stdev.unscaled": su_mat,
+    }
+    rep = obs.iloc[first[t_idx].to_numpy()]
+    n_per = fit.n_per_condition
+    meta = pd.DataFrame(
+        {
+            "dataset": dataset,
+            "cell_context": context,
+            "cell_name": rep["cell_name"].astype(str).to_numpy(),
+            "perturbagen": rep["perturbagen"].astype(str).to_numpy(),
+            "compound_id_source": rep["compound_id_source"].astype(object).to_numpy(),
+            "compound_inchikey": rep["compound_inchikey"].astype(object).to_numpy(),
+            "pubchem_cid": rep["pubchem_cid"].to_numpy(),
+            "pert_dose_uM": rep["pert_dose_uM"].to_numpy(dtype=float),
+            "pert_time_h": rep["pert_time_h"].to_numpy(dtype=float),
+            "replicate": rep["replicate"].astype(object).to_numpy() if mode == "separate" else None,
+            "control_label": levels[c_idx].to_numpy(),
+            "n_treated": n_per[t_idx].astype(int),
+            "n_control": n_per[c_idx].astype(int),
+            "df_residual": fit.df_residual,
+            "n_plates": len(plate_levels),
+            "n_plate_columns_not_estimable": int((~fit.plate_estimable).sum()),
+        },
+        index=pd.Index(treated_levels.to_numpy(dtype=str), name="contrast"),
+    )
+    if mode == "separate":
+        meta["sample_id"] = rep.index.to_numpy(dtype=str)
+    ledger.keep(treated_levels, stage=STAGE, detail=f"{dataset}/{context}")
+    return meta, {k: np.ascontiguousarray(v.T) for k, v in layers.items()}
+
+
+def _assemble(
+    blocks: list[tuple[pd.DataFrame, dict[str, np.ndarray]]],
+    samples: ad.AnnData,
+    *,
+    mode: ReplicateMode,
+    params: dict[str, Any],
+) -> ad.AnnData:
+    var = samples.var.copy()
+    if not blocks:
+        obs = pd.DataFrame(index=pd.Index([], name="contrast", dtype=str))
+        layers = {k: np.zeros((0, samples.n_vars)) for k in EFFECT_LAYERS}
+    else:
+        obs = pd.concat([b[0] for b in blocks])
+        layers = {k: np.concatenate([b[1][k] for b in blocks]) for k in EFFECT_LAYERS}
+    for col in (
+        "dataset",
+        "cell_context",
+        "cell_name",
+        "perturbagen",
+        "compound_id_source",
+        "compound_inchikey",
+        "replicate",
+        "control_label",
+    ):
+        if col in obs:
+            obs[col] = pd.Categorical(obs[col])
+    for col in ("n_treated", "n_control", "pubchem_cid"):
+        if col in obs:
+            obs[col] = pd.array(obs[col], dtype="Int64")
+    eff = ad.AnnData(
+        X=layers["logFC"].copy(),
+        obs=obs,
+        var=var,
+        layers={k: np.asarray(v) for k, v in layers.items()},
+    )
+    upstream = dict(samples.uns.get("perturbridge", {}))
+    eff.uns["perturbridge"] = {
+        "kind": "effects",
+        "value_kind": "logFC",
+        "replicate_mode": mode,
+        "params": params,
+        "samples_provenance": upstream.get("provenance", {}),
+    }
+    return eff

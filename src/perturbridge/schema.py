@@ -1,0 +1,272 @@
+"""The standard schemas of perturbridge: Samples and Effects.
+
+**Samples** is an AnnData with one row per well/sample (pseudobulk for single-cell
+data). ``obs`` holds the columns of :data:`SAMPLE_COLUMNS`, ``var`` is indexed by gene
+id and has a ``symbol`` column, ``X`` holds counts or log expression and
+``uns["perturbridge"]["value_kind"]`` says which.
+
+**Effects** is an AnnData with one row per contrast (a treated condition against its
+matched vehicle), ``var`` as in Samples, and the layers of :data:`EFFECT_LAYERS`
+(the layout of the original public release, so that its files interoperate).
+
+:func:`validate_samples` and :func:`validate_effects` raise :class:`SchemaError` naming
+the column, the rule and the first offending rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from .errors import SchemaError
+
+if TYPE_CHECKING:
+    import anndata as ad
+
+__all__ = [
+    "CONTROL_PERT_TYPES",
+    "EFFECT_LAYERS",
+    "EFFECT_OBS_COLUMNS",
+    "PERT_TYPES",
+    "SAMPLE_COLUMNS",
+    "Column",
+    "empty_samples_obs",
+    "validate_effects",
+    "validate_samples",
+]
+
+ValueKind = Literal["counts", "log_expression"]
+VALUE_KINDS: tuple[str, ...] = ("counts", "log_expression")
+
+#: Controlled vocabulary of ``pert_type``.
+PERT_TYPES: tuple[str, ...] = (
+    "compound",  # a treated sample (small molecule)
+    "vehicle",  # negative control: the vehicle (DMSO, water, ...)
+    "positive_control",
+    "untreated",
+    "empty",
+    "other",
+)
+#: ``pert_type`` values for which ``is_control`` is true.
+CONTROL_PERT_TYPES: tuple[str, ...] = ("vehicle",)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a schema.
+
+    ``kind`` is ``"category"``, ``"float"``, ``"bool"``, ``"Int64"`` (nullable integer)
+    or ``"string"``. ``nullable`` tells whether missing values are allowed.
+    """
+
+    name: str
+    kind: Literal["category", "float", "bool", "Int64"]
+    nullable: bool
+    doc: str
+
+
+SAMPLE_COLUMNS: tuple[Column, ...] = (
+    Column("dataset", "category", False, "dataset name, e.g. 'lincs_l1000'"),
+    Column("assay", "category", False, "assay type, e.g. 'L1000', 'DRUG-seq', 'scRNA-seq'"),
+    Column("plate", "category", False, "plate (batch) the sample was measured on"),
+    Column("well", "category", False, "well on the plate, e.g. 'A03'"),
+    Column("replicate", "category", False, "replicate label (e.g. L1000 'X1')"),
+    Column("cell_context", "category", False, "cell context id (Cellosaurus/CL once resolved)"),
+    Column("cell_name", "category", False, "cell context name as given upstream"),
+    Column("perturbagen", "category", False, "perturbagen name as given upstream"),
+    Column("compound_id_source", "category", True, "the upstream compound id (e.g. BRD id)"),
+    Column("compound_inchikey", "category", True, "standard InChIKey when known"),
+    Column("pubchem_cid", "Int64", True, "PubChem CID when known"),
+    Column("pert_type", "category", False, f"one of {', '.join(PERT_TYPES)}"),
+    Column("is_control", "bool", False, "true for vehicle (negative) controls"),
+    Column("pert_dose_uM", "float", False, "dose in µM, 0 for vehicle"),
+    Column("pert_time_h", "float", False, "time after treatment in hours"),
+    Column("n_cells", "Int64", True, "cells in the sample (pseudobulk), NA for bulk assays"),
+    Column("total_counts", "float", True, "library size for counts, NaN for log expression"),
+)
+
+#: Layers of an Effects AnnData, in the order of the original public release.
+EFFECT_LAYERS: tuple[str, ...] = (
+    "logFC",
+    "t",
+    "P.Value",
+    "adj.P.Value.within_one_contrast",
+    "adj.P.Value.across_all_contrasts",
+    "CI.L",
+    "CI.R",
+    "AveExpr",
+    "B",
+    "stdev.unscaled",
+)
+
+EFFECT_OBS_COLUMNS: tuple[Column, ...] = (
+    Column("dataset", "category", False, "dataset name"),
+    Column("cell_context", "category", False, "cell context id"),
+    Column("perturbagen", "category", False, "perturbagen name"),
+    Column("compound_inchikey", "category", True, "standard InChIKey when known"),
+    Column("pert_dose_uM", "float", False, "dose in µM"),
+    Column("pert_time_h", "float", False, "time in hours"),
+    Column("replicate", "category", True, "replicate (separate mode), NA when pooled"),
+    Column("control_label", "category", False, "the vehicle label the contrast is against"),
+    Column("n_treated", "Int64", False, "samples in the treated condition"),
+    Column("n_control", "Int64", False, "samples in the matched vehicle label"),
+)
+
+_N_SHOW = 5
+
+
+def _first(values: Iterable[Any], n: int = _N_SHOW) -> list[Any]:
+    out = []
+    for v in values:
+        out.append(v)
+        if len(out) >= n:
+            break
+    return out
+
+
+def _check_column(df: pd.DataFrame, col: Column, *, where: str) -> None:
+    if col.name not in df.columns:
+        raise SchemaError(
+            col.name,
+            f"required column is missing ({col.doc}); present columns: {_first(df.columns, 12)}",
+            where=where,
+        )
+    s = df[col.name]
+    if col.kind == "category":
+        if not isinstance(s.dtype, pd.CategoricalDtype):
+            raise SchemaError(col.name, f"must be categorical, found dtype {s.dtype}", where=where)
+    elif col.kind == "float":
+        if not pd.api.types.is_float_dtype(s.dtype):
+            raise SchemaError(col.name, f"must be float, found dtype {s.dtype}", where=where)
+    elif col.kind == "bool":
+        if not pd.api.types.is_bool_dtype(s.dtype) or s.dtype == object:
+            raise SchemaError(col.name, f"must be bool, found dtype {s.dtype}", where=where)
+    elif col.kind == "Int64" and not (
+        pd.api.types.is_integer_dtype(s.dtype) and not pd.api.types.is_float_dtype(s.dtype)
+    ):
+        raise SchemaError(
+            col.name, f"must be a (nullable) integer, found dtype {s.dtype}", where=where
+        )
+    if not col.nullable:
+        missing = s.isna().to_numpy()
+        if missing.any():
+            raise SchemaError(
+                col.name,
+                "must not be missing",
+                _first(df.index[missing]),
+                where=where,
+            )
+
+
+def _check_rows(df: pd.DataFrame, mask: np.ndarray, column: str, rule: str, where: str) -> None:
+    mask = np.asarray(mask, dtype=bool)
+    if mask.any():
+        rows = df.index[mask]
+        vals = df[column].to_numpy()[mask]
+        shown = [f"{r}={v!r}" for r, v in zip(_first(rows), _first(vals), strict=False)]
+        raise SchemaError(column, rule, shown, where=where)
+
+
+def _check_index(index: pd.Index, *, what: str, where: str) -> None:
+    dup = index.duplicated(keep=False)
+    if dup.any():
+        raise SchemaError(
+            "index", f"{what} ids must be unique", _first(pd.unique(index[dup])), where=where
+        )
+    if index.isna().any():
+        raise SchemaError("index", f"{what} ids must not be missing", where=where)
+
+
+def _check_var(var: pd.DataFrame, *, where: str) -> None:
+    _check_index(var.index, what="gene", where=f"{where} var")
+    if "symbol" not in var.columns:
+        raise SchemaError("symbol", "var must have a 'symbol' column", where=f"{where} var")
+
+
+def validate_samples(adata: ad.AnnData, *, where: str = "Samples") -> None:
+    """Check that ``adata`` follows the Samples schema.
+
+    Parameters
+    ----------
+    adata
+        The Samples AnnData.
+    where
+        A label for error messages (e.g. the file name).
+
+    Raises
+    ------
+    SchemaError
+        Naming the column, the rule and the first offending rows.
+    """
+    obs = adata.obs
+    _check_index(obs.index, what="sample", where=f"{where} obs")
+    for col in SAMPLE_COLUMNS:
+        _check_column(obs, col, where=f"{where} obs")
+    pt = obs["pert_type"].astype(str).to_numpy()
+    _check_rows(obs, ~np.isin(pt, PERT_TYPES), "pert_type", f"must be one of {PERT_TYPES}", where)
+    is_ctl = obs["is_control"].to_numpy(dtype=bool)
+    _check_rows(
+        obs,
+        is_ctl != np.isin(pt, CONTROL_PERT_TYPES),
+        "is_control",
+        f"must be true exactly when pert_type is in {CONTROL_PERT_TYPES}",
+        where,
+    )
+    dose = obs["pert_dose_uM"].to_numpy(dtype=float)
+    _check_rows(
+        obs, ~np.isfinite(dose) | (dose < 0), "pert_dose_uM", "must be finite and >= 0", where
+    )
+    _check_rows(obs, is_ctl & (dose != 0), "pert_dose_uM", "must be 0 for vehicle controls", where)
+    time = obs["pert_time_h"].to_numpy(dtype=float)
+    _check_rows(
+        obs, ~np.isfinite(time) | (time < 0), "pert_time_h", "must be finite and >= 0", where
+    )
+    _check_var(adata.var, where=where)
+    meta = adata.uns.get("perturbridge")
+    if not isinstance(meta, Mapping) or meta.get("value_kind") not in VALUE_KINDS:
+        raise SchemaError(
+            "uns['perturbridge']['value_kind']",
+            f"must be one of {VALUE_KINDS}",
+            None if not isinstance(meta, Mapping) else meta.get("value_kind"),
+            where=where,
+        )
+
+
+def validate_effects(adata: ad.AnnData, *, where: str = "Effects") -> None:
+    """Check that ``adata`` follows the Effects schema (see :func:`validate_samples`)."""
+    _check_index(adata.obs.index, what="contrast", where=f"{where} obs")
+    for col in EFFECT_OBS_COLUMNS:
+        _check_column(adata.obs, col, where=f"{where} obs")
+    _check_var(adata.var, where=where)
+    missing = [name for name in EFFECT_LAYERS if name not in adata.layers]
+    if missing:
+        raise SchemaError("layers", "required layers are missing", missing, where=where)
+    pv = np.asarray(adata.layers["P.Value"])
+    bad = np.isfinite(pv) & ((pv < 0) | (pv > 1))
+    if bad.any():
+        rows = adata.obs_names[np.flatnonzero(bad.any(axis=1))]
+        raise SchemaError("P.Value", "must lie in [0, 1]", _first(rows), where=where)
+
+
+def empty_samples_obs(n: int, index: Iterable[str] | None = None) -> pd.DataFrame:
+    """A Samples ``obs`` of ``n`` rows with every schema column, correctly typed, unset.
+
+    Source adapters fill it in; categorical columns are set with
+    :func:`pandas.Categorical` once their values are known.
+    """
+    idx = pd.Index(list(index) if index is not None else [str(i) for i in range(n)], dtype=str)
+    data: dict[str, Any] = {}
+    for col in SAMPLE_COLUMNS:
+        if col.kind == "category":
+            data[col.name] = pd.Categorical([None] * n)
+        elif col.kind == "float":
+            data[col.name] = np.full(n, np.nan)
+        elif col.kind == "bool":
+            data[col.name] = np.zeros(n, dtype=bool)
+        else:
+            data[col.name] = pd.array([pd.NA] * n, dtype="Int64")
+    return pd.DataFrame(data, index=idx)
