@@ -27,9 +27,7 @@ def coerce_obs(obs: pd.DataFrame) -> pd.DataFrame:
         s = out[col.name]
         if col.kind == "category":
             vals = s.astype(object).where(s.notna(), None)
-            out[col.name] = pd.Categorical(
-                [None if v is None else str(v) for v in vals.to_numpy()]
-            )
+            out[col.name] = pd.Categorical([None if v is None else str(v) for v in vals.to_numpy()])
         elif col.kind == "float":
             out[col.name] = pd.to_numeric(s, errors="raise").astype(float)
         elif col.kind == "bool":

@@ -133,7 +133,8 @@ class SimulatedL1000:
     @property
     def shape(self) -> tuple[int, int]:
         """``(n_genes, n_samples)``."""
-        return self.data.shape  # type: ignore[return-value]
+        n_genes, n_samples = self.data.shape
+        return n_genes, n_samples
 
     def inst_info(self) -> pd.DataFrame:
         """``col_meta`` as a CMap ``inst_info`` table: a plain table with an ``inst_id`` column."""
@@ -220,12 +221,9 @@ def _layout(
     n_vehicle: int,
     n_poscon: int,
     wells_per_plate: int,
-    rng: np.random.Generator | None,
+    rng: np.random.Generator,
 ) -> _Layout:
-    """Split the compound x dose pairs over plate groups and draw one plate map per group.
-
-    With ``rng=None`` wells are taken in order (enough for counting).
-    """
+    """Split the compound x dose pairs over plate groups and draw one plate map per group."""
     capacity = wells_per_plate - n_vehicle - n_poscon
     n_groups = _n_groups(n_pairs, capacity=capacity)
     names = _well_names(wells_per_plate)
@@ -239,8 +237,7 @@ def _layout(
             ]
         )
         pair = np.concatenate([np.full(n_vehicle + n_poscon, -1), chunk])
-        pos = np.arange(kind.size) if rng is None else rng.permutation(wells_per_plate)
-        pos = pos[: kind.size]
+        pos = rng.permutation(wells_per_plate)[: kind.size]
         order = np.argsort(pos, kind="stable")  # list wells in plate order (A01, A02, ...)
         groups.append(np.full(kind.size, g))
         kinds.append(kind[order])
@@ -478,7 +475,11 @@ def simulate_l1000(
         "dose_units": list(dose_units),
         "dtype": dtype,
     }
-    rng = np.random.default_rng(seed)
+    # independent streams: the genes do not change with the number of compounds, and
+    # removing vehicle wells leaves every other value (data and metadata) unchanged
+    rng_genes, rng_cpd, rng_layout, rng_noise, rng_meta = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)
+    )
     cells = list(cell_lines)
     times = np.array([int(t) for t in times_h])
     doses = np.asarray(doses_uM, dtype=float)
@@ -487,20 +488,19 @@ def simulate_l1000(
     n_ctx = n_c * n_t
 
     row_meta = _gene_meta(n_genes)
-    mu, sigma = _gene_model(n_genes, n_c, rng)
-    effects = _compound_model(n_k, n_c, mu, rng)
+    mu, sigma = _gene_model(n_genes, n_c, rng_genes)
+    effects = _compound_model(n_k, n_c, mu, rng_cpd)
 
-    # ---- truth: conditions ordered (cell, time, pair) with the poscon last per context
+    # ---- truth: conditions ordered (cell, time, compound x dose), the poscon last
+    hill = _hill(
+        doses[None, None, :], effects["ec50"][:, :, None], effects["slope"][:, None, None]
+    )  # (k, c, d)
+    build_up = _time_curve(times[:, None], effects["tau"][None, :])  # (t, k)
     amp = (
-        effects["cell_scale"][None, :, :, None]  # (1, k, c, 1) -> broadcast below
-        * _time_curve(times[:, None], effects["tau"][None, :])[:, :, None, None]  # (t, k, 1, 1)
-        * _hill(
-            doses[None, None, :],
-            effects["ec50"][:, :, None],  # (k, c, 1)
-            effects["slope"][:, None, None],
-        )[None, :, :, :]  # (1, k, c, d)
-    )  # (t, k, c, d)
-    amp = amp.transpose(2, 0, 1, 3)  # (c, t, k, d)
+        effects["cell_scale"].T[:, None, :, None]  # (c, 1, k, 1)
+        * build_up[None, :, :, None]  # (1, t, k, 1)
+        * hill.transpose(1, 0, 2)[:, None, :, :]  # (c, 1, k, d)
+    )  # (c, t, k, d)
     n_cond_ctx = n_pairs + 1
     truth = np.empty((n_c, n_t, n_cond_ctx, n_genes))
     # (c, t, k, d, g) = amp (c, t, k, d) * signature (k, c, g)
@@ -521,20 +521,28 @@ def simulate_l1000(
         n_vehicle=n_vehicle_per_plate,
         n_poscon=n_poscon_per_plate,
         wells_per_plate=wells_per_plate,
-        rng=rng,
+        rng=rng_layout,
     )
     n_tmpl = layout.kind.size
     ctx = np.repeat(np.arange(n_ctx), n_replicates * n_tmpl)
     rep = np.tile(np.repeat(np.arange(n_replicates), n_tmpl), n_ctx)
     tmpl = np.tile(np.arange(n_tmpl), n_ctx * n_replicates)
     kind = layout.kind[tmpl]
-    keep = np.ones(kind.size, dtype=bool)
+    n_plates = n_ctx * n_replicates * layout.n_groups
+    # random parts drawn for the full layout before any vehicle wells are removed
+    plate_eff = rng_noise.normal(0.0, 0.2, size=(n_genes, n_plates)) + rng_noise.normal(
+        0.0, 0.1, size=(1, n_plates)
+    )
+    well_offset = rng_noise.normal(0.0, 0.05, size=kind.size)
+    data = rng_noise.standard_normal(size=(n_genes, kind.size), dtype=np.float32)
     if missing_vehicle:
-        drop_ctx = [cells.index(c) * n_t + int(np.flatnonzero(times == int(t))[0])
-                    for c, t in missing_vehicle]
-        keep &= ~((kind == _VEHICLE) & np.isin(ctx, drop_ctx))
-    ctx, rep, tmpl, kind = ctx[keep], rep[keep], tmpl[keep], kind[keep]
-    n_samples = ctx.size
+        drop_ctx = [
+            cells.index(c) * n_t + int(np.flatnonzero(times == int(t))[0])
+            for c, t in missing_vehicle
+        ]
+        keep = ~((kind == _VEHICLE) & np.isin(ctx, drop_ctx))
+        ctx, rep, tmpl, kind = ctx[keep], rep[keep], tmpl[keep], kind[keep]
+        well_offset, data = well_offset[keep], data[:, keep]
     ci, ti = ctx // n_t, ctx % n_t
     pair = layout.pair[tmpl]
     group = layout.group[tmpl]
@@ -543,15 +551,9 @@ def simulate_l1000(
     sample_condition = np.where(kind == _VEHICLE, -1, ctx * n_cond_ctx + local)
     # plate index: (ctx, rep, group)
     plate = (ctx * n_replicates + rep) * layout.n_groups + group
-    n_plates = n_ctx * n_replicates * layout.n_groups
 
     # ---- expression
-    plate_sd = 0.2
-    plate_eff = rng.normal(0.0, plate_sd, size=(n_genes, n_plates)) + rng.normal(
-        0.0, 0.1, size=(1, n_plates)
-    )
-    well_offset = rng.normal(0.0, 0.05, size=n_samples)
-    data = rng.standard_normal(size=(n_genes, n_samples), dtype=np.float32).astype(dtype)
+    data = data.astype(dtype, copy=False)
     data *= sigma[:, None].astype(dtype)
     data += mu[:, ci]
     data += plate_eff[:, plate]
@@ -577,7 +579,7 @@ def simulate_l1000(
         dose_units=list(dose_units),
         truth_logfc=truth_logfc,
         sample_condition=sample_condition,
-        rng=rng,
+        rng=rng_meta,
     )
     return SimulatedL1000(
         data=data,
@@ -610,7 +612,7 @@ def _gene_model(
 
     Means and the mean-SD trend follow a real level 3 plate (LJP005 A375 24 h): means
     5th-95th percentile about 5-11.7, vehicle SD about 0.9 at a mean of 5 falling to 0.15
-    at 12. About 2 % of genes (taken among those with a mean above 7, so that values stay
+    at 12. About 2 % of genes (taken among those with a mean between 7 and 11, so that values stay
     in range) are outliers with a 3-5 times larger SD, the heavy upper tail of real data.
     """
     base = np.clip(rng.normal(8.5, 2.0, size=n_genes), 3.8, 14.5)
@@ -618,7 +620,7 @@ def _gene_model(
     trend = np.minimum(0.12 + 0.8 * np.exp(-(base - 5.0) / 1.8), 1.0)
     sigma = trend * np.exp(rng.normal(0.0, 0.25, size=n_genes))
     n_out = round(0.02 * n_genes)
-    pool = np.flatnonzero(base > 7.0)
+    pool = np.flatnonzero((base > 7.0) & (base < 11.0))
     if n_out and pool.size >= n_out:
         out = rng.choice(pool, size=n_out, replace=False)
         sigma[out] *= rng.uniform(3.0, 5.0, size=n_out)
@@ -710,7 +712,7 @@ def _metadata(
     n_pairs = n_k * n_d
 
     # compounds: BRD-like ids, synthetic names, one reporting unit each
-    nums = rng.choice(np.arange(10_000_000, 99_999_999), size=n_k, replace=False)
+    nums = 10_000_000 + rng.choice(90_000_000, size=n_k, replace=False)
     pert_ids = np.array([f"BRD-K{n:08d}" for n in nums])
     inames = np.array([f"simcpd-{k + 1:04d}" for k in range(n_k)])
     units = np.array([dose_units[k % len(dose_units)] for k in range(n_k)])

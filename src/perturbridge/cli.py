@@ -1,0 +1,184 @@
+"""The ``perturbridge`` command line: a thin layer over the public API."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from ._version import __version__
+from .errors import PerturbridgeError
+from .ledger import Ledger
+
+app = typer.Typer(
+    name="perturbridge",
+    help="Harmonize small-molecule perturbation transcriptomics and compute limma effects.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+ingest_app = typer.Typer(help="Read an upstream dataset into validated Samples.",
+                         no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+        force=True,
+    )
+
+
+def _ledger_table(ledger: Ledger, title: str) -> Table:
+    table = Table(title=title)
+    for col in ("stage", "status", "reason", "n"):
+        table.add_column(col, justify="right" if col == "n" else "left")
+    for row in ledger.summary().itertuples(index=False):
+        table.add_row(row.stage, row.status, row.reason or "-", f"{row.n:,}")
+    return table
+
+
+def _fail(err: Exception) -> None:
+    err_console.print(f"[bold red]error:[/] {err}")
+    raise typer.Exit(code=2) from err
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    _setup_logging(verbose)
+    if version:
+        console.print(f"perturbridge {__version__}")
+        raise typer.Exit()
+
+
+@ingest_app.command("l1000")
+def ingest_l1000(
+    level3: Annotated[Path, typer.Option("--level3", help="Level 3 .gctx or .gct file.")],
+    out: Annotated[Path, typer.Option("--out", help="Samples .h5ad to write.")],
+    inst_info: Annotated[
+        Path | None, typer.Option("--inst-info", help="Sample metadata table (TSV/CSV).")
+    ] = None,
+    dataset: Annotated[str, typer.Option(help="Dataset name.")] = "lincs_l1000",
+    ledger_out: Annotated[
+        Path | None, typer.Option("--ledger", help="Also write the ledger as TSV here.")
+    ] = None,
+) -> None:
+    """Ingest L1000 level 3 into Samples; every well ends in the ledger.
+
+    Example:
+
+        perturbridge ingest l1000 --level3 test_l1000.gct --out samples.h5ad
+    """
+    from .io import write_h5ad
+    from .sources import read_l1000
+
+    try:
+        res = read_l1000(level3, inst_info=inst_info, dataset=dataset)
+        res.samples.uns["ledger"] = res.ledger.to_frame()
+        write_h5ad(res.samples, out)
+        if ledger_out is not None:
+            res.ledger.to_frame().to_csv(ledger_out, sep="\t", index=False)
+    except (PerturbridgeError, ValueError, KeyError, FileNotFoundError) as err:
+        _fail(err)
+    console.print(_ledger_table(res.ledger, f"ledger of {level3.name}"))
+    console.print(
+        f"wrote {out}: {res.samples.n_obs:,} samples × {res.samples.n_vars:,} genes "
+        f"({int(res.samples.obs['is_control'].sum()):,} vehicle controls)"
+    )
+
+
+@app.command("de")
+def de(
+    samples: Annotated[Path, typer.Argument(help="Samples .h5ad (log expression).")],
+    out: Annotated[Path, typer.Option("--out", help="Effects .h5ad to write.")],
+    mode: Annotated[
+        str, typer.Option(help="group: pool replicate wells; separate: one contrast per well.")
+    ] = "group",
+    no_robust: Annotated[bool, typer.Option("--no-robust", help="eBayes without robust.")] = False,
+    no_trend: Annotated[bool, typer.Option("--no-trend", help="eBayes without trend.")] = False,
+) -> None:
+    """limma-trend effects of each treated condition against its matched vehicle.
+
+    Example:
+
+        perturbridge de samples.h5ad --mode group --out effects.h5ad
+    """
+    import anndata as ad
+
+    from .de import limma_trend
+    from .io import write_h5ad
+
+    if mode not in ("group", "separate"):
+        _fail(ValueError(f"--mode must be 'group' or 'separate', got {mode!r}"))
+    try:
+        adata = ad.read_h5ad(samples)
+        adata.uns.pop("ledger", None)
+        res = limma_trend(adata, mode=mode, robust=not no_robust, trend=not no_trend,  # type: ignore[arg-type]
+                          progress=True)
+        res.effects.uns["ledger"] = res.ledger.to_frame()
+        write_h5ad(res.effects, out)
+    except (PerturbridgeError, ValueError, KeyError, FileNotFoundError) as err:
+        _fail(err)
+    if len(res.ledger):
+        console.print(_ledger_table(res.ledger, "conditions"))
+    console.print(f"wrote {out}: {res.effects.n_obs:,} contrasts × {res.effects.n_vars:,} genes")
+
+
+@app.command("demo")
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the demo's files.")] = Path("demo_out"),
+    seed: Annotated[int, typer.Option(help="Random seed of the simulator.")] = 0,
+) -> None:
+    """Simulate an L1000-like dataset, ingest it, compute effects and score recovery.
+
+    Example:
+
+        perturbridge demo --out demo_out
+    """
+    from .demo import run_demo
+
+    with console.status("simulating, ingesting and fitting ..."):
+        res = run_demo(out, seed=seed, progress=False)
+    console.print(_ledger_table(res.ledger, "ledger (every simulated well and condition)"))
+    table = Table(title="recovery of the planted effects (group mode)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in res.metrics.items():
+        table.add_row(k, f"{v:.3f}" if isinstance(v, float) else f"{v:,}")
+    console.print(table)
+    console.print(f"files in {res.out_dir}/: " + ", ".join(sorted(p.name for p in res.files.values())))
+
+
+@app.command("sources")
+def sources() -> None:
+    """List the source adapters.
+
+    Example:
+
+        perturbridge sources
+    """
+    from .sources import list_sources
+
+    table = Table(title="source adapters")
+    for col in ("name", "assay", "description"):
+        table.add_column(col)
+    for row in list_sources().itertuples(index=False):
+        table.add_row(row.name, row.assay, row.description)
+    console.print(table)
+
+
+def main() -> None:
+    """Entry point of the ``perturbridge`` command."""
+    app()

@@ -1,0 +1,14 @@
+"""Source adapters: one per upstream dataset family, listed in a registry."""
+
+from ._base import IngestResult, SourceAdapter, get_source, list_sources, register_source
+from .l1000 import L1000Source, read_l1000
+
+__all__ = [
+    "IngestResult",
+    "L1000Source",
+    "SourceAdapter",
+    "get_source",
+    "list_sources",
+    "read_l1000",
+    "register_source",
+]
