@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perturbridge.de import condition_table, limma_trend
+from perturbridge.de import limma_trend, plan_contexts
+from perturbridge.de.r_limma import run_r_limma_trend
 from perturbridge.samples import build_samples
 
 
@@ -70,30 +71,34 @@ def synthetic_samples(
     return build_samples(x, obs, var, value_kind="log_expression")
 
 
-def r_inputs(samples, effects, mode):
-    """The design of our fit, spelled for the R oracle."""
-    lab = condition_table(samples.obs, mode=mode)
-    keep = lab.index.isin(samples.obs_names)  # all samples are modelled here
-    lab = lab[keep]
-    veh = sorted(set(lab.loc[lab.is_control, "condition"]))
-    trt = sorted(set(lab.loc[~lab.is_control, "condition"]))
-    plates = samples.obs["plate"].astype(str).to_numpy()
-    contrasts = list(zip(effects.obs_names, effects.obs["control_label"].astype(str), strict=True))
-    return (samples.X, lab["condition"].tolist(), plates.tolist(), veh + trt,
-            sorted(set(plates)), contrasts)
+def r_parity(samples, mode, tmp_path, *, how="all"):
+    """Run our engine and R on the same designs; compare every context."""
+    res = limma_trend(samples, mode=mode)
+    designs, _ = plan_contexts(samples, mode=mode)
+    assert designs, "nothing to compare"
+    for i, design in enumerate(designs):
+        r = run_r_limma_trend(np.asarray(samples.X)[design.rows], design,
+                              workdir=tmp_path / f"ctx{i}", how=how)
+        block = res.effects[
+            (res.effects.obs["dataset"] == design.dataset).to_numpy()
+            & (res.effects.obs["cell_context"] == design.context).to_numpy()
+        ]
+        assert list(block.obs_names) == list(design.treated)
+        assert_parity(block, r.layers)
+    return res
 
 
 def assert_parity(effects, r):
-    ours = {k: effects.layers[k].T for k in effects.layers}
+    ours = {k: np.asarray(effects.layers[k]) for k in effects.layers}
     np.testing.assert_allclose(ours["logFC"], r["logFC"], rtol=0, atol=1e-8)
     rel_t = np.abs(ours["t"] - r["t"]) / np.maximum(np.abs(r["t"]), 1e-300)
     assert rel_t.max() <= 1e-6, rel_t.max()
     np.testing.assert_allclose(ours["P.Value"], r["P.Value"], rtol=0, atol=1e-8)
     np.testing.assert_allclose(ours["adj.P.Value.within_one_contrast"], r["adj.P.Val"],
                                rtol=0, atol=1e-8)
-    for j in range(r["adj.P.Val"].shape[1]):
-        ours_rank = pd.Series(ours["adj.P.Value.within_one_contrast"][:, j]).rank(method="min")
-        r_rank = pd.Series(r["adj.P.Val"][:, j]).rank(method="min")
+    for j in range(r["adj.P.Val"].shape[0]):
+        ours_rank = pd.Series(ours["adj.P.Value.within_one_contrast"][j]).rank(method="min")
+        r_rank = pd.Series(r["adj.P.Val"][j]).rank(method="min")
         assert (ours_rank.to_numpy() == r_rank.to_numpy()).all()
     for layer in ("CI.L", "CI.R", "B"):
         np.testing.assert_allclose(ours[layer], r[layer], rtol=0, atol=1e-6, err_msg=layer)
@@ -103,8 +108,114 @@ def assert_parity(effects, r):
 
 @pytest.mark.r_oracle
 @pytest.mark.parametrize("mode", ["group", "separate"])
-def test_synthetic_matches_r(tmp_path: Path, r_limma, mode):
-    samples = synthetic_samples(seed=1)
-    res = limma_trend(samples, mode=mode)
-    r = r_limma(tmp_path, *r_inputs(samples, res.effects, mode))
-    assert_parity(res.effects, r)
+def test_synthetic_matches_r(tmp_path: Path, r_oracle, mode):
+    """Several plates, two times, unbalanced replicates, outlier genes, two contexts."""
+    samples = synthetic_samples(seed=1, contexts=("A375", "MCF7"))
+    res = r_parity(samples, mode, tmp_path)
+    assert res.effects.n_obs > 20
+
+
+@pytest.mark.r_oracle
+@pytest.mark.shared_data
+@pytest.mark.parametrize("mode", ["group", "separate"])
+def test_real_ljp005_plate_matches_r(tmp_path: Path, r_oracle, mode):
+    """The real L1000 level 3 plate LJP005 (A375, 24 h), one plate: the plate term drops."""
+    from conftest import shared_path
+
+    from perturbridge.sources import read_l1000
+
+    samples = read_l1000(shared_path("l1000_cmapPy", "test_l1000.gct")).samples
+    res = r_parity(samples, mode, tmp_path)
+    n_treated_wells = int((~samples.obs["is_control"]).sum())
+    treated = samples.obs[~samples.obs["is_control"]]
+    n_conditions = len(treated[["compound_id_source", "pert_dose_uM"]].drop_duplicates())
+    expected = n_treated_wells if mode == "separate" else n_conditions
+    assert res.effects.n_obs == expected
+    assert n_treated_wells == 328
+    assert (res.effects.obs["n_control"] == 26).all()
+
+
+@pytest.mark.r_oracle
+def test_single_plate_and_no_matched_control(tmp_path: Path, r_oracle):
+    samples = synthetic_samples(seed=2, n_plates=1, vehicles_per_plate=6,
+                                contexts=("A375", "PC3"), drop_vehicle_at=(("PC3", 6.0),))
+    res = r_parity(samples, "group", tmp_path)
+    led = res.ledger.to_frame()
+    lost = led[led["reason"] == "no_matched_control"]
+    assert len(lost) > 0
+    assert lost["id"].str.startswith("PC3|").all() and lost["id"].str.endswith("|6h").all()
+    assert "no vehicle|PC3|6h wells" in lost["detail"].iloc[0]
+    eff = res.effects.obs
+    assert not ((eff["cell_context"] == "PC3") & (eff["pert_time_h"] == 6)).any()
+    assert ((eff["cell_context"] == "PC3") & (eff["pert_time_h"] == 24)).any()
+    # every treated condition is either a contrast or in the ledger
+    kept = set(led.loc[led["status"] == "kept", "id"])
+    assert kept == set(res.effects.obs_names)
+
+
+@pytest.mark.r_oracle
+def test_rank_deficient_plate_column_matches_r(tmp_path: Path, r_oracle):
+    """A plate whose conditions occur nowhere else (and no vehicle) is confounded: R
+    reports its coefficient as NA; we drop the same column and agree with R."""
+    samples = synthetic_samples(seed=3, n_plates=2)
+    obs = samples.obs
+    extra = obs[(obs["perturbagen"] == "cmp0") & (obs["plate"] == "P1_A375")].iloc[:3].copy()
+    extra.index = [f"x{i}" for i in range(len(extra))]
+    extra["plate"] = "P9_A375"
+    extra["perturbagen"] = "only_on_p9"
+    extra["compound_id_source"] = "only_on_p9"
+    import anndata as ad
+
+    rng = np.random.default_rng(0)
+    x_extra = np.asarray(samples.X[: len(extra)]) + rng.normal(0, 0.1, (3, samples.n_vars))
+    merged = build_samples(
+        np.vstack([np.asarray(samples.X), x_extra]),
+        pd.concat([obs.astype(object), extra.astype(object)]),
+        samples.var,
+        value_kind="log_expression",
+    )
+    assert isinstance(merged, ad.AnnData)
+    res = r_parity(merged, "group", tmp_path)
+    assert (res.effects.obs["n_plate_columns_not_estimable"] == 1).all()
+
+
+def test_counts_are_refused():
+    samples = synthetic_samples(seed=0, n_genes=20)
+    samples.uns["perturbridge"]["value_kind"] = "counts"
+    with pytest.raises(ValueError, match="needs log expression.*voom"):
+        limma_trend(samples)
+
+
+def test_non_finite_values_are_refused():
+    samples = synthetic_samples(seed=0, n_genes=20)
+    samples.X[3, 5] = np.nan
+    with pytest.raises(ValueError, match=r"missing or infinite.*s00003"):
+        limma_trend(samples)
+
+
+def test_no_residual_df_goes_to_ledger():
+    samples = synthetic_samples(seed=0, n_genes=20, n_plates=1, vehicles_per_plate=1,
+                                times=(24.0,), n_compounds=4)
+    obs = samples.obs
+    one_each = ~obs.duplicated(["perturbagen", "pert_dose_uM"]).to_numpy()
+    res = limma_trend(samples[one_each].copy())  # every condition has one sample
+    led = res.ledger.to_frame()
+    assert res.effects.n_obs == 0
+    n_treated = int((~obs["is_control"].to_numpy() & one_each).sum())
+    assert n_treated > 0
+    assert (led["reason"] == "not_estimable").all() and len(led) == n_treated
+    assert "no residual degrees of freedom" in led["detail"].iloc[0]
+
+
+def test_effects_follow_schema_and_recover_signal():
+    samples = synthetic_samples(seed=4, n_genes=200)
+    eff = limma_trend(samples).effects
+    from perturbridge.schema import EFFECT_LAYERS, validate_effects
+
+    validate_effects(eff)
+    assert tuple(eff.layers.keys()) == EFFECT_LAYERS
+    adj = eff.layers["adj.P.Value.within_one_contrast"]
+    assert (adj >= eff.layers["P.Value"] - 1e-15).all()
+    ci_l, ci_r, lfc = eff.layers["CI.L"], eff.layers["CI.R"], eff.layers["logFC"]
+    assert (ci_l < lfc).all() and (lfc < ci_r).all()
+    assert (adj < 0.05).sum() > 0

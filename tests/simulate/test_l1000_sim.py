@@ -357,7 +357,7 @@ def test_sizes_for_invalid() -> None:
 
 
 def test_write(small: SimulatedL1000, tmp_path) -> None:
-    pytest.importorskip("perturbridge.io.gct", reason="perturbridge.io.gct is not available")
+    gct = pytest.importorskip("perturbridge.io.gct", reason="perturbridge.io.gct is not available")
     paths = small.write(tmp_path / "out", name="sim")
     assert paths["gctx"].name == "sim.gctx"
     for p in paths.values():
@@ -372,3 +372,8 @@ def test_write(small: SimulatedL1000, tmp_path) -> None:
     veh = (small.col_meta["pert_type"] == "ctl_vehicle").to_numpy()
     assert (samples["condition_id"][veh] == "").all()
     assert not list(tmp_path.glob("out/*.part"))
+    back = gct.read_gctx(paths["gctx"])
+    np.testing.assert_array_equal(back.data, small.data)
+    assert back.row_meta.index.tolist() == small.row_meta.index.tolist()
+    assert back.col_meta.index.tolist() == small.col_meta.index.tolist()
+    assert (back.col_meta["pert_dose"] == small.col_meta["pert_dose"]).all()

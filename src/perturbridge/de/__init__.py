@@ -2,9 +2,17 @@
 
 from ._ebayes import ebayes, squeeze_var
 from ._linear import contrasts_fit, fit_condition_plate, lm_fit
-from .limma import DEResult, ReplicateMode, condition_table, limma_trend
+from .limma import (
+    ContextDesign,
+    DEResult,
+    ReplicateMode,
+    condition_table,
+    limma_trend,
+    plan_contexts,
+)
 
 __all__ = [
+    "ContextDesign",
     "DEResult",
     "ReplicateMode",
     "condition_table",
@@ -13,5 +21,6 @@ __all__ = [
     "fit_condition_plate",
     "limma_trend",
     "lm_fit",
+    "plan_contexts",
     "squeeze_var",
 ]

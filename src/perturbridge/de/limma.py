@@ -11,7 +11,6 @@ The statistics are those of R limma (``lmFit`` → ``contrasts.fit`` → ``eBaye
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,12 +21,19 @@ from scipy import stats
 
 from ..ledger import Ledger
 from ..progress import track
-from ..schema import EFFECT_LAYERS, validate_effects, validate_samples
+from ..schema import EFFECT_LAYERS, EFFECT_OBS_COLUMNS, validate_effects, validate_samples
 from ._ebayes import ebayes
 from ._linear import fit_condition_plate
 from ._rstats import p_adjust_bh
 
-__all__ = ["DEResult", "ReplicateMode", "condition_table", "limma_trend"]
+__all__ = [
+    "ContextDesign",
+    "DEResult",
+    "ReplicateMode",
+    "condition_table",
+    "limma_trend",
+    "plan_contexts",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +82,123 @@ def condition_table(obs: pd.DataFrame, *, mode: ReplicateMode) -> pd.DataFrame:
     )
 
 
-def _iter_contexts(obs: pd.DataFrame) -> Iterator[tuple[tuple[str, str], np.ndarray]]:
-    groups = obs.groupby(["dataset", "cell_context"], observed=True, sort=True).indices
-    for key, idx in groups.items():
-        yield (str(key[0]), str(key[1])), np.sort(idx)
+@dataclass(frozen=True)
+class ContextDesign:
+    """The design of one fit (dataset × cell context), before any numbers are touched.
+
+    ``rows`` index the Samples in the fit; ``condition`` is their design label;
+    ``levels`` are the condition levels in design order (vehicle labels first, then
+    treated conditions, each sorted); ``plate_levels`` the plates (the first is the
+    reference); ``treated``/``control`` the contrasts; ``first_row`` the position (in
+    ``rows``) of a representative sample of each treated condition.
+    """
+
+    dataset: str
+    context: str
+    rows: np.ndarray
+    condition: np.ndarray
+    levels: pd.Index
+    plates: np.ndarray
+    plate_levels: np.ndarray
+    treated: pd.Index
+    control: np.ndarray
+    first_row: np.ndarray
+
+    @property
+    def condition_codes(self) -> np.ndarray:
+        return self.levels.get_indexer(self.condition)
+
+    @property
+    def plate_codes(self) -> np.ndarray:
+        return np.searchsorted(self.plate_levels, self.plates)
+
+
+def plan_contexts(
+    samples: ad.AnnData, *, mode: ReplicateMode
+) -> tuple[list[ContextDesign], Ledger]:
+    """Split Samples into one design per dataset × cell context.
+
+    Samples that are neither vehicle nor compound, and treated conditions without a
+    vehicle at their time in their context, go to the returned ledger.
+    """
+    obs = samples.obs
+    ledger = Ledger()
+    pt = obs["pert_type"].astype(str)
+    modelled = pt.isin(["compound", "vehicle"]).to_numpy()
+    if (~modelled).any():
+        ledger.drop(
+            obs.index[~modelled],
+            stage=STAGE,
+            reason="unsupported_pert_type",
+            detail=pt[~modelled].to_numpy(),
+        )
+    labels = condition_table(obs, mode=mode)
+    cond_all = labels["condition"].to_numpy()
+    ctl_all = labels["control_label"].to_numpy()
+    ctl_flag = labels["is_control"].to_numpy()
+    plates_all = obs["plate"].astype(str).to_numpy()
+    model_rows = np.flatnonzero(modelled)
+    groups = (
+        obs.iloc[model_rows].groupby(["dataset", "cell_context"], observed=True, sort=True).indices
+    )
+    designs = []
+    for (dataset, context), local in groups.items():
+        rows = model_rows[np.sort(local)]
+        cond, ctl_label, is_ctl = cond_all[rows], ctl_all[rows], ctl_flag[rows]
+        unmatched = ~is_ctl & ~np.isin(ctl_label, cond[is_ctl])
+        if unmatched.any():
+            lost = (
+                pd.DataFrame(
+                    {
+                        "condition": cond[unmatched],
+                        "control": ctl_label[unmatched],
+                        "sample": obs.index[rows[unmatched]].astype(str),
+                    }
+                )
+                .groupby("condition", sort=True)
+                .agg(control=("control", "first"), samples=("sample", ",".join))
+            )
+            ledger.drop(
+                lost.index,
+                stage=STAGE,
+                reason="no_matched_control",
+                detail=[
+                    f"{dataset}: no {c} wells; samples {smp}"
+                    for c, smp in zip(lost["control"], lost["samples"], strict=True)
+                ],
+            )
+            logger.warning(
+                "%s/%s: %d conditions without a matched vehicle", dataset, context, len(lost)
+            )
+            rows, cond, ctl_label, is_ctl = (
+                rows[~unmatched],
+                cond[~unmatched],
+                ctl_label[~unmatched],
+                is_ctl[~unmatched],
+            )
+        if not (~is_ctl).any():
+            continue
+        treated = pd.Index(np.unique(cond[~is_ctl]))
+        levels = pd.Index(np.unique(cond[is_ctl])).append(treated)
+        first_row = (
+            pd.Series(np.arange(len(cond))).groupby(cond).first().reindex(treated).to_numpy()
+        )
+        plates = plates_all[rows]
+        designs.append(
+            ContextDesign(
+                dataset=str(dataset),
+                context=str(context),
+                rows=rows,
+                condition=cond,
+                levels=levels,
+                plates=plates,
+                plate_levels=np.unique(plates),
+                treated=treated,
+                control=ctl_label[first_row],
+                first_row=first_row,
+            )
+        )
+    return designs, ledger
 
 
 def limma_trend(
@@ -142,28 +261,14 @@ def limma_trend(
             f"{[(samples.obs_names[i], samples.var_names[j]) for i, j in bad]})"
         )
     obs = samples.obs
-    ledger = Ledger()
-    pt = obs["pert_type"].astype(str)
-    modelled = pt.isin(["compound", "vehicle"]).to_numpy()
-    if (~modelled).any():
-        ledger.drop(
-            obs.index[~modelled],
-            stage=STAGE,
-            reason="unsupported_pert_type",
-            detail=pt[~modelled].to_numpy(),
-        )
-    labels = condition_table(obs, mode=mode)
+    obs = samples.obs
+    designs, ledger = plan_contexts(samples, mode=mode)
     blocks: list[tuple[pd.DataFrame, dict[str, np.ndarray]]] = []
-    contexts = list(_iter_contexts(obs.iloc[np.flatnonzero(modelled)]))
-    model_rows = np.flatnonzero(modelled)
-    for (dataset, context), local in track(contexts, description="limma-trend", enabled=progress):
-        rows = model_rows[local]
+    for design in track(designs, description="limma-trend", enabled=progress):
         out = _fit_context(
-            x[rows],
-            obs.iloc[rows],
-            labels.iloc[rows],
-            dataset=dataset,
-            context=context,
+            x[design.rows],
+            obs.iloc[design.rows],
+            design,
             mode=mode,
             robust=robust,
             trend=trend,
@@ -192,10 +297,8 @@ def limma_trend(
 def _fit_context(
     x: np.ndarray,
     obs: pd.DataFrame,
-    labels: pd.DataFrame,
+    design: ContextDesign,
     *,
-    dataset: str,
-    context: str,
     mode: ReplicateMode,
     robust: bool,
     trend: bool,
@@ -203,67 +306,28 @@ def _fit_context(
     chunk_size: int,
     ledger: Ledger,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]] | None:
-    cond = labels["condition"].to_numpy()
-    ctl_label = labels["control_label"].to_numpy()
-    is_ctl = labels["is_control"].to_numpy()
-    vehicles = set(cond[is_ctl])
-    # treated samples whose time has no vehicle in this context → ledger, out of the fit
-    unmatched = ~is_ctl & ~np.isin(ctl_label, list(vehicles))
-    if unmatched.any():
-        lost = (
-            pd.DataFrame(
-                {
-                    "condition": cond[unmatched],
-                    "control": ctl_label[unmatched],
-                    "sample": obs.index[unmatched].astype(str),
-                }
-            )
-            .groupby("condition", sort=True)
-            .agg(control=("control", "first"), samples=("sample", ",".join))
-        )
-        ledger.drop(
-            lost.index,
-            stage=STAGE,
-            reason="no_matched_control",
-            detail=[
-                f"{dataset}: no {c} wells; samples {smp}"
-                for c, smp in zip(lost["control"], lost["samples"], strict=True)
-            ],
-        )
-        logger.warning(
-            "%s/%s: %d conditions without a matched vehicle", dataset, context, len(lost)
-        )
-    keep = ~unmatched
-    if not (keep & ~is_ctl).any():
-        return None
-    x, obs = x[keep], obs.iloc[np.flatnonzero(keep)]
-    cond, ctl_label, is_ctl = cond[keep], ctl_label[keep], is_ctl[keep]
-    levels = pd.Index(sorted(set(cond[is_ctl]))).append(pd.Index(sorted(set(cond[~is_ctl]))))
-    cond_code = levels.get_indexer(cond)
-    plates = obs["plate"].astype(str).to_numpy()
-    plate_levels = np.unique(plates)
-    plate_code = np.searchsorted(plate_levels, plates)
+    """Fit one context; returns contrast metadata and layers (contrasts × genes)."""
+    dataset, context = design.dataset, design.context
     fit = fit_condition_plate(
         x,
-        cond_code,
-        plate_code,
-        n_conditions=len(levels),
-        n_plates=len(plate_levels),
+        design.condition_codes,
+        design.plate_codes,
+        n_conditions=len(design.levels),
+        n_plates=len(design.plate_levels),
         chunk_size=chunk_size,
     )
-    treated_levels = levels[len(set(cond[is_ctl])) :]
-    first = pd.Series(np.arange(len(cond))).groupby(cond_code).first()
-    t_idx = levels.get_indexer(treated_levels)
-    c_idx = levels.get_indexer(ctl_label[first[t_idx].to_numpy()])
     if fit.df_residual <= 0:
         ledger.drop(
-            treated_levels,
+            design.treated,
             stage=STAGE,
             reason="not_estimable",
             detail=f"{dataset}/{context}: no residual degrees of freedom "
-            f"({len(cond)} samples, {len(levels)} conditions, {len(plate_levels)} plates)",
+            f"({len(design.rows)} samples, {len(design.levels)} conditions, "
+            f"{len(design.plate_levels)} plates)",
         )
         return None
+    t_idx = design.levels.get_indexer(design.treated)
+    c_idx = design.levels.get_indexer(design.control)
     logfc, su = fit.contrast(t_idx, c_idx)
     ngenes = x.shape[1]
     su_mat = np.broadcast_to(su, (ngenes, su.size))
@@ -292,7 +356,7 @@ def _fit_context(
         "B": eb.lods,
         "stdev.unscaled": su_mat,
     }
-    rep = obs.iloc[first[t_idx].to_numpy()]
+    rep = obs.iloc[design.first_row]
     n_per = fit.n_per_condition
     meta = pd.DataFrame(
         {
@@ -305,19 +369,21 @@ def _fit_context(
             "pubchem_cid": rep["pubchem_cid"].to_numpy(),
             "pert_dose_uM": rep["pert_dose_uM"].to_numpy(dtype=float),
             "pert_time_h": rep["pert_time_h"].to_numpy(dtype=float),
-            "replicate": rep["replicate"].astype(object).to_numpy() if mode == "separate" else None,
-            "control_label": levels[c_idx].to_numpy(),
+            "replicate": (
+                rep["replicate"].astype(object).to_numpy() if mode == "separate" else None
+            ),
+            "control_label": design.control,
             "n_treated": n_per[t_idx].astype(int),
             "n_control": n_per[c_idx].astype(int),
             "df_residual": fit.df_residual,
-            "n_plates": len(plate_levels),
+            "n_plates": len(design.plate_levels),
             "n_plate_columns_not_estimable": int((~fit.plate_estimable).sum()),
         },
-        index=pd.Index(treated_levels.to_numpy(dtype=str), name="contrast"),
+        index=pd.Index(design.treated.to_numpy(dtype=str), name="contrast"),
     )
     if mode == "separate":
         meta["sample_id"] = rep.index.to_numpy(dtype=str)
-    ledger.keep(treated_levels, stage=STAGE, detail=f"{dataset}/{context}")
+    ledger.keep(design.treated, stage=STAGE, detail=f"{dataset}/{context}")
     return meta, {k: np.ascontiguousarray(v.T) for k, v in layers.items()}
 
 
@@ -330,7 +396,13 @@ def _assemble(
 ) -> ad.AnnData:
     var = samples.var.copy()
     if not blocks:
-        obs = pd.DataFrame(index=pd.Index([], name="contrast", dtype=str))
+        obs = pd.DataFrame(
+            {
+                c.name: pd.Series(dtype=float if c.kind == "float" else object)
+                for c in EFFECT_OBS_COLUMNS
+            },
+            index=pd.Index([], name="contrast", dtype=str),
+        )
         layers = {k: np.zeros((0, samples.n_vars)) for k in EFFECT_LAYERS}
     else:
         obs = pd.concat([b[0] for b in blocks])

@@ -138,26 +138,32 @@ def _infer_column(values: Sequence[str]) -> np.ndarray:
     """Type a metadata field given as text: ``int64``, ``float64`` or ``str`` (object).
 
     All integer literals and no missing value -> ``int64``; all numbers, missing values
-    allowed -> ``float64``; else ``object`` with ``str`` values and ``NaN`` where missing.
+    allowed -> ``float64``; else ``object`` with the ``str`` values as read and ``NaN``
+    where missing. Leading zeros are not kept in numbers (``"007"`` reads as ``7``).
     """
     stripped = [v.strip() for v in values]
     missing = np.fromiter((s in MISSING_TOKENS for s in stripped), dtype=bool, count=len(values))
+    if not _all_numbers(stripped, missing):
+        text = np.array(list(values), dtype=object)
+        text[missing] = np.nan
+        return text
     present = [s for s, m in zip(stripped, missing, strict=True) if not m]
-    # Most text fields fail on their first value, so test it before scanning the rest.
-    if (not present or _FLOAT_RE.fullmatch(present[0])) and all(
-        _FLOAT_RE.fullmatch(s) for s in present
-    ):
-        if present and not missing.any() and all(_INT_RE.fullmatch(s) for s in present):
-            try:
-                return np.array([int(s) for s in present], dtype=np.int64)
-            except OverflowError:
-                pass  # beyond int64: fall through to float64
-        out = np.full(len(values), np.nan)
-        out[~missing] = np.array(present, dtype=np.float64)
-        return out
-    text = np.array(list(values), dtype=object)
-    text[missing] = np.nan
-    return text
+    if present and not missing.any() and all(_INT_RE.fullmatch(s) for s in present):
+        try:
+            return np.array([int(s) for s in present], dtype=np.int64)
+        except OverflowError:
+            pass  # beyond int64: read as float64
+    out = np.full(len(values), np.nan)
+    out[~missing] = np.array(present, dtype=np.float64)
+    return out
+
+
+def _all_numbers(stripped: list[str], missing: np.ndarray) -> bool:
+    # Text fields usually fail on their first value, so that value is tested first.
+    first = int(np.argmin(missing)) if len(missing) else 0
+    if len(missing) and not missing[first] and not _FLOAT_RE.fullmatch(stripped[first]):
+        return False
+    return all(m or _FLOAT_RE.fullmatch(s) for s, m in zip(stripped, missing, strict=True))
 
 
 def _meta_frame(ids: pd.Index, fields: list[tuple[str, np.ndarray]]) -> pd.DataFrame:
@@ -166,12 +172,12 @@ def _meta_frame(ids: pd.Index, fields: list[tuple[str, np.ndarray]]) -> pd.DataF
     return frame
 
 
-def _duplicates(values: Sequence[str] | pd.Index) -> list[str]:
+def _duplicates(values: Sequence[Any] | pd.Index | np.ndarray) -> list[str]:
     index = pd.Index(values)
     return [str(v) for v in index[index.duplicated()].unique()[:_SHOW]]
 
 
-def _check_unique(source: str, what: str, values: Sequence[str] | pd.Index) -> None:
+def _check_unique(source: str, what: str, values: Sequence[Any] | pd.Index) -> None:
     dups = _duplicates(values)
     if dups:
         raise FormatError(f"{source}: duplicate {what}; first duplicated: {dups}")
@@ -304,8 +310,7 @@ class GCTXFile:
             self._h5 = h5py.File(self.path, "r", rdcc_nbytes=_CHUNK_CACHE_BYTES)
         except OSError as err:
             raise FormatError(
-                f"{self.source}: cannot open as GCTX: file is truncated or not an HDF5 file "
-                f"({err})"
+                f"{self.source}: cannot open as GCTX: file is truncated or not an HDF5 file ({err})"
             ) from err
         try:
             self._validate()
@@ -420,8 +425,9 @@ class GCTXFile:
         available = [k for k in group if k != "id"]
         for k in available:
             if not isinstance(group[k], h5py.Dataset):
-                logger.warning("%s: /%s/%s is a group, not a metadata field; skipped", src,
-                               where, k)
+                logger.warning(
+                    "%s: /%s/%s is a group, not a metadata field; skipped", src, where, k
+                )
         available = [k for k in available if isinstance(group[k], h5py.Dataset)]
         if fields is None:
             names = available
@@ -686,8 +692,7 @@ def _parse_gct(fh: IO[str], src: str, rows: Ids, cols: Ids) -> GCT:
     version = first[1].split("\t")[0].strip()
     if version not in ("#1.2", "#1.3"):
         raise FormatError(
-            f"{src}: line 1: expected a GCT version line '#1.2' or '#1.3', "
-            f"found {first[1][:40]!r}"
+            f"{src}: line 1: expected a GCT version line '#1.2' or '#1.3', found {first[1][:40]!r}"
         )
     n_dims = 4 if version == "#1.3" else 2
     dims_line = next(lines, None)
@@ -746,8 +751,10 @@ def _parse_gct(fh: IO[str], src: str, rows: Ids, cols: Ids) -> GCT:
         raise TypeError(f"rows= must be a sequence of ids, not the single string {rows!r}")
     wanted = None if rows is None else {str(r): i for i, r in enumerate(rows)}
     if wanted is not None and len(wanted) != len(rows or ()):
-        raise ValueError(f"requested row ids must be unique; first repeated: "
-                         f"{_duplicates([str(r) for r in rows or ()])}")
+        raise ValueError(
+            f"requested row ids must be unique; first repeated: "
+            f"{_duplicates([str(r) for r in rows or ()])}"
+        )
     n_keep = n_rows if wanted is None else len(wanted)
     n_out_cols = n_cols if cpos is None else len(cpos)
     data = np.empty((n_keep, n_out_cols), dtype=np.float64)
@@ -781,10 +788,20 @@ def _parse_gct(fh: IO[str], src: str, rows: Ids, cols: Ids) -> GCT:
             values = _parse_values(fields[1 + n_rm :], src, lineno, col_ids, 2 + n_rm)
             data[target] = values if cpos is None else values[cpos]
     if len(row_ids) != n_rows:
-        raise FormatError(
-            f"{src}: declared {n_rows} rows in line 2, but found {len(row_ids)} data lines; "
-            "the header counts disagree with the body (truncated file?)"
+        msg = (
+            f"{src}: declared {n_rows} rows in line 2, but found {len(row_ids)} data lines "
+            f"after the {n_cm} declared column-metadata lines; the header counts disagree "
+            "with the body"
         )
+        body = n_cm + len(row_ids)
+        if n_cm and n_rows <= body:
+            msg += (
+                f" (if {n_rows} rows is right, the file has {body - n_rows} "
+                f"column-metadata lines, not {n_cm})"
+            )
+        else:
+            msg += " (truncated file?)"
+        raise FormatError(msg)
     all_rows = pd.Index(row_ids, dtype=object, name="id")
     _check_unique(src, "row ids", all_rows)
     rpos = _resolve(all_rows, rows, None, axis="row", source=src)
@@ -897,9 +914,7 @@ def _text_cells(values: np.ndarray) -> list[str]:
 
 def _float_cells(row: np.ndarray) -> list[str]:
     """Data values as text that reads back exactly in the row's own precision."""
-    cells = (
-        [str(v) for v in row] if row.dtype == np.float32 else [repr(v) for v in row.tolist()]
-    )
+    cells = [str(v) for v in row] if row.dtype == np.float32 else [repr(v) for v in row.tolist()]
     return [_MISSING_OUT if c == "nan" else c for c in cells]
 
 
@@ -959,19 +974,19 @@ def write_gctx(
     row_fields = [(str(c), _typed_field(row_meta[c])) for c in row_meta.columns]
     col_fields = [(str(c), _typed_field(col_meta[c])) for c in col_meta.columns]
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as h5:
-            h5.attrs["version"] = np.bytes_(_GCTX_VERSION)
-            h5.attrs["creator"] = np.bytes_(f"perturbridge {__version__}")
-            _write_matrix(h5, arr, chunk_cols, compression)
-            _write_meta(h5, "row", row_ids, row_fields, compression)
-            _write_meta(h5, "col", col_ids, col_fields, compression)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.attrs["version"] = np.bytes_(_GCTX_VERSION)
+        h5.attrs["creator"] = np.bytes_(f"perturbridge {__version__}")
+        _write_matrix(h5, arr, chunk_cols, compression)
+        _write_meta(h5, "row", row_ids, row_fields, compression)
+        _write_meta(h5, "col", col_ids, col_fields, compression)
     logger.debug("wrote GCTX %s, %d x %d", path, n_rows, n_cols)
     return path
 
 
-def _write_matrix(h5: h5py.File, arr: np.ndarray, chunk_cols: int | None, compression: str | None
-                  ) -> None:
+def _write_matrix(
+    h5: h5py.File, arr: np.ndarray, chunk_cols: int | None, compression: str | None
+) -> None:
     n_rows, n_cols = arr.shape
     opts: dict[str, Any] = {}
     if arr.size:

@@ -444,8 +444,10 @@ def simulate_l1000(
     Examples
     --------
     >>> sim = simulate_l1000(n_genes=50, n_compounds=4, n_replicates=2, seed=1)
-    >>> sim.data.shape[0], sim.truth_logfc.shape
-    (50, (78, 50))
+    >>> sim.data.shape  # 3 cells x 2 times x 2 replicates x (4 x 6 + 24 + 4) wells
+    (50, 624)
+    >>> sim.truth_logfc.shape  # 3 cells x 2 times x (4 compounds x 6 doses + 1 poscon)
+    (150, 50)
     """
     _check_layout(n_vehicle_per_plate, n_poscon_per_plate, wells_per_plate)
     _check_inputs(

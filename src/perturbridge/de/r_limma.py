@@ -1,0 +1,107 @@
+"""Run the same limma-trend analysis through R limma (optional; needs ``Rscript``).
+
+perturbridge never needs R. This module exists for the tests (R is the oracle every
+ported statistic is checked against), the benchmarks, and users who must cite R: it
+writes each context's data and design to a folder, runs ``r/limma_trend.R`` and reads
+the results back in the Effects orientation.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from .limma import ContextDesign
+
+__all__ = ["R_LAYERS", "RResult", "r_limma_status", "run_r_limma_trend"]
+
+#: Layers as R's topTable names them, plus stdev.unscaled.
+R_LAYERS: tuple[str, ...] = (
+    "logFC", "t", "P.Value", "adj.P.Val", "CI.L", "CI.R", "AveExpr", "B", "stdev.unscaled",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RResult:
+    """R's layers (contrasts × genes, rows in ``design.treated`` order) and timings (s)."""
+
+    layers: dict[str, np.ndarray]
+    timings: dict[str, float]
+
+
+def r_limma_status() -> str | None:
+    """``None`` when ``Rscript`` with limma and statmod works, else the reason it does not."""
+    if shutil.which("Rscript") is None:
+        return "Rscript not found (Debian: r-base-core r-bioc-limma r-cran-statmod)"
+    proc = subprocess.run(
+        ["Rscript", "-e", "suppressMessages({library(limma); library(statmod)})"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        return f"R packages limma/statmod missing: {proc.stderr.strip()[:200]}"
+    return None
+
+
+def write_r_inputs(x: np.ndarray, design: ContextDesign, workdir: Path) -> None:
+    """Write one context (``x``: its samples × genes) in the layout the R script reads."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    np.savetxt(workdir / "expr.txt", np.asarray(x, dtype=float).T, fmt="%.17g")
+    with open(workdir / "samples.tsv", "w") as fh:
+        fh.write("condition\tplate\n")
+        fh.writelines(f"{c}\t{p}\n" for c, p in zip(design.condition, design.plates, strict=True))
+    (workdir / "levels.txt").write_text("\n".join(design.levels) + "\n")
+    (workdir / "plates.txt").write_text("\n".join(design.plate_levels) + "\n")
+    with open(workdir / "contrasts.tsv", "w") as fh:
+        fh.write("treated\tcontrol\n")
+        fh.writelines(f"{t}\t{c}\n" for t, c in zip(design.treated, design.control, strict=True))
+
+
+def run_r_limma_trend(
+    x: np.ndarray,
+    design: ContextDesign,
+    *,
+    workdir: Path,
+    how: Literal["all", "per_contrast"] = "all",
+) -> RResult:
+    """R ``lmFit`` → ``contrasts.fit`` → ``eBayes(trend=TRUE, robust=TRUE)`` → ``topTable``.
+
+    Parameters
+    ----------
+    x
+        The context's samples × genes log expression (``samples.X[design.rows]``).
+    design
+        From :func:`~perturbridge.de.limma.plan_contexts`.
+    workdir
+        Folder for the exchange files.
+    how
+        ``"all"``: all contrasts in one ``contrasts.fit`` + ``eBayes`` (R at its best);
+        ``"per_contrast"``: one call per contrast (how the published pipeline ran).
+    """
+    why = r_limma_status()
+    if why is not None:
+        raise RuntimeError(why)
+    write_r_inputs(x, design, workdir)
+    script = resources.files("perturbridge.de").joinpath("r/limma_trend.R")
+    with resources.as_file(script) as path:
+        proc = subprocess.run(
+            ["Rscript", str(path), str(workdir), how],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if proc.returncode != 0:
+        raise RuntimeError(f"R limma failed:\n{proc.stderr[-2000:]}")
+    layers = {name: np.loadtxt(workdir / f"R_{name}.txt", ndmin=2).T for name in R_LAYERS}
+    timings = {}
+    for line in (workdir / "timings.tsv").read_text().splitlines()[1:]:
+        step, sec = line.split("\t")
+        timings[step] = float(sec)
+    return RResult(layers, timings)
