@@ -9,7 +9,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .schema import SAMPLE_COLUMNS, ValueKind, validate_samples
+from .schema import SAMPLE_COLUMNS, ValueKind, check_unique_index, validate_samples
 
 __all__ = ["build_samples", "coerce_obs"]
 
@@ -62,6 +62,8 @@ def build_samples(
     provenance
         Stored in ``uns["perturbridge"]["provenance"]``.
     """
+    check_unique_index(pd.Index(obs.index.astype(str)), what="sample", where=f"{where} obs")
+    check_unique_index(pd.Index(var.index.astype(str)), what="gene", where=f"{where} var")
     adata = ad.AnnData(X=x, obs=coerce_obs(obs), var=var.copy())
     adata.var.index = adata.var.index.astype(str)
     adata.uns["perturbridge"] = {

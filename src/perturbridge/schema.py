@@ -34,6 +34,7 @@ __all__ = [
     "PERT_TYPES",
     "SAMPLE_COLUMNS",
     "Column",
+    "check_unique_index",
     "empty_samples_obs",
     "validate_effects",
     "validate_samples",
@@ -167,11 +168,15 @@ def _check_rows(df: pd.DataFrame, mask: np.ndarray, column: str, rule: str, wher
     if mask.any():
         rows = df.index[mask]
         vals = df[column].to_numpy()[mask]
-        shown = [f"{r}={v!r}" for r, v in zip(_first(rows), _first(vals), strict=False)]
+        shown = [
+            f"{r}={(v.item() if isinstance(v, np.generic) else v)!r}"
+            for r, v in zip(_first(rows), _first(vals), strict=False)
+        ]
         raise SchemaError(column, rule, shown, where=where)
 
 
-def _check_index(index: pd.Index, *, what: str, where: str) -> None:
+def check_unique_index(index: pd.Index, *, what: str, where: str) -> None:
+    """Raise :class:`SchemaError` if ``index`` has repeated or missing ids."""
     dup = index.duplicated(keep=False)
     if dup.any():
         raise SchemaError(
@@ -182,7 +187,7 @@ def _check_index(index: pd.Index, *, what: str, where: str) -> None:
 
 
 def _check_var(var: pd.DataFrame, *, where: str) -> None:
-    _check_index(var.index, what="gene", where=f"{where} var")
+    check_unique_index(var.index, what="gene", where=f"{where} var")
     if "symbol" not in var.columns:
         raise SchemaError("symbol", "var must have a 'symbol' column", where=f"{where} var")
 
@@ -203,7 +208,7 @@ def validate_samples(adata: ad.AnnData, *, where: str = "Samples") -> None:
         Naming the column, the rule and the first offending rows.
     """
     obs = adata.obs
-    _check_index(obs.index, what="sample", where=f"{where} obs")
+    check_unique_index(obs.index, what="sample", where=f"{where} obs")
     for col in SAMPLE_COLUMNS:
         _check_column(obs, col, where=f"{where} obs")
     pt = obs["pert_type"].astype(str).to_numpy()
@@ -238,7 +243,7 @@ def validate_samples(adata: ad.AnnData, *, where: str = "Samples") -> None:
 
 def validate_effects(adata: ad.AnnData, *, where: str = "Effects") -> None:
     """Check that ``adata`` follows the Effects schema (see :func:`validate_samples`)."""
-    _check_index(adata.obs.index, what="contrast", where=f"{where} obs")
+    check_unique_index(adata.obs.index, what="contrast", where=f"{where} obs")
     for col in EFFECT_OBS_COLUMNS:
         _check_column(adata.obs, col, where=f"{where} obs")
     _check_var(adata.var, where=where)

@@ -51,6 +51,14 @@ def p_adjust_bh(p: ArrayLike) -> FloatArray:
     Works along the last axis, so a matrix is adjusted row by row.
     """
     p = np.asarray(p, dtype=float)
+    if p.ndim > 1 and not np.isnan(p).any():
+        n = p.shape[-1]
+        o = np.argsort(-p, axis=-1, kind="stable")  # decreasing, per row
+        i = np.arange(n, 0, -1, dtype=float)
+        adj = np.minimum.accumulate(n / i * np.take_along_axis(p, o, axis=-1), axis=-1)
+        out = np.empty_like(p)
+        np.put_along_axis(out, o, np.minimum(1.0, adj), axis=-1)
+        return out
     if p.ndim > 1:
         return np.apply_along_axis(p_adjust_bh, -1, p)
     out = np.full(p.shape, np.nan)

@@ -968,7 +968,8 @@ def write_gctx(
     arr, row_ids, col_ids = _check_inputs(data, row_meta, col_meta)
     if compression not in ("gzip", "lzf", None):
         raise ValueError(f"compression must be 'gzip', 'lzf' or None, found {compression!r}")
-    if chunk_cols is not None and (not isinstance(chunk_cols, int) or chunk_cols < 1):
+    integral = isinstance(chunk_cols, int | np.integer) and not isinstance(chunk_cols, bool)
+    if chunk_cols is not None and (not integral or chunk_cols < 1):
         raise ValueError(f"chunk_cols must be a positive integer or None, found {chunk_cols!r}")
     n_rows, n_cols = arr.shape
     row_fields = [(str(c), _typed_field(row_meta[c])) for c in row_meta.columns]
@@ -990,7 +991,7 @@ def _write_matrix(
     n_rows, n_cols = arr.shape
     opts: dict[str, Any] = {}
     if arr.size:
-        step = min(n_cols, chunk_cols or _default_chunk_cols(n_rows, n_cols, arr.itemsize))
+        step = min(n_cols, int(chunk_cols or _default_chunk_cols(n_rows, n_cols, arr.itemsize)))
         opts = {"chunks": (step, n_rows), "compression": compression}
     ds = h5.create_dataset(_MATRIX, shape=(n_cols, n_rows), dtype=arr.dtype, **opts)
     # Transpose in blocks of samples so that no full transposed copy is made.

@@ -1,0 +1,62 @@
+"""The structured ~0 + condition + plate fit equals the general least-squares fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perturbridge.de._linear import contrasts_fit, fit_condition_plate, lm_fit
+
+
+def design(cond, plate, k, q):
+    x = np.zeros((cond.size, k + q - 1))
+    x[np.arange(cond.size), cond] = 1
+    for j in range(1, q):
+        x[plate == j, k + j - 1] = 1
+    return x
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_structured_equals_general(seed):
+    rng = np.random.default_rng(seed)
+    n, k, q, g = 120, 15, 5, 40
+    cond = rng.integers(0, k, n)
+    cond[:k] = np.arange(k)
+    plate = rng.integers(0, q, n)
+    y = rng.normal(size=(n, g)) + rng.normal(size=g)
+    gen = lm_fit(y, design(cond, plate, k, q))
+    fast = fit_condition_plate(y, cond, plate, chunk_size=7)
+    assert gen.df_residual == fast.df_residual
+    np.testing.assert_allclose(gen.coefficients[:, :k], fast.coef_condition, atol=1e-12)
+    np.testing.assert_allclose(gen.sigma, fast.sigma, rtol=1e-12)
+    np.testing.assert_allclose(gen.amean, fast.amean, rtol=1e-14)
+    treated, control = np.arange(3, k), np.zeros(k - 3, dtype=int)
+    cmat = np.zeros((k + q - 1, treated.size))
+    cmat[treated, np.arange(treated.size)] = 1
+    cmat[control, np.arange(treated.size)] -= 1
+    e1, s1 = contrasts_fit(gen, cmat)
+    e2, s2 = fast.contrast(treated, control)
+    np.testing.assert_allclose(e1, e2, atol=1e-12)
+    np.testing.assert_allclose(s1, s2, rtol=1e-12)
+
+
+def test_confounded_plate_is_dropped_like_r():
+    """Plate 2 holds only condition 4, which occurs nowhere else: its column is not
+    estimable, and both paths drop it (R's lm.fit reports NA for it)."""
+    rng = np.random.default_rng(3)
+    cond = np.array([0, 0, 1, 1, 2, 2, 3, 3, 0, 1, 2, 3, 4, 4])
+    plate = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
+    y = rng.normal(size=(cond.size, 6))
+    gen = lm_fit(y, design(cond, plate, 5, 3))
+    fast = fit_condition_plate(y, cond, plate)
+    assert gen.estimable.tolist() == [True] * 6 + [False]
+    assert fast.plate_estimable.tolist() == [True, False]
+    assert np.isnan(gen.coefficients[:, -1]).all()
+    np.testing.assert_allclose(gen.coefficients[:, :5], fast.coef_condition, atol=1e-12)
+    with pytest.raises(ValueError, match="non-estimable"):
+        contrasts_fit(gen, np.eye(7)[:, [6]])
+
+
+def test_conditions_without_samples_are_rejected():
+    with pytest.raises(ValueError, match="conditions without samples"):
+        fit_condition_plate(np.zeros((3, 2)), np.array([0, 0, 2]), np.zeros(3, int))
