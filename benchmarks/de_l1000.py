@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import tempfile
@@ -38,18 +39,28 @@ from perturbridge.sources import read_l1000
 
 
 def _r_blas() -> str:
-    proc = subprocess.run(["Rscript", "-e", "cat(extSoftVersion()[['BLAS']])"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["Rscript", "-e", "cat(extSoftVersion()[['BLAS']])"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return proc.stdout.strip() or "unknown"
 
 
 def _subset(design: ContextDesign, k: int) -> ContextDesign:
     """The same fit with only the first ``k`` contrasts."""
     return ContextDesign(
-        dataset=design.dataset, context=design.context, rows=design.rows,
-        condition=design.condition, levels=design.levels, plates=design.plates,
-        plate_levels=design.plate_levels, treated=design.treated[:k],
-        control=design.control[:k], first_row=design.first_row[:k],
+        dataset=design.dataset,
+        context=design.context,
+        rows=design.rows,
+        condition=design.condition,
+        levels=design.levels,
+        plates=design.plates,
+        plate_levels=design.plate_levels,
+        treated=design.treated[:k],
+        control=design.control[:k],
+        first_row=design.first_row[:k],
     )
 
 
@@ -65,8 +76,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
-        sim = simulate_l1000(n_genes=args.n_genes, seed=args.seed,
-                             **sizes_for(args.n_samples, args.n_conditions))
+        sim = simulate_l1000(
+            n_genes=args.n_genes, seed=args.seed, **sizes_for(args.n_samples, args.n_conditions)
+        )
         files = sim.write(tmpdir / "sim")
         samples = read_l1000(files["gctx"], inst_info=files["inst_info"]).samples
         x = np.asarray(samples.X, dtype=float)
@@ -78,11 +90,14 @@ def main() -> None:
 
         out: dict = {
             "benchmark": "de_l1000",
-            "input": {"samples": int(samples.n_obs), "genes": int(samples.n_vars),
-                      "contrasts": int(res.effects.n_obs), "contexts": len(designs),
-                      "coefficients_per_fit": [len(d.levels) + len(d.plate_levels) - 1
-                                               for d in designs]},
-            "machine": {"python": platform.python_version(), "cpu_count": __import__("os").cpu_count()},
+            "input": {
+                "samples": int(samples.n_obs),
+                "genes": int(samples.n_vars),
+                "contrasts": int(res.effects.n_obs),
+                "contexts": len(designs),
+                "coefficients_per_fit": [len(d.levels) + len(d.plate_levels) - 1 for d in designs],
+            },
+            "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count()},
             "perturbridge_s": round(t_ours, 3),
         }
         why = r_limma_status()
@@ -101,14 +116,23 @@ def main() -> None:
                     r_parts[k] += r.timings[k]
                 r_total += sum(r.timings[k] for k in r_parts)
                 block = eff[(eff.obs["cell_context"] == d.context).to_numpy()]
-                worst["logFC_abs"] = max(worst["logFC_abs"], float(np.max(np.abs(
-                    block.layers["logFC"] - r.layers["logFC"]))))
-                worst["t_rel"] = max(worst["t_rel"], float(np.max(np.abs(
-                    block.layers["t"] - r.layers["t"]) / np.abs(r.layers["t"]))))
-                worst["P.Value_abs"] = max(worst["P.Value_abs"], float(np.max(np.abs(
-                    block.layers["P.Value"] - r.layers["P.Value"]))))
-                worst["B_abs"] = max(worst["B_abs"], float(np.max(np.abs(
-                    block.layers["B"] - r.layers["B"]))))
+                worst["logFC_abs"] = max(
+                    worst["logFC_abs"],
+                    float(np.max(np.abs(block.layers["logFC"] - r.layers["logFC"]))),
+                )
+                worst["t_rel"] = max(
+                    worst["t_rel"],
+                    float(
+                        np.max(np.abs(block.layers["t"] - r.layers["t"]) / np.abs(r.layers["t"]))
+                    ),
+                )
+                worst["P.Value_abs"] = max(
+                    worst["P.Value_abs"],
+                    float(np.max(np.abs(block.layers["P.Value"] - r.layers["P.Value"]))),
+                )
+                worst["B_abs"] = max(
+                    worst["B_abs"], float(np.max(np.abs(block.layers["B"] - r.layers["B"])))
+                )
             out["r_all_s"] = round(r_total, 3)
             out["r_all_parts_s"] = {k: round(v, 3) for k, v in r_parts.items()}
             out["speedup_vs_r_all"] = round(r_total / t_ours, 1)
@@ -117,8 +141,9 @@ def main() -> None:
         fit_s, per_contrast_s, n_sampled, n_total = 0.0, 0.0, 0, 0
         for i, d in enumerate(designs):
             k = min(args.per_contrast_sample, len(d.treated))
-            r = run_r_limma_trend(x[d.rows], _subset(d, k), workdir=tmpdir / f"pc{i}",
-                                  how="per_contrast")
+            r = run_r_limma_trend(
+                x[d.rows], _subset(d, k), workdir=tmpdir / f"pc{i}", how="per_contrast"
+            )
             fit_s += r.timings["lmFit"]
             per_contrast_s += r.timings["contrasts_fit_ebayes"] + r.timings["toptable"]
             n_sampled += k

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,33 +29,33 @@ def r_oracle() -> None:
         pytest.skip(why)
 
 
-def run_r(code: str, workdir: Path, **vectors) -> dict[str, "np.ndarray"]:
+def run_r(code: str, workdir: Path, **vectors) -> dict[str, np.ndarray]:
     """Run R ``code`` with numeric ``vectors`` bound by name; returns the R list ``out``.
 
     ``code`` must assign a named list of numeric vectors to ``out``.
     """
     import subprocess
 
-    import numpy as np
-
     workdir.mkdir(parents=True, exist_ok=True)
     loads = []
     for name, v in vectors.items():
-        np.savetxt(workdir / f"in_{name}.txt", np.atleast_1d(np.asarray(v, dtype=float)),
-                   fmt="%.17g")
+        np.savetxt(
+            workdir / f"in_{name}.txt", np.atleast_1d(np.asarray(v, dtype=float)), fmt="%.17g"
+        )
         loads.append(f'{name} <- scan("{workdir / f"in_{name}.txt"}", quiet = TRUE)')
-    script = "\n".join([
-        "suppressMessages({library(limma); library(statmod)})",
-        *loads,
-        code,
-        f'for (k in names(out)) write(format(out[[k]], digits = 17), '
-        f'file.path("{workdir}", paste0("out_", k, ".txt")), ncolumns = 1)',
-    ])
+    script = "\n".join(
+        [
+            "suppressMessages({library(limma); library(statmod)})",
+            *loads,
+            code,
+            f"for (k in names(out)) write(format(out[[k]], digits = 17), "
+            f'file.path("{workdir}", paste0("out_", k, ".txt")), ncolumns = 1)',
+        ]
+    )
     (workdir / "run.R").write_text(script)
-    proc = subprocess.run(["Rscript", str(workdir / "run.R")], capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        ["Rscript", str(workdir / "run.R")], capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr)
-    return {
-        p.stem[4:]: np.loadtxt(p, ndmin=1) for p in workdir.glob("out_*.txt")
-    }
+    return {p.stem[4:]: np.loadtxt(p, ndmin=1) for p in workdir.glob("out_*.txt")}

@@ -16,7 +16,11 @@ def test_keep_drop_summary_and_frame():
     assert tuple(df.columns) == LEDGER_COLUMNS
     assert len(led) == 6
     s = led.summary().set_index(["status", "reason"])["n"].to_dict()
-    assert s == {("kept", ""): 3, ("dropped", "missing_dose"): 2, ("dropped", "positive_control"): 1}
+    assert s == {
+        ("kept", ""): 3,
+        ("dropped", "missing_dose"): 2,
+        ("dropped", "positive_control"): 1,
+    }
     assert list(led.ids(status="dropped")) == ["d", "e", "f"]
     assert df.set_index("id").loc["f", "detail"] == "y"
 

@@ -16,8 +16,9 @@ def test_dose_units_to_uM():
 
 
 def test_time_units_to_hours():
-    np.testing.assert_allclose(time_to_h([24, 30, 2, 90], ["h", "min", "d", "m"]),
-                               [24, 0.5, 48, 1.5])
+    np.testing.assert_allclose(
+        time_to_h([24, 30, 2, 90], ["h", "min", "d", "m"]), [24, 0.5, 48, 1.5]
+    )
 
 
 def test_unknown_units_name_the_values_and_where():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -22,11 +23,19 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-ingest_app = typer.Typer(help="Read an upstream dataset into validated Samples.",
-                         no_args_is_help=True)
+ingest_app = typer.Typer(
+    help="Read an upstream dataset into validated Samples.", no_args_is_help=True
+)
 app.add_typer(ingest_app, name="ingest")
 console = Console(stderr=False)
 err_console = Console(stderr=True)
+
+
+class Mode(str, Enum):
+    """Replicate modes of the DE step."""
+
+    group = "group"
+    separate = "separate"
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -52,15 +61,23 @@ def _fail(err: Exception) -> None:
     raise typer.Exit(code=2) from err
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"perturbridge {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+        ),
+    ] = False,
 ) -> None:
     _setup_logging(verbose)
-    if version:
-        console.print(f"perturbridge {__version__}")
-        raise typer.Exit()
 
 
 @ingest_app.command("l1000")
@@ -104,8 +121,8 @@ def de(
     samples: Annotated[Path, typer.Argument(help="Samples .h5ad (log expression).")],
     out: Annotated[Path, typer.Option("--out", help="Effects .h5ad to write.")],
     mode: Annotated[
-        str, typer.Option(help="group: pool replicate wells; separate: one contrast per well.")
-    ] = "group",
+        Mode, typer.Option(help="group: pool replicate wells; separate: one contrast per well.")
+    ] = Mode.group,
     no_robust: Annotated[bool, typer.Option("--no-robust", help="eBayes without robust.")] = False,
     no_trend: Annotated[bool, typer.Option("--no-trend", help="eBayes without trend.")] = False,
 ) -> None:
@@ -120,13 +137,16 @@ def de(
     from .de import limma_trend
     from .io import write_h5ad
 
-    if mode not in ("group", "separate"):
-        _fail(ValueError(f"--mode must be 'group' or 'separate', got {mode!r}"))
     try:
         adata = ad.read_h5ad(samples)
         adata.uns.pop("ledger", None)
-        res = limma_trend(adata, mode=mode, robust=not no_robust, trend=not no_trend,  # type: ignore[arg-type]
-                          progress=True)
+        res = limma_trend(
+            adata,
+            mode=mode.value,
+            robust=not no_robust,
+            trend=not no_trend,
+            progress=True,
+        )
         res.effects.uns["ledger"] = res.ledger.to_frame()
         write_h5ad(res.effects, out)
     except (PerturbridgeError, ValueError, KeyError, FileNotFoundError) as err:
@@ -158,7 +178,9 @@ def demo(
     for k, v in res.metrics.items():
         table.add_row(k, f"{v:.3f}" if isinstance(v, float) else f"{v:,}")
     console.print(table)
-    console.print(f"files in {res.out_dir}/: " + ", ".join(sorted(p.name for p in res.files.values())))
+    console.print(
+        f"files in {res.out_dir}/: " + ", ".join(sorted(p.name for p in res.files.values()))
+    )
 
 
 @app.command("sources")
@@ -182,3 +204,7 @@ def sources() -> None:
 def main() -> None:
     """Entry point of the ``perturbridge`` command."""
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -61,18 +61,18 @@ class Ledger:
         reason: str,
         detail: str | Sequence[str],
     ) -> None:
-        ids = pd.Index(ids).astype(str)
-        if len(ids) == 0:
+        idx = pd.Index(ids).astype(str)
+        if len(idx) == 0:
             return
         det = np.asarray(detail, dtype=object)
         if det.ndim == 0:
-            det = np.full(len(ids), str(detail), dtype=object)
-        elif len(det) != len(ids):
-            raise ValueError(f"detail has {len(det)} entries for {len(ids)} ids")
+            det = np.full(len(idx), str(detail), dtype=object)
+        elif len(det) != len(idx):
+            raise ValueError(f"detail has {len(det)} entries for {len(idx)} ids")
         self._parts.append(
             pd.DataFrame(
                 {
-                    "id": ids.to_numpy(),
+                    "id": idx.to_numpy(),
                     "stage": stage,
                     "status": status,
                     "reason": reason,

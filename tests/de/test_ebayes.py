@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_r
 
+from conftest import run_r
 from perturbridge.de._ebayes import squeeze_var
 
 pytestmark = pytest.mark.r_oracle
@@ -35,10 +35,13 @@ def test_squeeze_var_matches_r(tmp_path: Path, r_oracle, variances, robust, tren
         f"robust = {'TRUE' if robust else 'FALSE'})\n"
         "out <- list(post = s$var.post, prior = rep_len(s$var.prior, length(var)), "
         "dfp = rep_len(s$df.prior, length(var)))",
-        tmp_path, var=var, amean=amean,
+        tmp_path,
+        var=var,
+        amean=amean,
     )
-    ours = squeeze_var(var, np.full(var.size, df), covariate=amean if trend else None,
-                       robust=robust)
+    ours = squeeze_var(
+        var, np.full(var.size, df), covariate=amean if trend else None, robust=robust
+    )
     np.testing.assert_allclose(ours.var_post, r["post"], rtol=1e-9)
     np.testing.assert_allclose(ours.var_prior, r["prior"], rtol=1e-9)
     np.testing.assert_allclose(ours.df_prior, r["dfp"], rtol=1e-8)

@@ -43,8 +43,17 @@ def synthetic_samples(
                         # unbalanced replicates: some conditions skip some plates / repeat
                         reps = int(rng.integers(0, 3))
                         rows += [(ctx, plate, f"cmp{c}", d, t, "compound")] * reps
-    obs = pd.DataFrame(rows, columns=["cell_context", "plate", "perturbagen", "pert_dose_uM",
-                                      "pert_time_h", "pert_type"])
+    obs = pd.DataFrame(
+        rows,
+        columns=[
+            "cell_context",
+            "plate",
+            "perturbagen",
+            "pert_dose_uM",
+            "pert_time_h",
+            "pert_type",
+        ],
+    )
     n = len(obs)
     obs.index = [f"s{i:05d}" for i in range(n)]
     obs["dataset"] = "synthetic"
@@ -56,7 +65,8 @@ def synthetic_samples(
     obs["is_control"] = obs["pert_type"] == "vehicle"
     effects = {
         (f"cmp{c}", d): rng.normal(0, 1, n_genes) * (rng.random(n_genes) < 0.1) * np.log10(d * 100)
-        for c in range(n_compounds) for d in doses
+        for c in range(n_compounds)
+        for d in doses
     }
     plate_eff = {p: rng.normal(0, 0.3, n_genes) for p in obs["plate"].unique()}
     x = base + rng.normal(size=(n, n_genes)) * sd
@@ -66,8 +76,10 @@ def synthetic_samples(
         x[i] += plate_eff[pl]
         if pert != "DMSO":
             x[i] += effects[(pert, dose)]
-    var = pd.DataFrame({"symbol": [f"G{j}" for j in range(n_genes)]},
-                       index=[str(10000 + j) for j in range(n_genes)])
+    var = pd.DataFrame(
+        {"symbol": [f"G{j}" for j in range(n_genes)]},
+        index=[str(10000 + j) for j in range(n_genes)],
+    )
     return build_samples(x, obs, var, value_kind="log_expression")
 
 
@@ -77,8 +89,9 @@ def r_parity(samples, mode, tmp_path, *, how="all"):
     designs, _ = plan_contexts(samples, mode=mode)
     assert designs, "nothing to compare"
     for i, design in enumerate(designs):
-        r = run_r_limma_trend(np.asarray(samples.X)[design.rows], design,
-                              workdir=tmp_path / f"ctx{i}", how=how)
+        r = run_r_limma_trend(
+            np.asarray(samples.X)[design.rows], design, workdir=tmp_path / f"ctx{i}", how=how
+        )
         block = res.effects[
             (res.effects.obs["dataset"] == design.dataset).to_numpy()
             & (res.effects.obs["cell_context"] == design.context).to_numpy()
@@ -94,8 +107,9 @@ def assert_parity(effects, r):
     rel_t = np.abs(ours["t"] - r["t"]) / np.maximum(np.abs(r["t"]), 1e-300)
     assert rel_t.max() <= 1e-6, rel_t.max()
     np.testing.assert_allclose(ours["P.Value"], r["P.Value"], rtol=0, atol=1e-8)
-    np.testing.assert_allclose(ours["adj.P.Value.within_one_contrast"], r["adj.P.Val"],
-                               rtol=0, atol=1e-8)
+    np.testing.assert_allclose(
+        ours["adj.P.Value.within_one_contrast"], r["adj.P.Val"], rtol=0, atol=1e-8
+    )
     for j in range(r["adj.P.Val"].shape[0]):
         ours_rank = pd.Series(ours["adj.P.Value.within_one_contrast"][j]).rank(method="min")
         r_rank = pd.Series(r["adj.P.Val"][j]).rank(method="min")
@@ -121,7 +135,6 @@ def test_synthetic_matches_r(tmp_path: Path, r_oracle, mode):
 def test_real_ljp005_plate_matches_r(tmp_path: Path, r_oracle, mode):
     """The real L1000 level 3 plate LJP005 (A375, 24 h), one plate: the plate term drops."""
     from conftest import shared_path
-
     from perturbridge.sources import read_l1000
 
     samples = read_l1000(shared_path("l1000_cmapPy", "test_l1000.gct")).samples
@@ -137,8 +150,13 @@ def test_real_ljp005_plate_matches_r(tmp_path: Path, r_oracle, mode):
 
 @pytest.mark.r_oracle
 def test_single_plate_and_no_matched_control(tmp_path: Path, r_oracle):
-    samples = synthetic_samples(seed=2, n_plates=1, vehicles_per_plate=6,
-                                contexts=("A375", "PC3"), drop_vehicle_at=(("PC3", 6.0),))
+    samples = synthetic_samples(
+        seed=2,
+        n_plates=1,
+        vehicles_per_plate=6,
+        contexts=("A375", "PC3"),
+        drop_vehicle_at=(("PC3", 6.0),),
+    )
     res = r_parity(samples, "group", tmp_path)
     led = res.ledger.to_frame()
     lost = led[led["reason"] == "no_matched_control"]
@@ -182,7 +200,7 @@ def test_rank_deficient_plate_column_matches_r(tmp_path: Path, r_oracle):
 def test_counts_are_refused():
     samples = synthetic_samples(seed=0, n_genes=20)
     samples.uns["perturbridge"]["value_kind"] = "counts"
-    with pytest.raises(ValueError, match="needs log expression.*voom"):
+    with pytest.raises(ValueError, match=r"needs log expression.*voom"):
         limma_trend(samples)
 
 
@@ -194,8 +212,9 @@ def test_non_finite_values_are_refused():
 
 
 def test_no_residual_df_goes_to_ledger():
-    samples = synthetic_samples(seed=0, n_genes=20, n_plates=1, vehicles_per_plate=1,
-                                times=(24.0,), n_compounds=4)
+    samples = synthetic_samples(
+        seed=0, n_genes=20, n_plates=1, vehicles_per_plate=1, times=(24.0,), n_compounds=4
+    )
     obs = samples.obs
     one_each = ~obs.duplicated(["perturbagen", "pert_dose_uM"]).to_numpy()
     res = limma_trend(samples[one_each].copy())  # every condition has one sample

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_r
 
+from conftest import run_r
 from perturbridge.de._rstats import (
     lowess,
     natural_spline_fit,
@@ -39,7 +39,9 @@ def test_lowess_matches_r(tmp_path: Path, r_oracle, data):
         "a <- lowess(x, y, f = 0.4, iter = 3); b <- lowess(x, y); "
         "c <- lowess(x, y, f = 0.1, iter = 0, delta = 0)\n"
         "out <- list(a = a$y, b = b$y, c = c$y, xs = a$x)",
-        tmp_path, x=x[perm], y=y[perm],
+        tmp_path,
+        x=x[perm],
+        y=y[perm],
     )
     xs, a = lowess(x[perm], y[perm], f=0.4, iter=3)
     np.testing.assert_allclose(xs, r["xs"], rtol=0, atol=1e-14)
@@ -57,15 +59,16 @@ def test_small_helpers_match_r(tmp_path: Path, r_oracle, data):
         " bh = p.adjust(p, 'BH'), tg = trigammaInverse(c(0.01, 0.5, 3, 50, 1e-7, 2e7)),"
         " ur = uniroot(function(v) v^3 - 2*v - 5, c(2, 3), tol = 1e-8)$root,"
         " ns = lm.fit(splines::ns(x, df = 4, intercept = TRUE), y)$fitted.values)",
-        tmp_path, x=x, y=y, p=p,
+        tmp_path,
+        x=x,
+        y=y,
+        p=p,
     )
     np.testing.assert_allclose(quantile7(y, [0.05, 0.5, 0.9]), r["q"], rtol=1e-14)
     assert trimmed_mean(y, 0.1) == pytest.approx(float(r["tm"][0]), rel=1e-14)
     np.testing.assert_allclose(p_adjust_bh(p), r["bh"], rtol=1e-13)
     np.testing.assert_allclose(p_adjust_bh(np.vstack([p, p[::-1]]))[1], r["bh"][::-1], rtol=1e-13)
-    np.testing.assert_allclose(
-        trigamma_inverse([0.01, 0.5, 3, 50, 1e-7, 2e7]), r["tg"], rtol=1e-12
-    )
+    np.testing.assert_allclose(trigamma_inverse([0.01, 0.5, 3, 50, 1e-7, 2e7]), r["tg"], rtol=1e-12)
     root = uniroot(lambda v: v**3 - 2 * v - 5, 2.0, 3.0, tol=1e-8)
     assert root == float(r["ur"][0])  # same algorithm, same steps, same float
     fitted, _ = natural_spline_fit(x, y, df=4)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import shared_path
 from typer.testing import CliRunner
 
+from conftest import shared_path
 from perturbridge.cli import app
 from perturbridge.errors import FormatError, SchemaError, UnitError
 from perturbridge.io import write_gctx
@@ -60,12 +61,14 @@ def test_real_plate_doses_times_and_identity(ljp005):
     assert var.loc["5720", "probe_id"] == "200814_at"
     assert ljp005.samples.n_vars == 978
     x = np.asarray(ljp005.samples.X)
-    assert 3 < x.min() and x.max() < 16  # level 3 log2 QNORM
+    assert x.min() > 3
+    assert x.max() < 16  # level 3 log2 QNORM
 
 
 def _sim_files(tmp_path: Path, **kw):
-    sim = simulate_l1000(n_genes=30, n_compounds=3, n_replicates=2, cell_lines=("A375",),
-                         times_h=(24,), seed=3, **kw)
+    sim = simulate_l1000(
+        n_genes=30, n_compounds=3, n_replicates=2, cell_lines=("A375",), times_h=(24,), seed=3, **kw
+    )
     return sim, sim.write(tmp_path)
 
 
@@ -116,7 +119,7 @@ def test_duplicate_sample_ids_are_an_error(tmp_path):
     info = pd.read_csv(files["inst_info"], sep="\t", dtype=str)
     info = pd.concat([info, info.iloc[[0]]])
     info.to_csv(tmp_path / "dup.tsv", sep="\t", index=False)
-    with pytest.raises(SchemaError, match=r"unique.*" + info["inst_id"].iloc[0].split(":")[0]):
+    with pytest.raises(SchemaError, match="unique.*" + re.escape(info["inst_id"].iloc[0])):
         read_l1000(files["gctx"], inst_info=tmp_path / "dup.tsv")
 
 
@@ -134,7 +137,7 @@ def test_gct_header_body_mismatch_is_a_format_error(tmp_path):
     lines = src.read_text().splitlines(keepends=True)
     bad = tmp_path / "short.gct"
     bad.write_text("".join(lines[:-1]))  # one data row fewer than the header says
-    with pytest.raises(FormatError, match="short.gct"):
+    with pytest.raises(FormatError, match=r"short\.gct"):
         read_l1000(bad)
 
 
@@ -151,8 +154,19 @@ runner = CliRunner()
 
 def test_cli_ingest_prints_ledger_and_writes(tmp_path):
     out = tmp_path / "samples.h5ad"
-    r = runner.invoke(app, ["ingest", "l1000", "--level3", str(shared_path(*PLATE)),
-                            "--out", str(out), "--ledger", str(tmp_path / "ledger.tsv")])
+    r = runner.invoke(
+        app,
+        [
+            "ingest",
+            "l1000",
+            "--level3",
+            str(shared_path(*PLATE)),
+            "--out",
+            str(out),
+            "--ledger",
+            str(tmp_path / "ledger.tsv"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "positive_control" in r.output and "23" in r.output
     assert out.exists()
@@ -164,8 +178,19 @@ def test_cli_bad_input_leaves_no_output(tmp_path):
     info = pd.read_csv(files["inst_info"], sep="\t", dtype=str).drop(columns=["pert_dose"])
     info.to_csv(tmp_path / "bad.tsv", sep="\t", index=False)
     out = tmp_path / "samples.h5ad"
-    r = runner.invoke(app, ["ingest", "l1000", "--level3", str(files["gctx"]),
-                            "--inst-info", str(tmp_path / "bad.tsv"), "--out", str(out)])
+    r = runner.invoke(
+        app,
+        [
+            "ingest",
+            "l1000",
+            "--level3",
+            str(files["gctx"]),
+            "--inst-info",
+            str(tmp_path / "bad.tsv"),
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 2
     assert "pert_dose" in r.output
     assert not out.exists()
