@@ -173,28 +173,47 @@ def test_cli_ingest_prints_ledger_and_writes(tmp_path):
     assert len(pd.read_csv(tmp_path / "ledger.tsv", sep="\t")) == 377
 
 
-def test_cli_bad_input_leaves_no_output(tmp_path):
+def _bad_inputs(tmp_path: Path, case: str) -> tuple[list[str], str]:
+    """CLI arguments for one kind of bad input, and a snippet the error must contain."""
     _, files = _sim_files(tmp_path)
-    info = pd.read_csv(files["inst_info"], sep="\t", dtype=str).drop(columns=["pert_dose"])
-    info.to_csv(tmp_path / "bad.tsv", sep="\t", index=False)
-    out = tmp_path / "samples.h5ad"
-    r = runner.invoke(
-        app,
-        [
-            "ingest",
-            "l1000",
-            "--level3",
-            str(files["gctx"]),
-            "--inst-info",
-            str(tmp_path / "bad.tsv"),
-            "--out",
-            str(out),
-        ],
-    )
+    info = pd.read_csv(files["inst_info"], sep="\t", dtype=str)
+    bad_info = tmp_path / "bad.tsv"
+    if case == "truncated_gctx":
+        data = files["gctx"].read_bytes()
+        bad = tmp_path / "truncated.gctx"
+        bad.write_bytes(data[: len(data) // 2])
+        return ["--level3", str(bad)], "truncated"
+    if case == "gct_counts":
+        lines = shared_path(*PLATE).read_text().splitlines(keepends=True)
+        bad = tmp_path / "short.gct"
+        bad.write_text("".join(lines[:-1]))
+        return ["--level3", str(bad)], "short.gct"
+    if case == "missing_pert_dose":
+        info = info.drop(columns=["pert_dose"])
+        snippet = "pert_dose"
+    elif case == "unknown_unit":
+        info.loc[info["pert_type"] == "trt_cp", "pert_dose_unit"] = "mg/kg"
+        snippet = "mg/kg"
+    else:  # duplicate ids
+        info = pd.concat([info, info.iloc[[0]]])
+        snippet = "unique"
+    info.to_csv(bad_info, sep="\t", index=False)
+    return ["--level3", str(files["gctx"]), "--inst-info", str(bad_info)], snippet
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["truncated_gctx", "gct_counts", "missing_pert_dose", "unknown_unit", "duplicate_ids"],
+)
+def test_cli_bad_input_errors_and_leaves_no_output(tmp_path, case):
+    args, snippet = _bad_inputs(tmp_path, case)
+    out = tmp_path / "out" / "samples.h5ad"
+    r = runner.invoke(app, ["ingest", "l1000", *args, "--out", str(out)])
     assert r.exit_code == 2
-    assert "pert_dose" in r.output
+    assert "error" in r.output
+    assert snippet in r.output.replace("\n", "")
     assert not out.exists()
-    assert not list(tmp_path.glob(".samples.h5ad*"))
+    assert not out.parent.exists() or not any(out.parent.iterdir())  # no temp file left
 
 
 def test_gctx_roundtrip_through_adapter(tmp_path):

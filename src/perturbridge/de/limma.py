@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..io import provenance
 from ..ledger import Ledger
 from ..progress import track
 from ..schema import EFFECT_LAYERS, EFFECT_OBS_COLUMNS, validate_effects, validate_samples
@@ -435,5 +436,6 @@ def _assemble(
         "replicate_mode": mode,
         "params": params,
         "samples_provenance": upstream.get("provenance", {}),
+        "provenance": provenance(step="de", params=params),
     }
     return eff
