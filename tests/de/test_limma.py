@@ -24,6 +24,7 @@ def synthetic_samples(
     contexts: tuple[str, ...] = ("A375",),
     vehicles_per_plate: int = 4,
     drop_vehicle_at: tuple[tuple[str, float], ...] = (),
+    plate_per_time: bool = False,
 ):
     """Seeded log-expression Samples: plates with batch effects, unbalanced replicates,
     a mean–variance trend and a few high-variance outlier genes."""
@@ -34,8 +35,8 @@ def synthetic_samples(
     rows = []
     for ctx in contexts:
         for p in range(n_plates):
-            plate = f"P{p + 1}_{ctx}"
             for t in times:
+                plate = f"P{p + 1}_{ctx}" + (f"_{t:g}h" if plate_per_time else "")
                 if (ctx, t) not in drop_vehicle_at:
                     rows += [(ctx, plate, "DMSO", 0.0, t, "vehicle")] * vehicles_per_plate
                 for c in range(n_compounds):
@@ -169,6 +170,17 @@ def test_single_plate_and_no_matched_control(tmp_path: Path, r_oracle):
     # every treated condition is either a contrast or in the ledger
     kept = set(led.loc[led["status"] == "kept", "id"])
     assert kept == set(res.effects.obs_names)
+
+
+@pytest.mark.r_oracle
+@pytest.mark.parametrize("mode", ["group", "separate"])
+def test_plates_per_time_point_match_r(tmp_path: Path, r_oracle, mode):
+    """The L1000 layout: each plate holds one time point, so the plates of a time are
+    confounded with that time's conditions and one plate column per extra time is not
+    estimable (R reports it NA). Both times are in one fit."""
+    samples = synthetic_samples(seed=5, n_plates=4, plate_per_time=True)
+    res = r_parity(samples, mode, tmp_path)
+    assert (res.effects.obs["n_plate_columns_not_estimable"] == 1).all()
 
 
 @pytest.mark.r_oracle

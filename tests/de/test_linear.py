@@ -60,3 +60,30 @@ def test_confounded_plate_is_dropped_like_r():
 def test_conditions_without_samples_are_rejected():
     with pytest.raises(ValueError, match="conditions without samples"):
         fit_condition_plate(np.zeros((3, 2)), np.array([0, 0, 2]), np.zeros(3, int))
+
+
+def test_plates_nested_in_time_are_detected_exactly():
+    """Many plates per time, each time's conditions only on its plates: the last plate of
+    every time without the reference plate is dropped, by both paths."""
+    rng = np.random.default_rng(5)
+    n_per_time, k_per_time, q_per_time, times = 300, 40, 12, 3
+    conds, plates = [], []
+    for t in range(times):
+        c = t * k_per_time + rng.integers(0, k_per_time, n_per_time)
+        p = t * q_per_time + rng.integers(0, q_per_time, n_per_time)
+        c[:k_per_time] = t * k_per_time + np.arange(k_per_time)  # every condition occurs
+        p[-q_per_time:] = t * q_per_time + np.arange(q_per_time)  # every plate occurs
+        conds.append(c)
+        plates.append(p)
+    cond, plate = np.concatenate(conds), np.concatenate(plates)
+    y = rng.normal(size=(cond.size, 5))
+    k, q = k_per_time * times, q_per_time * times
+    gen = lm_fit(y, design(cond, plate, k, q))
+    fast = fit_condition_plate(y, cond, plate)
+    expected = np.ones(q - 1, dtype=bool)
+    expected[[2 * q_per_time - 2, 3 * q_per_time - 2]] = False  # last plate of times 2, 3
+    assert fast.plate_estimable.tolist() == expected.tolist()
+    assert gen.estimable[k:].tolist() == expected.tolist()
+    assert gen.df_residual == fast.df_residual
+    np.testing.assert_allclose(gen.coefficients[:, :k], fast.coef_condition, atol=1e-10)
+    np.testing.assert_allclose(gen.sigma, fast.sigma, rtol=1e-10)

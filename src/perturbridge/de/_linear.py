@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 from scipy import linalg, sparse
+from scipy.sparse import csgraph
 
 __all__ = ["ConditionPlateFit", "LinearFit", "contrasts_fit", "fit_condition_plate", "lm_fit"]
 
@@ -33,31 +34,51 @@ IntArray = NDArray[np.intp]
 RANK_TOL = 1e-7
 
 
-def _estimable_columns(
-    gram: FloatArray, norms2: FloatArray | None = None, *, tol: float = RANK_TOL
-) -> NDArray[np.bool_]:
-    """Estimable columns from a Gram matrix, left to right, with R's ``dqrdc2`` rule.
+def _estimable_columns(design: FloatArray, *, tol: float = RANK_TOL) -> NDArray[np.bool_]:
+    """Estimable columns of a design, left to right, with R's ``dqrdc2`` rule.
 
-    A column is kept when the norm of its residual on the kept columns before it is at
-    least ``tol`` times its own norm ``sqrt(norms2[j])`` (by default the Gram diagonal;
-    for a Schur complement, pass the norms of the original columns).
+    A column is not estimable when the norm of its residual on the estimable columns
+    before it (the diagonal of an unpivoted Householder QR) is below ``tol`` times its
+    own norm. Such a column is removed and the QR redone, as ``dqrdc2`` moves it last.
     """
-    p = gram.shape[0]
-    norms2 = np.diag(gram) if norms2 is None else norms2
-    keep = np.zeros(p, dtype=bool)
-    chol = np.zeros((p, p))  # lower-triangular factor of the kept block, in kept order
-    kept: list[int] = []
-    for j in range(p):
-        k = len(kept)
-        r = linalg.solve_triangular(chol[:k, :k], gram[kept, j], lower=True) if k else np.empty(0)
-        resid2 = gram[j, j] - float(r @ r)
-        if resid2 <= 0 or np.sqrt(resid2) < tol * np.sqrt(norms2[j]):
-            continue
-        chol[k, :k] = r
-        chol[k, k] = np.sqrt(resid2)
-        kept.append(j)
-        keep[j] = True
-    return keep
+    p = design.shape[1]
+    norms = np.linalg.norm(design, axis=0)
+    keep = [j for j in range(p) if norms[j] > 0]
+    while keep:
+        r = linalg.qr(design[:, keep], mode="r")[0]
+        diag = np.abs(np.diag(r))
+        bad = np.flatnonzero(diag < tol * norms[keep])
+        if not bad.size:
+            break
+        del keep[int(bad[0])]
+    mask = np.zeros(p, dtype=bool)
+    mask[keep] = True
+    return mask
+
+
+def _estimable_plate_columns(
+    condition: IntArray, plate: IntArray, n_conditions: int, n_plates: int
+) -> NDArray[np.bool_]:
+    """Estimable plate columns (plates ``1..Q-1``) of ``~0 + condition + plate``, exactly.
+
+    The indicator design of two crossed factors has one linear dependency per connected
+    component of the bipartite condition–plate graph. With the reference plate (0)
+    dropped, the dependency of each component that does not hold plate 0 falls on its
+    last plate column in design order, which is the column R's ``lm.fit`` reports as
+    ``NA``. Exact, where a numerical rank test on ``X'X`` loses half the digits.
+    """
+    graph = sparse.coo_matrix(
+        (np.ones(condition.size), (condition, n_conditions + plate)),
+        shape=(n_conditions + n_plates, n_conditions + n_plates),
+    )
+    _, labels = csgraph.connected_components(graph, directed=False)
+    plate_comp = labels[n_conditions:]
+    keep = np.ones(n_plates, dtype=bool)
+    for comp in np.unique(plate_comp):
+        members = np.flatnonzero(plate_comp == comp)
+        if members[0] != 0:  # the component does not hold the reference plate
+            keep[members[-1]] = False
+    return keep[1:]
 
 
 @dataclass(frozen=True)
@@ -83,7 +104,7 @@ def lm_fit(y: FloatArray, design: FloatArray) -> LinearFit:
     n, p = design.shape
     if y.shape[0] != n:
         raise ValueError(f"y has {y.shape[0]} samples, design has {n} rows")
-    keep = _estimable_columns(design.T @ design)
+    keep = _estimable_columns(design)
     xk = design[:, keep]
     q, r = np.linalg.qr(xk)
     coef_k = linalg.solve_triangular(r, q.T @ y)
@@ -203,9 +224,8 @@ def fit_condition_plate(
         b = np.asarray((cmat @ pmat.T).todense())  # K × (Q-1)
         u_all = b / n_c[:, None]
         s = np.diag(d) - b.T @ u_all
-        # estimability of plate columns given the conditions (always estimable) and the
-        # plate columns before them; the column norms are sqrt(d)
-        keep = _estimable_columns(s, d)
+        # conditions are always estimable; plate columns confounded with them are not
+        keep = _estimable_plate_columns(condition, plate, k, nq)
         s_k = s[np.ix_(keep, keep)]
         u = u_all[:, keep]
         sum_p = np.asarray(pmat[keep] @ y)  # q × G
