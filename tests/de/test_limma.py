@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -194,7 +195,6 @@ def test_rank_deficient_plate_column_matches_r(tmp_path: Path, r_oracle):
     extra["plate"] = "P9_A375"
     extra["perturbagen"] = "only_on_p9"
     extra["compound_id_source"] = "only_on_p9"
-    import anndata as ad
 
     rng = np.random.default_rng(0)
     x_extra = np.asarray(samples.X[: len(extra)]) + rng.normal(0, 0.1, (3, samples.n_vars))
@@ -250,3 +250,20 @@ def test_effects_follow_schema_and_recover_signal():
     ci_l, ci_r, lfc = eff.layers["CI.L"], eff.layers["CI.R"], eff.layers["logFC"]
     assert (ci_l < lfc).all() and (lfc < ci_r).all()
     assert (adj < 0.05).sum() > 0
+
+
+def test_two_datasets_are_fitted_apart_with_unique_contrast_ids():
+    a = synthetic_samples(seed=6, n_genes=50)
+    b = synthetic_samples(seed=6, n_genes=50)
+    a.obs["dataset"] = pd.Categorical(["dsA"] * a.n_obs)
+    b.obs["dataset"] = pd.Categorical(["dsB"] * b.n_obs)
+    b.obs_names = [f"b{i}" for i in range(b.n_obs)]
+    both = ad.concat([a, b], merge="same", uns_merge="first")
+    for col in ("dataset", "plate", "well", "cell_context", "perturbagen", "pert_type"):
+        both.obs[col] = both.obs[col].astype("category")
+    eff = limma_trend(both).effects
+    single = limma_trend(a).effects
+    assert eff.obs_names.is_unique
+    assert eff.n_obs == 2 * single.n_obs
+    block = eff[(eff.obs["dataset"] == "dsA").to_numpy()]
+    np.testing.assert_allclose(block.layers["t"], single.layers["t"], rtol=1e-12)

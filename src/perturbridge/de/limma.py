@@ -407,6 +407,8 @@ def _assemble(
         layers = {k: np.zeros((0, samples.n_vars)) for k in EFFECT_LAYERS}
     else:
         obs = pd.concat([b[0] for b in blocks])
+        if obs["dataset"].nunique() > 1:  # contrast ids are unique within a dataset
+            obs.index = pd.Index(obs["dataset"] + ":" + obs.index, name="contrast")
         layers = {k: np.concatenate([b[1][k] for b in blocks]) for k in EFFECT_LAYERS}
     for col in (
         "dataset",
