@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -31,7 +31,7 @@ console = Console(stderr=False)
 err_console = Console(stderr=True)
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     """Replicate modes of the DE step."""
 
     group = "group"
