@@ -309,8 +309,8 @@ def squeeze_var(
     var = np.where(df_arr == 0, 0.0, var)
     if robust:
         fit = fit_f_dist_robustly(var, df_arr, covariate=covariate, winsor_tail_p=winsor_tail_p)
-        assert fit.df2_shrunk is not None
-        df_prior = np.broadcast_to(fit.df2_shrunk, (n,)).astype(float)
+        shrunk = fit.df2 if fit.df2_shrunk is None else fit.df2_shrunk
+        df_prior = np.broadcast_to(shrunk, (n,)).astype(float)
     else:
         fit = fit_f_dist(var, df_arr, covariate=covariate)
         df_prior = np.full(n, fit.df2)
