@@ -185,6 +185,96 @@ def _indicator(codes: IntArray, n_levels: int) -> sparse.csr_matrix:
     return sparse.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_levels, n))
 
 
+@dataclass(frozen=True)
+class DesignStructure:
+    """The unweighted ``~0 + condition + plate`` design in closed form.
+
+    ``cmat`` (K × n) and ``pmat`` (q × n, estimable plate columns) are sparse
+    indicators; ``u = A⁻¹B`` and ``s_inv`` the inverse Schur complement, so that
+    ``(X'X)⁻¹`` has condition block ``diag(1/n) + u s_inv u'``.
+    """
+
+    condition: IntArray
+    plate: IntArray
+    k: int
+    n_plates: int
+    n_per_condition: FloatArray
+    keep: NDArray[np.bool_]
+    cmat: sparse.csr_matrix
+    pmat: sparse.csr_matrix
+    u: FloatArray
+    s_inv: FloatArray
+
+    @property
+    def plate_column(self) -> IntArray:
+        """Per sample, its estimable plate column (index into ``pmat``), or -1."""
+        col = np.full(self.n_plates, -1, dtype=np.intp)
+        if self.n_plates > 1:
+            col[1:][self.keep] = np.arange(int(self.keep.sum()))
+        return col[self.plate]
+
+    def fitted(self, coef_c: FloatArray, coef_p: FloatArray) -> FloatArray:
+        """Fitted values (samples × genes) from coefficients (K × G and q × G)."""
+        out = coef_c[self.condition]
+        pcol = self.plate_column
+        has_p = pcol >= 0
+        if has_p.any():
+            out[has_p] += coef_p[pcol[has_p]]
+        return out
+
+    def condition_cov(self, a: IntArray, b: IntArray) -> FloatArray:
+        """Unscaled covariances ``[(X'X)⁻¹]_{a_i, b_i}`` of condition coefficients."""
+        quad = np.einsum("mi,ij,mj->m", self.u[a], self.s_inv, self.u[b])
+        return np.where(a == b, 1.0 / self.n_per_condition[a], 0.0) + quad
+
+
+def design_structure(
+    condition: IntArray,
+    plate: IntArray,
+    *,
+    n_conditions: int | None = None,
+    n_plates: int | None = None,
+) -> DesignStructure:
+    """Analyse ``~0 + condition + plate`` from integer codes (see :class:`DesignStructure`)."""
+    condition = np.asarray(condition, dtype=np.intp)
+    plate = np.asarray(plate, dtype=np.intp)
+    k = int(condition.max()) + 1 if n_conditions is None else n_conditions
+    nq = int(plate.max()) + 1 if n_plates is None else n_plates
+    cmat = _indicator(condition, k)  # K × n
+    n_c = np.asarray(cmat.sum(axis=1)).ravel()
+    if np.any(n_c == 0):
+        raise ValueError(f"conditions without samples: {np.flatnonzero(n_c == 0)[:5]}")
+    if nq > 1:
+        keep = _estimable_plate_columns(condition, plate, k, nq)
+        pmat = _indicator(plate, nq)[1:][keep]  # q × n
+        d = np.asarray(pmat.sum(axis=1)).ravel()
+        b = np.asarray((cmat @ pmat.T).todense())  # K × q
+        u = b / n_c[:, None]
+        schur = np.diag(d) - b.T @ u
+        s_inv = (
+            linalg.cho_solve(linalg.cho_factor(schur), np.eye(schur.shape[0]))
+            if keep.any()
+            else np.zeros((0, 0))
+        )
+    else:
+        keep = np.zeros(0, dtype=bool)
+        pmat = sparse.csr_matrix((0, condition.size))
+        u = np.zeros((k, 0))
+        s_inv = np.zeros((0, 0))
+    return DesignStructure(
+        condition=condition,
+        plate=plate,
+        k=k,
+        n_plates=nq,
+        n_per_condition=n_c.astype(float),
+        keep=keep,
+        cmat=cmat,
+        pmat=pmat,
+        u=u,
+        s_inv=s_inv,
+    )
+
+
 def fit_condition_plate(
     y: FloatArray,
     condition: IntArray,
@@ -207,55 +297,24 @@ def fit_condition_plate(
         Genes per block when computing residuals, to bound memory.
     """
     y = np.asarray(y, dtype=float)
-    condition = np.asarray(condition, dtype=np.intp)
-    plate = np.asarray(plate, dtype=np.intp)
     n, g = y.shape
-    k = int(condition.max()) + 1 if n_conditions is None else n_conditions
-    nq = int(plate.max()) + 1 if n_plates is None else n_plates
-    cmat = _indicator(condition, k)  # K × n
-    n_c = np.asarray(cmat.sum(axis=1)).ravel()
-    if np.any(n_c == 0):
-        raise ValueError(f"conditions without samples: {np.flatnonzero(n_c == 0)[:5]}")
-    sum_c = np.asarray(cmat @ y)  # K × G
-    q_all = nq - 1
-    if q_all > 0:
-        pmat = _indicator(plate, nq)[1:]  # (Q-1) × n
-        d = np.asarray(pmat.sum(axis=1)).ravel()
-        b = np.asarray((cmat @ pmat.T).todense())  # K × (Q-1)
-        u_all = b / n_c[:, None]
-        s = np.diag(d) - b.T @ u_all
-        # conditions are always estimable; plate columns confounded with them are not
-        keep = _estimable_plate_columns(condition, plate, k, nq)
-        s_k = s[np.ix_(keep, keep)]
-        u = u_all[:, keep]
-        sum_p = np.asarray(pmat[keep] @ y)  # q × G
-        s_inv = (
-            linalg.cho_solve(linalg.cho_factor(s_k), np.eye(s_k.shape[0]))
-            if keep.any()
-            else np.zeros((0, 0))
-        )
+    st = design_structure(condition, plate, n_conditions=n_conditions, n_plates=n_plates)
+    k, keep, u, s_inv = st.k, st.keep, st.u, st.s_inv
+    n_c = st.n_per_condition
+    sum_c = np.asarray(st.cmat @ y)  # K × G
+    if keep.any():
+        sum_p = np.asarray(st.pmat @ y)  # q × G
         coef_p = s_inv @ (sum_p - u.T @ sum_c)  # q × G
         coef_c = sum_c / n_c[:, None] - u @ coef_p  # K × G
     else:
-        keep = np.zeros(0, dtype=bool)
-        u = np.zeros((k, 0))
-        s_inv = np.zeros((0, 0))
         coef_p = np.zeros((0, g))
         coef_c = sum_c / n_c[:, None]
     rank = k + int(keep.sum())
     df = n - rank
-    # plate effect per sample: column j of coef_p belongs to plate level kept_levels[j]
-    plate_effect_index = np.full(nq, -1, dtype=np.intp)
-    plate_effect_index[1:][keep] = np.arange(int(keep.sum()))
-    pidx = plate_effect_index[plate]
     rss = np.zeros(g)
     for start in range(0, g, chunk_size):
         sl = slice(start, min(g, start + chunk_size))
-        fitted = coef_c[condition, sl]
-        has_p = pidx >= 0
-        if has_p.any():
-            fitted[has_p] += coef_p[pidx[has_p], sl]
-        rss[sl] = np.sum((y[:, sl] - fitted) ** 2, axis=0)
+        rss[sl] = np.sum((y[:, sl] - st.fitted(coef_c[:, sl], coef_p[:, sl])) ** 2, axis=0)
     sigma = np.sqrt(rss / df) if df > 0 else np.full(g, np.nan)
     return ConditionPlateFit(
         coef_condition=coef_c.T,

@@ -308,7 +308,6 @@ def _fit_context(
     ledger: Ledger,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]] | None:
     """Fit one context; returns contrast metadata and layers (contrasts × genes)."""
-    dataset, context = design.dataset, design.context
     fit = fit_condition_plate(
         x,
         design.condition_codes,
@@ -318,26 +317,72 @@ def _fit_context(
         chunk_size=chunk_size,
     )
     if fit.df_residual <= 0:
-        ledger.drop(
-            design.treated,
-            stage=STAGE,
-            reason="not_estimable",
-            detail=f"{dataset}/{context}: no residual degrees of freedom "
-            f"({len(design.rows)} samples, {len(design.levels)} conditions, "
-            f"{len(design.plate_levels)} plates)",
-        )
+        _drop_no_df(design, ledger)
         return None
     t_idx = design.levels.get_indexer(design.treated)
     c_idx = design.levels.get_indexer(design.control)
     logfc, su = fit.contrast(t_idx, c_idx)
-    ngenes = x.shape[1]
-    su_mat = np.broadcast_to(su, (ngenes, su.size))
-    eb = ebayes(
+    su_mat = np.broadcast_to(su, logfc.shape)
+    return moderate_context(
         logfc,
         su_mat,
         fit.sigma,
-        np.full(ngenes, float(fit.df_residual)),
-        amean=fit.amean,
+        fit.df_residual,
+        fit.amean,
+        obs,
+        design,
+        n_per_condition=fit.n_per_condition,
+        n_plate_columns_not_estimable=int((~fit.plate_estimable).sum()),
+        mode=mode,
+        robust=robust,
+        trend=trend,
+        confint=confint,
+        ledger=ledger,
+    )
+
+
+def _drop_no_df(design: ContextDesign, ledger: Ledger) -> None:
+    ledger.drop(
+        design.treated,
+        stage=STAGE,
+        reason="not_estimable",
+        detail=f"{design.dataset}/{design.context}: no residual degrees of freedom "
+        f"({len(design.rows)} samples, {len(design.levels)} conditions, "
+        f"{len(design.plate_levels)} plates)",
+    )
+
+
+def moderate_context(
+    logfc: np.ndarray,
+    su_mat: np.ndarray,
+    sigma: np.ndarray,
+    df_residual: int,
+    amean: np.ndarray,
+    obs: pd.DataFrame,
+    design: ContextDesign,
+    *,
+    n_per_condition: np.ndarray,
+    n_plate_columns_not_estimable: int,
+    mode: ReplicateMode,
+    robust: bool,
+    trend: bool,
+    confint: float,
+    ledger: Ledger,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """eBayes once for the fit, then the Effects layers (contrasts × genes) and metadata.
+
+    ``logfc`` and ``su_mat`` are genes × contrasts (in ``design.treated`` order).
+    """
+    dataset, context = design.dataset, design.context
+    t_idx = design.levels.get_indexer(design.treated)
+    c_idx = design.levels.get_indexer(design.control)
+    ngenes = logfc.shape[0]
+    eb = ebayes(
+        logfc,
+        su_mat,
+        sigma,
+        np.full(ngenes, float(df_residual)),
+        amean=amean,
         trend=trend,
         robust=robust,
     )
@@ -353,12 +398,12 @@ def _fit_context(
         ),
         "CI.L": logfc - tcrit * se,
         "CI.R": logfc + tcrit * se,
-        "AveExpr": np.broadcast_to(fit.amean[:, None], logfc.shape),
+        "AveExpr": np.broadcast_to(amean[:, None], logfc.shape),
         "B": eb.lods,
         "stdev.unscaled": su_mat,
     }
     rep = obs.iloc[design.first_row]
-    n_per = fit.n_per_condition
+    n_per = n_per_condition
     meta = pd.DataFrame(
         {
             "dataset": dataset,
@@ -376,9 +421,9 @@ def _fit_context(
             "control_label": design.control,
             "n_treated": n_per[t_idx].astype(int),
             "n_control": n_per[c_idx].astype(int),
-            "df_residual": fit.df_residual,
+            "df_residual": df_residual,
             "n_plates": len(design.plate_levels),
-            "n_plate_columns_not_estimable": int((~fit.plate_estimable).sum()),
+            "n_plate_columns_not_estimable": n_plate_columns_not_estimable,
         },
         index=pd.Index(design.treated.to_numpy(dtype=str), name="contrast"),
     )
