@@ -2,7 +2,7 @@
 
 perturbridge never needs R. This module exists for the tests (R is the oracle every
 ported statistic is checked against), the benchmarks, and users who must cite R: it
-writes each context's data and design to a folder, runs ``r/limma_trend.R`` and reads
+writes each context's data and design to a folder, runs ``r/limma.R`` and reads
 the results back in the Effects orientation.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from .limma import ContextDesign
 
-__all__ = ["R_LAYERS", "RResult", "r_limma_status", "run_r_limma_trend"]
+__all__ = ["R_LAYERS", "RResult", "r_limma_status", "run_r_limma", "run_r_limma_trend"]
 
 #: Layers as R's topTable names them, plus stdev.unscaled.
 R_LAYERS: tuple[str, ...] = (
@@ -33,20 +33,21 @@ class RResult:
 
     layers: dict[str, np.ndarray]
     timings: dict[str, float]
+    extra: dict[str, np.ndarray]
 
 
 def r_limma_status() -> str | None:
-    """``None`` when ``Rscript`` with limma and statmod works, else the reason it does not."""
+    """``None`` when ``Rscript`` with limma, edgeR and statmod works, else why not."""
     if shutil.which("Rscript") is None:
-        return "Rscript not found (Debian: r-base-core r-bioc-limma r-cran-statmod)"
+        return "Rscript not found (Debian: r-base-core r-bioc-limma r-bioc-edger r-cran-statmod)"
     proc = subprocess.run(
-        ["Rscript", "-e", "suppressMessages({library(limma); library(statmod)})"],
+        ["Rscript", "-e", "suppressMessages({library(limma); library(edgeR); library(statmod)})"],
         capture_output=True,
         text=True,
         check=False,
     )
     if proc.returncode != 0:
-        return f"R packages limma/statmod missing: {proc.stderr.strip()[:200]}"
+        return f"R packages limma/edgeR/statmod missing: {proc.stderr.strip()[:200]}"
     return None
 
 
@@ -64,14 +65,23 @@ def write_r_inputs(x: np.ndarray, design: ContextDesign, workdir: Path) -> None:
         fh.writelines(f"{t}\t{c}\n" for t, c in zip(design.treated, design.control, strict=True))
 
 
-def run_r_limma_trend(
+def run_r_limma(
     x: np.ndarray,
     design: ContextDesign,
     *,
     workdir: Path,
     how: Literal["all", "per_contrast"] = "all",
+    method: Literal["trend", "voom"] = "trend",
+    weights: bool = False,
 ) -> RResult:
-    """R ``lmFit`` → ``contrasts.fit`` → ``eBayes(trend=TRUE, robust=TRUE)`` → ``topTable``.
+    """R limma on one context, the same analysis as perturbridge's engines.
+
+    ``method="trend"``: ``lmFit`` → ``contrasts.fit`` → ``eBayes(trend=TRUE,
+    robust=TRUE)`` → ``topTable``. ``method="voom"`` (``x`` are counts): edgeR
+    ``filterByExpr(design)`` → ``calcNormFactors`` (TMM) → ``voom`` → ``lmFit`` →
+    ``contrasts.fit`` → ``eBayes(robust=TRUE)`` → ``topTable``; genes removed by the
+    filter are NaN in the layers, and ``extra`` holds ``keep``, ``norm_factors`` and,
+    with ``weights=True``, the voom ``weights`` (samples × kept genes).
 
     Parameters
     ----------
@@ -89,10 +99,11 @@ def run_r_limma_trend(
     if why is not None:
         raise RuntimeError(why)
     write_r_inputs(x, design, workdir)
-    script = resources.files("perturbridge.de").joinpath("r/limma_trend.R")
+    script = resources.files("perturbridge.de").joinpath("r/limma.R")
+    args = [str(workdir), how, method] + (["weights"] if weights else [])
     with resources.as_file(script) as path:
         proc = subprocess.run(
-            ["Rscript", str(path), str(workdir), how],
+            ["Rscript", str(path), *args],
             capture_output=True,
             text=True,
             check=False,
@@ -100,8 +111,23 @@ def run_r_limma_trend(
     if proc.returncode != 0:
         raise RuntimeError(f"R limma failed:\n{proc.stderr[-2000:]}")
     layers = {name: np.loadtxt(workdir / f"R_{name}.txt", ndmin=2).T for name in R_LAYERS}
+    extra: dict[str, np.ndarray] = {}
+    if method == "voom":
+        keep = np.loadtxt(workdir / "R_keep.txt", ndmin=1).astype(bool)
+        extra["keep"] = keep
+        extra["norm_factors"] = np.loadtxt(workdir / "R_norm_factors.txt", ndmin=1)
+        if weights:
+            extra["weights"] = np.loadtxt(workdir / "R_weights.txt", ndmin=2).T
+        for name, m in layers.items():
+            full = np.full((m.shape[0], keep.size), np.nan)
+            full[:, keep] = m
+            layers[name] = full
     timings = {}
     for line in (workdir / "timings.tsv").read_text().splitlines()[1:]:
         step, sec = line.split("\t")
         timings[step] = float(sec)
-    return RResult(layers, timings)
+    return RResult(layers, timings, extra)
+
+
+#: The limma-trend run, kept under its first name.
+run_r_limma_trend = run_r_limma

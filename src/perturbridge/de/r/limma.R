@@ -1,5 +1,10 @@
-# R limma run of perturbridge's limma-trend analysis (the test oracle and the R engine).
-# Usage: Rscript limma_trend.R DIR [all|per_contrast]
+# R limma run of perturbridge's limma-trend and limma-voom analyses (the test oracle and
+# the R engine).
+# Usage: Rscript limma.R DIR [all|per_contrast] [trend|voom] [weights]
+# trend: lmFit on log expression, eBayes(trend = TRUE, robust = TRUE).
+# voom: edgeR filterByExpr(design) -> keep.lib.sizes = FALSE -> calcNormFactors (TMM) ->
+#       voom -> lmFit, eBayes(robust = TRUE). Writes R_keep.txt, R_norm_factors.txt and,
+#       with "weights", R_weights.txt (kept genes x samples).
 # DIR holds: expr.txt (genes x samples, whitespace separated, no header), samples.tsv
 # (condition, plate per sample, in the column order of expr.txt), levels.txt (condition
 # levels in design order), plates.txt (plate levels), contrasts.tsv (treated, control).
@@ -7,6 +12,8 @@
 args <- commandArgs(trailingOnly = TRUE)
 dir <- args[1]
 how <- if (length(args) >= 2) args[2] else "all"
+method <- if (length(args) >= 3) args[3] else "trend"
+want_weights <- length(args) >= 4 && args[4] == "weights"
 suppressMessages(library(limma))
 t0 <- proc.time()[["elapsed"]]
 lev <- readLines(file.path(dir, "levels.txt"))
@@ -23,7 +30,32 @@ C <- matrix(0, ncol(design), nrow(ct))
 C[cbind(match(ct$treated, lev), seq_len(nrow(ct)))] <- 1
 C[cbind(match(ct$control, lev), seq_len(nrow(ct)))] <- -1
 t_read <- proc.time()[["elapsed"]]
-fit <- suppressWarnings(lmFit(y, design))
+t_loaded <- t_read
+t_prep <- 0
+t_voom <- 0
+if (method == "voom") {
+  suppressMessages(library(edgeR))
+  dge <- DGEList(counts = y)
+  keep <- filterByExpr(dge, design = design)
+  dge <- dge[keep, , keep.lib.sizes = FALSE]
+  dge <- calcNormFactors(dge)
+  t1 <- proc.time()[["elapsed"]]
+  t_prep <- t1 - t_read
+  v <- voom(dge, design)
+  t_voom <- proc.time()[["elapsed"]] - t1
+  t_read <- proc.time()[["elapsed"]]
+  fit <- suppressWarnings(lmFit(v, design))
+  y <- v$E
+  write(as.integer(keep), file.path(dir, "R_keep.txt"), ncolumns = 1)
+  write(format(dge$samples$norm.factors, digits = 17), file.path(dir, "R_norm_factors.txt"),
+        ncolumns = 1)
+  if (want_weights) write.table(v$weights, file.path(dir, "R_weights.txt"),
+                                row.names = FALSE, col.names = FALSE)
+  trend <- FALSE
+} else {
+  fit <- suppressWarnings(lmFit(y, design))
+  trend <- TRUE
+}
 t_fit <- proc.time()[["elapsed"]]
 layers <- c("logFC", "t", "P.Value", "adj.P.Val", "CI.L", "CI.R", "AveExpr", "B")
 out <- lapply(layers, function(l) matrix(NA_real_, nrow(y), nrow(ct)))
@@ -42,19 +74,21 @@ if (how == "per_contrast") {
   # the published pipeline: one contrasts.fit + eBayes per contrast
   for (j in seq_len(nrow(ct))) {
     t1 <- proc.time()[["elapsed"]]
-    eb <- eBayes(contrasts.fit(fit, C[, j, drop = FALSE]), trend = TRUE, robust = TRUE)
+    eb <- eBayes(contrasts.fit(fit, C[, j, drop = FALSE]), trend = trend, robust = TRUE)
     t_ebayes <- t_ebayes + proc.time()[["elapsed"]] - t1
     fill(eb, j, 1)
   }
 } else {
   t1 <- proc.time()[["elapsed"]]
-  eb <- eBayes(contrasts.fit(fit, C), trend = TRUE, robust = TRUE)
+  eb <- eBayes(contrasts.fit(fit, C), trend = trend, robust = TRUE)
   t_ebayes <- proc.time()[["elapsed"]] - t1
   for (j in seq_len(nrow(ct))) fill(eb, j, j)
 }
 for (l in layers) write.table(out[[l]], file.path(dir, paste0("R_", l, ".txt")),
                               row.names = FALSE, col.names = FALSE)
 write.table(su, file.path(dir, "R_stdev.unscaled.txt"), row.names = FALSE, col.names = FALSE)
-write.table(data.frame(step = c("read", "lmFit", "contrasts_fit_ebayes", "toptable"),
-                       seconds = c(t_read - t0, t_fit - t_read, t_ebayes, t_toptable)),
+write.table(data.frame(step = c("read", "filter_tmm", "voom", "lmFit", "contrasts_fit_ebayes",
+                                "toptable"),
+                       seconds = c(t_loaded - t0, t_prep, t_voom, t_fit - t_read, t_ebayes,
+                                   t_toptable)),
             file.path(dir, "timings.tsv"), sep = "\t", row.names = FALSE, quote = FALSE)
