@@ -44,10 +44,13 @@ STAGE = "de"
 
 @dataclass
 class DEResult:
-    """Effects (one row per contrast) and the ledger of conditions that were not estimated."""
+    """Effects (one row per contrast), the ledger of what was not estimated, and per-fit
+    diagnostics keyed by ``"dataset/context"`` (voom: ``keep``, ``lib_size``,
+    ``norm_factors`` and, when asked for, ``weights``)."""
 
     effects: ad.AnnData
     ledger: Ledger = field(default_factory=Ledger)
+    diagnostics: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 def _fmt_num(x: float) -> str:
