@@ -213,15 +213,16 @@ def _voom_context(
     eff_lib = lib * nf
     diag.update(keep=keep, lib_size=lib, norm_factors=nf)
     y = voom_log_cpm(kept, eff_lib)
-    codes = dict(
-        n_conditions=len(design.levels),
-        n_plates=len(design.plate_levels),
+    n_cond, n_plates = len(design.levels), len(design.plate_levels)
+    fit0 = fit_condition_plate(
+        y, design.condition_codes, design.plate_codes, n_conditions=n_cond, n_plates=n_plates
     )
-    fit0 = fit_condition_plate(y, design.condition_codes, design.plate_codes, **codes)
     if fit0.df_residual <= 0:
         _drop_no_df(design, ledger)
         return None
-    st = design_structure(design.condition_codes, design.plate_codes, **codes)
+    st = design_structure(
+        design.condition_codes, design.plate_codes, n_conditions=n_cond, n_plates=n_plates
+    )
     fitted = st.fitted(fit0.coef_condition.T, fit0.coef_plate.T)
     w = voom_weights(
         kept,
@@ -235,7 +236,13 @@ def _voom_context(
     if keep_weights:
         diag["weights"] = w
     fit = fit_condition_plate_weighted(
-        y, w, design.condition_codes, design.plate_codes, chunk_size=chunk_size, **codes
+        y,
+        w,
+        design.condition_codes,
+        design.plate_codes,
+        n_conditions=n_cond,
+        n_plates=n_plates,
+        chunk_size=chunk_size,
     )
     t_idx = design.levels.get_indexer(design.treated)
     c_idx = design.levels.get_indexer(design.control)
