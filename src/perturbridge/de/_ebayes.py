@@ -8,6 +8,7 @@ limma 3.54 line by line. Pure NumPy/SciPy: no AnnData, no I/O.
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -326,14 +327,48 @@ def squeeze_var(
 
 
 # ---------------------------------------------------------------- tmixture / eBayes
+def _top_by_converted_t(
+    tabs: FloatArray, tail_p: FloatArray, df: FloatArray, maxdf: float, ntarget: int
+) -> tuple[NDArray[np.intp], FloatArray]:
+    """Rows of the ``ntarget`` largest converted |t| per column, and those values.
+
+    limma converts every |t| on fewer than ``maxdf`` degrees of freedom to the |t| on
+    ``maxdf`` with the same tail probability, then orders. The conversion preserves the
+    order of tail probabilities, so candidates are the rows with the smallest
+    ``tail_p`` (ties at the threshold included); only they are converted, exactly as
+    limma does, and ordered by converted |t| (ties by row, as R's ``order``).
+    """
+    ncoef = tabs.shape[1]
+    thr = np.partition(tail_p, ntarget - 1, axis=0)[ntarget - 1]
+    rows = np.empty((ntarget, ncoef), dtype=np.intp)
+    vals = np.empty((ntarget, ncoef))
+    for j in range(ncoef):
+        cand = np.flatnonzero(tail_p[:, j] <= thr[j] * (1 + 1e-9) + 1e-300)
+        t = tabs[cand, j].copy()
+        low = df[cand] < maxdf
+        if low.any():
+            log_tail = stats.t.logsf(t[low], df[cand][low])
+            t[low] = stats.t.isf(np.exp(log_tail), maxdf)
+        top = np.lexsort((cand, -t))[:ntarget]
+        rows[:, j] = cand[top]
+        vals[:, j] = t[top]
+    return rows, vals
+
+
 def _tmixture_matrix(
     tstat: FloatArray,
     stdev_unscaled: FloatArray,
     df: FloatArray,
     proportion: float,
     v0_lim: tuple[float, float] | None,
+    *,
+    p_value: FloatArray | None = None,
 ) -> FloatArray:
-    """``limma::tmixture.matrix`` vectorized over coefficients (columns)."""
+    """``limma::tmixture.matrix`` vectorized over coefficients (columns).
+
+    ``p_value`` (two-sided, on ``df``) is used to find the top genes without converting
+    every statistic; without it the tail probabilities are computed here.
+    """
     ngenes, ncoef = tstat.shape
     ntarget = int(np.ceil(proportion / 2 * ngenes))
     if ntarget < 1:
@@ -341,13 +376,8 @@ def _tmixture_matrix(
     p = max(ntarget / ngenes, proportion)
     tabs = np.abs(tstat)
     maxdf = float(np.max(df))
-    low = df < maxdf
-    if low.any():
-        log_tail = stats.t.logsf(tabs[low, :], df[low, None])
-        tabs[low, :] = stats.t.isf(np.exp(log_tail), maxdf)
-    # top ntarget |t| per column, decreasing (ties keep gene order, as R's order())
-    order = np.argsort(-tabs, axis=0, kind="stable")[:ntarget, :]
-    ttop = np.take_along_axis(tabs, order, axis=0)
+    tail = p_value / 2 if p_value is not None else stats.t.sf(tabs, df[:, None])
+    order, ttop = _top_by_converted_t(tabs, tail, df, maxdf, ntarget)
     v1 = np.take_along_axis(stdev_unscaled, order, axis=0) ** 2
     r = np.arange(1, ntarget + 1, dtype=float)[:, None]
     p0 = 2 * stats.t.sf(ttop, maxdf)
@@ -360,6 +390,23 @@ def _tmixture_matrix(
     if v0_lim is not None:
         v0 = np.minimum(np.maximum(v0, v0_lim[0]), v0_lim[1])
     return v0.mean(axis=0)
+
+
+def _t_two_sided_p(t: FloatArray, df: FloatArray, *, n_jobs: int = 2) -> FloatArray:
+    """``2 * pt(-|t|, df)`` for genes × coefficients, ``df`` per gene, in row blocks on
+    ``n_jobs`` threads (the special-function loop releases the GIL)."""
+    out = np.empty_like(t)
+    blocks = np.array_split(np.arange(t.shape[0]), max(1, min(n_jobs, t.shape[0])))
+
+    def run(rows: NDArray[np.intp]) -> None:
+        out[rows] = 2.0 * special.stdtr(df[rows, None], -np.abs(t[rows]))
+
+    if len(blocks) == 1:
+        run(blocks[0])
+    else:
+        with ThreadPoolExecutor(max_workers=len(blocks)) as pool:
+            list(pool.map(run, blocks))
+    return out
 
 
 def ebayes(
@@ -405,12 +452,14 @@ def ebayes(
     s2_post = sq.var_post
     t = coefficients / stdev_unscaled / np.sqrt(s2_post)[:, None]
     df_total = np.minimum(df_residual + sq.df_prior, float(np.nansum(df_residual)))
-    p_value = 2 * stats.t.sf(np.abs(t), df_total[:, None])
+    p_value = _t_two_sided_p(t, df_total)
     var_prior_lim = (
         stdev_coef_lim[0] ** 2 / float(np.median(sq.var_prior)),
         stdev_coef_lim[1] ** 2 / float(np.median(sq.var_prior)),
     )
-    var_prior = _tmixture_matrix(t, stdev_unscaled, df_total, proportion, var_prior_lim)
+    var_prior = _tmixture_matrix(
+        t, stdev_unscaled, df_total, proportion, var_prior_lim, p_value=p_value
+    )
     if np.any(np.isnan(var_prior)):
         var_prior = np.where(np.isnan(var_prior), 1 / sq.var_prior[0], var_prior)
         warnings.warn(

@@ -53,7 +53,8 @@ def p_adjust_bh(p: ArrayLike) -> FloatArray:
     p = np.asarray(p, dtype=float)
     if p.ndim > 1 and not np.isnan(p).any():
         n = p.shape[-1]
-        o = np.argsort(-p, axis=-1, kind="stable")  # decreasing, per row
+        # decreasing, per row; tied p-values get equal adjusted values in any order
+        o = np.argsort(-p, axis=-1)
         i = np.arange(n, 0, -1, dtype=float)
         adj = np.minimum.accumulate(n / i * np.take_along_axis(p, o, axis=-1), axis=-1)
         out = np.empty_like(p)
@@ -67,7 +68,7 @@ def p_adjust_bh(p: ArrayLike) -> FloatArray:
     n = q.size
     if n == 0:
         return out
-    o = np.argsort(-q, kind="stable")  # decreasing
+    o = np.argsort(-q)  # decreasing; ties end equal whatever their order
     i = np.arange(n, 0, -1, dtype=float)
     adj = np.minimum.accumulate(n / i * q[o])
     res = np.empty(n)

@@ -371,10 +371,14 @@ def moderate_context(
     trend: bool,
     confint: float,
     ledger: Ledger,
+    gene_cols: np.ndarray | None = None,
+    n_genes_total: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """eBayes once for the fit, then the Effects layers (contrasts × genes) and metadata.
 
-    ``logfc`` and ``su_mat`` are genes × contrasts (in ``design.treated`` order).
+    ``logfc`` and ``su_mat`` are genes × contrasts (in ``design.treated`` order). When
+    the fit used a subset of genes, ``gene_cols`` are their positions among
+    ``n_genes_total`` genes and the layers are NaN elsewhere.
     """
     dataset, context = design.dataset, design.context
     t_idx = design.levels.get_indexer(design.treated)
@@ -389,22 +393,35 @@ def moderate_context(
         trend=trend,
         robust=robust,
     )
-    se = su_mat * np.sqrt(eb.s2_post)[:, None]
-    tcrit = stats.t.ppf((1 + confint) / 2, eb.df_total)[:, None]
+    n_contrasts = logfc.shape[1]
+
+    def place(v: np.ndarray, *, genes_first: bool = True) -> np.ndarray:
+        """A layer as contrasts × all genes (NaN for genes not in this fit)."""
+        v = v.T if genes_first else v
+        if gene_cols is None or n_genes_total is None:
+            return np.ascontiguousarray(v)
+        out = np.full((n_contrasts, n_genes_total), np.nan)
+        out[:, gene_cols] = v
+        return out
+
+    margin = stats.t.ppf((1 + confint) / 2, eb.df_total)[:, None] * (
+        su_mat * np.sqrt(eb.s2_post)[:, None]
+    )
     layers = {
-        "logFC": logfc,
-        "t": eb.t,
-        "P.Value": eb.p_value,
-        "adj.P.Value.within_one_contrast": p_adjust_bh(eb.p_value.T).T,
-        "adj.P.Value.across_all_contrasts": p_adjust_bh(eb.p_value.ravel()).reshape(
-            eb.p_value.shape
+        "logFC": place(logfc),
+        "t": place(eb.t),
+        "P.Value": place(eb.p_value),
+        "adj.P.Value.within_one_contrast": place(p_adjust_bh(eb.p_value.T), genes_first=False),
+        "adj.P.Value.across_all_contrasts": place(
+            p_adjust_bh(eb.p_value.ravel()).reshape(eb.p_value.shape)
         ),
-        "CI.L": logfc - tcrit * se,
-        "CI.R": logfc + tcrit * se,
-        "AveExpr": np.broadcast_to(amean[:, None], logfc.shape),
-        "B": eb.lods,
-        "stdev.unscaled": su_mat,
+        "CI.L": place(logfc - margin),
+        "CI.R": place(logfc + margin),
+        "AveExpr": place(np.broadcast_to(amean[:, None], logfc.shape)),
+        "B": place(eb.lods),
+        "stdev.unscaled": place(su_mat),
     }
+    del margin, eb
     rep = obs.iloc[design.first_row]
     n_per = n_per_condition
     meta = pd.DataFrame(
@@ -433,7 +450,7 @@ def moderate_context(
     if mode == "separate":
         meta["sample_id"] = rep.index.to_numpy(dtype=str)
     ledger.keep(design.treated, stage=STAGE, detail=f"{dataset}/{context}")
-    return meta, {k: np.ascontiguousarray(v.T) for k, v in layers.items()}
+    return meta, layers
 
 
 def _assemble(
@@ -457,7 +474,11 @@ def _assemble(
         obs = pd.concat([b[0] for b in blocks])
         if obs["dataset"].nunique() > 1:  # contrast ids are unique within a dataset
             obs.index = pd.Index(obs["dataset"] + ":" + obs.index, name="contrast")
-        layers = {k: np.concatenate([b[1][k] for b in blocks]) for k in EFFECT_LAYERS}
+        layers = (
+            blocks[0][1]
+            if len(blocks) == 1
+            else {k: np.concatenate([b[1][k] for b in blocks]) for k in EFFECT_LAYERS}
+        )
     for col in (
         "dataset",
         "cell_context",
@@ -474,7 +495,7 @@ def _assemble(
         if col in obs:
             obs[col] = pd.array(obs[col], dtype="Int64")
     eff = ad.AnnData(
-        X=layers["logFC"].copy(),
+        X=layers["logFC"],
         obs=obs,
         var=var,
         layers={k: np.asarray(v) for k, v in layers.items()},

@@ -73,6 +73,7 @@ def run_r_limma(
     how: Literal["all", "per_contrast"] = "all",
     method: Literal["trend", "voom"] = "trend",
     weights: bool = False,
+    fit_rows: np.ndarray | None = None,
 ) -> RResult:
     """R limma on one context, the same analysis as perturbridge's engines.
 
@@ -94,11 +95,18 @@ def run_r_limma(
     how
         ``"all"``: all contrasts in one ``contrasts.fit`` + ``eBayes`` (R at its best);
         ``"per_contrast"``: one call per contrast (how the published pipeline ran).
+    fit_rows
+        voom only: fit only these genes (0-based positions among the genes kept by
+        the filter), for timing R on a subset; the other genes are NaN.
     """
     why = r_limma_status()
     if why is not None:
         raise RuntimeError(why)
     write_r_inputs(x, design, workdir)
+    rows_file = workdir / "fit_rows.txt"
+    rows_file.unlink(missing_ok=True)
+    if fit_rows is not None:
+        np.savetxt(rows_file, np.asarray(fit_rows, dtype=int) + 1, fmt="%d")
     script = resources.files("perturbridge.de").joinpath("r/limma.R")
     args = [str(workdir), how, method] + (["weights"] if weights else [])
     with resources.as_file(script) as path:
@@ -118,9 +126,12 @@ def run_r_limma(
         extra["norm_factors"] = np.loadtxt(workdir / "R_norm_factors.txt", ndmin=1)
         if weights:
             extra["weights"] = np.loadtxt(workdir / "R_weights.txt", ndmin=2).T
+        cols = np.flatnonzero(keep)
+        if fit_rows is not None:
+            cols = cols[np.asarray(fit_rows, dtype=int)]
         for name, m in layers.items():
             full = np.full((m.shape[0], keep.size), np.nan)
-            full[:, keep] = m
+            full[:, cols] = m
             layers[name] = full
     timings = {}
     for line in (workdir / "timings.tsv").read_text().splitlines()[1:]:

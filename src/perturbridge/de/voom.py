@@ -262,11 +262,8 @@ def _voom_context(
         trend=trend,
         confint=confint,
         ledger=ledger,
+        gene_cols=None if keep.all() else np.flatnonzero(keep),
+        n_genes_total=ngenes,
     )
     meta["n_genes_tested"] = int(keep.sum())
-    full = {}
-    for name, m in layers.items():
-        arr = np.full((m.shape[0], ngenes), np.nan)
-        arr[:, keep] = m
-        full[name] = arr
-    return meta, full
+    return meta, layers

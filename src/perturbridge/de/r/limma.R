@@ -4,7 +4,8 @@
 # trend: lmFit on log expression, eBayes(trend = TRUE, robust = TRUE).
 # voom: edgeR filterByExpr(design) -> keep.lib.sizes = FALSE -> calcNormFactors (TMM) ->
 #       voom -> lmFit, eBayes(robust = TRUE). Writes R_keep.txt, R_norm_factors.txt and,
-#       with "weights", R_weights.txt (kept genes x samples).
+#       with "weights", R_weights.txt (kept genes x samples). If DIR/fit_rows.txt exists
+#       (1-based rows of the kept genes), only those genes are fitted.
 # DIR holds: expr.txt (genes x samples, whitespace separated, no header), samples.tsv
 # (condition, plate per sample, in the column order of expr.txt), levels.txt (condition
 # levels in design order), plates.txt (plate levels), contrasts.tsv (treated, control).
@@ -43,6 +44,10 @@ if (method == "voom") {
   t_prep <- t1 - t_read
   v <- voom(dge, design)
   t_voom <- proc.time()[["elapsed"]] - t1
+  # optional: fit only some of the kept genes (benchmarks time R on a gene subset)
+  if (file.exists(file.path(dir, "fit_rows.txt"))) {
+    v <- v[scan(file.path(dir, "fit_rows.txt"), quiet = TRUE), ]
+  }
   t_read <- proc.time()[["elapsed"]]
   fit <- suppressWarnings(lmFit(v, design))
   y <- v$E
