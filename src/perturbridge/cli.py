@@ -38,6 +38,13 @@ class Mode(StrEnum):
     separate = "separate"
 
 
+class Engine(StrEnum):
+    """Who computes the statistics."""
+
+    ours = "ours"
+    r = "r"
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -118,15 +125,23 @@ def ingest_l1000(
 
 @app.command("de")
 def de(
-    samples: Annotated[Path, typer.Argument(help="Samples .h5ad (log expression).")],
+    samples: Annotated[Path, typer.Argument(help="Samples .h5ad (log expression or counts).")],
     out: Annotated[Path, typer.Option("--out", help="Effects .h5ad to write.")],
     mode: Annotated[
         Mode, typer.Option(help="group: pool replicate wells; separate: one contrast per well.")
     ] = Mode.group,
+    engine: Annotated[
+        Engine, typer.Option(help="ours (default) or r: the same analysis run by R limma/edgeR.")
+    ] = Engine.ours,
     no_robust: Annotated[bool, typer.Option("--no-robust", help="eBayes without robust.")] = False,
-    no_trend: Annotated[bool, typer.Option("--no-trend", help="eBayes without trend.")] = False,
+    no_trend: Annotated[
+        bool, typer.Option("--no-trend", help="limma-trend: eBayes without the trend.")
+    ] = False,
 ) -> None:
-    """limma-trend effects of each treated condition against its matched vehicle.
+    """Effects of each treated condition against its matched vehicle.
+
+    Log expression (L1000) gets limma-trend; counts get limma-voom (edgeR filterByExpr,
+    TMM, voom). One fit per dataset × cell context.
 
     Example:
 
@@ -135,25 +150,37 @@ def de(
     import anndata as ad
 
     from .de import limma_trend
-    from .io import write_h5ad
+    from .de.voom import limma_voom
+    from .io import provenance, write_h5ad
 
     try:
         adata = ad.read_h5ad(samples)
         adata.uns.pop("ledger", None)
-        res = limma_trend(
-            adata,
-            mode=mode.value,
-            robust=not no_robust,
-            trend=not no_trend,
-            progress=True,
-        )
+        kind = adata.uns.get("perturbridge", {}).get("value_kind")
+        method = "voom" if kind == "counts" else "trend"
+        if engine is Engine.r:
+            from .de.r_limma import limma_r
+
+            res = limma_r(adata, method=method, mode=mode.value, progress=True)
+        elif method == "voom":
+            res = limma_voom(adata, mode=mode.value, robust=not no_robust, progress=True)
+        else:
+            res = limma_trend(
+                adata, mode=mode.value, robust=not no_robust, trend=not no_trend, progress=True
+            )
         res.effects.uns["ledger"] = res.ledger.to_frame()
+        res.effects.uns["perturbridge"]["provenance"] = provenance(
+            step="de", inputs=[samples], params=res.effects.uns["perturbridge"]["params"]
+        )
         write_h5ad(res.effects, out)
-    except (PerturbridgeError, ValueError, KeyError, FileNotFoundError) as err:
+    except (PerturbridgeError, ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         _fail(err)
     if len(res.ledger):
-        console.print(_ledger_table(res.ledger, "conditions"))
-    console.print(f"wrote {out}: {res.effects.n_obs:,} contrasts × {res.effects.n_vars:,} genes")
+        console.print(_ledger_table(res.ledger, "conditions and genes"))
+    console.print(
+        f"wrote {out}: limma-{method} ({engine.value}), {res.effects.n_obs:,} contrasts × "
+        f"{res.effects.n_vars:,} genes"
+    )
 
 
 @app.command("demo")

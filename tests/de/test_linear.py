@@ -87,3 +87,20 @@ def test_plates_nested_in_time_are_detected_exactly():
     assert gen.df_residual == fast.df_residual
     np.testing.assert_allclose(gen.coefficients[:, :k], fast.coef_condition, atol=1e-10)
     np.testing.assert_allclose(gen.sigma, fast.sigma, rtol=1e-10)
+
+
+@pytest.mark.parametrize("q", [1, 3, 5])
+def test_max_hat_closed_form(q):
+    from perturbridge.de._linear import design_structure
+
+    rng = np.random.default_rng(q)
+    n, k = 60, 9
+    cond = rng.integers(0, k, n)
+    cond[:k] = np.arange(k)
+    plate = rng.integers(0, q, n)
+    x = design(cond, plate, k, q)
+    qmat, _ = np.linalg.qr(x)
+    hat = np.sum(qmat**2, axis=1)
+    assert design_structure(cond, plate, n_plates=q).max_hat() == pytest.approx(
+        hat.max(), rel=1e-12
+    )

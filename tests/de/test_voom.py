@@ -43,8 +43,17 @@ def count_samples(
                     for d in doses:
                         reps = int(rng.integers(0, 3)) if c else 1
                         rows += [(ctx, plate, f"cmp{c}", d, t, "compound")] * reps
-    obs = pd.DataFrame(rows, columns=["cell_context", "plate", "perturbagen", "pert_dose_uM",
-                                      "pert_time_h", "pert_type"])
+    obs = pd.DataFrame(
+        rows,
+        columns=[
+            "cell_context",
+            "plate",
+            "perturbagen",
+            "pert_dose_uM",
+            "pert_time_h",
+            "pert_type",
+        ],
+    )
     n = len(obs)
     obs.index = [f"w{i:04d}" for i in range(n)]
     obs["dataset"] = "sim_counts"
@@ -54,19 +63,25 @@ def count_samples(
     obs["cell_name"] = obs["cell_context"]
     obs["compound_id_source"] = obs["perturbagen"]
     obs["is_control"] = obs["pert_type"] == "vehicle"
-    lfc = {(f"cmp{c}", d): rng.normal(0, 1.2, n_genes) * (rng.random(n_genes) < 0.15)
-           for c in range(n_compounds) for d in doses}
+    lfc = {
+        (f"cmp{c}", d): rng.normal(0, 1.2, n_genes) * (rng.random(n_genes) < 0.15)
+        for c in range(n_compounds)
+        for d in doses
+    }
     batch = {pl: rng.normal(0, 0.2, n_genes) for pl in obs["plate"].unique()}
     libf = np.exp(rng.uniform(np.log(0.3), np.log(3.0), n))
     mu = np.empty((n, n_genes))
-    for i, (pl, pert, dose) in enumerate(zip(obs["plate"], obs["perturbagen"],
-                                             obs["pert_dose_uM"], strict=True)):
+    for i, (pl, pert, dose) in enumerate(
+        zip(obs["plate"], obs["perturbagen"], obs["pert_dose_uM"], strict=True)
+    ):
         eff = lfc[(pert, dose)] if pert != "DMSO" else 0.0
         mu[i] = base * libf[i] * np.exp(batch[pl] + eff * np.log(2))
     size = 1.0 / disp
     counts = rng.negative_binomial(size[None, :], size[None, :] / (size[None, :] + mu))
-    var = pd.DataFrame({"symbol": [f"G{j}" for j in range(n_genes)]},
-                       index=[f"ENSG{j:011d}" for j in range(n_genes)])
+    var = pd.DataFrame(
+        {"symbol": [f"G{j}" for j in range(n_genes)]},
+        index=[f"ENSG{j:011d}" for j in range(n_genes)],
+    )
     return build_samples(counts.astype(float), obs, var, value_kind="counts")
 
 

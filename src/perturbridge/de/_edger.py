@@ -27,12 +27,12 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
 from ..errors import PerturbridgeWarning
-from ._linear import _estimable_columns
 
 __all__ = ["NormMethod", "calc_norm_factors", "cpm", "filter_by_expr"]
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
+IntArray = NDArray[np.intp]
 
 #: Methods of :func:`calc_norm_factors`.
 NormMethod = Literal["TMM", "upperquartile", "none"]
@@ -115,16 +115,57 @@ def _r_quantile7(x: FloatArray, p: float) -> FloatArray:
     return qs
 
 
+def _dqrdc2_columns(x: FloatArray, tol: float = 1e-7) -> IntArray:
+    """Columns that R's ``qr(x)`` (LINPACK ``dqrdc2``) keeps, in its pivoted order.
+
+    A port of ``dqrdc2``'s limited pivoting: left to right, a column whose norm, after
+    the Householder steps of the kept columns before it, has fallen below ``tol`` times
+    its original norm is moved to the end; the first ``rank`` pivoted columns are kept.
+    """
+    x = np.array(x, dtype=np.float64)
+    n, p = x.shape
+    qraux = np.linalg.norm(x, axis=0)
+    work2 = np.where(qraux == 0, 1.0, qraux)
+    jpvt = np.arange(p)
+    k = p  # columns k.. have been moved to the end (0-based count of candidates)
+    for col in range(min(n, p)):
+        while col < k and qraux[col] < work2[col] * tol:
+            order = np.r_[np.arange(col), np.arange(col + 1, p), col]
+            x, qraux, work2, jpvt = x[:, order], qraux[order], work2[order], jpvt[order]
+            k -= 1
+        if col == n - 1:
+            break
+        nrmxl = float(np.linalg.norm(x[col:, col]))
+        if nrmxl == 0:
+            continue
+        if x[col, col] != 0:
+            nrmxl = math.copysign(nrmxl, x[col, col])
+        x[col:, col] *= 1.0 / nrmxl
+        x[col, col] += 1.0
+        for j in range(col + 1, p):
+            t = -np.dot(x[col:, col], x[col:, j]) / x[col, col]
+            x[col:, j] += t * x[col:, col]
+            if qraux[j] == 0:
+                continue
+            tt = max(1.0 - (abs(x[col, j]) / qraux[j]) ** 2, 0.0)
+            if abs(tt) < 1e-6:
+                qraux[j] = np.linalg.norm(x[col + 1 :, j])
+            else:
+                qraux[j] = qraux[j] * math.sqrt(tt)
+        qraux[col] = x[col, col]
+        x[col, col] = -nrmxl
+    rank = min(k, n)
+    return jpvt[:rank]
+
+
 def _hat_max(design: FloatArray) -> float:
     """``max(hat(design))`` of R's ``stats::hat`` (an intercept column is prepended).
 
-    R's ``qr`` keeps the columns that ``dqrdc2`` finds estimable (left to right,
-    tolerance 1e-7); the hat values are the squared row norms of an orthonormal basis
-    of their span.
+    The hat values are the squared row norms of an orthonormal basis of the columns
+    that R's ``qr`` keeps (:func:`_dqrdc2_columns`).
     """
     x = np.column_stack([np.ones(design.shape[0]), design])
-    keep = _estimable_columns(x)
-    q = np.linalg.qr(x[:, keep], mode="reduced")[0]
+    q = np.linalg.qr(x[:, _dqrdc2_columns(x)], mode="reduced")[0]
     return float(np.max(np.sum(q * q, axis=1)))
 
 
@@ -133,7 +174,7 @@ def _hat_max(design: FloatArray) -> float:
 
 def _positions(mask: BoolArray, values: FloatArray, k: int = 5) -> str:
     where = np.argwhere(mask)[:k]
-    shown = ", ".join(f"(sample {i}, gene {j}): {values[i, j]!r}" for i, j in where)
+    shown = ", ".join(f"(sample {i}, gene {j}): {float(values[i, j])!r}" for i, j in where)
     more = f" and {int(mask.sum()) - k} more" if mask.sum() > k else ""
     return shown + more
 
@@ -165,7 +206,9 @@ def _check_counts(counts: ArrayLike) -> FloatArray:
     return x
 
 
-def _check_lib_size(lib_size: ArrayLike | None, x: FloatArray) -> FloatArray:
+def _check_lib_size(
+    lib_size: ArrayLike | None, x: FloatArray, *, what: str = "lib_size"
+) -> FloatArray:
     """The library sizes: given ones checked, else R's ``colSums`` of the counts."""
     n = x.shape[0]
     if lib_size is None:
@@ -175,13 +218,12 @@ def _check_lib_size(lib_size: ArrayLike | None, x: FloatArray) -> FloatArray:
         lib = np.asarray(lib_size, dtype=np.float64)
         if lib.shape != (n,):
             raise ValueError(
-                f"lib_size must have one value per sample, shape ({n},); found shape {lib.shape}"
+                f"{what} must have one value per sample, shape ({n},); found shape {lib.shape}"
             )
-        what = "lib_size"
     bad = ~(np.isfinite(lib) & (lib > 0))
     if bad.any():
         first = np.flatnonzero(bad)[:5]
-        shown = ", ".join(f"sample {i}: {lib[i]!r}" for i in first)
+        shown = ", ".join(f"sample {i}: {float(lib[i])!r}" for i in first)
         raise ValueError(
             f"{what} must be finite and positive; found {shown}. "
             "Drop samples without counts before normalizing."
@@ -372,6 +414,7 @@ def filter_by_expr(
     min_total_count: float = 15,
     large_n: int = 10,
     min_prop: float = 0.7,
+    max_hat: float | None = None,
 ) -> np.ndarray:
     """Genes with enough counts to keep: edgeR's ``filterByExpr``.
 
@@ -401,6 +444,9 @@ def filter_by_expr(
         Groups larger than this need only ``min_prop`` of their extra samples.
     min_prop
         Proportion of samples beyond ``large_n`` that must pass.
+    max_hat
+        The largest hat value of the design, when the caller knows it in closed form
+        (used instead of ``design``, whose hat values take a QR of the whole design).
 
     Returns
     -------
@@ -434,6 +480,10 @@ def filter_by_expr(
             )
         _, sizes = np.unique(g, return_counts=True)
         min_sample_size = float(sizes[sizes > 0].min())
+    elif max_hat is not None:
+        if not 0 < max_hat <= 1 + 1e-9:
+            raise ValueError(f"max_hat must lie in (0, 1]; found {max_hat}")
+        min_sample_size = 1 / max_hat
     elif design is not None:
         d = np.asarray(design)
         if d.ndim != 2 or d.shape[0] != n_samples:
@@ -522,7 +572,7 @@ def cpm(
                 f"norm_factors must have one value per sample, shape {lib.shape}; "
                 f"found shape {nf.shape}"
             )
-        lib = _check_lib_size(lib * nf, x)
+        lib = _check_lib_size(lib * nf, x, what="lib_size * norm_factors")
     if not log:
         return _cpm_raw(x, lib)
     if not (math.isfinite(prior_count) and prior_count >= 0):

@@ -222,6 +222,19 @@ class DesignStructure:
             out[has_p] += coef_p[pcol[has_p]]
         return out
 
+    def max_hat(self) -> float:
+        """The largest diagonal element of the hat matrix ``X (X'X)⁻¹ X'``.
+
+        For sample ``i`` in condition ``k``: ``1/n_k + (u_k − p_i)' S⁻¹ (u_k − p_i)``, with
+        ``p_i`` its row of the estimable plate columns.
+        """
+        diff = self.u[self.condition].copy()
+        pcol = self.plate_column
+        on = np.flatnonzero(pcol >= 0)
+        diff[on, pcol[on]] -= 1.0
+        quad = np.einsum("ij,jk,ik->i", diff, self.s_inv, diff)
+        return float(np.max(1.0 / self.n_per_condition[self.condition] + quad))
+
     def condition_cov(self, a: IntArray, b: IntArray) -> FloatArray:
         """Unscaled covariances ``[(X'X)⁻¹]_{a_i, b_i}`` of condition coefficients."""
         quad = np.einsum("mi,ij,mj->m", self.u[a], self.s_inv, self.u[b])

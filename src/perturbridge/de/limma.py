@@ -355,6 +355,49 @@ def _drop_no_df(design: ContextDesign, ledger: Ledger) -> None:
     )
 
 
+def contrast_meta(
+    obs: pd.DataFrame,
+    design: ContextDesign,
+    *,
+    n_per_condition: np.ndarray,
+    df_residual: int,
+    n_plate_columns_not_estimable: int,
+    mode: ReplicateMode,
+) -> pd.DataFrame:
+    """The Effects ``obs`` of one fit: one row per contrast, in ``design.treated`` order."""
+    dataset, context = design.dataset, design.context
+    t_idx = design.levels.get_indexer(design.treated)
+    c_idx = design.levels.get_indexer(design.control)
+    rep = obs.iloc[design.first_row]
+    n_per = n_per_condition
+    meta = pd.DataFrame(
+        {
+            "dataset": dataset,
+            "cell_context": context,
+            "cell_name": rep["cell_name"].astype(str).to_numpy(),
+            "perturbagen": rep["perturbagen"].astype(str).to_numpy(),
+            "compound_id_source": rep["compound_id_source"].astype(object).to_numpy(),
+            "compound_inchikey": rep["compound_inchikey"].astype(object).to_numpy(),
+            "pubchem_cid": rep["pubchem_cid"].to_numpy(),
+            "pert_dose_uM": rep["pert_dose_uM"].to_numpy(dtype=float),
+            "pert_time_h": rep["pert_time_h"].to_numpy(dtype=float),
+            "replicate": (
+                rep["replicate"].astype(object).to_numpy() if mode == "separate" else None
+            ),
+            "control_label": design.control,
+            "n_treated": n_per[t_idx].astype(int),
+            "n_control": n_per[c_idx].astype(int),
+            "df_residual": df_residual,
+            "n_plates": len(design.plate_levels),
+            "n_plate_columns_not_estimable": n_plate_columns_not_estimable,
+        },
+        index=pd.Index(design.treated.to_numpy(dtype=str), name="contrast"),
+    )
+    if mode == "separate":
+        meta["sample_id"] = rep.index.to_numpy(dtype=str)
+    return meta
+
+
 def moderate_context(
     logfc: np.ndarray,
     su_mat: np.ndarray,
@@ -381,8 +424,6 @@ def moderate_context(
     ``n_genes_total`` genes and the layers are NaN elsewhere.
     """
     dataset, context = design.dataset, design.context
-    t_idx = design.levels.get_indexer(design.treated)
-    c_idx = design.levels.get_indexer(design.control)
     ngenes = logfc.shape[0]
     eb = ebayes(
         logfc,
@@ -422,33 +463,14 @@ def moderate_context(
         "stdev.unscaled": place(su_mat),
     }
     del margin, eb
-    rep = obs.iloc[design.first_row]
-    n_per = n_per_condition
-    meta = pd.DataFrame(
-        {
-            "dataset": dataset,
-            "cell_context": context,
-            "cell_name": rep["cell_name"].astype(str).to_numpy(),
-            "perturbagen": rep["perturbagen"].astype(str).to_numpy(),
-            "compound_id_source": rep["compound_id_source"].astype(object).to_numpy(),
-            "compound_inchikey": rep["compound_inchikey"].astype(object).to_numpy(),
-            "pubchem_cid": rep["pubchem_cid"].to_numpy(),
-            "pert_dose_uM": rep["pert_dose_uM"].to_numpy(dtype=float),
-            "pert_time_h": rep["pert_time_h"].to_numpy(dtype=float),
-            "replicate": (
-                rep["replicate"].astype(object).to_numpy() if mode == "separate" else None
-            ),
-            "control_label": design.control,
-            "n_treated": n_per[t_idx].astype(int),
-            "n_control": n_per[c_idx].astype(int),
-            "df_residual": df_residual,
-            "n_plates": len(design.plate_levels),
-            "n_plate_columns_not_estimable": n_plate_columns_not_estimable,
-        },
-        index=pd.Index(design.treated.to_numpy(dtype=str), name="contrast"),
+    meta = contrast_meta(
+        obs,
+        design,
+        n_per_condition=n_per_condition,
+        df_residual=df_residual,
+        n_plate_columns_not_estimable=n_plate_columns_not_estimable,
+        mode=mode,
     )
-    if mode == "separate":
-        meta["sample_id"] = rep.index.to_numpy(dtype=str)
     ledger.keep(design.treated, stage=STAGE, detail=f"{dataset}/{context}")
     return meta, layers
 

@@ -10,16 +10,31 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+import anndata as ad
 import numpy as np
 
-from .limma import ContextDesign
+from ..progress import track
+from ..schema import validate_effects, validate_samples
+from ._linear import design_structure
+from ._rstats import p_adjust_bh
+from .limma import (
+    STAGE,
+    ContextDesign,
+    DEResult,
+    ReplicateMode,
+    _assemble,
+    _drop_no_df,
+    contrast_meta,
+    plan_contexts,
+)
 
-__all__ = ["R_LAYERS", "RResult", "r_limma_status", "run_r_limma", "run_r_limma_trend"]
+__all__ = ["R_LAYERS", "RResult", "limma_r", "r_limma_status", "run_r_limma", "run_r_limma_trend"]
 
 #: Layers as R's topTable names them, plus stdev.unscaled.
 R_LAYERS: tuple[str, ...] = (
@@ -142,3 +157,89 @@ def run_r_limma(
 
 #: The limma-trend run, kept under its first name.
 run_r_limma_trend = run_r_limma
+
+
+def limma_r(
+    samples: ad.AnnData,
+    *,
+    method: Literal["trend", "voom"],
+    mode: ReplicateMode = "group",
+    workdir: Path | None = None,
+    progress: bool = False,
+) -> DEResult:
+    """The same analysis as :func:`~perturbridge.de.limma_trend` /
+    :func:`~perturbridge.de.voom.limma_voom`, computed by R limma (and edgeR for voom).
+
+    For users who must cite R. Needs ``Rscript`` with limma, edgeR and statmod; each
+    dataset × context runs in its own R process. ``adj.P.Value.across_all_contrasts``
+    is BH over R's p-values of the fit.
+    """
+    why = r_limma_status()
+    if why is not None:
+        raise RuntimeError(f"--engine r needs R: {why}")
+    validate_samples(samples)
+    kind = samples.uns["perturbridge"]["value_kind"]
+    expected = "counts" if method == "voom" else "log_expression"
+    if kind != expected:
+        raise ValueError(f"limma-{method} needs {expected}, these Samples hold {kind!r}")
+    x = samples.X
+    x = np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=float)
+    designs, ledger = plan_contexts(samples, mode=mode)
+    blocks = []
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        for i, design in enumerate(
+            track(designs, description=f"R limma-{method}", enabled=progress)
+        ):
+            st = design_structure(
+                design.condition_codes,
+                design.plate_codes,
+                n_conditions=len(design.levels),
+                n_plates=len(design.plate_levels),
+            )
+            df = design.rows.size - st.k - int(st.keep.sum())
+            if df <= 0:
+                _drop_no_df(design, ledger)
+                continue
+            r = run_r_limma(x[design.rows], design, workdir=Path(tmp) / f"ctx{i}", method=method)
+            if method == "voom":
+                keep = r.extra["keep"]
+                if (~keep).any():
+                    ledger.drop(
+                        samples.var_names[~keep],
+                        stage="de_genes",
+                        reason="low_expression",
+                        detail=f"{design.dataset}/{design.context}: filterByExpr",
+                    )
+            p = r.layers["P.Value"]
+            layers = {
+                "logFC": r.layers["logFC"],
+                "t": r.layers["t"],
+                "P.Value": p,
+                "adj.P.Value.within_one_contrast": r.layers["adj.P.Val"],
+                "adj.P.Value.across_all_contrasts": p_adjust_bh(p.ravel()).reshape(p.shape),
+                "CI.L": r.layers["CI.L"],
+                "CI.R": r.layers["CI.R"],
+                "AveExpr": r.layers["AveExpr"],
+                "B": r.layers["B"],
+                "stdev.unscaled": r.layers["stdev.unscaled"],
+            }
+            meta = contrast_meta(
+                samples.obs.iloc[design.rows],
+                design,
+                n_per_condition=st.n_per_condition,
+                df_residual=df,
+                n_plate_columns_not_estimable=int((~st.keep).sum()),
+                mode=mode,
+            )
+            ledger.keep(design.treated, stage=STAGE, detail=f"{design.dataset}/{design.context}")
+            blocks.append((meta, layers))
+    params = {
+        "mode": mode,
+        "method": f"limma-{method}",
+        "engine": "R",
+        "robust": True,
+        "trend": method == "trend",
+    }
+    effects = _assemble(blocks, samples, mode=mode, params=params)
+    validate_effects(effects)
+    return DEResult(effects, ledger)

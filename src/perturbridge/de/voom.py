@@ -64,23 +64,6 @@ def check_counts(x: np.ndarray, samples: ad.AnnData, *, allow_non_integer: bool 
             )
 
 
-def _design_matrix(design: ContextDesign) -> np.ndarray:
-    """The estimable columns of ``~0 + condition + plate`` (dense; for ``filterByExpr``)."""
-    st = design_structure(
-        design.condition_codes,
-        design.plate_codes,
-        n_conditions=len(design.levels),
-        n_plates=len(design.plate_levels),
-    )
-    n = design.rows.size
-    x = np.zeros((n, st.k + int(st.keep.sum())))
-    x[np.arange(n), st.condition] = 1.0
-    pcol = st.plate_column
-    on = pcol >= 0
-    x[np.flatnonzero(on), st.k + pcol[on]] = 1.0
-    return x
-
-
 def limma_voom(
     samples: ad.AnnData,
     *,
@@ -188,8 +171,12 @@ def _voom_context(
     keep_weights: bool,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]] | None:
     ngenes = counts.shape[1]
+    n_cond, n_plates = len(design.levels), len(design.plate_levels)
+    structure = design_structure(
+        design.condition_codes, design.plate_codes, n_conditions=n_cond, n_plates=n_plates
+    )
     if filter_genes:
-        keep = filter_by_expr(counts, design=_design_matrix(design))
+        keep = filter_by_expr(counts, max_hat=structure.max_hat())
         if (~keep).any():
             ledger.drop(
                 gene_ids[~keep],
@@ -213,16 +200,13 @@ def _voom_context(
     eff_lib = lib * nf
     diag.update(keep=keep, lib_size=lib, norm_factors=nf)
     y = voom_log_cpm(kept, eff_lib)
-    n_cond, n_plates = len(design.levels), len(design.plate_levels)
     fit0 = fit_condition_plate(
         y, design.condition_codes, design.plate_codes, n_conditions=n_cond, n_plates=n_plates
     )
     if fit0.df_residual <= 0:
         _drop_no_df(design, ledger)
         return None
-    st = design_structure(
-        design.condition_codes, design.plate_codes, n_conditions=n_cond, n_plates=n_plates
-    )
+    st = structure
     fitted = st.fitted(fit0.coef_condition.T, fit0.coef_plate.T)
     w = voom_weights(
         kept,

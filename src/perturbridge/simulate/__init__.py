@@ -5,9 +5,9 @@ from .l1000 import SimulatedL1000, simulate_l1000, sizes_for
 
 __all__ = [
     "SimulatedCounts",
-    "simulate_counts",
-    "tahoe_cell_line",
     "SimulatedL1000",
+    "simulate_counts",
     "simulate_l1000",
     "sizes_for",
+    "tahoe_cell_line",
 ]
