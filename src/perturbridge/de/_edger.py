@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
@@ -288,6 +289,7 @@ def calc_norm_factors(
     do_weighting: bool = True,
     a_cutoff: float = -1e10,
     p: float = 0.75,
+    n_jobs: int = 2,
 ) -> np.ndarray:
     """Normalization factors of each sample: edgeR's ``calcNormFactors``.
 
@@ -320,6 +322,8 @@ def calc_norm_factors(
         TMM: genes with A-value at or below this are not used.
     p
         ``"upperquartile"``: the quantile of each sample's counts used (R type 7).
+    n_jobs
+        Threads for the per-sample TMM factors.
 
     Returns
     -------
@@ -372,21 +376,22 @@ def calc_norm_factors(
                 ref = int(np.argmin(np.abs(f75 - _r_mean(f75))))
         else:
             ref = int(ref_sample)
-        f = np.array(
-            [
-                _calc_factor_tmm(
-                    x[i],
-                    x[ref],
-                    float(lib[i]),
-                    float(lib[ref]),
-                    logratio_trim=logratio_trim,
-                    sum_trim=sum_trim,
-                    do_weighting=do_weighting,
-                    a_cutoff=a_cutoff,
-                )
-                for i in range(n_samples)
-            ]
-        )
+
+        def one(i: int) -> float:
+            return _calc_factor_tmm(
+                x[i],
+                x[ref],
+                float(lib[i]),
+                float(lib[ref]),
+                logratio_trim=logratio_trim,
+                sum_trim=sum_trim,
+                do_weighting=do_weighting,
+                a_cutoff=a_cutoff,
+            )
+
+        # samples are independent; NumPy's sorts and sums release the GIL
+        with ThreadPoolExecutor(max_workers=min(n_jobs, n_samples)) as pool:
+            f = np.array(list(pool.map(one, range(n_samples))))
     elif method == "upperquartile":
         q = _r_quantile7(x, p)
         if q.min() == 0:

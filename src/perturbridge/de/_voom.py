@@ -8,6 +8,7 @@ or the closed-form ``~0 + condition + plate`` fit, can be used.
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.typing import NDArray
@@ -79,7 +80,16 @@ def voom_weights(
         sx, sy = sx[~allzero], sy[~allzero]
     lx, ly = lowess(sx, sy, f=span)
     kx, ky = _approxfun_mean_ties(lx, ly)
-    fitted_cpm = 2.0 ** np.asarray(fitted, dtype=float)
-    fitted_count = 1e-6 * (fitted_cpm * (lib + 1)[:, None])
-    fitted_logcount = np.log2(fitted_count)
-    return 1.0 / np.interp(fitted_logcount, kx, ky) ** 4
+    fitted = np.asarray(fitted, dtype=float)
+    out = np.empty_like(fitted)
+
+    def rows(sl: slice) -> None:
+        fitted_cpm = 2.0 ** fitted[sl]
+        fitted_count = 1e-6 * (fitted_cpm * (lib[sl] + 1)[:, None])
+        fitted_logcount = np.log2(fitted_count)
+        out[sl] = 1.0 / np.interp(fitted_logcount, kx, ky) ** 4
+
+    half = fitted.shape[0] // 2
+    with ThreadPoolExecutor(max_workers=2) as pool:  # row blocks; NumPy releases the GIL
+        list(pool.map(rows, [slice(0, half), slice(half, None)]))
+    return out
