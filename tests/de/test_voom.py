@@ -159,3 +159,30 @@ def test_no_controls_go_to_ledger():
     res = limma_voom(treated)
     assert res.effects.n_obs == 0
     assert (res.ledger.to_frame()["reason"] == "no_matched_control").all()
+
+
+def test_single_sample_and_duplicate_genes():
+    samples = count_samples(seed=0, n_genes=60)
+    one = samples[[0]].copy()  # one vehicle well: nothing to contrast
+    res = limma_voom(one)
+    assert res.effects.n_obs == 0
+    treated_one = samples[[int(np.flatnonzero(~samples.obs["is_control"].to_numpy())[0])]].copy()
+    res = limma_voom(treated_one)
+    assert (res.ledger.to_frame()["reason"] == "no_matched_control").all()
+    from perturbridge.errors import SchemaError
+
+    var = samples.var.copy()
+    var.index = [var.index[0]] * 2 + list(var.index[2:])
+    with pytest.raises(SchemaError, match="gene ids must be unique"):
+        build_samples(np.asarray(samples.X), samples.obs, var, value_kind="counts")
+
+
+def test_all_zero_genes_are_ledgered_not_fitted():
+    samples = count_samples(seed=0, n_genes=80)
+    res = limma_voom(samples)
+    led = res.ledger.to_frame()
+    zero = samples.var_names[np.asarray(samples.X).sum(axis=0) == 0]
+    assert len(zero) > 0
+    assert set(zero) <= set(led.loc[led["reason"] == "low_expression", "id"])
+    cols = samples.var_names.get_indexer(zero)
+    assert np.isnan(np.asarray(res.effects.layers["t"])[:, cols]).all()
