@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -157,7 +157,7 @@ def de(
         adata = ad.read_h5ad(samples)
         adata.uns.pop("ledger", None)
         kind = adata.uns.get("perturbridge", {}).get("value_kind")
-        method = "voom" if kind == "counts" else "trend"
+        method: Literal["trend", "voom"] = "voom" if kind == "counts" else "trend"
         if engine is Engine.r:
             from .de.r_limma import limma_r
 

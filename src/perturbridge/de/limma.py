@@ -481,8 +481,9 @@ def _assemble(
     *,
     mode: ReplicateMode,
     params: dict[str, Any],
+    var: pd.DataFrame | None = None,
 ) -> ad.AnnData:
-    var = samples.var.copy()
+    var = samples.var.copy() if var is None else var.copy()
     if not blocks:
         obs = pd.DataFrame(
             {
@@ -491,7 +492,7 @@ def _assemble(
             },
             index=pd.Index([], name="contrast", dtype=str),
         )
-        layers = {k: np.zeros((0, samples.n_vars)) for k in EFFECT_LAYERS}
+        layers = {k: np.zeros((0, len(var))) for k in EFFECT_LAYERS}
     else:
         obs = pd.concat([b[0] for b in blocks])
         if obs["dataset"].nunique() > 1:  # contrast ids are unique within a dataset

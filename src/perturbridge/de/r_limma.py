@@ -186,6 +186,7 @@ def limma_r(
     x = np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=float)
     designs, ledger = plan_contexts(samples, mode=mode)
     blocks = []
+    tested: list[np.ndarray] = []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for i, design in enumerate(
             track(designs, description=f"R limma-{method}", enabled=progress)
@@ -233,6 +234,7 @@ def limma_r(
             )
             ledger.keep(design.treated, stage=STAGE, detail=f"{design.dataset}/{design.context}")
             blocks.append((meta, layers))
+            tested.append(r.extra.get("keep", np.ones(samples.n_vars, dtype=bool)))
     params = {
         "mode": mode,
         "method": f"limma-{method}",
@@ -240,6 +242,10 @@ def limma_r(
         "robust": True,
         "trend": method == "trend",
     }
-    effects = _assemble(blocks, samples, mode=mode, params=params)
+    # as our engine: Effects keep the genes tested in at least one fit
+    union = np.logical_or.reduce(tested) if tested else np.ones(samples.n_vars, dtype=bool)
+    blocks = [(m, {k: v[:, union] for k, v in lay.items()}) for m, lay in blocks]
+    var = samples.var.iloc[np.flatnonzero(union)]
+    effects = _assemble(blocks, samples, mode=mode, params=params, var=var)
     validate_effects(effects)
     return DEResult(effects, ledger)

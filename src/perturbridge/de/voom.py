@@ -20,7 +20,7 @@ from ..ledger import Ledger
 from ..progress import track
 from ..schema import validate_effects, validate_samples
 from ._edger import calc_norm_factors, filter_by_expr
-from ._linear import design_structure, fit_condition_plate
+from ._linear import DesignStructure, design_structure, fit_condition_plate
 from ._voom import voom_log_cpm, voom_weights
 from ._weighted import fit_condition_plate_weighted
 from .limma import (
@@ -114,18 +114,43 @@ def limma_voom(
     check_counts(x, samples, allow_non_integer=allow_non_integer)
     obs = samples.obs
     designs, ledger = plan_contexts(samples, mode=mode)
+    # genes: filterByExpr per fit; Effects keep the genes tested in at least one fit
+    keeps = []
+    for design in designs:
+        structure = design_structure(
+            design.condition_codes,
+            design.plate_codes,
+            n_conditions=len(design.levels),
+            n_plates=len(design.plate_levels),
+        )
+        if filter_genes:
+            keep = filter_by_expr(x[design.rows], max_hat=structure.max_hat())
+            if (~keep).any():
+                ledger.drop(
+                    samples.var_names[~keep],
+                    stage="de_genes",
+                    reason="low_expression",
+                    detail=f"{design.dataset}/{design.context}: filterByExpr",
+                )
+        else:
+            keep = np.ones(samples.n_vars, dtype=bool)
+        keeps.append((structure, keep))
+    tested = np.logical_or.reduce([k for _, k in keeps]) if keeps else np.ones(0, dtype=bool)
     blocks = []
     diagnostics: dict[str, dict[str, np.ndarray]] = {}
-    for design in track(designs, description="limma-voom", enabled=progress):
+    for design, (structure, keep) in track(
+        list(zip(designs, keeps, strict=True)), description="limma-voom", enabled=progress
+    ):
         diag = diagnostics.setdefault(f"{design.dataset}/{design.context}", {})
         out = _voom_context(
-            x[design.rows],
+            x[design.rows][:, keep],
             obs.iloc[design.rows],
             design,
-            samples.var_names,
+            structure,
             diag,
+            keep=keep,
+            tested=tested,
             mode=mode,
-            filter_genes=filter_genes,
             normalization=normalization,
             robust=robust,
             trend=trend,
@@ -147,20 +172,22 @@ def limma_voom(
         "normalization": normalization,
         "method": "limma-voom",
     }
-    effects = _assemble(blocks, samples, mode=mode, params=params)
+    var = samples.var.iloc[np.flatnonzero(tested)] if designs else samples.var
+    effects = _assemble(blocks, samples, mode=mode, params=params, var=var)
     validate_effects(effects)
     return DEResult(effects, ledger, diagnostics)
 
 
 def _voom_context(
-    counts: np.ndarray,
+    kept: np.ndarray,
     obs: pd.DataFrame,
     design: ContextDesign,
-    gene_ids: pd.Index,
+    structure: DesignStructure,
     diag: dict[str, np.ndarray],
     *,
+    keep: np.ndarray,
+    tested: np.ndarray,
     mode: ReplicateMode,
-    filter_genes: bool,
     normalization: str,
     robust: bool,
     trend: bool,
@@ -170,22 +197,8 @@ def _voom_context(
     ledger: Ledger,
     keep_weights: bool,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]] | None:
-    ngenes = counts.shape[1]
+    """One fit on its kept genes; layers span the ``tested`` genes (NaN for the rest)."""
     n_cond, n_plates = len(design.levels), len(design.plate_levels)
-    structure = design_structure(
-        design.condition_codes, design.plate_codes, n_conditions=n_cond, n_plates=n_plates
-    )
-    if filter_genes:
-        keep = filter_by_expr(counts, max_hat=structure.max_hat())
-        if (~keep).any():
-            ledger.drop(
-                gene_ids[~keep],
-                stage="de_genes",
-                reason="low_expression",
-                detail=f"{design.dataset}/{design.context}: filterByExpr",
-            )
-    else:
-        keep = np.ones(ngenes, dtype=bool)
     if keep.sum() < 2:
         ledger.drop(
             design.treated,
@@ -194,7 +207,6 @@ def _voom_context(
             detail=f"{design.dataset}/{design.context}: fewer than 2 genes pass filterByExpr",
         )
         return None
-    kept = counts[:, keep]
     lib = kept.sum(axis=1)
     nf = calc_norm_factors(kept, lib_size=lib, method=normalization)  # type: ignore[arg-type]
     eff_lib = lib * nf
@@ -246,8 +258,8 @@ def _voom_context(
         trend=trend,
         confint=confint,
         ledger=ledger,
-        gene_cols=None if keep.all() else np.flatnonzero(keep),
-        n_genes_total=ngenes,
+        gene_cols=None if keep[tested].all() else np.flatnonzero(keep[tested]),
+        n_genes_total=int(tested.sum()),
     )
     meta["n_genes_tested"] = int(keep.sum())
     return meta, layers
