@@ -56,6 +56,10 @@ def _r_sums(x: FloatArray, axis: int) -> FloatArray:
     double once, at the end, as R does.
     """
     x = np.asarray(x, dtype=np.float64)
+    if x.size and np.abs(x).sum() < 2.0**53 and np.array_equal(x, np.floor(x)):
+        # integer counts: every partial sum is exact in double, so any summation order
+        # gives the long double result
+        return np.atleast_1d(np.sum(x, axis=axis if x.ndim > 1 else 0)).astype(np.float64)
     if x.ndim == 1:
         if x.size == 0:
             return np.zeros(1)
