@@ -32,6 +32,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 PRESETS = {"tahoe-cell-line": {"n_genes": 20_000}, "small": {"n_genes": 3_000}}
 
@@ -50,7 +51,7 @@ def _child_ours(samples_path: str, out_path: str) -> None:
         out_path,
         logFC=np.asarray(res.effects.layers["logFC"]),
         keep=diag["keep"],
-        contrasts=np.asarray(res.effects.obs_names),
+        genes=np.asarray(res.effects.var_names, dtype=str),
     )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"wall_s": wall, "peak_rss_mb": peak}))
@@ -143,7 +144,8 @@ def main() -> None:
                 peak = int(line.split()[1]) / 1024
         r_keep = np.loadtxt(rdir / "R_keep.txt").astype(bool)
         r_lfc = np.loadtxt(rdir / "R_logFC.txt", ndmin=2).T  # contrasts × fitted genes
-        cols = np.flatnonzero(keep)[fit_rows]
+        fitted_genes = np.asarray(samples.var_names)[np.flatnonzero(keep)[fit_rows]]
+        cols = pd.Index(res["genes"]).get_indexer(fitted_genes)
         out["r"] = {
             "steps_s": {k: round(v, 2) for k, v in steps.items()},
             "genes_fitted": n_fit,
