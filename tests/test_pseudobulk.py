@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 import h5py
@@ -169,7 +170,12 @@ def test_layer_is_summed_instead_of_x(tmp_path: Path) -> None:
 def test_sparse_accumulator_matches_dense(monkeypatch: pytest.MonkeyPatch) -> None:
     cells = make_cells(7)
     cells.obs.loc[cells.obs_names[:3], "condition"] = None
-    kwargs = {"min_counts": 30, "min_cells": 12, "fraction_expressing": True, "chunk_size": 40}
+    kwargs: dict[str, Any] = {
+        "min_counts": 30,
+        "min_cells": 12,
+        "fraction_expressing": True,
+        "chunk_size": 40,
+    }
     dense = pseudobulk(cells, groupby=KEYS, **kwargs)
     monkeypatch.setattr(pb, "_DENSE_LIMIT_BYTES", 0)
     monkeypatch.setattr(pb, "_BLOCK_NNZ", 50)  # many partial sums to merge
@@ -282,6 +288,25 @@ def test_every_cell_in_ledger_exactly_once() -> None:
     assert set(kept["detail"]) == set(res.counts.obs_names)
     per_group = kept["detail"].value_counts()
     assert per_group.loc[res.counts.obs_names].tolist() == res.counts.obs["n_cells"].tolist()
+
+
+def test_ledger_built_in_slices_is_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    cells = make_cells(41)
+    cells.obs.loc[cells.obs_names[[3, 50, 51, 399]], "well"] = None
+    kwargs: dict[str, Any] = {
+        "groupby": KEYS,
+        "min_counts": 25,
+        "min_genes": 5,
+        "quality_gene": "MALAT1",
+        "quality_min_fraction": 0.03,
+        "min_cells": 4,
+    }
+    whole = pseudobulk(cells, **kwargs).ledger.to_frame()
+    monkeypatch.setattr(pb, "_LEDGER_ROWS", 7)
+    sliced = pseudobulk(cells, **kwargs).ledger.to_frame()
+    pd.testing.assert_frame_equal(sliced, whole)
+    assert whole["id"].tolist() == cells.obs_names.tolist()
+    assert set(whole["reason"]) == {"", *PSEUDOBULK_REASONS}  # every rule is exercised
 
 
 def test_kept_cells_are_what_is_summed() -> None:

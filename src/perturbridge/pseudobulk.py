@@ -27,7 +27,7 @@ Design
   × 20,000 genes, that pass took about half the time of the sparse indicator product
   ``indicator @ chunk`` that scanpy uses (its symbolic and numeric passes and per-chunk
   output dominate), and sorting cells by group first or a second thread did not pay on
-  the 2-core benchmark machine. With more groups, each block's sums are formed as
+  the shared 2-core benchmark machine. With more groups, each block's sums are formed as
   ``indicator @ block`` (sparse) and merged in a logarithmic cascade, so memory follows
   the nonzero sums rather than groups × genes.
 - **Memory** is the accumulator, one chunk of the matrix (reused buffers) and, per
@@ -107,6 +107,8 @@ _DENSE_LIMIT_BYTES = 1 << 30
 _BLOCK_NNZ = 1 << 22
 #: Values per block when a dense input matrix is read (64 MiB of float32).
 _DENSE_READ_VALUES = 1 << 24
+#: Cells per slice when the ledger is built (bounds its temporary copies).
+_LEDGER_ROWS = 1 << 20
 #: The sparse cascade adds two partial sums when the lower one is at most this many
 #: times larger than the upper one.
 _CASCADE = 2
@@ -1058,42 +1060,57 @@ class _CellState:
         quality_min_fraction: float,
         min_cells: int,
     ) -> Ledger:
-        """One ledger entry per cell, in input order."""
-        detail = np.empty(len(self.codes), dtype=object)
-        kept = self.reason == _KEPT
-        detail[kept] = groups.ids[self.codes[kept]]
-        detail[groups.missing_cells] = groups.missing_detail
+        """One ledger entry per cell, in input order.
+
+        Built in slices of ``_LEDGER_ROWS`` cells: ``Ledger(frame)`` copies its frame
+        twice, so one frame of all cells would briefly need several times the memory
+        the ledger keeps.
+        """
+        ids = pd.Index(cell_index)
+        id_values = ids.to_numpy(dtype=object) if ids.dtype == object else ids.astype(str)
         templates = {
             _MIN_COUNTS: f"total_counts {{:g}} < min_counts {min_counts:g}",
             _MIN_GENES: f"n_genes {{:.0f}} < min_genes {min_genes}",
             _QUALITY: f"{quality_gene} fraction {{:.4g}} < {quality_min_fraction:g}",
         }
-        for code, template in templates.items():
-            where = np.flatnonzero(self.reason == code)
-            detail[where] = [template.format(v) for v in self.value[where].tolist()]
-        where = np.flatnonzero(self.reason == _SMALL)
-        if len(where):
-            small, inv = np.unique(self.codes[where], return_inverse=True)
-            text = np.array(
-                [
-                    f"group {groups.ids[g]} has {n_cells[g]} cells < min_cells {min_cells}"
-                    for g in small
-                ],
-                dtype=object,
+        small_text = {
+            g: f"group {groups.ids[g]} has {n_cells[g]} cells < min_cells {min_cells}"
+            for g in np.unique(self.codes[self.reason == _SMALL]).tolist()
+        }
+        # One string object each, shared by all rows (np.full(n, "x", dtype=object)
+        # would make a string per row).
+        stage = np.array([STAGE], dtype=object)
+        status = np.array(["kept", "dropped"], dtype=object)
+        reasons = np.array(_REASONS, dtype=object)
+        ledger = Ledger()
+        for start in range(0, len(self.codes), _LEDGER_ROWS):
+            cells = slice(start, min(start + _LEDGER_ROWS, len(self.codes)))
+            reason, codes = self.reason[cells], self.codes[cells]
+            detail = np.empty(len(reason), dtype=object)
+            kept = reason == _KEPT
+            detail[kept] = groups.ids[codes[kept]]
+            lo, hi = np.searchsorted(groups.missing_cells, [cells.start, cells.stop])
+            detail[groups.missing_cells[lo:hi] - start] = groups.missing_detail[lo:hi]
+            for code, template in templates.items():
+                where = np.flatnonzero(reason == code)
+                values = self.value[cells][where].tolist()
+                detail[where] = [template.format(v) for v in values]
+            where = np.flatnonzero(reason == _SMALL)
+            detail[where] = [small_text[g] for g in codes[where].tolist()]
+            # Object columns that share a few strings (Ledger casts to str; categoricals
+            # would become a new string per cell); copy=False: no consolidated copy.
+            frame = pd.DataFrame(
+                {
+                    "id": id_values[cells],
+                    "stage": np.repeat(stage, len(reason)),
+                    "status": status[(reason != _KEPT).view(np.int8)],
+                    "reason": reasons[reason],
+                    "detail": detail,
+                },
+                copy=False,
             )
-            detail[where] = text[inv.reshape(-1)]
-        frame = pd.DataFrame(
-            {
-                "id": pd.Index(cell_index).astype(str).to_numpy(dtype=object),
-                "stage": STAGE,
-                "status": pd.Categorical.from_codes(
-                    (self.reason != _KEPT).astype(np.int8), categories=["kept", "dropped"]
-                ),
-                "reason": pd.Categorical.from_codes(self.reason, categories=list(_REASONS)),
-                "detail": detail,
-            }
-        )
-        return Ledger(frame)
+            ledger.extend(Ledger(frame))
+        return ledger
 
 
 # --------------------------------------------------------------------------- output
