@@ -59,3 +59,40 @@ def run_r(code: str, workdir: Path, **vectors) -> dict[str, np.ndarray]:
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr)
     return {p.stem[4:]: np.loadtxt(p, ndmin=1) for p in workdir.glob("out_*.txt")}
+
+
+def sample_obs(rows: list[tuple], *, dataset: str, assay: str, prefix: str):
+    """Samples ``obs`` from ``(cell_context, plate, perturbagen, dose_uM, time_h,
+    pert_type)`` rows, with the remaining schema columns filled in."""
+    import pandas as pd
+
+    obs = pd.DataFrame(
+        rows,
+        columns=[
+            "cell_context",
+            "plate",
+            "perturbagen",
+            "pert_dose_uM",
+            "pert_time_h",
+            "pert_type",
+        ],
+    )
+    n = len(obs)
+    obs.index = [f"{prefix}{i:05d}" for i in range(n)]
+    obs["dataset"] = dataset
+    obs["assay"] = assay
+    obs["well"] = [f"W{i}" for i in range(n)]
+    obs["replicate"] = "1"
+    obs["cell_name"] = obs["cell_context"]
+    obs["compound_id_source"] = obs["perturbagen"]
+    obs["is_control"] = obs["pert_type"] == "vehicle"
+    return obs
+
+
+def indicator_design(cond: np.ndarray, plate: np.ndarray, k: int, q: int) -> np.ndarray:
+    """The dense ``~0 + condition + plate`` design (plate 0 is the reference level)."""
+    x = np.zeros((cond.size, k + q - 1))
+    x[np.arange(cond.size), cond] = 1
+    for j in range(1, q):
+        x[plate == j, k + j - 1] = 1
+    return x

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import sample_obs
 from perturbridge.de import limma_trend, plan_contexts
 from perturbridge.de.r_limma import run_r_limma_trend
 from perturbridge.samples import build_samples
@@ -45,26 +46,9 @@ def synthetic_samples(
                         # unbalanced replicates: some conditions skip some plates / repeat
                         reps = int(rng.integers(0, 3))
                         rows += [(ctx, plate, f"cmp{c}", d, t, "compound")] * reps
-    obs = pd.DataFrame(
-        rows,
-        columns=[
-            "cell_context",
-            "plate",
-            "perturbagen",
-            "pert_dose_uM",
-            "pert_time_h",
-            "pert_type",
-        ],
-    )
+    obs = sample_obs(rows, dataset="synthetic", assay="L1000", prefix="s")
     n = len(obs)
-    obs.index = [f"s{i:05d}" for i in range(n)]
-    obs["dataset"] = "synthetic"
-    obs["assay"] = "L1000"
-    obs["well"] = [f"W{i}" for i in range(n)]
     obs["replicate"] = obs["plate"].str.slice(0, 2)
-    obs["cell_name"] = obs["cell_context"]
-    obs["compound_id_source"] = obs["perturbagen"]
-    obs["is_control"] = obs["pert_type"] == "vehicle"
     effects = {
         (f"cmp{c}", d): rng.normal(0, 1, n_genes) * (rng.random(n_genes) < 0.1) * np.log10(d * 100)
         for c in range(n_compounds)

@@ -5,15 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import indicator_design
 from perturbridge.de._linear import contrasts_fit, fit_condition_plate, lm_fit
-
-
-def design(cond, plate, k, q):
-    x = np.zeros((cond.size, k + q - 1))
-    x[np.arange(cond.size), cond] = 1
-    for j in range(1, q):
-        x[plate == j, k + j - 1] = 1
-    return x
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -24,7 +17,7 @@ def test_structured_equals_general(seed):
     cond[:k] = np.arange(k)
     plate = rng.integers(0, q, n)
     y = rng.normal(size=(n, g)) + rng.normal(size=g)
-    gen = lm_fit(y, design(cond, plate, k, q))
+    gen = lm_fit(y, indicator_design(cond, plate, k, q))
     fast = fit_condition_plate(y, cond, plate, chunk_size=7)
     assert gen.df_residual == fast.df_residual
     np.testing.assert_allclose(gen.coefficients[:, :k], fast.coef_condition, atol=1e-12)
@@ -47,7 +40,7 @@ def test_confounded_plate_is_dropped_like_r():
     cond = np.array([0, 0, 1, 1, 2, 2, 3, 3, 0, 1, 2, 3, 4, 4])
     plate = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
     y = rng.normal(size=(cond.size, 6))
-    gen = lm_fit(y, design(cond, plate, 5, 3))
+    gen = lm_fit(y, indicator_design(cond, plate, 5, 3))
     fast = fit_condition_plate(y, cond, plate)
     assert gen.estimable.tolist() == [True] * 6 + [False]
     assert fast.plate_estimable.tolist() == [True, False]
@@ -78,7 +71,7 @@ def test_plates_nested_in_time_are_detected_exactly():
     cond, plate = np.concatenate(conds), np.concatenate(plates)
     y = rng.normal(size=(cond.size, 5))
     k, q = k_per_time * times, q_per_time * times
-    gen = lm_fit(y, design(cond, plate, k, q))
+    gen = lm_fit(y, indicator_design(cond, plate, k, q))
     fast = fit_condition_plate(y, cond, plate)
     expected = np.ones(q - 1, dtype=bool)
     expected[[2 * q_per_time - 2, 3 * q_per_time - 2]] = False  # last plate of times 2, 3
@@ -98,7 +91,7 @@ def test_max_hat_closed_form(q):
     cond = rng.integers(0, k, n)
     cond[:k] = np.arange(k)
     plate = rng.integers(0, q, n)
-    x = design(cond, plate, k, q)
+    x = indicator_design(cond, plate, k, q)
     qmat, _ = np.linalg.qr(x)
     hat = np.sum(qmat**2, axis=1)
     assert design_structure(cond, plate, n_plates=q).max_hat() == pytest.approx(

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import sample_obs
 from perturbridge.de import plan_contexts
 from perturbridge.de.r_limma import run_r_limma
 from perturbridge.de.voom import limma_voom
@@ -43,26 +44,8 @@ def count_samples(
                     for d in doses:
                         reps = int(rng.integers(0, 3)) if c else 1
                         rows += [(ctx, plate, f"cmp{c}", d, t, "compound")] * reps
-    obs = pd.DataFrame(
-        rows,
-        columns=[
-            "cell_context",
-            "plate",
-            "perturbagen",
-            "pert_dose_uM",
-            "pert_time_h",
-            "pert_type",
-        ],
-    )
+    obs = sample_obs(rows, dataset="sim_counts", assay="DRUG-seq", prefix="w")
     n = len(obs)
-    obs.index = [f"w{i:04d}" for i in range(n)]
-    obs["dataset"] = "sim_counts"
-    obs["assay"] = "DRUG-seq"
-    obs["well"] = [f"W{i}" for i in range(n)]
-    obs["replicate"] = "1"
-    obs["cell_name"] = obs["cell_context"]
-    obs["compound_id_source"] = obs["perturbagen"]
-    obs["is_control"] = obs["pert_type"] == "vehicle"
     lfc = {
         (f"cmp{c}", d): rng.normal(0, 1.2, n_genes) * (rng.random(n_genes) < 0.15)
         for c in range(n_compounds)
@@ -137,7 +120,7 @@ def test_voom_one_plate_matches_r(tmp_path: Path, r_oracle):
 def test_bad_counts_are_errors(value, match):
     samples = count_samples(seed=0, n_genes=60)
     samples.X[2, 7] = value
-    with pytest.raises(ValueError, match=match + r".*w0002"):
+    with pytest.raises(ValueError, match=match + r".*w00002"):
         limma_voom(samples)
 
 

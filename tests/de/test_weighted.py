@@ -5,15 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import indicator_design
 from perturbridge.de._weighted import fit_condition_plate_weighted, lm_fit_weighted
-
-
-def design(cond, plate, k, q):
-    x = np.zeros((cond.size, k + q - 1))
-    x[np.arange(cond.size), cond] = 1
-    for j in range(1, q):
-        x[plate == j, k + j - 1] = 1
-    return x
 
 
 @pytest.mark.parametrize(("seed", "q"), [(0, 1), (1, 4), (2, 6)])
@@ -25,7 +18,7 @@ def test_closed_form_equals_per_gene_qr(seed, q):
     plate = rng.integers(0, q, n)
     y = rng.normal(size=(n, g))
     w = rng.uniform(0.2, 3.0, size=(n, g))
-    gen = lm_fit_weighted(y, w, design(cond, plate, k, q))
+    gen = lm_fit_weighted(y, w, indicator_design(cond, plate, k, q))
     fast = fit_condition_plate_weighted(y, w, cond, plate, n_plates=q, chunk_size=7)
     assert gen.df_residual == fast.df_residual
     np.testing.assert_allclose(gen.coefficients[:, :k], fast.coef_condition, atol=1e-12)
@@ -47,7 +40,7 @@ def test_confounded_plate_with_weights():
     plate = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
     y = rng.normal(size=(cond.size, 5))
     w = rng.uniform(0.5, 2, size=y.shape)
-    gen = lm_fit_weighted(y, w, design(cond, plate, 4, 3))
+    gen = lm_fit_weighted(y, w, indicator_design(cond, plate, 4, 3))
     fast = fit_condition_plate_weighted(y, w, cond, plate)
     assert gen.estimable.tolist() == [True] * 5 + [False]
     np.testing.assert_allclose(gen.coefficients[:, :4], fast.coef_condition, atol=1e-12)
