@@ -97,3 +97,12 @@ def test_max_hat_closed_form(q):
     assert design_structure(cond, plate, n_plates=q).max_hat() == pytest.approx(
         hat.max(), rel=1e-12
     )
+
+
+def test_more_columns_than_samples():
+    """A design wider than it is tall: the columns beyond its rank are not estimable."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 6))
+    fit = lm_fit(rng.normal(size=(4, 3)), x)
+    assert fit.estimable.tolist() == [True] * 4 + [False] * 2
+    assert fit.df_residual == 0

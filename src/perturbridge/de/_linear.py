@@ -46,7 +46,9 @@ def _estimable_columns(design: FloatArray, *, tol: float = RANK_TOL) -> NDArray[
     keep = [j for j in range(p) if norms[j] > 0]
     while keep:
         r = linalg.qr(design[:, keep], mode="r")[0]
-        diag = np.abs(np.diag(r))
+        diag = np.zeros(len(keep))  # columns beyond the number of rows are dependent
+        d = np.abs(np.diag(r))
+        diag[: d.size] = d
         bad = np.flatnonzero(diag < tol * norms[keep])
         if not bad.size:
             break
