@@ -730,3 +730,52 @@ def test_unsupported_inputs(tmp_path: Path) -> None:
     no_x = ad.AnnData(obs=make_cells(38, n_cells=10).obs)
     with pytest.raises(ValueError, match=r"the AnnData has no X; pass layer="):
         pseudobulk(no_x, groupby=KEYS)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_cli_pseudobulk_writes_and_accounts_for_every_cell(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from perturbridge.cli import app
+
+    cells = make_cells(3)
+    path = write_h5ad(cells, tmp_path / "cells.h5ad")
+    out = tmp_path / "pb.h5ad"
+    r = CliRunner().invoke(
+        app,
+        [
+            "pseudobulk",
+            str(path),
+            "--out",
+            str(out),
+            "--min-counts",
+            "20",
+            "--chunk-size",
+            "50",
+            "--ledger",
+            str(tmp_path / "ledger.tsv"),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "min_counts" in r.output
+    pbk = ad.read_h5ad(out)
+    expected = pb.pseudobulk(cells, min_counts=20)
+    np.testing.assert_array_equal(pbk.X.toarray(), expected.counts.X.toarray())
+    assert len(pd.read_csv(tmp_path / "ledger.tsv", sep="\t")) == cells.n_obs
+
+
+def test_cli_pseudobulk_bad_groupby_leaves_no_output(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from perturbridge.cli import app
+
+    path = write_h5ad(make_cells(4), tmp_path / "cells.h5ad")
+    out = tmp_path / "pb.h5ad"
+    r = CliRunner().invoke(
+        app, ["pseudobulk", str(path), "--out", str(out), "--groupby", "plate,nope"]
+    )
+    assert r.exit_code == 2
+    assert "nope" in r.output
+    assert not out.exists()

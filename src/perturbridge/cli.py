@@ -183,6 +183,59 @@ def de(
     )
 
 
+@app.command("pseudobulk")
+def pseudobulk_cmd(
+    cells: Annotated[Path, typer.Argument(help="Cells × genes raw counts (.h5ad, CSR).")],
+    out: Annotated[Path, typer.Option("--out", help="Pseudobulk .h5ad to write.")],
+    groupby: Annotated[
+        str, typer.Option(help="Comma-separated obs columns that define a pseudobulk.")
+    ] = "plate,well,cell_line,condition",
+    min_counts: Annotated[float, typer.Option(help="Drop cells with fewer counts.")] = 0,
+    min_genes: Annotated[int, typer.Option(help="Drop cells with fewer detected genes.")] = 0,
+    quality_gene: Annotated[
+        str | None, typer.Option(help="Nucleus-quality gene, e.g. MALAT1 (var name).")
+    ] = None,
+    quality_min_fraction: Annotated[
+        float, typer.Option(help="Minimum fraction of a cell's counts on the quality gene.")
+    ] = 0.0,
+    min_cells: Annotated[int, typer.Option(help="Drop pseudobulks with fewer cells.")] = 1,
+    chunk_size: Annotated[int, typer.Option(help="Cells read per chunk.")] = 100_000,
+    ledger_out: Annotated[
+        Path | None, typer.Option("--ledger", help="Also write the per-cell ledger (TSV).")
+    ] = None,
+) -> None:
+    """Sum single-cell counts per plate × well × cell line × condition, streaming.
+
+    Every cell ends in the ledger: kept (with its pseudobulk) or dropped with a reason.
+
+    Example:
+
+        perturbridge pseudobulk plate1.h5ad --out plate1_pb.h5ad --min-cells 10
+    """
+    from .io import write_h5ad
+    from .pseudobulk import pseudobulk
+
+    try:
+        res = pseudobulk(
+            cells,
+            groupby=[g.strip() for g in groupby.split(",") if g.strip()],
+            min_counts=min_counts,
+            min_genes=min_genes,
+            quality_gene=quality_gene,
+            quality_min_fraction=quality_min_fraction,
+            min_cells=min_cells,
+            chunk_size=chunk_size,
+            progress=True,
+        )
+        write_h5ad(res.counts, out)
+        if ledger_out is not None:
+            res.ledger.to_frame().to_csv(ledger_out, sep="\t", index=False)
+    except (PerturbridgeError, ValueError, KeyError, FileNotFoundError) as err:
+        _fail(err)
+    console.print(_ledger_table(res.ledger, f"cells of {cells.name}"))
+    console.print(f"wrote {out}: {res.counts.n_obs:,} pseudobulks × {res.counts.n_vars:,} genes")
+
+
 @app.command("demo")
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo's files.")] = Path("demo_out"),
