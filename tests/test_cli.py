@@ -13,7 +13,9 @@ from perturbridge.cli import app
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("cmd", [["ingest", "l1000"], ["de"], ["pseudobulk"], ["demo"], ["sources"]])
+@pytest.mark.parametrize(
+    "cmd", [["ingest", "l1000"], ["de"], ["pseudobulk"], ["demo"], ["sources"]]
+)
 def test_every_command_has_help_with_an_example(cmd):
     r = runner.invoke(app, [*cmd, "--help"])
     assert r.exit_code == 0
