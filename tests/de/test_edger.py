@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -34,6 +33,7 @@ from perturbridge.de._edger import (
     cpm,
     filter_by_expr,
 )
+from perturbridge.de.r_limma import r_limma_status
 from perturbridge.errors import PerturbridgeWarning
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -148,27 +148,9 @@ def tmm_rewritten(obs: np.ndarray, ref: np.ndarray, n_o: float, n_r: float) -> f
 # --- the R runner -------------------------------------------------------------------
 
 
-def edger_status() -> str | None:
-    """``None`` when Rscript with edgeR works, else why not."""
-    if shutil.which("Rscript") is None:
-        return "Rscript not found (Debian: r-base-core r-bioc-edger)"
-    proc = subprocess.run(
-        ["Rscript", "-e", "suppressMessages(library(edgeR))"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        return f"R package edgeR missing: {proc.stderr.strip()[:200]}"
-    return None
-
-
 @pytest.fixture(scope="session")
 def edger_oracle(r_oracle) -> None:
-    """Skip unless R with limma, statmod (``r_oracle``) and edgeR is available."""
-    why = edger_status()
-    if why is not None:
-        pytest.skip(why)
+    """Skip unless R with limma, edgeR and statmod is available (see ``r_oracle``)."""
 
 
 def run_edger(code: str, workdir: Path, **inputs: np.ndarray) -> dict[str, np.ndarray]:
@@ -461,7 +443,7 @@ def _write_table(path: Path, header: str, columns: Mapping[str, Sequence[float]]
 
 def write_golden(workdir: Path) -> None:
     """Write ``tests/de/golden/edger_*.tsv`` from R (needs R with edgeR)."""
-    why = edger_status()
+    why = r_limma_status()
     if why is not None:
         raise RuntimeError(why)
     r = r_golden(workdir)
