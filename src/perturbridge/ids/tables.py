@@ -1,0 +1,99 @@
+"""The tables of a reference store and the registry of upstream-file parsers.
+
+A parser reads one upstream public file in its native format and returns some of the
+tables below (pandas DataFrames with exactly these columns, extra columns allowed
+after them). ``refs build`` finds the files of every registered parser in the input
+folder, concatenates the tables of the same name and writes them to the store.
+
+Table contracts (column order is the contract; all ids are strings unless noted):
+
+``compounds``
+    one row per reference record: ``ref_source`` (parser name), ``ref_id`` (the
+    record's id in that source: BRD id, broad_id, CID, ...), ``name`` (preferred name),
+    ``smiles`` (as given, may be missing), ``inchikey`` (as given, ``InChIKey=`` prefix
+    removed, may be missing), ``pubchem_cid`` (``Int64``), ``cas`` (may be missing).
+``compound_synonyms``
+    ``ref_source``, ``ref_id``, ``synonym`` (as given), ``kind`` (``name``, ``alias``,
+    ``vendor_name``, ``cas``, ``brd``, ``cid``, ``user``).
+``genes``
+    ``hgnc_id``, ``symbol``, ``name``, ``locus_group``, ``status``, ``entrez_id``,
+    ``ensembl_gene_id`` (current, without version).
+``gene_synonyms``
+    ``hgnc_id``, ``synonym``, ``kind`` (``symbol``, ``alias``, ``prev``, ``entrez``,
+    ``ensembl``).
+``cells``
+    ``accession`` (``CVCL_…`` or ``CL:…``), ``name``, ``species``, ``sex``, ``disease``,
+    ``category``, ``ref_source``.
+``cell_synonyms``
+    ``accession``, ``synonym``, ``kind`` (``name``, ``synonym``, ``depmap_id``,
+    ``ccle_name``, ``stripped_name``, ``lincs_id``, ``user``), ``ref_source``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["TABLE_COLUMNS", "RefParser", "get_parser", "list_parsers", "register_parser"]
+
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "compounds": ("ref_source", "ref_id", "name", "smiles", "inchikey", "pubchem_cid", "cas"),
+    "compound_synonyms": ("ref_source", "ref_id", "synonym", "kind"),
+    "genes": (
+        "hgnc_id",
+        "symbol",
+        "name",
+        "locus_group",
+        "status",
+        "entrez_id",
+        "ensembl_gene_id",
+    ),
+    "gene_synonyms": ("hgnc_id", "synonym", "kind"),
+    "cells": ("accession", "name", "species", "sex", "disease", "category", "ref_source"),
+    "cell_synonyms": ("accession", "synonym", "kind", "ref_source"),
+}
+
+
+@dataclass(frozen=True)
+class RefParser:
+    """A parser of one kind of upstream reference file.
+
+    ``patterns`` are file-name globs (matched against the base name, ``.gz`` allowed)
+    that identify the file in a ``--from`` folder; ``sniff`` optionally confirms from the
+    header line that a matching file really is of this kind.
+    """
+
+    name: str
+    description: str
+    patterns: tuple[str, ...]
+    tables: tuple[str, ...]
+    parse: Callable[[Path], dict[str, pd.DataFrame]]
+    sniff: Callable[[str], bool] | None = None
+
+
+_PARSERS: dict[str, RefParser] = {}
+
+
+def register_parser(parser: RefParser) -> RefParser:
+    """Add a parser to the registry (names are unique)."""
+    if parser.name in _PARSERS:
+        raise ValueError(f"reference parser {parser.name!r} is already registered")
+    unknown = set(parser.tables) - set(TABLE_COLUMNS)
+    if unknown:
+        raise ValueError(f"parser {parser.name!r} declares unknown tables {sorted(unknown)}")
+    _PARSERS[parser.name] = parser
+    return parser
+
+
+def get_parser(name: str) -> RefParser:
+    try:
+        return _PARSERS[name]
+    except KeyError:
+        raise KeyError(f"unknown reference parser {name!r}; known: {sorted(_PARSERS)}") from None
+
+
+def list_parsers() -> list[RefParser]:
+    return list(_PARSERS.values())
