@@ -202,9 +202,45 @@ def test_compiled_scatter_adds_in_place() -> None:
     if kernel is None:
         pytest.skip("this SciPy has no compiled coo_todense; the fallback is tested")
     out = np.ones((2, 3))
-    block = pb._Csr(np.array([1.0, 2.0, 4.0]), np.array([2, 2, 0], np.int32), np.array([0, 2, 3]))
-    pb._scatter_add(out, np.array([1, 0]), block)
+    rows = np.array([1, 1, 0], np.int32)
+    pb._scatter_add(out, rows, np.array([2, 2, 0], np.int32), np.array([1.0, 2.0, 4.0]))
     assert out.tolist() == [[5.0, 1.0, 1.0], [1.0, 1.0, 4.0]]
+
+
+def test_numpy_row_gather_matches(monkeypatch: pytest.MonkeyPatch) -> None:
+    cells = make_cells(11)
+    monkeypatch.setattr(pb, "_compiled_row_gather", lambda: None)
+    res = pseudobulk(cells, groupby=KEYS, chunk_size=25, fraction_expressing=True)
+    assert_same_sums(res, naive_sums(cells))
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_threads_give_identical_sums(n_threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Non-integer values: the order of additions shows in the last bits.
+    cells = make_cells(12)
+    cells.X = cells.X * np.float32(1.1)
+    monkeypatch.setattr(pb, "_BLOCK_NNZ", 7)  # many sub-blocks per thread
+    one = pseudobulk(cells, groupby=KEYS, chunk_size=40, n_threads=1, fraction_expressing=True)
+    res = pseudobulk(
+        cells, groupby=KEYS, chunk_size=40, n_threads=n_threads, fraction_expressing=True
+    )
+    assert (res.counts.X != one.counts.X).nnz == 0
+    ref = naive_sums(cells)
+    np.testing.assert_allclose(result_frame(res).loc[ref.index].to_numpy(), ref, rtol=1e-12)
+
+
+def test_split_sorted_cuts_only_between_groups() -> None:
+    rows = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3])
+    lens = np.ones(10, dtype=np.int64)
+    for n in (1, 2, 3, 4, 8):
+        bounds = pb._split_sorted(rows, lens, n)
+        assert bounds[0][0] == 0
+        assert bounds[-1][1] == len(rows)
+        assert all(a < b for a, b in bounds)
+        assert all(bounds[i][1] == bounds[i + 1][0] for i in range(len(bounds) - 1))
+        assert all(rows[b - 1] != rows[b] for _, b in bounds[:-1])
+        assert len(bounds) <= n
+    assert len(pb._split_sorted(rows, lens, 2)) == 2
 
 
 def test_small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
