@@ -709,3 +709,20 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
         write_golden(Path(tmp))
     print(f"wrote {sorted(p.name for p in GOLDEN.glob('edger_*'))}", file=sys.stderr)
+
+
+def test_average_rank_within_matches_ranking() -> None:
+    """TMM's trimming by average ranks without ranking equals rank-then-compare,
+    including ties at the trimming boundaries and out-of-range bounds."""
+    from scipy import stats
+
+    from perturbridge.de._edger import _average_rank_within
+
+    rng = np.random.default_rng(1)
+    for _ in range(2000):
+        n = int(rng.integers(1, 60))
+        x = rng.integers(0, rng.integers(1, 10), n).astype(float)
+        lo = int(rng.integers(-2, n + 3))
+        hi = int(rng.integers(lo - 2, n + 4))
+        r = stats.rankdata(x, method="average")
+        np.testing.assert_array_equal(_average_rank_within(x, lo, hi), (r >= lo) & (r <= hi))

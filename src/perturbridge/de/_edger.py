@@ -25,7 +25,6 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
 
 from ..errors import PerturbridgeWarning
 
@@ -239,6 +238,38 @@ def _check_lib_size(
 # --- public kernels -------------------------------------------------------------------
 
 
+def _tmm_ref_terms(ref: FloatArray, n_r: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The reference sample's parts of the TMM expressions (see :func:`_calc_factor_tmm`)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ref_q = ref / n_r
+        return ref_q, np.log2(ref_q), (n_r - ref) / n_r / ref
+
+
+def _average_rank_within(x: FloatArray, lo: int, hi: int) -> np.ndarray:
+    """``(r >= lo) & (r <= hi)`` for ``r = rank(x)`` with ties averaged (R's ``rank``).
+
+    Without ranking: with ``a``/``b`` the ``lo``-th/``hi``-th smallest values (one
+    O(n) partition), a value strictly between them has every rank it could take in
+    ``(lo, hi)``, one below ``a`` or above ``b`` has none in ``[lo, hi]``; only the
+    tied values equal to ``a`` or ``b`` need their average rank, counted directly.
+    """
+    n = x.size
+    if lo > hi or lo > n or hi < 1:
+        return np.zeros(n, dtype=bool)
+    lo_i, hi_i = max(lo, 1) - 1, min(hi, n) - 1
+    part = np.partition(x, [lo_i, hi_i])
+    a, b = part[lo_i], part[hi_i]
+    keep = (x > a) & (x < b)
+    for value in {a, b}:
+        equal = x == value
+        n_equal = int(np.count_nonzero(equal))
+        n_less = int(np.count_nonzero(x < value))
+        rank2 = 2 * n_less + n_equal + 1  # twice the average rank, an integer
+        if 2 * lo <= rank2 <= 2 * hi:
+            keep |= equal
+    return keep
+
+
 def _calc_factor_tmm(
     obs: FloatArray,
     ref: FloatArray,
@@ -249,18 +280,31 @@ def _calc_factor_tmm(
     sum_trim: float,
     do_weighting: bool,
     a_cutoff: float,
+    ref_terms: tuple[FloatArray, FloatArray, FloatArray] | None = None,
 ) -> float:
-    """edgeR's ``.calcFactorTMM`` for one sample against the reference sample."""
+    """edgeR's ``.calcFactorTMM`` for one sample against the reference sample.
+
+    ``ref_terms`` are the reference's ``ref / nR``, ``log2(ref / nR)`` and
+    ``(nR - ref) / nR / ref`` (:func:`_tmm_ref_terms`), shared by all samples; the
+    expressions are edgeR's, evaluated in the same order, so results are bit-identical.
+    """
     n_o = libsize_obs
-    n_r = libsize_ref
+    if ref_terms is None:
+        ref_terms = _tmm_ref_terms(ref, libsize_ref)
+    ref_q, log_ref_q, v_ref = ref_terms
+    # Only genes with both counts positive can have finite M and A values (a zero gives
+    # -Inf, Inf or NaN, which edgeR drops): evaluate on those alone, which also keeps
+    # log2 off its slow path for zeros. The filter below is edgeR's, unchanged.
+    both = np.flatnonzero((obs > 0) & (ref > 0))
+    obs, ref_q, log_ref_q, v_ref = (a.take(both) for a in (obs, ref_q, log_ref_q, v_ref))
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_r = np.log2((obs / n_o) / (ref / n_r))
-        abs_e = (np.log2(obs / n_o) + np.log2(ref / n_r)) / 2
-        v = (n_o - obs) / n_o / obs + (n_r - ref) / n_r / ref
+        obs_q = obs / n_o
+        log_r = np.log2(obs_q / ref_q)
+        abs_e = (np.log2(obs_q) + log_ref_q) / 2
+        v = (n_o - obs) / n_o / obs + v_ref
     fin = np.isfinite(log_r) & np.isfinite(abs_e) & (abs_e > a_cutoff)
-    log_r = log_r[fin]
-    abs_e = abs_e[fin]
-    v = v[fin]
+    if not fin.all():
+        log_r, abs_e, v = log_r[fin], abs_e[fin], v[fin]
     # max(numeric(0)) is -Inf in R, so a sample without usable genes gets factor 1
     if log_r.size == 0 or np.max(np.abs(log_r)) < 1e-06:
         return 1.0
@@ -269,9 +313,7 @@ def _calc_factor_tmm(
     hi_l = n + 1 - lo_l
     lo_s = math.floor(n * sum_trim) + 1
     hi_s = n + 1 - lo_s
-    rank_r = stats.rankdata(log_r, method="average")
-    rank_e = stats.rankdata(abs_e, method="average")
-    keep = (rank_r >= lo_l) & (rank_r <= hi_l) & (rank_e >= lo_s) & (rank_e <= hi_s)
+    keep = _average_rank_within(log_r, lo_l, hi_l) & _average_rank_within(abs_e, lo_s, hi_s)
     if do_weighting:
         with np.errstate(divide="ignore", invalid="ignore"):
             f = np.float64(_r_sum(log_r[keep] / v[keep])) / np.float64(_r_sum(1 / v[keep]))
@@ -380,6 +422,7 @@ def calc_norm_factors(
                 ref = int(np.argmin(np.abs(f75 - _r_mean(f75))))
         else:
             ref = int(ref_sample)
+        ref_terms = _tmm_ref_terms(x[ref], float(lib[ref]))
 
         def one(i: int) -> float:
             return _calc_factor_tmm(
@@ -391,6 +434,7 @@ def calc_norm_factors(
                 sum_trim=sum_trim,
                 do_weighting=do_weighting,
                 a_cutoff=a_cutoff,
+                ref_terms=ref_terms,
             )
 
         # samples are independent; NumPy's sorts and sums release the GIL
