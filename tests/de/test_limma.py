@@ -251,3 +251,59 @@ def test_two_datasets_are_fitted_apart_with_unique_contrast_ids():
     assert eff.n_obs == 2 * single.n_obs
     block = eff[(eff.obs["dataset"] == "dsA").to_numpy()]
     np.testing.assert_allclose(block.layers["t"], single.layers["t"], rtol=1e-12)
+
+
+def _dmso_volume_samples() -> ad.AnnData:
+    """One plate; vehicles at two solvent volumes; a compound at each volume, and one
+    at a volume with no vehicle."""
+    rows = (
+        [("HEP", "P1", "DMSO", 0.0, 24.0, "vehicle")] * 3
+        + [("HEP", "P1", "DMSO", 0.0, 24.0, "vehicle")] * 3
+        + [("HEP", "P1", "cmpA", 1.0, 24.0, "compound")] * 2
+        + [("HEP", "P1", "cmpA", 1.0, 24.0, "compound")] * 2
+        + [("HEP", "P1", "cmpB", 1.0, 24.0, "compound")] * 2
+    )
+    obs = sample_obs(rows, dataset="gdp", assay="DRUG-seq", prefix="g")
+    obs["percent_volume_dmso"] = [0.1] * 3 + [0.5] * 3 + [0.1] * 2 + [0.5] * 2 + [1.0] * 2
+    rng = np.random.default_rng(3)
+    x = rng.normal(8, 0.2, (len(obs), 12))
+    x[obs["percent_volume_dmso"].to_numpy() == 0.5] += 1.0  # the solvent itself acts
+    var = pd.DataFrame({"symbol": [f"G{i}" for i in range(12)]}, index=[f"g{i}" for i in range(12)])
+    return build_samples(x, obs, var, value_kind="log_expression")
+
+
+def test_control_keys_match_vehicles_on_extra_columns():
+    samples = _dmso_volume_samples()
+    x, obs = samples.X, samples.obs
+    res = limma_trend(samples, control_keys=["percent_volume_dmso"])
+    eff = res.effects
+    assert eff.n_obs == 2  # cmpA at 0.1 % and at 0.5 %
+    vol = obs["percent_volume_dmso"].to_numpy()
+    ctl = obs["is_control"].to_numpy()
+    for v in (0.1, 0.5):
+        row = [i for i, lab in enumerate(eff.obs["control_label"]) if f"={v}" in lab]
+        (i,) = row
+        treated = ~ctl & (vol == v) & (obs["perturbagen"] == "cmpA").to_numpy()
+        expected = x[treated].mean(axis=0) - x[ctl & (vol == v)].mean(axis=0)
+        np.testing.assert_allclose(eff.layers["logFC"][i], expected, atol=1e-10)
+    led = res.ledger.to_frame()
+    dropped = led[led["status"] == "dropped"]
+    assert list(dropped["reason"]) == ["no_matched_control"]
+    assert "percent_volume_dmso=1.0" in dropped["id"].iloc[0]
+    assert sorted(led.loc[led["status"] == "kept", "id"]) == sorted(eff.obs_names)
+
+
+def test_control_keys_come_from_the_adapter_and_are_checked():
+    samples = _dmso_volume_samples()
+    samples.uns["perturbridge"]["control_match_keys"] = ["percent_volume_dmso"]
+    assert limma_trend(samples).effects.n_obs == 2
+    # Without the key: cmpA's wells pooled into one condition, cmpB matched too.
+    plain = limma_trend(samples, control_keys=[]).effects
+    assert sorted(plain.obs["perturbagen"]) == ["cmpA", "cmpB"]
+    with pytest.raises(KeyError, match="control-matching column 'no_such'"):
+        limma_trend(samples, control_keys=["no_such"])
+    samples.obs["percent_volume_dmso"] = samples.obs["percent_volume_dmso"].where(
+        samples.obs.index != "g00004"
+    )
+    with pytest.raises(ValueError, match=r"missing for samples \['g00004'\]"):
+        limma_trend(samples)

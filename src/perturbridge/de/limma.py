@@ -11,6 +11,7 @@ The statistics are those of R limma (``lmFit`` → ``contrasts.fit`` → ``eBaye
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,6 +33,7 @@ __all__ = [
     "DEResult",
     "ReplicateMode",
     "condition_table",
+    "control_keys_of",
     "limma_trend",
     "plan_contexts",
 ]
@@ -57,7 +59,9 @@ def _fmt_num(x: float) -> str:
     return f"{x:.6g}"
 
 
-def condition_table(obs: pd.DataFrame, *, mode: ReplicateMode) -> pd.DataFrame:
+def condition_table(
+    obs: pd.DataFrame, *, mode: ReplicateMode, control_keys: Sequence[str] = ()
+) -> pd.DataFrame:
     """Label every sample with its condition and the vehicle label of its time.
 
     Returns a frame indexed like ``obs`` with columns ``condition`` (the column of the
@@ -65,6 +69,10 @@ def condition_table(obs: pd.DataFrame, *, mode: ReplicateMode) -> pd.DataFrame:
     context and time) and ``is_control``. Vehicles are labelled per time point; in
     ``group`` mode a treated condition is compound × dose × time (replicate wells
     pooled), in ``separate`` mode each treated sample is its own condition.
+
+    ``control_keys`` are further ``obs`` columns a treated sample must share with its
+    vehicle, e.g. ``percent_volume_dmso`` when vehicle wells carry different solvent
+    volumes: they become part of both labels.
     """
     key = obs["compound_inchikey"].astype(object)
     key = key.where(key.notna(), obs["compound_id_source"].astype(object))
@@ -75,6 +83,22 @@ def condition_table(obs: pd.DataFrame, *, mode: ReplicateMode) -> pd.DataFrame:
     is_ctl = obs["is_control"].to_numpy(dtype=bool)
     control_label = "vehicle|" + ctx + "|" + time + "h"
     treated = ctx + "|" + key + "|" + dose + "uM|" + time + "h"
+    for col in control_keys:
+        if col not in obs.columns:
+            raise KeyError(
+                f"control-matching column {col!r} is not in the Samples obs; "
+                f"columns: {list(obs.columns)}"
+            )
+        values = obs[col].astype(object)
+        if values.isna().any():
+            bad = obs.index[values.isna().to_numpy()][:5].tolist()
+            raise ValueError(
+                f"control-matching column {col!r} is missing for samples {bad}: every "
+                "sample needs a value to be matched with its vehicle"
+            )
+        part = "|" + col + "=" + values.map(str)
+        control_label = control_label + part
+        treated = treated + part
     if mode == "separate":
         treated = treated + "|" + obs.index.astype(str)
     elif mode != "group":
@@ -117,13 +141,24 @@ class ContextDesign:
         return np.searchsorted(self.plate_levels, self.plates)
 
 
+def control_keys_of(samples: ad.AnnData, control_keys: Sequence[str] | None) -> tuple[str, ...]:
+    """The control-matching columns: as given, else those the source adapter declared in
+    ``uns["perturbridge"]["control_match_keys"]``, else none."""
+    if control_keys is not None:
+        return tuple(control_keys)
+    declared = samples.uns.get("perturbridge", {}).get("control_match_keys", ())
+    return tuple(str(c) for c in np.atleast_1d(np.asarray(declared, dtype=object)) if c)
+
+
 def plan_contexts(
-    samples: ad.AnnData, *, mode: ReplicateMode
+    samples: ad.AnnData, *, mode: ReplicateMode, control_keys: Sequence[str] | None = None
 ) -> tuple[list[ContextDesign], Ledger]:
     """Split Samples into one design per dataset × cell context.
 
     Samples that are neither vehicle nor compound, and treated conditions without a
-    vehicle at their time in their context, go to the returned ledger.
+    vehicle at their time in their context (and, with ``control_keys``, the same values
+    of those columns; see :func:`condition_table` and :func:`control_keys_of`), go to
+    the returned ledger.
     """
     obs = samples.obs
     ledger = Ledger()
@@ -136,7 +171,7 @@ def plan_contexts(
             reason="unsupported_pert_type",
             detail=pt[~modelled].to_numpy(),
         )
-    labels = condition_table(obs, mode=mode)
+    labels = condition_table(obs, mode=mode, control_keys=control_keys_of(samples, control_keys))
     cond_all = labels["condition"].to_numpy()
     ctl_all = labels["control_label"].to_numpy()
     ctl_flag = labels["is_control"].to_numpy()
@@ -215,6 +250,7 @@ def limma_trend(
     confint: float = 0.95,
     chunk_size: int = 4096,
     progress: bool = False,
+    control_keys: Sequence[str] | None = None,
 ) -> DEResult:
     """limma-trend effects of every treated condition against its matched vehicle.
 
@@ -236,6 +272,11 @@ def limma_trend(
         Genes per block in the residual computation.
     progress
         Show a progress bar over contexts.
+
+    control_keys
+        Further ``obs`` columns a treated condition must share with its vehicle (e.g.
+        ``percent_volume_dmso``); default: those the source adapter declared in
+        ``uns["perturbridge"]["control_match_keys"]``, if any.
 
     Returns
     -------
@@ -266,7 +307,7 @@ def limma_trend(
         )
     obs = samples.obs
     obs = samples.obs
-    designs, ledger = plan_contexts(samples, mode=mode)
+    designs, ledger = plan_contexts(samples, mode=mode, control_keys=control_keys)
     blocks: list[tuple[pd.DataFrame, dict[str, np.ndarray]]] = []
     for design in track(designs, description="limma-trend", enabled=progress):
         out = _fit_context(

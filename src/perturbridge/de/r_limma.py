@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -166,13 +167,14 @@ def limma_r(
     mode: ReplicateMode = "group",
     workdir: Path | None = None,
     progress: bool = False,
+    control_keys: Sequence[str] | None = None,
 ) -> DEResult:
     """The same analysis as :func:`~perturbridge.de.limma_trend` /
     :func:`~perturbridge.de.voom.limma_voom`, computed by R limma (and edgeR for voom).
 
     For users who must cite R. Needs ``Rscript`` with limma, edgeR and statmod; each
     dataset × context runs in its own R process. ``adj.P.Value.across_all_contrasts``
-    is BH over R's p-values of the fit.
+    is BH over R's p-values of the fit. ``control_keys`` as for the other engines.
     """
     why = r_limma_status()
     if why is not None:
@@ -184,7 +186,7 @@ def limma_r(
         raise ValueError(f"limma-{method} needs {expected}, these Samples hold {kind!r}")
     x = samples.X
     x = np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=float)
-    designs, ledger = plan_contexts(samples, mode=mode)
+    designs, ledger = plan_contexts(samples, mode=mode, control_keys=control_keys)
     blocks = []
     tested: list[np.ndarray] = []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:

@@ -11,6 +11,7 @@ in a context are NaN in that context's rows and are recorded in the ledger.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import anndata as ad
 import numpy as np
@@ -79,6 +80,7 @@ def limma_voom(
     keep_weights: bool = False,
     chunk_size: int = 512,
     progress: bool = False,
+    control_keys: Sequence[str] | None = None,
 ) -> DEResult:
     """limma-voom effects of every treated condition against its matched vehicle.
 
@@ -104,6 +106,10 @@ def limma_voom(
         Genes per block in the weighted fit.
     progress
         Show a progress bar over contexts.
+    control_keys
+        Further ``obs`` columns a treated condition must share with its vehicle (e.g.
+        ``percent_volume_dmso``); default: those the source adapter declared in
+        ``uns["perturbridge"]["control_match_keys"]``, if any.
     """
     validate_samples(samples)
     kind = samples.uns["perturbridge"]["value_kind"]
@@ -113,7 +119,7 @@ def limma_voom(
     x = np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=float)
     check_counts(x, samples, allow_non_integer=allow_non_integer)
     obs = samples.obs
-    designs, ledger = plan_contexts(samples, mode=mode)
+    designs, ledger = plan_contexts(samples, mode=mode, control_keys=control_keys)
     # genes: filterByExpr per fit; Effects keep the genes tested in at least one fit
     keeps = []
     for design in designs:
