@@ -115,3 +115,31 @@ def test_empty_obs_has_every_column_and_coerce_keeps_extras():
     assert set(c.name for c in SAMPLE_COLUMNS) <= set(obs.columns)
     extra = good_obs().assign(custom="x")
     assert "custom" in coerce_obs(extra).columns
+
+
+def test_identifier_status_vocabulary() -> None:
+    import anndata as ad
+
+    obs = empty_samples_obs(3)
+    for col, val in {
+        "dataset": "d",
+        "assay": "a",
+        "plate": "p",
+        "well": "w",
+        "replicate": "1",
+        "cell_context": "CVCL_0023",
+        "cell_name": "A549",
+        "perturbagen": "x",
+        "pert_type": "compound",
+    }.items():
+        obs[col] = pd.Categorical([val] * 3)
+    obs["pert_dose_uM"] = 1.0
+    obs["pert_time_h"] = 24.0
+    obs["compound_status"] = pd.Categorical(["resolved", None, "unresolved"])
+    obs["cell_status"] = pd.Categorical(["resolved", "ambiguous", None])
+    adata = ad.AnnData(np.zeros((3, 1)), obs=obs, var=pd.DataFrame({"symbol": ["G"]}, index=["g"]))
+    adata.uns["perturbridge"] = {"value_kind": "counts"}
+    validate_samples(adata)
+    adata.obs["cell_status"] = pd.Categorical(["resolved", "maybe", None])
+    with pytest.raises(SchemaError, match=r"cell_status.*1='maybe'"):
+        validate_samples(adata)

@@ -31,6 +31,7 @@ __all__ = [
     "CONTROL_PERT_TYPES",
     "EFFECT_LAYERS",
     "EFFECT_OBS_COLUMNS",
+    "ID_STATUSES",
     "PERT_TYPES",
     "SAMPLE_COLUMNS",
     "Column",
@@ -52,6 +53,9 @@ PERT_TYPES: tuple[str, ...] = (
     "empty",
     "other",
 )
+#: Values of ``compound_status`` / ``cell_status`` (NA: identifiers not resolved).
+ID_STATUSES: tuple[str, ...] = ("resolved", "ambiguous", "unresolved")
+
 #: ``pert_type`` values for which ``is_control`` is true.
 CONTROL_PERT_TYPES: tuple[str, ...] = ("vehicle",)
 
@@ -81,7 +85,27 @@ SAMPLE_COLUMNS: tuple[Column, ...] = (
     Column("perturbagen", "category", False, "perturbagen name as given upstream"),
     Column("compound_id_source", "category", True, "the upstream compound id (e.g. BRD id)"),
     Column("compound_inchikey", "category", True, "standard InChIKey when known"),
+    Column(
+        "compound_parent_inchikey",
+        "category",
+        True,
+        "InChIKey of the salt/solvent-stripped, neutralized parent when known",
+    ),
     Column("pubchem_cid", "Int64", True, "PubChem CID when known"),
+    Column(
+        "compound_status",
+        "category",
+        True,
+        "identifier resolution of the compound: resolved, ambiguous or unresolved "
+        "(NA: not resolved through ids/, or not a compound)",
+    ),
+    Column(
+        "cell_status",
+        "category",
+        True,
+        "identifier resolution of the cell context: resolved, ambiguous or unresolved "
+        "(NA: not resolved through ids/)",
+    ),
     Column("pert_type", "category", False, f"one of {', '.join(PERT_TYPES)}"),
     Column("is_control", "bool", False, "true for vehicle (negative) controls"),
     Column("pert_dose_uM", "float", False, "dose in µM, 0 for vehicle"),
@@ -109,6 +133,7 @@ EFFECT_OBS_COLUMNS: tuple[Column, ...] = (
     Column("cell_context", "category", False, "cell context id"),
     Column("perturbagen", "category", False, "perturbagen name"),
     Column("compound_inchikey", "category", True, "standard InChIKey when known"),
+    Column("compound_parent_inchikey", "category", True, "parent InChIKey when known"),
     Column("pert_dose_uM", "float", False, "dose in µM"),
     Column("pert_time_h", "float", False, "time in hours"),
     Column("replicate", "category", True, "replicate (separate mode), NA when pooled"),
@@ -221,6 +246,10 @@ def validate_samples(adata: ad.AnnData, *, where: str = "Samples") -> None:
         f"must be true exactly when pert_type is in {CONTROL_PERT_TYPES}",
         where,
     )
+    for name in ("compound_status", "cell_status"):
+        status = obs[name]
+        bad_status = status.notna().to_numpy() & ~status.astype(str).isin(ID_STATUSES).to_numpy()
+        _check_rows(obs, bad_status, name, f"must be NA or one of {ID_STATUSES}", where)
     dose = obs["pert_dose_uM"].to_numpy(dtype=float)
     _check_rows(
         obs, ~np.isfinite(dose) | (dose < 0), "pert_dose_uM", "must be finite and >= 0", where

@@ -419,6 +419,7 @@ def contrast_meta(
             "perturbagen": rep["perturbagen"].astype(str).to_numpy(),
             "compound_id_source": rep["compound_id_source"].astype(object).to_numpy(),
             "compound_inchikey": rep["compound_inchikey"].astype(object).to_numpy(),
+            "compound_parent_inchikey": rep["compound_parent_inchikey"].astype(object).to_numpy(),
             "pubchem_cid": rep["pubchem_cid"].to_numpy(),
             "pert_dose_uM": rep["pert_dose_uM"].to_numpy(dtype=float),
             "pert_time_h": rep["pert_time_h"].to_numpy(dtype=float),
@@ -550,6 +551,7 @@ def _assemble(
         "perturbagen",
         "compound_id_source",
         "compound_inchikey",
+        "compound_parent_inchikey",
         "replicate",
         "control_label",
     ):
