@@ -28,6 +28,10 @@ class SourceAdapter(ABC):
     name: ClassVar[str]
     assay: ClassVar[str]
     description: ClassVar[str]
+    #: The upstream files the adapter reads (names or patterns, for ``sources list``).
+    expected_files: ClassVar[tuple[str, ...]] = ()
+    #: ``"counts"`` or ``"log_expression"``: what the Samples ``X`` holds.
+    value_kind: ClassVar[str] = ""
 
     @abstractmethod
     def ingest(self, **kwargs: Any) -> IngestResult:
@@ -55,10 +59,17 @@ def get_source(name: str) -> SourceAdapter:
 
 
 def list_sources() -> pd.DataFrame:
-    """The registered adapters: name, assay, description."""
+    """The registered adapters: name, assay, value kind, expected files, description."""
     return pd.DataFrame(
         [
-            {"name": c.name, "assay": c.assay, "description": c.description}
+            {
+                "name": c.name,
+                "assay": c.assay,
+                "value_kind": c.value_kind,
+                "expected_files": ", ".join(c.expected_files),
+                "description": c.description,
+            }
             for c in _REGISTRY.values()
-        ]
+        ],
+        columns=["name", "assay", "value_kind", "expected_files", "description"],
     )

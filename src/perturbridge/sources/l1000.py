@@ -344,6 +344,11 @@ class L1000Source(SourceAdapter):
     name: ClassVar[str] = "l1000"
     assay: ClassVar[str] = "L1000"
     description: ClassVar[str] = "LINCS L1000 level 3 GCTX/GCT + inst_info"
+    expected_files: ClassVar[tuple[str, ...]] = (
+        "level 3 *.gctx or *.gct",
+        "inst_info (optional when the GCT(X) has column metadata)",
+    )
+    value_kind: ClassVar[str] = "log_expression"
 
     def ingest(self, **kwargs: Any) -> IngestResult:
         return read_l1000(**kwargs)
