@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -440,6 +441,11 @@ def contrast_meta(
     return meta
 
 
+def _bh_all(p: np.ndarray) -> np.ndarray:
+    """BH over every entry of ``p`` at once (``adj.P.Value.across_all_contrasts``)."""
+    return p_adjust_bh(p.ravel()).reshape(p.shape)
+
+
 def moderate_context(
     logfc: np.ndarray,
     su_mat: np.ndarray,
@@ -487,17 +493,21 @@ def moderate_context(
         out[:, gene_cols] = v
         return out
 
-    margin = stats.t.ppf((1 + confint) / 2, eb.df_total)[:, None] * (
-        su_mat * np.sqrt(eb.s2_post)[:, None]
-    )
+    # BH over all p-values of the fit is one large sort (it releases the GIL): run it
+    # beside the other layers.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        across = pool.submit(_bh_all, eb.p_value)
+        margin = stats.t.ppf((1 + confint) / 2, eb.df_total)[:, None] * (
+            su_mat * np.sqrt(eb.s2_post)[:, None]
+        )
+        within = place(p_adjust_bh(eb.p_value.T), genes_first=False)
+        across_all = place(across.result())
     layers = {
         "logFC": place(logfc),
         "t": place(eb.t),
         "P.Value": place(eb.p_value),
-        "adj.P.Value.within_one_contrast": place(p_adjust_bh(eb.p_value.T), genes_first=False),
-        "adj.P.Value.across_all_contrasts": place(
-            p_adjust_bh(eb.p_value.ravel()).reshape(eb.p_value.shape)
-        ),
+        "adj.P.Value.within_one_contrast": within,
+        "adj.P.Value.across_all_contrasts": across_all,
         "CI.L": place(logfc - margin),
         "CI.R": place(logfc + margin),
         "AveExpr": place(np.broadcast_to(amean[:, None], logfc.shape)),
