@@ -1,0 +1,433 @@
+"""Ginkgo GDPx2 (DRUG-seq in four primary human cell types) → Samples.
+
+Reads either upstream form:
+
+* the Ginkgo Datapoints package: ``Metadata.csv`` (one row per sequenced well, with
+  exact repeated rows that are removed; ``sample_id, cell_line, compound,
+  compound_concentration, compound_concentration_unit, timepoint,
+  percent_volume_dmso, container_id, row_id, column_id, sample_type, is_pos_control``,
+  QC metrics) and ``GDPx2-GeneCounts.h5`` (``gene_counts`` samples × genes with
+  ``.gene_counts_dimnames/1`` genes and ``/2`` sample ids, and a CSC
+  ``sparse_matrix`` genes × samples, which is read when present);
+* the curated AnnData (``.h5ad``; obs ``pert_name``, ``pert_dose`` such as
+  ``1000.0nM`` or ``0.0625%``, ``pert_time`` such as ``24.0h``, ``cell_type``,
+  ``sample_type``, ``percent_volume_dmso``, ``container_id``, ``row_id``,
+  ``column_id``; var with ``symbol``, ERCC spike-ins included).
+
+Rules: ``sample_type`` ``Ginkgo Neg Control - DMSO`` wells are the vehicle (dose 0; all
+three DMSO volumes, not only those flagged ``is_neg_control``); ``Ginkgo Pos Control
+…`` wells (or ``is_pos_control``) go to the ledger as ``positive_control``; every other
+well is a compound at its concentration converted to µM. ``percent_volume_dmso`` (the
+DMSO volume of every well, treated ones included) is kept as a float column: contrasts
+should match treated wells to the DMSO wells of the same volume, so the Samples declare
+it in ``uns["perturbridge"]["control_match_keys"]``. Treated wells without
+a usable dose go to the ledger as ``missing_dose``; wells without counts as
+``missing_counts``, count columns without metadata as ``missing_metadata``; ERCC rows
+as ``spike_in`` in the gene ledger. The cell context is the Cell Ontology id of the
+cell type (the upstream name stays in ``cell_name``); plate = ``container_id``, well
+from ``row_id``/``column_id``, replicate = the well's rank within its condition.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from ..errors import FormatError, SchemaError
+from ..ledger import Ledger
+from ..units import dose_to_uM
+from ._base import IngestResult, SourceAdapter, register_source
+from ._common import (
+    STAGE,
+    Triage,
+    assemble,
+    categorical,
+    check_unique,
+    h5ad_rows,
+    open_h5ad,
+    parse_bools,
+    parse_numbers,
+    read_table,
+    record_genes,
+    replicate_rank,
+    require_file,
+    resolve_columns,
+    spike_in_mask,
+    split_quantity,
+    time_to_hours,
+    well_from_row_col,
+)
+
+__all__ = ["CELL_TYPE_CL", "GDPx2Source", "read_gdpx2"]
+
+logger = logging.getLogger(__name__)
+
+#: Cell Ontology ids of the GDPx2 cell types, in both upstream spellings.
+CELL_TYPE_CL: dict[str, str] = {
+    "human_aortic_smooth_muscle_cells": "CL:0002539",
+    "aortic smooth muscle cell": "CL:0002539",
+    "human_dermal_fibroblast": "CL:0002551",
+    "fibroblast of dermis": "CL:0002551",
+    "human_epithelial_melanocytes": "CL:0002484",
+    "epithelial melanocyte": "CL:0002484",
+    "human_skeletal_muscle_myoblasts": "CL:0000515",
+    "skeletal muscle myoblast": "CL:0000515",
+}
+#: Columns a treated well must share with its vehicle wells: the DMSO volume.
+CONTROL_MATCH_KEYS: tuple[str, ...] = ("percent_volume_dmso",)
+VEHICLE_SAMPLE_TYPE = "ginkgo neg control"
+POSITIVE_SAMPLE_TYPE = "ginkgo pos control"
+
+FIELD_ALIASES: dict[str, tuple[str, ...]] = {
+    "sample": ("sample_id", "sequenced_id"),
+    "compound": ("compound", "pert_name"),
+    "dose": ("compound_concentration", "pert_dose"),
+    "dose_unit": ("compound_concentration_unit",),
+    "time": ("timepoint", "pert_time"),
+    "cell": ("cell_line", "cell_type"),
+    "sample_type": ("sample_type",),
+    "percent_dmso": ("percent_volume_dmso",),
+    "plate": ("container_id",),
+    "row": ("row_id",),
+    "col": ("column_id",),
+    "well": ("well",),
+    "is_pos_control": ("is_pos_control",),
+}
+REQUIRED = ("compound", "dose", "time", "cell", "sample_type", "percent_dmso", "plate")
+QC_COLUMNS = ("total_umi_count", "n_mapped", "ngenes3", "percent_mapped", "percent_mitochondrial")
+
+
+class _H5Counts:
+    """``GDPx2-GeneCounts.h5``: gene and sample ids, and rows of samples read in chunks."""
+
+    def __init__(self, path: Path) -> None:
+        import h5py
+
+        self.path = path
+        try:
+            self.fh = h5py.File(path, "r")
+        except OSError as err:
+            raise FormatError(f"{path}: not a readable HDF5 counts file: {err}") from err
+        try:
+            dn = self.fh[".gene_counts_dimnames"]
+            self.genes = pd.Index(dn["1"].asstr()[:], dtype=str)
+            self.samples = pd.Index(dn["2"].asstr()[:], dtype=str)
+        except KeyError as err:
+            self.close()
+            raise FormatError(
+                f"{path}: expected '.gene_counts_dimnames/1' (genes) and '/2' (sample ids)"
+            ) from err
+
+    def rows(self, idx: np.ndarray, *, chunk_size: int) -> sparse.csr_matrix:
+        """Samples ``idx`` (any order) × genes, read ``chunk_size`` samples at a time."""
+        order = np.argsort(idx, kind="stable")
+        sorted_idx = idx[order]
+        blocks = [sparse.csr_matrix((0, len(self.genes)))]
+        if "sparse_matrix" in self.fh:
+            sm = self.fh["sparse_matrix"]
+            ptr = sm["j_ptr"][:]
+            for start in range(0, len(sorted_idx), chunk_size):
+                part = sorted_idx[start : start + chunk_size]
+                lo, hi = int(ptr[part[0]]), int(ptr[part[-1] + 1])
+                vals = sm["values"][lo:hi]
+                rows = sm["i_indices"][lo:hi]
+                sub = sparse.csc_matrix(
+                    (vals, rows, ptr[part[0] : part[-1] + 2] - lo),
+                    shape=(len(self.genes), int(part[-1] - part[0] + 1)),
+                )
+                blocks.append(sub[:, part - part[0]].T.tocsr())
+        elif "gene_counts" in self.fh:
+            ds = self.fh["gene_counts"]
+            if ds.shape != (len(self.samples), len(self.genes)):
+                raise FormatError(
+                    f"{self.path}: gene_counts has shape {ds.shape}, expected samples × genes "
+                    f"({len(self.samples)}, {len(self.genes)})"
+                )
+            for start in range(0, len(sorted_idx), chunk_size):
+                part = sorted_idx[start : start + chunk_size]
+                blocks.append(sparse.csr_matrix(ds[part, :]))
+        else:
+            raise FormatError(f"{self.path}: neither 'sparse_matrix' nor 'gene_counts' is present")
+        x = sparse.vstack(blocks).tocsr()
+        inv = np.empty_like(order)
+        inv[order] = np.arange(len(order))
+        return x[inv]
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _dedupe(table: pd.DataFrame, key: str, *, where: str) -> tuple[pd.DataFrame, int]:
+    """Drop exact repeated rows; repeated ids with different content are an error."""
+    exact = table.duplicated(keep="first")
+    out = table.loc[~exact]
+    clash = out[key].duplicated(keep=False)
+    if clash.any():
+        raise SchemaError(
+            key,
+            "sample ids repeat with different metadata",
+            list(pd.unique(out.loc[clash, key]))[:5],
+            where=where,
+        )
+    return out, int(exact.sum())
+
+
+def resolve_identities(obs: pd.DataFrame) -> pd.DataFrame:
+    """Cell types to Cell Ontology ids (:data:`CELL_TYPE_CL`): where :mod:`perturbridge.ids`
+    plugs in. Compounds keep their upstream names."""
+    out = obs.copy()
+    names = out["cell_name"].astype(str)
+    out["cell_context"] = names.map(CELL_TYPE_CL).fillna(names).to_numpy()
+    unknown = sorted(set(names) - set(CELL_TYPE_CL))
+    if unknown:
+        logger.warning("GDPx2 cell types without a known CL id, kept by name: %s", unknown)
+    return out
+
+
+def read_gdpx2(
+    metadata: str | os.PathLike[str] | None = None,
+    counts: str | os.PathLike[str] | None = None,
+    *,
+    h5ad: str | os.PathLike[str] | None = None,
+    dataset: str = "ginkgo_gdpx2",
+    chunk_size: int = 256,
+) -> IngestResult:
+    """Read GDPx2 into Samples, accounting for every well and gene.
+
+    Give either ``metadata`` and ``counts`` (``Metadata.csv``, ``GDPx2-GeneCounts.h5``)
+    or ``h5ad`` (the curated AnnData).
+
+    Parameters
+    ----------
+    metadata
+        ``Metadata.csv`` of the Ginkgo Datapoints package.
+    counts
+        ``GDPx2-GeneCounts.h5``.
+    h5ad
+        Curated AnnData instead of the two files.
+    dataset
+        Dataset name written to ``obs["dataset"]``.
+    chunk_size
+        Samples read at a time from the counts.
+
+    Examples
+    --------
+    >>> res = read_gdpx2("Metadata.csv", "GDPx2-GeneCounts.h5")  # doctest: +SKIP
+    """
+    if (h5ad is None) == (metadata is None and counts is None):
+        raise ValueError(
+            "give either metadata= and counts= (Metadata.csv, GDPx2-GeneCounts.h5) or h5ad="
+        )
+    if h5ad is not None:
+        path = require_file(h5ad, what="GDPx2 curated AnnData (.h5ad)")
+        obs_in, var_in, fh = open_h5ad(path, layer=None)
+        try:
+            table = obs_in.astype(object).where(obs_in.notna(), "").astype(str)
+            table.insert(0, "sequenced_id", obs_in.index.astype(str))
+            genes = pd.Index(var_in.index.astype(str))
+            symbols = (
+                var_in["symbol"].astype(str).to_numpy() if "symbol" in var_in else genes.to_numpy()
+            )
+            return _read(
+                table,
+                sample_ids=pd.Index(obs_in.index.astype(str)),
+                genes=genes,
+                symbols=symbols,
+                read_rows=lambda idx: h5ad_rows(fh, "X", idx),
+                inputs=[path],
+                where=str(path),
+                dataset=dataset,
+                n_repeated=0,
+            )
+        finally:
+            fh.close()
+    if metadata is None or counts is None:
+        raise ValueError("give both metadata= (Metadata.csv) and counts= (GDPx2-GeneCounts.h5)")
+    meta_path = require_file(metadata, what="GDPx2 metadata table (Metadata.csv)")
+    count_path = require_file(counts, what="GDPx2 counts file (GDPx2-GeneCounts.h5)")
+    table = read_table(meta_path, what="GDPx2 metadata table")
+    f = resolve_columns(
+        table.columns,
+        FIELD_ALIASES,
+        required=("sample",),
+        where=str(meta_path),
+        what="GDPx2 metadata",
+    )
+    table, n_repeated = _dedupe(table, f["sample"], where=str(meta_path))
+    if n_repeated:
+        logger.info("%s: removed %d exact repeated rows", meta_path, n_repeated)
+    h5 = _H5Counts(count_path)
+    try:
+        return _read(
+            table,
+            sample_ids=h5.samples,
+            genes=h5.genes,
+            symbols=h5.genes.to_numpy(),
+            read_rows=lambda idx: h5.rows(idx, chunk_size=chunk_size),
+            inputs=[meta_path, count_path],
+            where=str(meta_path),
+            dataset=dataset,
+            n_repeated=n_repeated,
+        )
+    finally:
+        h5.close()
+
+
+def _read(
+    table: pd.DataFrame,
+    *,
+    sample_ids: pd.Index,
+    genes: pd.Index,
+    symbols: np.ndarray,
+    read_rows: Any,
+    inputs: list[Path],
+    where: str,
+    dataset: str,
+    n_repeated: int,
+) -> IngestResult:
+    """Standardize a GDPx2 metadata table against the samples and genes of its counts."""
+    f = resolve_columns(
+        table.columns,
+        FIELD_ALIASES,
+        required=("sample", *REQUIRED),
+        where=where,
+        what="GDPx2 metadata",
+    )
+    if "well" not in f and not ("row" in f and "col" in f):
+        raise SchemaError(
+            "row_id",
+            "the GDPx2 metadata needs 'row_id' and 'column_id' (or 'well'); "
+            f"columns present: {list(table.columns)[:20]}",
+            where=where,
+        )
+    col = {k: table[v].astype(str).str.strip() for k, v in f.items()}
+    ids = pd.Index(col["sample"].to_numpy(), dtype=str)
+    check_unique(ids, column=f["sample"], where=where, what="sample ids")
+    check_unique(sample_ids, column="sample ids", where=str(inputs[-1]), what="count samples")
+    extra_ids = pd.Index(sorted(set(sample_ids) - set(ids)), dtype=str)
+    stype = col["sample_type"].str.lower()
+    is_vehicle = stype.str.startswith(VEHICLE_SAMPLE_TYPE).to_numpy()
+    is_pos = stype.str.startswith(POSITIVE_SAMPLE_TYPE).to_numpy()
+    if "is_pos_control" in col:
+        is_pos |= parse_bools(col["is_pos_control"], column=f["is_pos_control"], where=where)
+    treated = ~is_vehicle & ~is_pos
+    if "dose_unit" in col:
+        dose_num = parse_numbers(col["dose"], column=f["dose"], where=where)
+        dose_unit = col["dose_unit"].to_numpy(dtype=object)
+    else:
+        dose_num, dose_unit = split_quantity(col["dose"], column=f["dose"], where=where)
+    dose = np.where(is_vehicle, 0.0, np.nan)
+    check = treated & np.isfinite(dose_num)
+    dose[check] = dose_to_uM(
+        dose_num[check], dose_unit[check], where=f"{where} column {f.get('dose_unit', f['dose'])!r}"
+    )
+    t_num, t_unit = split_quantity(col["time"], column=f["time"], where=where, default_unit="h")
+    time = time_to_hours(t_num, t_unit, column=f["time"], where=where)
+    pct, pct_unit = split_quantity(
+        col["percent_dmso"], column=f["percent_dmso"], where=where, default_unit="%"
+    )
+    bad_pct = np.isfinite(pct) & (pct_unit != "%")
+    if bad_pct.any():
+        raise FormatError(
+            f"{where}: column {f['percent_dmso']!r} must be a percentage, found units "
+            f"{sorted(set(pct_unit[bad_pct]))[:5]}"
+        )
+
+    triage = Triage(ids, unmatched=extra_ids, unmatched_detail="not in the metadata")
+    triage.drop(~ids.isin(sample_ids), "missing_counts", "no sample in the counts")
+    triage.drop(is_pos, "positive_control", col["sample_type"].to_numpy())
+    triage.drop(
+        treated & ~(np.isfinite(dose) & (dose > 0)),
+        "missing_dose",
+        (f"{f['dose']}=" + col["dose"]).to_numpy(),
+    )
+    triage.drop(
+        ~(np.isfinite(time) & (time >= 0)),
+        "missing_time",
+        (f"{f['time']}=" + col["time"]).to_numpy(),
+    )
+    ledger = Ledger()
+    pert_type = np.where(is_vehicle, "vehicle", "compound")
+    triage.record(ledger, stage=STAGE, kept_detail=pert_type)
+    kept = np.flatnonzero(triage.kept)
+
+    spike = spike_in_mask(genes) | spike_in_mask(symbols)
+    keep_gene = record_genes(ledger, genes, drops={"spike_in": (spike, "ERCC spike-in")})
+    well = (
+        well_from_row_col(col["row"], col["col"], where=where, columns=(f["row"], f["col"]))
+        if "row" in col and "col" in col
+        else col["well"].to_numpy()
+    )
+    obs = pd.DataFrame(
+        {
+            "dataset": dataset,
+            "assay": "DRUG-seq",
+            "plate": col["plate"].to_numpy(),
+            "well": well,
+            "replicate": "",
+            "cell_context": None,
+            "cell_name": col["cell"].to_numpy(),
+            "perturbagen": col["compound"].to_numpy(),
+            "compound_id_source": col["compound"].to_numpy(),
+            "compound_inchikey": None,
+            "pubchem_cid": pd.NA,
+            "pert_type": pert_type,
+            "is_control": is_vehicle,
+            "pert_dose_uM": dose,
+            "pert_time_h": time,
+            "n_cells": pd.NA,
+            "percent_volume_dmso": pct,
+            "sample_type": col["sample_type"].to_numpy(),
+        },
+        index=ids,
+    ).iloc[kept]
+    for qc in QC_COLUMNS:
+        if qc in table.columns:
+            obs[qc] = parse_numbers(table[qc].iloc[kept], column=qc, where=where)
+    obs["replicate"] = replicate_rank(
+        obs[["cell_name", "compound_id_source", "pert_dose_uM", "pert_time_h"]],
+        obs[["plate", "well"]],
+    )
+    obs = resolve_identities(obs)
+    obs["sample_type"] = categorical(obs["sample_type"])
+    x = read_rows(sample_ids.get_indexer(ids[kept]))
+    var = pd.DataFrame(
+        {"symbol": np.asarray(symbols, dtype=object)[keep_gene]},
+        index=pd.Index(genes[keep_gene], name="gene_id"),
+    )
+    return assemble(
+        x[:, np.flatnonzero(keep_gene)],
+        obs,
+        var,
+        ledger=ledger,
+        input_ids=triage.ids,
+        input_genes=genes,
+        inputs=inputs,
+        params={"source": "gdpx2", "dataset": dataset, "n_repeated_metadata_rows": n_repeated},
+        where=where,
+        control_match_keys=CONTROL_MATCH_KEYS,
+    )
+
+
+@register_source
+class GDPx2Source(SourceAdapter):
+    """Ginkgo GDPx2 DRUG-seq in four primary cell types (Datapoints package or .h5ad)."""
+
+    name: ClassVar[str] = "gdpx2"
+    assay: ClassVar[str] = "DRUG-seq"
+    description: ClassVar[str] = "Ginkgo GDPx2 DRUG-seq, four primary human cell types"
+    expected_files: ClassVar[tuple[str, ...]] = (
+        "Metadata.csv",
+        "GDPx2-GeneCounts.h5",
+        "or: curated <gdpx2>.h5ad (obs pert_name, pert_dose, pert_time, sample_type, …)",
+    )
+    value_kind: ClassVar[str] = "counts"
+
+    def ingest(self, **kwargs: Any) -> IngestResult:
+        return read_gdpx2(**kwargs)

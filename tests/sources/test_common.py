@@ -1,0 +1,157 @@
+"""Shared adapter helpers (perturbridge.sources._common): values, columns, triage, counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perturbridge.errors import FormatError, SchemaError, UnitError
+from perturbridge.ledger import Ledger
+from perturbridge.sources._common import (
+    Triage,
+    is_missing,
+    parse_bools,
+    parse_numbers,
+    read_table,
+    read_wide_counts,
+    record_genes,
+    replicate_rank,
+    require_file,
+    resolve_columns,
+    spike_in_mask,
+    split_quantity,
+    time_to_hours,
+    well_from_row_col,
+)
+
+
+def test_parse_numbers_keeps_missing_and_names_bad_values():
+    s = pd.Series(["1", "", "NA", "2.5e-1", "-666"], index=list("abcde"))
+    np.testing.assert_array_equal(
+        parse_numbers(s, column="c", where="f"), [1, np.nan, np.nan, 0.25, np.nan]
+    )
+    with pytest.raises(
+        FormatError, match=r"f: column 'dose'.*2 value.*'1,5'.*'x'.*rows \['b', 'c'\]"
+    ):
+        parse_numbers(pd.Series(["1", "1,5", "x"], index=list("abc")), column="dose", where="f")
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "unit"),
+    [("1000.0nM", 1000.0, "nM"), ("24h", 24.0, "h"), ("0.0625%", 0.0625, "%"),
+     (" 10 uM ", 10.0, "uM"), ("3", 3.0, "d"), ("1e-2µM", 0.01, "µM")],
+)  # fmt: skip
+def test_split_quantity(text, value, unit):
+    v, u = split_quantity(pd.Series([text]), column="c", where="f", default_unit="d")
+    assert v[0] == pytest.approx(value) and u[0] == unit
+
+
+def test_split_quantity_names_bad_values():
+    with pytest.raises(FormatError, match=r"'pert_dose'.*'nM1000'.*'ten nM'"):
+        split_quantity(pd.Series(["1nM", "nM1000", "ten nM"]), column="pert_dose", where="f")
+
+
+def test_time_to_hours_and_unknown_unit():
+    v, u = split_quantity(pd.Series(["24h", "30 min", "2d", "6", ""]), column="t", where="f")
+    np.testing.assert_allclose(time_to_hours(v, u, column="t", where="f"), [24, 0.5, 48, 6, np.nan])
+    v, u = split_quantity(pd.Series(["3 weeks"]), column="t", where="f")
+    with pytest.raises(UnitError, match=r"f column 't'.*weeks"):
+        time_to_hours(v, u, column="t", where="f")
+
+
+def test_bools_wells_spikes_missing():
+    assert parse_bools(
+        pd.Series(["True", "false", "1", "0", ""]), column="c", where="f"
+    ).tolist() == [True, False, True, False, False]
+    with pytest.raises(FormatError, match="'maybe'"):
+        parse_bools(pd.Series(["maybe"]), column="c", where="f")
+    wells = well_from_row_col(
+        pd.Series(["1", "16", "C"]), pd.Series(["1", "24", "7"]), where="f", columns=("r", "c")
+    )
+    assert wells.tolist() == ["A01", "P24", "C07"]
+    with pytest.raises(FormatError, match=r"column 'r'.*'0'"):
+        well_from_row_col(pd.Series(["0"]), pd.Series(["1"]), where="f", columns=("r", "c"))
+    assert spike_in_mask(["ERCC-00002", "ERCC1", "ERCC-00171.1", "ENSG1"]).tolist() == [
+        True,
+        False,
+        True,
+        False,
+    ]
+    assert is_missing(["", "nan", "None", "x", None, np.nan]).tolist() == [
+        True,
+        True,
+        True,
+        False,
+        True,
+        True,
+    ]
+
+
+def test_resolve_columns_names_file_and_spellings():
+    aliases = {"dose": ("concentration", "treatment_dose"), "time": ("timepoint",)}
+    found = resolve_columns(
+        ["treatment_dose", "timepoint"], aliases, required=("dose",), where="f", what="w"
+    )
+    assert found == {"dose": "treatment_dose", "time": "timepoint"}
+    with pytest.raises(
+        SchemaError, match=r"'concentration' in meta\.txt.*\['dose'\].*treatment_dose"
+    ):
+        resolve_columns(["x"], aliases, required=("dose",), where="meta.txt", what="w")
+
+
+def test_triage_first_reason_wins_and_ledger_accounts():
+    t = Triage(pd.Index(["a", "b", "c", "d"]))
+    t.drop(np.array([True, False, False, False]), "empty_well", "EMPTY")
+    t.drop(np.array([True, True, False, False]), "positive_control", np.array(["x", "y", "z", "w"]))
+    led = Ledger()
+    t.record(led, kept_detail=np.array(["", "", "vehicle", "compound"]))
+    led.check_accounts_for(["a", "b", "c", "d"], stage="ingest")
+    frame = led.to_frame().set_index("id")
+    assert frame.loc["a", "reason"] == "empty_well"
+    assert (frame.loc["b", "reason"], frame.loc["b", "detail"]) == ("positive_control", "y")
+    assert frame.loc["d", "detail"] == "compound"
+    kept = record_genes(
+        led, pd.Index(["g1", "ERCC-00002"]), drops={"spike_in": (np.array([False, True]), "ERCC")}
+    )
+    assert kept.tolist() == [True, False]
+    led.check_accounts_for(["g1", "ERCC-00002"], stage="ingest_genes")
+
+
+def test_replicate_rank():
+    keys = pd.DataFrame({"k": ["a", "a", "b", "a"]})
+    order = pd.DataFrame({"plate": ["2", "1", "1", "3"]})
+    assert replicate_rank(keys, order).tolist() == ["2", "1", "1", "3"]
+
+
+def test_files_and_tables(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"the thing not found: .*x\.csv \(found nothing"):
+        require_file(tmp_path / "x.csv", what="the thing")
+    with pytest.raises(FileNotFoundError, match="found a folder"):
+        require_file(tmp_path, what="the thing")
+    (tmp_path / "t.csv").write_text("a,b\n1,\n")
+    assert read_table(tmp_path / "t.csv", what="t").to_dict("list") == {"a": ["1"], "b": [""]}
+    (tmp_path / "bad.csv").write_text('a,b\n"1,2\n')
+    with pytest.raises(FormatError, match=r"bad\.csv: cannot parse the t"):
+        read_table(tmp_path / "bad.csv", what="t")
+
+
+@pytest.mark.parametrize("style", ["r", "full", "parquet"])
+def test_read_wide_counts_layouts(tmp_path, style):
+    df = pd.DataFrame({"s1": [1, 0, 3], "s2": [0, 5, 0], "s3": [7, 0, 1]}, index=["g1", "g2", "g3"])
+    if style == "r":
+        path = tmp_path / "c.tsv"
+        with open(path, "w") as fh:
+            fh.write("\t".join(df.columns) + "\n")
+            df.to_csv(fh, sep="\t", header=False)
+    elif style == "full":
+        path = tmp_path / "c.csv"
+        df.rename_axis("gene_id").to_csv(path)
+    else:
+        path = tmp_path / "c.parquet"
+        df.rename_axis("gene_id").reset_index().to_parquet(path, index=False)
+    wc = read_wide_counts(path, what="counts", samples=["s3", "s1"], chunk_size=1)
+    assert wc.genes.tolist() == ["g1", "g2", "g3"]
+    np.testing.assert_array_equal(wc.x.toarray(), df[["s3", "s1"]].to_numpy().T)
+    with pytest.raises(SchemaError, match=r"'s9'.*missing"):
+        read_wide_counts(path, what="counts", samples=["s9"])
