@@ -1,5 +1,6 @@
 """Source adapters: one per upstream dataset family, listed in a registry."""
 
+from . import drugseq_moabox, gdpx2, op3, vcpi  # noqa: F401  (registers the adapters)
 from ._base import IngestResult, SourceAdapter, get_source, list_sources, register_source
 from .l1000 import L1000Source, read_l1000
 
