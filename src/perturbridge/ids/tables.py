@@ -22,11 +22,17 @@ Table contracts (column order is the contract; all ids are strings unless noted)
     ``hgnc_id``, ``synonym``, ``kind`` (``symbol``, ``alias``, ``prev``, ``entrez``,
     ``ensembl``).
 ``cells``
-    ``accession`` (``CVCL_…`` or ``CL:…``), ``name``, ``species``, ``sex``, ``disease``,
-    ``category``, ``ref_source``.
+    ``accession`` (``CVCL_…`` or ``CL:…``; a line that its source gives no Cellosaurus
+    accession keeps a placeholder ``DepMap:ACH-…`` or ``LINCS:<cell_id>``), ``name``,
+    ``species``, ``sex``, ``disease``, ``category``, ``ref_source``.
 ``cell_synonyms``
     ``accession``, ``synonym``, ``kind`` (``name``, ``synonym``, ``depmap_id``,
     ``ccle_name``, ``stripped_name``, ``lincs_id``, ``user``), ``ref_source``.
+
+A parser may put a version string (a release number, a date) in
+``DataFrame.attrs["ref_version"]`` of any table it returns; the store records it in its
+manifest, falling back to a date (``20200324``) or quarter (``21Q1``) in the file name.
+The store adds a last column ``ref_file`` (the input file of each row) to every table.
 """
 
 from __future__ import annotations

@@ -1,0 +1,330 @@
+"""Cell contexts: cell line names → Cellosaurus ``CVCL_…``, primary cell types → ``CL:…``.
+
+Normalization
+-------------
+Every name and synonym is compared through its *key*: upper case, letters and digits
+only (``"Hep-G2"``, ``"HEPG2"`` and ``"hep g2"`` are all ``HEPG2``). An input is looked
+up by its full key first (so the CCLE name ``TT_OESOPHAGUS`` finds its own line); when
+that finds nothing and the input ends in a CCLE tissue suffix (``A549_LUNG``,
+``K562_HAEMATOPOIETIC_AND_LYMPHOID_TISSUE``; see :data:`CCLE_TISSUES`), the suffix is
+stripped and the rest looked up (``normalization`` is then ``ccle_suffix``). Drug-resistant
+CCLE derivatives (``A375_SKIN_CJ1_RESISTANT``) are not stripped: they are other lines.
+
+Priority
+--------
+When a key is a synonym of several accessions, the kind of synonym decides (lower wins):
+``user`` and ``accession`` (0), ``name`` (1: Cellosaurus ID, Cell Ontology name, DepMap
+display name), ``ccle_name``/``stripped_name``/``depmap_id`` (2), ``synonym`` (3),
+``lincs_id`` (4). Several accessions at the best level are ambiguous, unless exactly one
+of them is of the preferred species (human by default). Ambiguous inputs keep their
+candidates (a display string) and no accession.
+
+Status
+------
+``mapped`` (a ``CVCL_…`` or ``CL:…`` accession), ``placeholder`` (only a source-local
+``DepMap:…``/``LINCS:…`` record, see :mod:`perturbridge.ids.parsers_genes_cells`),
+``ambiguous`` or ``unmapped``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .cell_ontology import cell_ontology_tables
+from .genes import best_per_key
+
+if TYPE_CHECKING:
+    from .store import RefStore
+
+__all__ = ["CCLE_TISSUES", "CellResolver", "cell_key", "link_lincs_cells", "strip_ccle_suffix"]
+
+#: CCLE name suffixes (tissue of origin) stripped by the normalization.
+CCLE_TISSUES: frozenset[str] = frozenset(
+    {
+        "ADRENAL_CORTEX", "AUTONOMIC_GANGLIA", "BILIARY_TRACT", "BONE", "BREAST",
+        "CENTRAL_NERVOUS_SYSTEM", "CERVIX", "ENDOMETRIUM", "ENGINEERED", "FIBROBLAST",
+        "HAEMATOPOIETIC_AND_LYMPHOID_TISSUE", "KIDNEY", "LARGE_INTESTINE", "LIVER", "LUNG",
+        "MATCHED_NORMAL_TISSUE", "OESOPHAGUS", "OVARY", "PANCREAS", "PLACENTA", "PLEURA",
+        "PRIMARY", "PROSTATE", "SALIVARY_GLAND", "SKIN", "SMALL_INTESTINE", "SOFT_TISSUE",
+        "STOMACH", "TESTIS", "THYROID", "UPPER_AERODIGESTIVE_TRACT", "URINARY_TRACT",
+        "UVEA", "VULVA", "BILIARY", "HEAD_AND_NECK",
+    }
+)  # fmt: skip
+
+#: Synonym kinds by priority (lower wins).
+KIND_PRIORITY: dict[str, int] = {
+    "user": 0,
+    "accession": 0,
+    "name": 1,
+    "ccle_name": 2,
+    "stripped_name": 2,
+    "depmap_id": 2,
+    "synonym": 3,
+    "lincs_id": 4,
+}
+#: Which source's record (name, sex, disease, …) describes an accession, best first.
+SOURCE_PRIORITY: dict[str, int] = {
+    "cellosaurus": 0,
+    "cell_ontology_csv": 1,
+    "cell_ontology_builtin": 2,
+    "depmap": 3,
+    "lincs_cellinfo": 4,
+}
+PLACEHOLDER_PREFIXES = ("DepMap:", "LINCS:")
+_NON_ALNUM = re.compile(r"[^0-9A-Z]")
+RESULT_COLUMNS = (
+    "input",
+    "accession",
+    "name",
+    "species",
+    "sex",
+    "disease",
+    "category",
+    "match_type",
+    "normalization",
+    "status",
+    "candidates",
+)
+
+
+def cell_key(name: object) -> str:
+    """Upper case, letters and digits only: ``"Hep-G2"`` → ``"HEPG2"``."""
+    return _NON_ALNUM.sub("", str(name).upper())
+
+
+def strip_ccle_suffix(name: object) -> str | None:
+    """``"A549_LUNG"`` → ``"A549"``; ``None`` when there is no CCLE tissue suffix."""
+    s = str(name).strip()
+    base, sep, tissue = s.partition("_")
+    if sep and base and tissue.upper() in CCLE_TISSUES:
+        return base
+    return None
+
+
+def _is_placeholder(acc: pd.Series) -> pd.Series:
+    return acc.astype(str).str.startswith(PLACEHOLDER_PREFIXES)
+
+
+class CellResolver:
+    """Resolve cell line names and primary cell types to accessions.
+
+    Parameters
+    ----------
+    cells, cell_synonyms
+        Reference tables (see :mod:`perturbridge.ids.tables`).
+    species
+        Preferred species, the tie-breaker between accessions that share a synonym;
+        ``None`` for no preference.
+    cell_ontology_csv
+        A user CSV of Cell Ontology terms added to the tables (see
+        :mod:`perturbridge.ids.cell_ontology`).
+
+    Examples
+    --------
+    >>> res = CellResolver.from_store("refs")  # doctest: +SKIP
+    >>> res.resolve(["A549", "A549_LUNG", "HEPG2", "T cells CD4+"])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        cells: pd.DataFrame,
+        cell_synonyms: pd.DataFrame,
+        *,
+        species: str | None = "Homo sapiens",
+        cell_ontology_csv: str | os.PathLike[str] | None = None,
+    ) -> None:
+        for name, df, cols in (
+            ("cells", cells, ("accession", "name", "species", "ref_source")),
+            ("cell_synonyms", cell_synonyms, ("accession", "synonym", "kind")),
+        ):
+            missing = [c for c in cols if c not in df.columns]
+            if missing:
+                raise KeyError(f"table {name!r} lacks columns {missing}; found {list(df.columns)}")
+        if cell_ontology_csv is not None:
+            extra = cell_ontology_tables(cell_ontology_csv, builtin=False)
+            cells = pd.concat([cells, extra["cells"]], ignore_index=True)
+            cell_synonyms = pd.concat([cell_synonyms, extra["cell_synonyms"]], ignore_index=True)
+        self.species = species
+        self._records = self._make_records(cells)
+        self._lookup = self._make_lookup(cell_synonyms)
+
+    @classmethod
+    def from_store(
+        cls,
+        store: RefStore | str | os.PathLike[str],
+        *,
+        species: str | None = "Homo sapiens",
+        cell_ontology_csv: str | os.PathLike[str] | None = None,
+    ) -> CellResolver:
+        """A resolver over the ``cells`` and ``cell_synonyms`` tables of a store."""
+        from .store import RefStore
+
+        st = store if isinstance(store, RefStore) else RefStore.open(store)
+        return cls(
+            st.table("cells"),
+            st.table("cell_synonyms"),
+            species=species,
+            cell_ontology_csv=cell_ontology_csv,
+        )
+
+    # ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _make_records(cells: pd.DataFrame) -> pd.DataFrame:
+        rec = cells.copy()
+        rec = rec[rec["accession"].notna()]
+        rec["_prio"] = rec["ref_source"].map(SOURCE_PRIORITY).fillna(9)
+        rec = rec.sort_values(["accession", "_prio"], kind="stable")
+        cols = ["name", "species", "sex", "disease", "category"]
+        for c in cols:
+            if c not in rec.columns:
+                rec[c] = None
+        # the record of the best source only: fields are never mixed across sources
+        rec = rec.drop_duplicates("accession").set_index("accession")[cols]
+        return rec.astype(object).where(rec.notna(), None)
+
+    def _make_lookup(self, syn: pd.DataFrame) -> pd.DataFrame:
+        s = syn.loc[
+            syn["accession"].notna() & syn["synonym"].notna(), ["accession", "synonym", "kind"]
+        ]
+        acc = pd.DataFrame(
+            {"accession": self._records.index, "synonym": self._records.index, "kind": "accession"}
+        )
+        s = pd.concat([s, acc], ignore_index=True)
+        s["key"] = s["synonym"].map(cell_key)
+        s["prio"] = s["kind"].map(KIND_PRIORITY).fillna(9).astype(int)
+        s = s[s["key"] != ""]
+        out = best_per_key(s, "accession")
+        if self.species and (out["n"] > 1).any():
+            # tie-break: exactly one candidate of the preferred species
+            amb = out.index[out["n"] > 1]
+            c = s[s["key"].isin(amb)]
+            c = c[c["prio"].to_numpy() == out.loc[c["key"], "prio"].to_numpy()]
+            c = c.drop_duplicates(["key", "accession"])
+            sp_ = self._records["species"].reindex(c["accession"]).to_numpy()
+            pref = c[sp_ == self.species]
+            one = pref.groupby("key")["accession"].agg(["size", "first"])
+            one = one[one["size"] == 1]
+            out.loc[one.index, "accession"] = one["first"]
+        return out
+
+    # ----------------------------------------------------------------------------------
+
+    def resolve(self, values: Iterable[object]) -> pd.DataFrame:
+        """Resolve names to accessions, one output row per input (in order).
+
+        Returns
+        -------
+        Columns ``input``, ``accession``, ``name``, ``species``, ``sex``, ``disease``,
+        ``category``, ``match_type`` (the kind of synonym that matched), ``normalization``
+        (``""`` or ``ccle_suffix``), ``status`` (``mapped``, ``placeholder``,
+        ``ambiguous``, ``unmapped``) and ``candidates`` (``;``-joined accessions, for
+        display only).
+        """
+        inputs = pd.Series(list(values), dtype=object)
+        uniq = pd.Series(pd.unique(inputs), dtype=object)
+        text = uniq.map(
+            lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip()
+        )
+        key = text.map(cell_key)
+        hit = self._lookup.reindex(key.to_numpy())
+        hit.index = uniq.index
+        norm = pd.Series("", index=uniq.index, dtype=object)
+        miss = hit["n"].isna()
+        if miss.any():
+            stripped = text[miss].map(strip_ccle_suffix)
+            has = stripped.notna()
+            if has.any():
+                idx = stripped[has].index
+                alt = self._lookup.reindex(stripped[has].map(cell_key).to_numpy())
+                alt.index = idx
+                found = alt["n"].notna()
+                hit.loc[idx[found.to_numpy()]] = alt[found]
+                norm.loc[idx[found.to_numpy()]] = "ccle_suffix"
+        acc = hit["accession"].astype(object).where(hit["accession"].notna(), None)
+        status = np.where(
+            hit["n"].isna(),
+            "unmapped",
+            np.where(
+                acc.isna(),
+                "ambiguous",
+                np.where(_is_placeholder(acc.fillna("")), "placeholder", "mapped"),
+            ),
+        )
+        rec = self._records.reindex(acc.fillna("").to_numpy())
+        rec.index = uniq.index
+        res = pd.DataFrame(
+            {
+                "input": uniq,
+                "accession": acc,
+                "name": rec["name"],
+                "species": rec["species"],
+                "sex": rec["sex"],
+                "disease": rec["disease"],
+                "category": rec["category"],
+                "match_type": hit["kind"].where(hit["n"].notna(), None),
+                "normalization": norm,
+                "status": status,
+                "candidates": hit["candidates"].where(hit["n"].fillna(0) > 1, None),
+            }
+        )
+        res = res.astype(object).where(res.notna(), None)
+        pos = pd.Index(uniq).get_indexer(inputs)
+        return res.iloc[pos].reset_index(drop=True)
+
+
+def coverage(resolved: pd.DataFrame) -> dict[str, Any]:
+    """Counts per status and the mapped fraction of a :meth:`CellResolver.resolve` result."""
+    counts = {str(k): int(v) for k, v in resolved["status"].value_counts().items()}
+    n = len(resolved)
+    return {"n": n, **counts, "mapped_fraction": counts.get("mapped", 0) / n if n else 0.0}
+
+
+def link_lincs_cells(
+    cells: pd.DataFrame, cell_synonyms: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Point LINCS cell ids at the accessions their names resolve to.
+
+    ``LINCS:<cell_id>`` placeholders (from LINCS cell info files without a
+    ``cellosaurus_id``) are resolved by cell id through every other record (Cellosaurus,
+    DepMap, Cell Ontology, user synonyms). A placeholder that resolves to exactly one
+    accession is replaced by it in both tables; one that is ambiguous or unknown stays a
+    placeholder. Duplicate rows (the same LINCS id from two files) are dropped.
+
+    Returns
+    -------
+    The new ``cells`` and ``cell_synonyms`` tables and a report: counts ``linked``,
+    ``ambiguous``, ``unlinked`` and the first unlinked ids.
+    """
+    is_lincs_cell = cells["accession"].astype(str).str.startswith("LINCS:")
+    is_lincs_syn = cell_synonyms["accession"].astype(str).str.startswith("LINCS:")
+    report: dict[str, Any] = {"linked": 0, "ambiguous": 0, "unlinked": 0, "unlinked_ids": []}
+    if not is_lincs_syn.any():
+        return cells, cell_synonyms, report
+    resolver = CellResolver(cells[~is_lincs_cell], cell_synonyms[~is_lincs_syn], species=None)
+    ph = cell_synonyms.loc[is_lincs_syn & (cell_synonyms["kind"] == "lincs_id")]
+    ph = ph.drop_duplicates("accession")
+    res = resolver.resolve(ph["synonym"])
+    res.index = ph["accession"].to_numpy()
+    ok = res["status"].isin(["mapped", "placeholder"])
+    mapping = res.loc[ok, "accession"].to_dict()
+    report["linked"] = int(ok.sum())
+    report["ambiguous"] = int((res["status"] == "ambiguous").sum())
+    unl = res.loc[res["status"] == "unmapped", "input"]
+    report["unlinked"] = len(unl)
+    report["unlinked_ids"] = unl.head(20).tolist()
+    cells = cells.assign(accession=cells["accession"].replace(mapping))
+    syn = cell_synonyms.assign(accession=cell_synonyms["accession"].replace(mapping))
+    base_c = [c for c in ("accession", "name", "ref_source") if c in cells.columns]
+    base_s = [c for c in ("accession", "synonym", "kind", "ref_source") if c in syn.columns]
+    return (
+        cells.drop_duplicates(base_c).reset_index(drop=True),
+        syn.drop_duplicates(base_s).reset_index(drop=True),
+        report,
+    )

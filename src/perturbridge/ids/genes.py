@@ -1,0 +1,551 @@
+"""Genes: symbols, aliases, previous symbols, Entrez and Ensembl ids → current HGNC genes.
+
+Inputs and how they are matched
+-------------------------------
+- **Ensembl gene ids** (``ENSG00000141510``, also with a version suffix ``.17``): the
+  version is dropped and the id looked up among HGNC's current Ensembl ids
+  (``match_type`` ``ensembl``).
+- **Entrez ids** (``7157``), also ``///``-joined lists as in L1000 probe annotations
+  (``7849///100009613``): every part is looked up; the input maps when all parts that
+  are known point at one gene, and is ambiguous when they point at several
+  (``match_type`` ``entrez``).
+- **Symbols** are compared case-insensitively. Priority: a current approved symbol
+  (``symbol``) beats a previous symbol (``prev``), which beats an alias (``alias``). A
+  string that is a previous symbol or an alias of several genes, and the current symbol of
+  none, is ``ambiguous``; it keeps its candidates and gets no gene.
+
+Normalizations (tried in this order, only for symbols that match nothing as written)
+-------------------------------------------------------------------------------------
+``excel_date``
+    Spreadsheet damage: Excel turns ``SEPT7`` into the date ``2024-09-07 00:00:00``
+    (or ``7-Sep``) and ``MARCH1`` into ``1-Mar``. The month gives the prefixes it can
+    come from (Mar → MARCH, MARC, MAR; Sep → SEPT, SEP; Dec → DEC; Oct → OCT; Feb → FEB;
+    Apr → APR; Nov → NOV), the day the number, and the candidates are matched with the
+    usual priority. ``1-Mar`` stays ambiguous (``MARCH1`` → MARCHF1 and ``MARC1`` →
+    MTARC1 are both previous symbols): we report it, we do not guess.
+``r_make_names``
+    R's ``make.names`` turned ``-`` into ``.`` (``HLA.A`` → ``HLA-A``).
+``unique_suffix``
+    ``anndata``'s ``var_names_make_unique`` appended ``-1``, ``-2``, … to a duplicated
+    name (``ATXN7-1`` → ``ATXN7``). Such inputs usually end up ``many_to_one``.
+
+Status and report
+-----------------
+``status`` is ``mapped``, ``ambiguous`` or ``unmapped``. ``many_to_one`` is ``True`` for
+every mapped input whose gene is also the gene of another distinct input (e.g. a
+current and a previous symbol of the same gene): :func:`collapse_genes` must combine
+their columns. A mapped gene may lack an Ensembl id (HGNC has none for ~6% of genes);
+:func:`collapse_genes` drops those with a reason.
+
+Collapsing columns
+------------------
+:func:`collapse_genes` re-keys a samples × genes matrix by Ensembl id. Counts of columns
+that map to one gene are **summed**. Log-scale values are never averaged: when columns
+collapse, the caller must choose ``rule="first"`` (keep the first column in input order)
+or ``rule="max_mean"`` (keep the column with the highest mean), otherwise a
+``ValueError`` lists the collisions. Every input column is accounted for in the report.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from .store import RefStore
+
+__all__ = ["GeneCollapse", "GeneResolver", "collapse_genes", "gene_coverage"]
+
+#: Symbol kinds by priority (lower wins).
+SYMBOL_PRIORITY: dict[str, int] = {"symbol": 0, "prev": 1, "alias": 2}
+RESULT_COLUMNS = (
+    "input",
+    "hgnc_id",
+    "symbol",
+    "ensembl_gene_id",
+    "entrez_id",
+    "match_type",
+    "normalization",
+    "status",
+    "many_to_one",
+    "candidates",
+)
+_ENSEMBL = re.compile(r"^(ENSG\d{11})(?:\.\d+)?$", re.IGNORECASE)
+_ENTREZ = re.compile(r"^\d+(?:\s*///\s*\d+)*$")
+_ISO_DATE = re.compile(r"^(?:\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]00:00(?::00(?:\.0+)?)?)?$")
+_DAY_MON = re.compile(r"^(\d{1,2})-([A-Za-z]{3})$")
+_MON_DAY = re.compile(r"^([A-Za-z]{3})-(\d{1,2})$")
+_MONTHS = {m: i for i, m in enumerate(
+    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
+)}  # fmt: skip
+#: Month → symbol prefixes that a spreadsheet turns into that month.
+EXCEL_MONTH_PREFIXES: dict[int, tuple[str, ...]] = {
+    2: ("FEB",),
+    3: ("MARCH", "MARC", "MAR"),
+    4: ("APR",),
+    9: ("SEPT", "SEP"),
+    10: ("OCT",),
+    11: ("NOV",),
+    12: ("DEC",),
+}
+_UNIQUE_SUFFIX = re.compile(r"^(.+)-(\d+)$")
+
+
+def excel_date_candidates(value: str) -> list[str]:
+    """Symbols a spreadsheet may have turned into the date ``value`` (else ``[]``).
+
+    Examples
+    --------
+    >>> excel_date_candidates("2024-09-07 00:00:00")
+    ['SEPT7', 'SEP7']
+    >>> excel_date_candidates("1-Mar")
+    ['MARCH1', 'MARC1', 'MAR1']
+    """
+    s = value.strip()
+    month = day = None
+    if m := _ISO_DATE.match(s):
+        month, day = int(m.group(1)), int(m.group(2))
+    elif m := _DAY_MON.match(s):
+        month, day = _MONTHS.get(m.group(2).lower()), int(m.group(1))
+    elif m := _MON_DAY.match(s):
+        month, day = _MONTHS.get(m.group(1).lower()), int(m.group(2))
+    if month is None or day is None:
+        return []
+    return [f"{p}{day}" for p in EXCEL_MONTH_PREFIXES.get(month, ())]
+
+
+def _r_make_names(value: str) -> list[str]:
+    return [value.replace(".", "-")] if "." in value else []
+
+
+def _unique_suffix(value: str) -> list[str]:
+    m = _UNIQUE_SUFFIX.match(value)
+    return [m.group(1)] if m else []
+
+
+_NORMALIZATIONS = (
+    ("excel_date", excel_date_candidates),
+    ("r_make_names", _r_make_names),
+    ("unique_suffix", _unique_suffix),
+)
+
+
+def best_per_key(s: pd.DataFrame, target: str) -> pd.DataFrame:
+    """Collapse ``(key, target, kind, prio)`` rows to one row per key (vectorized).
+
+    Keeps the rows of the best (lowest) priority of each key and returns, indexed by
+    key: ``n`` (distinct targets at that priority), ``kind``, ``prio``, ``candidates``
+    (``;``-joined targets, display only) and ``target`` itself where ``n`` is 1.
+    """
+    s = s.sort_values(["key", "prio", target], kind="stable").drop_duplicates(["key", target])
+    s = s[s["prio"].to_numpy() == s.groupby("key", sort=False)["prio"].transform("min").to_numpy()]
+    n = s.groupby("key", sort=False)[target].transform("size")
+    first = s.drop_duplicates("key").set_index("key")
+    out = pd.DataFrame(
+        {"n": n.groupby(s["key"], sort=False).first(), "kind": first["kind"], "prio": first["prio"]}
+    )
+    out["candidates"] = first[target]
+    multi = s[n.to_numpy() > 1]
+    if len(multi):
+        joined = multi.groupby("key", sort=False)[target].agg(";".join)
+        out.loc[joined.index, "candidates"] = joined
+    out[target] = first[target].where(out["n"] == 1, None)
+    return out
+
+
+def _text(v: object) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return ""
+    return str(v).strip()
+
+
+class GeneResolver:
+    """Resolve gene identifiers to current HGNC genes and Ensembl ids.
+
+    Parameters
+    ----------
+    genes, gene_synonyms
+        The reference tables (see :mod:`perturbridge.ids.tables`).
+
+    Examples
+    --------
+    >>> res = GeneResolver.from_store("refs")  # doctest: +SKIP
+    >>> res.resolve(["TP53", "ENSG00000141510.17", "7157", "2024-09-07 00:00:00"])
+    ... # doctest: +SKIP
+    """
+
+    def __init__(self, genes: pd.DataFrame, gene_synonyms: pd.DataFrame) -> None:
+        for name, df, cols in (
+            ("genes", genes, ("hgnc_id", "symbol", "entrez_id", "ensembl_gene_id")),
+            ("gene_synonyms", gene_synonyms, ("hgnc_id", "synonym", "kind")),
+        ):
+            missing = [c for c in cols if c not in df.columns]
+            if missing:
+                raise KeyError(f"table {name!r} lacks columns {missing}; found {list(df.columns)}")
+        g = genes.drop_duplicates("hgnc_id").set_index("hgnc_id")
+        self._genes = g[["symbol", "ensembl_gene_id", "entrez_id"]]
+        syn = gene_synonyms[["hgnc_id", "synonym", "kind"]].dropna()
+        syn = syn[syn["hgnc_id"].isin(self._genes.index)]
+        sym = syn[syn["kind"].isin(list(SYMBOL_PRIORITY))]
+        sym = sym.assign(
+            key=sym["synonym"].str.upper(), prio=sym["kind"].map(SYMBOL_PRIORITY).astype(int)
+        )
+        self._symbols = self._best(sym)
+        ids = syn[syn["kind"].isin(["entrez", "ensembl"])]
+        ids = ids.assign(key=ids["synonym"].str.upper(), prio=0)
+        self._ids = {kind: self._best(part) for kind, part in ids.groupby("kind", sort=False)}
+
+    @classmethod
+    def from_store(cls, store: RefStore | str | os.PathLike[str]) -> GeneResolver:
+        """A resolver over the ``genes`` and ``gene_synonyms`` tables of a store."""
+        from .store import RefStore
+
+        st = store if isinstance(store, RefStore) else RefStore.open(store)
+        return cls(st.table("genes"), st.table("gene_synonyms"))
+
+    @staticmethod
+    def _best(s: pd.DataFrame) -> pd.DataFrame:
+        """Per key: the best-priority genes → ``hgnc_id`` (if one), kind, candidates."""
+        return best_per_key(s, "hgnc_id")
+
+    # ----------------------------------------------------------------------------------
+
+    def _lookup_symbols(self, texts: pd.Series) -> pd.DataFrame:
+        hit = self._symbols.reindex(texts.str.upper().to_numpy())
+        hit.index = texts.index
+        return hit
+
+    def _lookup_candidates(self, cand: pd.DataFrame) -> pd.DataFrame:
+        """``cand`` rows (idx, candidate string) → per idx the best combined match."""
+        hits = self._symbols.reindex(cand["candidate"].str.upper().to_numpy())
+        hits = hits.assign(idx=cand["idx"].to_numpy()).dropna(subset=["n"])
+        if hits.empty:
+            return hits
+        # explode candidates so that genes from several date spellings pool together
+        rows = hits.assign(gene=hits["candidates"].str.split(";")).explode("gene")
+        rows = rows[rows["prio"] == rows.groupby("idx")["prio"].transform("min")]
+        rows = rows.drop_duplicates(["idx", "gene"])
+        g = rows.groupby("idx", sort=False)
+        out = pd.DataFrame(
+            {
+                "n": g["gene"].size(),
+                "kind": g["kind"].first(),
+                "candidates": g["gene"].agg(";".join),
+                "prio": g["prio"].first(),
+                "first": g["gene"].first(),
+            }
+        )
+        out["hgnc_id"] = out["first"].where(out["n"] == 1, None)
+        return out.drop(columns="first")
+
+    def _lookup_ids(self, texts: pd.Series, kind: str) -> pd.DataFrame:
+        table = self._ids.get(kind)
+        empty = pd.DataFrame(
+            index=texts.index, columns=["n", "kind", "candidates", "prio", "hgnc_id"]
+        )
+        if table is None or texts.empty:
+            return empty
+        if kind == "ensembl":
+            keys = texts.str.upper().str.replace(r"\.\d+$", "", regex=True)
+            hit = table.reindex(keys.to_numpy())
+            hit.index = texts.index
+            return hit
+        parts = texts.str.replace(r"\s", "", regex=True).str.split("///").explode()
+        hits = table.reindex(parts.to_numpy())
+        hits = hits.assign(idx=parts.index.to_numpy()).dropna(subset=["n"])
+        if hits.empty:
+            return empty
+        genes = hits.assign(gene=hits["candidates"].str.split(";")).explode("gene")
+        genes = genes.drop_duplicates(["idx", "gene"])
+        g = genes.groupby("idx", sort=False)
+        out = pd.DataFrame(
+            {
+                "n": g["gene"].size(),
+                "kind": kind,
+                "candidates": g["gene"].agg(";".join),
+                "prio": 0,
+                "first": g["gene"].first(),
+            }
+        )
+        out["hgnc_id"] = out["first"].where(out["n"] == 1, None)
+        return out.drop(columns="first").reindex(texts.index)
+
+    def resolve(
+        self,
+        values: Iterable[object],
+        *,
+        multi_entrez: Literal["ambiguous", "first"] = "ambiguous",
+    ) -> pd.DataFrame:
+        """Resolve gene identifiers, one output row per input (in order).
+
+        Parameters
+        ----------
+        values
+            Symbols, Entrez ids (also ``///``-joined) or Ensembl gene ids, mixed freely.
+        multi_entrez
+            A ``///``-joined Entrez list whose parts are different genes is
+            ``ambiguous`` (default), or resolved by its ``first`` id (the probe's
+            primary gene in L1000 annotations).
+
+        Returns
+        -------
+        Columns ``input``, ``hgnc_id``, ``symbol`` (current HGNC symbol),
+        ``ensembl_gene_id`` (current, no version), ``entrez_id``, ``match_type``
+        (``symbol``, ``prev``, ``alias``, ``entrez``, ``ensembl``), ``normalization``
+        (``""``, ``excel_date``, ``r_make_names``, ``unique_suffix``), ``status``
+        (``mapped``, ``ambiguous``, ``unmapped``), ``many_to_one`` and ``candidates``
+        (``;``-joined HGNC ids of an ambiguous input, for display only).
+        """
+        inputs = pd.Series(list(values), dtype=object)
+        uniq = pd.Series(pd.unique(inputs), dtype=object)
+        text = uniq.map(_text)
+        hit = pd.DataFrame(
+            index=uniq.index, columns=["n", "kind", "candidates", "prio", "hgnc_id"], dtype=object
+        )
+        norm = pd.Series("", index=uniq.index, dtype=object)
+        is_ens = text.str.match(_ENSEMBL)
+        is_ent = text.str.match(_ENTREZ) & ~is_ens
+        is_sym = ~is_ens & ~is_ent & (text != "")
+        if is_ens.any():
+            hit.loc[is_ens] = self._lookup_ids(text[is_ens], "ensembl")[hit.columns].to_numpy()
+        if is_ent.any():
+            ent = text[is_ent]
+            if multi_entrez == "first":
+                ent = ent.str.split("///").str[0].str.strip()
+            elif multi_entrez != "ambiguous":
+                raise ValueError(
+                    f"multi_entrez must be 'ambiguous' or 'first', found {multi_entrez!r}"
+                )
+            hit.loc[is_ent] = self._lookup_ids(ent, "entrez")[hit.columns].to_numpy()
+        if is_sym.any():
+            hit.loc[is_sym] = self._lookup_symbols(text[is_sym])[hit.columns].to_numpy()
+        for name, fn in _NORMALIZATIONS:
+            todo = text[is_sym & hit["n"].isna()]
+            if todo.empty:
+                break
+            pairs = [(i, c) for i, t in todo.items() for c in fn(t)]
+            if not pairs:
+                continue
+            cand = pd.DataFrame(pairs, columns=["idx", "candidate"])
+            found = self._lookup_candidates(cand)
+            if found.empty:
+                continue
+            hit.loc[found.index] = found[hit.columns].to_numpy()
+            norm.loc[found.index] = name
+        hgnc = hit["hgnc_id"].astype(object).where(hit["hgnc_id"].notna(), None)
+        status = np.where(hit["n"].isna(), "unmapped", np.where(hgnc.isna(), "ambiguous", "mapped"))
+        genes = self._genes.reindex(hgnc.fillna("").to_numpy())
+        res = pd.DataFrame(
+            {
+                "input": uniq,
+                "hgnc_id": hgnc,
+                "symbol": genes["symbol"].to_numpy(),
+                "ensembl_gene_id": genes["ensembl_gene_id"].to_numpy(),
+                "entrez_id": genes["entrez_id"].to_numpy(),
+                "match_type": hit["kind"].where(hit["n"].notna(), None),
+                "normalization": norm,
+                "status": status,
+                "candidates": hit["candidates"].where(status == "ambiguous", None),
+            }
+        )
+        res = res.astype(object).where(res.notna(), None)
+        pos = pd.Index(uniq).get_indexer(inputs)
+        out = res.iloc[pos].reset_index(drop=True)
+        mapped = out["status"] == "mapped"
+        n_inputs = out.loc[mapped].groupby("hgnc_id")["input"].transform("nunique")
+        out["many_to_one"] = False
+        out.loc[mapped, "many_to_one"] = (n_inputs > 1).to_numpy()
+        return out[list(RESULT_COLUMNS)]
+
+
+def gene_coverage(mapping: pd.DataFrame) -> dict[str, Any]:
+    """Summary of a :meth:`GeneResolver.resolve` result.
+
+    Returns
+    -------
+    ``n`` inputs, counts per status and per match type, ``many_to_one`` inputs,
+    ``with_ensembl`` (mapped to a gene with an Ensembl id) and ``ensembl_fraction``.
+    """
+    n = len(mapping)
+    mapped = mapping["status"] == "mapped"
+    with_ens = int((mapped & mapping["ensembl_gene_id"].notna()).sum())
+    return {
+        "n": n,
+        "status": mapping["status"].value_counts().to_dict(),
+        "match_type": mapping.loc[mapped, "match_type"].value_counts().to_dict(),
+        "normalization": mapping.loc[mapped & (mapping["normalization"] != ""), "normalization"]
+        .value_counts()
+        .to_dict(),
+        "many_to_one": int(mapping["many_to_one"].sum()),
+        "with_ensembl": with_ens,
+        "ensembl_fraction": with_ens / n if n else 0.0,
+    }
+
+
+# --------------------------------------------------------------------------------------
+# collapsing columns
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GeneCollapse:
+    """Result of :func:`collapse_genes`.
+
+    Attributes
+    ----------
+    matrix
+        Samples × genes, columns in the order of ``var``.
+    var
+        One row per output gene, indexed by ``ensembl_gene_id``: ``symbol``,
+        ``hgnc_id``, ``n_inputs`` (input columns combined into it).
+    report
+        One row per input column: ``input``, ``position``, ``ensembl_gene_id``,
+        ``action`` (``kept``, ``summed``, ``dropped_rule``, ``dropped_unmapped``,
+        ``dropped_ambiguous``, ``dropped_no_ensembl``) and ``rule``.
+    """
+
+    matrix: NDArray[np.floating[Any]] | sp.csr_matrix
+    var: pd.DataFrame
+    report: pd.DataFrame
+
+
+def collapse_genes(
+    matrix: NDArray[np.floating[Any]] | sp.spmatrix,
+    var: pd.DataFrame,
+    mapping: pd.DataFrame,
+    *,
+    value_kind: Literal["counts", "log"],
+    rule: Literal["sum", "first", "max_mean"] | None = None,
+) -> GeneCollapse:
+    """Re-key the columns of a samples × genes matrix by current Ensembl gene id.
+
+    Parameters
+    ----------
+    matrix
+        Samples × input genes (dense or SciPy sparse); not modified.
+    var
+        One row per matrix column, indexed by the input gene identifiers.
+    mapping
+        A :meth:`GeneResolver.resolve` result covering every ``var`` index value.
+    value_kind
+        ``counts`` (columns of one gene are summed) or ``log`` (never averaged).
+    rule
+        How to combine columns of one gene: ``sum`` (the default and only choice for
+        counts), ``first`` (keep the first column) or ``max_mean`` (keep the column with
+        the highest mean). For ``log`` values a rule is required as soon as two columns
+        map to one gene.
+
+    Returns
+    -------
+    The new matrix, its ``var`` and a report with one row per input column.
+
+    Raises
+    ------
+    ValueError
+        If ``value_kind`` is ``log``, columns collide and no ``rule`` is given (the
+        message lists the first collisions), if ``rule`` is ``sum`` for log values, or
+        if shapes disagree.
+    KeyError
+        If ``mapping`` lacks identifiers of ``var``.
+    """
+    if value_kind not in ("counts", "log"):
+        raise ValueError(f"value_kind must be 'counts' or 'log', found {value_kind!r}")
+    if rule not in (None, "sum", "first", "max_mean"):
+        raise ValueError(f"rule must be None, 'sum', 'first' or 'max_mean', found {rule!r}")
+    if value_kind == "log" and rule == "sum":
+        raise ValueError("log values cannot be summed; choose rule='first' or 'max_mean'")
+    mat: Any = matrix  # dense or any SciPy sparse format; both support @ and [:, idx]
+    n_cols = mat.shape[1]
+    if len(var) != n_cols:
+        raise ValueError(f"var has {len(var)} rows but the matrix has {n_cols} columns")
+    m = mapping.drop_duplicates("input").set_index("input")
+    ids = pd.Index(var.index.astype(object))
+    missing = ids.difference(m.index)
+    if len(missing):
+        raise KeyError(
+            f"mapping lacks {len(missing)} identifiers of var, e.g. {list(missing[:5])}; "
+            "resolve var.index with GeneResolver.resolve first"
+        )
+    row = m.reindex(ids)
+    ens = row["ensembl_gene_id"].to_numpy(dtype=object)
+    status = row["status"].to_numpy(dtype=object)
+    action = np.where(
+        status == "unmapped",
+        "dropped_unmapped",
+        np.where(
+            status == "ambiguous",
+            "dropped_ambiguous",
+            np.where(pd.isna(ens), "dropped_no_ensembl", "kept"),
+        ),
+    ).astype(object)
+    keep = action == "kept"
+    pos = np.arange(n_cols)
+    kept = pd.DataFrame({"pos": pos[keep], "ens": ens[keep]})
+    sizes = kept.groupby("ens", sort=False)["pos"].transform("size").to_numpy()
+    collide = sizes > 1
+    if collide.any():
+        if value_kind == "counts":
+            rule = "sum" if rule is None else rule
+        elif rule is None:
+            groups = kept[collide].groupby("ens", sort=False)["pos"].agg(list).head(5)
+            ex = {g: [str(ids[p]) for p in ps] for g, ps in groups.items()}
+            raise ValueError(
+                f"{int(collide.sum())} log-scale columns map to "
+                f"{kept.loc[collide, 'ens'].nunique()} genes, e.g. {ex}; log values are "
+                "never averaged: pass rule='first' or rule='max_mean'"
+            )
+    order = pd.unique(kept["ens"])  # output genes in first-appearance order
+    col_of = pd.Series(np.arange(len(order)), index=order)
+    out_col = col_of.reindex(kept["ens"]).to_numpy()
+    if rule in (None, "sum"):
+        ind = sp.csr_matrix(
+            (np.ones(len(kept)), (kept["pos"].to_numpy(), out_col)), shape=(n_cols, len(order))
+        )
+        new = mat @ ind
+        if collide.any():
+            action[kept["pos"].to_numpy()[collide]] = "summed"
+    else:
+        if rule == "first":
+            chosen = kept.drop_duplicates("ens", keep="first")
+        else:
+            means = np.asarray(mat[:, kept["pos"].to_numpy()].mean(axis=0)).ravel()
+            chosen = (
+                kept.assign(mean=means)
+                .sort_values(["ens", "mean", "pos"], ascending=[True, False, True], kind="stable")
+                .drop_duplicates("ens", keep="first")
+            )
+        chosen = chosen.set_index("ens").reindex(order).reset_index()
+        dropped = np.setdiff1d(kept["pos"].to_numpy(), chosen["pos"].to_numpy())
+        action[dropped] = "dropped_rule"
+        new = mat[:, chosen["pos"].to_numpy()]
+    out_matrix: Any = new
+    out_matrix = out_matrix.tocsr() if hasattr(out_matrix, "tocsr") else np.asarray(out_matrix)
+    n_in = kept.groupby("ens", sort=False)["pos"].size().reindex(order).to_numpy()
+    first_pos = kept.drop_duplicates("ens").set_index("ens")["pos"].reindex(order).to_numpy()
+    new_var = pd.DataFrame(
+        {
+            "symbol": row["symbol"].to_numpy()[first_pos],
+            "hgnc_id": row["hgnc_id"].to_numpy()[first_pos],
+            "n_inputs": n_in,
+        },
+        index=pd.Index(order, name="ensembl_gene_id"),
+    )
+    report = pd.DataFrame(
+        {
+            "input": ids.to_numpy(),
+            "position": pos,
+            "ensembl_gene_id": ens,
+            "action": action,
+            "rule": rule or "",
+        }
+    )
+    return GeneCollapse(matrix=out_matrix, var=new_var, report=report)

@@ -1,0 +1,1 @@
+"""Tests of perturbridge.ids (a package so that its conftest does not shadow tests/conftest.py)."""
