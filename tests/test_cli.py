@@ -14,7 +14,16 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize(
-    "cmd", [["ingest", "l1000"], ["de"], ["pseudobulk"], ["demo"], ["sources"]]
+    "cmd",
+    [
+        ["ingest", "l1000"],
+        ["ingest", "op3"],
+        ["de"],
+        ["pseudobulk"],
+        ["demo"],
+        ["sources"],
+        ["sources", "list"],
+    ],
 )
 def test_every_command_has_help_with_an_example(cmd):
     r = runner.invoke(app, [*cmd, "--help"])
@@ -83,3 +92,39 @@ def test_de_engine_r_agrees_with_ours_on_counts(tmp_path, r_oracle):
         assert (np.isnan(a) == np.isnan(b)).all()
         np.testing.assert_allclose(a[~np.isnan(a)], b[~np.isnan(b)], rtol=1e-6, atol=1e-8)
     assert ours.uns["perturbridge"]["provenance"]["input_paths"] == [str(path)]
+
+
+def test_every_source_has_a_reader_and_an_ingest_command():
+    from perturbridge.sources import get_source, source_names
+
+    names = source_names()
+    assert "l1000" in names and "op3" in names
+    for name in names:
+        reader = get_source(name).reader()
+        assert reader.__name__ == f"read_{name}"
+        r = runner.invoke(app, ["ingest", name, "--help"])
+        assert r.exit_code == 0, (name, r.output)
+
+
+def test_ingest_generic_command_end_to_end(tmp_path):
+    from perturbridge.simulate.upstream import write_op3
+
+    fx = write_op3(tmp_path / "op3", n_genes=40, n_compounds=4, seed=1)
+    (h5ad,) = fx.files.values()
+    out, ledger = tmp_path / "s.h5ad", tmp_path / "ledger.tsv"
+    r = runner.invoke(
+        app,
+        [
+            "ingest", "op3", "--input", f"h5ad={h5ad}", "--set", "dataset=my_op3",
+            "--out", str(out), "--ledger", str(ledger),
+        ],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    samples = ad.read_h5ad(out)
+    assert set(samples.obs["dataset"]) == {"my_op3"}
+    assert "wrote" in r.output and ledger.exists()
+    bad = runner.invoke(app, ["ingest", "op3", "--input", f"nope={h5ad}", "--out", str(out)])
+    assert bad.exit_code == 2 and "unknown parameter" in bad.output
+    missing = tmp_path / "none.h5ad"
+    r = runner.invoke(app, ["ingest", "op3", "-i", f"h5ad={missing}", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and not (tmp_path / "x").exists()

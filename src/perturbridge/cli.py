@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -126,6 +128,112 @@ def ingest_l1000(
         f"wrote {out}: {res.samples.n_obs:,} samples × {res.samples.n_vars:,} genes "
         f"({int(res.samples.obs['is_control'].sum()):,} vehicle controls)"
     )
+
+
+def _parse_assignments(items: list[str], option: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint=option)
+        out[name.strip().replace("-", "_")] = value
+    return out
+
+
+def _convert_parameter(param: inspect.Parameter, value: str) -> object:
+    """A command-line string as the reader's parameter expects it (by its annotation)."""
+    ann = str(param.annotation)
+    if "Sequence" in ann or "list[" in ann or "tuple[" in ann:
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if "PathLike" in ann or "Path" in ann:
+        return Path(value)
+    if ann.startswith("bool"):
+        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise typer.BadParameter(f"{param.name} must be true or false, got {value!r}")
+        return value.lower() in ("true", "1", "yes")
+    if ann.startswith("int"):
+        return int(value)
+    if ann.startswith("float"):
+        return float(value)
+    return value
+
+
+def _reader_params_help(reader: Callable[..., object]) -> str:
+    sig = inspect.signature(reader)
+    lines = []
+    for p in sig.parameters.values():
+        default = "required" if p.default is inspect.Parameter.empty else f"default {p.default!r}"
+        lines.append(f"  {p.name}  ({default})")
+    return "\n\n".join(lines)
+
+
+def _make_ingest_command(name: str) -> None:
+    from .sources import get_source
+
+    adapter = get_source(name)
+    reader = adapter.reader()
+    params = inspect.signature(reader).parameters
+
+    def command(
+        out: Annotated[Path, typer.Option("--out", help="Samples .h5ad to write.")],
+        inputs: Annotated[
+            list[str] | None,
+            typer.Option("--input", "-i", help="An input file, NAME=PATH (repeatable)."),
+        ] = None,
+        settings: Annotated[
+            list[str] | None,
+            typer.Option("--set", "-s", help="Another reader parameter, NAME=VALUE."),
+        ] = None,
+        ledger_out: Annotated[
+            Path | None, typer.Option("--ledger", help="Also write the ledger as TSV here.")
+        ] = None,
+    ) -> None:
+        from .io import write_h5ad
+
+        given = {
+            **_parse_assignments(inputs or [], "--input"),
+            **_parse_assignments(settings or [], "--set"),
+        }
+        unknown = sorted(set(given) - set(params))
+        if unknown:
+            _fail(ValueError(f"{name}: unknown parameter(s) {unknown}; known: {list(params)}"))
+        kwargs = {k: _convert_parameter(params[k], v) for k, v in given.items()}
+        try:
+            res = adapter.ingest(**kwargs)
+            res.samples.uns["ledger"] = res.ledger.to_frame()
+            write_h5ad(res.samples, out)
+            if ledger_out is not None:
+                res.ledger.to_frame().to_csv(ledger_out, sep="\t", index=False)
+        except (PerturbridgeError, ValueError, KeyError, FileNotFoundError, TypeError) as err:
+            _fail(err)
+        console.print(_ledger_table(res.ledger, f"ledger of {name}"))
+        console.print(
+            f"wrote {out}: {res.samples.n_obs:,} samples × {res.samples.n_vars:,} genes "
+            f"({int(res.samples.obs['is_control'].sum()):,} vehicle controls)"
+        )
+
+    files = ", ".join(adapter.expected_files) or "see the parameters"
+    command.__doc__ = (
+        f"Ingest {adapter.description} ({adapter.assay}) into Samples.\n\n"
+        f"Expected files: {files}.\n\n"
+        f"Parameters of {reader.__name__} (give files with --input, others with --set):"
+        f"\n\n{_reader_params_help(reader)}\n\n"
+        "Example:\n\n"
+        f"    perturbridge ingest {name} --input "
+        f"{next(iter(params), 'path')}=FILE --out samples.h5ad"
+    )
+    ingest_app.command(name)(command)
+
+
+def _register_ingest_commands() -> None:
+    from .sources import source_names
+
+    for name in source_names():
+        if name != "l1000":  # has its own command with named options
+            _make_ingest_command(name)
+
+
+_register_ingest_commands()
 
 
 @app.command("de")
@@ -268,22 +376,42 @@ def demo(
     )
 
 
-@app.command("sources")
-def sources() -> None:
-    """List the source adapters.
+sources_app = typer.Typer()
+app.add_typer(sources_app, name="sources")
+
+
+@sources_app.callback(invoke_without_command=True)
+def sources(ctx: typer.Context) -> None:
+    """List the source adapters (same as ``perturbridge sources list``).
 
     Example:
 
-        perturbridge sources
+        perturbridge sources list
+    """
+    if ctx.invoked_subcommand is None:
+        sources_list()
+
+
+@sources_app.command("list")
+def sources_list() -> None:
+    """List the source adapters: name, assay, value kind, expected files.
+
+    Example:
+
+        perturbridge sources list
     """
     from .sources import list_sources
 
-    table = Table(title="source adapters")
-    for col in ("name", "assay", "description"):
-        table.add_column(col)
-    for row in list_sources().itertuples(index=False):
-        table.add_row(row.name, row.assay, row.description)
+    listing = list_sources()
+    table = Table(title=f"{len(listing)} source adapters")
+    for col in ("name", "assay", "value kind", "description"):
+        table.add_column(col, overflow="fold")
+    for row in listing.itertuples(index=False):
+        table.add_row(row.name, row.assay, row.value_kind, row.description)
     console.print(table)
+    console.print("[bold]expected files[/] (perturbridge ingest NAME --help for the parameters)")
+    for row in listing.itertuples(index=False):
+        console.print(f"  [bold]{row.name}[/]: {row.expected_files or '-'}")
 
 
 class RefKind(StrEnum):

@@ -1,7 +1,14 @@
 """Source adapters: one per upstream dataset family, listed in a registry."""
 
 from . import drugseq_moabox, gdpx2, op3, vcpi  # noqa: F401  (registers the adapters)
-from ._base import IngestResult, SourceAdapter, get_source, list_sources, register_source
+from ._base import (
+    IngestResult,
+    SourceAdapter,
+    get_source,
+    list_sources,
+    register_source,
+    source_names,
+)
 from .l1000 import L1000Source, read_l1000
 
 __all__ = [
@@ -12,4 +19,5 @@ __all__ = [
     "list_sources",
     "read_l1000",
     "register_source",
+    "source_names",
 ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -11,7 +13,14 @@ import pandas as pd
 
 from ..ledger import Ledger
 
-__all__ = ["IngestResult", "SourceAdapter", "get_source", "list_sources", "register_source"]
+__all__ = [
+    "IngestResult",
+    "SourceAdapter",
+    "get_source",
+    "list_sources",
+    "register_source",
+    "source_names",
+]
 
 
 @dataclass
@@ -37,6 +46,18 @@ class SourceAdapter(ABC):
     def ingest(self, **kwargs: Any) -> IngestResult:
         """Read the upstream files and return Samples and the ledger."""
 
+    @classmethod
+    def reader(cls) -> Callable[..., IngestResult]:
+        """The public function behind :meth:`ingest`: by convention ``read_<name>`` in
+        the adapter's module (its signature and docstring document the inputs; the CLI
+        builds ``perturbridge ingest <name>`` from them)."""
+        fn = getattr(sys.modules[cls.__module__], f"read_{cls.name}", None)
+        if not callable(fn):
+            raise NotImplementedError(
+                f"source {cls.name!r} has no function read_{cls.name} in {cls.__module__}"
+            )
+        return fn
+
 
 _REGISTRY: dict[str, type[SourceAdapter]] = {}
 A = TypeVar("A", bound=type[SourceAdapter])
@@ -48,6 +69,11 @@ def register_source(cls: A) -> A:
         raise ValueError(f"source {cls.name!r} is already registered")
     _REGISTRY[cls.name] = cls
     return cls
+
+
+def source_names() -> list[str]:
+    """Names of the registered adapters, in registration order."""
+    return list(_REGISTRY)
 
 
 def get_source(name: str) -> SourceAdapter:
