@@ -66,7 +66,9 @@ if TYPE_CHECKING:
 __all__ = ["GeneCollapse", "GeneResolver", "collapse_genes", "gene_coverage"]
 
 #: Symbol kinds by priority (lower wins).
-SYMBOL_PRIORITY: dict[str, int] = {"symbol": 0, "prev": 1, "alias": 2}
+SYMBOL_PRIORITY: dict[str, int] = {"symbol": 0, "prev": 1, "alias": 2, "ensembl_name": 3}
+#: ``hgnc_id`` prefix of genes known only from an Ensembl/GENCODE gene table.
+ENSEMBL_ONLY_PREFIX = "ENSEMBL:"
 RESULT_COLUMNS = (
     "input",
     "hgnc_id",
@@ -139,6 +141,35 @@ _NORMALIZATIONS = (
 )
 
 
+def _merge_ensembl_only(
+    genes: pd.DataFrame, gene_synonyms: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fold the genes of an Ensembl/GENCODE table into HGNC's.
+
+    An Ensembl gene whose id HGNC also lists is the HGNC gene: its row is dropped and its
+    synonyms (the Ensembl name, at the lowest priority) point at the HGNC record. Only
+    the genes HGNC does not know stay, keyed ``ENSEMBL:<id>``.
+    """
+    key = genes["hgnc_id"].astype(str)
+    ens_only = key.str.startswith(ENSEMBL_ONLY_PREFIX)
+    if not ens_only.any():
+        return genes, gene_synonyms
+    hgnc = genes[~ens_only].dropna(subset=["ensembl_gene_id"])
+    hgnc = hgnc.drop_duplicates("ensembl_gene_id", keep=False)
+    by_ensembl = dict(zip(hgnc["ensembl_gene_id"], hgnc["hgnc_id"], strict=True))
+    ens = genes[ens_only]
+    remap = {
+        k: by_ensembl[e]
+        for k, e in zip(ens["hgnc_id"], ens["ensembl_gene_id"], strict=True)
+        if e in by_ensembl
+    }
+    genes = genes[~genes["hgnc_id"].isin(list(remap))]
+    # remapped ``ensembl`` synonyms duplicate the HGNC record's own: dropped as such
+    ids = gene_synonyms["hgnc_id"]
+    syn = gene_synonyms.assign(hgnc_id=ids.map(remap).fillna(ids))
+    return genes, syn.drop_duplicates()
+
+
 def best_per_key(s: pd.DataFrame, target: str) -> pd.DataFrame:
     """Collapse ``(key, target, kind, prio)`` rows to one row per key (vectorized).
 
@@ -191,6 +222,7 @@ class GeneResolver:
             missing = [c for c in cols if c not in df.columns]
             if missing:
                 raise KeyError(f"table {name!r} lacks columns {missing}; found {list(df.columns)}")
+        genes, gene_synonyms = _merge_ensembl_only(genes, gene_synonyms)
         g = genes.drop_duplicates("hgnc_id").set_index("hgnc_id")
         self._genes = g[["symbol", "ensembl_gene_id", "entrez_id"]]
         syn = gene_synonyms[["hgnc_id", "synonym", "kind"]].dropna()

@@ -4,6 +4,8 @@
 parser                    files (``.gz`` allowed)                     tables
 ========================  ==========================================  =====================
 ``hgnc``                  ``hgnc_complete_set*.txt``/``.tsv``         genes, gene_synonyms
+``ensembl_genes``         ``*.gtf`` (GENCODE/Ensembl), BioMart         genes, gene_synonyms
+                          ``mart_export*.txt``, ``ensembl_genes*.tsv``
 ``cellosaurus``           ``cellosaurus*.txt``                        cells, cell_synonyms
 ``depmap_sample_info``    ``*sample_info*.csv``, ``Model*.csv``       cells, cell_synonyms
 ``lincs_cellinfo``        ``cellinfo*.tsv``/``.txt``,                 cells, cell_synonyms
@@ -48,6 +50,7 @@ __all__ = [
     "parse_cell_synonyms_csv",
     "parse_cellosaurus",
     "parse_depmap_sample_info",
+    "parse_ensembl_genes",
     "parse_hgnc",
     "parse_lincs_cellinfo",
 ]
@@ -147,6 +150,104 @@ def parse_hgnc(path: Path) -> dict[str, pd.DataFrame]:
         version = f"date_modified<={dates.max()}" if len(dates) else None
     genes.attrs["ref_version"] = version
     return {"genes": genes.reset_index(drop=True), "gene_synonyms": syn}
+
+
+# --------------------------------------------------------------------------------------
+# Ensembl / GENCODE genes
+# --------------------------------------------------------------------------------------
+
+#: ``hgnc_id`` prefix of genes known only from Ensembl (no HGNC symbol).
+ENSEMBL_ONLY_PREFIX = "ENSEMBL:"
+_GTF_ATTR = re.compile(r'(\w+) "([^"]*)"')
+_ENSG = re.compile(r"^(ENSG\d{11})(?:\.\d+)?$")
+
+
+def _ensembl_tables(ids: list[str], names: list[str | None], types: list[str | None], path: Path):
+    ens = [m.group(1) if (m := _ENSG.match(i)) else None for i in ids]
+    df = pd.DataFrame({"ensembl_gene_id": ens, "symbol": names, "locus_group": types})
+    df = df[df["ensembl_gene_id"].notna()].drop_duplicates("ensembl_gene_id")
+    if df.empty:
+        raise FormatError(f"{path}: no human Ensembl gene ids (ENSG…) found")
+    genes = pd.DataFrame(
+        {
+            "hgnc_id": ENSEMBL_ONLY_PREFIX + df["ensembl_gene_id"],
+            "symbol": _blank_to_none(df["symbol"]),
+            "name": None,
+            "locus_group": _blank_to_none(df["locus_group"]),
+            "status": "Ensembl",
+            "entrez_id": None,
+            "ensembl_gene_id": df["ensembl_gene_id"],
+        }
+    ).reset_index(drop=True)
+    syn = pd.concat(
+        [
+            pd.DataFrame(
+                {"hgnc_id": genes["hgnc_id"], "synonym": genes["symbol"], "kind": "ensembl_name"}
+            ),
+            pd.DataFrame(
+                {
+                    "hgnc_id": genes["hgnc_id"],
+                    "synonym": genes["ensembl_gene_id"],
+                    "kind": "ensembl",
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    return genes, syn[syn["synonym"].notna()].reset_index(drop=True)
+
+
+def parse_ensembl_genes(path: Path) -> dict[str, pd.DataFrame]:
+    """Ensembl/GENCODE genes → ``genes`` and ``gene_synonyms`` (kinds ``ensembl_name``,
+    ``ensembl``), keyed ``ENSEMBL:<ENSG id>``.
+
+    Reads a GTF (the ``gene`` lines: ``gene_id``, ``gene_name``, ``gene_type`` or
+    ``gene_biotype``) or a BioMart export (``Gene stable ID``, ``Gene name``, optional
+    ``Gene type``). These tables give names to the genes HGNC has no symbol for, such as
+    the clone-based names of unnamed lncRNAs (``AC000068.1``) that single-cell
+    references use; :class:`~perturbridge.ids.genes.GeneResolver` merges them with
+    HGNC: a gene HGNC knows keeps its HGNC record, and its Ensembl name becomes a synonym
+    of lowest priority.
+    """
+    ids: list[str] = []
+    names: list[str | None] = []
+    types: list[str | None] = []
+    with _open_text(path) as fh:
+        first = fh.readline()
+        if "Gene stable ID" in first:  # BioMart export
+            header = [h.strip() for h in first.rstrip("\n").split("\t")]
+            df = pd.read_csv(fh, sep="\t", header=None, names=header, dtype=str)
+            _require(df, ["Gene stable ID", "Gene name"], path, "BioMart gene export")
+            kind = df["Gene type"] if "Gene type" in df.columns else pd.Series(None, index=df.index)
+            genes, syn = _ensembl_tables(
+                df["Gene stable ID"].astype(str).tolist(),
+                df["Gene name"].where(df["Gene name"].notna(), None).tolist(),
+                kind.where(kind.notna(), None).tolist(),
+                path,
+            )
+        else:
+            n_lines = 0
+            for line in [first, *fh] if first else fh:
+                n_lines += 1
+                if line.startswith("#"):
+                    continue
+                fields = line.rstrip("\n").split("\t")
+                if len(fields) != 9:
+                    raise FormatError(
+                        f"{path}: line {n_lines} has {len(fields)} tab-separated fields; "
+                        f"a GTF line has 9: {line[:80]!r}"
+                    )
+                if fields[2] != "gene":
+                    continue
+                attrs = dict(_GTF_ATTR.findall(fields[8]))
+                if "gene_id" not in attrs:
+                    raise FormatError(f"{path}: line {n_lines}: gene line without gene_id")
+                ids.append(attrs["gene_id"])
+                names.append(attrs.get("gene_name"))
+                types.append(attrs.get("gene_type", attrs.get("gene_biotype")))
+            genes, syn = _ensembl_tables(ids, names, types, path)
+    genes.attrs["ref_version"] = path.name
+    return {"genes": genes, "gene_synonyms": syn}
 
 
 # --------------------------------------------------------------------------------------
@@ -467,6 +568,13 @@ _PARSERS = [
         tables=("genes", "gene_synonyms"),
         parse=parse_hgnc,
         sniff=lambda line: _header_fields(line, "\t")[:2] == ["hgnc_id", "symbol"],
+    ),
+    RefParser(
+        name="ensembl_genes",
+        description="Ensembl/GENCODE genes (GTF or BioMart export): names HGNC lacks",
+        patterns=("*.gtf", "mart_export*.txt", "ensembl_genes*.tsv", "ensembl_genes*.txt"),
+        tables=("genes", "gene_synonyms"),
+        parse=parse_ensembl_genes,
     ),
     RefParser(
         name="cellosaurus",
