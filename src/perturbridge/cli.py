@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -17,6 +17,9 @@ from rich.table import Table
 from ._version import __version__
 from .errors import PerturbridgeError
 from .ledger import Ledger
+
+if TYPE_CHECKING:
+    from .sources import IngestResult
 
 app = typer.Typer(
     name="perturbridge",
@@ -94,40 +97,111 @@ def _main(
     _setup_logging(verbose)
 
 
+REFS_OPTION = typer.Option(
+    "--refs",
+    help="Reference store (perturbridge refs build): resolve compounds, cells and genes.",
+)
+
+
+class L1000Phase(StrEnum):
+    """LINCS L1000 GEO series."""
+
+    phase1 = "1"
+    phase2 = "2"
+
+
+class L1000Genes(StrEnum):
+    """Which L1000 genes to read."""
+
+    landmark = "landmark"
+    bing = "bing"
+    all = "all"
+
+
 @ingest_app.command("l1000")
 def ingest_l1000(
-    level3: Annotated[Path, typer.Option("--level3", help="Level 3 .gctx or .gct file.")],
     out: Annotated[Path, typer.Option("--out", help="Samples .h5ad to write.")],
+    level3: Annotated[
+        Path | None, typer.Option("--level3", help="Level 3 .gctx or .gct file.")
+    ] = None,
     inst_info: Annotated[
         Path | None, typer.Option("--inst-info", help="Sample metadata table (TSV/CSV).")
     ] = None,
-    dataset: Annotated[str, typer.Option(help="Dataset name.")] = "lincs_l1000",
+    gene_info: Annotated[Path | None, typer.Option("--gene-info", help="GEO gene_info.")] = None,
+    cell_info: Annotated[Path | None, typer.Option("--cell-info", help="GEO cell_info.")] = None,
+    pert_info: Annotated[Path | None, typer.Option("--pert-info", help="GEO pert_info.")] = None,
+    folder: Annotated[
+        Path | None, typer.Option("--folder", help="A GEO series folder (files found by name).")
+    ] = None,
+    phase: Annotated[
+        L1000Phase | None, typer.Option("--phase", help="GEO phase (1: GSE92742, 2: GSE70138).")
+    ] = None,
+    genes: Annotated[
+        L1000Genes, typer.Option("--genes", help="landmark (978), bing or all genes.")
+    ] = L1000Genes.landmark,
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="Dataset name (default: lincs_l1000, or lincs_l1000_phaseN)."),
+    ] = None,
     ledger_out: Annotated[
         Path | None, typer.Option("--ledger", help="Also write the ledger as TSV here.")
     ] = None,
+    refs: Annotated[Path | None, REFS_OPTION] = None,
 ) -> None:
     """Ingest L1000 level 3 into Samples; every well ends in the ledger.
+
+    Either one level 3 file (with column metadata or --inst-info), or the GEO layout:
+    the level 3 GCTX with inst_info, gene_info, cell_info and pert_info (or --folder
+    and --phase).
 
     Example:
 
         perturbridge ingest l1000 --level3 test_l1000.gct --out samples.h5ad
+
+        perturbridge ingest l1000 --folder GSE92742 --phase 1 --out phase1.h5ad
     """
     from .io import write_h5ad
     from .sources import read_l1000
 
     try:
-        res = read_l1000(level3, inst_info=inst_info, dataset=dataset)
+        res = _annotated(
+            read_l1000(
+                level3,
+                inst_info=inst_info,
+                gene_info=gene_info,
+                cell_info=cell_info,
+                pert_info=pert_info,
+                folder=folder,
+                phase=None if phase is None else int(phase.value),  # type: ignore[arg-type]
+                genes=genes.value,  # type: ignore[arg-type]
+                dataset=dataset,
+                progress=True,
+            ),
+            refs,
+        )
         res.samples.uns["ledger"] = res.ledger.to_frame()
         write_h5ad(res.samples, out)
         if ledger_out is not None:
             res.ledger.to_frame().to_csv(ledger_out, sep="\t", index=False)
     except (PerturbridgeError, ValueError, KeyError, FileNotFoundError) as err:
         _fail(err)
-    console.print(_ledger_table(res.ledger, f"ledger of {level3.name}"))
+    label = level3.name if level3 is not None else str(folder)
+    console.print(_ledger_table(res.ledger, f"ledger of {label}"))
     console.print(
         f"wrote {out}: {res.samples.n_obs:,} samples × {res.samples.n_vars:,} genes "
         f"({int(res.samples.obs['is_control'].sum()):,} vehicle controls)"
     )
+
+
+def _annotated(res: IngestResult, refs: Path | None) -> IngestResult:
+    """Resolve identities through the reference store, when one is given."""
+    if refs is None:
+        return res
+    from .ids.annotate import IdentityResolvers, annotate_samples
+
+    samples, notes = annotate_samples(res.samples, IdentityResolvers.from_store(str(refs)))
+    res.ledger.extend(notes)
+    return type(res)(samples, res.ledger)
 
 
 def _parse_assignments(items: list[str], option: str) -> dict[str, str]:
@@ -187,6 +261,7 @@ def _make_ingest_command(name: str) -> None:
         ledger_out: Annotated[
             Path | None, typer.Option("--ledger", help="Also write the ledger as TSV here.")
         ] = None,
+        refs: Annotated[Path | None, REFS_OPTION] = None,
     ) -> None:
         from .io import write_h5ad
 
@@ -199,7 +274,7 @@ def _make_ingest_command(name: str) -> None:
             _fail(ValueError(f"{name}: unknown parameter(s) {unknown}; known: {list(params)}"))
         kwargs = {k: _convert_parameter(params[k], v) for k, v in given.items()}
         try:
-            res = adapter.ingest(**kwargs)
+            res = _annotated(adapter.ingest(**kwargs), refs)
             res.samples.uns["ledger"] = res.ledger.to_frame()
             write_h5ad(res.samples, out)
             if ledger_out is not None:

@@ -81,9 +81,17 @@ class Ledger:
             )
         )
 
-    def keep(self, ids: Iterable[str], *, stage: str, detail: str | Sequence[str] = "") -> None:
-        """Record ``ids`` as kept at ``stage``."""
-        self._add(ids, stage=stage, status="kept", reason="", detail=detail)
+    def keep(
+        self,
+        ids: Iterable[str],
+        *,
+        stage: str,
+        detail: str | Sequence[str] = "",
+        reason: str = "",
+    ) -> None:
+        """Record ``ids`` as kept at ``stage``; ``reason`` is an optional note for rows
+        that stay with a caveat (e.g. an identifier that did not resolve)."""
+        self._add(ids, stage=stage, status="kept", reason=reason, detail=detail)
 
     def drop(
         self,

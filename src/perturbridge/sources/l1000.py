@@ -1,11 +1,29 @@
 """L1000 (LINCS Connectivity Map) level 3 → Samples.
 
-Reads a level 3 GCTX or GCT (log2 QNORM expression of the landmark genes) and its
-sample metadata, taken from the file's column metadata or from a separate
-``inst_info`` table (CMap 2017 ``inst_info`` or CLUE 2020 ``instinfo_beta`` spellings).
+Reads level 3 (log2 QNORM expression) in two layouts:
+
+* **one file**: a level 3 GCTX or GCT with its sample metadata in the column metadata,
+  or in a separate ``inst_info`` table (CMap 2017 ``inst_info`` or CLUE 2020
+  ``instinfo_beta`` spellings), e.g. the cmapPy plate ``test_l1000.gct``;
+* **the GEO series layout**: GSE92742 (phase I) and GSE70138 (phase II) ship level 3 as
+  one GCTX with ids only (``*_Level3_INF_mlr12k_n<samples>x12328*.gctx``, rows keyed by
+  Entrez id) plus tables ``*_inst_info*.txt`` (one row per instance), ``*_gene_info*.txt``
+  (``pr_gene_id, pr_gene_symbol, pr_is_lm, pr_is_bing``), ``*_cell_info*.txt`` and
+  ``*_pert_info*.txt`` (``pert_id, pert_iname, pert_type, inchi_key, canonical_smiles,
+  pubchem_cid``). Pass the paths, or ``folder=`` and ``phase=`` to find them by their GEO
+  names. Phase II spells plate and well ``det_plate``/``det_well``.
 
 Rules:
 
+* the GCTX is read lazily: only the instances kept and the genes selected are read,
+  ``chunk_size`` instances at a time. ``genes="landmark"`` (default) keeps the 978
+  landmark genes (``pr_is_lm``; ``pr_is_lmark``/``is_lm`` accepted), ``"bing"`` the
+  best-inferred genes (landmarks included), ``"all"`` every row (12,328 in GEO);
+* level 4/5 files (z-scores, signatures) are refused: by the GEO file name
+  (``_Level4_``/``_Level5_``), by the metadata (``provenance_code`` with ``ZS``/``MOZ``
+  steps, ``zmad_ref``, ``distil_*``/``brew_prefix`` fields, signature column ids
+  ``<plate>:<perturbagen>:<dose>``), or by the values (many negative values, or values
+  beyond log2 range, i.e. level 2 intensities);
 * plate from ``rna_plate`` (else ``det_plate``), well from ``rna_well`` (else
   ``det_well``), replicate from the ``_X<n>`` suffix of the plate name;
 * dose in µM and time in hours from ``pert_dose``/``pert_dose_unit`` and
@@ -14,9 +32,18 @@ Rules:
   ``trt_cp`` are compounds; ``trt_poscon`` go to the ledger as ``positive_control``,
   ``ctl_untrt`` as ``untreated_control``, genetic and other perturbation types as
   ``unsupported_pert_type``; treated samples without a usable dose as
-  ``missing_dose``; ``qc_pass == 0`` (when present) as ``qc_fail``;
-* genes keyed by Entrez id (``pr_gene_id``) with ``pr_gene_symbol`` as symbol; the
-  probe id is kept in ``var["probe_id"]``.
+  ``missing_dose``; ``qc_pass == 0`` (when present) as ``qc_fail``; instances of the
+  GCTX without metadata as ``missing_metadata`` and metadata rows without a GCTX column
+  as ``missing_expression``;
+* ``pert_info`` fills ``compound_inchikey`` (``InChIKey=`` prefixes stripped),
+  ``pubchem_cid`` and ``compound_smiles`` by ``pert_id`` (a long BRD id such as
+  ``BRD-K76908866-001-01-1`` also matches its short form); ``cell_info`` adds
+  ``cell_primary_site``, ``cell_sample_type``, ``cell_subtype`` and ``cell_base_id``;
+* genes keyed by Entrez id (``pr_gene_id``) with ``pr_gene_symbol`` as symbol; a probe
+  id is kept in ``var["probe_id"]``. Every GCTX row is in the ledger (stage
+  ``ingest_genes``): kept, or ``not_landmark``/``not_bing``/``missing_gene_info``;
+* ``dataset`` is ``lincs_l1000_phase1``/``lincs_l1000_phase2`` for the GEO series (phase
+  given, or read from a ``GSE92742``/``GSE70138`` file name), else ``lincs_l1000``.
 """
 
 from __future__ import annotations
@@ -24,9 +51,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -35,16 +63,38 @@ from ..errors import FormatError, SchemaError
 from ..io import provenance
 from ..io.gct import GCTXFile, read_gct
 from ..ledger import Ledger
+from ..progress import track
 from ..samples import build_samples
 from ..units import dose_to_uM, time_to_h
 from ._base import IngestResult, SourceAdapter, register_source
+from ._common import (
+    GENE_STAGE,
+    Triage,
+    categorical,
+    check_unique,
+    is_missing,
+    parse_bools,
+    read_table,
+    require_file,
+    resolve_columns,
+    to_int64,
+)
 
-__all__ = ["L1000Source", "read_l1000"]
+__all__ = ["GEO_SERIES", "L1000Files", "L1000Source", "find_geo_files", "read_l1000"]
 
 logger = logging.getLogger(__name__)
 
 STAGE = "ingest"
 CMAP_MISSING = {"-666", "-666.0", "na", "nan", "", "none"}
+
+Genes = Literal["landmark", "bing", "all"]
+Phase = Literal[1, 2]
+
+#: GEO series of each L1000 phase: accession and the prefix of every file name.
+GEO_SERIES: dict[int, str] = {1: "GSE92742", 2: "GSE70138"}
+_GEO_PREFIX = {p: f"{acc}_Broad_LINCS_" for p, acc in GEO_SERIES.items()}
+#: Number of landmark genes; a file without landmark flags and no more rows is all landmarks.
+N_LANDMARK = 978
 
 #: accepted spellings of each metadata field, first match wins
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {
@@ -71,6 +121,27 @@ REQUIRED = (
     "plate",
     "well",
 )
+#: gene_info (GEO) and GCT(X) row-metadata spellings
+GENE_ALIASES: dict[str, tuple[str, ...]] = {
+    "entrez": ("pr_gene_id", "gene_id", "entrez_id"),
+    "probe": ("pr_id", "probe_id"),
+    "symbol": ("pr_gene_symbol", "gene_symbol", "symbol"),
+    "is_lm": ("pr_is_lm", "pr_is_lmark", "is_lm", "is_landmark"),
+    "is_bing": ("pr_is_bing", "is_bing"),
+}
+PERT_ALIASES: dict[str, tuple[str, ...]] = {
+    "pert_id": ("pert_id",),
+    "inchi_key": ("inchi_key", "InChIKey", "inchikey"),
+    "smiles": ("canonical_smiles", "smiles"),
+    "pubchem_cid": ("pubchem_cid",),
+}
+#: cell_info column → obs column
+CELL_COLUMNS: dict[str, str] = {
+    "primary_site": "cell_primary_site",
+    "sample_type": "cell_sample_type",
+    "subtype": "cell_subtype",
+    "base_cell_id": "cell_base_id",
+}
 
 PERT_TYPE_MAP: dict[str, str] = {
     "ctl_vehicle": "vehicle",
@@ -86,36 +157,164 @@ DROP_REASON: dict[str, str] = {
     "other": "unsupported_pert_type",
 }
 _REPLICATE = re.compile(r"_(X\d+)(?:_|$)")
+_LEVEL_IN_NAME = re.compile(r"_Level(\d)_", re.IGNORECASE)
+_INCHIKEY = re.compile(r"^[A-Z]{14}-[A-Z]{10}-[A-Z]$")
+_SHORT_BRD = re.compile(r"^(BRD-[A-Z]\d{8})-")
+#: a level 5 signature id: brew prefix (plate without replicate), perturbagen, dose
+_SIGNATURE_ID = re.compile(r"^[^:]+_\d+H:[^:]+:[^:]+$")
+#: metadata fields that only level 5 signatures carry
+_LEVEL5_FIELDS = ("distil_id", "distil_nsample", "distil_ss", "distil_cc_q75", "brew_prefix")
+#: share of negative values above which a matrix is taken for z-scores, not log2 expression
+_MAX_NEGATIVE = 0.01
+#: log2 expression of L1000 never comes near this; larger values are linear intensities
+_MAX_LOG2 = 32.0
 
 
-def _resolve_fields(columns: Sequence[str], *, where: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for field, aliases in FIELD_ALIASES.items():
-        for a in aliases:
-            if a in columns:
-                found[field] = a
-                break
-    missing = [f for f in REQUIRED if f not in found]
-    if missing:
-        raise SchemaError(
-            missing[0],
-            f"L1000 metadata lacks required field(s) {missing} (accepted spellings: "
-            f"{ {m: FIELD_ALIASES[m] for m in missing} }); columns present: {list(columns)[:15]}",
-            where=where,
+# ------------------------------------------------------------------------------------
+# Files: explicit paths, or a GEO folder + phase
+# ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class L1000Files:
+    """The files of one L1000 level 3 ingest (``None``: not given)."""
+
+    level3: Path
+    inst_info: Path | None = None
+    gene_info: Path | None = None
+    cell_info: Path | None = None
+    pert_info: Path | None = None
+    phase: int | None = None
+
+    def inputs(self) -> list[Path]:
+        return [
+            p
+            for p in (self.level3, self.inst_info, self.gene_info, self.cell_info, self.pert_info)
+            if p is not None
+        ]
+
+
+_GEO_KINDS: dict[str, tuple[str, bool]] = {
+    # kind: (glob after the series prefix, required)
+    "level3": ("Level3*.gctx", True),
+    "inst_info": ("inst_info*.txt*", True),
+    "gene_info": ("gene_info*.txt*", True),
+    "cell_info": ("cell_info*.txt*", False),
+    "pert_info": ("pert_info*.txt*", False),
+}
+
+
+def _phase_of(phase: Any) -> int | None:
+    if phase is None:
+        return None
+    if isinstance(phase, bool) or str(phase) not in ("1", "2"):
+        raise ValueError(
+            f"phase must be 1 (GSE92742) or 2 (GSE70138), found {phase!r}",
         )
-    return found
+    return int(phase)
 
 
-def _is_missing(s: pd.Series) -> np.ndarray:
-    return s.isna().to_numpy() | s.astype(str).str.strip().str.lower().isin(CMAP_MISSING).to_numpy()
+def find_geo_files(folder: str | os.PathLike[str], *, phase: int | None = None) -> L1000Files:
+    """Find the files of an L1000 GEO series in ``folder`` by their GEO names.
+
+    Parameters
+    ----------
+    folder
+        Folder holding the (decompressed) level 3 GCTX and the info tables, e.g.
+        ``GSE92742_Broad_LINCS_Level3_INF_mlr12k_n1319138x12328.gctx``,
+        ``GSE92742_Broad_LINCS_inst_info.txt``, ``…_gene_info.txt``, ``…_cell_info.txt``,
+        ``…_pert_info.txt`` (phase II names carry a date, e.g. ``…_2017-03-06``).
+    phase
+        1 (GSE92742) or 2 (GSE70138); found from the file names when the folder holds
+        one series only.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a required file (level 3 GCTX, inst_info, gene_info) is absent, naming the
+        pattern; a ``.gctx.gz`` found instead must be decompressed first.
+    ValueError
+        If the folder holds both series and ``phase`` is not given, or a pattern matches
+        several files.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"L1000 GEO folder not found: {root}")
+    ph = _phase_of(phase)
+    if ph is None:
+        present = [p for p, pre in _GEO_PREFIX.items() if any(root.glob(f"{pre}*"))]
+        if len(present) != 1:
+            found = "both" if present else "neither"
+            raise ValueError(
+                f"{root}: holds {found} of the L1000 GEO series "
+                f"{', '.join(f'{a} (phase {p})' for p, a in GEO_SERIES.items())}; pass phase=1 or 2"
+            )
+        ph = present[0]
+    prefix = _GEO_PREFIX[ph]
+    found_paths: dict[str, Path | None] = {}
+    for kind, (pattern, required) in _GEO_KINDS.items():
+        hits = sorted(
+            p
+            for p in root.glob(prefix + pattern)
+            if p.is_file() and "delta_landmark" not in p.name and not p.name.endswith(".gctx.gz")
+        )
+        if not hits:
+            if kind == "level3" and any(root.glob(prefix + "Level3*.gctx.gz")):
+                raise FileNotFoundError(
+                    f"{root}: found the level 3 GCTX only compressed ({prefix}Level3*.gctx.gz); "
+                    "decompress it first (gunzip): a GCTX is read in place, lazily"
+                )
+            if required:
+                raise FileNotFoundError(
+                    f"L1000 phase {ph} {kind} not found in {root}: no file matches "
+                    f"{prefix + pattern!r}"
+                )
+            logger.info("%s: no %s file (%s); skipped", root, kind, prefix + pattern)
+            found_paths[kind] = None
+            continue
+        if len(hits) > 1:
+            raise ValueError(
+                f"{root}: {len(hits)} files match {prefix + pattern!r}: "
+                f"{[h.name for h in hits[:5]]}; pass {kind}= explicitly"
+            )
+        found_paths[kind] = hits[0]
+    level3 = found_paths.pop("level3")
+    assert level3 is not None  # required above
+    return L1000Files(level3=level3, phase=ph, **found_paths)
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    sep = "," if path.suffix.lower() == ".csv" else "\t"
-    try:
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise FormatError(f"{path}: cannot parse the metadata table: {err}") from err
+def _locate(
+    level3: str | os.PathLike[str] | None,
+    *,
+    folder: str | os.PathLike[str] | None,
+    phase: Any,
+    tables: dict[str, str | os.PathLike[str] | None],
+) -> L1000Files:
+    ph = _phase_of(phase)
+    if folder is not None:
+        base = find_geo_files(folder, phase=ph)
+        ph = base.phase
+    elif level3 is None:
+        raise ValueError("pass level3= (a .gctx or .gct file) or folder= with phase=")
+    else:
+        base = L1000Files(level3=Path(level3))
+    given: dict[str, Path | None] = {}
+    for kind, path in tables.items():
+        if path is not None:
+            given[kind] = require_file(path, what=f"L1000 {kind} table")
+        else:
+            given[kind] = getattr(base, kind)
+    lvl3 = Path(level3) if level3 is not None else base.level3
+    if ph is None:
+        for p, acc in GEO_SERIES.items():
+            if lvl3.name.startswith(acc):
+                ph = p
+    return L1000Files(level3=lvl3, phase=ph, **given)
+
+
+# ------------------------------------------------------------------------------------
+# The level 3 matrix
+# ------------------------------------------------------------------------------------
 
 
 class _Level3:
@@ -129,8 +328,12 @@ class _Level3:
         self._gctx: GCTXFile | None = None
         if suffix == ".gctx":
             self._gctx = GCTXFile(path)
-            self.row_meta = self._gctx.row_meta()
-            self.col_meta = self._gctx.col_meta()
+            try:
+                self.row_meta = self._gctx.row_meta()
+                self.col_meta = self._gctx.col_meta()
+            except BaseException:
+                self._gctx.close()
+                raise
         elif suffix == ".gct":
             g = read_gct(path)
             self._data = g.data
@@ -138,126 +341,494 @@ class _Level3:
         else:
             raise FormatError(f"{path}: expected a .gct or .gctx file")
 
-    def samples_by_genes(self, idx: np.ndarray) -> np.ndarray:
-        """The matrix of the samples at ``idx``, samples × genes (GCTX: only those read)."""
-        if self._gctx is not None:
-            return np.asarray(self._gctx.read(col_idx=idx)).T
-        return np.asarray(self._data[:, idx]).T
+    def read(
+        self, idx: np.ndarray, genes: np.ndarray, *, chunk_size: int, progress: bool
+    ) -> np.ndarray:
+        """Samples ``idx`` × genes ``genes``; from a GCTX only that block, in chunks."""
+        n, g = len(idx), len(genes)
+        if self._gctx is None:
+            out = np.asarray(self._data[np.ix_(genes, idx)]).T
+            _check_log2(out, where=str(self.path))
+            return out
+        out = np.empty((n, g), dtype=self._gctx.dtype)
+        starts = range(0, n, max(1, chunk_size))
+        for s in track(starts, description="reading level 3", enabled=progress):
+            block = np.asarray(self._gctx.read(col_idx=idx[s : s + chunk_size], row_idx=genes)).T
+            _check_log2(block, where=str(self.path))
+            out[s : s + chunk_size] = block
+        return out
 
     def close(self) -> None:
         if self._gctx is not None:
             self._gctx.close()
 
 
-def _gene_table(row_meta: pd.DataFrame, *, where: str) -> pd.DataFrame:
-    probe = row_meta.index.astype(str)
-    if "pr_gene_id" in row_meta.columns:
-        entrez = row_meta["pr_gene_id"].astype(str).str.replace(r"\.0$", "", regex=True)
+def _not_level3(where: str, what: str) -> FormatError:
+    return FormatError(
+        f"{where}: not L1000 level 3 (log2 QNORM expression of instances): {what}. "
+        "Ingest the level 3 file (GEO: *_Level3_INF_mlr12k_*.gctx); levels 4 and 5 hold "
+        "z-scores and signatures, computed against plate populations, not vehicle wells"
+    )
+
+
+def _check_level_name(path: Path) -> None:
+    m = _LEVEL_IN_NAME.search(path.name)
+    if m and m.group(1) != "3":
+        raise _not_level3(str(path), f"the file name says level {m.group(1)}")
+
+
+def _check_level_meta(row_meta: pd.DataFrame, col_meta: pd.DataFrame, *, where: str) -> None:
+    """Refuse level 4/5 files the metadata identifies."""
+    for axis, meta in (("column", col_meta), ("row", row_meta)):
+        if "provenance_code" in meta.columns:
+            codes = pd.unique(meta["provenance_code"].astype(str))
+            steps = {s.split(",")[0] for c in codes for s in str(c).split("+")}
+            if any(s.startswith(("MOZ", "MODZ")) for s in steps):
+                raise _not_level3(
+                    where, f"{axis} provenance_code {list(codes[:3])} has a MODZ step (level 5)"
+                )
+            if any(s.startswith("ZS") for s in steps):
+                raise _not_level3(
+                    where,
+                    f"{axis} provenance_code {list(codes[:3])} has a z-score step (level 4)",
+                )
+        if "zmad_ref" in meta.columns:
+            raise _not_level3(where, f"{axis} metadata has 'zmad_ref' (level 4 robust z-scores)")
+        sig = [f for f in _LEVEL5_FIELDS if f in meta.columns]
+        if sig:
+            raise _not_level3(where, f"{axis} metadata has signature fields {sig} (level 5)")
+    ids = col_meta.index.astype(str)
+    if len(ids) and np.mean([bool(_SIGNATURE_ID.match(i)) for i in ids[:1000]]) > 0.9:
+        raise _not_level3(
+            where,
+            f"the column ids are signature ids <plate>:<perturbagen>:<dose> (level 5), e.g. "
+            f"{list(ids[:2])}; level 3 columns are instances <plate>:<well>",
+        )
+
+
+def _check_log2(x: np.ndarray, *, where: str) -> None:
+    """Refuse values that are not log2 expression (z-scores, linear intensities)."""
+    if x.size == 0:
+        return
+    finite = x[np.isfinite(x)]
+    if finite.size == 0:
+        return
+    neg = float(np.mean(finite < 0))
+    if neg > _MAX_NEGATIVE:
+        raise _not_level3(
+            where,
+            f"{neg:.0%} of the values are negative (min {float(finite.min()):.3g}); level 3 "
+            "log2 expression is about 0-16, so these look like level 4/5 z-scores",
+        )
+    top = float(finite.max())
+    if top > _MAX_LOG2:
+        raise _not_level3(
+            where,
+            f"values reach {top:.4g}, beyond log2 range; these look like linear-scale "
+            "intensities (level 2 GEX)",
+        )
+
+
+# ------------------------------------------------------------------------------------
+# Genes
+# ------------------------------------------------------------------------------------
+
+
+def _clean_id(values: pd.Series) -> pd.Series:
+    return values.astype(str).str.strip().str.replace(r"\.0$", "", regex=True)
+
+
+def _gene_annotation(
+    row_ids: pd.Index,
+    row_meta: pd.DataFrame,
+    gene_info: Path | None,
+    *,
+    where: str,
+) -> tuple[pd.DataFrame, np.ndarray, str]:
+    """Per GCTX row: ``entrez``, ``symbol``, ``probe``, ``is_lm``, ``is_bing`` (NA: unknown).
+
+    Returns the annotation (indexed by row id), a mask of rows found in ``gene_info``
+    (all true without it) and what the row ids are (``"entrez"`` or ``"probe"``).
+    """
+    n = len(row_ids)
+    if gene_info is not None:
+        table = read_table(gene_info, what="L1000 gene_info table")
+        gwhere = str(gene_info)
+        cols = resolve_columns(
+            table.columns, GENE_ALIASES, required=("entrez",), where=gwhere, what="gene_info"
+        )
+        best, best_hits = "", -1
+        for key in ("entrez", "probe"):
+            if key in cols:
+                keys = _clean_id(table[cols[key]])
+                hits = int(pd.Index(row_ids).isin(keys).sum())
+                if hits > best_hits:
+                    best, best_hits = key, hits
+        if best_hits <= 0:
+            raise SchemaError(
+                cols["entrez"],
+                f"none of the {n} row ids of {where} (first: {list(row_ids[:3])}) are in "
+                f"gene_info column(s) {[cols[k] for k in ('entrez', 'probe') if k in cols]} "
+                f"(first: {list(table[cols['entrez']].iloc[:3])})",
+                where=gwhere,
+            )
+        keys = _clean_id(table[cols[best]])
+        check_unique(keys, column=cols[best], where=gwhere, what="gene ids")
+        table.index = pd.Index(keys.to_numpy())
+        found = np.asarray(pd.Index(row_ids).isin(table.index))
+        meta = table.reindex(row_ids)
+        kind = best
     else:
-        entrez = pd.Series(probe, index=row_meta.index)
-    symbol = (
-        row_meta["pr_gene_symbol"].astype(str)
-        if "pr_gene_symbol" in row_meta.columns
-        else pd.Series(probe, index=row_meta.index)
+        cols = resolve_columns(
+            row_meta.columns, GENE_ALIASES, required=(), where=where, what="row metadata"
+        )
+        meta = row_meta.astype(object).where(row_meta.notna(), "").astype(str)
+        found = np.ones(n, dtype=bool)
+        kind = "probe"
+        if "entrez" in cols and (_clean_id(meta[cols["entrez"]]).to_numpy() == row_ids).all():
+            kind = "entrez"
+        elif "entrez" not in cols:
+            kind = "entrez" if all(str(r).isdigit() for r in row_ids[:50]) else "probe"
+        gwhere = where
+    ann = pd.DataFrame(index=pd.Index(row_ids, dtype=str))
+    ann["entrez"] = (
+        _clean_id(meta[cols["entrez"]]).to_numpy() if "entrez" in cols else row_ids.to_numpy()
     )
+    if kind == "entrez":
+        ann["entrez"] = row_ids.to_numpy()
+    ann["probe"] = (
+        row_ids.to_numpy()
+        if kind == "probe"
+        else (meta[cols["probe"]].astype(str).to_numpy() if "probe" in cols else None)
+    )
+    ann["symbol"] = (
+        meta[cols["symbol"]].astype(str).to_numpy() if "symbol" in cols else ann["entrez"]
+    )
+    for flag in ("is_lm", "is_bing"):
+        if flag in cols:
+            vals = meta[cols[flag]].astype(str).where(found, "")
+            ann[flag] = parse_bools(vals, column=cols[flag], where=gwhere)
+        else:
+            ann[flag] = pd.NA
+    return ann, found, kind
+
+
+def _select_genes(
+    ann: pd.DataFrame, found: np.ndarray, genes: str, *, where: str, ledger: Ledger
+) -> np.ndarray:
+    """Positions of the selected rows; writes every row to the gene ledger."""
+    if genes not in ("landmark", "bing", "all"):
+        raise ValueError(f"genes must be 'landmark', 'bing' or 'all', found {genes!r}")
+    t = Triage(ann.index)
+    t.drop(~found, "missing_gene_info", "not in gene_info")
+    if genes != "all":
+        flag = "is_lm" if genes == "landmark" else "is_bing"
+        if ann[flag].isna().all():
+            if len(ann) > N_LANDMARK:
+                raise ValueError(
+                    f"{where}: genes={genes!r} needs the {flag} flags of the genes, but neither "
+                    f"gene_info nor the row metadata has them ({GENE_ALIASES[flag]}) and the "
+                    f"file has {len(ann)} rows (more than the {N_LANDMARK} landmarks); pass "
+                    "gene_info= or genes='all'"
+                )
+            logger.info("%s: no %s flags; all %d rows taken as %s", where, flag, len(ann), genes)
+        else:
+            selected = ann[flag].astype(bool).to_numpy()
+            t.drop(~selected, f"not_{genes}", f"genes={genes!r}")
+    t.record(ledger, stage=GENE_STAGE)
+    return np.flatnonzero(t.kept)
+
+
+def _var(ann: pd.DataFrame, kind: str, *, where: str) -> pd.DataFrame:
+    entrez = ann["entrez"].astype(str)
     var = pd.DataFrame(
-        {"symbol": symbol.to_numpy(), "entrez_id": entrez.to_numpy(), "probe_id": probe},
+        {"symbol": ann["symbol"].astype(str).to_numpy(), "entrez_id": entrez.to_numpy()}
     )
-    if entrez.duplicated().any() or _is_missing(entrez).any():
+    if kind == "probe" or ann["probe"].notna().any():
+        var["probe_id"] = ann["probe"].astype(str).to_numpy()
+    for flag, name in (("is_lm", "is_landmark"), ("is_bing", "is_bing")):
+        if ann[flag].notna().all():
+            var[name] = ann[flag].astype(bool).to_numpy()
+    if entrez.duplicated().any() or is_missing(entrez).any():
         logger.warning("%s: Entrez ids are missing or repeated; genes keyed by probe id", where)
-        var.index = pd.Index(probe, name="gene_id")
+        var.index = pd.Index(ann.index.to_numpy(), name="gene_id")
     else:
         var.index = pd.Index(entrez.to_numpy(), name="gene_id")
     return var
 
 
+# ------------------------------------------------------------------------------------
+# Compounds and cells
+# ------------------------------------------------------------------------------------
+
+
+def _na(values: pd.Series) -> pd.Series:
+    s = values.astype(str).str.strip()
+    return s.where(~s.str.lower().isin(CMAP_MISSING), None)
+
+
+def _pert_table(path: Path) -> pd.DataFrame:
+    table = read_table(path, what="L1000 pert_info table")
+    where = str(path)
+    cols = resolve_columns(
+        table.columns, PERT_ALIASES, required=("pert_id",), where=where, what="pert_info"
+    )
+    ids = table[cols["pert_id"]].astype(str).str.strip()
+    check_unique(ids, column=cols["pert_id"], where=where, what="pert ids")
+    out = pd.DataFrame(index=pd.Index(ids.to_numpy()))
+    if "inchi_key" in cols:
+        key = _na(table[cols["inchi_key"]]).str.replace(r"(?i)^inchikey=", "", regex=True)
+        bad = key.notna() & ~key.fillna("").str.fullmatch(_INCHIKEY.pattern)
+        if bad.any():
+            logger.warning(
+                "%s: %d values of %r are not standard InChIKeys and are left empty, e.g. %s",
+                where,
+                int(bad.sum()),
+                cols["inchi_key"],
+                list(pd.unique(key[bad]))[:3],
+            )
+        out["inchi_key"] = key.where(~bad, None).to_numpy()
+    if "smiles" in cols:
+        out["smiles"] = _na(table[cols["smiles"]]).to_numpy()
+    if "pubchem_cid" in cols:
+        raw = _na(table[cols["pubchem_cid"]])
+        cid = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+        bad = raw.notna().to_numpy() & ~(np.isfinite(cid) & (cid > 0) & (cid == np.round(cid)))
+        if bad.any():  # e.g. an MLSMR id such as 'MLS003116075' in the CID column
+            logger.warning(
+                "%s: %d values of %r are not PubChem CIDs and are left empty, e.g. %s",
+                where,
+                int(bad.sum()),
+                cols["pubchem_cid"],
+                list(pd.unique(raw[bad]))[:3],
+            )
+            cid[bad] = np.nan
+        out["pubchem_cid"] = cid
+    return out
+
+
+def _join_perts(obs: pd.DataFrame, pert: pd.DataFrame) -> pd.DataFrame:
+    ids = obs["compound_id_source"].astype(str)
+    short = ids.str.extract(_SHORT_BRD, expand=False)
+    key = ids.where(ids.isin(pert.index), short.where(short.isin(pert.index), ids))
+    out = obs.copy()
+    n_found = int(key.isin(pert.index).sum())
+    logger.info("pert_info: %d of %d kept samples matched by pert_id", n_found, len(obs))
+    if "inchi_key" in pert.columns:
+        out["compound_inchikey"] = categorical(pert["inchi_key"].reindex(key).to_numpy())
+    if "smiles" in pert.columns:
+        out["compound_smiles"] = categorical(pert["smiles"].reindex(key).to_numpy())
+    if "pubchem_cid" in pert.columns:
+        out["pubchem_cid"] = to_int64(pert["pubchem_cid"].reindex(key).to_numpy(dtype=float))
+    return out
+
+
+def _join_cells(obs: pd.DataFrame, path: Path) -> pd.DataFrame:
+    table = read_table(path, what="L1000 cell_info table")
+    where = str(path)
+    cols = resolve_columns(
+        table.columns,
+        {"cell_id": ("cell_id", "cell_iname")},
+        required=("cell_id",),
+        where=where,
+        what="cell_info",
+    )
+    ids = table[cols["cell_id"]].astype(str).str.strip()
+    check_unique(ids, column=cols["cell_id"], where=where, what="cell ids")
+    table.index = pd.Index(ids.to_numpy())
+    out = obs.copy()
+    key = obs["cell_name"].astype(str)
+    for src, dst in CELL_COLUMNS.items():
+        if src in table.columns:
+            out[dst] = categorical(_na(table[src]).reindex(key).to_numpy())
+    return out
+
+
+# ------------------------------------------------------------------------------------
+# Instances
+# ------------------------------------------------------------------------------------
+
+
+def _resolve_fields(columns: Iterable[str], *, where: str) -> dict[str, str]:
+    return resolve_columns(
+        columns, FIELD_ALIASES, required=REQUIRED, where=where, what="L1000 metadata"
+    )
+
+
+def _is_missing(s: pd.Series) -> np.ndarray:
+    return s.isna().to_numpy() | s.astype(str).str.strip().str.lower().isin(CMAP_MISSING).to_numpy()
+
+
+def _metadata(
+    level: _Level3, files: L1000Files
+) -> tuple[pd.DataFrame, dict[str, str], pd.Index, np.ndarray, str]:
+    """Metadata per input instance (GCTX columns, then inst_info rows absent from it).
+
+    Returns the metadata (indexed by instance id), the resolved fields, the instance ids,
+    the GCTX column of each instance (-1: not in the GCTX) and the metadata's file.
+    """
+    col_ids = level.col_meta.index.astype(str)
+    if files.inst_info is None:
+        meta = level.col_meta.astype(str).copy()
+        meta.index = col_ids
+        fields = _resolve_fields(meta.columns, where=str(level.path))
+        return meta, fields, pd.Index(col_ids), np.arange(len(col_ids)), str(level.path)
+    meta_path = files.inst_info
+    table = read_table(meta_path, what="L1000 inst_info table")
+    fields = _resolve_fields(table.columns, where=str(meta_path))
+    if "sample_id" not in fields:
+        raise SchemaError(
+            "inst_id",
+            f"metadata table needs a sample id column (one of {FIELD_ALIASES['sample_id']})",
+            where=str(meta_path),
+        )
+    ids = table[fields["sample_id"]].astype(str)
+    dup = ids[ids.duplicated(keep=False)]
+    if len(dup):
+        raise SchemaError(
+            fields["sample_id"],
+            "sample ids must be unique",
+            list(pd.unique(dup))[:5],
+            where=str(meta_path),
+        )
+    table.index = pd.Index(ids)
+    extra = table.index[~table.index.isin(col_ids)]
+    all_ids = pd.Index(col_ids).append(extra)
+    meta = table.reindex(all_ids)
+    column = np.concatenate([np.arange(len(col_ids)), np.full(len(extra), -1)])
+    return meta, fields, all_ids, column, str(meta_path)
+
+
 def read_l1000(
-    level3: str | os.PathLike[str],
+    level3: str | os.PathLike[str] | None = None,
     *,
     inst_info: str | os.PathLike[str] | None = None,
-    dataset: str = "lincs_l1000",
+    gene_info: str | os.PathLike[str] | None = None,
+    cell_info: str | os.PathLike[str] | None = None,
+    pert_info: str | os.PathLike[str] | None = None,
+    folder: str | os.PathLike[str] | None = None,
+    phase: Phase | None = None,
+    genes: Genes = "landmark",
+    dataset: str | None = None,
+    chunk_size: int = 4096,
+    progress: bool = False,
 ) -> IngestResult:
-    """Read L1000 level 3 into Samples, accounting for every sample in the ledger.
+    """Read L1000 level 3 into Samples, accounting for every instance and gene in the ledger.
 
     Parameters
     ----------
     level3
-        ``.gctx`` or ``.gct`` file, genes × samples.
+        ``.gctx`` or ``.gct`` file, genes × instances (found in ``folder`` when omitted).
     inst_info
-        Optional sample metadata table (TSV, or CSV by extension) keyed by
-        ``inst_id``/``sample_id``; without it the file's column metadata is used.
+        Instance metadata table (TSV, or CSV by extension) keyed by ``inst_id``; without
+        it the file's column metadata is used.
+    gene_info
+        GEO ``gene_info`` table (``pr_gene_id, pr_gene_symbol, pr_is_lm, pr_is_bing``);
+        without it the file's row metadata is used.
+    cell_info, pert_info
+        GEO ``cell_info`` and ``pert_info`` tables (optional).
+    folder
+        A folder holding a GEO series by its file names (see :func:`find_geo_files`);
+        paths given explicitly take precedence.
+    phase
+        1 (GSE92742) or 2 (GSE70138); read from the file names when omitted.
+    genes
+        ``"landmark"`` (the 978 measured genes), ``"bing"`` (best inferred, landmarks
+        included) or ``"all"``.
     dataset
-        Dataset name written to ``obs["dataset"]``.
+        ``obs["dataset"]``; default ``lincs_l1000_phase<n>`` for a GEO series, else
+        ``lincs_l1000``.
+    chunk_size
+        Instances read from a GCTX at a time.
+    progress
+        Show a progress bar while reading the matrix.
 
     Returns
     -------
     IngestResult
-        Samples of the kept vehicle and compound wells, and the ledger of all wells.
+        Samples of the kept vehicle and compound instances, and the ledger of all
+        instances (stage ``ingest``) and GCTX rows (stage ``ingest_genes``).
+
+    Raises
+    ------
+    FormatError
+        For a level 4/5 file, or a malformed GCT(X) or table.
+    SchemaError
+        For a table without a required column (named with its accepted spellings).
+    UnitError
+        For an unknown dose or time unit.
 
     Examples
     --------
     >>> res = read_l1000("test_l1000.gct")  # doctest: +SKIP
+    >>> res = read_l1000(folder="GSE92742", phase=1, genes="landmark")  # doctest: +SKIP
     >>> res.ledger.summary()  # doctest: +SKIP
     """
-    path = Path(level3)
-    level = _Level3(path)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, found {chunk_size}")
+    if genes not in ("landmark", "bing", "all"):
+        raise ValueError(f"genes must be 'landmark', 'bing' or 'all', found {genes!r}")
+    files = _locate(
+        level3,
+        folder=folder,
+        phase=phase,
+        tables={
+            "inst_info": inst_info,
+            "gene_info": gene_info,
+            "cell_info": cell_info,
+            "pert_info": pert_info,
+        },
+    )
+    if dataset is None:
+        dataset = f"lincs_l1000_phase{files.phase}" if files.phase else "lincs_l1000"
+    _check_level_name(files.level3)
+    level = _Level3(files.level3)
     try:
-        return _read_l1000(level, inst_info=inst_info, dataset=dataset)
+        return _read_l1000(
+            level,
+            files,
+            genes=genes,
+            dataset=dataset,
+            chunk_size=chunk_size,
+            progress=progress,
+        )
     finally:
         level.close()
 
 
 def _read_l1000(
-    level: _Level3, *, inst_info: str | os.PathLike[str] | None, dataset: str
+    level: _Level3,
+    files: L1000Files,
+    *,
+    genes: str,
+    dataset: str,
+    chunk_size: int,
+    progress: bool,
 ) -> IngestResult:
-    path, row_meta, col_meta = level.path, level.row_meta, level.col_meta
-    sample_ids = col_meta.index.astype(str)
-    where = str(path)
-    if inst_info is not None:
-        meta_path = Path(inst_info)
-        table = _read_table(meta_path)
-        fields = _resolve_fields(table.columns, where=str(meta_path))
-        if "sample_id" not in fields:
-            raise SchemaError(
-                "inst_id",
-                f"metadata table needs a sample id column (one of {FIELD_ALIASES['sample_id']})",
-                where=str(meta_path),
-            )
-        ids = table[fields["sample_id"]].astype(str)
-        dup = ids[ids.duplicated(keep=False)]
-        if len(dup):
-            raise SchemaError(
-                fields["sample_id"],
-                "sample ids must be unique",
-                list(pd.unique(dup))[:5],
-                where=str(meta_path),
-            )
-        table.index = pd.Index(ids)
-        meta = table.reindex(sample_ids)
-        no_meta = ~sample_ids.isin(table.index)
-        where = str(meta_path)
-    else:
-        meta = col_meta.astype(str).copy()
-        fields = _resolve_fields(meta.columns, where=where)
-        no_meta = np.zeros(len(sample_ids), dtype=bool)
-    meta.index = sample_ids
-    ledger = Ledger()
-    f = {k: meta[v] for k, v in fields.items()}
-    raw_type = f["pert_type"].astype(str)
+    path = level.path
+    _check_level_meta(level.row_meta, level.col_meta, where=str(path))
+    meta, fields, sample_ids, gctx_col, where = _metadata(level, files)
+    no_meta = meta[fields["pert_type"]].isna().to_numpy() & (gctx_col >= 0)
+    no_data = gctx_col < 0
+    f = {
+        k: meta[v].astype(object).where(meta[v].notna(), "").astype(str) for k, v in fields.items()
+    }
+    raw_type = f["pert_type"].str.strip()
     pert_type = raw_type.map(PERT_TYPE_MAP).fillna("other").to_numpy(dtype=object)
     pert_type[no_meta] = "other"
     is_vehicle = pert_type == "vehicle"
-    dose_missing = _is_missing(f["pert_dose"])
-    dose = np.where(is_vehicle, 0.0, np.nan)
     treated = pert_type == "compound"
-    check = treated & ~dose_missing
+    modelled = (is_vehicle | treated) & ~no_data
+
+    dose_missing = _is_missing(f["pert_dose"]) | _is_missing(f["pert_dose_unit"])
+    dose = np.where(is_vehicle, 0.0, np.nan)
+    check = treated & ~dose_missing & ~no_data
     dose[check] = dose_to_uM(
         f["pert_dose"][check],
         f["pert_dose_unit"][check].to_numpy(),
         where=f"{where} column {fields['pert_dose_unit']!r}",
     )
-    time_missing = _is_missing(f["pert_time"])
-    modelled = is_vehicle | treated
+    time_missing = _is_missing(f["pert_time"]) | _is_missing(f["pert_time_unit"])
     tcheck = modelled & ~time_missing
     time = np.full(len(sample_ids), np.nan)
     time[tcheck] = time_to_h(
@@ -265,49 +836,49 @@ def _read_l1000(
         f["pert_time_unit"][tcheck].to_numpy(),
         where=f"{where} column {fields['pert_time_unit']!r}",
     )
-    reason = pd.Series("", index=sample_ids, dtype=object)
-    detail = pd.Series("", index=sample_ids, dtype=object)
-    reason[no_meta] = "missing_metadata"
-    detail[no_meta] = f"not in {inst_info}"
-    for kind, why in DROP_REASON.items():
-        m = (pert_type == kind) & (reason == "").to_numpy()
-        reason[m] = why
-        detail[m] = raw_type[m].to_numpy()
-    open_ = (reason == "").to_numpy()
-    bad_dose = open_ & treated & ~(np.isfinite(dose) & (dose > 0))
-    reason[bad_dose] = "missing_dose"
-    detail[bad_dose] = ("pert_dose=" + f["pert_dose"].astype(str)[bad_dose]).to_numpy()
-    open_ = (reason == "").to_numpy()
-    bad_time = open_ & ~np.isfinite(time)
-    reason[bad_time] = "missing_time"
-    detail[bad_time] = ("pert_time=" + f["pert_time"].astype(str)[bad_time]).to_numpy()
-    if "qc_pass" in meta.columns:
-        open_ = (reason == "").to_numpy()
-        qc_bad = open_ & (meta["qc_pass"].astype(str).str.strip().isin(["0", "0.0", "False"]))
-        reason[qc_bad] = "qc_fail"
-        detail[qc_bad] = "qc_pass=0"
-    kept = (reason == "").to_numpy()
-    for why in pd.unique(reason[~kept]):
-        m = (reason == why).to_numpy()
-        ledger.drop(sample_ids[m], stage=STAGE, reason=str(why), detail=detail[m].to_numpy())
-    ledger.keep(sample_ids[kept], stage=STAGE, detail=pert_type[kept])
 
-    plate = f["plate"].astype(str)
+    triage = Triage(sample_ids)
+    triage.drop(no_meta, "missing_metadata", f"not in {files.inst_info}")
+    triage.drop(no_data, "missing_expression", f"not in {path.name}")
+    for kind, why in DROP_REASON.items():
+        triage.drop(pert_type == kind, why, raw_type.to_numpy())
+    bad_dose = treated & ~(np.isfinite(dose) & (dose > 0))
+    triage.drop(
+        bad_dose,
+        "missing_dose",
+        ("pert_dose=" + f["pert_dose"] + " " + f["pert_dose_unit"]).to_numpy(),
+    )
+    triage.drop(~np.isfinite(time), "missing_time", ("pert_time=" + f["pert_time"]).to_numpy())
+    if "qc_pass" in meta.columns:
+        qc = meta["qc_pass"].astype(str).str.strip().isin(["0", "0.0", "False"]).to_numpy()
+        triage.drop(qc, "qc_fail", "qc_pass=0")
+    ledger = Ledger()
+    triage.record(ledger, stage=STAGE, kept_detail=pert_type)
+    kept = np.flatnonzero(triage.kept)
+
+    row_ids = level.row_meta.index.astype(str)
+    ann, found, id_kind = _gene_annotation(
+        row_ids, level.row_meta, files.gene_info, where=str(path)
+    )
+    gene_pos = _select_genes(ann, found, genes, where=str(path), ledger=ledger)
+    var = _var(ann.iloc[gene_pos], id_kind, where=str(path))
+
+    plate = f["plate"].str.strip()
     replicate = plate.str.extract(_REPLICATE, expand=False).fillna("X1")
     obs = pd.DataFrame(
         {
             "dataset": dataset,
             "assay": "L1000",
             "plate": plate.to_numpy(),
-            "well": f["well"].astype(str).to_numpy(),
+            "well": f["well"].str.strip().to_numpy(),
             "replicate": replicate.to_numpy(),
-            "cell_context": f["cell_id"].astype(str).to_numpy(),
-            "cell_name": f["cell_id"].astype(str).to_numpy(),
-            "perturbagen": f["pert_iname"].astype(str).to_numpy(),
+            "cell_context": f["cell_id"].str.strip().to_numpy(),
+            "cell_name": f["cell_id"].str.strip().to_numpy(),
+            "perturbagen": f["pert_iname"].to_numpy(),
             "compound_id_source": (
-                f["pert_id"].astype(str).to_numpy()
+                f["pert_id"].str.strip().to_numpy()
                 if "pert_id" in f
-                else f["pert_iname"].astype(str).to_numpy()
+                else f["pert_iname"].to_numpy()
             ),
             "compound_inchikey": None,
             "pubchem_cid": pd.NA,
@@ -320,33 +891,36 @@ def _read_l1000(
             "pert_type_source": raw_type.to_numpy(),
         },
         index=sample_ids,
-    ).iloc[np.flatnonzero(kept)]
+    ).iloc[kept]
     obs.loc[obs["is_control"], "compound_id_source"] = obs.loc[obs["is_control"], "perturbagen"]
-    var = _gene_table(row_meta, where=str(path))
-    inputs: list[Any] = [path] + ([Path(inst_info)] if inst_info is not None else [])
-    prov = provenance(step="ingest", inputs=inputs, params={"source": "l1000", "dataset": dataset})
-    samples = build_samples(
-        level.samples_by_genes(np.flatnonzero(kept)),
-        obs,
-        var,
-        value_kind="log_expression",
-        provenance=prov,
-        where=str(path),
-    )
+    if files.pert_info is not None:
+        obs = _join_perts(obs, _pert_table(files.pert_info))
+    if files.cell_info is not None:
+        obs = _join_cells(obs, files.cell_info)
+    obs["pert_type_source"] = categorical(obs["pert_type_source"])
+
     ledger.check_accounts_for(sample_ids, stage=STAGE)
+    ledger.check_accounts_for(row_ids, stage=GENE_STAGE)
+    x = level.read(gctx_col[kept], gene_pos, chunk_size=chunk_size, progress=progress)
+    params = {"source": "l1000", "dataset": dataset, "genes": genes, "phase": files.phase or 0}
+    prov = provenance(step="ingest", inputs=files.inputs(), params=params)
+    samples = build_samples(
+        x, obs, var, value_kind="log_expression", provenance=prov, where=str(path)
+    )
     return IngestResult(samples, ledger)
 
 
 @register_source
 class L1000Source(SourceAdapter):
-    """LINCS L1000 level 3 (GCTX/GCT) with column metadata or an inst_info table."""
+    """LINCS L1000 level 3: one GCTX/GCT (+ inst_info), or a GEO series (GSE92742/GSE70138)."""
 
     name: ClassVar[str] = "l1000"
     assay: ClassVar[str] = "L1000"
-    description: ClassVar[str] = "LINCS L1000 level 3 GCTX/GCT + inst_info"
+    description: ClassVar[str] = "LINCS L1000 level 3 GCTX/GCT + inst_info; GEO GSE92742/GSE70138"
     expected_files: ClassVar[tuple[str, ...]] = (
-        "level 3 *.gctx or *.gct",
+        "level 3 *.gctx or *.gct (GEO: *_Level3_INF_mlr12k_n*x12328*.gctx)",
         "inst_info (optional when the GCT(X) has column metadata)",
+        "gene_info, cell_info, pert_info (GEO series; optional)",
     )
     value_kind: ClassVar[str] = "log_expression"
 
