@@ -25,6 +25,14 @@ REASONS: dict[str, str] = {
     "not_estimable": "the contrast cannot be estimated from the design",
     "unsupported_pert_type": "a perturbation type this analysis does not model",
     "empty_well": "an empty well",
+    "mito_fraction": "the cell's mitochondrial fraction is above the limit",
+    "missing_counts": "listed in the metadata but absent from the count files",
+    "rna_control": "an RNA-only control well, not a perturbation",
+    "excluded_plate": "a plate the authors excluded",
+    "low_quality": "below the upstream low-quality rule (e.g. log2 reads < q25 - 1.5 IQR)",
+    "spike_in": "a spike-in control gene (ERCC), not a gene of the organism",
+    "unresolved": "kept; its identifier did not resolve through the reference store",
+    "ambiguous": "kept; its identifier names several structures or accessions",
 }
 
 LEDGER_COLUMNS: tuple[str, ...] = ("id", "stage", "status", "reason", "detail")

@@ -1,6 +1,16 @@
 """Source adapters: one per upstream dataset family, listed in a registry."""
 
-from . import drugseq_moabox, gdpx2, op3, vcpi  # noqa: F401  (registers the adapters)
+from . import (  # noqa: F401  (registers the adapters)
+    cigs,
+    dilimap,
+    drugseq_moabox,
+    gdpx2,
+    generic,
+    op3,
+    sciplex,
+    tahoe,
+    vcpi,
+)
 from ._base import (
     IngestResult,
     SourceAdapter,
