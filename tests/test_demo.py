@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from perturbridge.cli import app
 from perturbridge.demo import run_demo
+from perturbridge.demo_all import FAMILIES
 
 
 def test_demo_recovers_planted_effects(tmp_path):
@@ -34,3 +35,11 @@ def test_demo_cli(tmp_path):
     assert r.exit_code == 0, r.output
     assert "pearson_logFC_vs_truth" in r.output
     assert (tmp_path / "d" / "effects_group.h5ad").exists()
+    families = pd.read_csv(tmp_path / "d" / "families" / "families.tsv", sep="\t")
+    assert set(families["source"]) == set(FAMILIES)
+    print(families.drop(columns=["dropped_reasons"]).to_string())
+    ran = families[families["skipped"].isna()]
+    assert len(ran) >= len(FAMILIES) - 1  # CIGS may skip without openpyxl
+    assert (ran["contrasts"] > 0).all()
+    assert (ran["recovery_r"] > 0.2).all()
+    assert (ran["ledger_dropped"] > 0).all()  # every fixture plants something to drop

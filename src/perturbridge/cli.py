@@ -428,14 +428,23 @@ def pseudobulk_cmd(
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo's files.")] = Path("demo_out"),
     seed: Annotated[int, typer.Option(help="Random seed of the simulator.")] = 0,
+    l1000_only: Annotated[
+        bool, typer.Option("--l1000-only", help="Only the detailed L1000 demo.")
+    ] = False,
 ) -> None:
-    """Simulate an L1000-like dataset, ingest it, compute effects and score recovery.
+    """Simulate every assay family in its upstream format, ingest, compute effects, score.
+
+    First a detailed L1000 run (ledger and recovery metrics), then one small dataset per
+    source adapter (L1000, OP3, DRUG-seq MoA Box, VCPI, GDPx2, sci-Plex3, Tahoe-100M,
+    CIGS, DILImap, generic) written in its upstream layout, ingested, analysed with
+    limma-voom or limma-trend, with per-source ledger counts and recovery.
 
     Example:
 
         perturbridge demo --out demo_out
     """
     from .demo import run_demo
+    from .demo_all import run_demo_all, summary_table
 
     with console.status("simulating, ingesting and fitting ..."):
         res = run_demo(out, seed=seed, progress=False)
@@ -448,6 +457,25 @@ def demo(
     console.print(table)
     console.print(
         f"files in {res.out_dir}/: " + ", ".join(sorted(p.name for p in res.files.values()))
+    )
+    if l1000_only:
+        return
+    with console.status("every source family: simulating upstream files, ingesting, fitting ..."):
+        fam = summary_table(run_demo_all(out / "families", seed=seed))
+    table = Table(title="one simulated dataset per source (ledger counts and recovery)")
+    cols = ["source", "assay", "samples", "genes", "contrasts", "recovery_r"]
+    for col in [*cols, "kept", "dropped (stage/reason: n)"]:
+        table.add_column(col, overflow="fold")
+    for row in fam.itertuples(index=False):
+        table.add_row(
+            *(str(getattr(row, c)) for c in cols),
+            f"{row.ledger_kept:,}",
+            row.skipped or row.dropped_reasons,
+        )
+    console.print(table)
+    console.print(
+        "recovery_r: Pearson r of estimated vs planted logFC over matched contrasts × genes; "
+        f"files in {out / 'families'}/<source>/ and {out / 'families' / 'families.tsv'}"
     )
 
 
