@@ -168,7 +168,7 @@ _SHOW = 5
 
 
 def resolve_identities(obs: pd.DataFrame) -> pd.DataFrame:
-    """Map upstream identities to standard ids: where :mod:`perturbridge.ids` plugs in.
+    """Source-specific identity rules, before the reference store resolves the rest.
 
     For now the cell context is the cell line's name and the compounds keep their
     upstream identity (catalog number, name, CAS).

@@ -98,7 +98,7 @@ CELL_NAME = "primary human hepatocyte"
 
 
 def resolve_identities(obs: pd.DataFrame) -> pd.DataFrame:
-    """Map upstream identities to standard ids: where :mod:`perturbridge.ids` plugs in.
+    """Source-specific identity rules, before the reference store resolves the rest.
 
     The compounds keep DILImap's names; the cell context is the Cell Ontology id of
     hepatocytes.

@@ -92,7 +92,7 @@ REQUIRED = ("cell_type", "sm_name", "control", "dose", "time", "plate", "donor")
 
 
 def resolve_identities(obs: pd.DataFrame) -> pd.DataFrame:
-    """Map upstream identities to standard ids: where :mod:`perturbridge.ids` plugs in.
+    """Source-specific identity rules, before the reference store resolves the rest.
 
     For now the cell types get their Cell Ontology ids from :data:`CELL_TYPE_CL` and the
     compounds keep their upstream identity (name, LINCS id, SMILES).

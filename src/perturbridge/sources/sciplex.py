@@ -115,7 +115,7 @@ _EXTRA_FIELDS = ("smiles", "inchikey", "cas", "target", "pathway")
 
 
 def resolve_identities(obs: pd.DataFrame) -> pd.DataFrame:
-    """Map upstream identities to standard ids: where :mod:`perturbridge.ids` plugs in.
+    """Source-specific identity rules, before the reference store resolves the rest.
 
     For now the cell context is the cell line as given (``A549``, ``K562``, ``MCF7``)
     and the compounds keep their upstream identity (name, Selleck catalog number,

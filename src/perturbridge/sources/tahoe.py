@@ -98,7 +98,7 @@ _SHOW = 5
 
 
 def resolve_identities(obs: pd.DataFrame) -> pd.DataFrame:
-    """Map upstream identities to standard ids: where :mod:`perturbridge.ids` plugs in.
+    """Source-specific identity rules, before the reference store resolves the rest.
 
     Tahoe already gives Cellosaurus accessions (kept as ``cell_context``); the drugs
     keep Tahoe's spelling until the compound resolver maps them.
