@@ -29,6 +29,17 @@ Table contracts (column order is the contract; all ids are strings unless noted)
     ``accession``, ``synonym``, ``kind`` (``name``, ``synonym``, ``depmap_id``,
     ``ccle_name``, ``stripped_name``, ``lincs_id``, ``user``), ``ref_source``.
 
+Derived (written by the store builder, not by a parser):
+
+``compound_structures``
+    one row per distinct structure string of ``compounds`` (its ``smiles``, or an extra
+    ``inchi`` column where ``smiles`` is missing), computed once by
+    :func:`perturbridge.ids.compounds.compound_structures`: ``smiles`` (the input
+    string, the join key), ``inchikey``, ``canonical_smiles``, ``parent_smiles``,
+    ``parent_inchikey``, ``connectivity`` (first 14 characters of the parent key),
+    ``tautomer_connectivity`` (same block of the parent's ``/KET /15T`` InChIKey),
+    ``error`` (why RDKit could not standardize it, else missing).
+
 A parser may put a version string (a release number, a date) in
 ``DataFrame.attrs["ref_version"]`` of any table it returns; the store records it in its
 manifest, falling back to a date (``20200324``) or quarter (``21Q1``) in the file name.
