@@ -770,6 +770,11 @@ def refs_resolve(
     console.print(f"wrote {out}")
 
 
+from .cli_compendium import register as _register_compendium  # noqa: E402
+
+_register_compendium(app)
+
+
 def main() -> None:
     """Entry point of the ``perturbridge`` command."""
     app()

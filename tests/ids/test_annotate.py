@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +14,7 @@ from perturbridge.ids.compounds import CompoundResolver
 from perturbridge.ids.genes import GeneResolver
 from perturbridge.ids.parsers_compounds import parse_lincs_compoundinfo
 from perturbridge.ids.parsers_genes_cells import parse_depmap_sample_info, parse_hgnc
+from perturbridge.io import write_h5ad
 from perturbridge.schema import validate_samples
 from perturbridge.sources import read_l1000
 
@@ -45,9 +47,11 @@ def resolvers(plate) -> IdentityResolvers:
     )
 
 
-def test_l1000_plate_gets_identities(plate, resolvers) -> None:
+def test_l1000_plate_gets_identities(plate, resolvers, tmp_path) -> None:
     out, ledger = annotate_samples(plate, resolvers)
     validate_samples(out)
+    back = ad.read_h5ad(write_h5ad(out, tmp_path / "annotated.h5ad"))  # writes cleanly
+    assert back.var_names.equals(out.var_names)
     obs = out.obs
     assert out.n_obs == plate.n_obs  # nothing dropped
     treated = ~obs["is_control"].to_numpy()

@@ -272,6 +272,9 @@ def _resolve_genes(
         else np.hstack([np.asarray(m.toarray() if sparse.issparse(m) else m) for m in mats])
     )
     new_var.index = new_var.index.astype(str)
+    for col in ("symbol", "hgnc_id", "gene_status"):  # text with gaps: categorical for .h5ad
+        values = new_var[col].astype(object)
+        new_var[col] = pd.Categorical(values.where(values.notna(), None))
     return ad.AnnData(X=x_new, obs=samples.obs, var=new_var, uns=dict(samples.uns))
 
 

@@ -1,0 +1,327 @@
+"""Compendium commands of the ``perturbridge`` CLI: build, query, info, export, import-release.
+
+A thin layer over :mod:`perturbridge.compendium`; ``cli.py`` adds the commands with
+:func:`register`.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import PerturbridgeError
+
+__all__ = ["register"]
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+
+class ExecutorKind(StrEnum):
+    """Where the tasks of a build run."""
+
+    local = "local"
+    dask = "dask"
+    slurm = "slurm"
+
+
+class OutputFormat(StrEnum):
+    """How ``query`` prints its result."""
+
+    table = "table"
+    tsv = "tsv"
+    csv = "csv"
+    json = "json"
+
+
+class ExportKind(StrEnum):
+    """What ``export`` writes."""
+
+    shards = "shards"
+    anndata = "anndata"
+
+
+class ModeOption(StrEnum):
+    """Replicate mode of the exported contrasts."""
+
+    group = "group"
+    separate = "separate"
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    import duckdb
+
+    return (
+        PerturbridgeError,
+        ValueError,
+        KeyError,
+        FileNotFoundError,
+        FileExistsError,
+        ImportError,
+        duckdb.Error,
+    )
+
+
+def _fail(err: BaseException) -> NoReturn:
+    msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+    err_console.print(f"[bold red]error:[/] {msg}", markup=True, highlight=False)
+    raise typer.Exit(code=2) from err
+
+
+def _frame_table(df: Any, title: str | None = None, *, limit: int | None = None) -> Table:
+    table = Table(title=title)
+    for col in df.columns:
+        table.add_column(str(col), overflow="fold")
+    shown = df if limit is None else df.head(limit)
+    for row in shown.itertuples(index=False):
+        table.add_row(*[_cell(v) for v in row])
+    return table
+
+
+def _cell(v: Any) -> str:
+    if v is None or v is pd.NA:
+        return "-"
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return f"{int(v):,}"
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.6g}"
+    if hasattr(v, "tolist") and not isinstance(v, str):
+        return ", ".join(map(str, v.tolist()))
+    return "-" if v is None else str(v)
+
+
+def _datasets_table(df: Any) -> Table:
+    table = Table(title="datasets")
+    for col in ("dataset", "source", "assay", "values", "samples", "contexts", "conditions"):
+        table.add_column(col, justify="right" if col in ("samples", "contexts") else "left")
+    table.add_column("contrasts group / separate", justify="right")
+    table.add_column("DE")
+    for r in df.itertuples(index=False):
+        table.add_row(
+            r.dataset,
+            r.source,
+            r.assay,
+            r.value_kind,
+            _cell(r.n_samples),
+            _cell(r.n_contexts),
+            _cell(r.n_conditions),
+            f"{_cell(r.n_contrasts_group)} / {_cell(r.n_contrasts_separate)}",
+            r.de_method,
+        )
+    return table
+
+
+def build_cmd(
+    plan: Annotated[Path, typer.Argument(help="Build plan (TOML).")],
+    executor: Annotated[
+        ExecutorKind | None,
+        typer.Option(help="local (processes here), dask, or slurm; default: the plan's."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", "-j", help="Local processes or Dask workers.")
+    ] = None,
+    scheduler_address: Annotated[
+        str | None,
+        typer.Option("--scheduler-address", help="Use a running Dask scheduler (tcp://host:8786)."),
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="SLURM profile of the plan ([slurm.NAME]).")
+    ] = None,
+    store: Annotated[Path | None, typer.Option(help="Write this store instead.")] = None,
+    cache: Annotated[Path | None, typer.Option(help="Task cache folder.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the tasks and what is cached; run nothing.")
+    ] = False,
+) -> None:
+    """Build or update a compendium store from a plan; unchanged tasks are reused.
+
+    Example:
+
+        perturbridge build plan.toml --executor dask --workers 8
+    """
+    from .compendium import build, load_plan, plan_tasks
+
+    try:
+        p = load_plan(plan, store=store, cache=cache)
+        if executor is not None or workers is not None or scheduler_address or profile:
+            p = p.with_overrides(
+                executor=None if executor is None else executor.value,
+                n_workers=workers,
+                scheduler_address=scheduler_address,
+                slurm_profile=profile,
+            )
+        if dry_run:
+            import pandas as pd
+
+            console.print(_frame_table(pd.DataFrame(plan_tasks(p)), f"tasks of {plan.name}"))
+            return
+        report = build(p, progress=True)
+    except _errors() as err:
+        _fail(err)
+    counts = report.manifest.get("counts", {})
+    console.print(
+        f"{len(report.computed)} tasks computed, {len(report.cached)} reused from the cache; "
+        + ("store written" if report.store_written else "store already up to date")
+        + f" ({report.wall_s:.1f} s)"
+    )
+    console.print(
+        f"{report.store}: {counts.get('datasets', 0)} datasets, "
+        f"{counts.get('samples', 0):,} samples, {counts.get('conditions', 0):,} conditions, "
+        f"{counts.get('genes', 0):,} genes"
+    )
+
+
+def query_cmd(
+    store: Annotated[Path, typer.Argument(help="Compendium store folder.")],
+    sql: Annotated[str, typer.Argument(help="DuckDB SQL over the catalog tables.")],
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = (
+        OutputFormat.table
+    ),
+    limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 50,
+) -> None:
+    """Run SQL over the catalog (datasets, samples, conditions, contrasts, genes,
+    compounds, contexts, ledger).
+
+    Example:
+
+        perturbridge query compendium "SELECT dataset, count(*) FROM conditions GROUP BY 1"
+    """
+    from .compendium import Compendium
+
+    try:
+        with Compendium.open(store) as comp:
+            df = comp.sql(sql)
+    except _errors() as err:
+        _fail(err)
+    if fmt is OutputFormat.table:
+        console.print(_frame_table(df, limit=limit))
+        if len(df) > limit:
+            console.print(f"({len(df):,} rows; {limit} shown, use --limit or --format tsv)")
+    elif fmt is OutputFormat.json:
+        typer.echo(df.to_json(orient="records", indent=1))
+    else:
+        typer.echo(df.to_csv(sep="\t" if fmt is OutputFormat.tsv else ",", index=False), nl=False)
+
+
+def info_cmd(
+    store: Annotated[Path, typer.Argument(help="Compendium store folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Summarize a store: datasets, samples, compounds, contexts, conditions, genes,
+    assays and ledger totals.
+
+    Example:
+
+        perturbridge info compendium
+    """
+    from .compendium import Compendium
+
+    try:
+        with Compendium.open(store) as comp:
+            s = comp.summary()
+    except _errors() as err:
+        _fail(err)
+    if as_json:
+        out = {k: v for k, v in s.items() if k not in ("datasets", "ledger")}
+        out["datasets"] = s["datasets"].to_dict(orient="records")
+        out["ledger"] = s["ledger"].to_dict(orient="records")
+        typer.echo(json.dumps(out, indent=1, default=str))
+        return
+    console.print(f"[bold]{s['path']}[/] (perturbridge {s['version']})")
+    totals = Table(title="totals")
+    totals.add_column("what")
+    totals.add_column("n", justify="right")
+    for k, v in s["counts"].items():
+        totals.add_row(k, f"{v:,}")
+    for mode, n in s["contrasts"].items():
+        totals.add_row(f"contrasts ({mode})", f"{n:,}")
+    console.print(totals)
+    console.print(_datasets_table(s["datasets"]))
+    console.print(f"assays: {', '.join(s['assays']) or '-'}")
+    console.print(f"consolidated layers: {', '.join(s['layers'])}; modes: {', '.join(s['modes'])}")
+    console.print(_frame_table(s["ledger"], "ledger totals (samples, conditions, genes)"))
+
+
+def export_cmd(
+    store: Annotated[Path, typer.Argument(help="Compendium store folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder (shards) or .h5ad (anndata).")],
+    to: Annotated[ExportKind, typer.Option("--to", help="shards or anndata.")] = (
+        ExportKind.shards
+    ),
+    mode: Annotated[ModeOption, typer.Option(help="Replicate mode.")] = ModeOption.group,
+    layer: Annotated[str, typer.Option(help="Effects layer.")] = "logFC",
+    rows_per_shard: Annotated[int, typer.Option(help="Rows per Parquet shard.")] = 200_000,
+    dataset: Annotated[
+        list[str] | None, typer.Option("--dataset", help="Only this dataset (repeatable).")
+    ] = None,
+) -> None:
+    """Export LPM-style training shards (Parquet) or an AnnData for evaluation tools.
+
+    Example:
+
+        perturbridge export compendium --to shards --out shards/
+        perturbridge export compendium --to anndata --out eval.h5ad --dataset sciplex
+    """
+    from .compendium import Compendium, export_anndata, export_shards
+
+    try:
+        with Compendium.open(store) as comp:
+            if to is ExportKind.shards:
+                shards = export_shards(
+                    comp,
+                    out,
+                    mode=mode.value,
+                    layer=layer,
+                    rows_per_shard=rows_per_shard,
+                    datasets=dataset,
+                    progress=True,
+                )
+                console.print(f"wrote {len(shards)} shards to {out}")
+            else:
+                conds = comp.conditions(dataset=dataset) if dataset else None
+                path = export_anndata(comp, out, conditions=conds, layer=layer, mode=mode.value)
+                console.print(f"wrote {path}")
+    except _errors() as err:
+        _fail(err)
+
+
+def import_cmd(
+    release: Annotated[Path, typer.Argument(help="Folder of the original release.")],
+    store: Annotated[Path, typer.Option("--store", help="Store folder to write.")],
+    dataset: Annotated[
+        list[str] | None, typer.Option("--dataset", help="Only this dataset (repeatable).")
+    ] = None,
+) -> None:
+    """Import DE files of the original release (<dataset>/.../group_rep/..._de.h5ad).
+
+    Example:
+
+        perturbridge import-release release/ --store compendium
+    """
+    from .compendium import import_release
+
+    try:
+        manifest = import_release(release, store, datasets=dataset, progress=True)
+    except _errors() as err:
+        _fail(err)
+    c = manifest["counts"]
+    console.print(
+        f"{store}: {c['datasets']} datasets, {c['conditions']:,} conditions, {c['genes']:,} genes"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the compendium commands to the ``perturbridge`` app."""
+    app.command("build")(build_cmd)
+    app.command("query")(query_cmd)
+    app.command("info")(info_cmd)
+    app.command("export")(export_cmd)
+    app.command("import-release")(import_cmd)

@@ -1,0 +1,439 @@
+"""Query a compendium store: SQL over the catalog, conditions, and effect slices.
+
+>>> from perturbridge.compendium import Compendium
+>>> with Compendium.open("compendium") as comp:  # doctest: +SKIP
+...     comp.sql("SELECT dataset, count(*) AS n FROM conditions GROUP BY dataset")
+...     cond = comp.conditions(compound="vorinostat", time=24)
+...     eff = comp.effects(cond, genes=["TP53", "MYC"], layer="logFC")
+
+The catalog tables (``datasets``, ``samples``, ``conditions``, ``contrasts``, ``genes``,
+``compounds``, ``contexts``, ``ledger``) are DuckDB views over the Parquet files, so
+filters are pushed down to storage. :meth:`Compendium.effects` reads only the requested
+rows and genes from the consolidated Zarr array (or, for a layer that is not
+consolidated, from the Effects files).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+import numpy as np
+import pandas as pd
+
+from ..schema import EFFECT_LAYERS
+from ._common import StoreError
+from .store import CATALOG_TABLES, StoreLayout, read_manifest
+
+if TYPE_CHECKING:
+    import anndata as ad
+    import duckdb
+
+__all__ = ["Compendium"]
+
+Number = int | float
+_NUM_TOL = 1e-6
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        return [value]
+    return list(value)
+
+
+class Compendium:
+    """An open compendium store. Use :meth:`open`, preferably as a context manager."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+        self.path = path
+        self.manifest = manifest
+        self._layout = StoreLayout(path)
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._zarr: dict[str, Any] = {}
+        self._genes: pd.DataFrame | None = None
+
+    # ----------------------------------------------------------- lifecycle
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Compendium:
+        """Open the store at ``path`` (raises :class:`StoreError` if it is not one)."""
+        root = Path(path).absolute()
+        manifest = read_manifest(root)
+        layout = StoreLayout(root)
+        missing = [t for t in CATALOG_TABLES if not layout.catalog(t).is_file()]
+        if missing:
+            raise StoreError(f"{root}: catalog tables missing: {missing}; rebuild the store")
+        return cls(root, manifest)
+
+    def close(self) -> None:
+        """Close the DuckDB connection."""
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+        self._zarr.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        c = self.manifest.get("counts", {})
+        return (
+            f"Compendium({str(self.path)!r}: {c.get('datasets', 0)} datasets, "
+            f"{c.get('conditions', 0):,} conditions, {c.get('genes', 0):,} genes)"
+        )
+
+    # ----------------------------------------------------------- SQL
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection, with one view per catalog table."""
+        if self._con is None:
+            import duckdb
+
+            con = duckdb.connect(":memory:")
+            for table in CATALOG_TABLES:
+                con.read_parquet(str(self._layout.catalog(table))).create_view(table)
+            self._con = con
+        return self._con
+
+    @property
+    def tables(self) -> list[str]:
+        """Names of the catalog tables (views in :meth:`sql`)."""
+        return list(CATALOG_TABLES)
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        """Run a DuckDB SQL query over the catalog views; returns a DataFrame.
+
+        Examples
+        --------
+        >>> comp.sql("SELECT * FROM datasets")  # doctest: +SKIP
+        >>> comp.sql("SELECT count(*) FROM conditions WHERE pert_time_h = ?", [24])
+        ... # doctest: +SKIP
+        """
+        return self.con.execute(query, params or []).df()
+
+    def table(self, name: str) -> pd.DataFrame:
+        """A whole catalog table."""
+        if name not in CATALOG_TABLES:
+            raise KeyError(f"no catalog table {name!r}; tables: {list(CATALOG_TABLES)}")
+        return pd.read_parquet(self._layout.catalog(name))
+
+    # ----------------------------------------------------------- conditions
+
+    @property
+    def modes(self) -> list[str]:
+        """Replicate modes with consolidated arrays (``group``, ``separate``)."""
+        return [Path(p).stem for p in self.manifest.get("zarr", {}).get("paths", [])]
+
+    @property
+    def layers(self) -> list[str]:
+        """Layers of the consolidated arrays (others are read from the Effects files)."""
+        return list(self.manifest.get("parameters", {}).get("zarr_layers", []))
+
+    def conditions(
+        self,
+        *,
+        compound: str | Sequence[str] | None = None,
+        context: str | Sequence[str] | None = None,
+        dataset: str | Sequence[str] | None = None,
+        dose: Number | Sequence[Number] | tuple[Number, Number] | None = None,
+        time: Number | Sequence[Number] | tuple[Number, Number] | None = None,
+    ) -> pd.DataFrame:
+        """Conditions (dataset × context × compound × dose × time) matching all filters.
+
+        Parameters
+        ----------
+        compound
+            Compound id, InChIKey (or parent InChIKey), upstream id or name
+            (case-insensitive); or a list of them.
+        context
+            Cell context id or name, or a list.
+        dataset
+            Dataset name, or a list.
+        dose, time
+            In µM and hours: a number or a list of numbers (matched to a relative
+            tolerance of 1e-6), or a ``(low, high)`` tuple (inclusive range).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Rows of ``catalog/conditions.parquet``, ordered by dataset and id.
+        """
+        where: list[str] = []
+        params: list[Any] = []
+        if compound is not None:
+            values = [str(v) for v in _as_list(compound)]
+            lowered = [v.lower() for v in values]
+            where.append(
+                "(list_has_any([compound_id, compound_inchikey, compound_parent_inchikey, "
+                "compound_id_source], ?::VARCHAR[]) OR lower(perturbagen) IN "
+                "(SELECT unnest(?::VARCHAR[])))"
+            )
+            params += [values, lowered]
+        if context is not None:
+            values = [str(v) for v in _as_list(context)]
+            where.append("(cell_context IN (SELECT unnest(?::VARCHAR[])) OR "
+                         "cell_name IN (SELECT unnest(?::VARCHAR[])))")  # fmt: skip
+            params += [values, values]
+        if dataset is not None:
+            where.append("dataset IN (SELECT unnest(?::VARCHAR[]))")
+            params.append([str(v) for v in _as_list(dataset)])
+        for column, value in (("pert_dose_uM", dose), ("pert_time_h", time)):
+            if value is None:
+                continue
+            if isinstance(value, tuple):
+                if len(value) != 2:
+                    raise ValueError(
+                        f"a range for {column} is a (low, high) tuple, found {value!r}; "
+                        "give several values as a list"
+                    )
+                where.append(f"{column} BETWEEN ? AND ?")
+                params += [float(value[0]), float(value[1])]
+            else:
+                nums = [float(v) for v in _as_list(value)]
+                where.append("(" + " OR ".join(f"abs({column} - ?) <= ?" for _ in nums) + ")")
+                for v in nums:
+                    params += [v, _NUM_TOL * max(abs(v), 1e-12)]
+        query = "SELECT * FROM conditions"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY dataset, condition_id"
+        return self.sql(query, params)
+
+    def contrasts(
+        self,
+        conditions: pd.DataFrame | Sequence[str] | None = None,
+        *,
+        mode: Literal["group", "separate"] = "group",
+    ) -> pd.DataFrame:
+        """The contrasts of ``mode`` for ``conditions`` (all when ``None``), in the order
+        of the conditions (several per condition in ``separate`` mode)."""
+        if mode not in ("group", "separate"):
+            raise ValueError(f"mode must be 'group' or 'separate', found {mode!r}")
+        if conditions is None:
+            return self.sql("SELECT * FROM contrasts WHERE mode = ? ORDER BY zarr_row", [mode])
+        ids = self._ids(conditions)
+        sel = pd.DataFrame({"_id": ids, "_order": np.arange(len(ids), dtype=np.int64)})
+        con = self.con
+        con.register("_selection", sel)
+        try:
+            # two equi-joins (fast), not one join on an OR (a nested loop)
+            parts = [
+                con.execute(
+                    f"SELECT c.*, s._order, s._id FROM contrasts c JOIN _selection s "
+                    f"ON c.{col} = s._id WHERE c.mode = ?",
+                    [mode],
+                ).df()
+                for col in ("condition_id", "contrast_id")
+            ]
+        finally:
+            con.unregister("_selection")
+        out = pd.concat(parts, ignore_index=True)
+        found = set(out["_id"])
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise KeyError(
+                f"{len(missing)} of {len(ids)} ids have no {mode}-mode contrast in this "
+                f"store (first: {missing[:5]}); modes in the store: {self.modes}"
+            )
+        out = out.sort_values(["_order", "zarr_row"], kind="stable").drop(columns=["_order", "_id"])
+        return out.drop_duplicates("contrast_id").reset_index(drop=True)
+
+    @staticmethod
+    def _ids(conditions: pd.DataFrame | pd.Series | Sequence[str]) -> list[str]:
+        if isinstance(conditions, pd.DataFrame):
+            for col in ("contrast_id", "condition_id"):
+                if col in conditions.columns:
+                    return conditions[col].astype(str).tolist()
+            raise KeyError(
+                "expected a DataFrame with a 'condition_id' or 'contrast_id' column (as "
+                f"from .conditions() or .contrasts()), found columns {list(conditions)[:10]}"
+            )
+        return [str(c) for c in _as_list(conditions)]
+
+    def genes(self) -> pd.DataFrame:
+        """The union gene axis: ``gene_id``, ``symbol``, ``zarr_col``, datasets."""
+        if self._genes is None:  # a store does not change while it is open
+            self._genes = self.sql("SELECT * FROM genes ORDER BY zarr_col")
+        return self._genes.copy()
+
+    def _gene_columns(self, genes: Sequence[str] | None) -> pd.DataFrame:
+        table = self.genes()
+        if genes is None:
+            return table
+        wanted = [str(g) for g in _as_list(genes)]
+        by_id = pd.Series(np.arange(len(table)), index=table["gene_id"].to_numpy())
+        by_symbol = pd.Series(np.arange(len(table))).groupby(table["symbol"].to_numpy()).agg(list)
+        pos: list[int] = []
+        missing = []
+        for g in wanted:
+            if g in by_id.index:
+                pos.append(int(by_id[g]))
+            elif g in by_symbol.index:
+                pos.extend(by_symbol[g])  # every gene id with this symbol
+            else:
+                missing.append(g)
+        if missing:
+            raise KeyError(
+                f"{len(missing)} genes are not in the compendium (neither gene id nor "
+                f"symbol): {missing[:5]}"
+            )
+        return table.iloc[pos].reset_index(drop=True)
+
+    # ----------------------------------------------------------- effects
+
+    def _array(self, mode: str, layer: str) -> Any:
+        key = f"{mode}/{layer}"
+        if key not in self._zarr:
+            import zarr
+
+            path = self._layout.zarr(mode)
+            if not path.is_dir():
+                raise KeyError(f"no {mode}-mode array in this store; modes: {self.modes}")
+            group = zarr.open_group(str(path), mode="r", zarr_format=2, use_consolidated=True)
+            self._zarr[key] = group[layer]
+        return self._zarr[key]
+
+    def effects(
+        self,
+        conditions: pd.DataFrame | Sequence[str] | None = None,
+        *,
+        genes: Sequence[str] | None = None,
+        layer: str = "logFC",
+        mode: Literal["group", "separate"] = "group",
+    ) -> ad.AnnData:
+        """Effects of ``conditions`` (rows) × ``genes`` (columns) for one layer.
+
+        Only the requested rows and genes are read: from the consolidated Zarr array
+        when ``layer`` is consolidated (see :attr:`layers`), else from the Effects
+        files. Genes a dataset did not measure are NaN.
+
+        Parameters
+        ----------
+        conditions
+            A frame from :meth:`conditions` or :meth:`contrasts`, or condition or
+            contrast ids; ``None``: all contrasts of ``mode``.
+        genes
+            Gene ids or symbols (a symbol selects every gene id that carries it, e.g.
+            an Entrez and an Ensembl id from two datasets); ``None``: every gene of
+            the union axis.
+        layer
+            An Effects layer (``logFC``, ``t``, ``P.Value``, ...).
+        mode
+            ``group``: one row per condition; ``separate``: one row per replicate
+            contrast of each condition.
+
+        Returns
+        -------
+        anndata.AnnData
+            ``X`` float32; ``obs`` the contrasts (index ``contrast_id``), ``var`` the
+            genes (index ``gene_id``, ``symbol``).
+        """
+        import anndata as ad
+
+        if layer not in EFFECT_LAYERS:
+            raise KeyError(f"unknown layer {layer!r}; Effects layers: {list(EFFECT_LAYERS)}")
+        rows = self.contrasts(conditions, mode=mode)
+        gene_table = self._gene_columns(genes)
+        cols = gene_table["zarr_col"].to_numpy(dtype=np.int64)
+        zrows = rows["zarr_row"].to_numpy(dtype=np.int64)
+        if layer in self.layers and len(zrows):
+            x = self._read_zarr(mode, layer, zrows, cols, all_genes=genes is None)
+        elif len(zrows):
+            x = self._read_files(rows, layer, gene_table)
+        else:
+            x = np.zeros((0, len(cols)), dtype=np.float32)
+        obs = rows.set_index(pd.Index(rows["contrast_id"].astype(str), name="contrast_id"))
+        obs = obs.drop(columns=["contrast_id"])
+        var = gene_table.set_index(pd.Index(gene_table["gene_id"].astype(str), name="gene_id"))
+        var = var[["symbol", "zarr_col", "n_datasets"]]
+        out = ad.AnnData(X=x, obs=obs, var=var)
+        out.uns["perturbridge"] = {
+            "kind": "effects_slice",
+            "layer": layer,
+            "mode": mode,
+            "store": str(self.path),
+            "build_key": self.manifest.get("build_key", ""),
+        }
+        return out
+
+    def _read_zarr(
+        self, mode: str, layer: str, zrows: np.ndarray, cols: np.ndarray, *, all_genes: bool
+    ) -> np.ndarray:
+        arr = self._array(mode, layer)
+        uniq, inverse = np.unique(zrows, return_inverse=True)
+        if len(uniq) and uniq[-1] - uniq[0] + 1 == len(uniq):
+            block = arr[int(uniq[0]) : int(uniq[-1]) + 1]  # one contiguous read
+        else:
+            block = arr.oindex[uniq, :]
+        block = np.asarray(block, dtype=np.float32)
+        if len(inverse) != len(uniq) or (np.diff(inverse) != 1).any():
+            block = block[inverse]  # repeated or unsorted rows
+        return block if all_genes else np.ascontiguousarray(block[:, cols])
+
+    def _read_files(self, rows: pd.DataFrame, layer: str, genes: pd.DataFrame) -> np.ndarray:
+        import h5py
+
+        from .store import _read_obs_var
+
+        out = np.full((len(rows), len(genes)), np.nan, dtype=np.float32)
+        gene_pos = pd.Series(np.arange(len(genes)), index=genes["gene_id"].astype(str))
+        for rel, grp in rows.groupby("effects_file", sort=True):
+            path = self.path / str(rel)
+            _, var = _read_obs_var(path)
+            file_pos = gene_pos.reindex(var.index.astype(str)).to_numpy()
+            have = ~np.isnan(file_pos)
+            file_rows = grp["file_row"].to_numpy(dtype=np.int64)
+            uniq, inverse = np.unique(file_rows, return_inverse=True)
+            with h5py.File(path, "r") as f:
+                if layer not in f["layers"]:
+                    raise KeyError(f"{rel}: no layer {layer!r}")
+                values = np.asarray(f["layers"][layer][uniq], dtype=np.float32)[inverse]
+            target = grp.index.to_numpy()
+            out[np.ix_(target, file_pos[have].astype(np.int64))] = values[:, have]
+        return out
+
+    # ----------------------------------------------------------- summary
+
+    def summary(self) -> dict[str, Any]:
+        """What a person wants to know first: datasets, counts, assays, ledger totals."""
+        counts = {
+            "datasets": self.sql("SELECT count(*) AS n FROM datasets")["n"].iloc[0],
+            "samples": self.sql("SELECT count(*) AS n FROM samples")["n"].iloc[0],
+            "compounds": self.sql("SELECT count(*) AS n FROM compounds")["n"].iloc[0],
+            "contexts": self.sql("SELECT count(*) AS n FROM contexts")["n"].iloc[0],
+            "conditions": self.sql("SELECT count(*) AS n FROM conditions")["n"].iloc[0],
+            "genes": self.sql("SELECT count(*) AS n FROM genes")["n"].iloc[0],
+        }
+        contrasts = self.sql(
+            "SELECT mode, count(*) AS n FROM contrasts GROUP BY mode ORDER BY mode"
+        )
+        return {
+            "path": str(self.path),
+            "build_key": self.manifest.get("build_key"),
+            "version": self.manifest.get("versions", {}).get("perturbridge"),
+            "counts": {k: int(v) for k, v in counts.items()},
+            "contrasts": dict(zip(contrasts["mode"], contrasts["n"].astype(int), strict=True)),
+            "assays": sorted(self.sql("SELECT DISTINCT assay FROM datasets")["assay"].tolist()),
+            "datasets": self.sql(
+                "SELECT dataset, source, assay, value_kind, n_samples, n_contexts, n_conditions, "
+                "n_contrasts_group, n_contrasts_separate, de_method FROM datasets ORDER BY dataset"
+            ),
+            "ledger": self.sql(
+                "SELECT stage, status, reason, count(*) AS n FROM ledger "
+                "GROUP BY stage, status, reason ORDER BY stage, status DESC, n DESC"
+            ),
+            "layers": self.layers,
+            "modes": self.modes,
+        }

@@ -1,0 +1,363 @@
+"""Build plans: parsing, defaults, and every bad plan failing before any work starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from perturbridge.compendium import PlanError, build, load_plan
+from perturbridge.compendium.plan import DEFAULT_ZARR_LAYERS, check_store_path, slurm_profile_of
+
+from ._fixtures import COUNTS_MODULE, write_plan
+
+
+def _plan(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "plan.toml"
+    path.write_text(body)
+    return path
+
+
+def test_plan_reads_datasets_paths_and_defaults(tmp_path, inputs):
+    path = write_plan(tmp_path, l1000=inputs["l1000"], counts=inputs["counts"])
+    plan = load_plan(path)
+    assert plan.dataset_names == ["sim_l1000", "sim_counts"]
+    assert plan.store.path == tmp_path / "store"
+    assert plan.store.cache == tmp_path / "store" / ".cache"
+    assert plan.store.zarr_layers == DEFAULT_ZARR_LAYERS
+    l1000 = plan.dataset("sim_l1000")
+    assert l1000.source == "l1000"
+    assert l1000.de.modes == ("group", "separate")
+    assert l1000.ingest_kwargs() == {"level3": str(inputs["l1000"]), "dataset": "sim_l1000"}
+    counts = plan.dataset("sim_counts")
+    assert counts.de.modes == ("group",) and counts.de.min_cells == 30
+    assert plan.imports == (COUNTS_MODULE,)
+    assert plan.executor.kind == "local"
+    assert plan.source_file == path.absolute()
+
+
+def test_relative_inputs_resolve_against_the_plan_folder(tmp_path, inputs):
+    (tmp_path / "data").mkdir()
+    target = tmp_path / "data" / "level3.gct"
+    target.write_bytes(inputs["l1000"].read_bytes())
+    path = _plan(
+        tmp_path,
+        """
+        [store]
+        path = "out/store"
+        [defaults.de]
+        modes = ["separate"]
+        [[datasets]]
+        name = "a"
+        source = "l1000"
+        inputs = { level3 = "data/level3.gct" }
+        options = { inst_info = "x" }
+        """.replace("        ", ""),
+    )
+    plan = load_plan(path)
+    d = plan.dataset("a")
+    assert d.inputs["level3"] == target
+    assert d.options == {"inst_info": "x"}
+    assert d.de.modes == ("separate",)  # from [defaults.de]
+    assert plan.store.path == tmp_path / "out" / "store"
+    with pytest.raises(KeyError, match="no dataset 'b'"):
+        plan.dataset("b")
+
+
+def test_lists_of_input_files_are_kept_as_lists(tmp_path, inputs):
+    path = _plan(
+        tmp_path,
+        f"""
+[store]
+path = "store"
+[[datasets]]
+name = "a"
+source = "l1000"
+inputs = {{ level3 = ["{inputs["l1000"]}", "{inputs["counts"]}"] }}
+""",
+    )
+    d = load_plan(path).dataset("a")
+    assert d.ingest_kwargs()["level3"] == [str(inputs["l1000"]), str(inputs["counts"])]
+    assert [p for _, p in d.input_paths()] == [inputs["l1000"], inputs["counts"]]
+
+
+def test_unknown_source_fails_before_any_work(tmp_path, inputs):
+    path = _plan(
+        tmp_path,
+        f"""
+[store]
+path = "store"
+[[datasets]]
+name = "a"
+source = "no_such_source"
+inputs = {{ level3 = "{inputs["l1000"]}" }}
+""",
+    )
+    with pytest.raises(PlanError, match=r"unknown source 'no_such_source'; known: \[.*'l1000'"):
+        build(path)
+    assert not (tmp_path / "store").exists()
+
+
+def test_missing_input_file(tmp_path):
+    path = _plan(
+        tmp_path,
+        """
+[store]
+path = "store"
+[[datasets]]
+name = "a"
+source = "l1000"
+inputs = { level3 = "missing.gct" }
+""",
+    )
+    with pytest.raises(PlanError, match=r"datasets\[0\] \('a'\)\.inputs\.level3: file not found"):
+        build(path)
+    assert not (tmp_path / "store").exists()
+
+
+def test_duplicated_dataset_name(tmp_path, inputs):
+    body = f"""
+[store]
+path = "store"
+[[datasets]]
+name = "a"
+source = "l1000"
+inputs = {{ level3 = "{inputs["l1000"]}" }}
+[[datasets]]
+name = "a"
+source = "l1000"
+inputs = {{ level3 = "{inputs["l1000"]}" }}
+"""
+    with pytest.raises(PlanError, match=r"dataset name 'a' is used twice \(datasets\[0\] and "):
+        build(_plan(tmp_path, body))
+    assert not (tmp_path / "store").exists()
+
+
+def test_store_path_holding_something_else(tmp_path, inputs):
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "thesis.docx").write_text("precious")
+    path = write_plan(tmp_path, l1000=inputs["l1000"])
+    with pytest.raises(PlanError, match=r"holds something else .*thesis\.docx.*not a perturbridge"):
+        build(path)
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["thesis.docx"]
+
+
+def test_store_path_that_is_a_file(tmp_path, inputs):
+    (tmp_path / "store").write_text("x")
+    with pytest.raises(PlanError, match="is a file, not a folder"):
+        load_plan(write_plan(tmp_path, l1000=inputs["l1000"]))
+
+
+def test_store_path_that_is_empty_or_a_store_is_fine(tmp_path, built):
+    assert check_store_path(tmp_path / "absent") is None
+    (tmp_path / "empty").mkdir()
+    assert check_store_path(tmp_path / "empty") is None
+    assert check_store_path(built["store"]) is None
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    path = _plan(
+        tmp_path,
+        """
+[store]
+path = "store"
+zarr_layers = ["logFC", "nope"]
+colour = "blue"
+[executor]
+kind = "cloud"
+[[datasets]]
+name = "bad name!"
+source = "l1000"
+inputs = { level3 = "missing.gct" }
+de = { modes = ["pooled"], engine = "excel", min_cells = -1, confint = 2.0 }
+""",
+    )
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    msg = str(info.value)
+    assert "nothing was built" in msg
+    for expected in (
+        "store: unknown key(s) ['colour']",
+        "store.zarr_layers",
+        "executor.kind: expected one of ['local', 'dask', 'slurm'], found 'cloud'",
+        "use letters, digits",
+        "modes: expected a non-empty list of ['group', 'separate'], found ('pooled',)",
+        "engine: expected one of ['ours', 'r'], found 'excel'",
+        "min_cells: expected an integer >= 0, found -1",
+        "confint: expected a level in (0, 1), found 2.0",
+        "file not found",
+    ):
+        assert expected in msg, expected
+    assert len(info.value.problems) == 9
+
+
+def test_wrong_types_and_missing_keys(tmp_path):
+    path = _plan(
+        tmp_path,
+        """
+[store]
+chunk_genes = true
+[[datasets]]
+source = 3
+inputs = "level3.gct"
+""",
+    )
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    msg = str(info.value)
+    assert "store.path: required key is missing" in msg
+    assert "store.chunk_genes: expected int, found True" in msg
+    assert "datasets[0].name: required key is missing" in msg
+    assert "datasets[0].source: expected str, found 3" in msg
+    assert "expected a table of input files" in msg
+
+
+def test_no_datasets(tmp_path):
+    with pytest.raises(PlanError, match="the plan lists no datasets"):
+        load_plan(_plan(tmp_path, '[store]\npath = "s"\n'))
+
+
+def test_options_may_not_repeat_inputs_or_the_name(tmp_path, inputs):
+    path = _plan(
+        tmp_path,
+        f"""
+[store]
+path = "store"
+[[datasets]]
+name = "a"
+source = "l1000"
+inputs = {{ level3 = "{inputs["l1000"]}" }}
+options = {{ level3 = "x", dataset = "y" }}
+""",
+    )
+    with pytest.raises(PlanError, match=r"\['dataset', 'level3'\] are set elsewhere"):
+        load_plan(path)
+
+
+def test_not_toml_and_missing_plan(tmp_path):
+    with pytest.raises(PlanError, match="plan file not found"):
+        load_plan(tmp_path / "none.toml")
+    with pytest.raises(PlanError, match="not valid TOML"):
+        load_plan(_plan(tmp_path, "[store\n"))
+
+
+def test_unimportable_plugin_module(tmp_path, inputs):
+    path = write_plan(tmp_path, l1000=inputs["l1000"])
+    text = path.read_text().replace(COUNTS_MODULE, "no.such.module")
+    path.write_text(text)
+    with pytest.raises(PlanError, match=r"build\.imports: cannot import 'no\.such\.module'"):
+        load_plan(path)
+
+
+SLURM = """
+[executor]
+kind = "slurm"
+[slurm.big]
+cores = 8
+memory = "32GB"
+walltime = "04:00:00"
+queue = "normal"
+jobs = 4
+account = "lab"
+job_extra_directives = ["--constraint=skylake"]
+"""
+
+
+def test_slurm_profile_maps_to_cluster_arguments(tmp_path, inputs):
+    plan = load_plan(write_plan(tmp_path, l1000=inputs["l1000"], extra=SLURM))
+    profile = slurm_profile_of(plan)
+    assert profile.jobs == 4
+    assert profile.cluster_kwargs() == {
+        "cores": 8,
+        "memory": "32GB",
+        "walltime": "04:00:00",
+        "processes": 1,
+        "queue": "normal",
+        "account": "lab",
+        "job_extra_directives": ["--constraint=skylake"],
+    }
+
+
+def test_slurm_needs_a_profile(tmp_path, inputs):
+    path = write_plan(tmp_path, l1000=inputs["l1000"], extra='[executor]\nkind = "slurm"\n')
+    with pytest.raises(PlanError, match=r"kind 'slurm' needs a profile, e\.g\. \[slurm\.default\]"):
+        load_plan(path)
+    two = SLURM + '[slurm.small]\ncores = 1\nmemory = "4GB"\n'
+    with pytest.raises(PlanError, match=r"several profiles \['big', 'small'\]; name one"):
+        load_plan(write_plan(tmp_path, l1000=inputs["l1000"], extra=two))
+    bad = SLURM.replace('kind = "slurm"', 'kind = "slurm"\nslurm_profile = "huge"')
+    with pytest.raises(PlanError, match=r"no profile 'huge'; profiles: \['big'\]"):
+        load_plan(write_plan(tmp_path, l1000=inputs["l1000"], extra=bad))
+    bad_profile = '[slurm.x]\nmemory = "1GB"\ncores = 0\ngpus = 1\n'
+    with pytest.raises(PlanError) as info:
+        load_plan(write_plan(tmp_path, l1000=inputs["l1000"], extra=bad_profile))
+    assert "slurm.x: unknown key(s) ['gpus']" in str(info.value)
+    assert "slurm.x.cores: expected an integer >= 1, found 0" in str(info.value)
+
+
+def test_overrides_move_the_store_and_check_again(tmp_path, inputs):
+    plan = load_plan(write_plan(tmp_path, l1000=inputs["l1000"]))
+    moved = plan.with_overrides(store=tmp_path / "other", executor="dask", n_workers=3)
+    assert moved.store.path == tmp_path / "other"
+    assert moved.store.cache == tmp_path / "other" / ".cache"
+    assert moved.executor.kind == "dask" and moved.executor.n_workers == 3
+    assert plan.with_overrides(cache=tmp_path / "c").store.cache == tmp_path / "c"
+    with pytest.raises(PlanError, match="scheduler_address is only used with kind 'dask'"):
+        plan.with_overrides(scheduler_address="tcp://x:1")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "a.txt").write_text("x")
+    with pytest.raises(PlanError, match="holds something else"):
+        plan.with_overrides(store=tmp_path / "full")
+    again = load_plan(write_plan(tmp_path, l1000=inputs["l1000"]), store=tmp_path / "s2")
+    assert again.store.path == tmp_path / "s2"
+
+
+def test_inputs_and_options_are_checked_against_the_adapter(tmp_path, inputs):
+    path = _plan(
+        tmp_path,
+        f"""
+[store]
+path = "store"
+[[datasets]]
+name = "a"
+source = "l1000"
+inputs = {{ level_3 = "{inputs["l1000"]}" }}
+options = {{ colour = "red" }}
+[[datasets]]
+name = "b"
+source = "vcpi"
+inputs = {{ metadata = "{inputs["l1000"]}" }}
+""",
+    )
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    msg = str(info.value)
+    assert "source 'l1000' takes no parameter(s) ['colour', 'level_3']; its parameters:" in msg
+    assert "'level3'" in msg
+    assert "source 'vcpi' needs input(s) ['counts']" in msg
+
+
+def test_references_must_be_a_reference_store(tmp_path, inputs):
+    (tmp_path / "refs").mkdir()
+    extra = '[references]\npath = "refs"\n'
+    with pytest.raises(PlanError, match=r"references\.path: .* is not a reference store"):
+        load_plan(write_plan(tmp_path, l1000=inputs["l1000"], extra=extra))
+    with pytest.raises(PlanError, match="reference store not found"):
+        load_plan(write_plan(tmp_path, l1000=inputs["l1000"], extra=extra.replace("refs", "no")))
+
+
+def test_the_documented_example_plan_is_valid_but_for_its_files(tmp_path):
+    import re
+    import tomllib
+
+    from perturbridge.compendium.plan import parse_plan
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "compendium.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", doc, re.S)
+    assert example is not None
+    data = tomllib.loads(example.group(1))
+    with pytest.raises(PlanError) as info:
+        parse_plan(data, base_dir=tmp_path)
+    for problem in info.value.problems:
+        assert "file not found" in problem or "reference store not found" in problem, problem
+    assert len(info.value.problems) == 7  # 2 + 3 + 1 inputs, and the reference store
