@@ -8,6 +8,7 @@ limma 3.54 line by line. Pure NumPy/SciPy: no AnnData, no I/O.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -339,19 +340,22 @@ def _top_by_converted_t(
     limma does, and ordered by converted |t| (ties by row, as R's ``order``).
     """
     ncoef = tabs.shape[1]
-    thr = np.partition(tail_p, ntarget - 1, axis=0)[ntarget - 1]
-    rows = np.empty((ntarget, ncoef), dtype=np.intp)
-    vals = np.empty((ntarget, ncoef))
-    for j in range(ncoef):
-        cand = np.flatnonzero(tail_p[:, j] <= thr[j] * (1 + 1e-9) + 1e-300)
-        t = tabs[cand, j].copy()
-        low = df[cand] < maxdf
-        if low.any():
-            log_tail = stats.t.logsf(t[low], df[cand][low])
-            t[low] = stats.t.isf(np.exp(log_tail), maxdf)
-        top = np.lexsort((cand, -t))[:ntarget]
-        rows[:, j] = cand[top]
-        vals[:, j] = t[top]
+    tail_c = np.ascontiguousarray(tail_p.T)  # one contiguous row per coefficient
+    thr = np.partition(tail_c, ntarget - 1, axis=1)[:, ntarget - 1]
+    # every coefficient's candidates at once, coefficient-major
+    coef, gene = np.nonzero(tail_c <= thr[:, None] * (1 + 1e-9) + 1e-300)
+    del tail_c
+    t = tabs[gene, coef]
+    low = df[gene] < maxdf
+    if low.any():
+        # pt(|t|, df, upper) → qt(p, maxdf, upper): same tail probability on maxdf
+        tail = special.stdtr(df[gene[low]], -t[low])
+        t[low] = -special.stdtrit(maxdf, tail)
+    order = np.lexsort((gene, -t, coef))  # per coefficient: by converted |t|, ties by row
+    starts = np.searchsorted(coef[order], np.arange(ncoef))
+    take = order[starts[None, :] + np.arange(ntarget)[:, None]]
+    rows = gene[take]
+    vals = t[take]
     return rows, vals
 
 
@@ -392,21 +396,18 @@ def _tmixture_matrix(
     return v0.mean(axis=0)
 
 
-def _t_two_sided_p(t: FloatArray, df: FloatArray, *, n_jobs: int = 2) -> FloatArray:
-    """``2 * pt(-|t|, df)`` for genes × coefficients, ``df`` per gene, in row blocks on
-    ``n_jobs`` threads (the special-function loop releases the GIL)."""
-    out = np.empty_like(t)
-    blocks = np.array_split(np.arange(t.shape[0]), max(1, min(n_jobs, t.shape[0])))
-
-    def run(rows: NDArray[np.intp]) -> None:
-        out[rows] = 2.0 * special.stdtr(df[rows, None], -np.abs(t[rows]))
-
-    if len(blocks) == 1:
-        run(blocks[0])
-    else:
-        with ThreadPoolExecutor(max_workers=len(blocks)) as pool:
-            list(pool.map(run, blocks))
-    return out
+def _in_row_blocks(fn: Callable[[slice], None], n_rows: int, *, n_jobs: int = 2) -> None:
+    """Run ``fn`` on row blocks of ``n_rows`` rows, on ``n_jobs`` threads: the callers'
+    element-wise NumPy and special-function loops release the GIL, and each element is
+    computed by the same expression whatever the blocks."""
+    step = max(1, -(-n_rows // (4 * n_jobs)))
+    blocks = [slice(a, min(a + step, n_rows)) for a in range(0, n_rows, step)]
+    if len(blocks) <= 1:
+        for b in blocks:
+            fn(b)
+        return
+    with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        list(pool.map(fn, blocks))
 
 
 def ebayes(
@@ -450,9 +451,16 @@ def ebayes(
         sigma**2, df_residual, covariate=covariate, robust=robust, winsor_tail_p=winsor_tail_p
     )
     s2_post = sq.var_post
-    t = coefficients / stdev_unscaled / np.sqrt(s2_post)[:, None]
     df_total = np.minimum(df_residual + sq.df_prior, float(np.nansum(df_residual)))
-    p_value = _t_two_sided_p(t, df_total)
+    t = np.empty_like(coefficients)
+    p_value = np.empty_like(coefficients)
+    sd_post = np.sqrt(s2_post)
+
+    def t_and_p(rows: slice) -> None:
+        t[rows] = coefficients[rows] / stdev_unscaled[rows] / sd_post[rows, None]
+        p_value[rows] = 2.0 * special.stdtr(df_total[rows, None], -np.abs(t[rows]))
+
+    _in_row_blocks(t_and_p, t.shape[0])
     var_prior_lim = (
         stdev_coef_lim[0] ** 2 / float(np.median(sq.var_prior)),
         stdev_coef_lim[1] ** 2 / float(np.median(sq.var_prior)),
@@ -467,15 +475,22 @@ def ebayes(
             PerturbridgeWarning,
             stacklevel=2,
         )
-    su2 = stdev_unscaled**2
-    r = (su2 + var_prior[None, :]) / su2
-    t2 = t**2
-    dft = df_total[:, None]
+    lods = np.empty_like(t)
     infdf = sq.df_prior > 1e6
-    kernel = (1 + dft) / 2 * np.log((t2 + dft) / (t2 / r + dft))
-    if infdf.any():
-        kernel[infdf, :] = (t2 * (1 - 1 / r) / 2)[infdf, :]
-    lods = np.log(proportion / (1 - proportion)) - np.log(r) / 2 + kernel
+    log_odds_prior = np.log(proportion / (1 - proportion))
+
+    def b_stat(rows: slice) -> None:
+        su2 = stdev_unscaled[rows] ** 2
+        r = (su2 + var_prior[None, :]) / su2
+        t2 = t[rows] ** 2
+        dft = df_total[rows, None]
+        kernel = (1 + dft) / 2 * np.log((t2 + dft) / (t2 / r + dft))
+        inf = infdf[rows]
+        if inf.any():
+            kernel[inf, :] = (t2 * (1 - 1 / r) / 2)[inf, :]
+        lods[rows] = log_odds_prior - np.log(r) / 2 + kernel
+
+    _in_row_blocks(b_stat, t.shape[0])
     return EBayesResult(
         t=t,
         p_value=p_value,

@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
+from ._ebayes import _in_row_blocks
 from ._linear import DesignStructure, design_structure
 
 __all__ = [
@@ -53,11 +54,19 @@ class WeightedConditionPlateFit:
         cor = cov_tc / np.sqrt(
             st.condition_cov(treated, treated) * st.condition_cov(control, control)
         )
-        s_t = self.stdev_condition[:, treated]
-        s_c = self.stdev_condition[:, control]
-        var = s_t**2 + s_c**2 - 2.0 * cor[None, :] * s_t * s_c
-        est = self.coef_condition[:, treated] - self.coef_condition[:, control]
-        return est, np.sqrt(np.maximum(var, 0.0))
+        n_genes = self.coef_condition.shape[0]
+        est = np.empty((n_genes, len(treated)))
+        sd = np.empty((n_genes, len(treated)))
+
+        def rows(sl: slice) -> None:
+            s_t = self.stdev_condition[sl][:, treated]
+            s_c = self.stdev_condition[sl][:, control]
+            var = s_t**2 + s_c**2 - 2.0 * cor[None, :] * s_t * s_c
+            est[sl] = self.coef_condition[sl][:, treated] - self.coef_condition[sl][:, control]
+            sd[sl] = np.sqrt(np.maximum(var, 0.0))
+
+        _in_row_blocks(rows, n_genes)
+        return est, sd
 
 
 def fit_condition_plate_weighted(
