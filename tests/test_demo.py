@@ -43,3 +43,6 @@ def test_demo_cli(tmp_path):
     assert (ran["contrasts"] > 0).all()
     assert (ran["recovery_r"] > 0.2).all()
     assert (ran["ledger_dropped"] > 0).all()  # every fixture plants something to drop
+    # the compendium of every family, built through a plan file and summarized
+    assert (tmp_path / "d" / "compendium_demo" / "plan.toml").exists()
+    assert "totals" in r.output and "ledger totals" in r.output

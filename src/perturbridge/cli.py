@@ -431,6 +431,13 @@ def demo(
     l1000_only: Annotated[
         bool, typer.Option("--l1000-only", help="Only the detailed L1000 demo.")
     ] = False,
+    compendium: Annotated[
+        bool,
+        typer.Option(
+            "--compendium/--no-compendium",
+            help="Also build a compendium of every family through a plan file.",
+        ),
+    ] = True,
 ) -> None:
     """Simulate every assay family in its upstream format, ingest, compute effects, score.
 
@@ -477,6 +484,18 @@ def demo(
         "recovery_r: Pearson r of estimated vs planted logFC over matched contrasts × genes; "
         f"files in {out / 'families'}/<source>/ and {out / 'families' / 'families.tsv'}"
     )
+    if not compendium:
+        return
+    from .cli_compendium import info_cmd
+    from .compendium.demo import run_demo_compendium
+
+    with console.status("building a compendium of every family from a plan file ..."):
+        run_demo_compendium(out / "compendium_demo", seed=seed)
+    console.print(
+        f"plan: {out / 'compendium_demo' / 'plan.toml'}; "
+        f"store: {out / 'compendium_demo' / 'compendium'} (perturbridge info summarizes it):"
+    )
+    info_cmd(out / "compendium_demo" / "compendium")
 
 
 sources_app = typer.Typer()
