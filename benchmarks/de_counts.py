@@ -63,6 +63,12 @@ def main() -> None:
     ap.add_argument("--r-genes", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-r", action="store_true")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="our engine runs this many times, each in a fresh process; the median is used",
+    )
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -91,20 +97,32 @@ def main() -> None:
             },
             "machine": {"cpu_count": os.cpu_count()},
         }
-        proc = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--child",
-                str(tmpdir / "samples.h5ad"),
-                str(tmpdir / "ours.npz"),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        ours = json.loads(proc.stdout.strip().splitlines()[-1])
-        out["perturbridge"] = {k: round(v, 2) for k, v in ours.items()}
+        runs = []
+        for _ in range(max(1, args.repeats)):
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    str(tmpdir / "samples.h5ad"),
+                    str(tmpdir / "ours.npz"),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        walls = [r["wall_s"] for r in runs]
+        ours = {
+            "wall_s": float(np.median(walls)),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        }
+        out["perturbridge"] = {
+            "wall_s_median": round(ours["wall_s"], 2),
+            "wall_s_runs": [round(w, 2) for w in walls],
+            "peak_rss_mb": round(ours["peak_rss_mb"], 1),
+            "note": "each run a fresh process; timed from the call, after reading the file",
+        }
         res = np.load(tmpdir / "ours.npz", allow_pickle=True)
         keep = res["keep"]
         why = r_limma_status()
@@ -160,6 +178,10 @@ def main() -> None:
             np.max(np.abs(res["logFC"][:, cols] - r_lfc))
         )
         out["speedup_end_to_end"] = round(r_total / ours["wall_s"], 1)
+        out["speedup_range_over_runs"] = [
+            round(r_total / max(walls), 1),
+            round(r_total / min(walls), 1),
+        ]
         print(json.dumps(out, indent=2))
 
 
