@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -42,9 +42,10 @@ class SourceAdapter(ABC):
     #: ``"counts"`` or ``"log_expression"``: what the Samples ``X`` holds.
     value_kind: ClassVar[str] = ""
 
-    @abstractmethod
     def ingest(self, **kwargs: Any) -> IngestResult:
-        """Read the upstream files and return Samples and the ledger."""
+        """Read the upstream files and return Samples and the ledger (calls
+        :meth:`reader` with ``kwargs``; override for anything else)."""
+        return self.reader()(**kwargs)
 
     @classmethod
     def reader(cls) -> Callable[..., IngestResult]:

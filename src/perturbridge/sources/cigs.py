@@ -754,6 +754,3 @@ class CIGSSource(SourceAdapter):
         f"{COMPOUND_TABLE} (optional compound table)",
     )
     value_kind: ClassVar[str] = "counts"
-
-    def ingest(self, **kwargs: Any) -> IngestResult:
-        return read_cigs(**kwargs)

@@ -442,6 +442,3 @@ class DILImapSource(SourceAdapter):
         "var: symbols with gene_id)",
     )
     value_kind: ClassVar[str] = "counts"
-
-    def ingest(self, **kwargs: Any) -> IngestResult:
-        return read_dilimap(**kwargs)

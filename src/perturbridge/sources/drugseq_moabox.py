@@ -37,7 +37,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -414,6 +414,3 @@ class DrugseqMoABoxSource(SourceAdapter):
         "gene.ID → Ensembl v98 table (optional)",
     )
     value_kind: ClassVar[str] = "counts"
-
-    def ingest(self, **kwargs: Any) -> IngestResult:
-        return read_drugseq_moabox(**kwargs)

@@ -428,6 +428,3 @@ class GDPx2Source(SourceAdapter):
         "or: curated <gdpx2>.h5ad (obs pert_name, pert_dose, pert_time, sample_type, …)",
     )
     value_kind: ClassVar[str] = "counts"
-
-    def ingest(self, **kwargs: Any) -> IngestResult:
-        return read_gdpx2(**kwargs)

@@ -1355,6 +1355,3 @@ class GenericSource(SourceAdapter):
         "metadata table (CSV/TSV/parquet; optional for .h5ad)",
     )
     value_kind: ClassVar[str] = "declared: counts or log_expression"
-
-    def ingest(self, **kwargs: Any) -> IngestResult:
-        return read_generic(**kwargs)

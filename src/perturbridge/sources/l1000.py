@@ -923,6 +923,3 @@ class L1000Source(SourceAdapter):
         "gene_info, cell_info, pert_info (GEO series; optional)",
     )
     value_kind: ClassVar[str] = "log_expression"
-
-    def ingest(self, **kwargs: Any) -> IngestResult:
-        return read_l1000(**kwargs)

@@ -269,6 +269,3 @@ class OP3Source(SourceAdapter):
         "timepoint_hr, plate_name, well, donor_id, …; var index: gene symbols)",
     )
     value_kind: ClassVar[str] = "counts"
-
-    def ingest(self, **kwargs: Any) -> IngestResult:
-        return read_op3(**kwargs)

@@ -450,6 +450,3 @@ class SciPlexSource(SourceAdapter):
         "top_oligo_P/plate_oligo, top_oligo_W/well_oligo)",
     )
     value_kind: ClassVar[str] = "counts"
-
-    def ingest(self, **kwargs: Any) -> IngestResult:
-        return read_sciplex(**kwargs)

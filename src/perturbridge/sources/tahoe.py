@@ -606,6 +606,3 @@ class TahoeSource(SourceAdapter):
         "obs_metadata.parquet (optional manifest: BARCODE_SUB_LIB_ID, plate, …)",
     )
     value_kind: ClassVar[str] = "counts"
-
-    def ingest(self, **kwargs: Any) -> IngestResult:
-        return read_tahoe(**kwargs)

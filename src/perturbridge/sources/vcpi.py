@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -277,6 +277,3 @@ class VCPISource(SourceAdapter):
         "chemistry-<job>.csv (optional)",
     )
     value_kind: ClassVar[str] = "counts"
-
-    def ingest(self, **kwargs: Any) -> IngestResult:
-        return read_vcpi(**kwargs)
