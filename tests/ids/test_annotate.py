@@ -93,3 +93,12 @@ def test_annotate_keeps_upstream_inchikey(plate, resolvers) -> None:
     out, _ = annotate_samples(s, IdentityResolvers(compounds=resolvers.compounds), genes=False)
     keys = out.obs.loc[~out.obs["is_control"], "compound_inchikey"].astype(str)
     assert (keys == "AAAAAAAAAAAAAA-BBBBBBBBBB-N").all()
+
+
+def test_annotate_refuses_layers_when_rekeying_genes(plate, resolvers) -> None:
+    s = plate.copy()
+    s.layers["raw"] = np.asarray(s.X).copy()
+    with pytest.raises(ValueError, match=r"re-keys genes of X only.*\['raw'\].*genes=False"):
+        annotate_samples(s, IdentityResolvers(genes=resolvers.genes))
+    out, _ = annotate_samples(s, IdentityResolvers(cells=resolvers.cells), genes=False)
+    assert "raw" in out.layers
