@@ -10,8 +10,9 @@ separate mode for the L1000 dataset). Reports, as JSON:
   the build process and of the largest task, and the time of each task kind;
 - ``rebuild_unchanged_s``: the same plan again (every task cached: nothing to do);
 - ``slice``: reading 1,000 conditions × all genes of ``logFC`` from the consolidated
-  Zarr array: ``raw_zarr_s`` (the array read alone, contiguous and random rows) and
-  ``api_s`` (``Compendium.effects`` including the catalog lookup and AnnData);
+  Zarr array, contiguous and random rows: ``reader_s`` (the store's row-shard reader
+  alone), ``zarr_python_s`` (zarr's generic indexing of the same array, for comparison)
+  and ``api_s`` (``Compendium.effects`` including the catalog lookup and AnnData);
 - ``store``: bytes on disk by part.
 
 Simulation and file writing are not part of the build time.
@@ -165,30 +166,47 @@ def write_plan(folder: Path, gctx: Path, mapping: Path, *, workers: int, separat
 
 
 def time_slices(store: Path, *, n: int = 1000, repeats: int = 3, seed: int = 0) -> dict:
+    """Median seconds to read ``n`` conditions × all genes of ``logFC``.
+
+    ``zarr_python_s``: zarr's own indexing of the array (the generic path);
+    ``reader_s``: the store's row-shard reader alone; ``api_s``: ``Compendium.effects``
+    including the catalog lookup and the AnnData. Each repeat draws new rows.
+    """
+    from perturbridge.compendium._shards import read_rows, row_sharded_layout
+
     rng = np.random.default_rng(seed)
     with Compendium.open(store) as comp:
         cond = comp.conditions()
         n = min(n, len(cond))
         arr = comp._array("group", "logFC")
+        layout = row_sharded_layout(arr)
         rows = comp.contrasts(cond)["zarr_row"].to_numpy()
-        out: dict = {"conditions": n, "genes": int(arr.shape[1])}
+        out: dict = {"conditions": n, "genes": int(arr.shape[1]), "row_sharded": bool(layout)}
         for kind in ("contiguous", "random"):
-            if kind == "contiguous":
-                start = int(rng.integers(0, len(rows) - n + 1))
-                sel = np.arange(start, start + n)
-            else:
-                sel = np.sort(rng.choice(len(rows), n, replace=False))
-            raw, api = [], []
+            generic, reader, api = [], [], []
             for _ in range(repeats):
-                t0 = time.perf_counter()
-                x = arr.oindex[sel, :] if kind == "random" else arr[sel[0] : sel[-1] + 1]
-                raw.append(time.perf_counter() - t0)
+                if kind == "contiguous":
+                    start = int(rng.integers(0, len(rows) - n + 1))
+                    sel = np.arange(start, start + n)
+                else:
+                    sel = np.sort(rng.choice(len(rows), n, replace=False))
                 t0 = time.perf_counter()
                 eff = comp.effects(cond.iloc[sel])
                 api.append(time.perf_counter() - t0)
-            assert x.shape == (n, arr.shape[1]) and eff.shape == (n, arr.shape[1])
+                zrows = np.sort(rows[sel])
+                if layout is not None:
+                    t0 = time.perf_counter()
+                    x = read_rows(layout, zrows, threads=comp.read_threads)
+                    reader.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                y = arr.oindex[zrows, :] if kind == "random" else arr[zrows[0] : zrows[-1] + 1]
+                generic.append(time.perf_counter() - t0)
+                if layout is not None:
+                    assert np.array_equal(x, y, equal_nan=True)
+            assert eff.shape == (n, arr.shape[1])
             out[kind] = {
-                "raw_zarr_s": round(float(np.median(raw)), 4),
+                "zarr_python_s": round(float(np.median(generic)), 4),
+                "reader_s": round(float(np.median(reader)), 4) if reader else None,
                 "api_s": round(float(np.median(api)), 4),
             }
     return out

@@ -69,7 +69,7 @@ def write_plan(
 ) -> Path:
     """A plan with an L1000 dataset (both modes) and a counts dataset (group mode)."""
     parts = [
-        f'[store]\npath = "{store}"\nchunk_conditions = 16\nchunk_genes = 64\n',
+        f'[store]\npath = "{store}"\nchunk_conditions = 16\n',
         f'[build]\nimports = ["{COUNTS_MODULE}"]\n',
     ]
     if l1000 is not None:

@@ -91,7 +91,7 @@ def test_find_release_files(release):
 
 def test_import_release_gives_a_queryable_store(tmp_path, release, built):
     store = tmp_path / "imported"
-    manifest = import_release(release, store, chunks=(16, 64))
+    manifest = import_release(release, store, rows_per_shard=16)
     assert manifest["counts"]["datasets"] == 2
     with Compendium.open(store) as imp, Compendium.open(built["store"]) as ref:
         assert len(imp.conditions()) == len(ref.conditions())
@@ -112,7 +112,7 @@ def test_import_release_gives_a_queryable_store(tmp_path, release, built):
     assert eff.uns["perturbridge"]["original_uns"] == {"pipeline": "limma-voom"}
     # importing again changes nothing
     before = (store / "manifest.json").stat().st_mtime_ns
-    import_release(release, store, chunks=(16, 64))
+    import_release(release, store, rows_per_shard=16)
     assert (store / "manifest.json").stat().st_mtime_ns == before
 
 

@@ -196,7 +196,7 @@ def test_wrong_types_and_missing_keys(tmp_path):
         tmp_path,
         """
 [store]
-chunk_genes = true
+chunk_conditions = true
 [[datasets]]
 source = 3
 inputs = "level3.gct"
@@ -206,7 +206,7 @@ inputs = "level3.gct"
         load_plan(path)
     msg = str(info.value)
     assert "store.path: required key is missing" in msg
-    assert "store.chunk_genes: expected int, found True" in msg
+    assert "store.chunk_conditions: expected int, found True" in msg
     assert "datasets[0].name: required key is missing" in msg
     assert "datasets[0].source: expected str, found 3" in msg
     assert "expected a table of input files" in msg

@@ -89,7 +89,7 @@ def test_consolidated_arrays_match_the_effects_files(built):
     assert genes["zarr_col"].tolist() == list(range(len(genes)))
     for mode in ("group", "separate"):
         group = zarr.open_group(
-            str(store / "zarr" / f"{mode}.zarr"), mode="r", zarr_format=2, use_consolidated=True
+            str(store / "zarr" / f"{mode}.zarr"), mode="r", zarr_format=3, use_consolidated=True
         )
         rows = contrasts[contrasts["mode"] == mode]
         assert rows["zarr_row"].tolist() == list(range(len(rows)))

@@ -54,6 +54,8 @@ class Compendium:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._zarr: dict[str, Any] = {}
         self._genes: pd.DataFrame | None = None
+        #: threads reading shard files in :meth:`effects` (I/O and decompression)
+        self.read_threads = 4
 
     # ----------------------------------------------------------- lifecycle
 
@@ -301,7 +303,8 @@ class Compendium:
             path = self._layout.zarr(mode)
             if not path.is_dir():
                 raise KeyError(f"no {mode}-mode array in this store; modes: {self.modes}")
-            group = zarr.open_group(str(path), mode="r", zarr_format=2, use_consolidated=True)
+            # format 3 row-sharded (this version) or format 2 (stores of earlier versions)
+            group = zarr.open_group(str(path), mode="r", use_consolidated=None)
             self._zarr[key] = group[layer]
         return self._zarr[key]
 
@@ -371,9 +374,14 @@ class Compendium:
     def _read_zarr(
         self, mode: str, layer: str, zrows: np.ndarray, cols: np.ndarray, *, all_genes: bool
     ) -> np.ndarray:
+        from ._shards import read_rows, row_sharded_layout
+
         arr = self._array(mode, layer)
         uniq, inverse = np.unique(zrows, return_inverse=True)
-        if len(uniq) and uniq[-1] - uniq[0] + 1 == len(uniq):
+        layout = row_sharded_layout(arr)
+        if layout is not None:
+            block = read_rows(layout, uniq, threads=self.read_threads)  # only these rows
+        elif len(uniq) and uniq[-1] - uniq[0] + 1 == len(uniq):
             block = arr[int(uniq[0]) : int(uniq[-1]) + 1]  # one contiguous read
         else:
             block = arr.oindex[uniq, :]

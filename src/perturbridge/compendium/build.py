@@ -312,7 +312,7 @@ def build(
                 plan.store.path,
                 parts,
                 zarr_layers=plan.store.zarr_layers,
-                chunks=(plan.store.chunk_conditions, plan.store.chunk_genes),
+                rows_per_shard=plan.store.chunk_conditions,
                 build_key=build_key,
                 progress=progress,
             )

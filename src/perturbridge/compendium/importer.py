@@ -203,7 +203,7 @@ def import_release(
     *,
     datasets: Sequence[str] | None = None,
     zarr_layers: Sequence[str] = DEFAULT_ZARR_LAYERS,
-    chunks: tuple[int, int] = (256, 2048),
+    rows_per_shard: int = 256,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Import the release files under ``root`` into the store at ``store``.
@@ -267,7 +267,7 @@ def import_release(
                  "context": f.context}
             )  # fmt: skip
         build_key = digest(
-            {"import": sorted(keys), "layers": list(zarr_layers), "chunks": list(chunks),
+            {"import": sorted(keys), "layers": list(zarr_layers), "rows_per_shard": rows_per_shard,
              "version": __version__}
         )  # fmt: skip
         if store_is_current(store_path, build_key):
@@ -292,7 +292,7 @@ def import_release(
             store_path,
             dataset_parts,
             zarr_layers=zarr_layers,
-            chunks=chunks,
+            rows_per_shard=rows_per_shard,
             build_key=build_key,
             progress=progress,
         )

@@ -213,14 +213,12 @@ class StoreSettings:
     cache: Path
     zarr_layers: tuple[str, ...] = DEFAULT_ZARR_LAYERS
     chunk_conditions: int = 256
-    chunk_genes: int = 2048
 
     def params(self) -> dict[str, Any]:
         """What changes the bytes of the store (the paths do not)."""
         return {
             "zarr_layers": list(self.zarr_layers),
             "chunk_conditions": self.chunk_conditions,
-            "chunk_genes": self.chunk_genes,
         }
 
 
@@ -452,7 +450,7 @@ def parse_plan(
         r.problem(f"plan.version: this perturbridge reads plan version 1, found {version}")
     # store
     store_t = r.table(data, "store", "plan")
-    r.known(store_t, ("path", "cache", "zarr_layers", "chunk_conditions", "chunk_genes"), "store")
+    r.known(store_t, ("path", "cache", "zarr_layers", "chunk_conditions"), "store")
     store_path_s = r.get(store_t, "path", str, "", "store", required=True)
     store_path = r.path(store_path_s) if store_path_s else r.base_dir / "compendium"
     cache_s = r.get(store_t, "cache", str, None, "store")
@@ -464,16 +462,13 @@ def parse_plan(
             f"{list(EFFECT_LAYERS)}, found {list(layers)}"
         )
     chunk_conditions = r.get(store_t, "chunk_conditions", int, 256, "store")
-    chunk_genes = r.get(store_t, "chunk_genes", int, 2048, "store")
-    for name, v in (("chunk_conditions", chunk_conditions), ("chunk_genes", chunk_genes)):
-        if v < 1:
-            r.problem(f"store.{name}: expected an integer >= 1, found {v}")
+    if chunk_conditions < 1:
+        r.problem(f"store.chunk_conditions: expected an integer >= 1, found {chunk_conditions}")
     store = StoreSettings(
         path=store_path,
         cache=r.path(cache_s) if cache_s else store_path / ".cache",
         zarr_layers=tuple(dict.fromkeys(layers)),
         chunk_conditions=chunk_conditions,
-        chunk_genes=chunk_genes,
     )
     # references, build
     refs_t = r.table(data, "references", "plan")

@@ -13,7 +13,9 @@ Layout::
       effects/<dataset>/<mode>/<context>_de.h5ad   Effects, one file per context
       zarr/<mode>.zarr/<layer>                 contrasts × union genes, float32, NaN
                                                where a gene was not measured
-                                               (Zarr format 2, consolidated .zmetadata)
+                                               (Zarr format 3, one row per inner chunk,
+                                               ``chunk_conditions`` rows per shard file;
+                                               consolidated metadata)
       catalog/{datasets,samples,conditions,contrasts,genes,compounds,contexts,ledger}.parquet
       .cache/                                  the task cache (default place; see tasks)
 
@@ -542,19 +544,22 @@ def _write_zarr(
     *,
     mode: str,
     layers: Sequence[str],
-    chunks: tuple[int, int],
+    rows_per_shard: int,
     progress: bool,
 ) -> dict[str, Any]:
+    import warnings
+
     import h5py
     import zarr
-    from numcodecs import Blosc
+
+    from ._shards import ShardWriter, create_row_sharded
 
     n_rows = sum(len(ef.obs) for ef in files)
     n_genes = len(gene_pos)
-    cr = chunks[0]
+    cr = max(1, rows_per_shard)
     tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex}"
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    root = zarr.open_group(str(tmp), mode="w", zarr_format=2)
+    root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
     root.attrs.update(
         {
             "perturbridge": {
@@ -563,44 +568,43 @@ def _write_zarr(
                 "rows": "catalog/contrasts.parquet: zarr_row of the contrasts of this mode",
                 "columns": "catalog/genes.parquet: zarr_col",
                 "layers": list(layers),
+                "layout": "row-sharded: one row per inner chunk, rows_per_shard rows a file",
                 "version": __version__,
             }
         }
     )
     cols = [gene_pos.reindex(ef.var.index.astype(str)).to_numpy(dtype=np.int64) for ef in files]
-    compressor = Blosc(cname="lz4", clevel=5, shuffle=Blosc.SHUFFLE)
     for layer in track(layers, description=f"zarr {mode}", enabled=progress):
-        arr = root.create_array(
-            layer,
-            shape=(n_rows, n_genes),
-            chunks=(min(cr, max(n_rows, 1)), min(chunks[1], max(n_genes, 1))),
-            dtype="float32",
-            fill_value=np.nan,
-            compressors=compressor,
-        )
+        lay = create_row_sharded(root, layer, n_rows=n_rows, n_cols=n_genes, rows_per_shard=cr)
+        cr = lay.rows_per_shard
         buf = np.full((cr, n_genes), np.nan, dtype=np.float32)
         filled = 0
-        r0 = 0
-        for ef, col in zip(files, cols, strict=True):
-            n = len(ef.obs)
-            with h5py.File(ef.part.path, "r") as f:
-                if layer not in f["layers"]:
-                    raise StoreError(f"{ef.rel}: layer {layer!r} is missing")
-                ds = f["layers"][layer]
-                pos = 0
-                while pos < n:
-                    take = min(cr - filled, n - pos)
-                    buf[filled : filled + take][:, col] = _read_rows(ds, pos, pos + take)
-                    filled += take
-                    pos += take
-                    if filled == cr:
-                        arr[r0 : r0 + cr] = buf
-                        r0 += cr
-                        buf.fill(np.nan)
-                        filled = 0
-        if filled:
-            arr[r0 : r0 + filled] = buf[:filled]
-    zarr.consolidate_metadata(str(tmp))
+        shard = 0
+        with ShardWriter(lay) as writer:
+            for ef, col in zip(files, cols, strict=True):
+                n = len(ef.obs)
+                with h5py.File(ef.part.path, "r") as f:
+                    if layer not in f["layers"]:
+                        raise StoreError(f"{ef.rel}: layer {layer!r} is missing")
+                    ds = f["layers"][layer]
+                    pos = 0
+                    while pos < n:
+                        take = min(cr - filled, n - pos)
+                        buf[filled : filled + take][:, col] = _read_rows(ds, pos, pos + take)
+                        filled += take
+                        pos += take
+                        if filled == cr:
+                            writer.write(shard, buf)
+                            shard += 1
+                            buf.fill(np.nan)
+                            filled = 0
+            if filled:
+                writer.write(shard, buf[:filled])
+    with warnings.catch_warnings():
+        # consolidated metadata is a zarr-python extension of format 3 (readers that do
+        # not know it read the per-array zarr.json files instead)
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        zarr.consolidate_metadata(str(tmp))
     summary = _tree_digest(tmp)
     summary.update({"rows": n_rows, "genes": n_genes, "layers": list(layers)})
     if dest.exists():
@@ -658,7 +662,7 @@ def write_store(
     parts: Sequence[DatasetPart],
     *,
     zarr_layers: Sequence[str],
-    chunks: tuple[int, int],
+    rows_per_shard: int,
     build_key: str,
     manifest_extra: Mapping[str, Any] | None = None,
     progress: bool = False,
@@ -730,7 +734,7 @@ def write_store(
             gene_pos,
             mode=mode,
             layers=zarr_layers,
-            chunks=chunks,
+            rows_per_shard=rows_per_shard,
             progress=progress,
         )
         rel = layout.rel(dest)
@@ -742,7 +746,7 @@ def write_store(
         "format_version": STORE_FORMAT_VERSION,
         "build_key": build_key,
         "versions": _versions(),
-        "parameters": {"zarr_layers": list(zarr_layers), "chunks": list(chunks)},
+        "parameters": {"zarr_layers": list(zarr_layers), "rows_per_shard": rows_per_shard},
         "datasets": [dict(part.info, name=part.name) for part in parts],
         "counts": {
             "datasets": len(parts),
