@@ -793,6 +793,10 @@ from .cli_compendium import register as _register_compendium  # noqa: E402
 
 _register_compendium(app)
 
+from .cli_agreement import register as _register_agreement  # noqa: E402
+
+_register_agreement(app)
+
 
 def main() -> None:
     """Entry point of the ``perturbridge`` command."""

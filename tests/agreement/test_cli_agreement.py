@@ -1,0 +1,96 @@
+"""The `agreement` and `report` commands."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from perturbridge.cli import app
+
+from ._stores import cross_store
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return cross_store(tmp_path_factory.mktemp("cli"))
+
+
+def test_agreement_command(store, tmp_path):
+    out = tmp_path / "agr"
+    res = runner.invoke(
+        app,
+        [
+            "agreement",
+            str(store),
+            "--out",
+            str(out),
+            "--min-compounds",
+            "3",
+            "--n-boot",
+            "20",
+            "--metrics",
+            "deg_spearman,direction",
+            "--no-progress",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert (out / "cross_summary.parquet").is_file()
+    assert "12 matched pairs" in res.output
+    assert "deg_spearman" in res.output
+
+
+def test_agreement_command_errors(store, tmp_path):
+    res = runner.invoke(
+        app,
+        [
+            "agreement",
+            str(store),
+            "--out",
+            str(tmp_path / "a"),
+            "--metrics",
+            "nope",
+            "--no-progress",
+        ],
+    )
+    assert res.exit_code == 2
+    assert "unknown metrics" in res.output
+    res = runner.invoke(
+        app, ["agreement", str(tmp_path / "missing"), "--out", str(tmp_path / "a"), "--no-progress"]
+    )
+    assert res.exit_code == 2
+
+
+def test_report_command_calls_write_report(store, tmp_path, monkeypatch):
+    import types
+
+    calls = {}
+
+    def fake(store_arg, out, *, agreement_dir=None, options=None, figures_dir=None):
+        calls.update(store=store_arg, out=out, agreement_dir=agreement_dir, options=options)
+        out.write_text("<html></html>")
+        return out
+
+    import sys
+
+    monkeypatch.setitem(
+        sys.modules, "perturbridge.agreement.report", types.SimpleNamespace(write_report=fake)
+    )
+    out = tmp_path / "r.html"
+    res = runner.invoke(
+        app,
+        [
+            "report",
+            str(store),
+            "--out",
+            str(out),
+            "--agreement",
+            str(tmp_path / "agr"),
+            "--min-compounds",
+            "4",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert calls["options"]["min_compounds"] == 4 and calls["agreement_dir"] == tmp_path / "agr"
+    assert out.is_file()
