@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint r-oracle bench clean
+.PHONY: demo test lint r-oracle browser bench clean
 
 $(BIN)/perturbridge: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,12 @@ demo: $(BIN)/perturbridge
 r-oracle:
 	@sh scripts/install_r_oracle.sh
 
-## test: install, get the R oracle, lint and run the test suite
-test: $(BIN)/perturbridge r-oracle
+## browser: Debian chromium (as root), for the headless test of the HTML report
+browser:
+	@sh scripts/install_browser.sh
+
+## test: install, get the R oracle and the browser, lint and run the test suite
+test: $(BIN)/perturbridge r-oracle browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest
 
