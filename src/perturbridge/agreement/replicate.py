@@ -25,7 +25,14 @@ import numpy as np
 import pandas as pd
 
 from ..progress import track
-from .cross import CentroidSums, SignatureOptions, baseline_metrics, pair_columns, peer_rows
+from .cross import (
+    SUMMARY_COLUMNS,
+    CentroidSums,
+    SignatureOptions,
+    baseline_metrics,
+    pair_columns,
+    peer_rows,
+)
 from .cross import summarize as _summarize
 from .matching import snap_values, usable_conditions
 from .metrics import PAIR_METRICS
@@ -286,21 +293,7 @@ def _replicate_summary(
             out.append(s)
     cols = [
         "dataset",
-        "level",
-        "cell_context",
-        "metric",
-        "baseline",
-        "observed",
-        "observed_low",
-        "observed_high",
-        "baseline_value",
-        "delta",
-        "delta_low",
-        "delta_high",
-        "n_pairs",
-        "n_compounds",
-        "n_contexts",
-        "n_strata",
+        *(c for c in SUMMARY_COLUMNS if c not in ("dataset_a", "dataset_b", "direction")),
         "n_conditions",
         "reason",
     ]
