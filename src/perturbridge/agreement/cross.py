@@ -396,7 +396,9 @@ def _retrieval_rows(
     has = np.isin(q_comp, cand_comp)
     idx = np.flatnonzero(has)
     parts = []
-    step = max(1, block_rows // max(len(cand_comp), 1) * 16)
+    # queries per block: the (block, K) score matrices hold about block_rows * 512 values,
+    # so the candidates' side is prepared a few times per stratum, not once per 16 queries
+    step = max(16, block_rows * 512 // max(len(cand_comp), 1))
     for lo in range(0, len(idx), step):
         rows = idx[lo : lo + step]
         sc = retrieval_scores(q.x[rows], c.x, score=score)  # type: ignore[arg-type]
