@@ -59,11 +59,12 @@ _MAX_ROWS = 200
 #: What the published analysis of the original release found, as context for readers.
 PUBLISHED_CONTEXT = (
     "The analysis published with the original release of these harmonised effects found "
-    "that signatures of the same compound in the same cell context and time agree only "
-    "weakly across datasets: often barely better than the average response of other "
-    "compounds of the same dataset (the centroid baselines here), and well below the "
-    "agreement of replicates within a dataset. The Δ columns test exactly that: a Δ whose "
-    "95 % interval lies above 0 means that the same compound agrees better than the "
+    "that matched conditions of the same compound (same cell context and time) from "
+    "different datasets agree weakly on fine-grained logFC rankings and magnitudes, often "
+    "below a same-context, different-compound baseline (the centroids here), while the "
+    "direction of the logFC is stable and usually agrees better than the baseline; within "
+    "a dataset, replicates agree well on direction. The Δ columns test exactly that: a Δ "
+    "whose 95 % interval lies above 0 means that the same compound agrees better than the "
     "baseline; an interval that covers 0 means the data cannot tell the compound's own "
     "signal from the shared response."
 )
