@@ -21,6 +21,8 @@ runner = CliRunner()
         ["de"],
         ["pseudobulk"],
         ["demo"],
+        ["agreement"],
+        ["report"],
         ["sources"],
         ["sources", "list"],
     ],
@@ -129,3 +131,21 @@ def test_ingest_generic_command_end_to_end(tmp_path):
     missing = tmp_path / "none.h5ad"
     r = runner.invoke(app, ["ingest", "op3", "-i", f"h5ad={missing}", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_the_demo_ends_with_agreement_tables_and_the_report(tmp_path, capsys):
+    from perturbridge.agreement import read_agreement
+    from perturbridge.cli import _demo_agreement
+
+    _demo_agreement(tmp_path, seed=0)
+    out = capsys.readouterr().out
+    assert "deg_spearman" in out and "direction" in out
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("<img") >= 3 and "<table" in html
+    res = read_agreement(tmp_path / "agreement_demo" / "agreement")
+    cs = res.cross_summary
+    sel = cs[(cs["level"] == "all") & (cs["baseline"] == "source_centroid")]
+    delta = sel.groupby("metric")["delta"].mean()
+    # the simulator's planted pattern, as published
+    assert delta["direction"] > 0 > delta["deg_spearman"]

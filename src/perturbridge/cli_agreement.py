@@ -107,23 +107,51 @@ def _options(**kw: Any) -> dict[str, Any]:
 
 
 def _summary_table(res: Any) -> Table:
+    """Cross-dataset summary (all contexts): observed against the centroid and peers.
+
+    Retrieval rows compare with the exact random floor (``norm_rank``: lower is
+    better). The report and ``cross_summary`` hold every baseline and context.
+    """
     cs = res.cross_summary
-    table = Table(title="cross-dataset agreement (all contexts; Δ vs peers)")
-    for col in ("datasets", "metric", "observed", "peer baseline", "Δ [95% CI]", "compounds"):
-        table.add_column(col)
-    if len(cs):
-        sel = cs[(cs["level"] == "all") & (cs["baseline"].isin(["peer_mean", "random_floor"]))]
-        sel = sel[sel["direction"].isin(["a_to_b", "both"])]
-        sel = sel[~(sel["metric"].str.startswith("retrieval") & (sel["direction"] != "both"))]
-        for r in sel.itertuples(index=False):
-            table.add_row(
-                f"{r.dataset_a} / {r.dataset_b}",
-                str(r.metric),
-                f"{r.observed:.3f}",
-                f"{r.baseline_value:.3f}",
-                f"{r.delta:+.3f} [{r.delta_low:+.3f}, {r.delta_high:+.3f}]",
-                str(r.n_compounds),
-            )
+    table = Table(title="cross-dataset agreement, all contexts (Δ = observed − baseline)")
+    for col in ("datasets", "metric", "observed", "centroid", "Δ [95% CI]", "Δ peers"):
+        table.add_column(col, no_wrap=col in ("datasets", "metric"))
+    if not len(cs):
+        return table
+    sel = cs[cs["level"] == "all"]
+
+    def delta(r: Any) -> str:
+        return f"{r.delta:+.3f} [{r.delta_low:+.3f}, {r.delta_high:+.3f}]"
+
+    is_retrieval = sel["metric"].str.startswith("retrieval")
+    pair = sel[(sel["direction"] == "a_to_b") & ~is_retrieval]
+    for (a, b, metric), grp in pair.groupby(["dataset_a", "dataset_b", "metric"], sort=False):
+        by = {r.baseline: r for r in grp.itertuples(index=False)}
+        cen, peer = by.get("source_centroid"), by.get("peer_mean")
+        first = next(iter(by.values()))
+        table.add_row(
+            f"{a} / {b}",
+            str(metric),
+            f"{first.observed:.3f}",
+            f"{cen.baseline_value:.3f}" if cen is not None else "",
+            delta(cen) if cen is not None else "",
+            f"{peer.delta:+.3f}" if peer is not None else "",
+        )
+    retr = sel[(sel["direction"] == "both") & is_retrieval]
+    if len(retr):
+        table.caption = (
+            "* retrieval against the exact random floor (in the centroid column); "
+            "norm_rank: lower is better"
+        )
+    for r in retr.itertuples(index=False):
+        table.add_row(
+            f"{r.dataset_a} / {r.dataset_b}",
+            str(r.metric).removeprefix("retrieval_") + " *",
+            f"{r.observed:.3f}",
+            f"{r.baseline_value:.3f}",
+            delta(r),
+            "",
+        )
     return table
 
 

@@ -407,8 +407,8 @@ def _num(value: Any, *, signed: bool = False, digits: int = 3) -> str:
         v = float(value)
         if math.isinf(v):
             return "∞" if v > 0 else "−∞"
-        if v != 0 and abs(v) < 10 ** (-digits):
-            text = f"{v:+.1e}" if signed else f"{v:.1e}"
+        if v != 0 and abs(v) < 10 ** (-digits) and not signed:
+            text = f"{v:.1e}"  # a tiny level; a tiny difference (signed) reads as ±0.000
         elif abs(v) >= 1000:
             text = f"{v:+,.0f}" if signed else f"{v:,.0f}"
         else:
