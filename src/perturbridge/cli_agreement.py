@@ -256,7 +256,7 @@ def report_cmd(
         from .agreement.report import write_report
 
         path = write_report(store, out, agreement_dir=agreement, options=opts, figures_dir=figures)
-    except (*_errors(), ImportError) as err:
+    except (*_errors(), ImportError) as err:  # type: ignore[misc]
         _fail(err)
     console.print(f"wrote {path}")
 

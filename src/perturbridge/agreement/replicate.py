@@ -623,7 +623,7 @@ def dose_series_agreement(
     out = []
     specs = [(m, "peer_mean", m, f"{m}__peer_mean") for m in names]
     for ds, grp in pairs.groupby("dataset", sort=True) if len(pairs) else []:
-        s = _summarize(
+        summ = _summarize(
             grp,
             specs,
             strata=["cell_context", "pert_time_h", "pert_dose_uM_a"],
@@ -631,8 +631,8 @@ def dose_series_agreement(
             seed=seed,
             confidence=confidence,
         )
-        s.insert(0, "dataset", ds)
-        out.append(s)
+        summ.insert(0, "dataset", ds)
+        out.append(summ)
     summary = pd.concat(out, ignore_index=True) if out else pd.DataFrame()
     options = {
         "metrics": names,
