@@ -33,7 +33,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import metrics as _metrics
-from .metrics import PAIR_METRICS, pair_metrics
+from .metrics import _MIN_SPEARMAN_GENES, PAIR_METRICS, _rho_from_sums, _symmetric, pair_metrics
 
 __all__ = ["peer_metrics"]
 
@@ -41,7 +41,6 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
-_MIN_SPEARMAN_GENES = 3
 _TOPK_NAME = re.compile(r"top([1-9][0-9]*)")
 #: Entries of a (target pattern, peer pattern) group below which the general path is used.
 _MIN_GROUP = 16
@@ -204,21 +203,6 @@ class _Ranked:
                 self.desc[tied_rows] = _inverse(up_tied, pdt)
 
 
-def _rho(cov: FloatArray, va: FloatArray, vb: FloatArray, ok: BoolArray) -> FloatArray:
-    """Spearman from centred-rank sums, with the undefined cases NaN (as in metrics.py)."""
-    ok = ok & (va > 0) & (vb > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rho = cov / np.sqrt(va * vb)
-    return np.where(ok, np.clip(rho, -1.0, 1.0), np.nan)
-
-
-def _symmetric(x: FloatArray, y: FloatArray) -> FloatArray:
-    """½ (x + y); the defined one alone when the other is NaN; NaN when both are."""
-    fx, fy = np.isfinite(x), np.isfinite(y)
-    out = np.where(fx & fy, 0.5 * (x + y), np.where(fx, x, y))
-    return np.where(fx | fy, out, np.nan)
-
-
 def _blocks(n: int, size: int) -> Iterator[slice]:
     size = max(1, int(size))
     for lo in range(0, n, size):
@@ -302,7 +286,7 @@ def _de_half(
                 c_s = _tie_centred(same, c[tp])
                 cov[tp, tj] = np.einsum("em,em->e", np.take_along_axis(ct[tp], order, axis=1), c_s)
                 vp[tp, tj] = np.einsum("em,em->e", c_s, c_s)
-            r = _rho(cov, vp, vt[:, None], (c >= _MIN_SPEARMAN_GENES)[:, None])
+            r = _rho_from_sums(cov, vp, vt[:, None], (c >= _MIN_SPEARMAN_GENES)[:, None])
             deg[sl] = np.where(ok[sl], r, np.nan)
     return deg, frac
 
@@ -353,7 +337,7 @@ def _fast_chunk(
             cov = 0.5 * np.einsum(
                 "pjg,pg->pj", rs.rank2[lp[sl]], ct[lt[sl]], dtype=np.float64, casting="unsafe"
             )
-            res[sl] = _rho(cov, rs.ss[lp[sl]], rt.ss[lt[sl]][:, None], ok[sl])
+            res[sl] = _rho_from_sums(cov, rs.ss[lp[sl]], rt.ss[lt[sl]][:, None], ok[sl])
         out["spearman"] = res
     if topk and rs is not None and rt is not None:
         kmax = max(topk.values())

@@ -235,7 +235,12 @@ def _spearman_centred(
     cov = np.einsum("ij,ij->i", ca, cb)
     va = order_a.sum_sq(ca, n)
     vb = order_b.sum_sq(cb, n)
-    ok = (n >= _MIN_SPEARMAN_GENES) & (va > 0) & (vb > 0)
+    return _rho_from_sums(cov, va, vb, n >= _MIN_SPEARMAN_GENES)
+
+
+def _rho_from_sums(cov: FloatArray, va: FloatArray, vb: FloatArray, ok: BoolArray) -> FloatArray:
+    """Spearman from centred-rank sums; NaN where not ``ok`` or a side is constant."""
+    ok = ok & (va > 0) & (vb > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         rho = cov / np.sqrt(va * vb)
     return np.where(ok, np.clip(rho, -1.0, 1.0), np.nan)
