@@ -1,0 +1,212 @@
+"""The ``published`` agreement profile from end to end (``docs/agreement.md``).
+
+:func:`run_published` reads a release tree (or the release files a store was imported
+from), matches conditions across every dataset pair, scores them, summarises Tables
+4-6 with both weightings and Tables 7, 8 and 10 per dataset, and returns the tables;
+:func:`write_published` writes them as TSV and Parquet into one folder, atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..._version import __version__
+from . import cross, replicate, summary
+from .inputs import ReleaseData, read_release
+
+__all__ = ["PublishedOptions", "PublishedResult", "run_published", "write_published"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PublishedOptions:
+    """Options of the published profile; the defaults are the published analysis.
+
+    ``weighting``: ``"auto"`` uses ``sample_pairs`` when every dataset has its
+    sample-level processed file and ``condition`` otherwise; both summaries are always
+    written when possible. ``n_boot`` bootstrap draws (2,000).
+    """
+
+    datasets: tuple[str, ...] | None = None
+    weighting: str = "auto"
+    max_fold: float = 10.0
+    min_context_compounds: int = 10
+    max_peers_cross: int = 512
+    max_peers_replicate: int = 256
+    n_boot: int = 2000
+    replicates: bool = True
+
+
+@dataclass
+class PublishedResult:
+    """Tables of a published-profile run (``pairs`` is the primary weighting's)."""
+
+    weighting: str
+    pairs: pd.DataFrame
+    pairs_condition: pd.DataFrame
+    contexts: pd.DataFrame
+    summary: pd.DataFrame
+    replicate_conditions: pd.DataFrame
+    replicate_summary: pd.DataFrame
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {
+            "published_pairs": self.pairs,
+            "published_pairs_condition": self.pairs_condition,
+            "published_contexts": self.contexts,
+            "published_summary": self.summary,
+            "published_replicate_conditions": self.replicate_conditions,
+            "published_replicate_summary": self.replicate_summary,
+        }
+
+
+def _pairs_for(
+    data: ReleaseData, weighting: str, opts: cross.MatchOptions, cache: dict[Any, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    units = {name: cross.units_for(data, name, weighting) for name in data.names}  # type: ignore[arg-type]
+    global_sets = cross.global_genes(data, units)
+    parts, ctxs = [], []
+    for a, b in cross.dataset_pairs(data.names):
+        matches, ctx = cross.match_units(units[a], units[b], options=opts)
+        if not ctx.empty:
+            ctx.insert(0, "dataset_b", b)
+            ctx.insert(0, "dataset_a", a)
+            ctx.insert(0, "weighting", weighting)
+            ctxs.append(ctx)
+        if matches.empty:
+            continue
+        parts.append(
+            cross.score_pairs(
+                data, matches, dataset_a=a, dataset_b=b, global_sets=global_sets,
+                options=opts, cache=cache,
+            )
+        )  # fmt: skip
+    pairs = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    contexts = pd.concat(ctxs, ignore_index=True) if ctxs else pd.DataFrame()
+    return pairs, contexts
+
+
+def run_published(
+    source: str | os.PathLike[str] | ReleaseData,
+    *,
+    options: PublishedOptions | None = None,
+) -> PublishedResult:
+    """Run the published agreement analysis on a release tree.
+
+    Examples
+    --------
+    >>> res = run_published("release/")  # doctest: +SKIP
+    >>> res.summary.query("metric == 'observed_direction_agreement_p05'")  # doctest: +SKIP
+    """
+    opts = options or PublishedOptions()
+    if opts.weighting not in ("auto", "sample_pairs", "condition"):
+        raise ValueError(
+            f"weighting must be 'auto', 'sample_pairs' or 'condition', got {opts.weighting!r}"
+        )
+    data = (
+        source
+        if isinstance(source, ReleaseData)
+        else read_release(source, datasets=opts.datasets, replicates=opts.replicates)
+    )
+    if len(data.names) < 2:
+        raise ValueError(f"cross-dataset agreement needs at least two datasets; got {data.names}")
+    has_samples = all(d.processed is not None for d in data.datasets)
+    if opts.weighting == "sample_pairs" and not has_samples:
+        lacking = [d.name for d in data.datasets if d.processed is None]
+        raise ValueError(
+            f"weighting 'sample_pairs' needs <dataset>_processed.h5ad for every dataset; "
+            f"missing for {lacking} (use weighting 'condition')"
+        )
+    primary = (
+        opts.weighting
+        if opts.weighting != "auto"
+        else ("sample_pairs" if has_samples else "condition")
+    )
+    mopts = cross.MatchOptions(
+        max_fold=opts.max_fold,
+        min_context_compounds=opts.min_context_compounds,
+        max_peers=opts.max_peers_cross,
+    )
+    cache: dict[Any, Any] = {}
+    pairs_c, ctx_c = _pairs_for(data, "condition", mopts, cache)
+    summaries = [summary.cross_summary(pairs_c, weighting="condition", n_boot=opts.n_boot)]
+    contexts = [ctx_c]
+    pairs = pairs_c
+    if has_samples:
+        pairs_s, ctx_s = _pairs_for(data, "sample_pairs", mopts, cache)
+        summaries.insert(
+            0, summary.cross_summary(pairs_s, weighting="sample_pairs", n_boot=opts.n_boot)
+        )
+        contexts.insert(0, ctx_s)
+        if primary == "sample_pairs":
+            pairs = pairs_s
+    rep_conditions = pd.DataFrame()
+    rep_summary = pd.DataFrame()
+    if opts.replicates:
+        units = {name: cross.units_for(data, name, "condition") for name in data.names}
+        rep_global = cross.global_genes(data, units)
+        parts = [
+            replicate.replicate_conditions(
+                d, global_genes=rep_global, max_peers=opts.max_peers_replicate
+            )
+            for d in data.datasets
+        ]
+        parts = [p for p in parts if not p.empty]
+        if parts:
+            rep_conditions = pd.concat(parts, ignore_index=True)
+            rep_summary = summary.replicate_summary(rep_conditions, n_boot=opts.n_boot)
+    info = {
+        "profile": "published",
+        "weighting": primary,
+        "weighting_note": (
+            "sample_pairs: every matched processed sample pair weighs one (the published "
+            "pipeline)" if primary == "sample_pairs" else
+            "condition: one row per matched condition pair (no sample-level processed files)"
+        ),
+        "datasets": data.names,
+        "root": str(data.root),
+        "options": asdict(opts),
+        "version": __version__,
+    }  # fmt: skip
+    return PublishedResult(
+        weighting=primary,
+        pairs=pairs,
+        pairs_condition=pairs_c,
+        contexts=pd.concat([c for c in contexts if not c.empty], ignore_index=True)
+        if any(not c.empty for c in contexts)
+        else pd.DataFrame(),
+        summary=pd.concat([s for s in summaries if not s.empty], ignore_index=True)
+        if any(not s.empty for s in summaries)
+        else pd.DataFrame(),
+        replicate_conditions=rep_conditions,
+        replicate_summary=rep_summary,
+        info=info,
+    )
+
+
+def write_published(result: PublishedResult, out: str | os.PathLike[str]) -> Path:
+    """Write every table as ``<name>.tsv`` and ``<name>.parquet`` plus ``published.json``
+    into ``out``, atomically (a temporary folder renamed into place)."""
+    from ...io import atomic_dir
+
+    out = Path(out)
+    with atomic_dir(out) as tmp:
+        for name, table in result.tables().items():
+            table.to_csv(tmp / f"{name}.tsv", sep="\t", index=False)
+            table.to_parquet(tmp / f"{name}.parquet", index=False)
+        (tmp / "published.json").write_text(json.dumps(result.info, indent=2, default=str))
+    return out
+
+
+def _names(values: Sequence[str] | None) -> tuple[str, ...] | None:
+    return None if values is None else tuple(values)

@@ -1,0 +1,235 @@
+"""Dataset-pair and dataset summaries of the published tables, with their BCa intervals.
+
+Cross-dataset tables (4, 5, 6): per-pair rows are averaged per drug
+``(dataset_a, dataset_b, cell_type, time_key, pubchem_cid)`` first (NaN skipped; with
+``sample_pairs`` weighting each condition pair counts ``n_sample_pairs`` times), then a
+dataset pair's statistic is the mean of its finite drug-level values, with a
+compound-clustered BCa interval seeded per (table, dataset pair, metric). Replicate
+tables (7, 8, 10): the unit is the condition row. Metric labels are the published
+ones, since they seed the bootstrap (``docs/agreement.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import _kernels as k
+
+__all__ = [
+    "CROSS_TABLES",
+    "REPLICATE_TABLES",
+    "cluster_ci_table",
+    "cross_summary",
+    "drug_level",
+    "replicate_summary",
+]
+
+_VARIANTS = ("source_centroid", "target_centroid", "source_peer", "target_peer")
+
+
+def _reviewer(prefix: str, metric: str, suffix: str) -> dict[str, str]:
+    """Published labels (``prefix`` = ``w4``/``raw``) → per-pair columns (``pb_…``)."""
+    out = {f"{prefix}_observed_{metric}{suffix}": f"pb_observed_{metric}{suffix}"}
+    if metric == "spearman_logfc":
+        out = {f"{prefix}_observed_{metric}": "observed_spearman_logfc"}
+    for v in _VARIANTS:
+        out[f"{prefix}_{v}_{metric}_pair{suffix}"] = f"pb_{v}_{metric}_pair{suffix}"
+        out[f"{prefix}_delta_vs_{v}_{metric}{suffix}"] = f"pb_delta_vs_{v}_{metric}{suffix}"
+    for v in ("source_peer", "target_peer"):
+        col = f"pb_{v}_{metric}_pair{suffix}_corrected_percentile"
+        out[f"{prefix}_{v}_{metric}_pair{suffix}_corrected_percentile"] = col
+    return out
+
+
+#: Published summary tables over dataset pairs: summary level → {metric label: pair column}.
+CROSS_TABLES: dict[str, dict[str, str]] = {
+    "table_4_raw_dataset_pair": {
+        "observed_deg_lfc_spearman_sym_p05": "observed_deg_lfc_spearman_sym_p05",
+        "baseline_pair_deg_lfc_spearman_p05": "baseline_pair_deg_lfc_spearman_p05",
+        "delta_vs_baseline_pair_deg_lfc_spearman_p05": (
+            "delta_vs_baseline_pair_deg_lfc_spearman_p05"
+        ),
+        **_reviewer("w4", "deg_lfc_spearman", "_p05"),
+    },
+    "table_5_dataset_pair": {
+        "observed_direction_agreement_p05": "observed_direction_agreement_p05",
+        "baseline_pair_direction_agreement_p05": "baseline_pair_direction_agreement_p05",
+        "delta_vs_baseline_pair_direction_agreement_p05": (
+            "delta_vs_baseline_pair_direction_agreement_p05"
+        ),
+        **_reviewer("raw", "direction_agreement", "_p05"),
+    },
+    "table_6_raw_dataset_pair": {
+        "observed_spearman_logfc": "observed_spearman_logfc",
+        "baseline_pair_mean_spearman_logfc": "baseline_pair_mean_spearman_logfc",
+        "delta_vs_baseline_pair_mean_spearman_logfc": "delta_vs_baseline_pair_mean_spearman_logfc",
+        **_reviewer("w4", "spearman_logfc", ""),
+    },
+}
+
+_DRUG_KEYS = ["dataset_a", "dataset_b", "cell_type", "time_key", "pubchem_cid"]
+
+
+def drug_level(pairs: pd.DataFrame, columns: Sequence[str], *, weighting: str) -> pd.DataFrame:
+    """Drug-level rows: per ``(dataset pair, cell type, time, CID)`` the NaN-skipping mean
+    of each column (weighted by ``n_sample_pairs`` with ``weighting="sample_pairs"``),
+    sorted by the keys as strings, prefixed ``mean_``."""
+    if weighting not in ("sample_pairs", "condition"):
+        raise ValueError(f"weighting must be 'sample_pairs' or 'condition', got {weighting!r}")
+    keys = pairs[_DRUG_KEYS].astype(str)
+    w = (
+        pairs["n_sample_pairs"].to_numpy(dtype=np.float64)
+        if weighting == "sample_pairs"
+        else np.ones(len(pairs))
+    )
+    group = keys.groupby(_DRUG_KEYS, sort=False).ngroup().to_numpy()
+    n_groups = int(group.max()) + 1 if len(group) else 0
+    first = pd.Series(np.arange(len(keys))).groupby(group).first().to_numpy()
+    out = keys.iloc[first].reset_index(drop=True)
+    for col in columns:
+        v = pairs[col].to_numpy(dtype=np.float64)
+        ok = np.isfinite(v) & (w > 0)
+        s = np.bincount(group[ok], weights=v[ok] * w[ok], minlength=n_groups)
+        c = np.bincount(group[ok], weights=w[ok], minlength=n_groups)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["mean_" + col] = np.where(c > 0, s / np.where(c > 0, c, 1.0), np.nan)
+    out.insert(0, "scale_variant", "raw")
+    return out.sort_values(["scale_variant", *_DRUG_KEYS], kind="mergesort").reset_index(drop=True)
+
+
+def cluster_ci_table(
+    frame: pd.DataFrame,
+    *,
+    group_cols: Sequence[str],
+    metrics: Mapping[str, str],
+    summary_level: str,
+    cluster_col: str = "pubchem_cid",
+    n_boot: int = 2000,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Mean of the finite values of each metric per group, with its compound-clustered
+    BCa interval (clusters in order of first appearance in ``frame``)."""
+    records = []
+    grouped = frame.groupby(list(group_cols), sort=False, dropna=False)
+    for values, sub in grouped:
+        values = values if isinstance(values, tuple) else (values,)
+        group_values = tuple(str(v) for v in values)
+        for label, col in metrics.items():
+            v = pd.to_numeric(sub[col], errors="coerce").to_numpy(dtype=np.float64)
+            cl = sub[cluster_col].astype("string").fillna("").astype(str).str.strip().to_numpy()
+            ok = np.isfinite(v) & (cl != "")
+            keys = pd.Index(pd.unique(cl[ok]))
+            codes = keys.get_indexer(cl[ok])
+            sums = np.bincount(codes, weights=v[ok], minlength=len(keys))
+            counts = np.bincount(codes, minlength=len(keys)).astype(np.float64)
+            seed = k.bootstrap_seed(summary_level, group_values, label, col)
+            iv = k.bca_interval(sums, counts, seed=seed, n_boot=n_boot, level=level)
+            half = (
+                (iv.high - iv.low) / 2 if np.isfinite(iv.low) and np.isfinite(iv.high) else np.nan
+            )
+            records.append(
+                {
+                    **dict(zip(group_cols, values, strict=True)),
+                    "summary_level": summary_level,
+                    "metric": label,
+                    "value_col": col,
+                    "mean": iv.mean,
+                    "ci_low": iv.low,
+                    "ci_high": iv.high,
+                    "ci_half_width": half,
+                    "ci_method": iv.method,
+                    "ci_status": iv.status,
+                    "ci_level": level,
+                    "n_bootstrap_iterations": n_boot,
+                    "n_bootstrap_valid": iv.n_valid,
+                    "n_rows": len(sub),
+                    "n_finite_rows": int(ok.sum()),
+                    "n_compounds": len(keys),
+                    "cluster_col": cluster_col,
+                }
+            )
+    return pd.DataFrame(records)
+
+
+def cross_summary(pairs: pd.DataFrame, *, weighting: str, n_boot: int = 2000) -> pd.DataFrame:
+    """Tables 4, 5 and 6 over dataset pairs for one weighting (one row per table ×
+    dataset pair × metric)."""
+    if pairs.empty:
+        return pd.DataFrame()
+    parts = []
+    for level, metrics in CROSS_TABLES.items():
+        present = {lab: col for lab, col in metrics.items() if col in pairs.columns}
+        labelled = pairs[[*_DRUG_KEYS, "n_sample_pairs"]].copy()
+        for lab, col in present.items():
+            labelled[lab] = pairs[col].to_numpy()
+        drugs = drug_level(labelled, list(present), weighting=weighting)
+        t = cluster_ci_table(
+            drugs,
+            group_cols=["dataset_a", "dataset_b", "scale_variant"],
+            metrics={lab: "mean_" + lab for lab in present},
+            summary_level=level,
+            n_boot=n_boot,
+        )
+        t.insert(0, "weighting", weighting)
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True)
+
+
+#: Published replicate tables: summary level → {metric label: condition column}.
+REPLICATE_TABLES: dict[str, dict[str, str]] = {
+    "table_7_dataset": {
+        "deg_lfc_spearman_p05": "mean_replicate_deg_lfc_spearman_p05",
+        "baseline_deg_lfc_spearman_p05": "mean_baseline_pair_deg_lfc_spearman_p05",
+        "delta_vs_baseline_deg_lfc_spearman_p05": (
+            "mean_delta_vs_baseline_pair_deg_lfc_spearman_p05"
+        ),
+        "peer_baseline_deg_lfc_spearman_p05": "mean_peer_baseline_deg_lfc_spearman_p05",
+        "delta_vs_peer_baseline_deg_lfc_spearman_p05": (
+            "mean_delta_vs_peer_baseline_deg_lfc_spearman_p05"
+        ),
+    },
+    "table_8_dataset": {
+        "direction_agreement_p05": "mean_replicate_direction_agreement_p05",
+        "baseline_direction_agreement_p05": "mean_baseline_pair_direction_agreement_p05",
+        "delta_vs_baseline_direction_agreement_p05": (
+            "mean_delta_vs_baseline_pair_direction_agreement_p05"
+        ),
+        "peer_baseline_direction_agreement_p05": "mean_peer_baseline_direction_agreement_p05",
+        "delta_vs_peer_baseline_direction_agreement_p05": (
+            "mean_delta_vs_peer_baseline_direction_agreement_p05"
+        ),
+    },
+    "table_10_dataset": {
+        "replicate_spearman_logfc": "mean_replicate_spearman_logfc",
+        "baseline_spearman_logfc": "mean_replicate_baseline_spearman_logfc",
+        "replicate_minus_baseline_spearman_logfc": "mean_replicate_minus_baseline_spearman_logfc",
+        "peer_baseline_spearman_logfc": "mean_peer_baseline_spearman_logfc",
+        "replicate_minus_peer_baseline_spearman_logfc": (
+            "mean_replicate_minus_peer_baseline_spearman_logfc"
+        ),
+    },
+}
+
+
+def replicate_summary(conditions: pd.DataFrame, *, n_boot: int = 2000) -> pd.DataFrame:
+    """Tables 7, 8 and 10 per dataset: the condition rows sorted by (dataset, cell type,
+    numeric CID, time, dose), clustered by CID."""
+    if conditions.empty:
+        return pd.DataFrame()
+    c = conditions.copy()
+    c["_cid"] = pd.to_numeric(c["pubchem_cid"], errors="coerce")
+    c["_time"] = pd.to_numeric(c["time_key"], errors="coerce")
+    c["_dose"] = pd.to_numeric(c["dose_key"], errors="coerce")
+    c = c.sort_values(["dataset_name", "cell_type", "_cid", "_time", "_dose"], kind="mergesort")
+    parts = []
+    for level, metrics in REPLICATE_TABLES.items():
+        present = {lab: col for lab, col in metrics.items() if col in c.columns}
+        parts.append(
+            cluster_ci_table(
+                c, group_cols=["dataset_name"], metrics=present, summary_level=level, n_boot=n_boot
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
