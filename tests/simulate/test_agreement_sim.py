@@ -257,10 +257,41 @@ def _centroid_rows(store: Path) -> pd.DataFrame:
     return rows.set_index(["dataset_a", "dataset_b", "metric"])
 
 
+def _published_rows(tmp: Path, *, distortion: bool, seed: int) -> pd.DataFrame:
+    """Tables 4-5 summary rows of the published profile on a simulated release."""
+    from perturbridge.agreement.published import PublishedOptions, run_published
+
+    kw: dict[str, Any] = {"n_datasets": 2, "n_contexts": 2, "n_compounds": 20, "doses": (1.0, 10.0),
+          "separate": False, "seed": seed}  # fmt: skip
+    simulate_agreement_store(tmp / "store", distortion=distortion, release_dir=tmp / "rel", **kw)
+    res = run_published(tmp / "rel", options=PublishedOptions(replicates=False, n_boot=500))
+    return res.summary.set_index("metric")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_acceptance_published_pattern(tmp_path, seed):
-    """Distortions on: direction observed above the source centroid, DEG Spearman below;
+    """Published profile, published baseline (source centroid, sample-referenced):
+    with distortions, direction agreement above it and DEG-restricted Spearman below;
+    without distortions, both above. Intervals exclude 0."""
+    on = _published_rows(tmp_path / "on", distortion=True, seed=seed)
+    off = _published_rows(tmp_path / "off", distortion=False, seed=seed)
+    for rows in (on, off):
+        assert (rows["dataset_a"] == "sim_a").all() and (rows["dataset_b"] == "sim_b").all()
+        assert (rows["n_compounds"] == 20).all()
+    spear = "delta_vs_baseline_pair_deg_lfc_spearman_p05"
+    direc = "delta_vs_baseline_pair_direction_agreement_p05"
+    assert on.loc[direc, "ci_low"] > 0 and on.loc[spear, "ci_high"] < 0
+    assert off.loc[direc, "ci_low"] > 0 and off.loc[spear, "ci_low"] > 0
+    obs, base = "observed_deg_lfc_spearman_sym_p05", "baseline_pair_deg_lfc_spearman_p05"
+    assert on.loc[obs, "mean"] < on.loc[base, "mean"]
+    assert off.loc[obs, "mean"] > off.loc[base, "mean"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_perturbridge_profile_pattern(tmp_path, seed):
+    """Our own profile (cross-dataset centroid of A scored against B): distortions on: direction observed above the source centroid, DEG Spearman below;
     distortions off: both above."""
     kw: dict[str, Any] = {"n_datasets": 2, "n_contexts": 2, "n_compounds": 20, "doses": (1.0, 10.0),
           "separate": False, "seed": seed}  # fmt: skip

@@ -288,7 +288,10 @@ def read_release(
         for ct, path in _de_files(folder / "group_rep").items():
             ds.group[ct] = read_de_file(path, dataset=name, cell_type=ct)
         if replicates:
-            for ct, path in _de_files(folder / "sep_rep").items():
+            sep = folder / "sep_rep"
+            if not sep.is_dir() and (folder / "separate_rep").is_dir():
+                sep = folder / "separate_rep"  # the name of earlier release trees
+            for ct, path in _de_files(sep).items():
                 ds.replicate[ct] = read_de_file(path, dataset=name, cell_type=ct, rule="replicate")
         proc = _processed(folder)
         if proc is not None:
