@@ -155,3 +155,50 @@ def test_large_match_is_vectorised():
     for (ds, other), v in total.items():
         if other != "*":
             assert v == per_ds[ds]
+
+
+def test_identity_falls_back_to_the_pubchem_cid():
+    conds = pd.DataFrame(
+        {
+            "compound_parent_inchikey": [None, None, "PARENT-K", None, None],
+            "compound_inchikey": ["IK-A", " ", "IK-C", None, None],
+            "pubchem_cid": pd.array([11, 2244, 33, None, 5090], dtype="Int64"),
+        }
+    )
+    assert compound_identity(conds, "parent").tolist() == [
+        "IK-A",
+        "cid:2244",
+        "PARENT-K",
+        None,
+        "cid:5090",
+    ]
+    assert compound_identity(conds, "inchikey").tolist() == [
+        "IK-A",
+        "cid:2244",
+        "IK-C",
+        None,
+        "cid:5090",
+    ]
+    assert compound_identity(conds, "cid").tolist() == [
+        "CID:11",
+        "CID:2244",
+        "CID:33",
+        None,
+        "CID:5090",
+    ]
+    # without a pubchem_cid column there is nothing to fall back to
+    no_cid = conds.drop(columns="pubchem_cid")
+    assert compound_identity(no_cid, "parent").tolist() == ["IK-A", None, "PARENT-K", None, None]
+
+
+def test_conditions_keyed_by_cid_alone_match():
+    rows = [("A", "c", None, 1.0, 24), ("B", "c", None, 1.2, 24), ("B", "c", None, 3.0, 24)]
+    conds = _conds(rows)
+    conds["pubchem_cid"] = pd.array([2244, 2244, None], dtype="Int64")
+    usable, unusable = usable_conditions(conds)
+    assert usable["compound"].tolist() == ["cid:2244", "cid:2244"]
+    assert unusable["reason"].tolist() == ["missing_identity"]
+    res = match_conditions(conds, min_compounds=1)
+    assert res.pairs[["compound", "dose_a_uM", "dose_b_uM"]].to_numpy().tolist() == [
+        ["cid:2244", 1.0, 1.2]
+    ]

@@ -134,6 +134,17 @@ def compound_identity(conditions: pd.DataFrame, identity: Identity = "parent") -
     ``parent``: the parent InChIKey, else the InChIKey (the ``compound_id`` of the
     catalog when it was resolved; a dataset-local id cannot match across datasets and
     counts as missing). ``inchikey``: the InChIKey as given. ``cid``: the PubChem CID.
+
+    Under ``parent`` and ``inchikey``, a condition without any InChIKey falls back to
+    its PubChem CID as ``cid:<CID>`` (when there is a ``pubchem_cid`` column), so that
+    datasets keyed by CID alone (the original release) match each other. A compound
+    known by its InChIKey in one dataset and only by its CID in another does not match.
+
+    >>> conds = pd.DataFrame({"compound_parent_inchikey": [None, None],
+    ...                       "compound_inchikey": ["AAA-B-N", ""],
+    ...                       "pubchem_cid": pd.array([5, 2244], dtype="Int64")})
+    >>> compound_identity(conds).tolist()
+    ['AAA-B-N', 'cid:2244']
     """
     if identity not in IDENTITIES:
         raise ValueError(f"identity must be one of {IDENTITIES}, found {identity!r}")
@@ -153,6 +164,10 @@ def compound_identity(conditions: pd.DataFrame, identity: Identity = "parent") -
         s = conditions[col].astype(object)
         s = s.where(s.notna() & (s.astype(str).str.strip() != ""), None)
         out = s.where(s.notna(), out)
+    if "pubchem_cid" in conditions.columns:
+        cid = pd.to_numeric(conditions["pubchem_cid"], errors="coerce")
+        by_cid = cid.map(lambda v: None if pd.isna(v) else f"cid:{int(v)}").astype(object)
+        out = out.where(out.notna(), by_cid)
     return out
 
 
