@@ -295,12 +295,20 @@ def export_cmd(
 
 def import_cmd(
     release: Annotated[Path, typer.Argument(help="Folder of the original release.")],
-    store: Annotated[Path, typer.Option("--store", help="Store folder to write.")],
+    store: Annotated[
+        Path, typer.Option("--store", help="Store folder to write (new, or a store to join).")
+    ],
     dataset: Annotated[
         list[str] | None, typer.Option("--dataset", help="Only this dataset (repeatable).")
     ] = None,
 ) -> None:
-    """Import DE files of the original release (<dataset>/.../group_rep/..._de.h5ad).
+    """Import DE files of the original release into a store.
+
+    Reads <dataset>/group_rep/<cell_type>_de.h5ad and sep_rep/ (or the older deep
+    layout with group_rep/ and separate_rep/ folders) and records
+    <dataset>/<dataset>_processed.h5ad. Datasets already in STORE that the release does
+    not hold are kept; a dataset of the same name is updated only when it was imported
+    from the same release folder.
 
     Example:
 
@@ -315,6 +323,14 @@ def import_cmd(
     c = manifest["counts"]
     console.print(
         f"{store}: {c['datasets']} datasets, {c['conditions']:,} conditions, {c['genes']:,} genes"
+    )
+    root = str(release.absolute())
+    names: dict[bool, list[str]] = {True: [], False: []}
+    for d in manifest["datasets"]:
+        names[d.get("source") == "release_import" and d.get("root") == root].append(d["name"])
+    console.print(
+        f"imported: {', '.join(names[True]) or '-'}; kept: {', '.join(names[False]) or '-'}",
+        highlight=False,
     )
 
 

@@ -50,6 +50,7 @@ from ._common import (
     STORE_FORMAT_VERSION,
     STORE_MARKER,
     StoreError,
+    safe_name,
     write_json_atomic,
 )
 
@@ -59,6 +60,7 @@ __all__ = [
     "EffectsPart",
     "StoreLayout",
     "mark_store",
+    "read_dataset_parts",
     "read_manifest",
     "store_is_current",
     "write_store",
@@ -210,6 +212,110 @@ def store_is_current(path: Path, build_key: str) -> bool:
         if not p.is_file() or p.stat().st_size != rec["bytes"]:
             return False
     return all((path / rel).is_dir() for rel in manifest.get("zarr", {}).get("paths", []))
+
+
+def read_dataset_parts(
+    root: str | os.PathLike[str], names: Sequence[str], *, work: Path
+) -> list[DatasetPart]:
+    """The datasets ``names`` of an existing store as parts for :func:`write_store`.
+
+    This is how a store is rewritten with other datasets joined to it (e.g. an import
+    of release files into a built store) without touching these datasets: their
+    Samples and Effects files are the store's own (placing a file on itself is a no-op),
+    their manifest entry is kept as it is, and their ledger rows are taken from
+    ``catalog/ledger.parquet`` (written to small Parquet files under ``work``). The
+    context of each Effects file is the one its manifest entry records
+    (``inputs[].file_stem``), else the single ``cell_context`` of its contrasts, else
+    its file name.
+    """
+    layout = StoreLayout(Path(root).absolute())
+    manifest = read_manifest(layout.root)
+    entries = {str(d["name"]): d for d in manifest.get("datasets", [])}
+    missing = [n for n in names if n not in entries]
+    if missing:
+        raise StoreError(f"{layout.root}: no dataset {missing} (found {sorted(entries)})")
+    files: dict[str, Any] = manifest.get("files", {})
+    table = pd.read_parquet(layout.catalog("datasets")).set_index("dataset")
+    contrasts = pd.read_parquet(
+        layout.catalog("contrasts"), columns=["effects_file", "cell_context"]
+    )
+    n_contexts = contrasts.groupby("effects_file")["cell_context"].nunique(dropna=False)
+    first = contrasts.drop_duplicates("effects_file").set_index("effects_file")["cell_context"]
+    one_context = first[n_contexts.reindex(first.index) == 1]
+    ledger = pd.read_parquet(layout.catalog("ledger"))
+    from ..ledger import LEDGER_COLUMNS
+
+    def ledger_file(rows: pd.DataFrame, tag: str) -> Path | None:
+        if rows.empty:
+            return None
+        frame = rows.loc[:, list(LEDGER_COLUMNS)].astype(str).reset_index(drop=True)
+        path = work / f"{hashlib.sha256(tag.encode()).hexdigest()[:16]}.parquet"
+        _write_parquet(frame, path)
+        return path
+
+    parts = []
+    for name in names:
+        info = {k: v for k, v in entries[name].items() if k != "name"}
+        stems = {
+            (str(i["mode"]), str(i["file_stem"])): str(i["context"])
+            for i in info.get("inputs", [])
+            if isinstance(i, Mapping) and {"mode", "context", "file_stem"} <= set(i)
+        }
+        led = ledger[ledger["dataset"].astype(str) == name]
+        dataset_rows = led[led["mode"].isna()]
+        effects: list[EffectsPart] = []
+        seen: set[tuple[str, str]] = set()
+        prefix = f"effects/{name}/"
+        for rel in sorted(r for r in files if r.startswith(prefix) and r.endswith("_de.h5ad")):
+            mode, fname = rel[len(prefix) :].split("/", 1)
+            stem = fname[: -len("_de.h5ad")]
+            ctx = stems.get((mode, stem))
+            if ctx is None:
+                found = one_context.get(rel)
+                ctx = str(found) if found is not None and not pd.isna(found) else stem
+            seen.add((mode, ctx))
+            rows = led[(led["mode"].astype(str) == mode) & (led["context"].astype(str) == ctx)]
+            obs, _ = _read_obs_var(layout.root / rel)
+            effects.append(
+                EffectsPart(
+                    mode=mode,
+                    context=ctx,
+                    file_stem=stem,
+                    path=layout.root / rel,
+                    sha256=str(files[rel]["sha256"]),
+                    n_contrasts=len(obs),
+                    ledger=ledger_file(rows, f"{name}/{mode}/{ctx}"),
+                )
+            )
+        # contexts with ledger rows but no contrasts (every condition dropped)
+        rest = led[led["mode"].notna()]
+        for key, rows in rest.groupby(["mode", "context"], sort=True, dropna=False):
+            m, c = (str(k) for k in key)
+            if (m, c) in seen:
+                continue
+            path = ledger_file(rows, f"{name}/{m}/{c}")
+            if path is None:
+                continue
+            effects.append(EffectsPart(m, c, safe_name(c), path, "", 0, ledger=path))
+        samples_rel = layout.rel(layout.samples(name))
+        has_samples = samples_rel in files
+        row = table.loc[name] if name in table.index else None
+        parts.append(
+            DatasetPart(
+                name=name,
+                source=str(info.get("source", row["source"] if row is not None else "")),
+                assay=str(row["assay"]) if row is not None else str(info.get("assay", "")),
+                value_kind=str(row["value_kind"])
+                if row is not None
+                else str(info.get("value_kind", "")),
+                samples=layout.samples(name) if has_samples else None,
+                samples_sha256=str(files[samples_rel]["sha256"]) if has_samples else None,
+                ledger=ledger_file(dataset_rows, f"{name}//"),
+                effects=tuple(effects),
+                info=info,
+            )
+        )
+    return parts
 
 
 # --------------------------------------------------------------------------- writing
