@@ -291,7 +291,8 @@ def test_acceptance_published_pattern(tmp_path, seed):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_perturbridge_profile_pattern(tmp_path, seed):
-    """Our own profile (cross-dataset centroid of A scored against B): distortions on: direction observed above the source centroid, DEG Spearman below;
+    """Our own profile (the centroid of A scored against B): distortions on: direction
+    observed above that centroid, DEG Spearman below;
     distortions off: both above."""
     kw: dict[str, Any] = {"n_datasets": 2, "n_contexts": 2, "n_compounds": 20, "doses": (1.0, 10.0),
           "separate": False, "seed": seed}  # fmt: skip

@@ -127,7 +127,9 @@ def test_pair_rows_equal_an_independent_recomputation(tree, result, which):
         & (lcid != float(row.pubchem_cid))
         & (o["is_control"].astype(str).str.lower() != "true").to_numpy()
     )
+    # the published code keeps its centroids in single precision
     C = la.layers["logFC"][np.ix_(peers, li)].astype(np.float64).mean(axis=0)
+    C = C.astype(np.float32).astype(np.float64)
     e = mL & np.isfinite(L) & np.isfinite(C)
     want = _rho(L[e], C[e]) if e.sum() >= 2 else math.nan
     np.testing.assert_allclose(row.left_baseline_deg_lfc_spearman_p05, want, atol=1e-12)
@@ -201,8 +203,13 @@ def test_read_release_rules(tree):
 
 
 def test_errors(tmp_path, tree):
-    with pytest.raises(FileNotFoundError, match="release folder not found"):
+    with pytest.raises(FileNotFoundError, match="give a release tree or a compendium store"):
         run_published(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="release folder not found"):
+        read_release(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="neither a compendium store"):
+        run_published(tmp_path / "empty")
     with pytest.raises(ValueError, match="have no group_rep folder"):
         read_release(tree, datasets=["alpha", "delta"])
     with pytest.raises(ValueError, match="at least two datasets"):

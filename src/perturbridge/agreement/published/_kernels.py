@@ -25,6 +25,7 @@ __all__ = [
     "Interval",
     "bca_interval",
     "bootstrap_seed",
+    "centroid_excluding",
     "deg_mask",
     "deg_spearman",
     "direction_agreement",
@@ -84,44 +85,47 @@ def direction_agreement(x: np.ndarray, y: np.ndarray, m1: np.ndarray, m2: np.nda
     return float(np.mean(np.sign(x[e]) == np.sign(y[e])))
 
 
-def _row_pearson(rx: FloatArray, ry: FloatArray) -> FloatArray:
-    """Pearson of ``rx`` (one vector) with each row of ``ry``, as ``np.corrcoef`` does."""
-    cx = rx - rx.mean()
-    cy = ry - ry.mean(axis=1, keepdims=True)
-    num = cy @ cx
-    den = np.sqrt((cx @ cx) * np.einsum("ij,ij->i", cy, cy))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = num / den
-    return np.clip(r, -1.0, 1.0)
-
-
 def spearman_against(
     x: np.ndarray, peers: np.ndarray, mask: np.ndarray | None = None
 ) -> FloatArray:
     """``ρ_M(x, p)`` for every row ``p`` of ``peers`` (``ρ(x, p)`` without a mask).
 
-    Rows whose finite pattern on the mask equals the common pattern are ranked in one
-    call; the others go through :func:`deg_spearman` one by one.
+    Peers finite on every gene of ``M & finite(x)`` are scored together as the published
+    code does, as the dot product of centred ranks over the product of their Euclidean
+    norms (clipped to [-1, 1]; NaN for a constant rank row); the others one by one with
+    :func:`deg_spearman`. The two arithmetic paths can differ from ``np.corrcoef`` in the
+    last bit, which matters where a peer ties the observed value, so the published
+    order of operations is kept.
     """
-    peers = np.atleast_2d(peers)
-    k = peers.shape[0]
-    out = np.full(k, np.nan)
-    if k == 0:
+    peers = np.atleast_2d(np.asarray(peers, dtype=np.float64))
+    n_peers = peers.shape[0]
+    out = np.full(n_peers, np.nan)
+    if n_peers == 0:
         return out
+    x = np.asarray(x, dtype=np.float64)
     base = np.isfinite(x) if mask is None else (mask & np.isfinite(x))
-    fin = np.isfinite(peers[:, base])
-    full = fin.all(axis=1)
-    n = int(base.sum())
-    if full.any() and n >= 2:
-        rx = rankdata(x[base])
+    cols = np.flatnonzero(base)
+    if cols.size < 2:
+        return out
+    xs = x[cols]
+    sub = peers[:, cols]
+    full = np.isfinite(sub).all(axis=1)
+    if full.any():
+        rx = rankdata(xs)
         if not np.allclose(rx, rx[0]):
-            ry = rankdata(peers[np.ix_(full, base)], axis=1)
-            const = np.array([np.allclose(r, r[0]) for r in ry])
-            r = _row_pearson(rx, ry)
-            r[const] = np.nan
+            ry = np.atleast_2d(rankdata(sub[full], axis=1)).astype(np.float64)
+            const = np.isclose(ry, ry[:, :1]).all(axis=1)
+            cx = rx - rx.mean()
+            nx = float(np.linalg.norm(cx))
+            cy = ry - ry.mean(axis=1, keepdims=True)
+            ny = np.linalg.norm(cy, axis=1)
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                r = (cy @ cx) / (ny * nx)
+            r = np.clip(r, -1.0, 1.0)
+            r[const | ~(ny > 0.0)] = np.nan
             out[full] = r
     for i in np.flatnonzero(~full):
-        out[i] = deg_spearman(x, peers[i], base)
+        out[i] = spearman(xs, sub[i])
     return out
 
 
@@ -136,6 +140,34 @@ def direction_agreement_against(x: np.ndarray, peers: np.ndarray, mask: np.ndarr
     with np.errstate(invalid="ignore", divide="ignore"):
         out = agree.sum(axis=1) / n
     return np.where(n > 0, out, np.nan).astype(np.float64)
+
+
+def _finite_totals(x: np.ndarray) -> tuple[FloatArray, NDArray[np.int64]]:
+    fin = np.isfinite(x)
+    return np.where(fin, x, 0.0).sum(axis=0), fin.sum(axis=0, dtype=np.int64)
+
+
+def centroid_excluding(stratum: np.ndarray, excluded: np.ndarray) -> FloatArray:
+    """Gene-wise mean of the rows of ``stratum`` not in ``excluded``, as published.
+
+    Computed as (finite sum of every row − finite sum of the excluded rows) / count in
+    float64, NaN where any remaining row is not finite, then rounded to ``float32`` (the
+    published analysis stores its centroids in single precision; rounding can create
+    ties that matter to ranks). All NaN when no row remains.
+    """
+    x = np.atleast_2d(np.asarray(stratum, dtype=np.float64))
+    excluded = np.asarray(excluded, dtype=bool)
+    n_left = int(x.shape[0] - excluded.sum())
+    if n_left <= 0:
+        return np.full(x.shape[1], np.nan)
+    total_s, total_c = _finite_totals(x)
+    ex_s, ex_c = _finite_totals(x[excluded])
+    left_s, left_c = total_s - ex_s, total_c - ex_c
+    mean = np.full(x.shape[1], np.nan)
+    ok = left_c > 0
+    mean[ok] = left_s[ok] / left_c[ok]
+    mean[left_c != n_left] = np.nan
+    return np.asarray(mean, dtype=np.float32).astype(np.float64)
 
 
 def mean_available(*values: float) -> float:
@@ -281,23 +313,30 @@ def bca_interval(
     sums = np.asarray(sums, dtype=np.float64)
     counts = np.asarray(counts, dtype=np.float64)
     n = sums.size
-    total_sum, total_count = float(sums.sum()), float(counts.sum())
+    total_sum = float(sums[:, None].sum(axis=0)[0])
+    total_count = float(counts[:, None].sum(axis=0)[0])
     est = total_sum / total_count if total_count > 0 else math.nan
     if n < 2:
         return Interval(
             math.nan, math.nan, math.nan, "not_estimable", "too_few_clusters_or_values", 0
         )
     rng = np.random.default_rng(seed)
+    # (clusters × 1) matrices summed row by row as the published code does, so that
+    # bootstrap values that tie the estimate tie in the same last bit
+    s2, c2 = sums[:, None], counts[:, None]
     boot = np.empty(n_boot)
-    done = 0
-    while done < n_boot:
-        b = min(batch, n_boot - done)
-        idx = rng.integers(0, n, size=(b, n))
-        s, c = sums[idx].sum(axis=1), counts[idx].sum(axis=1)
+    for start in range(0, n_boot, batch):
+        stop = min(start + batch, n_boot)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        bs = np.empty(stop - start)
+        bc = np.empty(stop - start)
+        for i, row in enumerate(idx):
+            bs[i] = s2[row].sum(axis=0)[0]
+            bc[i] = c2[row].sum(axis=0)[0]
         with np.errstate(invalid="ignore", divide="ignore"):
-            boot[done : done + b] = np.where(c > 0, s / np.where(c > 0, c, 1.0), np.nan)
-        done += b
-    left = total_count - counts
+            boot[start:stop] = np.where(bc > 0, bs / np.where(bc > 0, bc, 1.0), np.nan)
+    total_s2, total_c2 = s2.sum(axis=0)[0], c2.sum(axis=0)[0]
+    left = total_c2 - counts
     with np.errstate(invalid="ignore", divide="ignore"):
-        jack = np.where(left > 0, (total_sum - sums) / np.where(left > 0, left, 1.0), np.nan)
+        jack = np.where(left > 0, (total_s2 - sums) / np.where(left > 0, left, 1.0), np.nan)
     return _bca_from_draws(est, boot, jack, level=level)

@@ -223,12 +223,10 @@ class _Pool:
         if hit is not None:
             return hit
         pos = self.groups.get((dose_key, time_key), np.empty(0, dtype=np.intp))
-        rows = self.index[np.sort(pos)]
-        rows = rows[self.cids[rows] != cid]
-        if rows.size:
-            centroid = np.mean(self.f.logfc[rows].astype(np.float64), axis=0)
-        else:
-            centroid = np.full(self.f.logfc.shape[1], np.nan)
+        stratum = self.index[np.sort(pos)]
+        own = self.cids[stratum] == cid
+        rows = stratum[~own]
+        centroid = k.centroid_excluding(self.f.logfc[stratum], own)
         seed_key = (
             f"{self.options.seed}|{self.f.dataset}|{self.f.cell_type}|{dose_key}|{time_key}|{cid}"
         )
@@ -254,14 +252,17 @@ def _side(
 
 
 def _signed_overlap(x: np.ndarray, y: np.ndarray, top: int = 50) -> float:
+    """½(|top-k ∩| + |bottom-k ∩|)/k on the genes finite on both sides, ``k = min(top,
+    n // 2)``, the sets taken with ``argpartition`` as published (ties are broken by
+    the partition, so the value is informational)."""
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
     kk = min(top, x.size // 2)
-    if kk <= 0:
+    if kk < 1:
         return math.nan
-    up = len(set(np.argpartition(-x, kk - 1)[:kk]) & set(np.argpartition(-y, kk - 1)[:kk]))
-    down = len(set(np.argpartition(x, kk - 1)[:kk]) & set(np.argpartition(y, kk - 1)[:kk]))
-    return 0.5 * (up + down) / kk
+    up = np.intersect1d(np.argpartition(x, -kk)[-kk:], np.argpartition(y, -kk)[-kk:]).size
+    down = np.intersect1d(np.argpartition(x, kk - 1)[:kk], np.argpartition(y, kk - 1)[:kk]).size
+    return float(0.5 * (up / kk + down / kk))
 
 
 def _centroid_scores(
@@ -336,7 +337,8 @@ def _score(L: _Side, R: _Side, Lt: _Side, Rt: _Side) -> dict[str, Any]:
             base = k.mean_available(lv, rv)
             row[f"baseline_pair_{metric}_{name}"] = base
             row[f"delta_vs_baseline_pair_{metric}_{name}"] = obs - base
-        # reviewer baselines
+        if name != "p05":
+            continue  # the reviewer baselines are published for the p05 mask only
         side_obs = {"deg_lfc_spearman": (left_ref, right_ref), "direction_agreement": (da, da)}
         pair_obs = {"deg_lfc_spearman": sym, "direction_agreement": da}
         for metric in ("deg_lfc_spearman", "direction_agreement"):

@@ -30,7 +30,9 @@ __all__ = [
     "control_mask",
     "gene_keys",
     "numeric_key",
+    "open_source",
     "read_release",
+    "release_from_store",
 ]
 
 logger = logging.getLogger(__name__)
@@ -304,3 +306,102 @@ def read_release(
             ds.processed_path = proc
         out.append(ds)
     return ReleaseData(root=root, datasets=out)
+
+
+def _is_release_tree(path: Path) -> bool:
+    return path.is_dir() and any((p / "group_rep").is_dir() for p in path.iterdir() if p.is_dir())
+
+
+def release_from_store(
+    store: str | os.PathLike[str], *, datasets: Sequence[str] | None = None, replicates: bool = True
+) -> tuple[ReleaseData, dict[str, str]]:
+    """The release files a store's imported datasets came from, read as a release tree.
+
+    The published profile reads the release files themselves (their row, gene and
+    symbol order are part of the definitions), so it uses the paths and SHA-256 sums the
+    import recorded in the manifest; a file that is missing or changed since the import
+    is an error. Returns the data and, per dataset left out, the reason (datasets built
+    from upstream files have no release files).
+    """
+    from ...compendium.store import read_manifest
+    from ...io import file_sha256
+
+    manifest = read_manifest(store)
+    entries = manifest.get("datasets", [])
+    if isinstance(entries, dict):
+        entries = [{"name": k, **v} for k, v in entries.items()]
+    skipped: dict[str, str] = {}
+    out: list[DatasetRelease] = []
+    wanted = None if datasets is None else list(dict.fromkeys(datasets))
+    names = [str(e.get("name")) for e in entries]
+    if wanted is not None:
+        unknown = [d for d in wanted if d not in names]
+        if unknown:
+            raise ValueError(f"datasets {unknown} are not in the store; datasets: {names}")
+    order = wanted if wanted is not None else names
+    by_name = {str(e.get("name")): e for e in entries}
+    for name in order:
+        entry = by_name[name]
+        if entry.get("source") != "release_import":
+            skipped[name] = (
+                "built from upstream files: the published profile reads release-layout DE "
+                "files (import them with `perturbridge import-release`)"
+            )
+            continue
+        ds = DatasetRelease(name=name)
+        for item in entry.get("inputs", []):
+            path = Path(item["path"])
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"dataset {name!r}: release file {path} recorded at import is missing; "
+                    "the published profile reads the release files themselves"
+                )
+            if item.get("sha256") and file_sha256(path) != item["sha256"]:
+                raise ValueError(
+                    f"dataset {name!r}: release file {path} changed since it was imported "
+                    "(SHA-256 differs); import the release again"
+                )
+            mode = item.get("mode")
+            ct = str(item.get("file_stem") or item.get("context"))
+            if mode == "group":
+                ds.group[ct] = read_de_file(path, dataset=name, cell_type=ct)
+            elif mode == "separate" and replicates:
+                ds.replicate[ct] = read_de_file(path, dataset=name, cell_type=ct, rule="replicate")
+        proc = entry.get("processed")
+        proc_path = Path(proc["path"] if isinstance(proc, dict) else proc) if proc else None
+        if proc_path is not None and proc_path.is_file():
+            import anndata as ad
+
+            a = ad.read_h5ad(proc_path, backed="r")
+            try:
+                obs = a.obs.copy()
+            finally:
+                a.file.close()
+            ds.processed = _normal_obs(obs, where=str(proc_path), rule="cross")
+            ds.processed_path = proc_path
+        if not ds.group:
+            skipped[name] = "no group_rep DE files were imported"
+            continue
+        out.append(ds)
+    return ReleaseData(root=Path(store), datasets=out), skipped
+
+
+def open_source(
+    source: str | os.PathLike[str],
+    *,
+    datasets: Sequence[str] | None = None,
+    replicates: bool = True,
+) -> tuple[ReleaseData, dict[str, str]]:
+    """A release tree, or a store with imported release datasets (see
+    :func:`release_from_store`)."""
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"not found: {path} (give a release tree or a compendium store)")
+    if (path / "manifest.json").is_file():
+        return release_from_store(path, datasets=datasets, replicates=replicates)
+    if _is_release_tree(path):
+        return read_release(path, datasets=datasets, replicates=replicates), {}
+    raise ValueError(
+        f"{path} is neither a compendium store (manifest.json) nor a release tree "
+        "(<dataset>/group_rep/<cell_type>_de.h5ad)"
+    )

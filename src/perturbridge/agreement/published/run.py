@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..._version import __version__
 from . import cross, replicate, summary
-from .inputs import ReleaseData, read_release
+from .inputs import ReleaseData, open_source
 
 __all__ = ["PublishedOptions", "PublishedResult", "run_published", "write_published"]
 
@@ -113,13 +113,16 @@ def run_published(
         raise ValueError(
             f"weighting must be 'auto', 'sample_pairs' or 'condition', got {opts.weighting!r}"
         )
-    data = (
-        source
-        if isinstance(source, ReleaseData)
-        else read_release(source, datasets=opts.datasets, replicates=opts.replicates)
-    )
+    skipped: dict[str, str] = {}
+    if isinstance(source, ReleaseData):
+        data = source
+    else:
+        data, skipped = open_source(source, datasets=opts.datasets, replicates=opts.replicates)
     if len(data.names) < 2:
-        raise ValueError(f"cross-dataset agreement needs at least two datasets; got {data.names}")
+        why = "".join(f"; {k}: {v}" for k, v in skipped.items())
+        raise ValueError(
+            f"cross-dataset agreement needs at least two datasets; got {data.names}{why}"
+        )
     has_samples = all(d.processed is not None for d in data.datasets)
     if opts.weighting == "sample_pairs" and not has_samples:
         lacking = [d.name for d in data.datasets if d.processed is None]
@@ -174,6 +177,7 @@ def run_published(
             "condition: one row per matched condition pair (no sample-level processed files)"
         ),
         "datasets": data.names,
+        "skipped_datasets": skipped,
         "root": str(data.root),
         "options": asdict(opts),
         "version": __version__,

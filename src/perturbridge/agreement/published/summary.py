@@ -30,47 +30,66 @@ __all__ = [
 _VARIANTS = ("source_centroid", "target_centroid", "source_peer", "target_peer")
 
 
-def _reviewer(prefix: str, metric: str, suffix: str) -> dict[str, str]:
-    """Published labels (``prefix`` = ``w4``/``raw``) → per-pair columns (``pb_…``)."""
-    out = {f"{prefix}_observed_{metric}{suffix}": f"pb_observed_{metric}{suffix}"}
-    if metric == "spearman_logfc":
-        out = {f"{prefix}_observed_{metric}": "observed_spearman_logfc"}
+def _reviewer(prefix: str, metric: str, suffix: str, observed: tuple[str, str]) -> dict[str, str]:
+    """Published labels (``prefix`` = ``w4``/``raw``, the original's historical names) of
+    the reviewer baselines → per-pair columns (``pb_…``); ``observed`` is the label and
+    column of the observed value."""
+    out = {observed[0]: observed[1]}
     for v in _VARIANTS:
         out[f"{prefix}_{v}_{metric}_pair{suffix}"] = f"pb_{v}_{metric}_pair{suffix}"
+        if v.endswith("_peer"):
+            for field in ("sd_score", "fraction_below_observed", "corrected_percentile"):
+                name = f"{v}_{metric}_pair{suffix}_{field}"
+                out[f"{prefix}_{name}"] = f"pb_{name}"
         out[f"{prefix}_delta_vs_{v}_{metric}{suffix}"] = f"pb_delta_vs_{v}_{metric}{suffix}"
-    for v in ("source_peer", "target_peer"):
-        col = f"pb_{v}_{metric}_pair{suffix}_corrected_percentile"
-        out[f"{prefix}_{v}_{metric}_pair{suffix}_corrected_percentile"] = col
     return out
 
 
 #: Published summary tables over dataset pairs: summary level → {metric label: pair column}.
 CROSS_TABLES: dict[str, dict[str, str]] = {
-    "table_4_raw_dataset_pair": {
-        "observed_deg_lfc_spearman_sym_p05": "observed_deg_lfc_spearman_sym_p05",
-        "baseline_pair_deg_lfc_spearman_p05": "baseline_pair_deg_lfc_spearman_p05",
-        "delta_vs_baseline_pair_deg_lfc_spearman_p05": (
-            "delta_vs_baseline_pair_deg_lfc_spearman_p05"
-        ),
-        **_reviewer("w4", "deg_lfc_spearman", "_p05"),
-    },
+    "table_4_raw_dataset_pair": _reviewer(
+        "w4",
+        "deg_lfc_spearman",
+        "_p05",
+        ("w4_observed_deg_lfc_spearman_sym_p05", "observed_deg_lfc_spearman_sym_p05"),
+    ),
     "table_5_dataset_pair": {
         "observed_direction_agreement_p05": "observed_direction_agreement_p05",
         "baseline_pair_direction_agreement_p05": "baseline_pair_direction_agreement_p05",
         "delta_vs_baseline_pair_direction_agreement_p05": (
             "delta_vs_baseline_pair_direction_agreement_p05"
         ),
-        **_reviewer("raw", "direction_agreement", "_p05"),
+        **_reviewer(
+            "raw",
+            "direction_agreement",
+            "_p05",
+            ("raw_observed_direction_agreement_p05", "pb_observed_direction_agreement_p05"),
+        ),
     },
-    "table_6_raw_dataset_pair": {
-        "observed_spearman_logfc": "observed_spearman_logfc",
-        "baseline_pair_mean_spearman_logfc": "baseline_pair_mean_spearman_logfc",
-        "delta_vs_baseline_pair_mean_spearman_logfc": "delta_vs_baseline_pair_mean_spearman_logfc",
-        **_reviewer("w4", "spearman_logfc", ""),
-    },
+    "table_6_raw_dataset_pair": _reviewer(
+        "w4", "spearman_logfc", "", ("w4_observed_spearman_logfc", "observed_spearman_logfc")
+    ),
 }
+# Table 5 of the original has no separate raw observed row: it is the published one.
+del CROSS_TABLES["table_5_dataset_pair"]["raw_observed_direction_agreement_p05"]
 
 _DRUG_KEYS = ["dataset_a", "dataset_b", "cell_type", "time_key", "pubchem_cid"]
+
+
+def _tsv_round_trip(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame written as TSV and read back by pandas, identity columns as strings.
+
+    The published pipeline summarises its per-pair TSV files; pandas' default float
+    parser can differ from the written value in the last bit, and bootstrap draws that
+    tie the estimate are decided by that bit, so the round trip is part of the
+    definition.
+    """
+    import io
+
+    text = frame.to_csv(sep="\t", index=False)
+    return pd.read_csv(
+        io.StringIO(text), sep="\t", dtype={c: "string" for c in _DRUG_KEYS}, low_memory=False
+    )
 
 
 def drug_level(pairs: pd.DataFrame, columns: Sequence[str], *, weighting: str) -> pd.DataFrame:
@@ -79,23 +98,14 @@ def drug_level(pairs: pd.DataFrame, columns: Sequence[str], *, weighting: str) -
     sorted by the keys as strings, prefixed ``mean_``."""
     if weighting not in ("sample_pairs", "condition"):
         raise ValueError(f"weighting must be 'sample_pairs' or 'condition', got {weighting!r}")
-    keys = pairs[_DRUG_KEYS].astype(str)
-    w = (
-        pairs["n_sample_pairs"].to_numpy(dtype=np.float64)
-        if weighting == "sample_pairs"
-        else np.ones(len(pairs))
-    )
-    group = keys.groupby(_DRUG_KEYS, sort=False).ngroup().to_numpy()
-    n_groups = int(group.max()) + 1 if len(group) else 0
-    first = pd.Series(np.arange(len(keys))).groupby(group).first().to_numpy()
-    out = keys.iloc[first].reset_index(drop=True)
-    for col in columns:
-        v = pairs[col].to_numpy(dtype=np.float64)
-        ok = np.isfinite(v) & (w > 0)
-        s = np.bincount(group[ok], weights=v[ok] * w[ok], minlength=n_groups)
-        c = np.bincount(group[ok], weights=w[ok], minlength=n_groups)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out["mean_" + col] = np.where(c > 0, s / np.where(c > 0, c, 1.0), np.nan)
+    frame = _tsv_round_trip(pairs[[*_DRUG_KEYS, *columns]])
+    if weighting == "sample_pairs":
+        # one row per matched sample pair, as the published pipeline has them: pandas'
+        # compensated mean over repeated rows is not bit-equal to a weighted mean
+        reps = pairs["n_sample_pairs"].to_numpy(dtype=np.int64)
+        frame = frame.iloc[np.repeat(np.arange(len(frame)), reps)]
+    out = frame.groupby(_DRUG_KEYS, sort=False).mean().reset_index()
+    out.columns = [*_DRUG_KEYS, *("mean_" + c for c in columns)]
     out.insert(0, "scale_variant", "raw")
     return out.sort_values(["scale_variant", *_DRUG_KEYS], kind="mergesort").reset_index(drop=True)
 
