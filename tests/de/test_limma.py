@@ -26,10 +26,12 @@ def synthetic_samples(
     contexts: tuple[str, ...] = ("A375",),
     vehicles_per_plate: int = 4,
     drop_vehicle_at: tuple[tuple[str, float], ...] = (),
+    no_treated_at: tuple[tuple[str, float], ...] = (),
     plate_per_time: bool = False,
 ):
     """Seeded log-expression Samples: plates with batch effects, unbalanced replicates,
-    a mean–variance trend and a few high-variance outlier genes."""
+    a mean–variance trend and a few high-variance outlier genes. ``drop_vehicle_at`` /
+    ``no_treated_at``: (context, time) without vehicle / treated wells."""
     rng = np.random.default_rng(seed)
     base = rng.uniform(4, 14, n_genes)
     sd = 0.15 + 0.6 * np.exp(-(base - 4) / 3)
@@ -45,6 +47,8 @@ def synthetic_samples(
                     for d in doses:
                         # unbalanced replicates: some conditions skip some plates / repeat
                         reps = int(rng.integers(0, 3))
+                        if (ctx, t) in no_treated_at:
+                            continue
                         rows += [(ctx, plate, f"cmp{c}", d, t, "compound")] * reps
     obs = sample_obs(rows, dataset="synthetic", assay="L1000", prefix="s")
     n = len(obs)
@@ -69,10 +73,11 @@ def synthetic_samples(
     return build_samples(x, obs, var, value_kind="log_expression")
 
 
-def r_parity(samples, mode, tmp_path, *, how="all"):
-    """Run our engine and R on the same designs; compare every context."""
-    res = limma_trend(samples, mode=mode)
-    designs, _ = plan_contexts(samples, mode=mode)
+def r_parity(samples, mode, tmp_path, *, how="all", stdev_scaled=False, **design_kw):
+    """Run our engine and R on the same designs; compare every fit. ``design_kw``
+    (``control_keys``, ``orphan_vehicles``, ``fit_per_control_group``) go to both."""
+    res = limma_trend(samples, mode=mode, stdev_scaled=stdev_scaled, **design_kw)
+    designs, _ = plan_contexts(samples, mode=mode, **design_kw)
     assert designs, "nothing to compare"
     for i, design in enumerate(designs):
         r = run_r_limma_trend(
@@ -81,6 +86,7 @@ def r_parity(samples, mode, tmp_path, *, how="all"):
         block = res.effects[
             (res.effects.obs["dataset"] == design.dataset).to_numpy()
             & (res.effects.obs["cell_context"] == design.context).to_numpy()
+            & res.effects.obs_names.isin(design.treated)
         ]
         assert list(block.obs_names) == list(design.treated)
         assert_parity(block, r.layers)
@@ -104,6 +110,8 @@ def assert_parity(effects, r):
         np.testing.assert_allclose(ours[layer], r[layer], rtol=0, atol=1e-6, err_msg=layer)
     np.testing.assert_allclose(ours["AveExpr"], r["AveExpr"], rtol=0, atol=1e-10)
     np.testing.assert_allclose(ours["stdev.unscaled"], r["stdev.unscaled"], rtol=1e-10)
+    if "stdev.scaled" in ours:
+        np.testing.assert_allclose(ours["stdev.scaled"], r["stdev.scaled"], rtol=1e-8)
 
 
 @pytest.mark.r_oracle
@@ -307,3 +315,147 @@ def test_control_keys_come_from_the_adapter_and_are_checked():
     )
     with pytest.raises(ValueError, match=r"missing for samples \['g00004'\]"):
         limma_trend(samples)
+
+
+# --------------------------------------------------------------- the original's choices
+
+
+def _orphan_samples() -> ad.AnnData:
+    """Two contexts, three times; A375 has vehicles but no treated wells at 48 h."""
+    return synthetic_samples(
+        seed=7, contexts=("A375", "MCF7"), times=(6.0, 24.0, 48.0), no_treated_at=(("A375", 48.0),)
+    )
+
+
+@pytest.mark.r_oracle
+@pytest.mark.parametrize("orphan_vehicles", ["drop", "keep"])
+def test_orphan_vehicles_match_r(tmp_path: Path, r_oracle, orphan_vehicles):
+    """R fits the very samples we fit with either setting (and stdev.scaled agrees)."""
+    samples = _orphan_samples()
+    res = r_parity(samples, "group", tmp_path, orphan_vehicles=orphan_vehicles, stdev_scaled=True)
+    obs = samples.obs
+    at48 = obs.index[
+        (obs["cell_context"] == "A375").to_numpy()
+        & (obs["pert_time_h"] == 48).to_numpy()
+        & obs["is_control"].to_numpy()
+    ]
+    assert len(at48) == 3 * 4  # three plates of four vehicle wells
+    led = res.ledger.to_frame()
+    orphans = led[led["reason"] == "vehicle_without_treated"]
+    if orphan_vehicles == "drop":
+        assert sorted(orphans["id"]) == sorted(at48)
+        assert (orphans["stage"] == "de_samples").all()
+        assert "synthetic/A375: vehicle|A375|48h: no treated" in orphans["detail"].iloc[0]
+    else:
+        assert orphans.empty
+    assert res.effects.uns["perturbridge"]["params"]["orphan_vehicles"] == orphan_vehicles
+
+
+def test_orphan_vehicles_change_only_their_context():
+    samples = _orphan_samples()
+    drop = limma_trend(samples).effects  # the default is the original's "drop"
+    keep = limma_trend(samples, orphan_vehicles="keep").effects
+    assert list(drop.obs_names) == list(keep.obs_names)
+    df_drop = drop.obs.groupby("cell_context", observed=True)["df_residual"].first()
+    df_keep = keep.obs.groupby("cell_context", observed=True)["df_residual"].first()
+    # 12 samples and their condition column leave the A375 fit; MCF7 has no orphans
+    assert df_keep["A375"] - df_drop["A375"] == 12 - 1
+    assert df_keep["MCF7"] == df_drop["MCF7"]
+    mcf7 = (drop.obs["cell_context"] == "MCF7").to_numpy()
+    np.testing.assert_array_equal(drop.layers["t"][mcf7], keep.layers["t"][mcf7])
+    assert not np.allclose(drop.layers["t"][~mcf7], keep.layers["t"][~mcf7])
+
+
+def test_vehicles_of_a_context_without_treated_wells_are_ledgered():
+    samples = synthetic_samples(seed=0, n_genes=20, contexts=("A375", "PC3"))
+    obs = samples.obs
+    keep_rows = ~((obs["cell_context"] == "PC3").to_numpy() & ~obs["is_control"].to_numpy())
+    only_vehicles = samples[keep_rows].copy()
+    pc3 = only_vehicles.obs_names[(only_vehicles.obs["cell_context"] == "PC3").to_numpy()]
+    for setting in ("drop", "keep"):
+        res = limma_trend(only_vehicles, orphan_vehicles=setting)
+        led = res.ledger.to_frame()
+        lost = led[led["reason"] == "vehicle_without_treated"]
+        assert sorted(lost["id"]) == sorted(pc3)
+        assert "no treated sample in the fit" in lost["detail"].iloc[0]
+        assert set(res.effects.obs["cell_context"]) == {"A375"}
+
+
+def test_orphan_vehicles_is_checked():
+    samples = synthetic_samples(seed=0, n_genes=20)
+    with pytest.raises(ValueError, match=r"orphan_vehicles must be one of \['drop', 'keep'\]"):
+        limma_trend(samples, orphan_vehicles="discard")  # type: ignore[arg-type]
+
+
+def _volume_samples(seed: int = 8) -> ad.AnnData:
+    """Synthetic Samples with vehicles at two DMSO volumes (alternating wells) that
+    shift expression; cmp0–cmp2 were given at 0.1 %, cmp3–cmp5 at 0.5 %."""
+    samples = synthetic_samples(seed=seed, contexts=("A375", "MCF7"), vehicles_per_plate=6)
+    obs = samples.obs.copy()
+    ctl = obs["is_control"].to_numpy()
+    low = np.isin(obs["perturbagen"].astype(str), ["cmp0", "cmp1", "cmp2"])
+    vol = np.where(ctl, np.where(np.arange(len(obs)) % 2 == 0, 0.1, 0.5), np.where(low, 0.1, 0.5))
+    obs["percent_volume_dmso"] = vol
+    rng = np.random.default_rng(seed)
+    x = np.asarray(samples.X).copy()
+    x[vol == 0.5] += rng.normal(0, 0.5, samples.n_vars)  # the solvent acts
+    x[vol == 0.5] *= 1.02  # and its wells are noisier
+    return build_samples(x, obs, samples.var, value_kind="log_expression")
+
+
+VOLUME = {"control_keys": ["percent_volume_dmso"]}
+
+
+@pytest.mark.r_oracle
+@pytest.mark.parametrize("mode", ["group", "separate"])
+def test_fit_per_control_group_matches_r(tmp_path: Path, r_oracle, mode):
+    samples = _volume_samples()
+    kw = {**VOLUME, "fit_per_control_group": True}
+    designs, _ = plan_contexts(samples, mode=mode, **kw)
+    assert [(d.context, d.group) for d in designs] == [
+        (c, (("percent_volume_dmso", v),)) for c in ("A375", "MCF7") for v in ("0.1", "0.5")
+    ]
+    assert designs[0].fit_id == "synthetic/A375[percent_volume_dmso=0.1]"
+    res = r_parity(samples, mode, tmp_path, stdev_scaled=True, **kw)
+    # each fit is that of the group's samples alone
+    for v in (0.1, 0.5):
+        alone = samples[(samples.obs["percent_volume_dmso"] == v).to_numpy()].copy()
+        eff = limma_trend(alone, mode=mode, **VOLUME).effects
+        np.testing.assert_allclose(
+            np.asarray(res.effects[eff.obs_names].layers["t"]), eff.layers["t"], rtol=1e-10
+        )
+
+
+def test_one_fit_per_context_is_the_default():
+    samples = _volume_samples()
+    pooled = limma_trend(samples, **VOLUME).effects
+    split = limma_trend(samples, fit_per_control_group=True, **VOLUME).effects
+    assert sorted(pooled.obs_names) == sorted(split.obs_names)
+    # one residual df per context when pooled; per control group when split
+    assert (pooled.obs.groupby("cell_context", observed=True)["df_residual"].nunique() == 1).all()
+    assert (split.obs.groupby("cell_context", observed=True)["df_residual"].nunique() == 2).all()
+    split = split[pooled.obs_names]
+    assert (split.obs["df_residual"] < pooled.obs["df_residual"]).all()
+    # the plate effects, and so logFC, are estimated from each group's wells alone
+    assert not np.allclose(split.layers["logFC"], pooled.layers["logFC"])
+    assert not np.allclose(split.layers["t"], pooled.layers["t"])
+    assert split.uns["perturbridge"]["params"]["fit_per_control_group"] is True
+
+
+def test_fit_per_control_group_without_control_keys_is_one_fit_per_context():
+    samples = synthetic_samples(seed=4, n_genes=50)
+    a = limma_trend(samples).effects
+    b = limma_trend(samples, fit_per_control_group=True).effects
+    np.testing.assert_array_equal(a.layers["t"], b.layers["t"])
+
+
+def test_stdev_scaled_is_the_standard_error_of_logfc():
+    samples = synthetic_samples(seed=4, n_genes=60)
+    plain = limma_trend(samples).effects
+    assert "stdev.scaled" not in plain.layers  # only when asked for
+    eff = limma_trend(samples, stdev_scaled=True).effects
+    assert list(eff.layers) == [*plain.layers, "stdev.scaled"]
+    se = np.asarray(eff.layers["stdev.scaled"])
+    np.testing.assert_allclose(se, eff.layers["logFC"] / eff.layers["t"], rtol=1e-10)
+    for name in plain.layers:
+        np.testing.assert_array_equal(eff.layers[name], plain.layers[name])

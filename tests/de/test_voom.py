@@ -25,10 +25,12 @@ def count_samples(
     times: tuple[float, ...] = (24.0,),
     contexts: tuple[str, ...] = ("U2OS",),
     vehicles_per_plate: tuple[int, ...] = (6, 6, 2),
+    no_treated_at: tuple[tuple[str, float], ...] = (),
 ):
     """Seeded negative-binomial counts: plates with size and batch effects, unbalanced
     replicates (some conditions on one plate only), a plate with few controls, library
-    sizes varying ~10×, all-zero and very low genes."""
+    sizes varying ~10×, all-zero and very low genes. ``no_treated_at``: (context, time)
+    with vehicle wells only."""
     rng = np.random.default_rng(seed)
     base = np.exp(rng.normal(3.0, 1.8, n_genes))
     base[:15] = 0.0  # all-zero genes
@@ -43,6 +45,8 @@ def count_samples(
                 for c in range(n_compounds):
                     for d in doses:
                         reps = int(rng.integers(0, 3)) if c else 1
+                        if (ctx, t) in no_treated_at:
+                            continue
                         rows += [(ctx, plate, f"cmp{c}", d, t, "compound")] * reps
     obs = sample_obs(rows, dataset="sim_counts", assay="DRUG-seq", prefix="w")
     n = len(obs)
@@ -68,18 +72,22 @@ def count_samples(
     return build_samples(counts.astype(float), obs, var, value_kind="counts")
 
 
-def voom_parity(samples, mode, tmp_path):
-    res = limma_voom(samples, mode=mode, keep_weights=True)
-    designs, _ = plan_contexts(samples, mode=mode)
+def voom_parity(samples, mode, tmp_path, *, stdev_scaled=False, **design_kw):
+    """Our voom and R's on the same designs, fit by fit; ``design_kw`` go to both."""
+    res = limma_voom(samples, mode=mode, keep_weights=True, stdev_scaled=stdev_scaled, **design_kw)
+    designs, _ = plan_contexts(samples, mode=mode, **design_kw)
     assert designs
     x = np.asarray(samples.X)
     for i, d in enumerate(designs):
         r = run_r_limma(x[d.rows], d, workdir=tmp_path / f"v{i}", method="voom", weights=True)
-        diag = res.diagnostics[f"{d.dataset}/{d.context}"]
+        diag = res.diagnostics[d.fit_id]
         assert diag["keep"].tolist() == r.extra["keep"].tolist()
         np.testing.assert_allclose(diag["norm_factors"], r.extra["norm_factors"], rtol=1e-10)
         np.testing.assert_allclose(diag["weights"], r.extra["weights"], rtol=1e-8)
-        block = res.effects[(res.effects.obs["cell_context"] == d.context).to_numpy()]
+        block = res.effects[
+            (res.effects.obs["cell_context"] == d.context).to_numpy()
+            & res.effects.obs_names.isin(d.treated)
+        ]
         assert list(block.obs_names) == list(d.treated)
         keep = diag["keep"]
         cols = res.effects.var_names.get_indexer(samples.var_names[keep])
@@ -91,6 +99,8 @@ def voom_parity(samples, mode, tmp_path):
         np.testing.assert_allclose(ours["P.Value"], rl["P.Value"], rtol=0, atol=1e-6)
         sig_ours = ours["adj.P.Value.within_one_contrast"] < 0.05
         assert (sig_ours == (rl["adj.P.Val"] < 0.05)).all()
+        if stdev_scaled:
+            np.testing.assert_allclose(ours["stdev.scaled"], rl["stdev.scaled"], rtol=1e-5)
         untested_here = ~res.effects.var_names.isin(samples.var_names[keep])
         assert np.isnan(np.asarray(block.layers["logFC"])[:, untested_here]).all()
     return res
@@ -170,3 +180,52 @@ def test_all_zero_genes_are_ledgered_not_fitted():
     assert len(zero) > 0
     assert set(zero) <= set(led.loc[led["reason"] == "low_expression", "id"])
     assert not res.effects.var_names.isin(zero).any()  # never tested: not in the Effects
+
+
+# --------------------------------------------------------------- the original's choices
+
+
+@pytest.mark.r_oracle
+@pytest.mark.parametrize("orphan_vehicles", ["drop", "keep"])
+def test_voom_orphan_vehicles_match_r(tmp_path: Path, r_oracle, orphan_vehicles):
+    """THP1 has vehicle wells but no treated wells at 6 h: R gets the same samples
+    (and so the same filterByExpr, TMM factors and voom weights) with either setting."""
+    samples = count_samples(
+        seed=3, times=(6.0, 24.0), contexts=("U2OS", "THP1"), no_treated_at=(("THP1", 6.0),)
+    )
+    res = voom_parity(
+        samples, "group", tmp_path, orphan_vehicles=orphan_vehicles, stdev_scaled=True
+    )
+    obs = samples.obs
+    orphans = obs.index[
+        (obs["cell_context"] == "THP1").to_numpy()
+        & (obs["pert_time_h"] == 6).to_numpy()
+        & obs["is_control"].to_numpy()
+    ]
+    assert len(orphans) == 6 + 6 + 2
+    led = res.ledger.to_frame()
+    lost = led[led["reason"] == "vehicle_without_treated"]
+    expected = sorted(orphans) if orphan_vehicles == "drop" else []
+    assert sorted(lost["id"]) == expected
+    n_thp1 = int((obs["cell_context"] == "THP1").sum())
+    n_fit = res.diagnostics["sim_counts/THP1"]["lib_size"].size
+    assert n_fit == n_thp1 - len(expected)
+
+
+@pytest.mark.r_oracle
+def test_voom_fit_per_control_group_matches_r(tmp_path: Path, r_oracle):
+    samples = count_samples(seed=4, times=(6.0, 24.0), contexts=("U2OS", "THP1"))
+    obs = samples.obs.copy()
+    ctl = obs["is_control"].to_numpy()
+    low = np.isin(obs["perturbagen"].astype(str), ["cmp0", "cmp1"])
+    obs["percent_volume_dmso"] = np.where(
+        ctl, np.where(np.arange(len(obs)) % 2 == 0, 0.1, 0.5), np.where(low, 0.1, 0.5)
+    )
+    samples = build_samples(np.asarray(samples.X), obs, samples.var, value_kind="counts")
+    kw = {"control_keys": ["percent_volume_dmso"], "fit_per_control_group": True}
+    res = voom_parity(samples, "group", tmp_path, stdev_scaled=True, **kw)
+    assert sorted(res.diagnostics) == [
+        f"sim_counts/{c}[percent_volume_dmso={v}]" for c in ("THP1", "U2OS") for v in ("0.1", "0.5")
+    ]
+    pooled = limma_voom(samples, control_keys=kw["control_keys"]).effects
+    assert sorted(pooled.obs_names) == sorted(res.effects.obs_names)

@@ -12,6 +12,7 @@ from ._weighted import fit_condition_plate_weighted, lm_fit_weighted
 from .limma import (
     ContextDesign,
     DEResult,
+    OrphanVehicles,
     ReplicateMode,
     condition_table,
     limma_trend,
@@ -22,6 +23,7 @@ from .voom import limma_voom
 __all__ = [
     "ContextDesign",
     "DEResult",
+    "OrphanVehicles",
     "ReplicateMode",
     "calc_norm_factors",
     "condition_table",

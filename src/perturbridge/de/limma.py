@@ -6,6 +6,13 @@ context in one fit (residual variance pooled), design ``~0 + condition + plate``
 vehicle label of the same time, then ``eBayes(trend=TRUE, robust=TRUE)`` once per fit.
 The statistics are those of R limma (``lmFit`` → ``contrasts.fit`` → ``eBayes`` →
 ``topTable``), checked against R in the tests.
+
+Two choices of the original pipeline are options (see :func:`plan_contexts`): vehicle
+wells at a time with no treated well are dropped (``orphan_vehicles="drop"``, the
+default, as the original did) or kept in the fit for the residual variance
+(``"keep"``); and ``fit_per_control_group=True`` fits each value of the
+control-matching columns apart (the original fitted GDPx2 per cell type × DMSO %),
+where by default one fit per dataset × context holds them all.
 """
 
 from __future__ import annotations
@@ -30,8 +37,10 @@ from ._linear import fit_condition_plate
 from ._rstats import p_adjust_bh
 
 __all__ = [
+    "STDEV_SCALED",
     "ContextDesign",
     "DEResult",
+    "OrphanVehicles",
     "ReplicateMode",
     "condition_table",
     "control_keys_of",
@@ -42,14 +51,21 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ReplicateMode = Literal["group", "separate"]
+OrphanVehicles = Literal["drop", "keep"]
+ORPHAN_VEHICLES: tuple[str, ...] = ("drop", "keep")
 STAGE = "de"
+#: Ledger stage of the samples a fit leaves out (ids are sample ids, not conditions).
+SAMPLE_STAGE = "de_samples"
+#: The optional Effects layer ``stdev.unscaled * sqrt(s2.post)`` (the original release
+#: has it; ask for it with ``stdev_scaled=True``).
+STDEV_SCALED = "stdev.scaled"
 
 
 @dataclass
 class DEResult:
     """Effects (one row per contrast), the ledger of what was not estimated, and per-fit
-    diagnostics keyed by ``"dataset/context"`` (voom: ``keep``, ``lib_size``,
-    ``norm_factors`` and, when asked for, ``weights``)."""
+    diagnostics keyed by :attr:`ContextDesign.fit_id` (``"dataset/context"``; voom:
+    ``keep``, ``lib_size``, ``norm_factors`` and, when asked for, ``weights``)."""
 
     effects: ad.AnnData
     ledger: Ledger = field(default_factory=Ledger)
@@ -119,7 +135,9 @@ class ContextDesign:
     ``levels`` are the condition levels in design order (vehicle labels first, then
     treated conditions, each sorted); ``plate_levels`` the plates (the first is the
     reference); ``treated``/``control`` the contrasts; ``first_row`` the position (in
-    ``rows``) of a representative sample of each treated condition.
+    ``rows``) of a representative sample of each treated condition. ``group`` holds
+    ``(column, value)`` of the control-matching columns when the context is fitted per
+    control group (``fit_per_control_group=True``), else it is empty.
     """
 
     dataset: str
@@ -132,6 +150,12 @@ class ContextDesign:
     treated: pd.Index
     control: np.ndarray
     first_row: np.ndarray
+    group: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def fit_id(self) -> str:
+        """``dataset/context``, with ``[column=value,...]`` for a control-group fit."""
+        return _fit_id(self.dataset, self.context, self.group)
 
     @property
     def condition_codes(self) -> np.ndarray:
@@ -140,6 +164,13 @@ class ContextDesign:
     @property
     def plate_codes(self) -> np.ndarray:
         return np.searchsorted(self.plate_levels, self.plates)
+
+
+def _fit_id(dataset: str, context: str, group: tuple[tuple[str, str], ...]) -> str:
+    base = f"{dataset}/{context}"
+    if not group:
+        return base
+    return base + "[" + ",".join(f"{k}={v}" for k, v in group) + "]"
 
 
 def control_keys_of(samples: ad.AnnData, control_keys: Sequence[str] | None) -> tuple[str, ...]:
@@ -152,15 +183,36 @@ def control_keys_of(samples: ad.AnnData, control_keys: Sequence[str] | None) -> 
 
 
 def plan_contexts(
-    samples: ad.AnnData, *, mode: ReplicateMode, control_keys: Sequence[str] | None = None
+    samples: ad.AnnData,
+    *,
+    mode: ReplicateMode,
+    control_keys: Sequence[str] | None = None,
+    orphan_vehicles: OrphanVehicles = "drop",
+    fit_per_control_group: bool = False,
 ) -> tuple[list[ContextDesign], Ledger]:
-    """Split Samples into one design per dataset × cell context.
+    """Split Samples into one design per dataset × cell context (× control group).
 
     Samples that are neither vehicle nor compound, and treated conditions without a
     vehicle at their time in their context (and, with ``control_keys``, the same values
     of those columns; see :func:`condition_table` and :func:`control_keys_of`), go to
     the returned ledger.
+
+    ``orphan_vehicles``: vehicle samples whose label (context × time × control-key
+    values) no treated condition of the fit is contrasted with are left out of the fit
+    (``"drop"``, the original pipeline's choice; ledger stage ``de_samples``, reason
+    ``vehicle_without_treated``) or kept in it, where they inform the residual
+    variance and the plate effects (``"keep"``). A fit with no treated condition at
+    all is not run; its vehicles are ledgered the same way with either setting.
+
+    ``fit_per_control_group``: one fit per distinct value of the control-matching
+    columns within each context (each with its own eBayes), instead of one fit per
+    context in which those columns only decide which vehicle a condition is contrasted
+    with. Without control-matching columns both are the same.
     """
+    if orphan_vehicles not in ORPHAN_VEHICLES:
+        raise ValueError(
+            f"orphan_vehicles must be one of {list(ORPHAN_VEHICLES)}, got {orphan_vehicles!r}"
+        )
     obs = samples.obs
     ledger = Ledger()
     pt = obs["pert_type"].astype(str)
@@ -172,17 +224,21 @@ def plan_contexts(
             reason="unsupported_pert_type",
             detail=pt[~modelled].to_numpy(),
         )
-    labels = condition_table(obs, mode=mode, control_keys=control_keys_of(samples, control_keys))
+    keys = control_keys_of(samples, control_keys)
+    labels = condition_table(obs, mode=mode, control_keys=keys)
     cond_all = labels["condition"].to_numpy()
     ctl_all = labels["control_label"].to_numpy()
     ctl_flag = labels["is_control"].to_numpy()
     plates_all = obs["plate"].astype(str).to_numpy()
     model_rows = np.flatnonzero(modelled)
-    groups = (
-        obs.iloc[model_rows].groupby(["dataset", "cell_context"], observed=True, sort=True).indices
-    )
+    split_keys = list(keys) if fit_per_control_group else []
+    by = ["dataset", "cell_context", *split_keys]
+    groups = obs.iloc[model_rows].groupby(by, observed=True, sort=True).indices
     designs = []
-    for (dataset, context), local in groups.items():
+    for gkey, local in groups.items():
+        dataset, context, *values = (str(v) for v in gkey)
+        group = tuple(zip(split_keys, values, strict=True))
+        fit_id = _fit_id(dataset, context, group)
         rows = model_rows[np.sort(local)]
         cond, ctl_label, is_ctl = cond_all[rows], ctl_all[rows], ctl_flag[rows]
         unmatched = ~is_ctl & ~np.isin(ctl_label, cond[is_ctl])
@@ -207,16 +263,35 @@ def plan_contexts(
                     for c, smp in zip(lost["control"], lost["samples"], strict=True)
                 ],
             )
-            logger.warning(
-                "%s/%s: %d conditions without a matched vehicle", dataset, context, len(lost)
-            )
+            logger.warning("%s: %d conditions without a matched vehicle", fit_id, len(lost))
             rows, cond, ctl_label, is_ctl = (
                 rows[~unmatched],
                 cond[~unmatched],
                 ctl_label[~unmatched],
                 is_ctl[~unmatched],
             )
-        if not (~is_ctl).any():
+        orphan = is_ctl & ~np.isin(cond, ctl_label[~is_ctl])
+        no_treated = not (~is_ctl).any()
+        if orphan.any() and (orphan_vehicles == "drop" or no_treated):
+            why = (
+                "no treated sample in the fit"
+                if no_treated
+                else "no treated condition is contrasted with it (orphan_vehicles='drop')"
+            )
+            ledger.drop(
+                obs.index[rows[orphan]],
+                stage=SAMPLE_STAGE,
+                reason="vehicle_without_treated",
+                detail=[f"{fit_id}: {c}: {why}" for c in cond[orphan]],
+            )
+            logger.info("%s: %d vehicle samples left out: %s", fit_id, int(orphan.sum()), why)
+            rows, cond, ctl_label, is_ctl = (
+                rows[~orphan],
+                cond[~orphan],
+                ctl_label[~orphan],
+                is_ctl[~orphan],
+            )
+        if no_treated:
             continue
         treated = pd.Index(np.unique(cond[~is_ctl]))
         levels = pd.Index(np.unique(cond[is_ctl])).append(treated)
@@ -236,6 +311,7 @@ def plan_contexts(
                 treated=treated,
                 control=ctl_label[first_row],
                 first_row=first_row,
+                group=group,
             )
         )
     return designs, ledger
@@ -252,6 +328,9 @@ def limma_trend(
     chunk_size: int = 4096,
     progress: bool = False,
     control_keys: Sequence[str] | None = None,
+    orphan_vehicles: OrphanVehicles = "drop",
+    fit_per_control_group: bool = False,
+    stdev_scaled: bool = False,
 ) -> DEResult:
     """limma-trend effects of every treated condition against its matched vehicle.
 
@@ -273,17 +352,28 @@ def limma_trend(
         Genes per block in the residual computation.
     progress
         Show a progress bar over contexts.
-
     control_keys
         Further ``obs`` columns a treated condition must share with its vehicle (e.g.
         ``percent_volume_dmso``); default: those the source adapter declared in
         ``uns["perturbridge"]["control_match_keys"]``, if any.
+    orphan_vehicles
+        ``"drop"`` (the original pipeline's choice): vehicle samples of a label (time,
+        control-key values) that no treated condition is contrasted with are left out
+        of the fit and ledgered as ``vehicle_without_treated``; ``"keep"``: they stay
+        in the fit and inform the residual variance. See :func:`plan_contexts`.
+    fit_per_control_group
+        Fit each value of the control-matching columns of a context apart (its own
+        eBayes), as the original pipeline did per DMSO %; default: one fit per context.
+    stdev_scaled
+        Add the layer ``stdev.scaled`` (``stdev.unscaled * sqrt(s2.post)``, the
+        standard error of ``logFC``; the original release has it).
 
     Returns
     -------
     DEResult
-        ``effects``: one row per contrast, layers :data:`~perturbridge.schema.EFFECT_LAYERS`;
-        ``ledger``: the conditions that were not estimated, with the reason.
+        ``effects``: one row per contrast, layers :data:`~perturbridge.schema.EFFECT_LAYERS`
+        (and ``stdev.scaled`` when asked for); ``ledger``: the conditions that were not
+        estimated and the samples left out, with the reason.
 
     Examples
     --------
@@ -307,8 +397,13 @@ def limma_trend(
             f"{[(samples.obs_names[i], samples.var_names[j]) for i, j in bad]})"
         )
     obs = samples.obs
-    obs = samples.obs
-    designs, ledger = plan_contexts(samples, mode=mode, control_keys=control_keys)
+    designs, ledger = plan_contexts(
+        samples,
+        mode=mode,
+        control_keys=control_keys,
+        orphan_vehicles=orphan_vehicles,
+        fit_per_control_group=fit_per_control_group,
+    )
     blocks: list[tuple[pd.DataFrame, dict[str, np.ndarray]]] = []
     for design in track(designs, description="limma-trend", enabled=progress):
         out = _fit_context(
@@ -321,6 +416,7 @@ def limma_trend(
             confint=confint,
             chunk_size=chunk_size,
             ledger=ledger,
+            stdev_scaled=stdev_scaled,
         )
         if out is not None:
             blocks.append(out)
@@ -334,7 +430,9 @@ def limma_trend(
             "trend": trend,
             "confint": confint,
             "method": "limma-trend",
+            **design_params(orphan_vehicles, fit_per_control_group),
         },
+        layer_names=effect_layer_names(stdev_scaled=stdev_scaled),
     )
     validate_effects(effects)
     return DEResult(effects, ledger)
@@ -351,6 +449,7 @@ def _fit_context(
     confint: float,
     chunk_size: int,
     ledger: Ledger,
+    stdev_scaled: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]] | None:
     """Fit one context; returns contrast metadata and layers (contrasts × genes)."""
     fit = fit_condition_plate(
@@ -383,7 +482,18 @@ def _fit_context(
         trend=trend,
         confint=confint,
         ledger=ledger,
+        stdev_scaled=stdev_scaled,
     )
+
+
+def design_params(orphan_vehicles: str, fit_per_control_group: bool) -> dict[str, Any]:
+    """The design options as recorded in the Effects ``uns`` parameters."""
+    return {"orphan_vehicles": orphan_vehicles, "fit_per_control_group": fit_per_control_group}
+
+
+def effect_layer_names(*, stdev_scaled: bool) -> tuple[str, ...]:
+    """The layers an engine writes: :data:`EFFECT_LAYERS`, then ``stdev.scaled`` if asked."""
+    return EFFECT_LAYERS + ((STDEV_SCALED,) if stdev_scaled else ())
 
 
 def _drop_no_df(design: ContextDesign, ledger: Ledger) -> None:
@@ -391,7 +501,7 @@ def _drop_no_df(design: ContextDesign, ledger: Ledger) -> None:
         design.treated,
         stage=STAGE,
         reason="not_estimable",
-        detail=f"{design.dataset}/{design.context}: no residual degrees of freedom "
+        detail=f"{design.fit_id}: no residual degrees of freedom "
         f"({len(design.rows)} samples, {len(design.levels)} conditions, "
         f"{len(design.plate_levels)} plates)",
     )
@@ -464,14 +574,15 @@ def moderate_context(
     ledger: Ledger,
     gene_cols: np.ndarray | None = None,
     n_genes_total: int | None = None,
+    stdev_scaled: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """eBayes once for the fit, then the Effects layers (contrasts × genes) and metadata.
 
     ``logfc`` and ``su_mat`` are genes × contrasts (in ``design.treated`` order). When
     the fit used a subset of genes, ``gene_cols`` are their positions among
-    ``n_genes_total`` genes and the layers are NaN elsewhere.
+    ``n_genes_total`` genes and the layers are NaN elsewhere. ``stdev_scaled`` adds
+    the layer ``stdev.scaled`` (``su_mat * sqrt(s2.post)``).
     """
-    dataset, context = design.dataset, design.context
     ngenes = logfc.shape[0]
     eb = ebayes(
         logfc,
@@ -497,9 +608,8 @@ def moderate_context(
     # beside the other layers.
     with ThreadPoolExecutor(max_workers=1) as pool:
         across = pool.submit(_bh_all, eb.p_value)
-        margin = stats.t.ppf((1 + confint) / 2, eb.df_total)[:, None] * (
-            su_mat * np.sqrt(eb.s2_post)[:, None]
-        )
+        scaled = su_mat * np.sqrt(eb.s2_post)[:, None]
+        margin = stats.t.ppf((1 + confint) / 2, eb.df_total)[:, None] * scaled
         within = place(p_adjust_bh(eb.p_value.T), genes_first=False)
         across_all = place(across.result())
     layers = {
@@ -514,7 +624,9 @@ def moderate_context(
         "B": place(eb.lods),
         "stdev.unscaled": place(su_mat),
     }
-    del margin, eb
+    if stdev_scaled:
+        layers[STDEV_SCALED] = place(scaled)
+    del margin, scaled, eb
     meta = contrast_meta(
         obs,
         design,
@@ -523,7 +635,7 @@ def moderate_context(
         n_plate_columns_not_estimable=n_plate_columns_not_estimable,
         mode=mode,
     )
-    ledger.keep(design.treated, stage=STAGE, detail=f"{dataset}/{context}")
+    ledger.keep(design.treated, stage=STAGE, detail=design.fit_id)
     return meta, layers
 
 
@@ -534,6 +646,7 @@ def _assemble(
     mode: ReplicateMode,
     params: dict[str, Any],
     var: pd.DataFrame | None = None,
+    layer_names: Sequence[str] = EFFECT_LAYERS,
 ) -> ad.AnnData:
     var = samples.var.copy() if var is None else var.copy()
     if not blocks:
@@ -544,7 +657,7 @@ def _assemble(
             },
             index=pd.Index([], name="contrast", dtype=str),
         )
-        layers = {k: np.zeros((0, len(var))) for k in EFFECT_LAYERS}
+        layers = {k: np.zeros((0, len(var))) for k in layer_names}
     else:
         obs = pd.concat([b[0] for b in blocks])
         if obs["dataset"].nunique() > 1:  # contrast ids are unique within a dataset
@@ -552,7 +665,7 @@ def _assemble(
         layers = (
             blocks[0][1]
             if len(blocks) == 1
-            else {k: np.concatenate([b[1][k] for b in blocks]) for k in EFFECT_LAYERS}
+            else {k: np.concatenate([b[1][k] for b in blocks]) for k in layer_names}
         )
     for col in (
         "dataset",

@@ -26,20 +26,26 @@ from ._linear import design_structure
 from ._rstats import p_adjust_bh
 from .limma import (
     STAGE,
+    STDEV_SCALED,
     ContextDesign,
     DEResult,
+    OrphanVehicles,
     ReplicateMode,
     _assemble,
     _drop_no_df,
     contrast_meta,
+    design_params,
+    effect_layer_names,
     plan_contexts,
 )
 
 __all__ = ["R_LAYERS", "RResult", "limma_r", "r_limma_status", "run_r_limma", "run_r_limma_trend"]
 
-#: Layers as R's topTable names them, plus stdev.unscaled.
+#: Layers as R's topTable names them, plus ``fit$stdev.unscaled`` and stdev.scaled
+#: (``fit$stdev.unscaled * sqrt(fit$s2.post)``).
 R_LAYERS: tuple[str, ...] = (
     "logFC", "t", "P.Value", "adj.P.Val", "CI.L", "CI.R", "AveExpr", "B", "stdev.unscaled",
+    "stdev.scaled",
 )  # fmt: skip
 
 
@@ -168,13 +174,18 @@ def limma_r(
     workdir: Path | None = None,
     progress: bool = False,
     control_keys: Sequence[str] | None = None,
+    orphan_vehicles: OrphanVehicles = "drop",
+    fit_per_control_group: bool = False,
+    stdev_scaled: bool = False,
 ) -> DEResult:
     """The same analysis as :func:`~perturbridge.de.limma_trend` /
     :func:`~perturbridge.de.voom.limma_voom`, computed by R limma (and edgeR for voom).
 
     For users who must cite R. Needs ``Rscript`` with limma, edgeR and statmod; each
-    dataset × context runs in its own R process. ``adj.P.Value.across_all_contrasts``
-    is BH over R's p-values of the fit. ``control_keys`` as for the other engines.
+    fit (dataset × context, or × control group) runs in its own R process on the
+    samples our engines fit. ``adj.P.Value.across_all_contrasts`` is BH over R's
+    p-values of the fit. ``control_keys``, ``orphan_vehicles``,
+    ``fit_per_control_group`` and ``stdev_scaled`` as for the other engines.
     """
     why = r_limma_status()
     if why is not None:
@@ -186,7 +197,13 @@ def limma_r(
         raise ValueError(f"limma-{method} needs {expected}, these Samples hold {kind!r}")
     x = samples.X
     x = np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=float)
-    designs, ledger = plan_contexts(samples, mode=mode, control_keys=control_keys)
+    designs, ledger = plan_contexts(
+        samples,
+        mode=mode,
+        control_keys=control_keys,
+        orphan_vehicles=orphan_vehicles,
+        fit_per_control_group=fit_per_control_group,
+    )
     blocks = []
     tested: list[np.ndarray] = []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -211,7 +228,7 @@ def limma_r(
                         samples.var_names[~keep],
                         stage="de_genes",
                         reason="low_expression",
-                        detail=f"{design.dataset}/{design.context}: filterByExpr",
+                        detail=f"{design.fit_id}: filterByExpr",
                     )
             p = r.layers["P.Value"]
             layers = {
@@ -226,6 +243,8 @@ def limma_r(
                 "B": r.layers["B"],
                 "stdev.unscaled": r.layers["stdev.unscaled"],
             }
+            if stdev_scaled:
+                layers[STDEV_SCALED] = r.layers[STDEV_SCALED]
             meta = contrast_meta(
                 samples.obs.iloc[design.rows],
                 design,
@@ -234,7 +253,7 @@ def limma_r(
                 n_plate_columns_not_estimable=int((~st.keep).sum()),
                 mode=mode,
             )
-            ledger.keep(design.treated, stage=STAGE, detail=f"{design.dataset}/{design.context}")
+            ledger.keep(design.treated, stage=STAGE, detail=design.fit_id)
             blocks.append((meta, layers))
             tested.append(r.extra.get("keep", np.ones(samples.n_vars, dtype=bool)))
     params = {
@@ -243,11 +262,19 @@ def limma_r(
         "engine": "R",
         "robust": True,
         "trend": method == "trend",
+        **design_params(orphan_vehicles, fit_per_control_group),
     }
     # as our engine: Effects keep the genes tested in at least one fit
     union = np.logical_or.reduce(tested) if tested else np.ones(samples.n_vars, dtype=bool)
     blocks = [(m, {k: v[:, union] for k, v in lay.items()}) for m, lay in blocks]
     var = samples.var.iloc[np.flatnonzero(union)]
-    effects = _assemble(blocks, samples, mode=mode, params=params, var=var)
+    effects = _assemble(
+        blocks,
+        samples,
+        mode=mode,
+        params=params,
+        var=var,
+        layer_names=effect_layer_names(stdev_scaled=stdev_scaled),
+    )
     validate_effects(effects)
     return DEResult(effects, ledger)

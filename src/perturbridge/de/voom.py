@@ -28,9 +28,12 @@ from .limma import (
     STAGE,
     ContextDesign,
     DEResult,
+    OrphanVehicles,
     ReplicateMode,
     _assemble,
     _drop_no_df,
+    design_params,
+    effect_layer_names,
     moderate_context,
     plan_contexts,
 )
@@ -81,6 +84,9 @@ def limma_voom(
     chunk_size: int = 512,
     progress: bool = False,
     control_keys: Sequence[str] | None = None,
+    orphan_vehicles: OrphanVehicles = "drop",
+    fit_per_control_group: bool = False,
+    stdev_scaled: bool = False,
 ) -> DEResult:
     """limma-voom effects of every treated condition against its matched vehicle.
 
@@ -101,7 +107,8 @@ def limma_voom(
     allow_non_integer
         Accept non-integer counts (e.g. estimated counts); by default they are an error.
     keep_weights
-        Keep the voom weights of each fit in ``DEResult.diagnostics``.
+        Keep the voom weights of each fit in ``DEResult.diagnostics`` (keyed by
+        :attr:`~perturbridge.de.limma.ContextDesign.fit_id`).
     chunk_size
         Genes per block in the weighted fit.
     progress
@@ -110,6 +117,10 @@ def limma_voom(
         Further ``obs`` columns a treated condition must share with its vehicle (e.g.
         ``percent_volume_dmso``); default: those the source adapter declared in
         ``uns["perturbridge"]["control_match_keys"]``, if any.
+    orphan_vehicles, fit_per_control_group, stdev_scaled
+        As for :func:`~perturbridge.de.limma_trend`: vehicles at a label no treated
+        condition uses are dropped (default) or kept; one fit per control group instead
+        of one per context; the extra layer ``stdev.scaled``.
     """
     validate_samples(samples)
     kind = samples.uns["perturbridge"]["value_kind"]
@@ -119,7 +130,13 @@ def limma_voom(
     x = np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=float)
     check_counts(x, samples, allow_non_integer=allow_non_integer)
     obs = samples.obs
-    designs, ledger = plan_contexts(samples, mode=mode, control_keys=control_keys)
+    designs, ledger = plan_contexts(
+        samples,
+        mode=mode,
+        control_keys=control_keys,
+        orphan_vehicles=orphan_vehicles,
+        fit_per_control_group=fit_per_control_group,
+    )
     # genes: filterByExpr per fit; Effects keep the genes tested in at least one fit
     keeps = []
     for design in designs:
@@ -136,7 +153,7 @@ def limma_voom(
                     samples.var_names[~keep],
                     stage="de_genes",
                     reason="low_expression",
-                    detail=f"{design.dataset}/{design.context}: filterByExpr",
+                    detail=f"{design.fit_id}: filterByExpr",
                 )
         else:
             keep = np.ones(samples.n_vars, dtype=bool)
@@ -147,7 +164,7 @@ def limma_voom(
     for design, (structure, keep) in track(
         list(zip(designs, keeps, strict=True)), description="limma-voom", enabled=progress
     ):
-        diag = diagnostics.setdefault(f"{design.dataset}/{design.context}", {})
+        diag = diagnostics.setdefault(design.fit_id, {})
         out = _voom_context(
             x[design.rows][:, keep],
             obs.iloc[design.rows],
@@ -165,6 +182,7 @@ def limma_voom(
             chunk_size=chunk_size,
             ledger=ledger,
             keep_weights=keep_weights,
+            stdev_scaled=stdev_scaled,
         )
         if out is not None:
             blocks.append(out)
@@ -177,9 +195,17 @@ def limma_voom(
         "filter_genes": filter_genes,
         "normalization": normalization,
         "method": "limma-voom",
+        **design_params(orphan_vehicles, fit_per_control_group),
     }
     var = samples.var.iloc[np.flatnonzero(tested)] if designs else samples.var
-    effects = _assemble(blocks, samples, mode=mode, params=params, var=var)
+    effects = _assemble(
+        blocks,
+        samples,
+        mode=mode,
+        params=params,
+        var=var,
+        layer_names=effect_layer_names(stdev_scaled=stdev_scaled),
+    )
     validate_effects(effects)
     return DEResult(effects, ledger, diagnostics)
 
@@ -202,6 +228,7 @@ def _voom_context(
     chunk_size: int,
     ledger: Ledger,
     keep_weights: bool,
+    stdev_scaled: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]] | None:
     """One fit on its kept genes; layers span the ``tested`` genes (NaN for the rest)."""
     n_cond, n_plates = len(design.levels), len(design.plate_levels)
@@ -210,7 +237,7 @@ def _voom_context(
             design.treated,
             stage=STAGE,
             reason="not_estimable",
-            detail=f"{design.dataset}/{design.context}: fewer than 2 genes pass filterByExpr",
+            detail=f"{design.fit_id}: fewer than 2 genes pass filterByExpr",
         )
         return None
     lib = kept.sum(axis=1)
@@ -266,6 +293,7 @@ def _voom_context(
         ledger=ledger,
         gene_cols=None if keep[tested].all() else np.flatnonzero(keep[tested]),
         n_genes_total=int(tested.sum()),
+        stdev_scaled=stdev_scaled,
     )
     meta["n_genes_tested"] = int(keep.sum())
     return meta, layers

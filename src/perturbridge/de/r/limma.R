@@ -9,7 +9,9 @@
 # DIR holds: expr.txt (genes x samples, whitespace separated, no header), samples.tsv
 # (condition, plate per sample, in the column order of expr.txt), levels.txt (condition
 # levels in design order), plates.txt (plate levels), contrasts.tsv (treated, control).
-# Writes R_<layer>.txt matrices (genes x contrasts) and timings.tsv.
+# Writes R_<layer>.txt matrices (genes x contrasts): topTable's columns, stdev.unscaled
+# (fit$stdev.unscaled) and stdev.scaled (fit$stdev.unscaled * sqrt(fit$s2.post)), and
+# timings.tsv.
 args <- commandArgs(trailingOnly = TRUE)
 dir <- args[1]
 how <- if (length(args) >= 2) args[2] else "all"
@@ -66,6 +68,7 @@ layers <- c("logFC", "t", "P.Value", "adj.P.Val", "CI.L", "CI.R", "AveExpr", "B"
 out <- lapply(layers, function(l) matrix(NA_real_, nrow(y), nrow(ct)))
 names(out) <- layers
 su <- matrix(NA_real_, nrow(y), nrow(ct))
+ss <- matrix(NA_real_, nrow(y), nrow(ct))
 t_ebayes <- 0
 t_toptable <- 0
 fill <- function(eb, j, k) {
@@ -73,6 +76,7 @@ fill <- function(eb, j, k) {
   tt <- topTable(eb, coef = k, number = Inf, sort.by = "none", confint = TRUE)
   for (l in layers) out[[l]][, j] <<- tt[[l]]
   su[, j] <<- eb$stdev.unscaled[, k]
+  ss[, j] <<- eb$stdev.unscaled[, k] * sqrt(eb$s2.post)
   t_toptable <<- t_toptable + proc.time()[["elapsed"]] - t1
 }
 if (how == "per_contrast") {
@@ -92,6 +96,7 @@ if (how == "per_contrast") {
 for (l in layers) write.table(out[[l]], file.path(dir, paste0("R_", l, ".txt")),
                               row.names = FALSE, col.names = FALSE)
 write.table(su, file.path(dir, "R_stdev.unscaled.txt"), row.names = FALSE, col.names = FALSE)
+write.table(ss, file.path(dir, "R_stdev.scaled.txt"), row.names = FALSE, col.names = FALSE)
 write.table(data.frame(step = c("read", "filter_tmm", "voom", "lmFit", "contrasts_fit_ebayes",
                                 "toptable"),
                        seconds = c(t_loaded - t0, t_prep, t_voom, t_fit - t_read, t_ebayes,
