@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from perturbridge.compendium import PlanError, build, load_plan
-from perturbridge.compendium.plan import DEFAULT_ZARR_LAYERS, check_store_path, slurm_profile_of
+from perturbridge.compendium.plan import (
+    DEFAULT_ZARR_LAYERS,
+    DESettings,
+    check_store_path,
+    slurm_profile_of,
+)
+from perturbridge.compendium.tasks import de_task
 
 from ._fixtures import COUNTS_MODULE, write_plan
 
@@ -361,3 +369,128 @@ def test_the_documented_example_plan_is_valid_but_for_its_files(tmp_path):
     for problem in info.value.problems:
         assert "file not found" in problem or "reference store not found" in problem, problem
     assert len(info.value.problems) == 7  # 2 + 3 + 1 inputs, and the reference store
+
+
+def test_de_options_of_the_original_pipeline(tmp_path, inputs):
+    path = _plan(
+        tmp_path,
+        f"""
+[store]
+path = "store"
+[defaults.de]
+orphan_vehicles = "keep"
+[[datasets]]
+name = "a"
+source = "l1000"
+inputs = {{ level3 = "{inputs["l1000"]}" }}
+[[datasets]]
+name = "b"
+source = "l1000"
+inputs = {{ level3 = "{inputs["l1000"]}" }}
+de = {{ orphan_vehicles = "drop", fit_per_control_group = true, stdev_scaled = true }}
+""",
+    )
+    plan = load_plan(path)
+    a, b = plan.dataset("a").de, plan.dataset("b").de
+    assert (a.orphan_vehicles, a.fit_per_control_group, a.stdev_scaled) == ("keep", False, False)
+    assert (b.orphan_vehicles, b.fit_per_control_group, b.stdev_scaled) == ("drop", True, True)
+    assert b.params()["orphan_vehicles"] == "drop" and b.params()["stdev_scaled"] is True
+    # the defaults: the original's orphan rule, our one fit per context, no extra layer
+    default = DESettings()
+    assert (default.orphan_vehicles, default.fit_per_control_group) == ("drop", False)
+    assert default.stdev_scaled is False
+
+
+def test_each_de_option_is_part_of_the_de_task_key():
+    def key(settings: DESettings) -> str:
+        return de_task(
+            dataset="a",
+            ingest_key="k",
+            samples="/cache/samples.h5ad",
+            context={"context": "A375", "start": 0, "stop": 10},
+            mode="group",
+            value_kind="log_expression",
+            de_params=settings.params(),
+            imports=(),
+        ).key
+
+    base = DESettings()
+    changed = [
+        dataclasses.replace(base, orphan_vehicles="keep"),
+        dataclasses.replace(base, fit_per_control_group=True),
+        dataclasses.replace(base, stdev_scaled=True),
+    ]
+    keys = {key(base), *(key(s) for s in changed)}
+    assert len(keys) == 4
+
+
+def test_bad_de_options_are_reported(tmp_path, inputs):
+    path = _plan(
+        tmp_path,
+        f"""
+[store]
+path = "store"
+[[datasets]]
+name = "a"
+source = "l1000"
+inputs = {{ level3 = "{inputs["l1000"]}" }}
+de = {{ orphan_vehicles = "discard", fit_per_control_group = "yes", stdev_scaled = 1 }}
+""",
+    )
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    msg = str(info.value)
+    for expected in (
+        "orphan_vehicles: expected one of ['drop', 'keep'], found 'discard'",
+        "fit_per_control_group: expected bool, found 'yes'",
+        "stdev_scaled: expected bool, found 1",
+    ):
+        assert expected in msg, expected
+
+
+def test_de_options_reach_the_engines(tmp_path):
+    """A DE task with each orphan setting: the ledger, the fit and the extra layer."""
+    import anndata as ad
+
+    from perturbridge.compendium.tasks import EFFECTS_FILE, LEDGER_FILE, run_task
+    from perturbridge.io import write_h5ad
+    from perturbridge.simulate import simulate_counts
+
+    kw = {"n_genes": 60, "n_plates": 2, "conditions_per_plate": 4, "vehicles_per_plate": 4}
+    at24 = simulate_counts(**kw, seed=1).samples
+    at6 = simulate_counts(**kw, time_h=6.0, seed=2).samples
+    at6 = at6[at6.obs["is_control"].to_numpy()].copy()  # vehicles only at 6 h
+    at6.obs_names = [f"t6_{x}" for x in at6.obs_names]
+    samples = ad.concat([at24, at6], merge="same")
+    samples.uns["perturbridge"] = {"kind": "samples", "value_kind": "counts", "provenance": {}}
+    for col in ("dataset", "assay", "plate", "well", "cell_context", "cell_name"):
+        samples.obs[col] = pd.Categorical(samples.obs[col].astype(str))
+    orphans = at6.obs_names
+    ctx = samples.obs["cell_context"].astype(str).to_numpy()
+    assert len(set(ctx)) == 1 and len(orphans) == 8
+    path = tmp_path / "samples.h5ad"
+    write_h5ad(samples, path)
+    out = {}
+    for setting in ("drop", "keep"):
+        settings = DESettings(orphan_vehicles=setting, stdev_scaled=True)
+        task = de_task(
+            dataset="sim",
+            ingest_key="k",
+            samples=str(path),
+            context={"context": ctx[0], "start": 0, "stop": samples.n_obs},
+            mode="group",
+            value_kind="counts",
+            de_params=settings.params(),
+            imports=(),
+        )
+        result = run_task(task, str(tmp_path / "cache"))["result"]
+        assert result["n_samples"] == samples.n_obs
+        folder = tmp_path / "cache" / "tasks" / "de" / task.key
+        ledger = pd.read_parquet(folder / LEDGER_FILE)
+        lost = ledger.loc[ledger["reason"] == "vehicle_without_treated", "id"]
+        assert sorted(lost) == (sorted(orphans) if setting == "drop" else [])
+        effects = ad.read_h5ad(folder / EFFECTS_FILE)
+        assert "stdev.scaled" in effects.layers
+        out[setting] = effects
+    drop, keep = out["drop"], out["keep"]
+    assert (keep.obs["df_residual"] > drop.obs["df_residual"]).all()

@@ -67,6 +67,7 @@ ExecutorKind = Literal["local", "dask", "slurm"]
 EXECUTOR_KINDS: tuple[str, ...] = ("local", "dask", "slurm")
 ENGINES: tuple[str, ...] = ("ours", "r")
 MODES: tuple[str, ...] = ("group", "separate")
+ORPHAN_VEHICLES: tuple[str, ...] = ("drop", "keep")
 #: Layers of the consolidated Zarr arrays unless the plan says otherwise.
 DEFAULT_ZARR_LAYERS: tuple[str, ...] = (
     "logFC",
@@ -87,7 +88,11 @@ class DESettings:
     sources) are left out of the fit and go to the ledger. ``robust``, ``trend``,
     ``confint``: limma's options (``trend`` unset: limma's default for the method).
     ``control_keys``: further ``obs`` columns a treated sample must share with its
-    vehicle (unset: those the source adapter declares).
+    vehicle (unset: those the source adapter declares). ``orphan_vehicles``: ``drop``
+    (the original pipeline's choice) or ``keep`` vehicle samples at a time (and
+    control-key values) with no treated sample. ``fit_per_control_group``: one fit per
+    value of the control keys instead of one per context. ``stdev_scaled``: add the
+    Effects layer ``stdev.scaled``.
     """
 
     modes: tuple[str, ...] = ("group",)
@@ -97,6 +102,9 @@ class DESettings:
     trend: bool | None = None
     confint: float = 0.95
     control_keys: tuple[str, ...] | None = None
+    orphan_vehicles: str = "drop"
+    fit_per_control_group: bool = False
+    stdev_scaled: bool = False
 
     def params(self) -> dict[str, Any]:
         """The settings that change a DE result (``modes`` select tasks, not results)."""
@@ -107,6 +115,9 @@ class DESettings:
             "trend": self.trend,
             "confint": self.confint,
             "control_keys": None if self.control_keys is None else list(self.control_keys),
+            "orphan_vehicles": self.orphan_vehicles,
+            "fit_per_control_group": self.fit_per_control_group,
+            "stdev_scaled": self.stdev_scaled,
         }
 
 
@@ -356,7 +367,18 @@ class _Reader:
         return (p if p.is_absolute() else self.base_dir / p).absolute()
 
 
-_DE_KEYS = ("modes", "engine", "min_cells", "robust", "trend", "confint", "control_keys")
+_DE_KEYS = (
+    "modes",
+    "engine",
+    "min_cells",
+    "robust",
+    "trend",
+    "confint",
+    "control_keys",
+    "orphan_vehicles",
+    "fit_per_control_group",
+    "stdev_scaled",
+)
 
 
 def _de_settings(r: _Reader, data: Mapping[str, Any], base: DESettings, where: str) -> DESettings:
@@ -377,6 +399,11 @@ def _de_settings(r: _Reader, data: Mapping[str, Any], base: DESettings, where: s
     if not 0 < confint < 1:
         r.problem(f"{where}.confint: expected a level in (0, 1), found {confint}")
     control_keys = r.strings(data, "control_keys", base.control_keys, where)
+    orphans = r.get(data, "orphan_vehicles", str, base.orphan_vehicles, where)
+    if orphans not in ORPHAN_VEHICLES:
+        r.problem(
+            f"{where}.orphan_vehicles: expected one of {list(ORPHAN_VEHICLES)}, found {orphans!r}"
+        )
     return DESettings(
         modes=tuple(m for m in MODES if m in modes),  # fixed order
         engine=engine,
@@ -385,6 +412,11 @@ def _de_settings(r: _Reader, data: Mapping[str, Any], base: DESettings, where: s
         trend=r.get(data, "trend", bool, base.trend, where),
         confint=float(confint),
         control_keys=control_keys,
+        orphan_vehicles=orphans,
+        fit_per_control_group=r.get(
+            data, "fit_per_control_group", bool, base.fit_per_control_group, where
+        ),
+        stdev_scaled=r.get(data, "stdev_scaled", bool, base.stdev_scaled, where),
     )
 
 

@@ -494,20 +494,26 @@ def _run_de(p: Mapping[str, Any], out: Path) -> dict[str, Any]:
     mode = p["mode"]
     control_keys = de.get("control_keys")
     method: Literal["trend", "voom"] = "voom" if p["value_kind"] == "counts" else "trend"
+    design_kw: dict[str, Any] = {
+        "control_keys": control_keys,
+        "orphan_vehicles": de.get("orphan_vehicles", "drop"),
+        "fit_per_control_group": de.get("fit_per_control_group", False),
+        "stdev_scaled": de.get("stdev_scaled", False),
+    }
     if de["engine"] == "r":
         from ..de.r_limma import limma_r
 
-        res = limma_r(samples, method=method, mode=mode, control_keys=control_keys)
+        res = limma_r(samples, method=method, mode=mode, **design_kw)
     elif method == "voom":
         kw: dict[str, Any] = {"robust": de["robust"], "confint": de["confint"]}
         if de.get("trend") is not None:
             kw["trend"] = de["trend"]
-        res = limma_voom(samples, mode=mode, control_keys=control_keys, **kw)
+        res = limma_voom(samples, mode=mode, **design_kw, **kw)
     else:
         kw = {"robust": de["robust"], "confint": de["confint"]}
         if de.get("trend") is not None:
             kw["trend"] = de["trend"]
-        res = limma_trend(samples, mode=mode, control_keys=control_keys, **kw)
+        res = limma_trend(samples, mode=mode, **design_kw, **kw)
     ledger.extend(res.ledger)
     effects = res.effects
     # the condition of each contrast: itself in group mode, its sample's group label in
