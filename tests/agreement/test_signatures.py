@@ -78,3 +78,25 @@ def test_signatures_from_matrix():
         signatures_from_matrix(x, obs.iloc[:1])
     with pytest.raises(ValueError, match="de has shape"):
         signatures_from_matrix(x, obs, de=np.ones((2, 3), dtype=bool))
+
+
+def test_rows_with_only_the_across_contrasts_p_value_use_it(tmp_path):
+    """A release dataset with only adj.P.Value.across_all_contrasts gets its DE masks from
+    that layer, not from the |value| fallback."""
+    from perturbridge.agreement.signatures import load_signatures
+    from perturbridge.compendium import import_release
+    from perturbridge.simulate.release import write_release_tree
+
+    tree = write_release_tree(tmp_path / "tree", seed=0)
+    store = tmp_path / "store"
+    import_release(tree, store)
+    with Compendium.open(store) as comp:
+        conds = comp.conditions(dataset="gamma")
+        ids = conds["condition_id"].astype(str).tolist()[:20]
+        sig = load_signatures(comp, ids, z_min=1e9)  # the value rule would call nothing DE
+        across = comp.effects(ids, layer="adj.P.Value.across_all_contrasts").X
+        within = comp.effects(ids, layer="adj.P.Value.within_one_contrast").X
+    assert np.isnan(within).all()
+    want = np.isfinite(sig.x) & np.isfinite(across) & (across < 0.05)
+    assert want.any()
+    np.testing.assert_array_equal(sig.de, want)

@@ -2,7 +2,8 @@
 
 A signature is one row of the ``logFC`` Effects layer (one condition in group mode, one
 replicate contrast in separate mode); its DE genes are those with
-``adj.P.Value.within_one_contrast < alpha`` (and ``|logFC| > lfc_min`` when given). A row
+``adj.P.Value.within_one_contrast < alpha`` (``adj.P.Value.across_all_contrasts`` for a row
+that has only that layer; and ``|logFC| > lfc_min`` when given). A row
 without any adjusted p-value (e.g. L1000 level 5 z-scores) uses ``|value| >= z_min``
 instead when ``de_rule="auto"``.
 
@@ -55,6 +56,9 @@ DE_RULES = ("auto", "pvalue", "value")
 DERule = Literal["auto", "pvalue", "value"]
 
 PVALUE_LAYER = "adj.P.Value.within_one_contrast"
+#: The fallback adjusted p-value layer, for rows without the within-contrast one (some
+#: release datasets carry only this layer).
+ACROSS_PVALUE_LAYER = "adj.P.Value.across_all_contrasts"
 
 
 @dataclass
@@ -197,12 +201,24 @@ def load_signatures(
     x = np.asarray(lfc.X, dtype=np.float32)
     adj = None
     if de_rule != "value":
-        adj = np.asarray(_effects(comp, ids, PVALUE_LAYER, mode).X, dtype=np.float32)
+        adj = _adjusted_p(comp, ids, mode)
     de = de_mask(x, adj, alpha=alpha, lfc_min=lfc_min, de_rule=de_rule, z_min=z_min)
     obs = lfc.obs.reset_index()
     if zscore is not None:
         x = zscore.apply(x, obs)
     return Signatures(x=x, de=de, obs=obs, genes=pd.Index(lfc.var_names.astype(str)))
+
+
+def _adjusted_p(comp: Compendium, ids: Sequence[str], mode: str) -> np.ndarray:
+    """Per row, the first adjusted p-value layer it has: within the contrast, else
+    across all contrasts (the rule of the published analysis)."""
+    adj = np.asarray(_effects(comp, ids, PVALUE_LAYER, mode).X, dtype=np.float32)
+    empty = ~np.isfinite(adj).any(axis=1)
+    if empty.any():
+        rows = [ids[i] for i in np.flatnonzero(empty)]
+        across = _effects(comp, rows, ACROSS_PVALUE_LAYER, mode).X
+        adj[empty] = np.asarray(across, dtype=np.float32)
+    return adj
 
 
 def iter_signature_blocks(
