@@ -38,6 +38,21 @@ class ZScoreOption(StrEnum):
     dataset_context = "dataset_context"
 
 
+class ProfileOption(StrEnum):
+    """Which definitions of agreement to compute."""
+
+    perturbridge = "perturbridge"
+    published = "published"
+
+
+class WeightingOption(StrEnum):
+    """Summary weighting of the published profile."""
+
+    auto = "auto"
+    sample_pairs = "sample_pairs"
+    condition = "condition"
+
+
 class ScoreOption(StrEnum):
     """Retrieval score."""
 
@@ -87,6 +102,31 @@ DoseSensArg = Annotated[
     bool, typer.Option("--dose-sensitivity", help="Also rerun at dose thresholds 1×/2×/3×/10×.")
 ]
 ProgressArg = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars.")]
+ProfileArg = Annotated[
+    ProfileOption,
+    typer.Option(
+        help="perturbridge: our definitions; published: the published analysis, exactly "
+        "(reads release-layout files: a release tree or a store with imported releases)."
+    ),
+]
+WeightingArg = Annotated[
+    WeightingOption,
+    typer.Option(
+        help="published profile: summary weighting (auto: sample_pairs when every dataset "
+        "has its <dataset>_processed.h5ad, else condition)."
+    ),
+]
+DatasetsArg = Annotated[
+    str | None,
+    typer.Option(help="Comma-separated datasets, in analysis order (default: all)."),
+]
+ReplicatesArg = Annotated[
+    bool, typer.Option("--replicates/--no-replicates", help="Replicate agreement too.")
+]
+RetrievalArg = Annotated[
+    bool,
+    typer.Option("--retrieval/--no-retrieval", help="published profile: Table 9 retrieval too."),
+]
 
 
 def _options(**kw: Any) -> dict[str, Any]:
@@ -171,14 +211,43 @@ def agreement_cmd(
     seed: SeedArg = 0,
     dose_sensitivity: DoseSensArg = False,
     progress: ProgressArg = True,
+    profile: ProfileArg = ProfileOption.perturbridge,
+    weighting: WeightingArg = WeightingOption.auto,
+    datasets: DatasetsArg = None,
+    replicates: ReplicatesArg = True,
+    retrieval: RetrievalArg = False,
 ) -> None:
-    """Agreement diagnostics of a store: cross-dataset pairs with centroid and peer
-    baselines, retrieval, replicate agreement; tables as Parquet and CSV.
+    """Agreement diagnostics: cross-dataset pairs with their baselines, retrieval,
+    replicate agreement; tables as Parquet and CSV.
 
-    Example:
+    Two profiles: ``perturbridge`` (our definitions, any store) and ``published`` (the
+    published analysis exactly: Tables 4-8 and 10, with --retrieval Table 9; STORE is a
+    release tree or a store with imported release datasets).
+
+    Examples:
 
         perturbridge agreement compendium --out agreement --n-boot 2000
+
+        perturbridge agreement release/ --profile published --out published
     """
+    if profile == ProfileOption.published:
+        _published_agreement(
+            store,
+            out,
+            changed=_changed_options(
+                identity=identity, max_log10_dose=max_log10_dose, min_compounds=min_compounds,
+                alpha=alpha, lfc_min=lfc_min, zscore=zscore, metrics=metrics, score=score,
+                max_peers=max_peers, seed=seed, dose_sensitivity=dose_sensitivity,
+            ),
+            weighting=weighting.value,
+            datasets=_split(datasets),
+            n_boot=n_boot,
+            replicates=replicates,
+            retrieval=retrieval,
+        )  # fmt: skip
+        return
+    if weighting != WeightingOption.auto or retrieval:
+        _fail(ValueError("--weighting and --retrieval belong to --profile published"))
     from .agreement import run_agreement
 
     opts = _options(
@@ -196,7 +265,14 @@ def agreement_cmd(
         dose_sensitivity=dose_sensitivity,
     )
     try:
-        res = run_agreement(store, out=out, progress=progress, **opts)
+        res = run_agreement(
+            store,
+            out=out,
+            progress=progress,
+            replicates=replicates,
+            datasets=_split(datasets),
+            **opts,
+        )
     except _errors() as err:
         _fail(err)
     console.print(_summary_table(res))
@@ -206,6 +282,151 @@ def agreement_cmd(
         f"retrieval queries, {counts.get('replicate_conditions', 0):,} conditions with "
         f"replicates; wrote {out}"
     )
+
+
+_DEFAULTS = {
+    "identity": IdentityOption.parent,
+    "max_log10_dose": 1.0,
+    "min_compounds": 10,
+    "alpha": 0.05,
+    "lfc_min": None,
+    "zscore": ZScoreOption.none,
+    "metrics": None,
+    "score": ScoreOption.euclidean,
+    "max_peers": 50,
+    "seed": 0,
+    "dose_sensitivity": False,
+}
+
+
+def _changed_options(**given: Any) -> list[str]:
+    """The options of our profile given a non-default value (the published profile has
+    fixed definitions, so they would be silently ignored there)."""
+    return [
+        "--" + name.replace("_", "-") for name, value in given.items() if value != _DEFAULTS[name]
+    ]
+
+
+def _published_table(res: Any) -> Table:
+    """Tables 4 and 5 of the published profile: observed, the published baseline (source
+    centroid, sample-referenced) and Δ with its BCa interval, per dataset pair."""
+    s = res.summary
+    table = Table(
+        title=f"published profile: observed vs source-centroid baseline ({res.weighting} weighting)"
+    )
+    for col in ("datasets", "metric", "observed", "baseline", "Δ [95% CI]", "compounds"):
+        table.add_column(col, no_wrap=col in ("datasets", "metric"))
+    if s.empty:
+        return table
+    s = s[s["weighting"] == res.weighting]
+    rows = {
+        "DEG Spearman (Table 4)": (
+            "w4_observed_deg_lfc_spearman_sym_p05",
+            "w4_source_centroid_deg_lfc_spearman_pair_p05",
+            "w4_delta_vs_source_centroid_deg_lfc_spearman_p05",
+        ),
+        "direction (Table 5)": (
+            "observed_direction_agreement_p05",
+            "baseline_pair_direction_agreement_p05",
+            "delta_vs_baseline_pair_direction_agreement_p05",
+        ),
+    }
+    for (a, b), grp in s.groupby(["dataset_a", "dataset_b"], sort=False):
+        by = grp.set_index("metric")
+        for label, (obs, base, delta) in rows.items():
+            if not {obs, base, delta} <= set(by.index):
+                continue
+            d = by.loc[delta]
+            table.add_row(
+                f"{a} / {b}",
+                label,
+                f"{by.loc[obs, 'mean']:.3f}",
+                f"{by.loc[base, 'mean']:.3f}",
+                f"{d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]",
+                str(int(d["n_compounds"])),
+            )
+    return table
+
+
+def _published_agreement(
+    source: Path,
+    out: Path,
+    *,
+    changed: list[str],
+    weighting: str,
+    datasets: list[str] | None,
+    n_boot: int,
+    replicates: bool,
+    retrieval: bool,
+) -> Any:
+    from .agreement.published import PublishedOptions, run_published, write_published
+
+    if changed:
+        _fail(
+            ValueError(
+                f"{', '.join(changed)}: not options of --profile published, whose definitions "
+                "are fixed (docs/agreement.md); use them with --profile perturbridge"
+            )
+        )
+    opts = PublishedOptions(
+        datasets=None if datasets is None else tuple(datasets),
+        weighting=weighting,
+        n_boot=n_boot,
+        replicates=replicates,
+        retrieval=retrieval,
+    )
+    try:
+        if out.exists() and not out.is_dir():
+            raise FileExistsError(f"--out {out} is a file; give a folder")
+        res = run_published(source, options=opts)
+        write_published(res, out)
+    except _errors() as err:
+        _fail(err)
+    console.print(_published_table(res))
+    skipped = res.info.get("skipped_datasets") or {}
+    for name, why in skipped.items():
+        err_console.print(f"[yellow]not included:[/] {name}: {why}", markup=True, highlight=False)
+    console.print(
+        f"{len(res.pairs):,} matched condition pairs ({res.weighting} weighting: "
+        f"{res.info.get('weighting_note', '')}), {len(res.replicate_conditions):,} replicate "
+        f"conditions; wrote {out}"
+    )
+    return res
+
+
+def _published_report(
+    source: Path,
+    out: Path,
+    *,
+    changed: list[str],
+    figures: Path | None,
+    weighting: str,
+    datasets: list[str] | None,
+    n_boot: int,
+    retrieval: bool,
+) -> None:
+    from .agreement.published import PublishedOptions, run_published
+    from .agreement.published.report import write_published_report
+
+    if changed:
+        _fail(
+            ValueError(
+                f"{', '.join(changed)}: not options of --profile published, whose definitions "
+                "are fixed (docs/agreement.md); use them with --profile perturbridge"
+            )
+        )
+    opts = PublishedOptions(
+        datasets=None if datasets is None else tuple(datasets),
+        weighting=weighting,
+        n_boot=n_boot,
+        retrieval=retrieval,
+    )
+    try:
+        res = run_published(source, options=opts)
+        path = write_published_report(res, out, figures_dir=figures)
+    except (*_errors(), IsADirectoryError) as err:
+        _fail(err)
+    console.print(f"wrote {path} (published profile, {res.weighting} weighting)")
 
 
 def report_cmd(
@@ -230,14 +451,44 @@ def report_cmd(
     n_boot: BootArg = 2000,
     seed: SeedArg = 0,
     dose_sensitivity: DoseSensArg = False,
+    profile: ProfileArg = ProfileOption.perturbridge,
+    weighting: WeightingArg = WeightingOption.auto,
+    datasets: DatasetsArg = None,
+    retrieval: RetrievalArg = False,
 ) -> None:
     """An HTML report of a store: datasets, coverage and the agreement diagnostics
     (read from --agreement, or computed with the options given).
 
-    Example:
+    An agreement folder of the published profile, or --profile published, gives the
+    report in the layout of the published Tables 4-8.
+
+    Examples:
 
         perturbridge report compendium --out report.html --agreement agreement
+
+        perturbridge report release/ --profile published --out published.html
     """
+    if agreement is not None and profile == ProfileOption.published:
+        from .agreement.report import _profile_of
+
+        if _profile_of(agreement) != "published":
+            _fail(
+                ValueError(
+                    f"--agreement {agreement} holds the perturbridge profile; run "
+                    "`perturbridge agreement … --profile published` for a published folder"
+                )
+            )
+    if profile == ProfileOption.published and agreement is None:
+        changed = _changed_options(
+            identity=identity, max_log10_dose=max_log10_dose, min_compounds=min_compounds,
+            alpha=alpha, lfc_min=lfc_min, zscore=zscore, metrics=metrics, score=score,
+            max_peers=max_peers, seed=seed, dose_sensitivity=dose_sensitivity,
+        )  # fmt: skip
+        _published_report(
+            store, out, changed=changed, figures=figures, weighting=weighting.value,
+            datasets=_split(datasets), n_boot=n_boot, retrieval=retrieval,
+        )  # fmt: skip
+        return
     opts = _options(
         identity=identity,
         max_log10_dose=max_log10_dose,

@@ -1192,6 +1192,15 @@ def _resolve(
     return _from_result(run_agreement(store, **run_opts))
 
 
+def _profile_of(folder: str | os.PathLike[str]) -> str:
+    """The profile an agreement folder was written with (``perturbridge`` for folders of
+    earlier versions, which had only that one)."""
+    path = Path(folder) / "agreement.json"
+    if not path.is_file():
+        return "perturbridge"
+    return str(json.loads(path.read_text(encoding="utf-8")).get("profile", "perturbridge"))
+
+
 def write_report(
     store: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -1236,6 +1245,13 @@ def write_report(
     out = Path(out)
     if out.is_dir():
         raise IsADirectoryError(f"--out {out} is a folder; give the path of an .html file")
+    if agreement_dir is not None and _profile_of(agreement_dir) == "published":
+        from .published import read_published
+        from .published.report import write_published_report
+
+        return write_published_report(
+            read_published(agreement_dir), out, figures_dir=figures_dir, title=title
+        )
     ag = _resolve(store, agreement_dir, result, options)
     comp = _compendium(store)
     shown_options = dict(ag.info.get("options") or options or {})

@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -299,6 +299,7 @@ def run_agreement(
         }
         info = {
             "format": FORMAT,
+            "profile": "perturbridge",
             "options": options,
             "store": str(comp.path),
             "build_key": comp.manifest.get("build_key", ""),
@@ -383,8 +384,12 @@ def _plain_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_agreement(result: AgreementResult, out: str | os.PathLike[str]) -> Path:
-    """Write ``result`` into the folder ``out`` atomically (see the module docstring)."""
+def write_agreement_folder(
+    out: str | os.PathLike[str], tables: Mapping[str, pd.DataFrame], info: Mapping[str, Any]
+) -> Path:
+    """Write ``tables`` (Parquet and CSV) and ``agreement.json`` into the folder ``out``
+    atomically: a temporary sibling renamed into place, an earlier agreement folder
+    replaced, any other non-empty folder refused. Shared by every agreement profile."""
     from ..compendium._common import canonical_json
 
     out = Path(out).absolute()
@@ -392,13 +397,13 @@ def write_agreement(result: AgreementResult, out: str | os.PathLike[str]) -> Pat
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
     try:
-        for name, table in result.tables.items():
+        for name, table in tables.items():
             frame = _plain_frame(table)
             frame.to_parquet(tmp / f"{name}.parquet", index=False)
             frame.to_csv(tmp / f"{name}.csv", index=False)
-        info = dict(result.info)
-        info["tables"] = sorted(result.tables)
-        (tmp / INFO_FILE).write_text(canonical_json(info, indent=2), encoding="utf-8")
+        full = dict(info)
+        full["tables"] = sorted(tables)
+        (tmp / INFO_FILE).write_text(canonical_json(full, indent=2), encoding="utf-8")
         old = None
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
@@ -415,6 +420,11 @@ def write_agreement(result: AgreementResult, out: str | os.PathLike[str]) -> Pat
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def write_agreement(result: AgreementResult, out: str | os.PathLike[str]) -> Path:
+    """Write ``result`` into the folder ``out`` atomically (see the module docstring)."""
+    return write_agreement_folder(out, result.tables, result.info)
 
 
 def read_agreement(folder: str | os.PathLike[str]) -> AgreementResult:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,14 @@ from ..._version import __version__
 from . import cross, replicate, summary
 from .inputs import ReleaseData, open_source
 
-__all__ = ["PublishedOptions", "PublishedResult", "run_published", "write_published"]
+__all__ = [
+    "TABLES",
+    "PublishedOptions",
+    "PublishedResult",
+    "read_published",
+    "run_published",
+    "write_published",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +50,7 @@ class PublishedOptions:
     max_peers_replicate: int = 256
     n_boot: int = 2000
     replicates: bool = True
+    retrieval: bool = False
 
 
 @dataclass
@@ -57,17 +64,27 @@ class PublishedResult:
     summary: pd.DataFrame
     replicate_conditions: pd.DataFrame
     replicate_summary: pd.DataFrame
+    retrieval: pd.DataFrame = field(default_factory=pd.DataFrame)
+    retrieval_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
     info: dict[str, Any] = field(default_factory=dict)
 
+    @property
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {
-            "published_pairs": self.pairs,
-            "published_pairs_condition": self.pairs_condition,
-            "published_contexts": self.contexts,
-            "published_summary": self.summary,
-            "published_replicate_conditions": self.replicate_conditions,
-            "published_replicate_summary": self.replicate_summary,
-        }
+        """The tables by their file names in an agreement folder."""
+        return {name: getattr(self, attr) for name, attr in TABLES.items()}
+
+
+#: Table file names of a published agreement folder → attributes of the result.
+TABLES = {
+    "published_pairs": "pairs",
+    "published_pairs_condition": "pairs_condition",
+    "published_contexts": "contexts",
+    "published_summary": "summary",
+    "published_replicate_conditions": "replicate_conditions",
+    "published_replicate_summary": "replicate_summary",
+    "published_retrieval": "retrieval",
+    "published_retrieval_summary": "retrieval_summary",
+}
 
 
 def _pairs_for(
@@ -168,7 +185,24 @@ def run_published(
         if parts:
             rep_conditions = pd.concat(parts, ignore_index=True)
             rep_summary = summary.replicate_summary(rep_conditions, n_boot=opts.n_boot)
+    retrieval = pd.DataFrame()
+    retrieval_summary = pd.DataFrame()
+    if opts.retrieval:
+        from .retrieval import RetrievalOptions, published_retrieval
+        from .retrieval import retrieval_summary as summarize_retrieval
+
+        retrieval = published_retrieval(
+            data,
+            options=RetrievalOptions(
+                weighting=primary,  # type: ignore[arg-type]
+                max_fold=opts.max_fold,
+                min_context_compounds=opts.min_context_compounds,
+            ),
+        )
+        if not retrieval.empty:
+            retrieval_summary = summarize_retrieval(retrieval, n_boot=opts.n_boot)
     info = {
+        "format": "perturbridge-agreement",
         "profile": "published",
         "weighting": primary,
         "weighting_note": (
@@ -194,23 +228,36 @@ def run_published(
         else pd.DataFrame(),
         replicate_conditions=rep_conditions,
         replicate_summary=rep_summary,
+        retrieval=retrieval,
+        retrieval_summary=retrieval_summary,
         info=info,
     )
 
 
 def write_published(result: PublishedResult, out: str | os.PathLike[str]) -> Path:
-    """Write every table as ``<name>.tsv`` and ``<name>.parquet`` plus ``published.json``
-    into ``out``, atomically (a temporary folder renamed into place)."""
-    from ...io import atomic_dir
+    """Write every table (Parquet and CSV) and ``agreement.json`` (``profile:
+    published``) into the folder ``out``, atomically (see
+    :func:`~perturbridge.agreement.run.write_agreement_folder`)."""
+    from ..run import write_agreement_folder
 
-    out = Path(out)
-    with atomic_dir(out) as tmp:
-        for name, table in result.tables().items():
-            table.to_csv(tmp / f"{name}.tsv", sep="\t", index=False)
-            table.to_parquet(tmp / f"{name}.parquet", index=False)
-        (tmp / "published.json").write_text(json.dumps(result.info, indent=2, default=str))
-    return out
+    return write_agreement_folder(out, result.tables, result.info)
 
 
-def _names(values: Sequence[str] | None) -> tuple[str, ...] | None:
-    return None if values is None else tuple(values)
+def read_published(folder: str | os.PathLike[str]) -> PublishedResult:
+    """Read a folder written by :func:`write_published`."""
+    from ..run import INFO_FILE
+
+    folder = Path(folder)
+    info_path = folder / INFO_FILE
+    if not info_path.is_file():
+        raise FileNotFoundError(f"{folder} is not an agreement folder (no {INFO_FILE})")
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    if info.get("profile") != "published":
+        raise ValueError(
+            f"{folder} holds the {info.get('profile', 'perturbridge')!r} profile, not 'published'"
+        )
+    frames = {}
+    for name, attr in TABLES.items():
+        path = folder / f"{name}.parquet"
+        frames[attr] = pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+    return PublishedResult(weighting=str(info.get("weighting", "")), info=info, **frames)
