@@ -167,7 +167,7 @@ def _summary_table(res: Any) -> Table:
     pair = sel[(sel["direction"] == "a_to_b") & ~is_retrieval]
     for (a, b, metric), grp in pair.groupby(["dataset_a", "dataset_b", "metric"], sort=False):
         by = {r.baseline: r for r in grp.itertuples(index=False)}
-        cen, peer = by.get("source_centroid"), by.get("peer_mean")
+        cen, peer = by.get("cross_centroid_a"), by.get("peer_mean")
         first = next(iter(by.values()))
         table.add_row(
             f"{a} / {b}",

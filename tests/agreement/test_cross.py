@@ -73,10 +73,10 @@ def test_baselines_match_naive_loops(computed):
             assert len(at)  # every dose has other compounds in this store
             cen = x.loc[at.index].to_numpy().mean(axis=0)
             ref = _one(cen, b, da, db) if side == "a" else _one(a, cen, da, db)
-            col = "source_centroid" if side == "a" else "target_centroid"
+            col = "cross_centroid_a" if side == "a" else "cross_centroid_b"
             for m in METRICS:
                 assert getattr(r, f"{m}__{col}") == pytest.approx(ref[m], abs=1e-5)
-        assert r.centroid_dose_exact and r.target_centroid_dose_exact
+        assert r.centroid_dose_exact and r.cross_centroid_b_dose_exact
         # peers: all 5 other compounds of A in the stratum, nearest dose to a
         a_side = conds[
             (conds["dataset"] == "dsA")
@@ -181,7 +181,7 @@ def test_summary_columns(computed):
         s = summarize_cross(pairs, ret, metrics=METRICS, n_boot=100, seed=0)
     assert list(s.columns[:5]) == ["dataset_a", "dataset_b", "level", "cell_context", "direction"]
     alls = s[(s["level"] == "all") & (s["metric"] == "spearman")]
-    assert set(alls["baseline"]) == {"source_centroid", "target_centroid", "peer_mean"}
+    assert set(alls["baseline"]) == {"cross_centroid_a", "cross_centroid_b", "peer_mean"}
     row = alls[alls["baseline"] == "peer_mean"].iloc[0]
     # nested mean by hand: mean over the 2 strata of the mean over compounds
     per = pairs.groupby(["cell_context", "compound"])["spearman"].mean()

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from perturbridge.agreement import figures as F
 
 PAIR_METRICS = ("deg_spearman", "direction", "spearman", "top100")
-CROSS_BASELINES = ("source_centroid", "target_centroid", "peer_mean")
+CROSS_BASELINES = ("cross_centroid_a", "cross_centroid_b", "peer_mean")
 REP_BASELINES = ("centroid", "peer_mean")
 LEVELS = {"deg_spearman": 0.25, "direction": 0.65, "spearman": 0.12, "top100": 0.08}
 FLOORS = {"retrieval_norm_rank": 0.45, "retrieval_recall1": 0.05, "retrieval_auroc": 0.5}
@@ -113,7 +113,7 @@ def synthetic_tables(
                     "n_de_a": 50,
                     "n_de_b": 70,
                     "deg_spearman": 0.3,
-                    "deg_spearman__source_centroid": 0.1,
+                    "deg_spearman__cross_centroid_a": 0.1,
                 }
             )
         for j, ctx in enumerate(contexts):
@@ -216,7 +216,12 @@ def test_cross_agreement_figure_has_one_panel_per_metric(tables):
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["L1000 vs sciplex", "L1000 vs tahoe", "sciplex vs tahoe"]
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert legend == ["Observed (95% CI)", "Source centroid", "Target centroid", "Peers (mean)"]
+    assert legend == [
+        "Observed (95% CI)",
+        "Cross-dataset centroid (A's others vs b)",
+        "Cross-dataset centroid (a vs B's others)",
+        "Cross-dataset peers (mean)",
+    ]
 
 
 def test_labels_follow_the_direction():

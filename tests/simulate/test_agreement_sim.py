@@ -253,7 +253,7 @@ def _centroid_rows(store: Path) -> pd.DataFrame:
         progress=False,
     )
     cs = res.cross_summary
-    rows = cs[(cs["cell_context"] == "*") & (cs["baseline"] == "source_centroid")]
+    rows = cs[(cs["cell_context"] == "*") & (cs["baseline"] == "cross_centroid_a")]
     return rows.set_index(["dataset_a", "dataset_b", "metric"])
 
 

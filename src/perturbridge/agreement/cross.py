@@ -7,9 +7,9 @@ matched pairs are gathered into row-aligned matrices and the metric kernels
 
 Baselines replace one side of a pair and keep both DE masks (see ``docs/agreement.md``):
 
-* ``source_centroid``: ``m(centroid_A, b)``, the leave-one-compound-out mean of the
+* ``cross_centroid_a``: ``m(centroid_A, b)``, the leave-one-compound-out mean of the
   other compounds of A at ``a``'s dose (else of the whole stratum);
-* ``target_centroid``: ``m(a, centroid_B)``, the same in B at ``b``'s dose;
+* ``cross_centroid_b``: ``m(a, centroid_B)``, the same in B at ``b``'s dose;
 * ``peers``: ``m(peer, b)`` for up to ``max_peers`` other compounds of A in the stratum
   (each by its condition nearest in log10 dose to ``a``).
 
@@ -56,7 +56,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Baselines of the cross-dataset pair table (column suffixes ``M__<baseline>``).
-BASELINES = ("source_centroid", "target_centroid", "peer_mean")
+BASELINES = ("cross_centroid_a", "cross_centroid_b", "peer_mean")
 
 #: Columns of ``cross_summary`` (``replicate_summary`` has ``dataset`` instead of the pair).
 SUMMARY_COLUMNS = [
@@ -291,7 +291,7 @@ def baseline_metrics(
     tgt_centroids: CentroidSums | None = None,
     peers: np.ndarray | None = None,
     block_rows: int = 4096,
-    names: tuple[str, str, str] = ("source_centroid", "target_centroid", "peer"),
+    names: tuple[str, str, str] = ("cross_centroid_a", "cross_centroid_b", "peer"),
 ) -> dict[str, np.ndarray]:
     """Observed metrics of the pairs ``(src[i_src], tgt[i_tgt])`` and their baselines.
 
@@ -299,7 +299,7 @@ def baseline_metrics(
     the pair-table columns: ``n_genes``, ``n_de_a``, ``n_de_b``, and per metric ``M``,
     ``M__<names[0]>``, ``M__<names[1]>``, ``M__peer_mean``, ``M__peer_sd``,
     ``M__peer_pct``, ``M__n_peers``, plus ``centroid_dose_exact`` /
-    ``target_centroid_dose_exact`` when the centroids are given.
+    ``cross_centroid_b_dose_exact`` when the centroids are given.
     """
     i_src = np.asarray(i_src, dtype=np.int64)
     i_tgt = np.asarray(i_tgt, dtype=np.int64)
@@ -312,7 +312,7 @@ def baseline_metrics(
     if src_centroids is not None:
         out["centroid_dose_exact"] = np.zeros(n, dtype=bool)
     if tgt_centroids is not None:
-        out["target_centroid_dose_exact"] = np.zeros(n, dtype=bool)
+        out["cross_centroid_b_dose_exact"] = np.zeros(n, dtype=bool)
     cols: dict[str, np.ndarray] = {m: np.full(n, np.nan) for m in metrics}
     for m in metrics:
         if src_centroids is not None:
@@ -348,7 +348,7 @@ def baseline_metrics(
                 cols[f"{m}__{names[0]}"][sl] = res[m]
         if tgt_centroids is not None:
             cen, exact = tgt_centroids.of_rows(i_tgt[sl])
-            out["target_centroid_dose_exact"][sl] = exact
+            out["cross_centroid_b_dose_exact"][sl] = exact
             res = pair_metrics(a, cen, da, db, metrics=metrics, block_rows=block_rows)
             for m in metrics:
                 cols[f"{m}__{names[1]}"][sl] = res[m]
@@ -538,9 +538,9 @@ def pair_columns(metrics: Sequence[str], baselines: Sequence[str]) -> list[str]:
 
 
 def _pairs_frame(parts: list[pd.DataFrame], metrics: list[str], pairs: pd.DataFrame):
-    extra = ["n_genes", "n_de_a", "n_de_b", "centroid_dose_exact", "target_centroid_dose_exact"]
+    extra = ["n_genes", "n_de_a", "n_de_b", "centroid_dose_exact", "cross_centroid_b_dose_exact"]
     lead = [*pairs.columns, *extra]
-    cols = lead + pair_columns(metrics, ("source_centroid", "target_centroid"))
+    cols = lead + pair_columns(metrics, ("cross_centroid_a", "cross_centroid_b"))
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
     return pd.concat(parts, ignore_index=True)[cols]

@@ -75,11 +75,11 @@ METRIC_LABELS: dict[str, str] = {
 }
 #: Display names of the baselines.
 BASELINE_LABELS: dict[str, str] = {
-    "source_centroid": "Source centroid",
-    "target_centroid": "Target centroid",
+    "cross_centroid_a": "Cross-dataset centroid (A's others vs b)",
+    "cross_centroid_b": "Cross-dataset centroid (a vs B's others)",
     "centroid": "Centroid",
-    "peers": "Peers (mean)",
-    "peer_mean": "Peers (mean)",
+    "peers": "Cross-dataset peers (mean)",
+    "peer_mean": "Cross-dataset peers (mean)",
     "random_floor": "Random floor",
 }
 #: The retrieval summaries of ``cross_summary`` (``baseline = random_floor``).
@@ -91,9 +91,9 @@ RETRIEVAL_METRICS: tuple[str, ...] = (
 
 _OBSERVED_COLOR = "#111827"
 _BASELINE_STYLE: dict[str, tuple[str, str]] = {  # colour, marker
-    "source_centroid": ("#d97706", "s"),
+    "cross_centroid_a": ("#d97706", "s"),
     "centroid": ("#d97706", "s"),
-    "target_centroid": ("#2563eb", "D"),
+    "cross_centroid_b": ("#2563eb", "D"),
     "peers": ("#059669", "^"),
     "peer_mean": ("#059669", "^"),
     "random_floor": ("#6b7280", "X"),
@@ -443,7 +443,7 @@ def cross_heatmap_figure(
     replicate_summary: pd.DataFrame | None = None,
     *,
     metric: str,
-    baseline: str = "source_centroid",
+    baseline: str = "cross_centroid_a",
 ) -> Figure:
     """Dataset × dataset heatmaps of ``metric``: observed, and Δ = observed − ``baseline``.
 
@@ -619,7 +619,7 @@ def agreement_figures(
     replicate_summary: pd.DataFrame | None = None,
     retrieval: pd.DataFrame | None = None,
     dose_sensitivity: pd.DataFrame | None = None,
-    heatmap_baseline: str = "source_centroid",
+    heatmap_baseline: str = "cross_centroid_a",
 ) -> dict[str, Figure]:
     """Every figure that has data, by name (insertion order is the report's order).
 

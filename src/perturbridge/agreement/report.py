@@ -61,12 +61,16 @@ PUBLISHED_CONTEXT = (
     "The analysis published with the original release of these harmonised effects found "
     "that matched conditions of the same compound (same cell context and time) from "
     "different datasets agree weakly on fine-grained logFC rankings and magnitudes, often "
-    "below a same-context, different-compound baseline (the centroids here), while the "
-    "direction of the logFC is stable and usually agrees better than the baseline; within "
-    "a dataset, replicates agree well on direction. The Δ columns test exactly that: a Δ "
-    "whose 95 % interval lies above 0 means that the same compound agrees better than the "
-    "baseline; an interval that covers 0 means the data cannot tell the compound's own "
-    "signal from the shared response."
+    "below a same-context, different-compound baseline, while the direction of the logFC "
+    "is stable and usually agrees better than the baseline; within a dataset, replicates "
+    "agree well on direction. This report uses the perturbridge profile: its baselines are "
+    "cross-dataset (another compound's signature of one dataset compared with the matched "
+    "signature of the other), not the published one (each sample against the mean of the "
+    "other compounds of its own dataset), so its numbers do not reproduce the published "
+    "tables; `perturbridge agreement … --profile published` does. A Δ whose 95 % interval "
+    "lies above 0 means that the same compound agrees better than the baseline; an interval "
+    "that covers 0 means the data cannot tell the compound's own signal from the shared "
+    "response."
 )
 
 METRIC_HELP: dict[str, str] = {
@@ -107,23 +111,26 @@ METRIC_HELP: dict[str, str] = {
     ),
 }
 BASELINE_HELP: dict[str, str] = {
-    "source_centroid": (
-        "the mean signature of the other compounds of the source dataset (A) at the same "
-        "context, dose and time. A compound that beats it carries signal of its own, "
-        "beyond the response the dataset shows to any treatment."
+    "cross_centroid_a": (
+        "cross-dataset centroid: the mean signature of the other compounds of dataset A at "
+        "the same context, dose and time, compared with B's matched signature (with both "
+        "DE masks). A compound that beats it carries signal of its own, beyond the response "
+        "dataset A shows to any treatment. (Not the published baseline, which compares each "
+        "sample with the centroid of its own dataset: see the published profile.)"
     ),
     "centroid": (
         "the mean signature of the other compounds of the dataset at the same context, "
         "dose and time."
     ),
-    "target_centroid": (
-        "the mean signature of the other compounds of the target dataset (B), compared "
-        "with the source signature: how well B's generic response alone would match."
+    "cross_centroid_b": (
+        "cross-dataset centroid the other way round: the mean signature of the other "
+        "compounds of dataset B, compared with A's signature: how well B's generic response "
+        "alone would match."
     ),
     "peer_mean": (
-        "each other compound of the same stratum compared on its own; the table shows the "
-        "mean over at most 50 peers. Above the peers: the match is specific to this "
-        "compound."
+        "cross-dataset peers: each other compound of dataset A in the stratum compared on "
+        "its own with B's matched signature; the table shows the mean over at most 50 peers. "
+        "Above the peers: the match is specific to this compound."
     ),
     "random_floor": "the exact expectation for a random ordering of the candidates.",
 }
@@ -819,7 +826,7 @@ def _section_cross(ag: _Agreement, figs: Mapping[str, _Fig], options: Mapping[st
         )
     )
     out.append("<h3>Baselines</h3>")
-    bases = _baselines(pair_rows) or ["source_centroid", "target_centroid", "peer_mean"]
+    bases = _baselines(pair_rows) or ["cross_centroid_a", "cross_centroid_b", "peer_mean"]
     out.append(_help_list((F.baseline_label(b), BASELINE_HELP.get(b, "")) for b in bases))
     out.append("<h3>Matched pairs</h3>")
     if ag.pairs.empty and pair_rows.empty:
@@ -1136,7 +1143,8 @@ def _render(
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>"
         f"<header><h1>{_e(title)}</h1>"
-        f'<p class="meta">Store <code>{_e(comp["summary"].get("path", ""))}</code> · '
+        '<p class="meta">Profile <b>perturbridge</b> (our definitions; every table below) · '
+        f"Store <code>{_e(comp['summary'].get('path', ''))}</code> · "
         f"generated {_e(now)} by perturbridge {_e(__version__)}</p></header>"
     )
     intro = (

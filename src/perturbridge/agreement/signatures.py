@@ -212,10 +212,12 @@ def load_signatures(
 def _adjusted_p(comp: Compendium, ids: Sequence[str], mode: str) -> np.ndarray:
     """Per row, the first adjusted p-value layer it has: within the contrast, else
     across all contrasts (the rule of the published analysis)."""
-    adj = np.asarray(_effects(comp, ids, PVALUE_LAYER, mode).X, dtype=np.float32)
+    eff = _effects(comp, ids, PVALUE_LAYER, mode)
+    adj = np.asarray(eff.X, dtype=np.float32)
     empty = ~np.isfinite(adj).any(axis=1)
     if empty.any():
-        rows = [ids[i] for i in np.flatnonzero(empty)]
+        # by the returned rows' own ids: in separate mode a condition id brings several rows
+        rows = eff.obs_names[empty].astype(str).tolist()
         across = _effects(comp, rows, ACROSS_PVALUE_LAYER, mode).X
         adj[empty] = np.asarray(across, dtype=np.float32)
     return adj
