@@ -229,15 +229,18 @@ def _condition_metrics(
                 obs - pm if math.isfinite(obs) and math.isfinite(pm) else math.nan,
             )
     rec: dict[str, float] = {}
-    for m in _METRICS[:2]:
-        rec[f"mean_replicate_{m}"] = _mean(acc[f"replicate_{m}"])
-        rec[f"median_replicate_{m}"] = _median(acc[f"replicate_{m}"])
-        rec[f"mean_baseline_pair_{m}"] = _mean(acc[f"baseline_{m}"])
-        rec[f"mean_delta_vs_baseline_pair_{m}"] = _mean(acc[f"delta_baseline_{m}"])
-        rec[f"mean_peer_baseline_{m}"] = _mean(acc[f"peer_mean_score_{m}"])
-        for field in ("sd_score", "fraction_below_observed", "corrected_percentile"):
-            rec[f"mean_peer_baseline_{field}_{m}"] = _mean(acc[f"peer_{field}_{m}"])
-        rec[f"mean_delta_vs_peer_baseline_{m}"] = _mean(acc[f"delta_peer_{m}"])
+    # the published column names: ``_sym`` for the DEG Spearman, the peer field after the
+    # metric for the DEG families and before it for the all-gene Spearman
+    for m, base in (("deg_lfc_spearman_p05", "deg_lfc_spearman_sym"),
+                    ("direction_agreement_p05", "direction_agreement")):  # fmt: skip
+        rec[f"mean_replicate_{base}_p05"] = _mean(acc[f"replicate_{m}"])
+        rec[f"median_replicate_{base}_p05"] = _median(acc[f"replicate_{m}"])
+        rec[f"mean_baseline_pair_{base}_p05"] = _mean(acc[f"baseline_{m}"])
+        rec[f"mean_delta_vs_baseline_pair_{base}_p05"] = _mean(acc[f"delta_baseline_{m}"])
+        rec[f"mean_peer_baseline_{base}_p05"] = _mean(acc[f"peer_mean_score_{m}"])
+        for field, short in _PEER_FIELDS:
+            rec[f"mean_peer_baseline_{base}_{short}_p05"] = _mean(acc[f"peer_{field}_{m}"])
+        rec[f"mean_delta_vs_peer_baseline_{base}_p05"] = _mean(acc[f"delta_peer_{m}"])
     m = "spearman_logfc"
     rec["mean_replicate_spearman_logfc"] = _mean(acc[f"replicate_{m}"])
     rec["median_replicate_spearman_logfc"] = _median(acc[f"replicate_{m}"])
@@ -245,10 +248,17 @@ def _condition_metrics(
     rec["mean_replicate_baseline_spearman_logfc"] = _mean(acc[f"baseline_{m}"])
     rec["mean_replicate_minus_baseline_spearman_logfc"] = _mean(acc[f"delta_baseline_{m}"])
     rec["mean_peer_baseline_spearman_logfc"] = _mean(acc[f"peer_mean_score_{m}"])
-    for field in ("sd_score", "fraction_below_observed", "corrected_percentile"):
-        rec[f"mean_peer_baseline_{field}_spearman_logfc"] = _mean(acc[f"peer_{field}_{m}"])
+    for field, short in _PEER_FIELDS:
+        rec[f"mean_peer_baseline_{short}_spearman_logfc"] = _mean(acc[f"peer_{field}_{m}"])
     rec["mean_replicate_minus_peer_baseline_spearman_logfc"] = _mean(acc[f"delta_peer_{m}"])
     return rec
+
+
+_PEER_FIELDS = (
+    ("sd_score", "sd"),
+    ("fraction_below_observed", "fraction_below_observed"),
+    ("corrected_percentile", "corrected_percentile"),
+)
 
 
 def _pair_mean(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -76,7 +76,7 @@ del CROSS_TABLES["table_5_dataset_pair"]["raw_observed_direction_agreement_p05"]
 _DRUG_KEYS = ["dataset_a", "dataset_b", "cell_type", "time_key", "pubchem_cid"]
 
 
-def _tsv_round_trip(frame: pd.DataFrame) -> pd.DataFrame:
+def _tsv_round_trip(frame: pd.DataFrame, *, keys: Sequence[str] = ()) -> pd.DataFrame:
     """The frame written as TSV and read back by pandas, identity columns as strings.
 
     The published pipeline summarises its per-pair TSV files; pandas' default float
@@ -87,9 +87,8 @@ def _tsv_round_trip(frame: pd.DataFrame) -> pd.DataFrame:
     import io
 
     text = frame.to_csv(sep="\t", index=False)
-    return pd.read_csv(
-        io.StringIO(text), sep="\t", dtype={c: "string" for c in _DRUG_KEYS}, low_memory=False
-    )
+    strings = {c: "string" for c in (*_DRUG_KEYS, *keys) if c in frame.columns}
+    return pd.read_csv(io.StringIO(text), sep="\t", dtype=strings, low_memory=False)
 
 
 def drug_level(pairs: pd.DataFrame, columns: Sequence[str], *, weighting: str) -> pd.DataFrame:
@@ -188,36 +187,48 @@ def cross_summary(pairs: pd.DataFrame, *, weighting: str, n_boot: int = 2000) ->
     return pd.concat(parts, ignore_index=True)
 
 
-#: Published replicate tables: summary level → {metric label: condition column}.
+def _replicate_metrics(label: str, column: str, field_first: bool) -> dict[str, str]:
+    """The eight published Table 7/8/10 metrics: label → condition column."""
+
+    def peer(field: str) -> str:
+        if field_first:
+            return f"mean_peer_baseline_{field}_{column}"
+        return f"mean_peer_baseline_{column.removesuffix('_p05')}_{field}_p05"
+
+    return {
+        f"observed_{label}": f"mean_replicate_{column}",
+        f"centroid_baseline_{label}": f"mean_baseline_pair_{column}",
+        f"delta_vs_centroid_{label}": f"mean_delta_vs_baseline_pair_{column}",
+        f"individual_peer_mean_{label}": f"mean_peer_baseline_{column}",
+        f"individual_peer_sd_{label}": peer("sd"),
+        f"individual_peer_fraction_below_observed_{label}": peer("fraction_below_observed"),
+        f"individual_peer_corrected_percentile_{label}": peer("corrected_percentile"),
+        f"delta_vs_individual_peer_{label}": f"mean_delta_vs_peer_baseline_{column}",
+    }
+
+
+#: Published replicate tables: summary level → {metric label: condition column}. The
+#: labels seed the bootstrap, so they are the published ones.
 REPLICATE_TABLES: dict[str, dict[str, str]] = {
-    "table_7_dataset": {
-        "deg_lfc_spearman_p05": "mean_replicate_deg_lfc_spearman_p05",
-        "baseline_deg_lfc_spearman_p05": "mean_baseline_pair_deg_lfc_spearman_p05",
-        "delta_vs_baseline_deg_lfc_spearman_p05": (
-            "mean_delta_vs_baseline_pair_deg_lfc_spearman_p05"
-        ),
-        "peer_baseline_deg_lfc_spearman_p05": "mean_peer_baseline_deg_lfc_spearman_p05",
-        "delta_vs_peer_baseline_deg_lfc_spearman_p05": (
-            "mean_delta_vs_peer_baseline_deg_lfc_spearman_p05"
-        ),
-    },
-    "table_8_dataset": {
-        "direction_agreement_p05": "mean_replicate_direction_agreement_p05",
-        "baseline_direction_agreement_p05": "mean_baseline_pair_direction_agreement_p05",
-        "delta_vs_baseline_direction_agreement_p05": (
-            "mean_delta_vs_baseline_pair_direction_agreement_p05"
-        ),
-        "peer_baseline_direction_agreement_p05": "mean_peer_baseline_direction_agreement_p05",
-        "delta_vs_peer_baseline_direction_agreement_p05": (
-            "mean_delta_vs_peer_baseline_direction_agreement_p05"
-        ),
-    },
+    "table_7_dataset": _replicate_metrics(
+        "deg_lfc_spearman_sym_p05", "deg_lfc_spearman_sym_p05", False
+    ),
+    "table_8_dataset": _replicate_metrics(
+        "direction_agreement_p05", "direction_agreement_p05", False
+    ),
     "table_10_dataset": {
-        "replicate_spearman_logfc": "mean_replicate_spearman_logfc",
-        "baseline_spearman_logfc": "mean_replicate_baseline_spearman_logfc",
-        "replicate_minus_baseline_spearman_logfc": "mean_replicate_minus_baseline_spearman_logfc",
-        "peer_baseline_spearman_logfc": "mean_peer_baseline_spearman_logfc",
-        "replicate_minus_peer_baseline_spearman_logfc": (
+        "observed_replicate_spearman_logfc": "mean_replicate_spearman_logfc",
+        "centroid_baseline_spearman_logfc": "mean_replicate_baseline_spearman_logfc",
+        "delta_vs_centroid_spearman_logfc": "mean_replicate_minus_baseline_spearman_logfc",
+        "individual_peer_mean_spearman_logfc": "mean_peer_baseline_spearman_logfc",
+        "individual_peer_sd_spearman_logfc": "mean_peer_baseline_sd_spearman_logfc",
+        "individual_peer_fraction_below_observed_spearman_logfc": (
+            "mean_peer_baseline_fraction_below_observed_spearman_logfc"
+        ),
+        "individual_peer_corrected_percentile_spearman_logfc": (
+            "mean_peer_baseline_corrected_percentile_spearman_logfc"
+        ),
+        "delta_vs_individual_peer_spearman_logfc": (
             "mean_replicate_minus_peer_baseline_spearman_logfc"
         ),
     },
@@ -234,6 +245,9 @@ def replicate_summary(conditions: pd.DataFrame, *, n_boot: int = 2000) -> pd.Dat
     c["_time"] = pd.to_numeric(c["time_key"], errors="coerce")
     c["_dose"] = pd.to_numeric(c["dose_key"], errors="coerce")
     c = c.sort_values(["dataset_name", "cell_type", "_cid", "_time", "_dose"], kind="mergesort")
+    columns = sorted({col for t in REPLICATE_TABLES.values() for col in t.values()} & set(c))
+    # the published table builder reads the condition table back from TSV
+    c = _tsv_round_trip(c[["dataset_name", "pubchem_cid", *columns]], keys=("dataset_name",))
     parts = []
     for level, metrics in REPLICATE_TABLES.items():
         present = {lab: col for lab, col in metrics.items() if col in c.columns}
