@@ -115,6 +115,10 @@ def test_report_has_the_tables_4_to_8_layout(report, folder):
         (s.weighting == "sample_pairs") & (s.metric == "observed_direction_agreement_p05")
     ].iloc[0]
     assert f"{row['mean']:.3f}" in doc  # the number of the table, as computed
+    rep = res.replicate_summary
+    for label in ("observed_deg_lfc_spearman_sym_p05", "observed_direction_agreement_p05"):
+        value = rep.loc[rep.metric == label, "mean"].iloc[0]
+        assert f"{value:.3f}" in doc, label
     assert len(PNG_TAG.findall(doc)) == 2
     assert "<script" not in doc
 

@@ -80,7 +80,7 @@ def test_a_condition_by_hand(tree, table):
         )
         obs_a.append(_rho(x[i], x[j]))
     np.testing.assert_allclose(
-        row.mean_replicate_deg_lfc_spearman_p05, np.nanmean(obs_s), atol=1e-12
+        row.mean_replicate_deg_lfc_spearman_sym_p05, np.nanmean(obs_s), atol=1e-12
     )
     np.testing.assert_allclose(
         row.mean_replicate_direction_agreement_p05, np.nanmean(obs_d), atol=1e-12
@@ -107,6 +107,6 @@ def test_a_condition_by_hand(tree, table):
             vals.append(_rho(x[r][e], C[e]) if e.sum() >= 2 else math.nan)
         base.append(np.nanmean(vals))
     np.testing.assert_allclose(
-        row.mean_baseline_pair_deg_lfc_spearman_p05, np.nanmean(base), atol=1e-12
+        row.mean_baseline_pair_deg_lfc_spearman_sym_p05, np.nanmean(base), atol=1e-12
     )
     assert row.n_baseline_peer_rows == pool.sum()

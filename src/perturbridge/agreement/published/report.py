@@ -74,7 +74,7 @@ REPLICATE_LAYOUT = (
         "table7",
         "Table 7. Replicate agreement: DEG-restricted Spearman",
         "table_7_dataset",
-        "deg_lfc_spearman_p05",
+        "deg_lfc_spearman_sym_p05",
         "Replicates of the same condition, Spearman on each replicate's DE genes.",
     ),
     (
@@ -167,27 +167,26 @@ def _reviewer_table(summary: pd.DataFrame, weighting: str, level: str) -> str:
     return _table(header, body, caption="Reviewer baselines (raw logFC)")
 
 
+def _replicate_names(stem: str) -> tuple[str, str, str, str, str]:
+    """Published labels of Tables 7, 8, 10: observed, centroid, Δ centroid, peers, Δ peers."""
+    observed = (
+        "observed_replicate_spearman_logfc" if stem == "spearman_logfc" else f"observed_{stem}"
+    )
+    return (
+        observed,
+        f"centroid_baseline_{stem}",
+        f"delta_vs_centroid_{stem}",
+        f"individual_peer_mean_{stem}",
+        f"delta_vs_individual_peer_{stem}",
+    )
+
+
 def _replicate_table(summary: pd.DataFrame, layout: Sequence[Any]) -> str:
     _, _, level, stem, _ = layout
     if summary.empty:
         return _empty("No condition has two or more replicates (sep_rep files).")
     s = summary[summary["summary_level"] == level].set_index(["dataset_name", "metric"])
-    if stem == "spearman_logfc":
-        names = (
-            "replicate_spearman_logfc",
-            "baseline_spearman_logfc",
-            "replicate_minus_baseline_spearman_logfc",
-            "peer_baseline_spearman_logfc",
-            "replicate_minus_peer_baseline_spearman_logfc",
-        )
-    else:
-        names = (
-            stem,
-            f"baseline_{stem}",
-            f"delta_vs_baseline_{stem}",
-            f"peer_baseline_{stem}",
-            f"delta_vs_peer_baseline_{stem}",
-        )
+    names = _replicate_names(stem)
     body = []
     for ds in dict.fromkeys(i[0] for i in s.index):
         got = [s.loc[(ds, n)] if (ds, n) in s.index else None for n in names]
@@ -244,11 +243,7 @@ def _replicate_figure(summary: pd.DataFrame) -> Figure:
     axes = fig.subplots(1, len(REPLICATE_LAYOUT), squeeze=False)[0]
     for ax, (_, title, level, stem, _) in zip(axes, REPLICATE_LAYOUT, strict=True):
         s = summary[summary["summary_level"] == level] if not summary.empty else summary
-        names = (
-            ("replicate_spearman_logfc", "baseline_spearman_logfc")
-            if stem == "spearman_logfc"
-            else (stem, f"baseline_{stem}")
-        )
+        names = _replicate_names(stem)[:2]
         datasets = list(dict.fromkeys(s["dataset_name"])) if not s.empty else []
         for y, ds in enumerate(datasets):
             for name, color, marker, off in (
