@@ -33,6 +33,12 @@ REASONS: dict[str, str] = {
     "spike_in": "a spike-in control gene (ERCC), not a gene of the organism",
     "unresolved": "kept; its identifier did not resolve through the reference store",
     "ambiguous": "kept; its identifier names several structures or accessions",
+    "vehicle_without_treated": (
+        "a vehicle at a context and time with no treated sample (dropped from the fit, as "
+        "the original pipeline did; DE option orphan_vehicles)"
+    ),
+    "control_row": "a control row of a release DE file (not a contrast)",
+    "duplicate_contrast": "a repeated contrast with identical values (batch padding)",
 }
 
 LEDGER_COLUMNS: tuple[str, ...] = ("id", "stage", "status", "reason", "detail")

@@ -511,3 +511,38 @@ def test_import_cli(tmp_path, tree, built):
     assert "Traceback" not in res.output
     res = runner.invoke(app, ["import-release", str(tmp_path / "none"), "--store", str(store)])
     assert res.exit_code == 2 and "release folder not found" in res.output
+
+
+def test_a_build_keeps_imported_datasets(tmp_path, tree, built):
+    """Rebuilding a plan into a store that also holds imported release datasets keeps
+    them; a plan dataset with an imported dataset's name is an error before any work."""
+    import shutil
+
+    from perturbridge.compendium import build
+
+    folder = tmp_path / "f"
+    shutil.copytree(built["folder"], folder)
+    store = folder / "store"
+    import_release(tree, store)
+    report = build(folder / built["plan"].name)
+    assert not report.computed  # every task cached; only the store is rewritten
+    with Compendium.open(store) as comp:
+        names = sorted(comp.table("datasets")["dataset"])
+        assert names == ["dsF", "dsI", "dsS", "sim_counts", "sim_l1000"]
+        n = comp.sql("SELECT count(*) n FROM conditions WHERE dataset = 'dsS'")["n"].iloc[0]
+        assert n > 0
+    # unchanged: a second build writes nothing
+    before = (store / "manifest.json").stat().st_mtime_ns
+    build(folder / built["plan"].name)
+    assert (store / "manifest.json").stat().st_mtime_ns == before
+    # a plan dataset named like an imported one
+    clash = tmp_path / "clash"
+    shutil.copytree(tree / "dsS", clash / "sim_l1000")
+    (clash / "sim_l1000" / "dsS_processed.h5ad").unlink()
+    other = tmp_path / "g"
+    shutil.copytree(built["folder"], other, ignore=shutil.ignore_patterns("store"))
+    import_release(clash, other / "store")
+    with pytest.raises(
+        PlanError, match="'sim_l1000' of the plan has the name of a dataset imported"
+    ):
+        build(other / built["plan"].name)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ._common import BuildError, digest, write_json_atomic
+from ._common import BuildError, PlanError, digest, write_json_atomic
 from .executors import Executor, make_executor
 from .plan import BuildPlan, load_plan, slurm_profile_of
 from .store import DatasetPart, EffectsPart, mark_store, store_is_current, write_store
@@ -199,6 +199,7 @@ def build(
     >>> report.computed, report.cached  # doctest: +SKIP
     """
     plan = plan if isinstance(plan, BuildPlan) else load_plan(plan)
+    imported = _imported_datasets(plan)  # checked before any work: a clash is an error
     t_start = time.perf_counter()
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     run = uuid.uuid4().hex[:12]
@@ -291,6 +292,14 @@ def build(
             if ex_holder and not isinstance(executor, Executor):
                 ex_holder[0].close()
         parts = _parts(plan, cache, ingests, de_by_dataset, results, info)
+        joined: list[DatasetPart] = []
+        if imported:
+            from .store import read_dataset_parts
+
+            work = cache.root / "tasks" / "join"
+            work.mkdir(parents=True, exist_ok=True)
+            joined = read_dataset_parts(plan.store.path, imported, work=work)
+            parts = sorted([*parts, *joined], key=lambda p: p.name)
         build_key = digest(
             {
                 "version": __version__,
@@ -299,6 +308,11 @@ def build(
                     [t.key, sorted(d.key for d in de_by_dataset[t.payload["dataset"]])]
                     for t in ingests
                 ],
+                # datasets imported from release files, kept as they are
+                "joined": {
+                    p.name: sorted([p.samples_sha256 or ""] + [e.sha256 for e in p.effects])
+                    for p in joined
+                },
             }
         )
         if store_is_current(plan.store.path, build_key):
@@ -335,6 +349,31 @@ def build(
         report.wall_s = time.perf_counter() - t_start
         cache.log(run, "build_finished", computed=len(report.computed), cached=len(report.cached))
     return report
+
+
+def _imported_datasets(plan: BuildPlan) -> list[str]:
+    """Datasets of the plan's existing store that came from release files
+    (``perturbridge import-release``): a build keeps them beside the plan's datasets. A
+    plan dataset of the same name would replace one silently, so it is an error."""
+    from .store import read_manifest
+
+    if not (plan.store.path / "manifest.json").is_file():
+        return []
+    manifest = read_manifest(plan.store.path)
+    imported = [
+        str(d["name"]) for d in manifest.get("datasets", []) if d.get("source") == "release_import"
+    ]
+    clash = sorted(set(imported) & {d.name for d in plan.datasets})
+    if clash:
+        raise PlanError(
+            [
+                f"dataset {name!r} of the plan has the name of a dataset imported into "
+                f"{plan.store.path} from release files; rename one of them (a build never "
+                "replaces an imported dataset)"
+                for name in clash
+            ]
+        )
+    return [n for n in imported if n not in {d.name for d in plan.datasets}]
 
 
 def _parts(
