@@ -424,7 +424,7 @@ def _published_report(
     try:
         res = run_published(source, options=opts)
         path = write_published_report(res, out, figures_dir=figures)
-    except (*_errors(), IsADirectoryError) as err:
+    except (*_errors(), IsADirectoryError) as err:  # type: ignore[misc]
         _fail(err)
     console.print(f"wrote {path} (published profile, {res.weighting} weighting)")
 

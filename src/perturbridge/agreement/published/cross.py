@@ -141,6 +141,15 @@ def mutual_nearest(left: np.ndarray, right: np.ndarray, max_fold: float) -> np.n
     return np.argwhere(keep)
 
 
+def _groups(units: pd.DataFrame) -> dict[tuple[str, str, str], np.ndarray]:
+    """Row positions of the units per (CID, cell type, time key)."""
+    out: dict[tuple[str, str, str], np.ndarray] = {}
+    for key, rows in units.groupby(_KEY, sort=False).indices.items():
+        parts: tuple[Any, ...] = key if isinstance(key, tuple) else (key,)
+        out[(str(parts[0]), str(parts[1]), str(parts[2]))] = np.asarray(rows)
+    return out
+
+
 def match_units(
     left: pd.DataFrame, right: pd.DataFrame, *, options: MatchOptions = MatchOptions()
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -155,8 +164,7 @@ def match_units(
         return empty, pd.DataFrame(
             columns=["cell_type", "time_key", "n_context_matching_drugs", "kept"]
         )
-    lg = left.groupby(_KEY, sort=False).indices
-    rg = right.groupby(_KEY, sort=False).indices
+    lg, rg = _groups(left), _groups(right)
     pairs = []
     for key in sorted(set(lg) & set(rg)):
         li, ri = lg[key], rg[key]
@@ -389,10 +397,10 @@ def _score(L: _Side, R: _Side, Lt: _Side, Rt: _Side) -> dict[str, Any]:
         row[f"pb_{variant}_spearman_logfc_pair"] = pair
         row[f"pb_delta_vs_{variant}_spearman_logfc"] = obs_all - pair
     for variant, pl, pr in (("source_peer", L.peers, R.peers), ("target_peer", Lt.peers, Rt.peers)):
-        sl = k.spearman_against(L.x, pl) if pl.shape[0] else np.empty(0)
-        sr = k.spearman_against(R.x, pr) if pr.shape[0] else np.empty(0)
+        s_left = k.spearman_against(L.x, pl) if pl.shape[0] else np.empty(0)
+        s_right = k.spearman_against(R.x, pr) if pr.shape[0] else np.empty(0)
         prefix = f"pb_{variant}_spearman_logfc"
-        _add_peer(row, prefix, "", (obs_all, obs_all), (sl, sr), obs_all)
+        _add_peer(row, prefix, "", (obs_all, obs_all), (s_left, s_right), obs_all)
         row[f"pb_delta_vs_{variant}_spearman_logfc"] = obs_all - row[f"{prefix}_pair"]
     row["observed_spearman_t"] = k.spearman(L.t, R.t)
     row["observed_signed_overlap_t_top50"] = _signed_overlap(L.t, R.t)
@@ -468,9 +476,6 @@ def score_pairs(
         )
         .reset_index()
     )
-    nl = matches.groupby(
-        ["left_de_file", "left_de_row", "right_de_file", "right_de_row"], sort=False
-    )
     prod = (
         (matches["left_n_samples"] * matches["right_n_samples"])
         .groupby(
@@ -479,7 +484,6 @@ def score_pairs(
         )
         .sum()
     )
-    del nl
     pools: dict[tuple[str, str], _Pool] = {}
 
     def pool(f: DEFile) -> _Pool:
@@ -489,31 +493,27 @@ def score_pairs(
         return pools[key]
 
     rows = []
-    for r in grouped.itertuples(index=False):
-        fl = da.group[r.left_de_file]
-        fr = db.group[r.right_de_file]
-        ck = (
-            dataset_a,
-            dataset_b,
-            r.left_de_file,
-            int(r.left_de_row),
-            r.right_de_file,
-            int(r.right_de_row),
-        )
+    for rec in grouped.to_dict("records"):
+        lf, rf = str(rec["left_de_file"]), str(rec["right_de_file"])
+        lrow, rrow = int(rec["left_de_row"]), int(rec["right_de_row"])
+        cid, ct, tk = str(rec["pubchem_cid"]), str(rec["cell_type"]), str(rec["time_key"])
+        ldk, rdk = str(rec["left_dose_key"]), str(rec["right_dose_key"])
+        ld, rd = float(rec["left_dose_uM"]), float(rec["right_dose_uM"])
+        fl, fr = da.group[lf], db.group[rf]
+        ck = (dataset_a, dataset_b, lf, lrow, rf, rrow)
         metrics = cache.get(ck)
         if metrics is None:
             lc, rc = _shared(fl, fr)
-            cid, tk = str(r.pubchem_cid), str(r.time_key)
-            L = _side(fl, int(r.left_de_row), lc, pool(fl), cid, r.left_dose_key, tk)
-            R = _side(fr, int(r.right_de_row), rc, pool(fr), cid, r.right_dose_key, tk)
-            Lt = _side(fr, int(r.right_de_row), rc, pool(fr), cid, r.right_dose_key, tk)
-            Rt = _side(fl, int(r.left_de_row), lc, pool(fl), cid, r.left_dose_key, tk)
+            L = _side(fl, lrow, lc, pool(fl), cid, ldk, tk)
+            R = _side(fr, rrow, rc, pool(fr), cid, rdk, tk)
+            Lt = _side(fr, rrow, rc, pool(fr), cid, rdk, tk)
+            Rt = _side(fl, lrow, lc, pool(fl), cid, ldk, tk)
             metrics = _score(L, R, Lt, Rt)
-            g = global_sets.get(str(r.cell_type), set())
+            g = global_sets.get(ct, set())
             gl = np.array([i for i in lc if fl.genes[i] in g], dtype=np.intp)
             gr = np.array([fr.gene_index[fl.genes[i]] for i in gl], dtype=np.intp)
             metrics["observed_spearman_logfc_global"] = k.spearman(
-                fl.logfc[int(r.left_de_row), gl], fr.logfc[int(r.right_de_row), gr]
+                fl.logfc[lrow, gl], fr.logfc[rrow, gr]
             )
             metrics["n_global_common_genes"] = int(gl.size)
             metrics["left_adj_pvalue_layer"] = fl.adj_p_layer
@@ -522,28 +522,22 @@ def score_pairs(
         ident = {
             "dataset_a": dataset_a,
             "dataset_b": dataset_b,
-            "cell_type": r.cell_type,
-            "time_key": r.time_key,
-            "pubchem_cid": r.pubchem_cid,
-            "left_dose_key": r.left_dose_key,
-            "right_dose_key": r.right_dose_key,
-            "left_dose_uM": float(r.left_dose_uM),
-            "right_dose_uM": float(r.right_dose_uM),
-            "dose_fold_difference": max(
-                r.left_dose_uM / r.right_dose_uM, r.right_dose_uM / r.left_dose_uM
-            ),
-            "abs_delta_log10_dose": abs(math.log10(r.left_dose_uM) - math.log10(r.right_dose_uM)),
-            "matched_condition_key": "|".join(
-                [r.pubchem_cid, r.cell_type, r.time_key, r.left_dose_key, r.right_dose_key]
-            ),
-            "left_obs_id": r.left_obs_id,
-            "right_obs_id": r.right_obs_id,
-            "n_context_matching_drugs": int(r.n_context_matching_drugs),
-            "n_left_samples": int(r.n_left_samples),
-            "n_right_samples": int(r.n_right_samples),
-            "n_sample_pairs": int(
-                prod[(r.left_de_file, r.left_de_row, r.right_de_file, r.right_de_row)]
-            ),
+            "cell_type": ct,
+            "time_key": tk,
+            "pubchem_cid": cid,
+            "left_dose_key": ldk,
+            "right_dose_key": rdk,
+            "left_dose_uM": ld,
+            "right_dose_uM": rd,
+            "dose_fold_difference": max(ld / rd, rd / ld),
+            "abs_delta_log10_dose": abs(math.log10(ld) - math.log10(rd)),
+            "matched_condition_key": "|".join([cid, ct, tk, ldk, rdk]),
+            "left_obs_id": str(rec["left_obs_id"]),
+            "right_obs_id": str(rec["right_obs_id"]),
+            "n_context_matching_drugs": int(rec["n_context_matching_drugs"]),
+            "n_left_samples": int(rec["n_left_samples"]),
+            "n_right_samples": int(rec["n_right_samples"]),
+            "n_sample_pairs": int(prod[(lf, lrow, rf, rrow)]),
         }
         rows.append({**ident, **metrics})
     return pd.DataFrame(rows)

@@ -113,8 +113,8 @@ def replicate_conditions(
         pool_x = _gather(ds, files[pool], positions[pool], genes, f.genes)
         centroid = _nanmean(pool_x) if pool.size else None
         seed_key = "|".join(
-            [str(seed), ds.name, rows.at[m0, "cell_type"], cids[m0],
-             rows.at[m0, "time_key"], rows.at[m0, "dose_key"]]
+            str(v) for v in (seed, ds.name, rows.at[m0, "cell_type"], cids[m0],
+                             rows.at[m0, "time_key"], rows.at[m0, "dose_key"])
         )  # fmt: skip
         scored = pool_x[k.peer_subsample(pool.size, max_peers, seed_key)]
         scored = scored[np.isfinite(scored).any(axis=1)]
@@ -231,16 +231,16 @@ def _condition_metrics(
     rec: dict[str, float] = {}
     # the published column names: ``_sym`` for the DEG Spearman, the peer field after the
     # metric for the DEG families and before it for the all-gene Spearman
-    for m, base in (("deg_lfc_spearman_p05", "deg_lfc_spearman_sym"),
-                    ("direction_agreement_p05", "direction_agreement")):  # fmt: skip
-        rec[f"mean_replicate_{base}_p05"] = _mean(acc[f"replicate_{m}"])
-        rec[f"median_replicate_{base}_p05"] = _median(acc[f"replicate_{m}"])
-        rec[f"mean_baseline_pair_{base}_p05"] = _mean(acc[f"baseline_{m}"])
-        rec[f"mean_delta_vs_baseline_pair_{base}_p05"] = _mean(acc[f"delta_baseline_{m}"])
-        rec[f"mean_peer_baseline_{base}_p05"] = _mean(acc[f"peer_mean_score_{m}"])
+    for metric, stem in (("deg_lfc_spearman_p05", "deg_lfc_spearman_sym"),
+                         ("direction_agreement_p05", "direction_agreement")):  # fmt: skip
+        rec[f"mean_replicate_{stem}_p05"] = _mean(acc[f"replicate_{metric}"])
+        rec[f"median_replicate_{stem}_p05"] = _median(acc[f"replicate_{metric}"])
+        rec[f"mean_baseline_pair_{stem}_p05"] = _mean(acc[f"baseline_{metric}"])
+        rec[f"mean_delta_vs_baseline_pair_{stem}_p05"] = _mean(acc[f"delta_baseline_{metric}"])
+        rec[f"mean_peer_baseline_{stem}_p05"] = _mean(acc[f"peer_mean_score_{metric}"])
         for field, short in _PEER_FIELDS:
-            rec[f"mean_peer_baseline_{base}_{short}_p05"] = _mean(acc[f"peer_{field}_{m}"])
-        rec[f"mean_delta_vs_peer_baseline_{base}_p05"] = _mean(acc[f"delta_peer_{m}"])
+            rec[f"mean_peer_baseline_{stem}_{short}_p05"] = _mean(acc[f"peer_{field}_{metric}"])
+        rec[f"mean_delta_vs_peer_baseline_{stem}_p05"] = _mean(acc[f"delta_peer_{metric}"])
     m = "spearman_logfc"
     rec["mean_replicate_spearman_logfc"] = _mean(acc[f"replicate_{m}"])
     rec["median_replicate_spearman_logfc"] = _median(acc[f"replicate_{m}"])

@@ -115,10 +115,10 @@ def _rows(summary: pd.DataFrame, weighting: str, level: str) -> pd.DataFrame:
 
 
 def _get(rows: pd.DataFrame, a: str, b: str, metric: str) -> Mapping[str, Any] | None:
-    try:
-        return rows.loc[(a, b, metric)]  # type: ignore[no-any-return]
-    except KeyError:
+    key = (a, b, metric)
+    if key not in rows.index:
         return None
+    return dict(rows.loc[[key]].iloc[0])
 
 
 def _cross_table(summary: pd.DataFrame, weighting: str, layout: Sequence[Any]) -> str:
@@ -299,9 +299,9 @@ def _contexts(result: PublishedResult) -> str:
         return _empty("No (cell type, time) context had a matched compound.")
     c = c[c["weighting"] == result.weighting]
     body = [
-        [r.dataset_a, r.dataset_b, r.cell_type, r.time_key, int(r.n_context_matching_drugs),
-         "kept" if r.kept else "dropped (< 10 compounds)"]
-        for r in c.itertuples(index=False)
+        [r["dataset_a"], r["dataset_b"], r["cell_type"], r["time_key"],
+         int(r["n_context_matching_drugs"]), "kept" if r["kept"] else "dropped (< 10 compounds)"]
+        for r in c.to_dict("records")
     ]  # fmt: skip
     return _table(["dataset A", "dataset B", "cell type", "time (h)", "matched CIDs", ""], body)
 
@@ -315,9 +315,10 @@ def _retrieval(result: PublishedResult) -> str:
         )
     keep = s[s["metric"].isin(["observed_normalized_best_positive_rank", "observed_recall_at_1"])]
     body = [
-        [f"{r.dataset_a} / {r.dataset_b}", r.similarity_metric, r.metric.replace("observed_", ""),
-         _ci(r.mean, r.ci_low, r.ci_high), int(r.n_compounds)]
-        for r in keep.itertuples(index=False)
+        [f"{r['dataset_a']} / {r['dataset_b']}", r["similarity_metric"],
+         str(r["metric"]).replace("observed_", ""), _ci(r["mean"], r["ci_low"], r["ci_high"]),
+         int(r["n_compounds"])]
+        for r in keep.to_dict("records")
     ]  # fmt: skip
     return _table(["datasets", "similarity", "metric", "mean [95% CI]", "compounds"], body)
 
@@ -366,9 +367,9 @@ def render_published(result: PublishedResult, figs: Mapping[str, _Fig], *, title
         out.append(_reviewer_table(result.summary, result.weighting, lay[2]))
         out.append("</section>")
     out.append(_figure_html(figs.get("published_replicate"), _FIG_HELP["published_replicate"]))
-    for lay in REPLICATE_LAYOUT:
-        out.append(f'<section id="{lay[0]}"><h2>{_e(lay[1])}</h2>{_p(lay[4])}')
-        out.append(_replicate_table(result.replicate_summary, lay))
+    for rlay in REPLICATE_LAYOUT:
+        out.append(f'<section id="{rlay[0]}"><h2>{_e(rlay[1])}</h2>{_p(rlay[4])}')
+        out.append(_replicate_table(result.replicate_summary, rlay))
         out.append("</section>")
     out.append('<section id="table9"><h2>Table 9. Retrieval</h2>')
     out.append(_retrieval(result) + "</section>")

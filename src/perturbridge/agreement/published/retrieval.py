@@ -196,7 +196,7 @@ def similarity_matrix(
             a, b = q[vq], c[vc]
             d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
             out[np.ix_(vq, vc)] = -np.sqrt(np.maximum(d2, 0.0))
-        return out, vq, vc
+        return out, np.asarray(vq, dtype=bool), np.asarray(vc, dtype=bool)
     if metric not in ("cosine", "spearman"):
         raise ValueError(
             f"similarity must be 'negative_l2', 'cosine' or 'spearman', got {metric!r}"
