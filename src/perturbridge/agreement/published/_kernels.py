@@ -321,18 +321,15 @@ def bca_interval(
             math.nan, math.nan, math.nan, "not_estimable", "too_few_clusters_or_values", 0
         )
     rng = np.random.default_rng(seed)
-    # (clusters × 1) matrices summed row by row as the published code does, so that
-    # bootstrap values that tie the estimate tie in the same last bit
+    # ``sums[idx].sum(axis=1)`` is the same contiguous (pairwise) reduction as the
+    # published code's per-draw ``(clusters × 1)[draw].sum(axis=0)``: bit-equal totals,
+    # so bootstrap values that tie the estimate tie in the same last bit
     s2, c2 = sums[:, None], counts[:, None]
     boot = np.empty(n_boot)
     for start in range(0, n_boot, batch):
         stop = min(start + batch, n_boot)
         idx = rng.integers(0, n, size=(stop - start, n))
-        bs = np.empty(stop - start)
-        bc = np.empty(stop - start)
-        for i, row in enumerate(idx):
-            bs[i] = s2[row].sum(axis=0)[0]
-            bc[i] = c2[row].sum(axis=0)[0]
+        bs, bc = sums[idx].sum(axis=1), counts[idx].sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             boot[start:stop] = np.where(bc > 0, bs / np.where(bc > 0, bc, 1.0), np.nan)
     total_s2, total_c2 = s2.sum(axis=0)[0], c2.sum(axis=0)[0]
