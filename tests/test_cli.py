@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anndata as ad
 import numpy as np
 import pytest
@@ -149,3 +151,34 @@ def test_the_demo_ends_with_agreement_tables_and_the_report(tmp_path, capsys):
     delta = sel.groupby("metric")["delta"].mean()
     # the simulator's planted pattern, as published
     assert delta["direction"] > 0 > delta["deg_spearman"]
+
+
+def test_de_options_of_the_original_pipeline(tmp_path):
+    """`de` drops vehicles at times without treated wells (the original's choice) unless
+    told to keep them, and writes stdev.scaled when asked."""
+    import importlib.util
+
+    # the seeded design with orphan vehicles of the DE tests (tests/de is not a package)
+    spec = importlib.util.spec_from_file_location(
+        "_de_test_limma", Path(__file__).parent / "de" / "test_limma.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    samples = tmp_path / "s.h5ad"
+    module._orphan_samples().write_h5ad(samples)
+    outs = {}
+    for flag in ([], ["--keep-orphan-vehicles"]):
+        out = tmp_path / f"e{len(flag)}.h5ad"
+        r = runner.invoke(app, ["de", str(samples), "--out", str(out), "--stdev-scaled", *flag])
+        assert r.exit_code == 0, r.output
+        outs[bool(flag)] = ad.read_h5ad(out)
+    dropped, kept = outs[False], outs[True]
+    reasons = set(dropped.uns["ledger"]["reason"].astype(str))
+    assert "vehicle_without_treated" in reasons
+    assert "vehicle_without_treated" not in set(kept.uns["ledger"]["reason"].astype(str))
+    assert "stdev.scaled" in dropped.layers
+    # same contrasts, different residual information in the A375 fit
+    assert list(dropped.obs_names) == list(kept.obs_names)
+    a375 = (dropped.obs["cell_context"] == "A375").to_numpy()
+    assert not np.allclose(dropped.layers["t"][a375], kept.layers["t"][a375])

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -325,6 +325,25 @@ def de(
     no_trend: Annotated[
         bool, typer.Option("--no-trend", help="limma-trend: eBayes without the trend.")
     ] = False,
+    keep_orphan_vehicles: Annotated[
+        bool,
+        typer.Option(
+            "--keep-orphan-vehicles",
+            help="Keep vehicles at times with no treated sample in the fit (default: drop "
+            "them to the ledger, as the original pipeline did).",
+        ),
+    ] = False,
+    fit_per_control_group: Annotated[
+        bool,
+        typer.Option(
+            "--fit-per-control-group",
+            help="One fit per value of the control-matching columns (the original fitted "
+            "GDPx2 per cell type x DMSO %), not one per context.",
+        ),
+    ] = False,
+    stdev_scaled: Annotated[
+        bool, typer.Option("--stdev-scaled", help="Also write the release's stdev.scaled layer.")
+    ] = False,
 ) -> None:
     """Effects of each treated condition against its matched vehicle.
 
@@ -341,6 +360,11 @@ def de(
     from .de.voom import limma_voom
     from .io import provenance, write_h5ad
 
+    choices: dict[str, Any] = {
+        "orphan_vehicles": "keep" if keep_orphan_vehicles else "drop",
+        "fit_per_control_group": fit_per_control_group,
+        "stdev_scaled": stdev_scaled,
+    }
     try:
         adata = ad.read_h5ad(samples)
         adata.uns.pop("ledger", None)
@@ -349,13 +373,14 @@ def de(
         if engine is Engine.r:
             from .de.r_limma import limma_r
 
-            res = limma_r(adata, method=method, mode=mode.value, progress=True)
+            res = limma_r(adata, method=method, mode=mode.value, progress=True, **choices)
         elif method == "voom":
-            res = limma_voom(adata, mode=mode.value, robust=not no_robust, progress=True)
+            res = limma_voom(adata, mode=mode.value, robust=not no_robust, progress=True, **choices)
         else:
             res = limma_trend(
-                adata, mode=mode.value, robust=not no_robust, trend=not no_trend, progress=True
-            )
+                adata, mode=mode.value, robust=not no_robust, trend=not no_trend,
+                progress=True, **choices,
+            )  # fmt: skip
         res.effects.uns["ledger"] = res.ledger.to_frame()
         res.effects.uns["perturbridge"]["provenance"] = provenance(
             step="de", inputs=[samples], params=res.effects.uns["perturbridge"]["params"]
