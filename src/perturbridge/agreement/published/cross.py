@@ -418,6 +418,15 @@ def _shared(fl: DEFile, fr: DEFile) -> tuple[np.ndarray, np.ndarray]:
     return lc, rc
 
 
+def _global_columns(
+    fl: DEFile, fr: DEFile, lc: np.ndarray, genes: set[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Columns of the line-global genes among the pairwise shared ones, left order."""
+    gl = np.array([i for i in lc if fl.genes[i] in genes], dtype=np.intp)
+    idx = fr.gene_index
+    return gl, np.array([idx[fl.genes[i]] for i in gl], dtype=np.intp)
+
+
 def global_genes(data: ReleaseData, units: dict[str, pd.DataFrame]) -> dict[str, set[str]]:
     """Per cell type, the gene keys shared by every dataset that has it among its units."""
     out: dict[str, set[str]] = {}
@@ -492,6 +501,7 @@ def score_pairs(
             pools[key] = _Pool(f, options)
         return pools[key]
 
+    shared: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     rows = []
     for rec in grouped.to_dict("records"):
         lf, rf = str(rec["left_de_file"]), str(rec["right_de_file"])
@@ -503,15 +513,15 @@ def score_pairs(
         ck = (dataset_a, dataset_b, lf, lrow, rf, rrow)
         metrics = cache.get(ck)
         if metrics is None:
-            lc, rc = _shared(fl, fr)
+            if (lf, rf) not in shared:
+                shared[(lf, rf)] = _shared(fl, fr)
+            lc, rc = shared[(lf, rf)]
             L = _side(fl, lrow, lc, pool(fl), cid, ldk, tk)
             R = _side(fr, rrow, rc, pool(fr), cid, rdk, tk)
             Lt = _side(fr, rrow, rc, pool(fr), cid, rdk, tk)
             Rt = _side(fl, lrow, lc, pool(fl), cid, ldk, tk)
             metrics = _score(L, R, Lt, Rt)
-            g = global_sets.get(ct, set())
-            gl = np.array([i for i in lc if fl.genes[i] in g], dtype=np.intp)
-            gr = np.array([fr.gene_index[fl.genes[i]] for i in gl], dtype=np.intp)
+            gl, gr = _global_columns(fl, fr, lc, global_sets.get(ct, set()))
             metrics["observed_spearman_logfc_global"] = k.spearman(
                 fl.logfc[lrow, gl], fr.logfc[rrow, gr]
             )

@@ -12,6 +12,7 @@ present of the two adjusted p-value layers, every value cast to ``float32``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -113,8 +114,9 @@ class DEFile:
     adj_p: np.ndarray
     adj_p_layer: str
 
-    @property
+    @functools.cached_property
     def gene_index(self) -> dict[str, int]:
+        """Gene key → column."""
         return {g: i for i, g in enumerate(self.genes)}
 
 
