@@ -348,6 +348,35 @@ def _published_table(res: Any) -> Table:
     return table
 
 
+def _published_options(
+    changed: list[str],
+    *,
+    weighting: str,
+    datasets: list[str] | None,
+    n_boot: int,
+    replicates: bool,
+    retrieval: bool,
+) -> Any:
+    """The options of a published-profile run; options of our profile are refused (the
+    published definitions are fixed, they would be silently ignored)."""
+    from .agreement.published import PublishedOptions
+
+    if changed:
+        _fail(
+            ValueError(
+                f"{', '.join(changed)}: not options of --profile published, whose definitions "
+                "are fixed (docs/agreement.md); use them with --profile perturbridge"
+            )
+        )
+    return PublishedOptions(
+        datasets=None if datasets is None else tuple(datasets),
+        weighting=weighting,
+        n_boot=n_boot,
+        replicates=replicates,
+        retrieval=retrieval,
+    )
+
+
 def _published_agreement(
     source: Path,
     out: Path,
@@ -359,22 +388,12 @@ def _published_agreement(
     replicates: bool,
     retrieval: bool,
 ) -> Any:
-    from .agreement.published import PublishedOptions, run_published, write_published
+    from .agreement.published import run_published, write_published
 
-    if changed:
-        _fail(
-            ValueError(
-                f"{', '.join(changed)}: not options of --profile published, whose definitions "
-                "are fixed (docs/agreement.md); use them with --profile perturbridge"
-            )
-        )
-    opts = PublishedOptions(
-        datasets=None if datasets is None else tuple(datasets),
-        weighting=weighting,
-        n_boot=n_boot,
-        replicates=replicates,
-        retrieval=retrieval,
-    )
+    opts = _published_options(
+        changed, weighting=weighting, datasets=datasets, n_boot=n_boot,
+        replicates=replicates, retrieval=retrieval,
+    )  # fmt: skip
     try:
         if out.exists() and not out.is_dir():
             raise FileExistsError(f"--out {out} is a file; give a folder")
@@ -405,22 +424,13 @@ def _published_report(
     n_boot: int,
     retrieval: bool,
 ) -> None:
-    from .agreement.published import PublishedOptions, run_published
+    from .agreement.published import run_published
     from .agreement.published.report import write_published_report
 
-    if changed:
-        _fail(
-            ValueError(
-                f"{', '.join(changed)}: not options of --profile published, whose definitions "
-                "are fixed (docs/agreement.md); use them with --profile perturbridge"
-            )
-        )
-    opts = PublishedOptions(
-        datasets=None if datasets is None else tuple(datasets),
-        weighting=weighting,
-        n_boot=n_boot,
-        retrieval=retrieval,
-    )
+    opts = _published_options(
+        changed, weighting=weighting, datasets=datasets, n_boot=n_boot,
+        replicates=True, retrieval=retrieval,
+    )  # fmt: skip
     try:
         res = run_published(source, options=opts)
         path = write_published_report(res, out, figures_dir=figures)

@@ -32,6 +32,7 @@ from scipy.stats import rankdata
 from . import _kernels as k
 from . import cross
 from .inputs import ReleaseData
+from .summary import interval_columns
 
 __all__ = [
     "IDENTITY_COLUMNS",
@@ -688,24 +689,13 @@ def retrieval_summary(
             iv = nested_bca_interval(
                 sums, counts, outer_all[first], seed=seed, n_boot=n_boot, level=level
             )
-            half = (
-                (iv.high - iv.low) / 2 if np.isfinite(iv.low) and np.isfinite(iv.high) else np.nan
-            )
             records.append(
                 {
                     **dict(zip(_GROUP, values, strict=True)),
                     "summary_level": level_name,
                     "metric": metric,
                     "value_col": metric,
-                    "mean": iv.mean,
-                    "ci_low": iv.low,
-                    "ci_high": iv.high,
-                    "ci_half_width": half,
-                    "ci_method": iv.method,
-                    "ci_status": iv.status,
-                    "ci_level": level,
-                    "n_bootstrap_iterations": n_boot,
-                    "n_bootstrap_valid": iv.n_valid,
+                    **interval_columns(iv, level=level, n_boot=n_boot),
                     "n_rows": int(w.sum()),
                     "n_finite_rows": int(w[ok].sum()),
                     "n_compounds": n_cl,

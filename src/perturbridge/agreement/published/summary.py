@@ -12,6 +12,7 @@ ones, since they seed the bootstrap (``docs/agreement.md``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -109,6 +110,22 @@ def drug_level(pairs: pd.DataFrame, columns: Sequence[str], *, weighting: str) -
     return out.sort_values(["scale_variant", *_DRUG_KEYS], kind="mergesort").reset_index(drop=True)
 
 
+def interval_columns(iv: k.Interval, *, level: float, n_boot: int) -> dict[str, Any]:
+    """The published columns of one summary statistic and its interval."""
+    finite = np.isfinite(iv.low) and np.isfinite(iv.high)
+    return {
+        "mean": iv.mean,
+        "ci_low": iv.low,
+        "ci_high": iv.high,
+        "ci_half_width": (iv.high - iv.low) / 2 if finite else np.nan,
+        "ci_method": iv.method,
+        "ci_status": iv.status,
+        "ci_level": level,
+        "n_bootstrap_iterations": n_boot,
+        "n_bootstrap_valid": iv.n_valid,
+    }
+
+
 def cluster_ci_table(
     frame: pd.DataFrame,
     *,
@@ -136,24 +153,13 @@ def cluster_ci_table(
             counts = np.bincount(codes, minlength=len(keys)).astype(np.float64)
             seed = k.bootstrap_seed(summary_level, group_values, label, col)
             iv = k.bca_interval(sums, counts, seed=seed, n_boot=n_boot, level=level)
-            half = (
-                (iv.high - iv.low) / 2 if np.isfinite(iv.low) and np.isfinite(iv.high) else np.nan
-            )
             records.append(
                 {
                     **dict(zip(group_cols, values, strict=True)),
                     "summary_level": summary_level,
                     "metric": label,
                     "value_col": col,
-                    "mean": iv.mean,
-                    "ci_low": iv.low,
-                    "ci_high": iv.high,
-                    "ci_half_width": half,
-                    "ci_method": iv.method,
-                    "ci_status": iv.status,
-                    "ci_level": level,
-                    "n_bootstrap_iterations": n_boot,
-                    "n_bootstrap_valid": iv.n_valid,
+                    **interval_columns(iv, level=level, n_boot=n_boot),
                     "n_rows": len(sub),
                     "n_finite_rows": int(ok.sum()),
                     "n_compounds": len(keys),
