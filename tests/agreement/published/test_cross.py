@@ -216,3 +216,31 @@ def test_errors(tmp_path, tree):
         run_published(tree, options=PublishedOptions(datasets=("alpha",)))
     with pytest.raises(ValueError, match="weighting must be"):
         run_published(tree, options=PublishedOptions(weighting="drugs"))
+
+
+def test_weighting_follows_the_processed_files(tmp_path):
+    import shutil
+
+    tree = write_release_tree(tmp_path / "t", seed=3)
+    (tree / "beta" / "beta_processed.h5ad").unlink()
+    res = run_published(tree, options=PublishedOptions(n_boot=50, replicates=False))
+    assert res.weighting == "condition"
+    assert set(res.summary["weighting"]) == {"condition"}
+    assert "no sample-level processed files" in res.info["weighting_note"]
+    with pytest.raises(ValueError, match=r"missing for \['beta'\]"):
+        run_published(tree, options=PublishedOptions(weighting="sample_pairs"))
+    # a second h5ad beside the processed file is ambiguous
+    shutil.copy(tree / "alpha" / "alpha_processed.h5ad", tree / "alpha" / "other.h5ad")
+    with pytest.raises(ValueError, match="more than one"):
+        read_release(tree)
+
+
+def test_unparseable_doses_are_an_error_naming_the_file(tmp_path):
+    tree = write_release_tree(tmp_path / "t", seed=4)
+    path = tree / "gamma" / "group_rep" / "CVCL_0031_de.h5ad"
+    a = ad.read_h5ad(path)
+    a.obs["pert_dose_uM"] = a.obs["pert_dose_uM"].astype(str)
+    a.obs.iloc[3, a.obs.columns.get_loc("pert_dose_uM")] = "ten"
+    a.write_h5ad(path)
+    with pytest.raises(ValueError, match=r"CVCL_0031_de.h5ad: column 'pert_dose_uM' .*\['ten'\]"):
+        read_release(tree)
