@@ -244,6 +244,7 @@ def agreement_cmd(
             n_boot=n_boot,
             replicates=replicates,
             retrieval=retrieval,
+            progress=progress,
         )  # fmt: skip
         return
     if weighting != WeightingOption.auto or retrieval:
@@ -351,6 +352,7 @@ def _published_table(res: Any) -> Table:
 def _published_options(
     changed: list[str],
     *,
+    progress: bool = True,
     weighting: str,
     datasets: list[str] | None,
     n_boot: int,
@@ -374,6 +376,7 @@ def _published_options(
         n_boot=n_boot,
         replicates=replicates,
         retrieval=retrieval,
+        progress=progress,
     )
 
 
@@ -387,12 +390,13 @@ def _published_agreement(
     n_boot: int,
     replicates: bool,
     retrieval: bool,
+    progress: bool,
 ) -> Any:
     from .agreement.published import run_published, write_published
 
     opts = _published_options(
         changed, weighting=weighting, datasets=datasets, n_boot=n_boot,
-        replicates=replicates, retrieval=retrieval,
+        replicates=replicates, retrieval=retrieval, progress=progress,
     )  # fmt: skip
     try:
         if out.exists() and not out.is_dir():

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from ...progress import track
 from . import _kernels as k
 from .inputs import DEFile, ReleaseData
 
@@ -456,6 +457,7 @@ def score_pairs(
     global_sets: dict[str, set[str]],
     options: MatchOptions = MatchOptions(),
     cache: dict[Any, dict[str, Any]] | None = None,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """The published per-pair table of one dataset pair (one row per condition pair).
 
@@ -503,7 +505,9 @@ def score_pairs(
 
     shared: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     rows = []
-    for rec in grouped.to_dict("records"):
+    records = grouped.to_dict("records")
+    label = f"published {dataset_a} / {dataset_b}"
+    for rec in track(records, description=label, enabled=progress):
         lf, rf = str(rec["left_de_file"]), str(rec["right_de_file"])
         lrow, rrow = int(rec["left_de_row"]), int(rec["right_de_row"])
         cid, ct, tk = str(rec["pubchem_cid"]), str(rec["cell_type"]), str(rec["time_key"])

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ...progress import track
 from . import _kernels as k
 from .inputs import DatasetRelease
 
@@ -70,6 +71,7 @@ def replicate_conditions(
     global_genes: dict[str, set[str]] | None = None,
     max_peers: int = 256,
     seed: int = k.PEER_SEED,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """The published per-condition replicate table of one dataset."""
     rows = _rows(ds)
@@ -92,7 +94,9 @@ def replicate_conditions(
     files = rows["file"].to_numpy()
     positions = rows["row"].to_numpy()
     out = []
-    for ckey, members in rows.groupby("condition_key", sort=False).indices.items():
+    groups = list(rows.groupby("condition_key", sort=False).indices.items())
+    label = f"replicates {ds.name}"
+    for ckey, members in track(groups, description=label, enabled=progress):
         members = np.sort(members)
         m0 = members[0]
         if len(set(files[members])) > 1:

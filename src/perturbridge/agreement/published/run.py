@@ -39,7 +39,8 @@ class PublishedOptions:
 
     ``weighting``: ``"auto"`` uses ``sample_pairs`` when every dataset has its
     sample-level processed file and ``condition`` otherwise; both summaries are always
-    written when possible. ``n_boot`` bootstrap draws (2,000).
+    written when possible. ``n_boot`` bootstrap draws (2,000). ``progress`` shows a
+    progress bar per dataset pair and dataset.
     """
 
     datasets: tuple[str, ...] | None = None
@@ -51,6 +52,7 @@ class PublishedOptions:
     n_boot: int = 2000
     replicates: bool = True
     retrieval: bool = False
+    progress: bool = False
 
 
 @dataclass
@@ -88,9 +90,13 @@ TABLES = {
 
 
 def _pairs_for(
-    data: ReleaseData, weighting: str, opts: cross.MatchOptions, cache: dict[Any, Any]
+    data: ReleaseData,
+    weighting: cross.Weighting,
+    opts: cross.MatchOptions,
+    cache: dict[Any, Any],
+    progress: bool,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    units = {name: cross.units_for(data, name, weighting) for name in data.names}  # type: ignore[arg-type]
+    units = {name: cross.units_for(data, name, weighting) for name in data.names}
     global_sets = cross.global_genes(data, units)
     parts, ctxs = [], []
     for a, b in cross.dataset_pairs(data.names):
@@ -105,7 +111,7 @@ def _pairs_for(
         parts.append(
             cross.score_pairs(
                 data, matches, dataset_a=a, dataset_b=b, global_sets=global_sets,
-                options=opts, cache=cache,
+                options=opts, cache=cache, progress=progress,
             )
         )  # fmt: skip
     pairs = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
@@ -158,12 +164,12 @@ def run_published(
         max_peers=opts.max_peers_cross,
     )
     cache: dict[Any, Any] = {}
-    pairs_c, ctx_c = _pairs_for(data, "condition", mopts, cache)
+    pairs_c, ctx_c = _pairs_for(data, "condition", mopts, cache, opts.progress)
     summaries = [summary.cross_summary(pairs_c, weighting="condition", n_boot=opts.n_boot)]
     contexts = [ctx_c]
     pairs = pairs_c
     if has_samples:
-        pairs_s, ctx_s = _pairs_for(data, "sample_pairs", mopts, cache)
+        pairs_s, ctx_s = _pairs_for(data, "sample_pairs", mopts, cache, False)
         summaries.insert(
             0, summary.cross_summary(pairs_s, weighting="sample_pairs", n_boot=opts.n_boot)
         )
@@ -177,7 +183,10 @@ def run_published(
         rep_global = cross.global_genes(data, units)
         parts = [
             replicate.replicate_conditions(
-                d, global_genes=rep_global, max_peers=opts.max_peers_replicate
+                d,
+                global_genes=rep_global,
+                max_peers=opts.max_peers_replicate,
+                progress=opts.progress,
             )
             for d in data.datasets
         ]
