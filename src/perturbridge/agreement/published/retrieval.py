@@ -407,9 +407,11 @@ def _direction_rows(
             "best_target_dose_fold_difference": float(
                 max(unit["pert_dose_uM"] / t_dose[best], t_dose[best] / unit["pert_dose_uM"])
             ),
-            "random_normalized_best_positive_rank": null["normalized_rank"],
-            "random_recall_at_1": null["recall_at_1"],
-            "random_auroc": null["auroc"],
+            # the published strict-variant scorer leaves these NaN (only its legacy
+            # variant wrote them); the same floors are the target_decoy_null_* columns
+            "random_normalized_best_positive_rank": math.nan,
+            "random_recall_at_1": math.nan,
+            "random_auroc": math.nan,
             "delta_vs_random_normalized_best_positive_rank": _delta(
                 obs["normalized_rank"], null["normalized_rank"]
             ),
@@ -683,8 +685,12 @@ def retrieval_summary(
             n_cl, n_st = len(cl_keys), len(first)
             sums = np.zeros((n_cl, n_st))
             counts = np.zeros((n_cl, n_st))
-            np.add.at(sums, (cl_codes, st_codes), v[ok] * w[ok])
-            np.add.at(counts, (cl_codes, st_codes), w[ok])
+            # one addition per processed sample, as the published table has one row per
+            # sample: a weighted sum differs in the last bit, which decides ties in BCa
+            reps = np.rint(w[ok]).astype(np.int64)
+            rows = np.repeat(np.arange(int(ok.sum())), reps)
+            np.add.at(sums, (cl_codes[rows], st_codes[rows]), v[ok][rows])
+            np.add.at(counts, (cl_codes[rows], st_codes[rows]), 1.0)
             seed = k.bootstrap_seed(level_name, group_values, metric, metric)
             iv = nested_bca_interval(
                 sums, counts, outer_all[first], seed=seed, n_boot=n_boot, level=level
