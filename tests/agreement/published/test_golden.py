@@ -103,3 +103,35 @@ def test_replicate_tables_equal_the_published_code(replicates):
             merged[col].to_numpy(float), merged[col + "__want"].to_numpy(float), rtol=0, atol=1e-9
         )
     assert (merged["ci_method"] == merged["ci_method__want"]).all()
+
+
+QUERY_KEY = [
+    "dataset_a", "dataset_b", "direction", "similarity_metric", "cell_type", "time_key",
+    "query_pubchem_cid", "query_dose_key",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def retrieval(tmp_path_factory):
+    tree = write_release_tree(tmp_path_factory.mktemp("golden_ret") / "tree", seed=0)
+    return run_published(tree, options=PublishedOptions(replicates=False, retrieval=True))
+
+
+def test_retrieval_queries_equal_the_published_code(retrieval):
+    want = pd.read_csv(
+        GOLDEN / "retrieval_queries.tsv.gz", sep="\t", dtype={c: str for c in QUERY_KEY}
+    )
+    got = retrieval.retrieval.rename(columns={"n_query_samples": "n_samples"})
+    assert _compare(want, got, QUERY_KEY) >= 60
+
+
+def test_table9_equals_the_published_code(retrieval):
+    want = pd.read_csv(GOLDEN / "retrieval_summary.tsv.gz", sep="\t")
+    keys = ["summary_level", "dataset_a", "dataset_b", "similarity_metric", "metric"]
+    merged = want.merge(retrieval.retrieval_summary, on=keys, how="left", suffixes=("__want", ""))
+    assert len(merged) == len(want) == 234
+    for col in ("mean", "ci_low", "ci_high"):
+        np.testing.assert_allclose(
+            merged[col].to_numpy(float), merged[col + "__want"].to_numpy(float), rtol=0, atol=1e-9
+        )
+    assert (merged["ci_method"] == merged["ci_method__want"]).all()

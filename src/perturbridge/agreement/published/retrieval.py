@@ -267,7 +267,9 @@ class RetrievalOptions:
     ``sample_pairs`` (one candidate per processed sample, as the published overlap
     files hold) or ``condition`` (one per DE condition). ``max_peers``: the
     individual-peer cap (256 for cosine/Spearman in Table 9; its L2 panel used every
-    eligible peer, ``None``).
+    eligible peer, ``None``). ``overlap_pool``: candidates and queries are the units of
+    the published overlap files (:func:`overlap_units`), as in Table 9; ``False`` uses
+    every eligible unit.
     """
 
     similarities: tuple[Similarity, ...] = ("negative_l2", "cosine", "spearman")
@@ -278,6 +280,44 @@ class RetrievalOptions:
     min_unique_compounds: int = 2
     max_peers: int | None = 256
     seed: int = k.PEER_SEED
+    overlap_pool: bool = True
+
+
+def overlap_units(units: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The units of each dataset that the published overlap files keep.
+
+    The published retrieval reads its candidates (and matches its queries) from
+    sample-level *overlap* files: a sample is kept when it has a mutual-nearest partner
+    in ``|Δ log10 dose| ≤ 1`` (ties kept, atol 1e-12) with the same CID, cell type and
+    time in at least one other dataset of the analysis. The same pool serves every
+    dataset pair. (The original's extra rules for the L1000 phase I/II pair and its
+    name-based sci-Plex/Tahoe bridges are specific to those dataset names and not
+    reproduced.)
+    """
+    keep = {name: np.zeros(len(u), dtype=bool) for name, u in units.items()}
+    names = list(units)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            ua, ub = units[a], units[b]
+            if ua.empty or ub.empty:
+                continue
+            ga = ua.groupby(["pubchem_cid", "cell_type", "time_key"], sort=False).indices
+            gb = ub.groupby(["pubchem_cid", "cell_type", "time_key"], sort=False).indices
+            for key, ra in ga.items():
+                rb = gb.get(key)
+                if rb is None:
+                    continue
+                la = np.log10(ua["pert_dose_uM"].to_numpy(dtype=np.float64)[ra])
+                lb = np.log10(ub["pert_dose_uM"].to_numpy(dtype=np.float64)[rb])
+                diff = np.abs(la[:, None] - lb[None, :])
+                mnn = (
+                    (diff <= 1.0 + 1e-12)
+                    & np.isclose(diff, diff.min(axis=1, keepdims=True), rtol=0.0, atol=1e-12)
+                    & np.isclose(diff, diff.min(axis=0, keepdims=True), rtol=0.0, atol=1e-12)
+                )
+                keep[a][ra[mnn.any(axis=1)]] = True
+                keep[b][rb[mnn.any(axis=0)]] = True
+    return {name: u[keep[name]].reset_index(drop=True) for name, u in units.items()}
 
 
 @dataclass
@@ -477,6 +517,8 @@ def published_retrieval(
         max_fold=options.max_fold, min_context_compounds=options.min_context_compounds
     )
     units = {n: cross.units_for(data, n, options.weighting) for n in data.names}
+    if options.overlap_pool:
+        units = overlap_units(units)
     records: list[dict[str, object]] = []
     skipped: list[dict[str, object]] = []
     for a, b in cross.dataset_pairs(data.names):

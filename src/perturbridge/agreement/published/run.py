@@ -200,16 +200,28 @@ def run_published(
         from .retrieval import RetrievalOptions, published_retrieval
         from .retrieval import retrieval_summary as summarize_retrieval
 
-        retrieval = published_retrieval(
-            data,
-            options=RetrievalOptions(
-                weighting=primary,  # type: ignore[arg-type]
-                max_fold=opts.max_fold,
-                min_context_compounds=opts.min_context_compounds,
-            ),
-        )
-        if not retrieval.empty:
-            retrieval_summary = summarize_retrieval(retrieval, n_boot=opts.n_boot)
+        # Table 9's panels: cosine and Spearman with 256 peers, negative L2 with every
+        # eligible peer (the published runs)
+        panels = (("cosine", "spearman"), 256), (("negative_l2",), None)
+        parts = [
+            published_retrieval(
+                data,
+                options=RetrievalOptions(
+                    similarities=sims,  # type: ignore[arg-type]
+                    weighting=primary,  # type: ignore[arg-type]
+                    max_fold=opts.max_fold,
+                    min_context_compounds=opts.min_context_compounds,
+                    max_peers=cap,
+                ),
+            )
+            for sims, cap in panels
+        ]
+        parts = [p for p in parts if not p.empty]
+        if parts:
+            retrieval = pd.concat(parts, ignore_index=True)
+            retrieval_summary = pd.concat(
+                [summarize_retrieval(p, n_boot=opts.n_boot) for p in parts], ignore_index=True
+            )
     info = {
         "format": "perturbridge-agreement",
         "profile": "published",
