@@ -19,7 +19,9 @@ from perturbridge.units import (
 def test_dose_units_to_uM():
     out = dose_to_uM([10, 500, 1, 2, 3], ["um", "nM", "µM", "mM", "μm"])
     np.testing.assert_allclose(out, [10, 0.5, 1, 2000, 3])
-    assert np.isnan(dose_to_uM(["-x"], "um")[0])
+    assert np.isnan(dose_to_uM(["NA"], "um")[0])
+    with pytest.raises(UnitError, match=r"plate\.csv: 1 values are not numbers.*'-x'"):
+        dose_to_uM(["-x"], "um", where="plate.csv")
 
 
 def test_time_units_to_hours():

@@ -15,6 +15,9 @@ Rules
   it in its own column ``pert_dose_percent`` and leaves ``pert_dose_uM`` missing;
   :func:`dose_to_uM` refuses it.
 - Times: ``s``, ``min`` (and ``m``), ``h``/``hr``/``hours``, ``d``/``days`` → hours.
+- Values present but not numbers (``twenty-four``, decimal commas such as ``0,5``) raise
+  :class:`UnitError` naming them; only missing values (``None``, NaN, ``""``, ``NA``)
+  become NaN.
 - Combined strings (``"1000.0nM"``, ``"24h"``, ``"24 h"``, ``"10 uM"``, ``"0.5%"``) are
   split by :func:`parse_quantity` into a number and a unit before conversion.
 
@@ -81,6 +84,8 @@ TIME_UNITS: dict[str, float] = {
 
 # A number (sign, decimals, exponent) followed by an optional unit.
 _QUANTITY = re.compile(r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
+# What is left of "0,5 uM" after the number "0": a decimal comma, not a unit.
+_DECIMAL_COMMA = re.compile(r"^,\d")
 _MISSING = frozenset({"", "nan", "na", "n/a", "none", "null"})
 _SHOW = 5  # offending values named in a message
 
@@ -113,9 +118,36 @@ def _broadcast_units(units: ArrayLike | str, n: int, where: str) -> NDArray[np.o
     return u
 
 
-def _numbers(values: ArrayLike) -> NDArray[np.float64]:
+def _is_blank(v: object) -> bool:
+    """A missing value: ``None``, NaN or a spelling of :data:`_MISSING`."""
+    if v is None or v is pd.NA:
+        return True
+    if isinstance(v, (float, np.floating)):
+        return bool(np.isnan(v))
+    return isinstance(v, str) and v.strip().lower() in _MISSING
+
+
+def _numbers(values: ArrayLike, where: str = "values") -> NDArray[np.float64]:
+    """Numbers from ``values``; missing values become NaN, any other text raises.
+
+    Raises
+    ------
+    UnitError
+        Naming the first values that are present but not numbers (words such as
+        ``twenty-four``, or decimal commas such as ``0,5``).
+    """
     arr = np.asarray(values, dtype=object).ravel()
-    return pd.to_numeric(pd.Series(arr), errors="coerce").to_numpy(dtype=float)
+    out = pd.to_numeric(pd.Series(arr), errors="coerce").to_numpy(dtype=float)
+    unparsed = np.isnan(out)
+    if unparsed.any():
+        bad = np.array([u and not _is_blank(v) for u, v in zip(unparsed, arr, strict=True)])
+        if bad.any():
+            raise UnitError(
+                f"{where}: {int(bad.sum())} values are not numbers, e.g. {_first(arr[bad])}; "
+                "expected numbers with a decimal point (not a comma); a missing value is "
+                "empty or NA"
+            )
+    return out
 
 
 def _convert(
@@ -127,7 +159,7 @@ def _convert(
     where: str,
     ignore: NDArray[np.bool_] | None,
 ) -> NDArray[np.float64]:
-    vals = _numbers(values)
+    vals = _numbers(values, where)
     u = _broadcast_units(units, vals.size, where)
     norm = np.array([normalize_unit(x) for x in u], dtype=object)
     factor = np.array([table.get(x, np.nan) for x in norm], dtype=float)
@@ -216,7 +248,8 @@ def dose_to_uM(
     Parameters
     ----------
     values
-        Numbers (non-numeric values become NaN).
+        Numbers, or strings of numbers; missing values (``None``, NaN, ``""``, ``"NA"``)
+        become NaN, any other text raises.
     units
         One unit for all values or one per value: molar units, or mass concentrations
         together with ``molecular_weight``.
@@ -235,7 +268,7 @@ def dose_to_uM(
         For an unknown unit, a percent (a volume fraction has no µM value; use
         :func:`parse_dose`), or a mass concentration without a molecular weight.
     """
-    vals = _numbers(values)
+    vals = _numbers(values, where)
     u = _broadcast_units(units, vals.size, where)
     ign = _as_bool(ignore, vals.size)
     norm = np.array([normalize_unit(x) for x in u], dtype=object)
@@ -258,7 +291,7 @@ def time_to_h(
     ignore: Sequence[bool] | NDArray[np.bool_] | None = None,
 ) -> NDArray[np.float64]:
     """Convert times to hours (see :func:`dose_to_uM` for the arguments)."""
-    vals = _numbers(values)
+    vals = _numbers(values, where)
     return _convert(
         vals,
         units,
@@ -305,7 +338,7 @@ def parse_quantity(
         if s.lower() in _MISSING:
             continue
         m = _QUANTITY.match(s)
-        if m is None:
+        if m is None or _DECIMAL_COMMA.match(m.group(2)):
             n_bad += 1
             if len(bad) < _SHOW and s not in bad:
                 bad.append(s)
@@ -315,7 +348,8 @@ def parse_quantity(
     if n_bad:
         raise UnitError(
             f"{where}: {n_bad} values are not a number followed by a unit, e.g. {bad}; "
-            "expected forms like '10 uM', '1000.0nM', '24h', '0.5%'"
+            "expected forms like '10 uM', '1000.0nM', '24h', '0.5%' (a decimal point, not a "
+            "comma)"
         )
     return nums, units
 
@@ -325,7 +359,7 @@ def _values_and_units(
 ) -> tuple[NDArray[np.float64], NDArray[np.object_]]:
     if units is None:
         return parse_quantity(values, where=where)
-    vals = _numbers(values)
+    vals = _numbers(values, where)
     return vals, _broadcast_units(units, vals.size, where)
 
 

@@ -193,7 +193,14 @@ def parse_numbers(values: pd.Series, *, column: str, where: str) -> NDArray[np.f
     num = pd.to_numeric(s.where(~missing, None), errors="coerce").to_numpy(dtype=float)
     bad = ~missing & ~np.isfinite(num)
     if bad.any():
-        raise _bad_values(s, bad, column=column, where=where, expected="a number such as 10 or 0.5")
+        raise _bad_values(
+            s,
+            bad,
+            column=column,
+            where=where,
+            expected="a number such as 10 or 0.5, with a decimal point (not a comma); "
+            "a missing value is empty, NA or -666",
+        )
     num[missing] = np.nan
     return num
 
@@ -220,14 +227,18 @@ def split_quantity(
         if missing[i]:
             continue
         m = _QUANTITY.match(v)
-        if m is None:
+        if m is None or (m.group(2) or "").startswith(","):  # 0,5uM: a decimal comma
             bad[i] = True
             continue
         num[i] = float(m.group(1))
         unit[i] = (m.group(2) or default_unit).strip()
     if bad.any():
         raise _bad_values(
-            s, bad, column=column, where=where, expected="a number with a unit, such as 1000.0nM"
+            s,
+            bad,
+            column=column,
+            where=where,
+            expected="a number with a unit, such as 1000.0nM (a decimal point, not a comma)",
         )
     return num, unit
 

@@ -74,6 +74,7 @@ from ._common import (
     check_unique,
     is_missing,
     parse_bools,
+    parse_numbers,
     read_table,
     require_file,
     resolve_columns,
@@ -820,19 +821,27 @@ def _read_l1000(
     treated = pert_type == "compound"
     modelled = (is_vehicle | treated) & ~no_data
 
-    dose_missing = _is_missing(f["pert_dose"]) | _is_missing(f["pert_dose_unit"])
+    # values present but unparseable are errors; missing ones (-666, NA, empty) drops
+    dcheck = treated & ~no_data
+    dose_num = np.full(len(sample_ids), np.nan)
+    dose_num[dcheck] = parse_numbers(
+        f["pert_dose"][dcheck], column=fields["pert_dose"], where=where
+    )
     dose = np.where(is_vehicle, 0.0, np.nan)
-    check = treated & ~dose_missing & ~no_data
+    check = dcheck & np.isfinite(dose_num) & ~_is_missing(f["pert_dose_unit"])
     dose[check] = dose_to_uM(
-        f["pert_dose"][check],
+        dose_num[check],
         f["pert_dose_unit"][check].to_numpy(),
         where=f"{where} column {fields['pert_dose_unit']!r}",
     )
-    time_missing = _is_missing(f["pert_time"]) | _is_missing(f["pert_time_unit"])
-    tcheck = modelled & ~time_missing
+    tcheck = modelled & ~_is_missing(f["pert_time"]) & ~_is_missing(f["pert_time_unit"])
+    time_num = np.full(len(sample_ids), np.nan)
+    time_num[modelled] = parse_numbers(
+        f["pert_time"][modelled], column=fields["pert_time"], where=where
+    )
     time = np.full(len(sample_ids), np.nan)
     time[tcheck] = time_to_h(
-        f["pert_time"][tcheck],
+        time_num[tcheck],
         f["pert_time_unit"][tcheck].to_numpy(),
         where=f"{where} column {fields['pert_time_unit']!r}",
     )

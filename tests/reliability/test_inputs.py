@@ -1,0 +1,95 @@
+"""Reliability of the inputs: strict parsing (issue 13, items 8 and 9).
+
+Each test writes a bad input from a good fixture, reproduces the fault and records what
+was expected and what happened with the ``fault`` fixture. The rule under test: a value
+that is present but cannot be parsed is an error naming the file, the column and the
+first offending values; a missing value (empty, NA, ``-666`` in L1000) is a drop with a
+ledger reason.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perturbridge.errors import FormatError, UnitError
+from perturbridge.simulate import simulate_l1000
+from perturbridge.sources import read_l1000
+from perturbridge.units import dose_to_uM, parse_dose, parse_time, time_to_h
+
+
+def _l1000(tmp_path: Path) -> tuple[dict[str, Path], pd.DataFrame]:
+    sim = simulate_l1000(
+        n_genes=30, n_compounds=3, n_replicates=2, cell_lines=("A375",), times_h=(24,), seed=3
+    )
+    files = sim.write(tmp_path)
+    info = pd.read_csv(files["inst_info"], sep="\t", dtype=str, keep_default_na=False)
+    return files, info
+
+
+def _first_compound(info: pd.DataFrame) -> int:
+    return int(np.flatnonzero(info["pert_type"] == "trt_cp")[0])
+
+
+def _outcome(call) -> str:  # type: ignore[no-untyped-def]
+    """What a call did, in words: the error it raised or what it kept and dropped."""
+    try:
+        res = call()
+    except Exception as err:  # the table records whatever happened
+        text = re.sub(r"\S*/", "", str(err))  # file names without their folders
+        return f"{type(err).__name__}: {text[:160]}"
+    if not hasattr(res, "ledger"):
+        return f"ok: {res!r}"[:160]
+    led = res.ledger.to_frame().query("stage == 'ingest' and status == 'dropped'")
+    return f"ok, {res.samples.n_obs} samples, drops {led['reason'].value_counts().to_dict()}"
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("pert_time", "twenty-four"), ("pert_time", "24,0"), ("pert_dose", "0,37")],
+)
+def test_l1000_unparseable_time_or_dose_is_an_error(tmp_path, fault, column, value):
+    files, info = _l1000(tmp_path)
+    row = _first_compound(info)
+    info.loc[row, column] = value
+    bad = tmp_path / "inst_info_bad.tsv"
+    info.to_csv(bad, sep="\t", index=False)
+    call = lambda: read_l1000(files["gctx"], inst_info=bad)  # noqa: E731
+    fault(
+        f"L1000 {column}={value!r}",
+        "error naming file, column and value",
+        _outcome(call),
+    )
+    with pytest.raises(FormatError, match=rf"inst_info_bad\.tsv.*'{column}'.*{value}"):
+        call()
+
+
+def test_l1000_missing_time_is_still_a_ledger_drop(tmp_path):
+    files, info = _l1000(tmp_path)
+    row = _first_compound(info)
+    info.loc[row, "pert_time"] = "-666"
+    bad = tmp_path / "inst_info_missing.tsv"
+    info.to_csv(bad, sep="\t", index=False)
+    res = read_l1000(files["gctx"], inst_info=bad)
+    led = res.ledger.to_frame().query("stage == 'ingest'").set_index("id")
+    assert led.loc[info.loc[row, "inst_id"], "reason"] == "missing_time"
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: dose_to_uM(["0,5"], "uM", where="t.csv"), r"t\.csv.*'0,5'"),
+        (lambda: time_to_h(["twenty-four"], "h", where="t.csv"), r"t\.csv.*'twenty-four'"),
+        (lambda: parse_dose(["0,5 uM"], where="t.csv"), r"t\.csv.*'0,5 uM'"),
+        (lambda: parse_time(["24,0h"], where="t.csv"), r"t\.csv.*'24,0h'"),
+    ],
+    ids=["dose_to_uM", "time_to_h", "parse_dose", "parse_time"],
+)
+def test_unit_parsers_refuse_words_and_decimal_commas(fault, call, match):
+    fault("unit parser, text or decimal comma", "UnitError naming the value", _outcome(call))
+    with pytest.raises(UnitError, match=match):
+        call()
