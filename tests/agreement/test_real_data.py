@@ -1,4 +1,5 @@
-"""Agreement on real L1000 data (skipped when ../shared/data is absent).
+"""Agreement on real L1000 data, perturbridge profile (skipped when ../shared/data is
+absent). The published profile needs the release layout (tests/agreement/published/).
 
 (a) cmapR level 5 MODZ signatures (272 signatures: 3 compounds over cell lines and
 times): the same compound in different cell line × time strata against different-compound
@@ -39,7 +40,7 @@ def _show(title, summary):
     print(f"\n{title}\n{summary[cols].to_string(index=False, float_format='%.3f')}")
 
 
-def test_cmapr_level5_same_compound_across_cell_lines():
+def test_perturbridge_profile_cmapr_level5_same_compound_across_cell_lines():
     path = shared_path("l1000_cmapR", "cmapR_ds_level5_modz_n272x978.gctx")
     g = read_gctx(path)
     meta = g.col_meta
@@ -94,7 +95,7 @@ def plate_store(tmp_path_factory):
     return folder / "store"
 
 
-def test_l1000_plate_replicates_and_dose_series(plate_store):
+def test_perturbridge_profile_l1000_plate_replicates_and_dose_series(plate_store):
     res = run_agreement(plate_store, n_boot=2000, progress=False, metrics=METRICS)
     rep = res.replicate_summary
     print("\nLJP005 replicate agreement:\n", rep[["dataset", "n_conditions", "reason"]])
