@@ -18,8 +18,8 @@ __all__ = ["LEDGER_COLUMNS", "REASONS", "Ledger"]
 #: Known drop reasons. Adapters may add their own; these are the common ones.
 REASONS: dict[str, str] = {
     "positive_control": "a positive control, not a perturbation of interest",
-    "missing_dose": "the dose is missing or not a number",
-    "missing_time": "the time is missing or not a number",
+    "missing_dose": "the dose is missing (empty, NA, -666); text that is not a number is an error",
+    "missing_time": "the time is missing (empty, NA, -666); text that is not a number is an error",
     "qc_fail": "failed the upstream or our quality control",
     "no_matched_control": "no vehicle control for the same context and time",
     "not_estimable": "the contrast cannot be estimated from the design",

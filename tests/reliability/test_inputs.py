@@ -93,3 +93,32 @@ def test_unit_parsers_refuse_words_and_decimal_commas(fault, call, match):
     fault("unit parser, text or decimal comma", "UnitError naming the value", _outcome(call))
     with pytest.raises(UnitError, match=match):
         call()
+
+
+@pytest.mark.parametrize("value", ["-1.0", "0", "0.0"])
+def test_l1000_zero_or_negative_compound_dose_is_an_error(tmp_path, fault, value):
+    files, info = _l1000(tmp_path)
+    row = _first_compound(info)
+    info.loc[row, "pert_dose"] = value
+    bad = tmp_path / "inst_info_bad.tsv"
+    info.to_csv(bad, sep="\t", index=False)
+    call = lambda: read_l1000(files["gctx"], inst_info=bad)  # noqa: E731
+    fault(f"L1000 trt_cp pert_dose={value}", "error naming file, column, sample", _outcome(call))
+    with pytest.raises(
+        FormatError,
+        match=rf"inst_info_bad\.tsv.*'pert_dose'.*zero or negative.*{info.loc[row, 'inst_id']}",
+    ):
+        call()
+
+
+def test_l1000_vehicle_dose_zero_is_fine(tmp_path):
+    files, info = _l1000(tmp_path)
+    vehicles = info["pert_type"] == "ctl_vehicle"
+    info.loc[vehicles, "pert_dose"] = "0"
+    info.loc[vehicles, "pert_dose_unit"] = "um"
+    good = tmp_path / "inst_info_zero_vehicle.tsv"
+    info.to_csv(good, sep="\t", index=False)
+    res = read_l1000(files["gctx"], inst_info=good)
+    obs = res.samples.obs
+    assert (obs.loc[obs["is_control"], "pert_dose_uM"] == 0).all()
+    assert obs["is_control"].sum() == vehicles.sum()

@@ -700,6 +700,26 @@ def _metadata(
     return meta, fields, all_ids, column, str(meta_path)
 
 
+def _check_positive_doses(
+    dose: np.ndarray,
+    check: np.ndarray,
+    f: dict[str, pd.Series],
+    fields: dict[str, str],
+    *,
+    where: str,
+) -> None:
+    """A compound's dose must be > 0: zero or negative is an error, not a missing dose."""
+    bad = check & ~(dose > 0)
+    if bad.any():
+        shown = (f["pert_dose"] + " " + f["pert_dose_unit"])[bad]
+        raise FormatError(
+            f"{where}: column {fields['pert_dose']!r} has {int(bad.sum())} compound dose(s) "
+            f"that are zero or negative: {list(dict.fromkeys(shown))[:5]} (first samples "
+            f"{list(shown.index[:5])}); a trt_cp dose must be > 0. A vehicle is "
+            "ctl_vehicle; a missing dose is -666 or empty"
+        )
+
+
 def read_l1000(
     level3: str | os.PathLike[str] | None = None,
     *,
@@ -834,6 +854,7 @@ def _read_l1000(
         f["pert_dose_unit"][check].to_numpy(),
         where=f"{where} column {fields['pert_dose_unit']!r}",
     )
+    _check_positive_doses(dose, check, f, fields, where=where)
     tcheck = modelled & ~_is_missing(f["pert_time"]) & ~_is_missing(f["pert_time_unit"])
     time_num = np.full(len(sample_ids), np.nan)
     time_num[modelled] = parse_numbers(
