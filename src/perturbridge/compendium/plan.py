@@ -136,12 +136,58 @@ class DatasetPlan:
     de: DESettings = field(default_factory=DESettings)
 
     def input_paths(self) -> list[tuple[str, Path]]:
-        """``(parameter, path)`` for every input file, in a fixed order."""
+        """``(label, path)`` for every file or folder the ingest reads, in a fixed order.
+
+        First the inputs (labelled by their parameter), then the files the source
+        adapter finds named inside them (:meth:`SourceAdapter.declared_files`, e.g.
+        ``mapping:input.expression`` for the tables a generic mapping names), then the
+        options whose value is an existing path (``options.<name>``, as the adapter
+        will open it). The ingest task key covers the content of each.
+
+        Raises
+        ------
+        ValueError
+            When the adapter cannot parse an input that names further files (e.g.
+            ``MappingError`` for a malformed mapping file).
+        """
+        out = self._given_paths()
+        seen = {p for _, p in out}
+        for label, p in [*self._declared_files(), *self._option_paths()]:
+            if p not in seen:
+                seen.add(p)
+                out.append((label, p))
+        return out
+
+    def _given_paths(self) -> list[tuple[str, Path]]:
         out = []
         for key in sorted(self.inputs):
             value = self.inputs[key]
             for p in value if isinstance(value, tuple) else (value,):
                 out.append((key, p))
+        return out
+
+    def _declared_files(self) -> list[tuple[str, Path]]:
+        from ..sources import get_source, source_names
+
+        if self.source not in source_names():  # the plan check reports it
+            return []
+        files = get_source(self.source).declared_files(self.ingest_kwargs())
+        return [(label, Path(p).absolute()) for label, p in files]
+
+    def _option_paths(self) -> list[tuple[str, Path]]:
+        out = []
+        for key in sorted(self.options):
+            value = self.options[key]
+            for v in value if isinstance(value, list) else (value,):
+                if not isinstance(v, str) or not v.strip():
+                    continue
+                try:
+                    p = Path(v).expanduser()
+                    exists = p.exists()
+                except (OSError, ValueError):  # not a path (too long, a NUL byte)
+                    continue
+                if exists:
+                    out.append((f"options.{key}", p.absolute()))
         return out
 
     def ingest_kwargs(self) -> dict[str, Any]:
@@ -682,7 +728,12 @@ def _check(plan: BuildPlan, r: _Reader) -> None:
             r.problem(f"{where}.source: unknown source {d.source!r}; known: {sorted(known)}")
         elif d.source:
             _check_parameters(r, d, where)
-        for key, p in d.input_paths():
+        try:
+            paths = d.input_paths()
+        except (ValueError, OSError) as err:  # e.g. a malformed generic mapping file
+            r.problem(f"{where}.inputs: cannot list the files the ingest reads: {err}")
+            paths = d._given_paths()
+        for key, p in paths:
             if not p.exists():
                 r.problem(f"{where}.inputs.{key}: file not found: {p}")
     why = check_store_path(plan.store.path)

@@ -4,10 +4,12 @@ A build is a small dynamic task graph: one **ingest** task per dataset (source a
 → Samples, sorted by cell context), then, once its contexts are known, one **de** task
 per dataset × cell context × replicate mode (limma-trend or limma-voom on that
 context's rows). Each task is keyed by a hash of everything its output depends on: the
-SHA-256 of its input files (the ingest key, for DE tasks), its parameters and the
-package version. Its output is written to ``CACHE/tasks/<kind>/<key>/`` through a
-temporary folder renamed into place, so a task either finished or left nothing, even
-after ``kill -9``; a task whose folder exists is never run again.
+SHA-256 of the content of every file it reads (its inputs, the files an input names,
+such as the tables of a generic mapping, and path-valued options; the ingest key, for
+DE tasks), its parameters and the package version. Its output is written to
+``CACHE/tasks/<kind>/<key>/`` through a temporary folder renamed into place, so a task
+either finished or left nothing, even after ``kill -9``; a task whose folder exists is
+never run again.
 
 Task functions take and return plain data (paths, numbers, strings): workers read large
 inputs from the shared file system by path and write their outputs there, so nothing
@@ -152,7 +154,8 @@ class TaskCache:
     """The content-addressed task cache of a build (``CACHE/``).
 
     Layout: ``tasks/<kind>/<key>/`` (a finished task's files and ``result.json``),
-    ``checksums.json`` (SHA-256 of input files by path, size and mtime),
+    ``checksums.json`` (SHA-256 of input files, by path and stat fields, see
+    :meth:`checksums`),
     ``task_log.jsonl`` and ``build.lock``.
     """
 
@@ -224,11 +227,19 @@ class TaskCache:
     # ----------------------------------------------------------- input checksums
 
     def checksums(self, paths: Sequence[Path], *, remember: bool = True) -> dict[Path, str]:
-        """SHA-256 of files (a folder: of its files' relative paths and checksums).
+        """SHA-256 of files (a folder: of the sorted relative paths and checksums of
+        the files under it).
 
-        Checksums are remembered by path, size and modification time in
-        ``checksums.json`` (unless ``remember`` is false), so an unchanged multi-GB
-        input is not read again.
+        A checksum is remembered in ``checksums.json`` (unless ``remember`` is false)
+        with the file's size, modification and status-change times (ns), inode and
+        device, and reused only while all five are unchanged, so an unchanged multi-GB
+        input is not read again. The status-change time (``ctime``) is set by the
+        kernel on every write, rename or ``os.utime``, and no call can set it back: a
+        file rewritten with the same size and ``mtime`` is hashed again. A checksum
+        taken within :data:`RACY_NS` of the file's last change is not trusted (the file
+        is hashed again), since on a file system with coarse time stamps a later write
+        could leave every one of them as it was; one taken while the file changed is not
+        kept.
         """
         memo_path = self.root / "checksums.json"
         try:
@@ -239,20 +250,30 @@ class TaskCache:
 
         def one(p: Path) -> str:
             nonlocal changed
-            st = p.stat()
-            rec = memo.get(str(p))
-            if rec and rec["size"] == st.st_size and rec["mtime_ns"] == st.st_mtime_ns:
+            key = str(p)
+            before = _stat_identity(p)
+            rec = memo.get(key)
+            if (
+                isinstance(rec, dict)
+                and rec.get("stat") == before
+                and isinstance(rec.get("hashed_ns"), int)
+                and max(before["mtime_ns"], before["ctime_ns"]) < rec["hashed_ns"] - RACY_NS
+            ):
                 return str(rec["sha256"])
+            started = time.time_ns()
             sha = file_sha256(p)
-            memo[str(p)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}
-            changed = True
+            if _stat_identity(p) == before:  # else it changed while read: keep nothing
+                memo[key] = {"stat": before, "hashed_ns": started, "sha256": sha}
+                changed = True
+            elif memo.pop(key, None) is not None:
+                changed = True
             return sha
 
         out: dict[Path, str] = {}
         for p in paths:
             if p.is_dir():
                 files = sorted(q for q in p.rglob("*") if q.is_file())
-                out[p] = digest([[str(q.relative_to(p)), one(q)] for q in files])
+                out[p] = digest([[q.relative_to(p).as_posix(), one(q)] for q in files])
             else:
                 out[p] = one(p)
         if changed and remember:
@@ -260,6 +281,23 @@ class TaskCache:
 
             write_json_atomic(memo_path, memo)
         return out
+
+
+#: A checksum taken less than this long (ns) after the file last changed is not trusted:
+#: on file systems with 1-2 s time stamps (FAT, some network mounts) a later same-size
+#: write could leave size and times unchanged.
+RACY_NS = 2_000_000_000
+
+
+def _stat_identity(p: Path) -> dict[str, int]:
+    st = p.stat()
+    return {
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+        "inode": st.st_ino,
+        "device": st.st_dev,
+    }
 
 
 def read_task_log(cache: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 from abc import ABC
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import anndata as ad
@@ -46,6 +47,19 @@ class SourceAdapter(ABC):
         """Read the upstream files and return Samples and the ledger (calls
         :meth:`reader` with ``kwargs``; override for anything else)."""
         return self.reader()(**kwargs)
+
+    def declared_files(self, params: Mapping[str, Any]) -> list[tuple[str, Path]]:
+        """Files the adapter will read that are named *inside* its inputs, as
+        ``(label, path)``.
+
+        ``params`` are the keyword arguments :meth:`ingest` will get. Files passed as
+        arguments are not repeated: only those an input names (the generic adapter's
+        mapping file names its tables) are listed, so that a build's task key covers
+        their content too. An input that does not exist gives nothing here (the caller
+        reports it); one that cannot be parsed raises as :meth:`ingest` would. The
+        default lists none.
+        """
+        return []
 
     @classmethod
     def reader(cls) -> Callable[..., IngestResult]:

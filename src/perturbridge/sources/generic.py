@@ -281,6 +281,15 @@ class GenericMapping:
     def is_h5ad(self) -> bool:
         return self.expression.suffix.lower() == ".h5ad"
 
+    def files(self) -> list[tuple[str, Path]]:
+        """The data files the mapping names, keyed by the mapping key naming each."""
+        named = (
+            ("input.expression", self.expression),
+            ("input.metadata", self.metadata),
+            ("genes.annotation", self.annotation),
+        )
+        return [(key, p) for key, p in named if p is not None]
+
     def columns(self) -> dict[str, str]:
         """Every metadata column the mapping names, keyed by the mapping key naming it."""
         out: dict[str, str] = {}
@@ -1355,3 +1364,21 @@ class GenericSource(SourceAdapter):
         "metadata table (CSV/TSV/parquet; optional for .h5ad)",
     )
     value_kind: ClassVar[str] = "declared: counts or log_expression"
+
+    def declared_files(self, params: Mapping[str, Any]) -> list[tuple[str, Path]]:
+        """The data files the mapping names, labelled ``mapping:<key>`` (e.g.
+        ``mapping:input.expression``); none while the mapping file is absent.
+
+        Raises
+        ------
+        MappingError
+            For a malformed mapping file, as :func:`read_generic` would.
+        """
+        mapping = params.get("mapping")
+        if isinstance(mapping, GenericMapping):
+            m = mapping
+        elif isinstance(mapping, (str, os.PathLike)) and Path(mapping).is_file():
+            m = load_mapping(mapping)
+        else:
+            return []
+        return [(f"mapping:{key}", p) for key, p in m.files()]
