@@ -40,7 +40,7 @@ def _outcome(call) -> str:  # type: ignore[no-untyped-def]
     try:
         res = call()
     except Exception as err:  # the table records whatever happened
-        text = re.sub(r"\S*/", "", str(err))  # file names without their folders
+        text = re.sub(r"/\S*/", "", str(err))  # file names without their folders
         return f"{type(err).__name__}: {text[:160]}"
     if not hasattr(res, "ledger"):
         return f"ok: {res!r}"[:160]
@@ -122,3 +122,31 @@ def test_l1000_vehicle_dose_zero_is_fine(tmp_path):
     obs = res.samples.obs
     assert (obs.loc[obs["is_control"], "pert_dose_uM"] == 0).all()
     assert obs["is_control"].sum() == vehicles.sum()
+
+
+def test_l1000_qc_pass_other_than_0_1_true_false_is_an_error(tmp_path, fault):
+    files, info = _l1000(tmp_path)
+    info["qc_pass"] = "1"
+    row = _first_compound(info)
+    info.loc[row, "qc_pass"] = "maybe"
+    bad = tmp_path / "inst_info_bad.tsv"
+    info.to_csv(bad, sep="\t", index=False)
+    call = lambda: read_l1000(files["gctx"], inst_info=bad)  # noqa: E731
+    fault("L1000 qc_pass='maybe'", "error naming file, column and value", _outcome(call))
+    with pytest.raises(FormatError, match=r"inst_info_bad\.tsv.*'qc_pass'.*'maybe'"):
+        call()
+
+
+@pytest.mark.parametrize("fail", ["0", "False", "FALSE", "false", "0.0"])
+def test_l1000_qc_pass_spellings(tmp_path, fail):
+    files, info = _l1000(tmp_path)
+    info["qc_pass"] = np.where(np.arange(len(info)) % 2, "TRUE", "1")
+    row = _first_compound(info)
+    info.loc[row, "qc_pass"] = fail
+    info.loc[row + 1, "qc_pass"] = "-666"  # missing: no QC verdict, kept
+    good = tmp_path / "inst_info_qc.tsv"
+    info.to_csv(good, sep="\t", index=False)
+    res = read_l1000(files["gctx"], inst_info=good)
+    led = res.ledger.to_frame().query("stage == 'ingest'").set_index("id")
+    assert led.loc[info.loc[row, "inst_id"], "reason"] == "qc_fail"
+    assert (led["reason"] == "qc_fail").sum() == 1

@@ -157,6 +157,9 @@ DROP_REASON: dict[str, str] = {
     "untreated": "untreated_control",
     "other": "unsupported_pert_type",
 }
+#: ``qc_pass`` spellings (compared lower-case, stripped)
+_QC_PASS = frozenset({"1", "1.0", "true"})
+_QC_FAIL = frozenset({"0", "0.0", "false"})
 _REPLICATE = re.compile(r"_(X\d+)(?:_|$)")
 _LEVEL_IN_NAME = re.compile(r"_Level(\d)_", re.IGNORECASE)
 _INCHIKEY = re.compile(r"^[A-Z]{14}-[A-Z]{10}-[A-Z]$")
@@ -700,6 +703,25 @@ def _metadata(
     return meta, fields, all_ids, column, str(meta_path)
 
 
+def _qc_fail(values: pd.Series, *, where: str) -> np.ndarray:
+    """True where ``qc_pass`` says the instance failed (``0``/``false``, any case).
+
+    ``1``/``true`` pass; a missing value (empty, NA, ``-666``) is no verdict and passes;
+    anything else is an error naming the file and the first values.
+    """
+    low = values.astype(object).where(values.notna(), "").astype(str).str.strip().str.lower()
+    fail = low.isin(_QC_FAIL).to_numpy()
+    bad = ~fail & ~low.isin(_QC_PASS).to_numpy() & ~_is_missing(values)
+    if bad.any():
+        shown = values[bad].astype(str)
+        raise FormatError(
+            f"{where}: column 'qc_pass' has {int(bad.sum())} value(s) that are not 0/1 or "
+            f"true/false: {list(dict.fromkeys(shown))[:5]} (first instances "
+            f"{list(shown.index[:5])}); a missing verdict is empty, NA or -666"
+        )
+    return fail
+
+
 def _check_positive_doses(
     dose: np.ndarray,
     check: np.ndarray,
@@ -880,8 +902,7 @@ def _read_l1000(
     )
     triage.drop(~np.isfinite(time), "missing_time", ("pert_time=" + f["pert_time"]).to_numpy())
     if "qc_pass" in meta.columns:
-        qc = meta["qc_pass"].astype(str).str.strip().isin(["0", "0.0", "False"]).to_numpy()
-        triage.drop(qc, "qc_fail", "qc_pass=0")
+        triage.drop(_qc_fail(meta["qc_pass"], where=where), "qc_fail", "qc_pass=0")
     ledger = Ledger()
     triage.record(ledger, stage=STAGE, kept_detail=pert_type)
     kept = np.flatnonzero(triage.kept)
