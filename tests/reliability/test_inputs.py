@@ -150,3 +150,31 @@ def test_l1000_qc_pass_spellings(tmp_path, fail):
     led = res.ledger.to_frame().query("stage == 'ingest'").set_index("id")
     assert led.loc[info.loc[row, "inst_id"], "reason"] == "qc_fail"
     assert (led["reason"] == "qc_fail").sum() == 1
+
+
+def test_truncated_metadata_table_is_an_error(tmp_path, fault):
+    files, _ = _l1000(tmp_path)
+    text = files["inst_info"].read_text()
+    last = text.rstrip("\n").split("\n")[-1]
+    cut = text.rstrip("\n")[: -len(last)] + last[: last.index("\t24\t") + 2]  # "24" → "2"
+    bad = tmp_path / "inst_info_cut.tsv"
+    bad.write_text(cut)
+    n_lines = cut.count("\n") + 1
+    call = lambda: read_l1000(files["gctx"], inst_info=bad)  # noqa: E731
+    fault("metadata table cut mid-row", "error naming file and line", _outcome(call))
+    with pytest.raises(
+        FormatError, match=rf"inst_info_cut\.tsv.*fewer fields.*line {n_lines} has 11.*cut"
+    ):
+        call()
+
+
+def test_unterminated_quote_in_metadata_table_is_an_error(tmp_path, fault):
+    files, _ = _l1000(tmp_path)
+    text = files["inst_info"].read_text().rstrip("\n")
+    bad = tmp_path / "inst_info_quote.tsv"
+    head, _, last = text.rpartition("\n")
+    bad.write_text(head + "\n" + last.replace("\tDMSO", '\t"DMSO', 1) + "\n")
+    call = lambda: read_l1000(files["gctx"], inst_info=bad)  # noqa: E731
+    fault("metadata table, unterminated quote", "error naming file and line", _outcome(call))
+    with pytest.raises(FormatError, match=r"inst_info_quote\.tsv.*quote.*line"):
+        call()
