@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -214,10 +214,40 @@ def _parse_assignments(items: list[str], option: str) -> dict[str, str]:
     return out
 
 
+def _takes_several(param: inspect.Parameter) -> bool:
+    """Whether a reader parameter accepts several values (a sequence of files)."""
+    ann = str(param.annotation)
+    return "Sequence" in ann or "list[" in ann or "tuple[" in ann
+
+
+def _parse_inputs(
+    items: list[str], params: Mapping[str, inspect.Parameter], *, source: str
+) -> dict[str, str]:
+    """``--input NAME=PATH`` options; a name given again adds its files to the input
+    when the reader takes several files for it, else it is refused (never the last
+    one kept)."""
+    given: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--input")
+        given.setdefault(name.strip().replace("-", "_"), []).append(value)
+    out: dict[str, str] = {}
+    for name, values in given.items():
+        if len(values) > 1 and name in params and not _takes_several(params[name]):
+            raise typer.BadParameter(
+                f"{source}: input {name!r} takes one file, given {len(values)} times: "
+                f"{values}; pass it once",
+                param_hint="--input",
+            )
+        out[name] = ",".join(values)
+    return out
+
+
 def _convert_parameter(param: inspect.Parameter, value: str) -> object:
     """A command-line string as the reader's parameter expects it (by its annotation)."""
     ann = str(param.annotation)
-    if "Sequence" in ann or "list[" in ann or "tuple[" in ann:
+    if _takes_several(param):
         return tuple(v.strip() for v in value.split(",") if v.strip())
     if "PathLike" in ann or "Path" in ann:
         return Path(value)
@@ -252,7 +282,11 @@ def _make_ingest_command(name: str) -> None:
         out: Annotated[Path, typer.Option("--out", help="Samples .h5ad to write.")],
         inputs: Annotated[
             list[str] | None,
-            typer.Option("--input", "-i", help="An input file, NAME=PATH (repeatable)."),
+            typer.Option(
+                "--input",
+                "-i",
+                help="An input file, NAME=PATH; repeat NAME for an input that takes several files.",
+            ),
         ] = None,
         settings: Annotated[
             list[str] | None,
@@ -266,7 +300,7 @@ def _make_ingest_command(name: str) -> None:
         from .io import write_h5ad
 
         given = {
-            **_parse_assignments(inputs or [], "--input"),
+            **_parse_inputs(inputs or [], params, source=name),
             **_parse_assignments(settings or [], "--set"),
         }
         unknown = sorted(set(given) - set(params))

@@ -178,3 +178,56 @@ def test_unterminated_quote_in_metadata_table_is_an_error(tmp_path, fault):
     fault("metadata table, unterminated quote", "error naming file and line", _outcome(call))
     with pytest.raises(FormatError, match=r"inst_info_quote\.tsv.*quote.*line"):
         call()
+
+
+@pytest.fixture(scope="module")
+def moabox(tmp_path_factory):
+    from perturbridge.simulate.upstream import write_moabox
+
+    return write_moabox(
+        tmp_path_factory.mktemp("moabox"), n_genes=40, n_batches=1, n_compounds_per_batch=2, seed=1
+    )
+
+
+def test_cli_repeated_input_accumulates_files(tmp_path, fault, moabox):
+    from typer.testing import CliRunner
+
+    from perturbridge.cli import app
+
+    counts = [p for k, p in moabox.files.items() if k.startswith("counts_")]
+    assert len(counts) == 3
+    args = ["ingest", "drugseq_moabox", "--out", str(tmp_path / "s.h5ad")]
+    args += ["--input", f"metadata={moabox.files['metadata']}"]
+    for c in counts:
+        args += ["--input", f"counts={c}"]
+    res = CliRunner().invoke(app, [*args, "--ledger", str(tmp_path / "ledger.tsv")])
+    led = pd.read_csv(tmp_path / "ledger.tsv", sep="\t") if res.exit_code == 0 else None
+    n_missing = 0 if led is None else int((led["reason"] == "missing_counts").sum())
+    fault(
+        "ingest --input counts=… three times",
+        "the three files read",
+        f"exit {res.exit_code}, {n_missing} missing_counts",
+    )
+    assert res.exit_code == 0, res.output
+    assert n_missing == 0
+
+
+def test_cli_repeated_single_file_input_is_refused(tmp_path, fault, moabox):
+    from typer.testing import CliRunner
+
+    from perturbridge.cli import app
+
+    counts = [p for k, p in moabox.files.items() if k.startswith("counts_")]
+    args = ["ingest", "drugseq_moabox", "--out", str(tmp_path / "s.h5ad")]
+    args += ["--input", f"metadata={moabox.files['metadata']}"]
+    args += ["--input", f"metadata={moabox.files['metadata']}"]
+    args += ["--input", f"counts={counts[0]}"]
+    res = CliRunner().invoke(app, args)
+    fault(
+        "ingest --input metadata=… twice",
+        "refused, naming the input",
+        f"exit {res.exit_code}: {' '.join(res.output.split())[:120]}",
+    )
+    assert res.exit_code != 0
+    assert "metadata" in res.output and "one file" in res.output
+    assert not (tmp_path / "s.h5ad").exists()
