@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "FormatError",
+    "LockError",
     "PerturbridgeError",
     "PerturbridgeWarning",
     "SchemaError",
@@ -52,6 +53,22 @@ class FormatError(PerturbridgeError, ValueError):
 
 class UnitError(PerturbridgeError, ValueError):
     """A dose or time unit is unknown or inconsistent."""
+
+
+class LockError(PerturbridgeError, RuntimeError):
+    """Another process holds a lock (a store's writer, a task cache's build).
+
+    The message names the holder (PID, host, start time, command) and what to do;
+    ``path`` is the lock file and ``holder`` the holder's record (``None`` when it has
+    not written it yet).
+    """
+
+    def __init__(
+        self, message: str, *, path: str | None = None, holder: dict[str, object] | None = None
+    ) -> None:
+        self.path = path
+        self.holder = holder
+        super().__init__(message)
 
 
 class PerturbridgeWarning(UserWarning):

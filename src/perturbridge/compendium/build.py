@@ -1,12 +1,12 @@
 """Build a compendium from a plan: run the task graph, then write the store.
 
-:func:`build` checks the plan, takes the cache lock, hashes the input files, runs the
-ingest tasks and, as each finishes, the DE tasks of its contexts (skipping every task
-whose output is already in the cache), then writes the store unless it is already
-current. Re-running an unchanged plan computes nothing and writes nothing; changing
-one dataset's inputs recomputes that dataset's tasks only; a build killed at any point
-(``kill -9`` included) finishes on the next run with the same bytes as an uninterrupted
-build.
+:func:`build` checks the plan, takes the store and cache locks, hashes the input
+files, runs the ingest tasks and, as each finishes, the DE tasks of its contexts
+(skipping every task whose output is already in the cache), then writes the store
+unless it is already current. Re-running an unchanged plan computes nothing and
+writes nothing; changing one dataset's inputs recomputes that dataset's tasks only; a
+build killed at any point (``kill -9`` included) finishes on the next run with the same
+bytes as an uninterrupted build.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 from .._version import __version__
 from ._common import BuildError, PlanError, digest, write_json_atomic
+from ._lock import store_lock
 from .executors import Executor, make_executor
 from .plan import BuildPlan, load_plan, slurm_profile_of
 from .store import DatasetPart, EffectsPart, mark_store, store_is_current, write_store
@@ -191,7 +192,10 @@ def build(
     PlanError
         The plan is invalid (nothing is done).
     BuildError
-        A task failed (finished tasks stay cached; re-run after fixing the cause).
+        A task failed (finished tasks stay cached; re-run after fixing the cause), or
+        another build is using the cache.
+    LockError
+        Another process is writing the store (the message names it); nothing is done.
 
     Examples
     --------
@@ -199,14 +203,16 @@ def build(
     >>> report.computed, report.cached  # doctest: +SKIP
     """
     plan = plan if isinstance(plan, BuildPlan) else load_plan(plan)
-    imported = _imported_datasets(plan)  # checked before any work: a clash is an error
     t_start = time.perf_counter()
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     run = uuid.uuid4().hex[:12]
     cache = TaskCache(plan.store.cache)
     report = BuildReport(store=plan.store.path, cache=cache.root, run=run)
     mark_store(plan.store.path)  # first, so that a resumed build recognizes its store
-    with cache.lock():
+    # one writer per store, whatever its cache: a second build fails here, before any work
+    with store_lock(plan.store.path, purpose="build"), cache.lock():
+        # read under the lock: an import finishing meanwhile must not be missed
+        imported = _imported_datasets(plan)  # checked before any work: a clash is an error
         removed = cache.clean_partial()
         if removed:
             logger.info("removed %d unfinished task folders of an interrupted build", removed)

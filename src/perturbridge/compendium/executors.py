@@ -6,7 +6,8 @@ statistics code never sees the executor, and never imports Dask.
 
 - ``local`` (default): processes on this machine (:class:`concurrent.futures.
   ProcessPoolExecutor`, spawned, so no state leaks from the driver); with one worker
-  the tasks run in the driver's process.
+  the tasks run in the driver's process. The workers end with the driver, even when it
+  is killed with ``kill -9`` (see :func:`_end_with_driver`).
 - ``dask``: a :class:`distributed.LocalCluster` of ``n_workers`` single-threaded worker
   processes, or an existing cluster at ``scheduler_address``.
 - ``slurm``: a :class:`dask_jobqueue.SLURMCluster` started from a profile of the plan
@@ -18,9 +19,14 @@ shared file system and write their outputs to the task cache there.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -119,8 +125,46 @@ class InlineExecutor(Executor):
         return {fut}
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_WATCH_INTERVAL_S = 0.5
+
+
+def _end_with_driver(driver: int) -> None:
+    """Worker initializer: end this worker when the driver process ``driver`` ends.
+
+    A worker blocked waiting for work would otherwise outlive a driver killed with
+    ``kill -9`` forever. On Linux the kernel sends the worker ``SIGKILL`` when its
+    parent ends (``prctl(PR_SET_PDEATHSIG)``); elsewhere a daemon thread polls the
+    parent's PID and exits the worker when it changes. (The kernel signal follows the
+    driver *thread* that started the worker: an executor is used from the thread of the
+    build, which outlives its workers.)
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            ok = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            ok = False
+        if ok:
+            if os.getppid() != driver:  # the driver ended before prctl took effect
+                os._exit(1)
+            return
+    threading.Thread(
+        target=_watch_driver, args=(driver,), name="perturbridge-watch-driver", daemon=True
+    ).start()
+
+
+def _watch_driver(driver: int) -> None:
+    while os.getppid() == driver:
+        time.sleep(_WATCH_INTERVAL_S)
+    os._exit(1)
+
+
 class LocalExecutor(Executor):
-    """Worker processes on this machine (``spawn``ed, so each starts clean)."""
+    """Worker processes on this machine (``spawn``ed, so each starts clean).
+
+    The workers end with the driver, even when it is killed (:func:`_end_with_driver`).
+    """
 
     name = "local"
     description = "processes on this machine (concurrent.futures)"
@@ -128,7 +172,10 @@ class LocalExecutor(Executor):
     def __init__(self, n_workers: int) -> None:
         self.n_workers = n_workers
         self._pool = ProcessPoolExecutor(
-            max_workers=n_workers, mp_context=multiprocessing.get_context("spawn")
+            max_workers=n_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_end_with_driver,
+            initargs=(os.getpid(),),
         )
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, key: str, **kwargs: Any) -> Any:

@@ -77,6 +77,7 @@ from .._version import __version__
 from ..io import file_sha256, write_h5ad
 from ..schema import EFFECT_LAYERS
 from ._common import PlanError, StoreError, digest, safe_name, strip_times, write_json_atomic
+from ._lock import store_lock
 from .plan import DEFAULT_ZARR_LAYERS, check_store_path
 from .store import (
     DatasetPart,
@@ -678,31 +679,33 @@ def import_release(
             f"<dataset>/.../group_rep|separate_rep/.../*{_SUFFIX}) under {root}"
         )
     imported = sorted({f.dataset for f in files})
-    existing = read_manifest(store_path) if (store_path / "manifest.json").is_file() else None
-    entries = {str(d["name"]): d for d in (existing or {}).get("datasets", [])}
-    clash = [n for n in imported if n in entries and not _same_import(entries[n], root_path)]
-    if clash:
-        raise StoreError(
-            "the import would replace datasets of the store: "
-            + "; ".join(
-                f"{n!r} of the release {root_path} and {n!r} in {store_path} "
-                f"({_origin(entries[n])})"
-                for n in clash
-            )
-            + ". A dataset is never replaced by one of another origin: import into "
-            "another store, or leave these datasets out (datasets= / --dataset)"
-        )
-    kept = sorted(n for n in entries if n not in imported)
-    params = (existing or {}).get("parameters", {})
-    layers = list(zarr_layers or params.get("zarr_layers") or DEFAULT_ZARR_LAYERS)
-    rows_per_shard = int(rows_per_shard or params.get("rows_per_shard") or 256)
     mark_store(store_path)
     cache = TaskCache(store_path / ".cache")
     parts: dict[str, list[EffectsPart]] = {}
     inputs: dict[str, list[dict[str, Any]]] = {}
     keys: list[str] = []
     across_only = False
-    with cache.lock():
+    # one writer per store: a build or import writing it now makes this one fail at once
+    with store_lock(store_path, purpose="import-release"), cache.lock():
+        # the store's datasets are read under the lock, so none written meanwhile is lost
+        existing = read_manifest(store_path) if (store_path / "manifest.json").is_file() else None
+        entries = {str(d["name"]): d for d in (existing or {}).get("datasets", [])}
+        clash = [n for n in imported if n in entries and not _same_import(entries[n], root_path)]
+        if clash:
+            raise StoreError(
+                "the import would replace datasets of the store: "
+                + "; ".join(
+                    f"{n!r} of the release {root_path} and {n!r} in {store_path} "
+                    f"({_origin(entries[n])})"
+                    for n in clash
+                )
+                + ". A dataset is never replaced by one of another origin: import into "
+                "another store, or leave these datasets out (datasets= / --dataset)"
+            )
+        kept = sorted(n for n in entries if n not in imported)
+        params = (existing or {}).get("parameters", {})
+        layers = list(zarr_layers or params.get("zarr_layers") or DEFAULT_ZARR_LAYERS)
+        rows_per_shard = int(rows_per_shard or params.get("rows_per_shard") or 256)
         sums = cache.checksums(
             [f.path for f in files] + [processed[d] for d in imported if d in processed]
         )

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import fcntl
 import importlib
 import json
 import logging
@@ -177,22 +176,25 @@ class TaskCache:
         """Hold ``build.lock`` for the build: two builds never share a cache at once.
 
         The operating system releases the lock when the process dies, ``kill -9``
-        included.
+        included; a second build fails at once with a message naming the holder.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
-        fh = open(self.root / "build.lock", "a+")  # noqa: SIM115  (held for the block)
+        from ..errors import LockError
+        from ._lock import exclusive_lock
+
+        held = contextlib.ExitStack()
         try:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as err:
-                raise BuildError(
-                    "lock",
-                    f"another build is using the cache {self.root}; wait for it to "
-                    "finish or give this build another cache",
-                ) from err
+            held.enter_context(
+                exclusive_lock(
+                    self.root / "build.lock",
+                    purpose="build",
+                    busy=f"another build is using the cache {self.root}",
+                    advice="wait for it to finish or give this build another cache",
+                )
+            )
+        except LockError as err:
+            raise BuildError("lock", str(err)) from err
+        with held:
             yield
-        finally:
-            fh.close()
 
     def clean_partial(self) -> int:
         """Remove the temporary folders of tasks that were interrupted."""
