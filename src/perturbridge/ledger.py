@@ -27,6 +27,7 @@ REASONS: dict[str, str] = {
     "empty_well": "an empty well",
     "mito_fraction": "the cell's mitochondrial fraction is above the limit",
     "missing_counts": "listed in the metadata but absent from the count files",
+    "empty_sample": "every count of the sample is zero (nothing was measured)",
     "rna_control": "an RNA-only control well, not a perturbation",
     "excluded_plate": "a plate the authors excluded",
     "low_quality": "below the upstream low-quality rule (e.g. log2 reads < q25 - 1.5 IQR)",

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import anndata as ad
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from .schema import SAMPLE_COLUMNS, ValueKind, check_unique_index, validate_samples
 
-__all__ = ["build_samples", "coerce_obs"]
+__all__ = ["MAX_COUNT", "build_samples", "check_count_matrix", "coerce_obs", "empty_samples"]
+
+#: Counts from here on are not all exact in float64 (2**53): refused as not counts.
+MAX_COUNT = float(2**53)
+_SHOW = 5
 
 
 def coerce_obs(obs: pd.DataFrame) -> pd.DataFrame:
@@ -38,6 +43,61 @@ def coerce_obs(obs: pd.DataFrame) -> pd.DataFrame:
     return out[front + [c for c in out.columns if c not in front]]
 
 
+def _values(x: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The stored values of ``x`` and the row of each (sparse: only the non-zeros)."""
+    if sparse.issparse(x):
+        coo = cast(Any, x).tocoo()
+        return np.asarray(coo.data, dtype=float), np.asarray(coo.row)
+    arr = np.asarray(x, dtype=float)
+    return arr.ravel(), np.repeat(np.arange(arr.shape[0]), arr.shape[1] if arr.ndim == 2 else 1)
+
+
+def empty_samples(x: Any) -> np.ndarray:
+    """True for the rows (samples) of ``x`` whose counts are all zero."""
+    if sparse.issparse(x):
+        m = cast(Any, x).tocsr(copy=True)
+        m.eliminate_zeros()
+        return np.asarray(np.diff(m.indptr) == 0)
+    arr = np.asarray(x, dtype=float)
+    return ~(arr != 0).any(axis=1)
+
+
+def check_count_matrix(
+    x: Any, ids: pd.Index, *, allow_non_integer: bool = False, where: str = "Samples"
+) -> None:
+    """Raise ``ValueError`` naming the samples (by id) whose counts are not counts.
+
+    Counts are finite, non-negative, below 2**53 (:data:`MAX_COUNT`, where float64 stops
+    holding every integer) and whole numbers unless ``allow_non_integer``; a sample
+    whose counts are all zero is refused too (an ingest drops it to the ledger first as
+    ``empty_sample``).
+    """
+    vals, rows = _values(x)
+    checks = [
+        (~np.isfinite(vals), "missing or infinite (NaN/inf)"),
+        (vals < 0, "negative"),
+        (np.isfinite(vals) & (vals >= MAX_COUNT), "2**53 or larger (not exact counts)"),
+    ]
+    if not allow_non_integer:
+        checks.append((np.isfinite(vals) & (vals != np.round(vals)), "not whole numbers"))
+    for bad, what in checks:
+        if bad.any():
+            names = list(dict.fromkeys(ids[rows[bad]].astype(str)))
+            hint = "; pass allow_non_integer=True for estimated counts" if "whole" in what else ""
+            raise ValueError(
+                f"{where}: {len(names)} sample(s) {names[:_SHOW]} have counts that are "
+                f"{what} ({int(bad.sum())} values, e.g. {vals[bad][:_SHOW].tolist()}); counts "
+                f"must be finite non-negative whole numbers below 2**53{hint}"
+            )
+    empty = empty_samples(x)
+    if empty.any():
+        names = ids[empty].astype(str).tolist()
+        raise ValueError(
+            f"{where}: {len(names)} sample(s) have no counts at all (every gene 0): "
+            f"{names[:_SHOW]}; drop them (an ingest ledgers them as empty_sample)"
+        )
+
+
 def build_samples(
     x: Any,
     obs: pd.DataFrame,
@@ -46,6 +106,7 @@ def build_samples(
     value_kind: ValueKind,
     provenance: Mapping[str, Any] | None = None,
     where: str = "Samples",
+    allow_non_integer: bool = False,
 ) -> ad.AnnData:
     """Assemble and validate a Samples AnnData.
 
@@ -61,9 +122,21 @@ def build_samples(
         ``"counts"`` or ``"log_expression"``.
     provenance
         Stored in ``uns["perturbridge"]["provenance"]``.
+    allow_non_integer
+        Accept counts that are not whole numbers (e.g. estimated counts).
+
+    Raises
+    ------
+    ValueError
+        For counts that are not counts (see :func:`check_count_matrix`), naming the
+        samples by id.
     """
     check_unique_index(pd.Index(obs.index.astype(str)), what="sample", where=f"{where} obs")
     check_unique_index(pd.Index(var.index.astype(str)), what="gene", where=f"{where} var")
+    if value_kind == "counts":
+        check_count_matrix(
+            x, pd.Index(obs.index.astype(str)), allow_non_integer=allow_non_integer, where=where
+        )
     adata = ad.AnnData(X=x, obs=coerce_obs(obs), var=var.copy())
     adata.var.index = adata.var.index.astype(str)
     adata.uns["perturbridge"] = {

@@ -231,3 +231,69 @@ def test_cli_repeated_single_file_input_is_refused(tmp_path, fault, moabox):
     assert res.exit_code != 0
     assert "metadata" in res.output and "one file" in res.output
     assert not (tmp_path / "s.h5ad").exists()
+
+
+def _bad_counts(tmp_path: Path, moabox, change) -> tuple[list[str], str]:  # type: ignore[no-untyped-def]
+    """Args of ``ingest drugseq_moabox`` with the first count table changed by ``change``
+    (a function of the genes × wells table), and the well it changed."""
+    counts = sorted(p for k, p in moabox.files.items() if k.startswith("counts_"))
+    table = pd.read_csv(counts[0], sep="\t", index_col=0)
+    well = str(table.columns[3])
+    change(table, well)
+    bad = tmp_path / counts[0].name
+    table.to_csv(bad, sep="\t")
+    return [str(moabox.files["metadata"]), str(bad), *map(str, counts[1:])], well
+
+
+def _ingest(files: list[str]):  # type: ignore[no-untyped-def]
+    from perturbridge.sources.drugseq_moabox import read_drugseq_moabox
+
+    return read_drugseq_moabox(files[0], files[1:])
+
+
+def _set(value: float):  # type: ignore[no-untyped-def]
+    def change(table: pd.DataFrame, well: str) -> None:
+        table[well] = table[well].astype(float)
+        table.iloc[2, table.columns.get_loc(well)] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("value", "what"),
+    [(-3.0, "negative"), (2.5, "not whole"), (np.nan, "missing"), (1e300, "2\\*\\*53")],
+    ids=["negative", "non_integer", "nan", "huge"],
+)
+def test_counts_that_are_not_counts_are_refused_at_ingest(tmp_path, fault, moabox, value, what):
+    files, well = _bad_counts(tmp_path, moabox, _set(value))
+    fault(
+        f"count {value} in a well",
+        "ingest error naming the well id",
+        _outcome(lambda: _ingest(files)),
+    )
+    with pytest.raises(ValueError, match=rf"{well}.*{what}|{what}.*{well}"):
+        _ingest(files)
+
+
+def test_all_zero_well_is_an_empty_sample_drop(tmp_path, fault, moabox):
+    def zero(table: pd.DataFrame, well: str) -> None:
+        table[well] = 0
+
+    files, well = _bad_counts(tmp_path, moabox, zero)
+    fault("a well with every count 0", "ledger drop empty_sample", _outcome(lambda: _ingest(files)))
+    res = _ingest(files)
+    led = res.ledger.to_frame().query("stage == 'ingest'").set_index("id")
+    assert led.loc[well, "reason"] == "empty_sample"
+    assert well not in res.samples.obs_names
+    res.ledger.check_accounts_for(led.index, stage="ingest")
+
+
+def test_build_samples_names_sample_ids_of_bad_counts():
+    from perturbridge.samples import build_samples
+
+    obs = pd.DataFrame(index=["w1", "w2"])
+    var = pd.DataFrame({"symbol": ["A", "B"]}, index=["g1", "g2"])
+    with pytest.raises(ValueError, match=r"no counts at all.*'w2'"):
+        build_samples(np.array([[1.0, 2.0], [0.0, 0.0]]), obs, var, value_kind="counts")
+    with pytest.raises(ValueError, match=r"'w1'.*not whole numbers.*allow_non_integer"):
+        build_samples(np.array([[1.5, 2.0], [1.0, 0.0]]), obs, var, value_kind="counts")

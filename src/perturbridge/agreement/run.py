@@ -395,8 +395,11 @@ def write_agreement_folder(
     out = Path(out).absolute()
     _check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    from ..io._atomic import dir_mode
+
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
     try:
+        os.chmod(tmp, dir_mode())  # mkdtemp makes 0700; the folder honours the umask
         for name, table in tables.items():
             frame = _plain_frame(table)
             frame.to_parquet(tmp / f"{name}.parquet", index=False)

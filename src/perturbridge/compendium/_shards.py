@@ -17,38 +17,61 @@ about a millisecond per inner chunk in its asynchronous codec pipeline:
 - :func:`read_rows` reads only the requested rows: one index read per shard touched,
   one ``pread`` and one decompression per row, shards in parallel threads.
 
+Every row (inner chunk) ends with the CRC32C of its compressed bytes (Zarr's ``crc32c``
+codec, after Blosc), so a damaged row is found by the read that decodes it, and the
+shard index has its own CRC32C. The writer records each shard's size, SHA-256 and
+index checksum (:attr:`ShardWriter.records`) for the store's manifest; given those
+(``expected``), :func:`read_rows` refuses a shard that is missing, has another size or
+another index than the manifest says. Arrays written before row checksums existed
+(inner codecs ``bytes, blosc``) are still read.
+
 :func:`row_sharded_layout` says whether an opened array has this layout; readers fall
 back to zarr's own indexing otherwise (e.g. stores written before this layout).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from ._common import StoreError
 
-__all__ = ["RowShardLayout", "ShardWriter", "create_row_sharded", "read_rows", "row_sharded_layout"]
+__all__ = [
+    "RowShardLayout",
+    "ShardDigest",
+    "ShardWriter",
+    "create_row_sharded",
+    "read_rows",
+    "row_sharded_layout",
+]
 
 _EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)  # an absent inner chunk in a shard index
-_CNAME = "lz4"
+_CNAME: Literal["lz4"] = "lz4"
 _CLEVEL = 5
 _INDEX_TAIL = 4  # CRC32C bytes after the index
+_ROW_TAIL = 4  # CRC32C bytes after each row's compressed bytes (crc32c codec)
 
 
 @dataclass(frozen=True)
 class RowShardLayout:
-    """Where the shards of one row-sharded array live and how they are shaped."""
+    """Where the shards of one row-sharded array live and how they are shaped.
+
+    ``row_checksums``: every inner chunk ends with the CRC32C of its bytes (arrays of
+    this version; ``False`` for arrays written before).
+    """
 
     path: Path
     n_rows: int
     n_cols: int
     rows_per_shard: int
+    row_checksums: bool = False
 
     def shard_path(self, shard: int) -> Path:
         # default chunk key encoding of Zarr v3: c/<row shard>/<column shard>
@@ -59,11 +82,24 @@ class RowShardLayout:
         return self.rows_per_shard * 16
 
 
+@dataclass(frozen=True)
+class ShardDigest:
+    """What the store's manifest says of one shard file: size, SHA-256, and the
+    CRC32C of its index (the file's last four bytes, hex)."""
+
+    nbytes: int
+    sha256: str
+    index_crc32c: str
+
+    def record(self) -> dict[str, Any]:
+        return {"bytes": self.nbytes, "index_crc32c": self.index_crc32c, "sha256": self.sha256}
+
+
 def create_row_sharded(
     group: Any, name: str, *, n_rows: int, n_cols: int, rows_per_shard: int
 ) -> RowShardLayout:
     """Create the array's metadata in ``group`` (an open zarr v3 group on disk)."""
-    from zarr.codecs import BloscCodec
+    from zarr.codecs import BloscCodec, Crc32cCodec
 
     r = max(1, min(rows_per_shard, max(n_rows, 1)))
     g = max(n_cols, 1)
@@ -74,9 +110,14 @@ def create_row_sharded(
         shards=(r, g),
         dtype="float32",
         fill_value=np.nan,
-        compressors=BloscCodec(cname=_CNAME, clevel=_CLEVEL, shuffle="shuffle", typesize=4),
+        compressors=[
+            BloscCodec(cname=_CNAME, clevel=_CLEVEL, shuffle="shuffle", typesize=4),
+            Crc32cCodec(),
+        ],
     )
-    return RowShardLayout(Path(group.store.root) / group.path / name, n_rows, n_cols, r)
+    return RowShardLayout(
+        Path(group.store.root) / group.path / name, n_rows, n_cols, r, row_checksums=True
+    )
 
 
 def _crc32c(data: bytes) -> bytes:
@@ -89,13 +130,15 @@ class ShardWriter:
     """Writes whole shards of a row-sharded array (rows ``i*R .. i*R+R-1``).
 
     Deterministic: the same rows give the same bytes (Blosc output does not depend on
-    the number of threads).
+    the number of threads). :attr:`records` holds the :class:`ShardDigest` of every
+    shard written, by shard number.
     """
 
     def __init__(self, layout: RowShardLayout, *, threads: int = 2) -> None:
         self.layout = layout
         self.threads = max(1, threads)
         self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        self.records: dict[int, ShardDigest] = {}
 
     def close(self) -> None:
         if self._pool is not None:
@@ -111,8 +154,11 @@ class ShardWriter:
     def _encode(self, block: np.ndarray) -> list[bytes]:
         from numcodecs import blosc
 
+        checksums = self.layout.row_checksums
+
         def one(row: np.ndarray) -> bytes:
-            return bytes(blosc.compress(row, _CNAME.encode(), _CLEVEL, blosc.SHUFFLE, 0))
+            data = bytes(blosc.compress(row, _CNAME.encode(), _CLEVEL, blosc.SHUFFLE, 0))
+            return data + _crc32c(data) if checksums else data
 
         rows = [np.ascontiguousarray(r, dtype="<f4") for r in block]
         if self._pool is None or len(rows) < 8:
@@ -138,18 +184,25 @@ class ShardWriter:
         path = lay.shard_path(shard)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.part")
-        with open(tmp, "wb") as fh:
+        sha = hashlib.sha256()
+        index_crc = _crc32c(index_raw)
+        with open(tmp, "wb") as fh:  # mode: 0o666 less the umask, as any open()
             for c in chunks:
                 fh.write(c)
+                sha.update(c)
             fh.write(index_raw)
-            fh.write(_crc32c(index_raw))
+            fh.write(index_crc)
+        sha.update(index_raw)
+        sha.update(index_crc)
         os.replace(tmp, path)
+        nbytes = int(sizes.sum()) + len(index_raw) + len(index_crc)
+        self.records[shard] = ShardDigest(nbytes, sha.hexdigest(), index_crc.hex())
 
 
 def row_sharded_layout(array: Any) -> RowShardLayout | None:
     """The layout of an opened zarr array if it is row-sharded as written here."""
     meta = getattr(array, "metadata", None)
-    if getattr(meta, "zarr_format", None) != 3 or len(array.shape) != 2:
+    if meta is None or getattr(meta, "zarr_format", None) != 3 or len(array.shape) != 2:
         return None
     from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
 
@@ -166,12 +219,13 @@ def row_sharded_layout(array: Any) -> RowShardLayout | None:
         float32 = np.dtype(array.dtype) == np.float32
     except TypeError:
         float32 = False
+    kinds = [type(c) for c in inner_codecs]
     if (
         not float32
         or inner != (1, max(n_cols, 1))
         or outer[1] != inner[1]
         or getattr(sh.index_location, "value", sh.index_location) != "end"
-        or [type(c) for c in inner_codecs] != [BytesCodec, BloscCodec]
+        or kinds not in ([BytesCodec, BloscCodec], [BytesCodec, BloscCodec, Crc32cCodec])
         or [type(c) for c in index_codecs] != [BytesCodec, Crc32cCodec]
     ):
         return None
@@ -179,13 +233,32 @@ def row_sharded_layout(array: Any) -> RowShardLayout | None:
     root = getattr(store, "root", None)
     if root is None:
         return None
-    return RowShardLayout(Path(root) / array.path, n_rows, n_cols, outer[0])
+    return RowShardLayout(
+        Path(root) / array.path,
+        n_rows,
+        n_cols,
+        outer[0],
+        row_checksums=kinds[-1] is Crc32cCodec,
+    )
 
 
-def read_rows(layout: RowShardLayout, rows: np.ndarray, *, threads: int = 4) -> np.ndarray:
+def read_rows(
+    layout: RowShardLayout,
+    rows: np.ndarray,
+    *,
+    threads: int = 4,
+    expected: Mapping[int, ShardDigest] | None = None,
+    missing: Literal["fill", "error"] = "fill",
+) -> np.ndarray:
     """Rows ``rows`` (sorted, unique, in range) × all columns as float32.
 
-    Absent inner chunks and absent shard files read as NaN (the fill value).
+    Absent inner chunks read as NaN (the fill value). An absent shard file reads as NaN
+    with ``missing="fill"`` (Zarr's convention: a writer may skip an all-fill shard),
+    and raises :class:`StoreError` with ``missing="error"`` (a store's writer writes
+    every shard). ``expected`` (shard number → :class:`ShardDigest`, from the store's
+    manifest) makes every shard opened be checked against it: a shard the mapping does
+    not name, of another size or with another index raises :class:`StoreError`. Rows
+    with checksums (:attr:`RowShardLayout.row_checksums`) are checked as they are read.
     """
     from numcodecs import blosc
 
@@ -204,17 +277,41 @@ def read_rows(layout: RowShardLayout, rows: np.ndarray, *, threads: int = 4) -> 
         a, b = int(starts[k]), int(ends[k])
         shard = int(shards[a])
         path = layout.shard_path(shard)
+        want = None
+        if expected is not None:
+            want = expected.get(shard)
+            if want is None:
+                raise StoreError(
+                    f"{path}: the store's manifest names no such shard; the store is "
+                    "inconsistent: run `perturbridge verify` and `perturbridge repair` on it"
+                )
         try:
             fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
+        except FileNotFoundError as err:
+            if missing == "error" or want is not None:
+                raise StoreError(
+                    f"{path}: shard file missing (rows {shard * r}..{(shard + 1) * r - 1}); "
+                    "the store is damaged: run `perturbridge repair` on it, then the build"
+                ) from err
             out[a:b] = np.nan
             return
         try:
             size = os.fstat(fd).st_size
+            if want is not None and size != want.nbytes:
+                raise StoreError(
+                    f"{path}: shard file of {size} bytes, the manifest says {want.nbytes}; "
+                    "the store is damaged or was changed: run `perturbridge verify` on it"
+                )
             n_index = layout.index_bytes
-            raw = os.pread(fd, n_index + _INDEX_TAIL, size - n_index - _INDEX_TAIL)
+            raw = os.pread(fd, n_index + _INDEX_TAIL, max(size - n_index - _INDEX_TAIL, 0))
             if len(raw) != n_index + _INDEX_TAIL or _crc32c(raw[:n_index]) != raw[n_index:]:
                 raise StoreError(f"{path}: the shard index is damaged (checksum mismatch)")
+            if want is not None and raw[n_index:].hex() != want.index_crc32c:
+                raise StoreError(
+                    f"{path}: the shard index is not the one the manifest names (CRC32C "
+                    f"{raw[n_index:].hex()}, expected {want.index_crc32c}); the store is "
+                    "damaged or was changed: run `perturbridge verify` on it"
+                )
             index = np.frombuffer(raw, dtype="<u8", count=2 * r).reshape(r, 2)
             for i in range(a, b):
                 off, nbytes = index[rows[i] - shard * r]
@@ -222,7 +319,18 @@ def read_rows(layout: RowShardLayout, rows: np.ndarray, *, threads: int = 4) -> 
                     out[i] = np.nan
                     continue
                 buf = os.pread(fd, int(nbytes), int(off))
-                out[i] = np.frombuffer(blosc.decompress(buf), dtype="<f4", count=layout.n_cols)
+                if layout.row_checksums:
+                    if len(buf) < _ROW_TAIL or _crc32c(buf[:-_ROW_TAIL]) != buf[-_ROW_TAIL:]:
+                        raise StoreError(
+                            f"{path}: row {int(rows[i])} is damaged (CRC32C mismatch); "
+                            "run `perturbridge verify` and `perturbridge repair` on the store"
+                        )
+                    buf = buf[:-_ROW_TAIL]
+                try:
+                    row = np.frombuffer(blosc.decompress(buf), dtype="<f4", count=layout.n_cols)
+                except (RuntimeError, ValueError) as err:
+                    raise StoreError(f"{path}: row {int(rows[i])} does not decode: {err}") from err
+                out[i] = row
         finally:
             os.close(fd)
 

@@ -19,6 +19,13 @@ Layout::
       catalog/{datasets,samples,conditions,contrasts,genes,compounds,contexts,ledger}.parquet
       .cache/                                  the task cache (default place; see tasks)
 
+An update is prepared beside the store (``STORE/.update-<id>/``, same file system) and
+committed by renames: the old manifest is removed, the managed folders (catalog first)
+are swapped for the prepared ones, and the new manifest is moved into place last. The
+manifest names the SHA-256 and size of every file it covers (the shards also with
+their index CRC32C), so a reader can tell a consistent store from one caught between
+two states (see :func:`check_store`, :func:`verify_store`, :func:`repair_store`).
+
 Rows of ``zarr/<mode>.zarr`` are the contrasts of that mode ordered by dataset, context
 (file) and row in the file; ``catalog/contrasts.parquet`` gives each contrast's
 ``zarr_row``. Columns are the union of all gene ids, sorted; ``catalog/genes.parquet``
@@ -44,6 +51,7 @@ import pandas as pd
 
 from .._version import __version__
 from ..io import atomic_path, file_sha256
+from ..io._atomic import file_mode
 from ..progress import track
 from ._common import (
     STORE_FORMAT,
@@ -59,10 +67,14 @@ __all__ = [
     "DatasetPart",
     "EffectsPart",
     "StoreLayout",
+    "StoreProblem",
+    "check_store",
     "mark_store",
     "read_dataset_parts",
     "read_manifest",
+    "repair_store",
     "store_is_current",
+    "verify_store",
     "write_store",
 ]
 
@@ -79,7 +91,21 @@ CATALOG_TABLES: tuple[str, ...] = (
     "contexts",
     "ledger",
 )
-_MANAGED_DIRS = ("samples", "effects", "zarr", "catalog")
+#: Folders replaced as a whole by an update, in the order of the commit: the catalog
+#: first, so that a reader who checks the catalog after reading (``Compendium.effects``)
+#: sees any commit that began before its read ended.
+_MANAGED_DIRS = ("catalog", "samples", "effects", "zarr")
+#: A prepared update beside the store: ``STORE/.update-<id>/`` (its ``manifest.json``
+#: is written when everything else in it is complete).
+_UPDATE_PREFIX = ".update-"
+#: Written by :func:`repair_store` when files need a rebuild; removed by the next commit.
+NEEDS_REBUILD = ".needs-rebuild"
+_REPAIR_HINT = "run `perturbridge repair STORE`, then the build (or import) that wrote it"
+
+
+def _checkpoint(step: str) -> None:
+    """A named point of a store update (tests stop the process here to simulate a kill)."""
+
 
 #: Effects ``obs`` columns copied into ``catalog/contrasts.parquet`` (when present).
 _CONTRAST_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -165,11 +191,32 @@ class DatasetPart:
 
 
 def mark_store(path: Path) -> None:
-    """Create the store folder and its marker file (before anything else is written)."""
+    """Create the store folder and its marker file (before anything else is written).
+
+    An update whose commit was interrupted (no ``manifest.json``, a complete prepared
+    update beside it) is finished first, so that whatever reads the store next sees
+    one consistent state.
+    """
     path.mkdir(parents=True, exist_ok=True)
     marker = path / STORE_MARKER
     if not marker.is_file():
         write_json_atomic(marker, {"format": STORE_FORMAT, "format_version": STORE_FORMAT_VERSION})
+    if not (path / "manifest.json").is_file():
+        prepared = _complete_updates(path)
+        if len(prepared) == 1:
+            logger.warning("%s: finishing an interrupted store update", path)
+            _commit(StoreLayout(path.absolute()), StoreLayout(prepared[0]))
+
+
+def _updates(root: Path) -> list[Path]:
+    """Prepared updates beside the store (complete or not)."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.name.startswith(_UPDATE_PREFIX) and p.is_dir())
+
+
+def _complete_updates(root: Path) -> list[Path]:
+    return [p for p in _updates(root) if (p / "manifest.json").is_file()]
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -182,7 +229,8 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         if (root / STORE_MARKER).is_file():
             raise StoreError(
                 f"{root} is an unfinished perturbridge store (no manifest.json): a build "
-                "was interrupted; run the build again to finish it"
+                "or an update was interrupted; run the build again to finish it (or "
+                f"`perturbridge repair {root}`)"
             )
         raise StoreError(f"{root} is not a perturbridge compendium store (no manifest.json)")
     try:
@@ -207,11 +255,241 @@ def store_is_current(path: Path, build_key: str) -> bool:
         return False
     if manifest.get("build_key") != build_key:
         return False
-    for rel, rec in manifest.get("files", {}).items():
+    if _updates(path) or (path / NEEDS_REBUILD).exists():
+        return False  # an interrupted update to clean up, or files that need a rebuild
+    records = dict(manifest.get("files", {}))
+    records.update(manifest.get("zarr", {}).get("files", {}))
+    for rel, rec in records.items():
         p = path / rel
         if not p.is_file() or p.stat().st_size != rec["bytes"]:
             return False
     return all((path / rel).is_dir() for rel in manifest.get("zarr", {}).get("paths", []))
+
+
+# --------------------------------------------------------------------------- checking
+
+
+@dataclass(frozen=True)
+class StoreProblem:
+    """One file of a store that is not what its manifest says."""
+
+    path: str  # relative to the store
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
+def _records(manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every file the manifest covers: relative path → ``{bytes, sha256, ...}``."""
+    out = {str(k): dict(v) for k, v in manifest.get("files", {}).items()}
+    out.update({str(k): dict(v) for k, v in manifest.get("zarr", {}).get("files", {}).items()})
+    return out
+
+
+def _check_file(root: Path, rel: str, rec: Mapping[str, Any]) -> tuple[str | None, Any]:
+    """``(problem or None, identity)`` of one file against its manifest record."""
+    path = root / rel
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return "missing", None
+    try:
+        st = os.fstat(fd)
+        ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if st.st_size != int(rec["bytes"]):
+            return f"{st.st_size} bytes, the manifest says {rec['bytes']}", ident
+        if "sha256" in rec:
+            h = hashlib.sha256()
+            while block := os.read(fd, 1 << 20):
+                h.update(block)
+            if h.hexdigest() != rec["sha256"]:
+                return (
+                    f"SHA-256 {h.hexdigest()[:16]}…, the manifest says {str(rec['sha256'])[:16]}…"
+                ), ident
+        return None, ident
+    finally:
+        os.close(fd)
+
+
+def check_store(root: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the files a reader relies on first; returns their identities.
+
+    The catalog tables and the Zarr metadata (``zarr.json``) must match the manifest
+    (size and SHA-256), else :class:`StoreError` names the file, what differs and what
+    to run. Shards and Effects files are checked when they are read. The identities
+    (device, inode, size, modification time) let a reader notice later that the store
+    was updated while it was open.
+    """
+    records = _records(manifest)
+    wanted = [r for r in records if r.startswith("catalog/") or r.endswith("zarr.json")]
+    if not any(r.startswith("catalog/") for r in records):  # stores of early versions
+        wanted = [f"catalog/{t}.parquet" for t in CATALOG_TABLES]
+        missing = [r for r in wanted if not (root / r).is_file()]
+        if missing:
+            raise StoreError(f"{root}: catalog tables missing: {missing}; rebuild the store")
+        return {r: _identity(root / r) for r in wanted}
+    identities: dict[str, Any] = {}
+    for rel in sorted(wanted):
+        problem, ident = _check_file(root, rel, records[rel])
+        if problem is not None:
+            raise StoreError(
+                f"{root}: {rel} does not match the store's manifest ({problem}): the store "
+                f"is damaged or caught in an interrupted update; {_REPAIR_HINT}"
+            )
+        identities[rel] = ident
+    return identities
+
+
+def _identity(path: Path) -> Any:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def changed_files(root: Path, identities: Mapping[str, Any]) -> list[str]:
+    """Files of ``identities`` (from :func:`check_store`) that are no longer the same."""
+    return [rel for rel, ident in identities.items() if _identity(root / rel) != ident]
+
+
+def verify_store(path: str | os.PathLike[str], *, progress: bool = False) -> list[StoreProblem]:
+    """Check every file of a store against its manifest; returns the problems found.
+
+    Every file the manifest covers is read and its SHA-256 compared (this reads the
+    whole store); files in the managed folders that the manifest does not name, and
+    prepared updates left by an interrupted update, are problems too.
+    """
+    root = Path(path).absolute()
+    problems = [
+        StoreProblem(p.name, "an interrupted update (prepared beside the store)")
+        for p in _updates(root)
+    ]
+    try:
+        manifest = read_manifest(root)
+    except StoreError as err:
+        return [*problems, StoreProblem("manifest.json", str(err))]
+    records = _records(manifest)
+    if not manifest.get("zarr", {}).get("files") and manifest.get("zarr", {}).get("paths"):
+        problems.append(
+            StoreProblem(
+                "zarr",
+                "the manifest has no checksums of the Zarr files (a store of an earlier "
+                "version); run the build again to add them",
+            )
+        )
+    for rel in track(sorted(records), description="verify", enabled=progress):
+        problem, _ = _check_file(root, rel, records[rel])
+        if problem is not None:
+            problems.append(StoreProblem(rel, problem))
+    for d in _MANAGED_DIRS:
+        base = root / d
+        if not base.is_dir():
+            continue
+        for p in sorted(q for q in base.rglob("*") if q.is_file()):
+            rel = p.relative_to(root).as_posix()
+            if rel not in records and (d != "zarr" or manifest.get("zarr", {}).get("files")):
+                problems.append(StoreProblem(rel, "not named by the manifest"))
+    return problems
+
+
+@dataclass
+class RepairReport:
+    """What :func:`repair_store` did and what is left."""
+
+    actions: list[str] = field(default_factory=list)
+    needs_rebuild: list[StoreProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.needs_rebuild
+
+
+def repair_store(
+    path: str | os.PathLike[str],
+    *,
+    cache: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+) -> RepairReport:
+    """Bring a store back to a consistent state where that is possible without a build.
+
+    - An update interrupted while it was committed is finished (its prepared files are
+      complete); any other prepared update and temporary files are removed.
+    - Damaged or missing Samples and Effects files are restored from the task cache
+      (``cache``, default ``STORE/.cache``) when a cached file has the SHA-256 the
+      manifest records.
+    - Everything else that does not match the manifest (catalog, Zarr shards, files
+      with no good copy) needs a rebuild: it is listed, and ``STORE/.needs-rebuild``
+      makes the next build rewrite the store even if its plan did not change.
+    """
+    root = Path(path).absolute()
+    report = RepairReport()
+    if not root.is_dir():
+        raise StoreError(f"{root}: no such folder")
+    complete = _complete_updates(root)
+    if not (root / "manifest.json").is_file() and len(complete) == 1:
+        _commit(StoreLayout(root), StoreLayout(complete[0]))
+        report.actions.append(f"finished the interrupted update {complete[0].name}")
+    for p in _updates(root):
+        shutil.rmtree(p)
+        report.actions.append(f"removed the unfinished update {p.name}")
+    for p in _temporaries(root):
+        p.unlink()
+        report.actions.append(f"removed the temporary file {p.relative_to(root).as_posix()}")
+    problems = verify_store(root, progress=progress)
+    if any(p.path == "manifest.json" for p in problems):
+        report.needs_rebuild = problems
+        return report
+    manifest = read_manifest(root)
+    records = _records(manifest)
+    cache_dir = Path(cache) if cache is not None else root / ".cache"
+    left: list[StoreProblem] = []
+    for prob in problems:
+        rec = records.get(prob.path)
+        if rec is not None and prob.path.startswith(("effects/", "samples/")):
+            good = _cached_copy(cache_dir, rec)
+            if good is not None:
+                _copy_verified(good, root / prob.path, str(rec["sha256"]))
+                report.actions.append(f"restored {prob.path} from {good}")
+                continue
+        if rec is None and prob.problem == "not named by the manifest":
+            (root / prob.path).unlink()
+            report.actions.append(f"removed {prob.path} (not named by the manifest)")
+            continue
+        left.append(prob)
+    report.needs_rebuild = left
+    marker = root / NEEDS_REBUILD
+    if left:
+        write_json_atomic(marker, {"files": [str(p) for p in left]})
+    elif marker.exists():
+        marker.unlink()
+    return report
+
+
+def _cached_copy(cache: Path, rec: Mapping[str, Any]) -> Path | None:
+    """A file of the task cache with the size and SHA-256 of ``rec``, if there is one."""
+    tasks = cache / "tasks"
+    if not tasks.is_dir():
+        return None
+    for p in sorted(tasks.rglob("*.h5ad")):
+        try:
+            if p.stat().st_size == int(rec["bytes"]) and file_sha256(p) == rec["sha256"]:
+                return p
+        except OSError:
+            continue
+    return None
+
+
+def _temporaries(root: Path) -> list[Path]:
+    """Temporary files of interrupted atomic writes in the store (not in its cache)."""
+    out = [p for p in root.iterdir() if p.is_file() and p.name.startswith(".")
+           and (p.name.endswith(".part") or ".tmp-" in p.name)]  # fmt: skip
+    for d in _MANAGED_DIRS:
+        if (root / d).is_dir():
+            out += [p for p in (root / d).rglob(".*") if p.is_file()
+                    and (p.name.endswith(".part") or ".tmp-" in p.name)]  # fmt: skip
+    return sorted(out)
 
 
 def read_dataset_parts(
@@ -321,17 +599,41 @@ def read_dataset_parts(
 # --------------------------------------------------------------------------- writing
 
 
-def _place(src: Path, dst: Path) -> None:
-    """Put ``src`` at ``dst`` atomically: a hard link when possible, else a copy."""
-    if dst.exists() and os.path.samefile(src, dst):
-        return
+def _copy_verified(src: Path, dst: Path, sha256: str) -> None:
+    """Copy ``src`` to ``dst`` atomically, checking the SHA-256 of the bytes copied."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.parent / f".{dst.name}.tmp-{uuid.uuid4().hex}"
+    h = hashlib.sha256()
+    with atomic_path(dst) as tmp, open(src, "rb") as fin, open(tmp, "wb") as fout:
+        while block := fin.read(4 << 20):
+            h.update(block)
+            fout.write(block)
+        if h.hexdigest() != sha256:
+            raise StoreError(
+                f"{src}: SHA-256 {h.hexdigest()[:16]}…, expected {sha256[:16]}… (the file "
+                "changed after it was written: a damaged task cache entry; delete its task "
+                "folder and run the build again)"
+            )
+
+
+def _place(src: Path, dst: Path, *, sha256: str, current: Path) -> None:
+    """Put the file ``src`` (SHA-256 ``sha256``) at ``dst`` in a prepared update.
+
+    The store holds its own copy of every file, never a hard link to the task cache
+    (a damaged byte would damage both). ``current`` is the same file in the store as it
+    is now: when it is the store's alone (one link) and has the right SHA-256, it is
+    linked into the update (no copy; the old name goes away at the commit); otherwise
+    ``src`` is copied, its SHA-256 checked on the way.
+    """
+    dst.parent.mkdir(parents=True, exist_ok=True)
     try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+        st = current.stat()
+    except FileNotFoundError:
+        st = None
+    if st is not None and st.st_nlink == 1 and file_sha256(current) == sha256:
+        os.link(current, dst)
+        os.chmod(dst, file_mode())
+        return
+    _copy_verified(src, dst, sha256)
 
 
 def _to_arrow_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -343,7 +645,7 @@ def _to_arrow_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:  # atomic_path: umask mode
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -663,9 +965,8 @@ def _write_zarr(
     n_rows = sum(len(ef.obs) for ef in files)
     n_genes = len(gene_pos)
     cr = max(1, rows_per_shard)
-    tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex}"
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    root = zarr.open_group(str(dest), mode="w", zarr_format=3)
     root.attrs.update(
         {
             "perturbridge": {
@@ -680,6 +981,7 @@ def _write_zarr(
         }
     )
     cols = [gene_pos.reindex(ef.var.index.astype(str)).to_numpy(dtype=np.int64) for ef in files]
+    shard_records: dict[str, dict[str, Any]] = {}
     for layer in track(layers, description=f"zarr {mode}", enabled=progress):
         lay = create_row_sharded(root, layer, n_rows=n_rows, n_cols=n_genes, rows_per_shard=cr)
         cr = lay.rows_per_shard
@@ -704,63 +1006,85 @@ def _write_zarr(
                             shard += 1
                             buf.fill(np.nan)
                             filled = 0
+                            if shard == 1:
+                                _checkpoint("zarr_shard")
             if filled:
                 writer.write(shard, buf[:filled])
+            for i, digest_ in writer.records.items():
+                shard_records[f"{layer}/c/{i}/0"] = digest_.record()
     with warnings.catch_warnings():
         # consolidated metadata is a zarr-python extension of format 3 (readers that do
         # not know it read the per-array zarr.json files instead)
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        zarr.consolidate_metadata(str(tmp))
-    summary = _tree_digest(tmp)
-    summary.update({"rows": n_rows, "genes": n_genes, "layers": list(layers)})
-    if dest.exists():
-        trash = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex}"
-        os.rename(dest, trash)
-        os.rename(tmp, dest)
-        shutil.rmtree(trash)
-    else:
-        os.rename(tmp, dest)
+        zarr.consolidate_metadata(str(dest))
+    records: dict[str, dict[str, Any]] = {}
+    for p in (q for q in dest.rglob("*") if q.is_file()):
+        rel = p.relative_to(dest).as_posix()
+        rec = shard_records.get(rel)
+        records[rel] = rec if rec is not None else {"bytes": p.stat().st_size,
+                                                    "sha256": file_sha256(p)}  # fmt: skip
+    # one SHA-256 over the sorted (relative path, file SHA-256), in path order
+    h = hashlib.sha256()
+    for rel in sorted(records, key=lambda r: Path(r).parts):
+        h.update(f"{rel}\0{records[rel]['sha256']}\n".encode())
+    summary: dict[str, Any] = {
+        "files": len(records),
+        "bytes": sum(int(r["bytes"]) for r in records.values()),
+        "sha256": h.hexdigest(),
+        "rows": n_rows,
+        "genes": n_genes,
+        "layers": list(layers),
+        "file_records": records,
+    }
     return summary
 
 
-def _tree_digest(root: Path) -> dict[str, Any]:
-    """Files and one SHA-256 over the sorted (relative path, file SHA-256) of a folder."""
-    h = hashlib.sha256()
-    n = 0
-    size = 0
-    for p in sorted(q for q in root.rglob("*") if q.is_file()):
-        rel = p.relative_to(root).as_posix()
-        h.update(f"{rel}\0{file_sha256(p)}\n".encode())
-        n += 1
-        size += p.stat().st_size
-    return {"files": n, "bytes": size, "sha256": h.hexdigest()}
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. a platform without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
 
 
-def _sweep(layout: StoreLayout, keep: set[str]) -> None:
-    """Remove files of earlier builds that this build did not write, and temporaries."""
+def _commit(layout: StoreLayout, prepared: StoreLayout) -> None:
+    """Replace the store's managed folders and manifest by a complete prepared update.
+
+    The old manifest goes first (a reader now gets "unfinished store"), then each
+    managed folder is swapped for the prepared one (the catalog first), then the new
+    manifest is moved into place: the one step that makes the new state the store's.
+    Run again after an interruption, it finishes the swap (each step is a rename that
+    is done or not).
+    """
     root = layout.root
-    zarr_dir = root / "zarr"
-    if zarr_dir.is_dir():
-        for p in sorted(zarr_dir.iterdir()):
-            if layout.rel(p) not in keep:
-                if p.is_dir():
-                    shutil.rmtree(p)
-                else:
-                    p.unlink()
-    for d in ("samples", "effects", "catalog"):
-        base = root / d
-        if not base.is_dir():
-            continue
-        for dirpath, _dirnames, filenames in os.walk(base, topdown=False):
-            for fn in filenames:
-                p = Path(dirpath) / fn
-                if layout.rel(p) not in keep:
-                    p.unlink()
-            if not os.listdir(dirpath):
-                os.rmdir(dirpath)
-    for p in root.iterdir():
-        if p.is_file() and p.name.startswith(".") and p.name.endswith(".part"):
-            p.unlink()
+    old = prepared.root / ".old"
+    old.mkdir(exist_ok=True)
+    layout.manifest.unlink(missing_ok=True)
+    _fsync_dir(root)
+    _checkpoint("commit_manifest_removed")
+    for d in _MANAGED_DIRS:
+        new = prepared.root / d
+        if not new.is_dir():
+            continue  # already moved in (a resumed commit)
+        cur = root / d
+        if cur.exists():
+            if (old / d).exists():
+                shutil.rmtree(old / d)
+            os.rename(cur, old / d)
+        os.rename(new, cur)
+        _checkpoint(f"commit_{d}")
+    (root / NEEDS_REBUILD).unlink(missing_ok=True)
+    os.replace(prepared.manifest, layout.manifest)
+    _fsync_dir(root)
+    _checkpoint("committed")
+    shutil.rmtree(prepared.root)
+    for p in _temporaries(root):
+        p.unlink()
 
 
 def write_store(
@@ -775,45 +1099,82 @@ def write_store(
 ) -> dict[str, Any]:
     """Write (or rewrite) a store from finished datasets; returns the manifest.
 
-    Files are placed (hard links from the task cache when possible), the catalog and
-    the consolidated arrays are derived from them, the manifest is written last, and
-    files of an earlier build that are no longer part of the store are removed.
+    The new state is prepared beside the store (``STORE/.update-<id>/``): copies of
+    the Samples and Effects files (the store never shares a file with the task cache),
+    the catalog and the consolidated arrays derived from them, and last the manifest,
+    which names the size and SHA-256 of every file. It is then committed by renames
+    (see :func:`_commit`), the manifest last. Killed at any point, the store is either
+    the old one, the new one, or has no manifest (an interrupted commit, which the
+    next build or ``perturbridge repair`` finishes); a failure while preparing (a full
+    disk) leaves the old store as it was.
     """
     layout = StoreLayout(Path(root).absolute())
     mark_store(layout.root)
+    for p in _updates(layout.root):  # an update that never reached its commit
+        shutil.rmtree(p)
+    prepared = StoreLayout(layout.root / f"{_UPDATE_PREFIX}{uuid.uuid4().hex}")
+    prepared.root.mkdir()
+    try:
+        manifest = _prepare(
+            layout,
+            prepared,
+            parts,
+            zarr_layers=zarr_layers,
+            rows_per_shard=rows_per_shard,
+            build_key=build_key,
+            manifest_extra=manifest_extra,
+            progress=progress,
+        )
+    except BaseException:
+        shutil.rmtree(prepared.root, ignore_errors=True)
+        raise
+    _commit(layout, prepared)
+    return manifest
+
+
+def _prepare(
+    layout: StoreLayout,
+    prepared: StoreLayout,
+    parts: Sequence[DatasetPart],
+    *,
+    zarr_layers: Sequence[str],
+    rows_per_shard: int,
+    build_key: str,
+    manifest_extra: Mapping[str, Any] | None,
+    progress: bool,
+) -> dict[str, Any]:
+    """Write the whole new state of the store into ``prepared``; returns its manifest."""
+    for d in _MANAGED_DIRS:
+        (prepared.root / d).mkdir()
     parts = sorted(parts, key=lambda p: p.name)
-    keep: set[str] = set()
     files_meta: dict[str, dict[str, Any]] = {}
     effects_files: list[_EffectsFile] = []
     samples_var: dict[str, pd.DataFrame] = {}
     for part in parts:
         if part.samples is not None:
-            dst = layout.samples(part.name)
-            _place(part.samples, dst)
-            rel = layout.rel(dst)
-            keep.add(rel)
-            files_meta[rel] = {
-                "sha256": part.samples_sha256 or file_sha256(dst),
-                "bytes": dst.stat().st_size,
-            }
+            dst = prepared.samples(part.name)
+            rel = prepared.rel(dst)
+            sha = part.samples_sha256 or file_sha256(part.samples)
+            _place(part.samples, dst, sha256=sha, current=layout.root / rel)
+            files_meta[rel] = {"sha256": sha, "bytes": dst.stat().st_size}
             samples_var[part.name] = _read_obs_var(dst)[1]
         for ep in sorted(part.effects, key=lambda e: (e.mode, e.file_stem)):
             if ep.n_contrasts == 0:
                 continue
-            dst = layout.effects(part.name, ep.mode, ep.file_stem)
-            _place(ep.path, dst)
-            rel = layout.rel(dst)
-            keep.add(rel)
+            dst = prepared.effects(part.name, ep.mode, ep.file_stem)
+            rel = prepared.rel(dst)
+            _place(ep.path, dst, sha256=ep.sha256, current=layout.root / rel)
             files_meta[rel] = {"sha256": ep.sha256, "bytes": dst.stat().st_size}
             obs, var = _read_obs_var(dst)
             effects_files.append(_EffectsFile(part.name, ep, rel, obs, var))
+    _checkpoint("files_placed")
     # zarr rows: per mode, dataset then context order
     effects_files.sort(key=lambda ef: (ef.part.mode, ef.dataset, ef.part.file_stem))
     contrasts = _contrast_table(effects_files)
     contrasts = contrasts.sort_values(["mode", "zarr_row"], kind="stable").reset_index(drop=True)
     conditions = _condition_table(contrasts)
     genes = _gene_table(effects_files, samples_var)
-    samples = _samples_table(parts, layout)
+    samples = _samples_table(parts, prepared)
     tables = {
         "datasets": _dataset_table(parts, contrasts, conditions),
         "samples": samples,
@@ -825,15 +1186,18 @@ def write_store(
         "ledger": _ledger_table(parts),
     }
     for name in CATALOG_TABLES:
-        path = layout.catalog(name)
+        path = prepared.catalog(name)
         _write_parquet(tables[name], path)
-        rel = layout.rel(path)
-        keep.add(rel)
-        files_meta[rel] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
+        files_meta[prepared.rel(path)] = {
+            "sha256": file_sha256(path),
+            "bytes": path.stat().st_size,
+        }
+    _checkpoint("catalog_written")
     gene_pos = pd.Series(genes["zarr_col"].to_numpy(), index=genes["gene_id"].to_numpy())
-    zarr_meta: dict[str, Any] = {"paths": [], "arrays": {}}
+    zarr_meta: dict[str, Any] = {"paths": [], "arrays": {}, "files": {}}
+    zarr_files: dict[str, dict[str, Any]] = {}
     for mode in sorted({ef.part.mode for ef in effects_files}):
-        dest = layout.zarr(mode)
+        dest = prepared.zarr(mode)
         summary = _write_zarr(
             dest,
             [ef for ef in effects_files if ef.part.mode == mode],
@@ -843,10 +1207,13 @@ def write_store(
             rows_per_shard=rows_per_shard,
             progress=progress,
         )
-        rel = layout.rel(dest)
-        keep.add(rel)
+        rel = prepared.rel(dest)
+        for sub, rec in summary.pop("file_records").items():
+            zarr_files[f"{rel}/{sub}"] = rec
         zarr_meta["paths"].append(rel)
         zarr_meta["arrays"][rel] = summary
+    zarr_meta["files"] = dict(sorted(zarr_files.items()))
+    _checkpoint("zarr_written")
     manifest: dict[str, Any] = {
         "format": STORE_FORMAT,
         "format_version": STORE_FORMAT_VERSION,
@@ -870,9 +1237,9 @@ def write_store(
         "timings": "timings.json (wall times; not part of the reproducible store)",
     }
     manifest.update(manifest_extra or {})
-    write_json_atomic(layout.manifest, manifest)
-    keep.add("manifest.json")
-    _sweep(layout, keep)
+    # the prepared update is complete once its manifest exists
+    write_json_atomic(prepared.manifest, manifest)
+    _checkpoint("prepared")
     return manifest
 
 

@@ -17,7 +17,53 @@ from .._version import __version__
 if TYPE_CHECKING:
     import anndata as ad
 
-__all__ = ["atomic_path", "file_sha256", "provenance", "write_h5ad"]
+__all__ = [
+    "atomic_path",
+    "dir_mode",
+    "file_mode",
+    "file_sha256",
+    "provenance",
+    "umask",
+    "write_h5ad",
+]
+
+_UMASK: int | None = None
+
+
+def umask() -> int:
+    """The process umask, read once.
+
+    ``os.umask`` can only be read by setting it, which is not thread-safe (another
+    thread creating a file in between would get the temporary mask), so Linux's
+    ``/proc/self/status`` is read instead; other systems fall back to setting and
+    restoring it (once per process).
+    """
+    global _UMASK
+    if _UMASK is None:
+        value: int | None = None
+        try:
+            with open("/proc/self/status", encoding="ascii") as fh:
+                for line in fh:
+                    if line.startswith("Umask:"):
+                        value = int(line.split()[1], 8)
+                        break
+        except (OSError, ValueError):
+            value = None
+        if value is None:  # pragma: no cover - not Linux
+            value = os.umask(0o022)
+            os.umask(value)
+        _UMASK = value
+    return _UMASK
+
+
+def file_mode() -> int:
+    """The mode a new file gets from ``open()``: ``0o666`` less the umask (0644 under 022)."""
+    return 0o666 & ~umask()
+
+
+def dir_mode() -> int:
+    """The mode a new folder gets from ``mkdir()``: ``0o777`` less the umask (0755 under 022)."""
+    return 0o777 & ~umask()
 
 
 @contextlib.contextmanager
@@ -25,7 +71,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
     On any error the temporary file is removed and ``path`` is left untouched, so a
-    failed write never leaves a half-written output behind.
+    failed write never leaves a half-written output behind. The file gets the mode a
+    plain ``open()`` would give it (``0o666`` less the umask), not ``mkstemp``'s 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -34,6 +81,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, dir_mode() if tmp_path.is_dir() else file_mode())
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

@@ -601,8 +601,14 @@ def assemble(
     params: Mapping[str, Any],
     where: str,
     control_match_keys: Sequence[str] = (),
+    allow_non_integer: bool = False,
 ) -> Any:
     """Validated counts Samples from the kept rows, after checking the ledger's accounts.
+
+    Counts must be finite, non-negative, below 2**53 and whole numbers (unless
+    ``allow_non_integer``): anything else is an error naming the samples by id. A kept
+    sample whose counts are all zero is dropped, its ledger entry turned into
+    ``empty_sample`` (stage :data:`STAGE`).
 
     ``obs`` and ``x`` hold the kept samples in the same order; ``total_counts`` is
     filled from ``x``. ``control_match_keys`` (``obs`` columns a treated sample must
@@ -612,20 +618,48 @@ def assemble(
     (:data:`GENE_STAGE`).
     """
     from ..io import provenance
-    from ..samples import build_samples
+    from ..samples import build_samples, empty_samples
     from ._base import IngestResult
 
     ledger.check_accounts_for(input_ids, stage=STAGE)
     if input_genes is not None:
         ledger.check_accounts_for(input_genes, stage=GENE_STAGE)
     x = sparse.csr_matrix(x)
+    ids = pd.Index(obs.index.astype(str))
+    # a sample without any count is a drop; values that are not counts are errors
+    # (build_samples, naming the samples)
+    empty = empty_samples(x)
+    if empty.any():
+        ledger = _drop_kept(ledger, ids[empty], reason="empty_sample", detail="all counts 0")
+        logger.warning("%s: %d samples without counts dropped (empty_sample)", where, empty.sum())
+        x, obs = x[~empty], obs.loc[~empty]
     obs = obs.copy()
     obs["total_counts"] = np.asarray(x.sum(axis=1), dtype=float).ravel()
     prov = provenance(step="ingest", inputs=list(inputs), params=dict(params))
-    samples = build_samples(x, obs, var, value_kind="counts", provenance=prov, where=where)
+    samples = build_samples(
+        x,
+        obs,
+        var,
+        value_kind="counts",
+        provenance=prov,
+        where=where,
+        allow_non_integer=allow_non_integer,
+    )
     if control_match_keys:
         samples.uns["perturbridge"]["control_match_keys"] = list(control_match_keys)
     return IngestResult(samples, ledger)
+
+
+def _drop_kept(ledger: Ledger, ids: pd.Index, *, reason: str, detail: str) -> Ledger:
+    """A copy of ``ledger`` whose kept entries of ``ids`` at :data:`STAGE` are drops."""
+    frame = ledger.to_frame()
+    hit = (
+        (frame["stage"] == STAGE) & (frame["status"] == "kept") & frame["id"].isin(ids)
+    ).to_numpy()
+    frame.loc[hit, "status"] = "dropped"
+    frame.loc[hit, "reason"] = reason
+    frame.loc[hit, "detail"] = detail
+    return Ledger(frame)
 
 
 def replicate_rank(keys: pd.DataFrame, order: pd.DataFrame) -> np.ndarray:
