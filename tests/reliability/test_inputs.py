@@ -297,3 +297,21 @@ def test_build_samples_names_sample_ids_of_bad_counts():
         build_samples(np.array([[1.0, 2.0], [0.0, 0.0]]), obs, var, value_kind="counts")
     with pytest.raises(ValueError, match=r"'w1'.*not whole numbers.*allow_non_integer"):
         build_samples(np.array([[1.5, 2.0], [1.0, 0.0]]), obs, var, value_kind="counts")
+
+
+def test_de_names_sample_ids_when_it_refuses_an_empty_sample(fault, moabox):
+    from scipy import sparse
+
+    from perturbridge.de import limma_voom
+
+    files = [str(moabox.files["metadata"])]
+    files += sorted(str(p) for k, p in moabox.files.items() if k.startswith("counts_"))
+    samples = _ingest(files).samples
+    x = sparse.csr_matrix(samples.X).toarray()
+    x[8] = 0  # emptied after ingest, which would have dropped it
+    samples.X = sparse.csr_matrix(x)
+    well = samples.obs_names[8]
+    call = lambda: limma_voom(samples)  # noqa: E731
+    fault("de on a sample with no counts", "error naming the sample id", _outcome(call))
+    with pytest.raises(ValueError, match=well):
+        call()

@@ -68,6 +68,19 @@ def check_counts(x: np.ndarray, samples: ad.AnnData, *, allow_non_integer: bool 
             )
 
 
+def _check_library_sizes(x: np.ndarray, ids: pd.Index, fit_id: str) -> None:
+    """Raise ``ValueError`` naming the samples (by id) without counts in ``x``; the
+    kernels would refuse them by position."""
+    lib = x.sum(axis=1)
+    bad = ~(np.isfinite(lib) & (lib > 0))
+    if bad.any():
+        raise ValueError(
+            f"{fit_id}: {int(bad.sum())} sample(s) have no counts (library size 0): "
+            f"{ids[bad][:5].astype(str).tolist()}; drop them before DE (an ingest drops "
+            "them to the ledger as empty_sample)"
+        )
+
+
 def limma_voom(
     samples: ad.AnnData,
     *,
@@ -146,6 +159,7 @@ def limma_voom(
             n_conditions=len(design.levels),
             n_plates=len(design.plate_levels),
         )
+        _check_library_sizes(x[design.rows], samples.obs_names[design.rows], design.fit_id)
         if filter_genes:
             keep = filter_by_expr(x[design.rows], max_hat=structure.max_hat())
             if (~keep).any():
@@ -241,6 +255,7 @@ def _voom_context(
         )
         return None
     lib = kept.sum(axis=1)
+    _check_library_sizes(kept, obs.index, f"{design.fit_id} (genes kept by filterByExpr)")
     nf = calc_norm_factors(kept, lib_size=lib, method=normalization)  # type: ignore[arg-type]
     eff_lib = lib * nf
     diag.update(keep=keep, lib_size=lib, norm_factors=nf)
