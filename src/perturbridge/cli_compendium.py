@@ -334,6 +334,72 @@ def import_cmd(
     )
 
 
+def verify_cmd(
+    store: Annotated[Path, typer.Argument(help="Compendium store folder.")],
+) -> None:
+    """Check every file of a store against the checksums of its manifest.
+
+    Reads the whole store; prints each bad file and exits with 1 when there is any.
+
+    Example:
+
+        perturbridge verify compendium
+    """
+    from .compendium.store import verify_store
+
+    try:
+        problems = verify_store(store, progress=True)
+    except _errors() as err:
+        _fail(err)
+    for p in problems:
+        err_console.print(f"[bold red]bad:[/] {p}", markup=True, highlight=False)
+    if problems:
+        err_console.print(
+            f"{len(problems)} problem{'s' if len(problems) != 1 else ''}; run "
+            f"`perturbridge repair {store}`",
+            highlight=False,
+        )
+        raise typer.Exit(code=1)
+    console.print(f"{store}: every file matches the manifest", highlight=False)
+
+
+def repair_cmd(
+    store: Annotated[Path, typer.Argument(help="Compendium store folder.")],
+    cache: Annotated[
+        Path | None, typer.Option(help="Task cache to restore files from (default: STORE/.cache).")
+    ] = None,
+) -> None:
+    """Bring a store back to a consistent state, and say what needs a rebuild.
+
+    Finishes an update interrupted while it was committed, removes unfinished updates
+    and temporary files, restores damaged Samples and Effects files from the task
+    cache; what is left (catalog, Zarr shards) is listed and the next build rewrites it.
+    Exits with 1 when something needs a rebuild.
+
+    Example:
+
+        perturbridge repair compendium
+    """
+    from .compendium.store import repair_store
+
+    try:
+        report = repair_store(store, cache=cache, progress=True)
+    except _errors() as err:
+        _fail(err)
+    for action in report.actions:
+        console.print(f"- {action}", highlight=False)
+    if report.needs_rebuild:
+        for p in report.needs_rebuild:
+            err_console.print(f"[bold red]needs a rebuild:[/] {p}", markup=True, highlight=False)
+        err_console.print(
+            "run the build (`perturbridge build PLAN`) or the import that wrote the store "
+            "again: it rewrites the store",
+            highlight=False,
+        )
+        raise typer.Exit(code=1)
+    console.print(f"{store}: consistent, every file matches the manifest", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add the compendium commands to the ``perturbridge`` app."""
     app.command("build")(build_cmd)
@@ -341,3 +407,5 @@ def register(app: typer.Typer) -> None:
     app.command("info")(info_cmd)
     app.command("export")(export_cmd)
     app.command("import-release")(import_cmd)
+    app.command("verify")(verify_cmd)
+    app.command("repair")(repair_cmd)

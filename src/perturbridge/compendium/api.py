@@ -26,7 +26,7 @@ import pandas as pd
 
 from ..schema import EFFECT_LAYERS
 from ._common import StoreError
-from .store import CATALOG_TABLES, StoreLayout, read_manifest
+from .store import CATALOG_TABLES, StoreLayout, changed_files, check_store, read_manifest
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -56,19 +56,40 @@ class Compendium:
         self._genes: pd.DataFrame | None = None
         #: threads reading shard files in :meth:`effects` (I/O and decompression)
         self.read_threads = 4
+        #: identities of the files checked at open (see :meth:`_check_unchanged`)
+        self._identities: dict[str, Any] = {}
+        #: Effects files whose SHA-256 was checked (once per open)
+        self._checked_files: set[str] = set()
+        self._digests: dict[str, Any] = {}
 
     # ----------------------------------------------------------- lifecycle
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Compendium:
-        """Open the store at ``path`` (raises :class:`StoreError` if it is not one)."""
+        """Open the store at ``path``.
+
+        Raises :class:`StoreError` if it is not a store, or if its catalog tables or
+        Zarr metadata do not match its manifest (size and SHA-256: a damaged store, or
+        one caught in an interrupted update); the message names the file and what to
+        run. Shards and Effects files are checked when they are read.
+        """
         root = Path(path).absolute()
         manifest = read_manifest(root)
-        layout = StoreLayout(root)
-        missing = [t for t in CATALOG_TABLES if not layout.catalog(t).is_file()]
-        if missing:
-            raise StoreError(f"{root}: catalog tables missing: {missing}; rebuild the store")
-        return cls(root, manifest)
+        identities = check_store(root, manifest)
+        comp = cls(root, manifest)
+        comp._identities = identities
+        return comp
+
+    def _check_unchanged(self) -> None:
+        """Raise :class:`StoreError` if the files checked at open were replaced since
+        (an update was committed while the store was open): what was just read may mix
+        the two states."""
+        changed = changed_files(self.path, self._identities)
+        if changed:
+            raise StoreError(
+                f"{self.path} was updated while it was open ({changed[0]} changed): "
+                "what was read may mix two states of the store; open it again"
+            )
 
     def close(self) -> None:
         """Close the DuckDB connection."""
@@ -347,6 +368,7 @@ class Compendium:
 
         if layer not in EFFECT_LAYERS:
             raise KeyError(f"unknown layer {layer!r}; Effects layers: {list(EFFECT_LAYERS)}")
+        self._check_unchanged()
         rows = self.contrasts(conditions, mode=mode)
         gene_table = self._gene_columns(genes)
         cols = gene_table["zarr_col"].to_numpy(dtype=np.int64)
@@ -357,6 +379,7 @@ class Compendium:
             x = self._read_files(rows, layer, gene_table)
         else:
             x = np.zeros((0, len(cols)), dtype=np.float32)
+        self._check_unchanged()  # after reading: a commit that began meanwhile shows here
         obs = rows.set_index(pd.Index(rows["contrast_id"].astype(str), name="contrast_id"))
         obs = obs.drop(columns=["contrast_id"])
         var = gene_table.set_index(pd.Index(gene_table["gene_id"].astype(str), name="gene_id"))
@@ -380,7 +403,14 @@ class Compendium:
         uniq, inverse = np.unique(zrows, return_inverse=True)
         layout = row_sharded_layout(arr)
         if layout is not None:
-            block = read_rows(layout, uniq, threads=self.read_threads)  # only these rows
+            # only these rows; each shard checked against the manifest as it is opened
+            block = read_rows(
+                layout,
+                uniq,
+                threads=self.read_threads,
+                expected=self._shard_digests(mode, layer),
+                missing="error",
+            )
         elif len(uniq) and uniq[-1] - uniq[0] + 1 == len(uniq):
             block = arr[int(uniq[0]) : int(uniq[-1]) + 1]  # one contiguous read
         else:
@@ -389,6 +419,45 @@ class Compendium:
         if len(inverse) != len(uniq) or (np.diff(inverse) != 1).any():
             block = block[inverse]  # repeated or unsorted rows
         return block if all_genes else np.ascontiguousarray(block[:, cols])
+
+    def _shard_digests(self, mode: str, layer: str) -> Any:
+        """Shard number → :class:`ShardDigest` of one array, from the manifest (``None``
+        for stores written before shards had checksums)."""
+        from ._shards import ShardDigest
+
+        files = self.manifest.get("zarr", {}).get("files")
+        if not files:
+            return None
+        key = f"{mode}/{layer}"
+        cached = self._digests.get(key)
+        if cached is None:
+            prefix = f"{self._layout.rel(self._layout.zarr(mode))}/{layer}/c/"
+            cached = {}
+            for rel, rec in files.items():
+                if rel.startswith(prefix) and "index_crc32c" in rec:
+                    shard = int(rel[len(prefix) :].split("/", 1)[0])
+                    cached[shard] = ShardDigest(
+                        int(rec["bytes"]), str(rec["sha256"]), str(rec["index_crc32c"])
+                    )
+            self._digests[key] = cached
+        return cached
+
+    def _check_file(self, rel: str) -> None:
+        """Check an Effects file's size and SHA-256 against the manifest (once per open:
+        the whole file is read)."""
+        from .store import _check_file
+
+        if rel in self._checked_files:
+            return
+        rec = self.manifest.get("files", {}).get(rel)
+        if rec is not None:
+            problem, _ = _check_file(self.path, rel, rec)
+            if problem is not None:
+                raise StoreError(
+                    f"{self.path}: {rel} does not match the store's manifest ({problem}); "
+                    f"run `perturbridge repair {self.path}`"
+                )
+        self._checked_files.add(rel)
 
     def _read_files(self, rows: pd.DataFrame, layer: str, genes: pd.DataFrame) -> np.ndarray:
         import h5py
@@ -399,6 +468,7 @@ class Compendium:
         gene_pos = pd.Series(np.arange(len(genes)), index=genes["gene_id"].astype(str))
         for rel, grp in rows.groupby("effects_file", sort=True):
             path = self.path / str(rel)
+            self._check_file(str(rel))
             _, var = _read_obs_var(path)
             file_pos = gene_pos.reindex(var.index.astype(str)).to_numpy()
             have = ~np.isnan(file_pos)
