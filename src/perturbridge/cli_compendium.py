@@ -181,14 +181,30 @@ def build_cmd(
 
 def query_cmd(
     store: Annotated[Path, typer.Argument(help="Compendium store folder.")],
-    sql: Annotated[str, typer.Argument(help="DuckDB SQL over the catalog tables.")],
+    sql: Annotated[
+        str, typer.Argument(help="One read-only DuckDB SQL statement over the catalog tables.")
+    ],
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = (
         OutputFormat.table
     ),
-    limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 50,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="First N rows (pushed into the query). Default: 50 in table format, "
+            "all rows (streamed) in tsv/csv/json.",
+        ),
+    ] = None,
 ) -> None:
-    """Run SQL over the catalog (datasets, samples, conditions, contrasts, genes,
-    compounds, contexts, ledger).
+    """Run a read-only SQL query over the catalog (datasets, samples, conditions,
+    contrasts, genes, compounds, contexts, ledger).
+
+    One statement that reads: SELECT/WITH/FROM/VALUES, DESCRIBE, SHOW,
+    SUMMARIZE, EXPLAIN, PRAGMA table_info('<table>'). COPY, ATTACH, INSTALL,
+    LOAD, EXPORT, CREATE, INSERT, SET and other statements are refused before
+    they run, and a query cannot read other files or reach the network: the
+    store is read-only. Save a result with --format tsv > file (rows are
+    streamed). Ctrl-C stops a running query.
 
     Example:
 
@@ -198,17 +214,49 @@ def query_cmd(
 
     try:
         with Compendium.open(store) as comp:
-            df = comp.sql(sql)
+            if fmt is OutputFormat.table:
+                shown = 50 if limit is None else limit
+                # one row more than shown tells whether the result has more
+                frames = list(comp.sql_batches(sql, limit=shown + 1))
+                df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+                console.print(_frame_table(df, limit=shown))
+                if len(df) > shown:
+                    console.print(
+                        f"(more than {shown:,} rows; {shown} shown, use --limit or --format tsv)"
+                    )
+            else:
+                _write_frames(comp.sql_batches(sql, limit=limit), fmt)
+    except KeyboardInterrupt:
+        err_console.print("[bold red]error:[/] interrupted (Ctrl-C); the query was stopped")
+        raise typer.Exit(code=130) from None
     except _errors() as err:
         _fail(err)
-    if fmt is OutputFormat.table:
-        console.print(_frame_table(df, limit=limit))
-        if len(df) > limit:
-            console.print(f"({len(df):,} rows; {limit} shown, use --limit or --format tsv)")
-    elif fmt is OutputFormat.json:
-        typer.echo(df.to_json(orient="records", indent=1))
-    else:
-        typer.echo(df.to_csv(sep="\t" if fmt is OutputFormat.tsv else ",", index=False), nl=False)
+
+
+def _write_frames(frames: Any, fmt: OutputFormat) -> None:
+    """Write the frames of a query to stdout as they come (tsv, csv or one JSON array);
+    a closed pipe (``| head``) ends the output quietly."""
+    import os
+    import sys
+
+    try:
+        if fmt is OutputFormat.json:
+            sep = ""
+            sys.stdout.write("[")
+            for frame in frames:
+                if len(frame):
+                    records = frame.to_json(orient="records", indent=1)
+                    sys.stdout.write(sep + records[1:-1])
+                    sep = ","
+            sys.stdout.write("]\n")
+        else:
+            delimiter = "\t" if fmt is OutputFormat.tsv else ","
+            for i, frame in enumerate(frames):
+                sys.stdout.write(frame.to_csv(sep=delimiter, index=False, header=i == 0))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader has gone; point stdout at devnull so the exit flush is quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def info_cmd(
