@@ -648,6 +648,9 @@ def refs_build(
         bool,
         typer.Option("--online-pubchem", help="Allow online PubChem lookups (off: no network)."),
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing reference store at --out.")
+    ] = False,
 ) -> None:
     """Build a reference store from local upstream files; never touches the network.
 
@@ -659,8 +662,9 @@ def refs_build(
 
     try:
         store = RefStore.build(
-            source_dir=source, out=out, online_pubchem=online_pubchem, progress=True
-        )
+            source_dir=source, out=out, online_pubchem=online_pubchem, progress=True,
+            overwrite=force,
+        )  # fmt: skip
     except (PerturbridgeError, ValueError, KeyError, FileNotFoundError, OSError) as err:
         _fail(err)
     console.print(_refs_inputs_table(store.manifest))

@@ -47,6 +47,19 @@ def test_build_prints_inputs_and_tables(tmp_path: Path, no_network):
     assert (out / "manifest.json").is_file()
 
 
+def test_build_replaces_a_store_only_with_force(tmp_path: Path, no_network):
+    src, out = source_dir(tmp_path), tmp_path / "refs"
+    args = ["refs", "build", "--from", str(src), "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    before = (out / "manifest.json").read_text()
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2
+    assert "is a reference store" in " ".join(r.output.split())
+    assert (out / "manifest.json").read_text() == before
+    r = runner.invoke(app, [*args, "--force"])
+    assert r.exit_code == 0, r.output
+
+
 def test_build_refuses_a_foreign_folder(tmp_path: Path):
     busy = tmp_path / "busy"
     write(busy / "keep.txt", "x")

@@ -147,7 +147,9 @@ def test_rebuild_replaces_a_store_and_leaves_no_temporaries(tmp_path: Path):
     out = tmp_path / "refs"
     first = RefStore.build(source_dir=src, out=out)
     (src / "cells" / "cellosaurus.txt").unlink()
-    second = RefStore.build(source_dir=src, out=out)
+    with pytest.raises(StoreError, match=r"is a reference store .*pass --force"):
+        RefStore.build(source_dir=src, out=out)  # never replaced without asking
+    second = RefStore.build(source_dir=src, out=out, overwrite=True)
     assert "cellosaurus" not in {i["parser"] for i in second.manifest["inputs"]}
     assert first.manifest["created_utc"] <= second.manifest["created_utc"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["refs", "upstream"]
@@ -160,7 +162,7 @@ def test_a_failed_build_keeps_the_previous_store(tmp_path: Path):
     before = (out / "manifest.json").read_text()
     write(src / "cells" / "cellosaurus.txt", CELLOSAURUS_TXT.rsplit("//", 1)[0])  # truncated
     with pytest.raises(FormatError, match=r"cellosaurus.txt: the last record .* truncated"):
-        RefStore.build(source_dir=src, out=out)
+        RefStore.build(source_dir=src, out=out, overwrite=True)
     assert (out / "manifest.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["refs", "upstream"]
 
@@ -173,7 +175,7 @@ def test_missing_source_folder(tmp_path: Path):
 def test_store_inside_its_source_folder_is_not_read_back(tmp_path: Path):
     src = source_dir(tmp_path)
     RefStore.build(source_dir=src, out=src / "refs")
-    again = RefStore.build(source_dir=src, out=src / "refs")
+    again = RefStore.build(source_dir=src, out=src / "refs", overwrite=True)
     assert not [u for u in again.manifest["unmatched_files"] if u["path"].startswith("refs/")]
 
 
@@ -281,7 +283,7 @@ def test_derived_compound_structures_use_the_compound_module(tmp_path: Path, mon
     tcmp = next(i for i in st.manifest["inputs"] if i["parser"] == "tcmp")
     assert tcmp["version"] == "2020-03-24"
     with pytest.raises(StoreError, match="no online_pubchem parameter"):
-        RefStore.build(source_dir=tmp_path / "src", out=tmp_path / "refs", online_pubchem=True)
+        RefStore.build(source_dir=tmp_path / "src", out=tmp_path / "refs2", online_pubchem=True)
 
 
 def test_derived_compound_structures_skipped_without_the_module(tmp_path: Path, monkeypatch):

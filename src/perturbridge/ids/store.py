@@ -313,6 +313,7 @@ class RefStore:
         out: str | os.PathLike[str],
         online_pubchem: bool = False,
         progress: bool = False,
+        overwrite: bool = False,
     ) -> RefStore:
         """Build a store from the upstream files in ``source_dir``.
 
@@ -327,8 +328,8 @@ class RefStore:
         source_dir
             Folder of upstream files (as fetched by ``perturbridge refs fetch``).
         out
-            The store folder. It may not exist yet, be empty, or be an earlier store
-            (which is replaced); anything else is refused.
+            The store folder. It may not exist yet or be empty; an earlier store is
+            replaced only with ``overwrite=True`` (``--force``); anything else is refused.
         online_pubchem
             Let the derived compound step query PubChem online. Off by default: a build
             then never touches the network.
@@ -351,7 +352,7 @@ class RefStore:
         dest = Path(out)
         if not src.is_dir():
             raise StoreError(f"source folder not found: {src}")
-        _check_destination(dest)
+        _check_destination(dest, overwrite=overwrite)
         state = _Build(source_dir=src)
         state.notes.extend(_load_parser_modules())
         files = _input_files(src, dest)
@@ -383,13 +384,22 @@ class RefStore:
 # build steps
 
 
-def _check_destination(dest: Path) -> None:
+def _check_destination(dest: Path, *, overwrite: bool = True) -> None:
     if not dest.exists():
         return
     if not dest.is_dir():
         raise StoreError(f"refusing to write a reference store over the file {dest}")
-    if _is_store(dest) or not any(dest.iterdir()):
+    if not any(dest.iterdir()):
         return
+    if _is_store(dest):
+        if overwrite:
+            return
+        tables = sorted(p.stem for p in dest.glob("*.parquet"))
+        raise StoreError(
+            f"{dest} is a reference store ({len(tables)} tables: {', '.join(tables[:8])}); "
+            "building into it would replace it: pass --force (overwrite=True) to replace it, "
+            "or choose another --out"
+        )
     raise StoreError(
         f"refusing to overwrite {dest}: it is a non-empty folder that is not a reference "
         f"store (no {MANIFEST}); choose another --out or empty it"
