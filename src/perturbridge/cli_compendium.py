@@ -140,6 +140,10 @@ def build_cmd(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List the tasks and what is cached; run nothing.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Remove datasets of the store that the plan no longer lists."),
+    ] = False,
 ) -> None:
     """Build or update a compendium store from a plan; unchanged tasks are reused.
 
@@ -163,7 +167,7 @@ def build_cmd(
 
             console.print(_frame_table(pd.DataFrame(plan_tasks(p)), f"tasks of {plan.name}"))
             return
-        report = build(p, progress=True)
+        report = build(p, progress=True, force=force)
     except _errors() as err:
         _fail(err)
     counts = report.manifest.get("counts", {})

@@ -16,6 +16,7 @@ import pytest
 from perturbridge.compendium import (
     BuildError,
     Compendium,
+    PlanError,
     build,
     load_plan,
     plan_tasks,
@@ -85,7 +86,11 @@ def test_removing_a_dataset_removes_its_files(tmp_path, inputs):
     build(plan)
     assert (tmp_path / "store" / "samples" / "sim_counts.h5ad").is_file()
     plan = write_plan(tmp_path, l1000=inputs["l1000"])
-    report = build(plan)
+    # never without asking: the build stops before any work and names the dataset
+    with pytest.raises(PlanError, match=r"\['sim_counts'\] that this plan does not list"):
+        build(plan)
+    assert (tmp_path / "store" / "samples" / "sim_counts.h5ad").is_file()
+    report = build(plan, force=True)
     assert report.computed == [] and report.store_written
     store = tmp_path / "store"
     assert not (store / "samples" / "sim_counts.h5ad").exists()

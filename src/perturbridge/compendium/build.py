@@ -168,6 +168,7 @@ def build(
     *,
     executor: Executor | Callable[[], Executor] | None = None,
     progress: bool = False,
+    force: bool = False,
 ) -> BuildReport:
     """Build (or bring up to date) the compendium store of a plan.
 
@@ -181,6 +182,10 @@ def build(
         the plan's executor.
     progress
         Show a progress bar over tasks.
+    force
+        Let the build remove datasets of the store that the plan no longer lists (built
+        from a plan; imported datasets are always kept). Without it such a build stops
+        before any work and names them.
 
     Returns
     -------
@@ -213,6 +218,7 @@ def build(
     with store_lock(plan.store.path, purpose="build"), cache.lock():
         # read under the lock: an import finishing meanwhile must not be missed
         imported = _imported_datasets(plan)  # checked before any work: a clash is an error
+        _check_removals(plan, force=force)
         removed = cache.clean_partial()
         if removed:
             logger.info("removed %d unfinished task folders of an interrupted build", removed)
@@ -380,6 +386,30 @@ def _imported_datasets(plan: BuildPlan) -> list[str]:
             ]
         )
     return [n for n in imported if n not in {d.name for d in plan.datasets}]
+
+
+def _check_removals(plan: BuildPlan, *, force: bool) -> None:
+    """Refuse (before any work) a build that would remove plan-built datasets of the
+    store that this plan does not list, unless ``force``."""
+    from .store import read_manifest
+
+    if force or not (plan.store.path / "manifest.json").is_file():
+        return
+    manifest = read_manifest(plan.store.path)
+    listed = {d.name for d in plan.datasets}
+    gone = sorted(
+        str(d["name"])
+        for d in manifest.get("datasets", [])
+        if d.get("source") != "release_import" and str(d["name"]) not in listed
+    )
+    if gone:
+        raise PlanError(
+            [
+                f"the store {plan.store.path} holds dataset(s) {gone} that this plan does not "
+                "list; building would remove them: add them to the plan, choose another store, "
+                "or pass --force (force=True) to remove them"
+            ]
+        )
 
 
 def _parts(
