@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import inspect
 import logging
+import sys
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -76,6 +78,43 @@ def _ledger_table(ledger: Ledger, title: str) -> Table:
 def _fail(err: Exception) -> None:
     err_console.print(f"[bold red]error:[/] {err}")
     raise typer.Exit(code=2) from err
+
+
+def _check_out_file(out: Path, *, option: str = "--out") -> None:
+    """Refuse an output path that cannot be written, before any computation: a folder,
+    a file name longer than the file system allows, a missing or read-only folder."""
+    import os
+
+    if len(out.name.encode()) > 255:  # first: stat() of such a name raises
+        _fail(ValueError(f"{option}: the file name is too long ({len(out.name)} characters)"))
+    if out.is_dir():
+        _fail(ValueError(f"{option} {out} is a folder; give the path of the file to write"))
+    parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        _fail(ValueError(f"{option} {out}: the folder {parent} is not writable"))
+
+
+def _read_samples(path: Path) -> Any:
+    """A Samples .h5ad for ``de``, or a ValueError saying what the file is instead."""
+    import anndata as ad
+
+    if not path.is_file():
+        raise FileNotFoundError(f"Samples file not found: {path}")
+    try:
+        adata = ad.read_h5ad(path)
+    except OSError as err:
+        raise ValueError(
+            f"{path} is not an .h5ad (AnnData) file ({err}); `de` reads Samples written by "
+            "`perturbridge ingest` or `perturbridge pseudobulk` (a GCT/GCTX file is ingested "
+            "first: perturbridge ingest l1000 --level3 FILE --out samples.h5ad)"
+        ) from err
+    kind = adata.uns.get("perturbridge", {}).get("kind")
+    if kind == "effects" or "logFC" in adata.layers:
+        raise ValueError(
+            f"{path} holds Effects (the output of `de`: one row per contrast), not Samples; "
+            "run `de` on the Samples file it was computed from"
+        )
+    return adata
 
 
 def _print_version(value: bool) -> None:
@@ -163,6 +202,7 @@ def ingest_l1000(
     from .io import write_h5ad
     from .sources import read_l1000
 
+    _check_out_file(out)
     try:
         res = _annotated(
             read_l1000(
@@ -307,6 +347,7 @@ def _make_ingest_command(name: str) -> None:
         if unknown:
             _fail(ValueError(f"{name}: unknown parameter(s) {unknown}; known: {list(params)}"))
         kwargs = {k: _convert_parameter(params[k], v) for k, v in given.items()}
+        _check_out_file(out)
         try:
             res = _annotated(adapter.ingest(**kwargs), refs)
             res.samples.uns["ledger"] = res.ledger.to_frame()
@@ -388,10 +429,11 @@ def de(
 
         perturbridge de samples.h5ad --mode group --out effects.h5ad
     """
-    import anndata as ad
 
     from .de import limma_trend
     from .de.voom import limma_voom
+
+    _check_out_file(out)
     from .io import provenance, write_h5ad
 
     choices: dict[str, Any] = {
@@ -400,7 +442,7 @@ def de(
         "stdev_scaled": stdev_scaled,
     }
     try:
-        adata = ad.read_h5ad(samples)
+        adata = _read_samples(samples)
         adata.uns.pop("ledger", None)
         kind = adata.uns.get("perturbridge", {}).get("value_kind")
         method: Literal["trend", "voom"] = "voom" if kind == "counts" else "trend"
@@ -462,6 +504,7 @@ def pseudobulk_cmd(
     from .io import write_h5ad
     from .pseudobulk import pseudobulk
 
+    _check_out_file(out)
     try:
         res = pseudobulk(
             cells,
@@ -843,6 +886,7 @@ def refs_resolve(
     from .ids.store import RefStore
     from .io import atomic_path
 
+    _check_out_file(out)
     try:
         values = _read_values(file, column)
         store = RefStore.open(refs)
@@ -896,9 +940,36 @@ from .cli_agreement import register as _register_agreement  # noqa: E402
 _register_agreement(app)
 
 
+_OS_ADVICE = {
+    errno.ENOSPC: "the disk is full; free space (or point --out elsewhere) and run again",
+    errno.EDQUOT: "the disk quota is exceeded; free space and run again",
+    errno.EROFS: "the file system is read-only; write the output elsewhere",
+    errno.EACCES: "permission denied; write the output elsewhere or fix the permissions",
+    errno.EPERM: "operation not permitted; check the permissions",
+    errno.ENAMETOOLONG: "a file name is too long; use shorter names (e.g. dataset names)",
+}
+
+
 def main() -> None:
-    """Entry point of the ``perturbridge`` command."""
-    app()
+    """Entry point of the ``perturbridge`` command.
+
+    Mistakes a user can make are reported by the commands themselves; what the operating
+    system refuses (a full disk, a read-only file system, a name that is too long, no
+    permission) is reported here as one line with what to do, not as a traceback. Any
+    other exception is a bug and keeps its traceback.
+    """
+    try:
+        app()
+    except OSError as err:
+        if err.errno not in _OS_ADVICE:
+            raise
+        where = f" ({err.filename})" if err.filename else ""
+        err_console.print(
+            f"[bold red]error:[/] {err.strerror or err}{where}: {_OS_ADVICE[err.errno]}",
+            markup=True,
+            highlight=False,
+        )
+        sys.exit(2)
 
 
 if __name__ == "__main__":

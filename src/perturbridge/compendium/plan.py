@@ -76,6 +76,9 @@ DEFAULT_ZARR_LAYERS: tuple[str, ...] = (
     "adj.P.Value.within_one_contrast",
 )
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Longest dataset name: it becomes part of file names (255 bytes at most on Linux, with
+#: the suffixes the store adds), so a longer one fails before any work, not after.
+MAX_NAME = 128
 
 
 @dataclass(frozen=True)
@@ -605,6 +608,11 @@ def parse_plan(
             r.problem(
                 f"{where_d}.name: use letters, digits, '_', '.', '-' (it names files), "
                 f"found {name!r}"
+            )
+        elif len(name) > MAX_NAME:
+            r.problem(
+                f"{where_d}.name: at most {MAX_NAME} characters (it names files and folders), "
+                f"found {len(name)}"
             )
         source = r.get(d, "source", str, "", where_d, required=True)
         inputs = _inputs(r, d.get("inputs"), f"{where_d}.inputs")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import glob
 import hashlib
 import os
 import platform
@@ -66,6 +67,25 @@ def dir_mode() -> int:
     return 0o777 & ~umask()
 
 
+#: A temporary ``.part`` file untouched this long belongs to a dead writer.
+STALE_PART_S = 60.0
+
+
+def _remove_stale_parts(path: Path) -> None:
+    """Remove the temporary files of earlier writes of ``path`` that were killed (a
+    ``kill -9`` leaves them behind; they can be hundreds of MB). A write in progress
+    keeps touching its file, so only files unmodified for :data:`STALE_PART_S` go."""
+    import time
+
+    now = time.time()
+    for part in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+        try:
+            if now - part.stat().st_mtime > STALE_PART_S:
+                part.unlink()
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
@@ -76,6 +96,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_parts(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
