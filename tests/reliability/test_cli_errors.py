@@ -124,3 +124,48 @@ def test_leftovers_of_a_killed_write_are_cleaned(tmp_path, fault):
     )
     assert out.read_text() == "new"
     assert not stale.exists() and fresh.exists() and other.exists()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small store built from a simulated L1000 GCT."""
+    from compendium._fixtures import write_l1000, write_plan
+    from perturbridge.compendium import build
+
+    folder = tmp_path_factory.mktemp("export_store")
+    build(write_plan(folder, l1000=write_l1000(folder), extra="[executor]\nn_workers = 1\n"))
+    return folder / "store"
+
+
+def test_a_killed_export_leaves_nothing_and_the_rerun_works(tmp_path, store, monkeypatch, fault):
+    from perturbridge.compendium import Compendium, export_shards
+
+    out = tmp_path / "shards"
+    calls = {"n": 0}
+    real = Compendium.effects
+
+    def dies_midway(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # as a killed or interrupted export
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Compendium, "effects", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        export_shards(store, out, rows_per_shard=500, block_conditions=4)
+    monkeypatch.undo()
+    leftovers = sorted(p.name for p in tmp_path.iterdir())
+    # a kill -9 leaves its unfinished folder: the next export removes it
+    stale = tmp_path / ".shards.k1ll3d.part"
+    (stale / "part-00000.parquet").parent.mkdir()
+    (stale / "part-00000.parquet").write_bytes(b"x")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    shards = export_shards(store, out, rows_per_shard=500)
+    fault(
+        "killed export",
+        "no partial export; the rerun succeeds",
+        f"left after the kill: {leftovers or 'nothing'}; rerun wrote {len(shards)} shards",
+    )
+    assert leftovers == []
+    assert shards and (out / "_manifest.json").is_file() and not stale.exists()

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import atomic_path, write_h5ad
+from ..io._atomic import dir_mode
 from ..progress import track
 from ._common import canonical_json
 from .api import Compendium
@@ -122,11 +125,17 @@ def export_shards(
 
     if rows_per_shard < 1:
         raise ValueError(f"rows_per_shard must be >= 1, found {rows_per_shard}")
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} is not empty; export into a new or empty folder")
-    out.mkdir(parents=True, exist_ok=True)
+    target = Path(out_dir)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise FileExistsError(f"{target} is not empty; export into a new or empty folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_exports(target)
+    # shards go to a sibling folder renamed onto ``target`` at the end: a killed export
+    # leaves no half-written export behind (its folder is removed by the next run)
+    out = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    out.chmod(dir_mode())
     comp = store if isinstance(store, Compendium) else Compendium.open(store)
+    done = False
     try:
         contrasts = comp.contrasts(mode=mode)
         if datasets is not None:
@@ -206,11 +215,35 @@ def export_shards(
         }
         with atomic_path(out / "_manifest.json") as tmp:
             tmp.write_text(canonical_json(manifest, indent=2), encoding="utf-8")
-        logger.info("wrote %d rows in %d shards to %s", total, len(shards), out)
-        return shards
+        if target.exists():
+            target.rmdir()  # empty (checked above)
+        os.replace(out, target)
+        done = True
+        logger.info("wrote %d rows in %d shards to %s", total, len(shards), target)
+        return [target / p.name for p in shards]
     finally:
+        if not done:
+            shutil.rmtree(out, ignore_errors=True)
         if not isinstance(store, Compendium):
             comp.close()
+
+
+#: An unfinished export folder untouched this long belongs to a killed export.
+STALE_EXPORT_S = 60.0
+
+
+def _remove_stale_exports(target: Path) -> None:
+    """Remove the unfinished folders of earlier exports to ``target`` that were killed."""
+    import glob
+    import time
+
+    now = time.time()
+    for part in target.parent.glob(f".{glob.escape(target.name)}.*.part"):
+        try:
+            if part.is_dir() and now - part.stat().st_mtime > STALE_EXPORT_S:
+                shutil.rmtree(part)
+        except OSError:
+            continue
 
 
 def export_anndata(
