@@ -301,8 +301,8 @@ def _add_peer(
     suffix: str,
     obs: tuple[float, float],
     scores: tuple[np.ndarray, np.ndarray],
-    pair_observed: float,
 ) -> None:
+    """Per-side peer summaries against each side's observed value, and their pair means."""
     left = k.peer_summary(obs[0], scores[0])
     right = k.peer_summary(obs[1], scores[1])
     for field in k.PEER_FIELDS:
@@ -372,9 +372,7 @@ def _score(L: _Side, R: _Side, Lt: _Side, Rt: _Side) -> dict[str, Any]:
             sr = _peer_scores(R.x, mR, pr)
             for j, metric in enumerate(("deg_lfc_spearman", "direction_agreement")):
                 prefix = f"pb_{variant}_{metric}"
-                _add_peer(
-                    row, prefix, f"_{name}", side_obs[metric], (sl[j], sr[j]), pair_obs[metric]
-                )
+                _add_peer(row, prefix, f"_{name}", side_obs[metric], (sl[j], sr[j]))
                 row[f"pb_delta_vs_{variant}_{metric}_{name}"] = (
                     pair_obs[metric] - row[f"{prefix}_pair_{name}"]
                 )
@@ -401,7 +399,7 @@ def _score(L: _Side, R: _Side, Lt: _Side, Rt: _Side) -> dict[str, Any]:
         s_left = k.spearman_against(L.x, pl) if pl.shape[0] else np.empty(0)
         s_right = k.spearman_against(R.x, pr) if pr.shape[0] else np.empty(0)
         prefix = f"pb_{variant}_spearman_logfc"
-        _add_peer(row, prefix, "", (obs_all, obs_all), (s_left, s_right), obs_all)
+        _add_peer(row, prefix, "", (obs_all, obs_all), (s_left, s_right))
         row[f"pb_delta_vs_{variant}_spearman_logfc"] = obs_all - row[f"{prefix}_pair"]
     row["observed_spearman_t"] = k.spearman(L.t, R.t)
     row["observed_signed_overlap_t_top50"] = _signed_overlap(L.t, R.t)
