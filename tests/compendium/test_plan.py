@@ -494,3 +494,17 @@ def test_de_options_reach_the_engines(tmp_path):
         out[setting] = effects
     drop, keep = out["drop"], out["keep"]
     assert (keep.obs["df_residual"] > drop.obs["df_residual"]).all()
+
+
+def test_a_store_being_created_by_another_build_is_not_something_else(tmp_path):
+    """Two first builds race into a new folder: the second sees the first's lock and its
+    marker being written; the store lock decides, not a 'holds something else' error."""
+    from perturbridge.compendium.plan import check_store_path
+
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / ".lock").write_text("{}")
+    (store / "..perturbridge-store.x1y2z3.part").write_text("")
+    assert check_store_path(store) is None
+    (store / "notes.txt").write_text("mine")
+    assert "holds something else" in (check_store_path(store) or "")

@@ -327,3 +327,10 @@ def test_build_from_real_hgnc_depmap_and_lincs_files(tmp_path: Path, no_network)
     print(f"\nLINCS cellinfo ids linked to an accession: {link['linked']} of "
           f"{link['linked'] + link['unlinked'] + link['ambiguous']}")  # fmt: skip
     assert link["linked"] > 1_000
+
+
+def test_the_store_folder_honours_the_umask(tmp_path: Path):
+    from perturbridge.io._atomic import dir_mode
+
+    store = RefStore.build(source_dir=source_dir(tmp_path), out=tmp_path / "refs")
+    assert (store.path.stat().st_mode & 0o777) == dir_mode()

@@ -694,7 +694,14 @@ def check_store_path(path: Path) -> str | None:
         return f"store path {path} is a file, not a folder"
     if (path / STORE_MARKER).is_file():
         return None
-    entries = sorted(p.name for p in path.iterdir())
+    # a store another build is creating right now (its lock, its marker being written)
+    # counts as a store: that build's lock decides, not this check
+    entries = sorted(
+        p.name
+        for p in path.iterdir()
+        if p.name != ".lock"
+        and not (p.name.startswith(f".{STORE_MARKER}.") and p.name.endswith(".part"))
+    )
     if not entries:
         return None
     manifest = path / "manifest.json"

@@ -44,7 +44,7 @@ import pandas as pd
 
 from .._version import __version__
 from ..errors import FormatError, PerturbridgeError, SchemaError
-from ..io._atomic import file_sha256
+from ..io._atomic import dir_mode, file_sha256
 from ..progress import track
 from .tables import TABLE_COLUMNS, RefParser, list_parsers
 
@@ -552,6 +552,7 @@ def _derive(
 def _write_store(dest: Path, tables: dict[str, pd.DataFrame], manifest: dict[str, Any]) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".building", dir=dest.parent))
+    tmp.chmod(dir_mode())  # mkdtemp makes 0700; the store honours the umask
     old: Path | None = None
     try:
         for name, df in tables.items():
