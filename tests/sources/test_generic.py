@@ -554,3 +554,11 @@ def test_cli_writes_all_or_nothing(files, tmp_path, case):
     assert "mapping.toml" in r.output.replace("\n", "") or "samples.tsv" in r.output
     assert not out.exists()
     assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_an_expression_table_cut_mid_row_is_an_error(files):
+    counts = files["mapping"].parent / "counts.csv"
+    text = counts.read_text()
+    counts.write_text(text[: text.rstrip("\n").rfind(",") - 3])  # the last row cut short
+    with pytest.raises(FormatError, match=r"counts.csv: the last line has \d+ fields, the header"):
+        read_generic(files["mapping"])

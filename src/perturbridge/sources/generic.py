@@ -785,6 +785,7 @@ def _table_expression(m: GenericMapping, chunk_size: int) -> _Expression:
     where = str(path)
     if m.orientation == "genes_x_samples":
         gene_col, columns, _ = wide_table_columns(path, where=where)
+        _check_last_line(path, 1 + len(columns))
         if m.annotation is None and m.gene_id_column is not None and m.gene_id_column != gene_col:
             raise SchemaError(
                 m.gene_id_column,
@@ -845,7 +846,34 @@ def _header(path: Path) -> list[str]:
         head = pd.read_csv(path, sep=_sep(path), nrows=0)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise FormatError(f"{path}: cannot parse the expression table: {err}") from err
-    return [str(c) for c in head.columns]
+    names = [str(c) for c in head.columns]
+    _check_last_line(path, len(names))
+    return names
+
+
+def _check_last_line(path: Path, n_fields: int) -> None:
+    """A text table cut mid-row (an interrupted download or copy) has a short last line;
+    pandas would pad it with missing values. Checked on the file's tail, so a large
+    expression table is not read twice (a gzipped one is not checked here)."""
+    if path.suffix.lower() == ".gz":
+        return
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - (1 << 16)))
+        tail = fh.read()
+    lines = [ln for ln in tail.splitlines() if ln.strip()]
+    if len(lines) < 2 and size > (1 << 16):
+        return  # one very long line: nothing to compare here
+    if not lines:
+        return
+    last = lines[-1].decode("utf-8", errors="replace")
+    found = len(last.split(_sep(path)))
+    if found < n_fields:
+        raise FormatError(
+            f"{path}: the last line has {found} fields, the header {n_fields}: the expression "
+            "table is cut short (copy or download it again)"
+        )
 
 
 def _sep(path: Path) -> str:
