@@ -90,7 +90,6 @@ def gene_keys(var: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     raw = var["symbol"] if "symbol" in var.columns else pd.Series(var.index, index=var.index)
     s = raw.astype("string").fillna("").astype(str).str.strip().to_numpy(dtype=object)
     keep = (s != "") & ~pd.Series(s).duplicated(keep="first").to_numpy()
-    keep &= s != ""
     pos = np.flatnonzero(keep)
     return s[pos], pos
 
