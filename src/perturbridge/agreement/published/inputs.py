@@ -248,6 +248,18 @@ def _de_files(folder: Path) -> dict[str, Path]:
     return found
 
 
+def _read_processed(path: Path) -> pd.DataFrame:
+    """The obs of a sample-level processed file (read backed: only obs), normalised."""
+    import anndata as ad
+
+    a = ad.read_h5ad(path, backed="r")
+    try:
+        obs = a.obs.copy()
+    finally:
+        a.file.close()
+    return _normal_obs(obs, where=str(path), rule="cross")
+
+
 def _processed(folder: Path) -> Path | None:
     files = sorted(folder.glob("*.h5ad"))
     if not files:
@@ -267,7 +279,6 @@ def read_release(
     replicates: bool = True,
 ) -> ReleaseData:
     """Read a release tree. ``datasets`` gives the analysis order (default: sorted)."""
-    import anndata as ad
 
     root = Path(root)
     if not root.is_dir():
@@ -298,13 +309,7 @@ def read_release(
                 ds.replicate[ct] = read_de_file(path, dataset=name, cell_type=ct, rule="replicate")
         proc = _processed(folder)
         if proc is not None:
-            a = ad.read_h5ad(proc, backed="r")
-            try:
-                obs = a.obs.copy()
-            finally:
-                a.file.close()
-            ds.processed = _normal_obs(obs, where=str(proc), rule="cross")
-            ds.processed_path = proc
+            ds.processed, ds.processed_path = _read_processed(proc), proc
         out.append(ds)
     return ReleaseData(root=root, datasets=out)
 
@@ -371,15 +376,13 @@ def release_from_store(
         proc = entry.get("processed")
         proc_path = Path(proc["path"] if isinstance(proc, dict) else proc) if proc else None
         if proc_path is not None and proc_path.is_file():
-            import anndata as ad
-
-            a = ad.read_h5ad(proc_path, backed="r")
-            try:
-                obs = a.obs.copy()
-            finally:
-                a.file.close()
-            ds.processed = _normal_obs(obs, where=str(proc_path), rule="cross")
-            ds.processed_path = proc_path
+            want = proc.get("sha256") if isinstance(proc, dict) else None
+            if want and file_sha256(proc_path) != want:
+                raise ValueError(
+                    f"dataset {name!r}: processed file {proc_path} changed since it was "
+                    "imported (SHA-256 differs); import the release again"
+                )
+            ds.processed, ds.processed_path = _read_processed(proc_path), proc_path
         if not ds.group:
             skipped[name] = "no group_rep DE files were imported"
             continue
