@@ -157,3 +157,23 @@ def test_headless_chromium_renders_the_published_report(tmp_path, report):
         assert f'id="{section}"' in dom.stdout
     assert dom.stdout.count("<table>") >= 10
     assert len(PNG_TAG.findall(dom.stdout)) == 2
+
+
+def test_a_release_file_changed_after_its_import_is_refused(tmp_path):
+    """The profile reads the release files a store was imported from: one changed since
+    (same name, other values) is an error, never numbers from the wrong file."""
+    import anndata as ad
+
+    tree = write_release_tree(tmp_path / "tree", seed=5)
+    store = tmp_path / "store"
+    import_release(tree, store)
+    path = tree / "beta" / "group_rep" / "CVCL_0023_de.h5ad"
+    a = ad.read_h5ad(path)
+    a.layers["logFC"] = a.layers["logFC"] * 2
+    a.write_h5ad(path)
+    res = runner.invoke(
+        app, ["agreement", str(store), "--profile", "published", "--out", str(tmp_path / "o")]
+    )
+    assert res.exit_code == 2
+    assert "changed since it was imported" in " ".join(res.output.split())
+    assert not (tmp_path / "o").exists()
