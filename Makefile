@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint r-oracle browser bench clean
+.PHONY: demo test test-fast lint r-oracle browser bench clean
 
 $(BIN)/perturbridge: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,25 @@ r-oracle:
 browser:
 	@sh scripts/install_browser.sh
 
-## test: install, get the R oracle and the browser, lint and run the test suite
+## test: install, get the R oracle and the browser (outside any namespace), run the gates
+## (ruff check, ruff format --check, mypy), then the test suite with networking disabled:
+## pytest runs in a network namespace with only loopback when `unshare -n` works (root,
+## util-linux, iproute2); otherwise it runs normally and says why
 test: $(BIN)/perturbridge r-oracle browser
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/pytest
+	$(BIN)/ruff format --check src tests benchmarks
+	@if unshare -n sh -c 'ip link set lo up' 2>/dev/null; then \
+		echo "pytest: networking disabled (network namespace with only loopback)"; \
+		unshare -n sh -c 'ip link set lo up && exec $(BIN)/pytest'; \
+	else \
+		echo "pytest: cannot disable networking here (unshare -n needs root and util-linux," \
+			"ip needs iproute2); running with the network as it is" >&2; \
+		$(BIN)/pytest; \
+	fi
+
+## test-fast: the quick loop, without the tests marked slow
+test-fast: $(BIN)/perturbridge
+	$(BIN)/pytest -m "not slow"
 
 ## lint: ruff and mypy
 lint: $(BIN)/perturbridge
