@@ -105,7 +105,7 @@ def test_full_disk_is_one_line_with_what_to_do(monkeypatch, capsys, fault):
 
 
 def test_leftovers_of_a_killed_write_are_cleaned(tmp_path, fault):
-    from perturbridge.io import atomic_path
+    from perturbridge.io import atomic_file
 
     out = tmp_path / "samples.h5ad"
     stale = tmp_path / ".samples.h5ad.k1ll3d.part"
@@ -117,7 +117,7 @@ def test_leftovers_of_a_killed_write_are_cleaned(tmp_path, fault):
     other = tmp_path / ".other.h5ad.k1ll3d.part"
     other.write_bytes(b"z")
     os.utime(other, (old, old))
-    with atomic_path(out) as tmp:
+    with atomic_file(out) as tmp:
         tmp.write_text("new")
     fault(
         "kill -9 leaves .part files", "removed on the next write", f"stale left: {stale.exists()}"

@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .._version import __version__
+from ..io import atomic_dir
 from .cross import SignatureOptions, cross_pairs, dose_sensitivity_table, summarize_cross
 from .matching import Identity, match_conditions
 from .metrics import PAIR_METRICS, SCORES
@@ -394,12 +393,7 @@ def write_agreement_folder(
 
     out = Path(out).absolute()
     _check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    from ..io._atomic import dir_mode
-
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
-    try:
-        os.chmod(tmp, dir_mode())  # mkdtemp makes 0700; the folder honours the umask
+    with atomic_dir(out, replace=True) as tmp:
         for name, table in tables.items():
             frame = _plain_frame(table)
             frame.to_parquet(tmp / f"{name}.parquet", index=False)
@@ -407,21 +401,6 @@ def write_agreement_folder(
         full = dict(info)
         full["tables"] = sorted(tables)
         (tmp / INFO_FILE).write_text(canonical_json(full, indent=2), encoding="utf-8")
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, old / "x")
-        try:
-            os.replace(tmp, out)
-        except BaseException:
-            if old is not None:
-                os.replace(old / "x", out)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PerturbridgeError
+from ..io import atomic_file
 
 __all__ = [
     "STORE_FORMAT",
@@ -118,9 +119,7 @@ def strip_times(obj: Any) -> Any:
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as indented canonical JSON, atomically."""
-    from ..io import atomic_path
-
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_file(path) as tmp:
         tmp.write_text(canonical_json(obj, indent=2), encoding="utf-8")
     return path

@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..io import atomic_file
 from ._common import StoreError
 
 __all__ = [
@@ -182,11 +183,9 @@ class ShardWriter:
         index[: len(chunks), 0] = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.uint64)
         index_raw = index.tobytes()
         path = lay.shard_path(shard)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.part")
         sha = hashlib.sha256()
         index_crc = _crc32c(index_raw)
-        with open(tmp, "wb") as fh:  # mode: 0o666 less the umask, as any open()
+        with atomic_file(path) as tmp, open(tmp, "wb") as fh:
             for c in chunks:
                 fh.write(c)
                 sha.update(c)
@@ -194,7 +193,6 @@ class ShardWriter:
             fh.write(index_crc)
         sha.update(index_raw)
         sha.update(index_crc)
-        os.replace(tmp, path)
         nbytes = int(sizes.sum()) + len(index_raw) + len(index_crc)
         self.records[shard] = ShardDigest(nbytes, sha.hexdigest(), index_crc.hex())
 

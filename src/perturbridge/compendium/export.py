@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -38,8 +36,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_path, write_h5ad
-from ..io._atomic import dir_mode
+from ..io import atomic_dir, atomic_file, write_h5ad
 from ..progress import track
 from ._common import canonical_json
 from .api import Compendium
@@ -120,130 +117,121 @@ def export_shards(
     list of Path
         The shard files, in order.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     if rows_per_shard < 1:
         raise ValueError(f"rows_per_shard must be >= 1, found {rows_per_shard}")
     target = Path(out_dir)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise FileExistsError(f"{target} is not empty; export into a new or empty folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_exports(target)
     # shards go to a sibling folder renamed onto ``target`` at the end: a killed export
-    # leaves no half-written export behind (its folder is removed by the next run)
-    out = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
-    out.chmod(dir_mode())
+    # leaves no half-written export behind (its folder is removed by the next export)
     comp = store if isinstance(store, Compendium) else Compendium.open(store)
-    done = False
     try:
-        contrasts = comp.contrasts(mode=mode)
-        if datasets is not None:
-            unknown = sorted(set(datasets) - set(contrasts["dataset"]))
-            if unknown:
-                raise KeyError(f"datasets {unknown} have no {mode}-mode contrasts in the store")
-            contrasts = contrasts[contrasts["dataset"].isin(list(datasets))]
-        contrasts = contrasts.reset_index(drop=True)
-        genes = comp.genes()
-        schema = _schema()
-        ds_codes, ds_dict = _codes(contrasts["dataset"])
-        ctx_codes, ctx_dict = _codes(contrasts["cell_context"])
-        pert_codes, pert_dict = _codes(pd.Series(compound_ids(contrasts)))
-        gene_dict = pa.array(genes["gene_id"].to_numpy(dtype=str))
-        dose = contrasts["pert_dose_uM"].to_numpy(dtype=float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_dose = np.where(dose > 0, np.log10(dose), np.nan).astype(np.float32)
-        time = contrasts["pert_time_h"].to_numpy(dtype=np.float32)
-
-        shards: list[Path] = []
-        pending: list[pa.Table] = []
-        n_pending = 0
-        total = 0
-
-        def flush(final: bool) -> None:
-            nonlocal pending, n_pending
-            if not pending:
-                return
-            table = pa.concat_tables(pending)
-            start = 0
-            while table.num_rows - start >= rows_per_shard or (final and start < table.num_rows):
-                piece = table.slice(start, rows_per_shard)
-                path = out / f"part-{len(shards):05d}.parquet"
-                with atomic_path(path) as tmp:
-                    pq.write_table(piece, tmp, compression="zstd")
-                shards.append(path)
-                start += piece.num_rows
-            rest = table.slice(start)
-            pending = [rest] if rest.num_rows else []
-            n_pending = rest.num_rows
-
-        blocks = range(0, len(contrasts), block_conditions)
-        for b0 in track(blocks, description="export shards", enabled=progress):
-            sel = contrasts.iloc[b0 : b0 + block_conditions]
-            values = np.asarray(comp.effects(sel, layer=layer, mode=mode).X, dtype=np.float32)
-            r, g = np.nonzero(~np.isnan(values))
-            rows = r + b0
-            table = pa.Table.from_arrays(
-                [
-                    pa.DictionaryArray.from_arrays(pa.array(ds_codes[rows]), ds_dict),
-                    pa.DictionaryArray.from_arrays(pa.array(ctx_codes[rows]), ctx_dict),
-                    pa.DictionaryArray.from_arrays(pa.array(pert_codes[rows]), pert_dict),
-                    pa.DictionaryArray.from_arrays(pa.array(g.astype(np.int32)), gene_dict),
-                    pa.array(log_dose[rows]),
-                    pa.array(time[rows]),
-                    pa.array(values[r, g]),
-                ],
-                schema=schema,
-            )
-            pending.append(table)
-            n_pending += table.num_rows
-            total += table.num_rows
-            if n_pending >= rows_per_shard:
-                flush(final=False)
-        flush(final=True)
-        manifest = {
-            "kind": "perturbridge-training-shards",
-            "store": str(comp.path),
-            "build_key": comp.manifest.get("build_key"),
-            "mode": mode,
-            "layer": layer,
-            "datasets": sorted(contrasts["dataset"].unique().tolist()),
-            "rows": total,
-            "rows_per_shard": rows_per_shard,
-            "shards": [p.name for p in shards],
-            "columns": list(SHARD_COLUMNS),
-        }
-        with atomic_path(out / "_manifest.json") as tmp:
-            tmp.write_text(canonical_json(manifest, indent=2), encoding="utf-8")
-        if target.exists():
-            target.rmdir()  # empty (checked above)
-        os.replace(out, target)
-        done = True
-        logger.info("wrote %d rows in %d shards to %s", total, len(shards), target)
-        return [target / p.name for p in shards]
+        with atomic_dir(target) as out:
+            shards = _write_shards(
+                comp, out, mode=mode, layer=layer, rows_per_shard=rows_per_shard,
+                datasets=datasets, block_conditions=block_conditions, progress=progress,
+            )  # fmt: skip
     finally:
-        if not done:
-            shutil.rmtree(out, ignore_errors=True)
         if not isinstance(store, Compendium):
             comp.close()
+    return [target / p.name for p in shards]
 
 
-#: An unfinished export folder untouched this long belongs to a killed export.
-STALE_EXPORT_S = 60.0
+def _write_shards(
+    comp: Compendium,
+    out: Path,
+    *,
+    mode: str,
+    layer: str,
+    rows_per_shard: int,
+    datasets: Sequence[str] | None,
+    block_conditions: int,
+    progress: bool,
+) -> list[Path]:
+    """Write the shards and ``_manifest.json`` of :func:`export_shards` into ``out``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
+    contrasts = comp.contrasts(mode=mode)
+    if datasets is not None:
+        unknown = sorted(set(datasets) - set(contrasts["dataset"]))
+        if unknown:
+            raise KeyError(f"datasets {unknown} have no {mode}-mode contrasts in the store")
+        contrasts = contrasts[contrasts["dataset"].isin(list(datasets))]
+    contrasts = contrasts.reset_index(drop=True)
+    genes = comp.genes()
+    schema = _schema()
+    ds_codes, ds_dict = _codes(contrasts["dataset"])
+    ctx_codes, ctx_dict = _codes(contrasts["cell_context"])
+    pert_codes, pert_dict = _codes(pd.Series(compound_ids(contrasts)))
+    gene_dict = pa.array(genes["gene_id"].to_numpy(dtype=str))
+    dose = contrasts["pert_dose_uM"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_dose = np.where(dose > 0, np.log10(dose), np.nan).astype(np.float32)
+    time = contrasts["pert_time_h"].to_numpy(dtype=np.float32)
 
-def _remove_stale_exports(target: Path) -> None:
-    """Remove the unfinished folders of earlier exports to ``target`` that were killed."""
-    import glob
-    import time
+    shards: list[Path] = []
+    pending: list[pa.Table] = []
+    n_pending = 0
+    total = 0
 
-    now = time.time()
-    for part in target.parent.glob(f".{glob.escape(target.name)}.*.part"):
-        try:
-            if part.is_dir() and now - part.stat().st_mtime > STALE_EXPORT_S:
-                shutil.rmtree(part)
-        except OSError:
-            continue
+    def flush(final: bool) -> None:
+        nonlocal pending, n_pending
+        if not pending:
+            return
+        table = pa.concat_tables(pending)
+        start = 0
+        while table.num_rows - start >= rows_per_shard or (final and start < table.num_rows):
+            piece = table.slice(start, rows_per_shard)
+            path = out / f"part-{len(shards):05d}.parquet"
+            with atomic_file(path) as tmp:
+                pq.write_table(piece, tmp, compression="zstd")
+            shards.append(path)
+            start += piece.num_rows
+        rest = table.slice(start)
+        pending = [rest] if rest.num_rows else []
+        n_pending = rest.num_rows
+
+    blocks = range(0, len(contrasts), block_conditions)
+    for b0 in track(blocks, description="export shards", enabled=progress):
+        sel = contrasts.iloc[b0 : b0 + block_conditions]
+        values = np.asarray(comp.effects(sel, layer=layer, mode=mode).X, dtype=np.float32)
+        r, g = np.nonzero(~np.isnan(values))
+        rows = r + b0
+        table = pa.Table.from_arrays(
+            [
+                pa.DictionaryArray.from_arrays(pa.array(ds_codes[rows]), ds_dict),
+                pa.DictionaryArray.from_arrays(pa.array(ctx_codes[rows]), ctx_dict),
+                pa.DictionaryArray.from_arrays(pa.array(pert_codes[rows]), pert_dict),
+                pa.DictionaryArray.from_arrays(pa.array(g.astype(np.int32)), gene_dict),
+                pa.array(log_dose[rows]),
+                pa.array(time[rows]),
+                pa.array(values[r, g]),
+            ],
+            schema=schema,
+        )
+        pending.append(table)
+        n_pending += table.num_rows
+        total += table.num_rows
+        if n_pending >= rows_per_shard:
+            flush(final=False)
+    flush(final=True)
+    manifest = {
+        "kind": "perturbridge-training-shards",
+        "store": str(comp.path),
+        "build_key": comp.manifest.get("build_key"),
+        "mode": mode,
+        "layer": layer,
+        "datasets": sorted(contrasts["dataset"].unique().tolist()),
+        "rows": total,
+        "rows_per_shard": rows_per_shard,
+        "shards": [p.name for p in shards],
+        "columns": list(SHARD_COLUMNS),
+    }
+    with atomic_file(out / "_manifest.json") as tmp:
+        tmp.write_text(canonical_json(manifest, indent=2), encoding="utf-8")
+    logger.info("wrote %d rows in %d shards", total, len(shards))
+    return shards
 
 
 def export_anndata(

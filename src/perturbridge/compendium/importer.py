@@ -613,9 +613,9 @@ def _write_ledger(frame: pd.DataFrame, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ..io import atomic_path
+    from ..io import atomic_file
 
-    with atomic_path(path) as tmp:
+    with atomic_file(path) as tmp:
         pq.write_table(pa.Table.from_pandas(frame.astype(str), preserve_index=False), tmp)
 
 

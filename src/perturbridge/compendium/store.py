@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from .._version import __version__
-from ..io import atomic_path, file_sha256
+from ..io import atomic_file, file_sha256
 from ..io._atomic import file_mode
 from ..progress import track
 from ._common import (
@@ -603,7 +603,7 @@ def _copy_verified(src: Path, dst: Path, sha256: str) -> None:
     """Copy ``src`` to ``dst`` atomically, checking the SHA-256 of the bytes copied."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     h = hashlib.sha256()
-    with atomic_path(dst) as tmp, open(src, "rb") as fin, open(tmp, "wb") as fout:
+    with atomic_file(dst) as tmp, open(src, "rb") as fin, open(tmp, "wb") as fout:
         while block := fin.read(4 << 20):
             h.update(block)
             fout.write(block)
@@ -645,12 +645,12 @@ def _to_arrow_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:  # atomic_path: umask mode
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:  # atomic_file: umask mode
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(_to_arrow_frame(df), preserve_index=False)
-    with atomic_path(path) as tmp:
+    with atomic_file(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 
 

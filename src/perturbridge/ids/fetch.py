@@ -56,7 +56,7 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import PerturbridgeError
-from ..io._atomic import atomic_path, file_sha256
+from ..io._atomic import atomic_file, file_sha256
 
 __all__ = [
     "REMOTE_FILES",
@@ -486,7 +486,7 @@ def fetch_references(
         "failures": failures,
     }
     mpath = out_dir / FETCH_MANIFEST
-    with atomic_path(mpath) as tmp:
+    with atomic_file(mpath) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     if failures:
         raise FetchError(

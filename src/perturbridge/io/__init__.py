@@ -1,11 +1,12 @@
 """Reading and writing files: GCT/GCTX, atomic AnnData writes with provenance."""
 
-from ._atomic import atomic_path, file_sha256, provenance, write_h5ad
+from ._atomic import atomic_dir, atomic_file, file_sha256, provenance, write_h5ad
 from .gct import GCTXFile, read_gct, read_gctx, write_gct, write_gctx
 
 __all__ = [
     "GCTXFile",
-    "atomic_path",
+    "atomic_dir",
+    "atomic_file",
     "file_sha256",
     "provenance",
     "read_gct",

@@ -1,4 +1,11 @@
-"""Atomic writes and provenance records."""
+"""Atomic writes and provenance records.
+
+Every output file or folder is written through :func:`atomic_file` or
+:func:`atomic_dir`, which share one rule: write into a sibling temporary
+(``.<name>.<random>.part``), rename it into place on success, remove it on any
+exception; temporaries left by a killed writer are removed by the next write of the
+same path once they are :data:`STALE_PART_S` old. Modes honour the umask.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,9 @@ import glob
 import hashlib
 import os
 import platform
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +28,8 @@ if TYPE_CHECKING:
     import anndata as ad
 
 __all__ = [
-    "atomic_path",
+    "atomic_dir",
+    "atomic_file",
     "dir_mode",
     "file_mode",
     "file_sha256",
@@ -67,45 +77,112 @@ def dir_mode() -> int:
     return 0o777 & ~umask()
 
 
-#: A temporary ``.part`` file untouched this long belongs to a dead writer.
+#: A temporary ``.part`` file or folder untouched this long belongs to a dead writer.
 STALE_PART_S = 60.0
 
 
 def _remove_stale_parts(path: Path) -> None:
-    """Remove the temporary files of earlier writes of ``path`` that were killed (a
+    """Remove the temporaries of earlier writes of ``path`` that were killed (a
     ``kill -9`` leaves them behind; they can be hundreds of MB). A write in progress
-    keeps touching its file, so only files unmodified for :data:`STALE_PART_S` go."""
-    import time
-
+    keeps touching its temporary, so only those unmodified for :data:`STALE_PART_S` go."""
     now = time.time()
     for part in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
         try:
-            if now - part.stat().st_mtime > STALE_PART_S:
+            if now - part.stat().st_mtime <= STALE_PART_S:
+                continue
+            if part.is_dir():
+                shutil.rmtree(part)
+            else:
                 part.unlink()
         except OSError:
             continue  # gone meanwhile, or not ours to remove
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+def _remove(tmp: Path) -> None:
+    """Remove a temporary file or folder (the one rollback rule of every atomic write)."""
+    if tmp.is_dir() and not tmp.is_symlink():
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.unlink(missing_ok=True)
 
-    On any error the temporary file is removed and ``path`` is left untouched, so a
-    failed write never leaves a half-written output behind. The file gets the mode a
-    plain ``open()`` would give it (``0o666`` less the umask), not ``mkstemp``'s 0600.
-    """
-    path = Path(path)
+
+def _sibling(path: Path, *, folder: bool) -> Path:
+    """A new temporary ``.<name>.<random>.part`` beside ``path``, with the umask's mode
+    (not the 0600/0700 of ``mkstemp``/``mkdtemp``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_parts(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    prefix, suffix = f".{path.name}.", ".part"
+    if folder:
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=path.parent))
+        os.chmod(tmp, dir_mode())
+    else:
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+        os.chmod(tmp, file_mode())
+    return tmp
+
+
+def _rename_into_place(tmp: Path, path: Path, *, replace: bool) -> None:
+    """Rename the folder ``tmp`` onto ``path``: an empty folder there is replaced; a
+    non-empty one only with ``replace`` (it is moved aside first and put back if the
+    rename fails), else :class:`FileExistsError`."""
+    if not path.exists():
+        os.replace(tmp, path)
+        return
+    if path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
+        os.replace(tmp, path)
+        return
+    if not replace:
+        raise FileExistsError(f"{path} exists and is not an empty folder; nothing was written")
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    os.replace(path, old / "x")
     try:
-        yield tmp_path
-        os.chmod(tmp_path, dir_mode() if tmp_path.is_dir() else file_mode())
-        os.replace(tmp_path, path)
+        os.replace(tmp, path)
     except BaseException:
-        tmp_path.unlink(missing_ok=True)
+        os.replace(old / "x", path)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary file path beside ``path``; rename it onto ``path`` on success.
+
+    On any error the temporary is removed and ``path`` is left untouched, so a failed
+    write never leaves a half-written output behind. The file gets the mode a plain
+    ``open()`` would give it (``0o666`` less the umask), not ``mkstemp``'s 0600.
+    """
+    path = Path(path)
+    tmp = _sibling(path, folder=False)
+    try:
+        yield tmp
+        os.chmod(tmp, dir_mode() if tmp.is_dir() else file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str], *, replace: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; rename it onto ``path`` on success.
+
+    The same rule as :func:`atomic_file`: on any error the temporary folder is removed
+    and ``path`` is left untouched. The folder gets the mode ``mkdir()`` would give it
+    (``0o777`` less the umask). An empty folder at ``path`` is replaced; a non-empty
+    one only with ``replace=True`` (else :class:`FileExistsError`), in which case the
+    old folder is put back if the final rename fails.
+    """
+    path = Path(path)
+    tmp = _sibling(path, folder=True)
+    try:
+        yield tmp
+        _rename_into_place(tmp, path, replace=replace)
+    except BaseException:
+        _remove(tmp)
         raise
 
 
@@ -152,6 +229,6 @@ def _plain(v: Any) -> Any:
 def write_h5ad(adata: ad.AnnData, path: str | os.PathLike[str]) -> Path:
     """Write ``adata`` to ``path`` atomically (temporary file, then rename)."""
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_file(path) as tmp:
         adata.write_h5ad(tmp)
     return path

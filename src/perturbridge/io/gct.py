@@ -54,7 +54,7 @@ import pandas as pd
 
 from .._version import __version__
 from ..errors import FormatError
-from ._atomic import atomic_path
+from ._atomic import atomic_file
 
 __all__ = ["GCT", "GCTXFile", "read_gct", "read_gctx", "write_gct", "write_gctx"]
 
@@ -975,7 +975,7 @@ def write_gctx(
     row_fields = [(str(c), _typed_field(row_meta[c])) for c in row_meta.columns]
     col_fields = [(str(c), _typed_field(col_meta[c])) for c in col_meta.columns]
     path = Path(path)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+    with atomic_file(path) as tmp, h5py.File(tmp, "w") as h5:
         h5.attrs["version"] = np.bytes_(_GCTX_VERSION)
         h5.attrs["creator"] = np.bytes_(f"perturbridge {__version__}")
         _write_matrix(h5, arr, chunk_cols, compression)
@@ -1065,7 +1065,7 @@ def write_gct(
         _check_cells(f"field {name!r}", [name, *cells])
     n_rows, n_cols = arr.shape
     path = Path(path)
-    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as fh:
+    with atomic_file(path) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as fh:
         fh.write("#1.3\n")
         fh.write(f"{n_rows}\t{n_cols}\t{len(row_cells)}\t{len(col_cells)}\n")
         fh.write("\t".join(["id", *(name for name, _ in row_cells), *col_ids]) + "\n")

@@ -156,7 +156,7 @@ class SimulatedL1000:
         A mapping ``{"gctx", "inst_info", "truth_conditions", "truth_logfc",
         "truth_samples", "params"}`` to the written paths.
         """
-        from ..io._atomic import atomic_path, provenance
+        from ..io._atomic import atomic_file, provenance
         from ..io.gct import write_gctx
 
         out = Path(out_dir)
@@ -170,22 +170,22 @@ class SimulatedL1000:
             "params": out / "simulation_params.json",
         }
         write_gctx(paths["gctx"], self.data, row_meta=self.row_meta, col_meta=self.col_meta)
-        with atomic_path(paths["inst_info"]) as tmp:
+        with atomic_file(paths["inst_info"]) as tmp:
             self.inst_info().to_csv(tmp, sep="\t", index=False)
-        with atomic_path(paths["truth_conditions"]) as tmp:
+        with atomic_file(paths["truth_conditions"]) as tmp:
             self.truth_conditions.to_csv(tmp, sep="\t", index=True)
-        with atomic_path(paths["truth_logfc"]) as tmp, open(tmp, "wb") as fh:
+        with atomic_file(paths["truth_logfc"]) as tmp, open(tmp, "wb") as fh:
             np.save(fh, np.asarray(self.truth_logfc, dtype=np.float64))
         cond_ids = self.truth_conditions.index.to_numpy()
         sample_cond = np.where(
             self.sample_condition >= 0, cond_ids[np.maximum(self.sample_condition, 0)], ""
         )
-        with atomic_path(paths["truth_samples"]) as tmp:
+        with atomic_file(paths["truth_samples"]) as tmp:
             pd.DataFrame(
                 {"inst_id": self.col_meta.index.to_numpy(), "condition_id": sample_cond}
             ).to_csv(tmp, sep="\t", index=False)
         record = provenance(step="simulate_l1000", params=self.params)
-        with atomic_path(paths["params"]) as tmp:
+        with atomic_file(paths["params"]) as tmp:
             tmp.write_text(json.dumps(record, indent=2) + "\n")
         return paths
 
