@@ -1,0 +1,245 @@
+"""The command examples of README.md and docs/*.md are held to the command line.
+
+Every ``perturbridge …`` line of a shell code block (after joining ``\\`` continuations) is
+checked against the CLI itself (click introspection of ``perturbridge.cli.app``): the
+command path exists, every option exists, each option that takes a value has one, the
+positional arguments fit and the required ones are there, and ``--input NAME=PATH`` /
+``--set NAME=VALUE`` of ``ingest <source>`` name parameters of that source's reader.
+Each command path's ``--help`` runs, and the self-contained examples (``sources list``,
+``demo``) run for real.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+SHELL_LANGS = {"", "sh", "bash", "console", "shell"}
+# where the shell stops passing words to perturbridge
+SHELL_OPERATORS = {">", ">>", "|", "&&", "||", ";", "2>", "&"}
+# quick examples that need nothing but the package (the demo, slow, has its own test)
+SELF_CONTAINED = {("sources", "list")}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One ``perturbridge …`` command line of a document."""
+
+    file: str
+    line: int
+    text: str
+
+    @property
+    def words(self) -> list[str]:
+        words = shlex.split(self.text, comments=True)
+        for i, w in enumerate(words):
+            if w in SHELL_OPERATORS:
+                words = words[:i]
+                break
+        # optional parts are written in square brackets: [--inst-info inst_info.tsv]
+        return [w.strip("[]") for w in words[1:] if w.strip("[]")]
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.text}"
+
+
+def _examples() -> list[Example]:
+    out = []
+    for path in DOCS:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        in_block, lang, i = False, "", 0
+        while i < len(lines):
+            line = lines[i]
+            fence = re.match(r"^\s*```(\S*)", line)
+            if fence:
+                in_block, lang = not in_block, fence.group(1)
+                i += 1
+                continue
+            start = i
+            if in_block and lang in SHELL_LANGS:
+                text = line.strip().removeprefix("$ ")
+                while text.endswith("\\") and i + 1 < len(lines):
+                    i += 1
+                    text = text[:-1].rstrip() + " " + lines[i].strip()
+                if text.startswith("perturbridge ") or text == "perturbridge":
+                    out.append(Example(path.relative_to(ROOT).as_posix(), start + 1, text))
+            i += 1
+    return out
+
+
+EXAMPLES = _examples()
+
+
+def test_the_examples_are_found() -> None:
+    files = {e.file for e in EXAMPLES}
+    assert {"README.md", "docs/compendium.md", "docs/sources.md"} <= files, files
+    assert len(EXAMPLES) > 30
+
+
+@pytest.fixture(scope="module")
+def root_command() -> Any:
+    import typer.main
+
+    from perturbridge.cli import app
+
+    return typer.main.get_command(app)
+
+
+def _is_group(cmd: Any) -> bool:
+    # typer ships its own copy of click: duck typing, not isinstance(click.Group)
+    return hasattr(cmd, "commands")
+
+
+def _command_path(root: Any, words: list[str]) -> tuple[list[str], Any, list[str]]:
+    """The command path, the click command it names and the words after it."""
+    path: list[str] = []
+    cmd = root
+    rest = list(words)
+    while _is_group(cmd) and rest and not rest[0].startswith("-"):
+        name = rest[0]
+        sub = cmd.commands.get(name)
+        if sub is None:
+            raise LookupError(
+                f"'perturbridge {' '.join([*path, name])}' is not a command; "
+                f"'perturbridge {' '.join(path)}' has {sorted(cmd.commands)}"
+            )
+        path.append(name)
+        cmd = sub
+        rest.pop(0)
+    return path, cmd, rest
+
+
+def _problems(root: Any, example: Example) -> list[str]:
+    try:
+        path, cmd, rest = _command_path(root, example.words)
+    except LookupError as err:
+        return [str(err)]
+    if _is_group(cmd):
+        return [f"'perturbridge {' '.join(path)}' needs a command: {sorted(cmd.commands)}"]
+    options: dict[str, Any] = {}
+    for p in cmd.params:
+        if p.param_type_name == "option":
+            for opt in (*p.opts, *p.secondary_opts):
+                options[opt] = p
+    where = f"perturbridge {' '.join(path)}"
+    problems: list[str] = []
+    positional: list[str] = []
+    given: dict[str, list[str]] = {}
+    i = 0
+    while i < len(rest):
+        word = rest[i]
+        i += 1
+        if not word.startswith("-") or word == "-":
+            positional.append(word)
+            continue
+        name, eq, value = word.partition("=")
+        if name in ("--help", "-h"):
+            continue
+        opt = options.get(name)
+        if opt is None:
+            problems.append(f"{where} has no option {name}; options: {sorted(options)}")
+            continue
+        if opt.is_flag or opt.count:
+            given.setdefault(opt.name or name, [])
+            continue
+        if not eq:
+            if i >= len(rest) or rest[i].startswith("--"):
+                problems.append(f"{where}: option {name} needs a value")
+                continue
+            value = rest[i]
+            i += 1
+        given.setdefault(opt.name or name, []).append(value)
+    arguments = [p for p in cmd.params if p.param_type_name == "argument"]
+    capacity = sum(float("inf") if a.nargs < 0 else a.nargs for a in arguments)
+    if len(positional) > capacity:
+        problems.append(f"{where} takes {capacity:g} argument(s), given {positional}")
+    n_required = sum(max(a.nargs, 1) for a in arguments if a.required)
+    if len(positional) < n_required and "--help" not in rest:
+        problems.append(
+            f"{where} needs argument(s) {[a.name for a in arguments if a.required]}, "
+            f"given {positional}"
+        )
+    missing = [
+        p.opts[0]
+        for p in cmd.params
+        if p.param_type_name == "option" and p.required and p.name not in given
+    ]
+    if missing and "--help" not in rest:
+        problems.append(f"{where}: required option(s) {missing} not given")
+    if path[:1] == ["ingest"] and len(path) == 2 and "--input" in options:
+        problems += _reader_problems(path[1], given, where)
+    return problems
+
+
+def _reader_problems(source: str, given: dict[str, list[str]], where: str) -> list[str]:
+    from perturbridge.sources import get_source
+
+    params = inspect.signature(get_source(source).reader()).parameters
+    out = []
+    for option in ("inputs", "settings"):
+        for item in given.get(option, []):
+            name = item.partition("=")[0].strip().replace("-", "_")
+            if name not in params:
+                out.append(f"{where}: {item!r} names no parameter of the reader; {list(params)}")
+    return out
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=str)
+def test_example_matches_the_command_line(root_command: Any, example: Example) -> None:
+    problems = _problems(root_command, example)
+    assert not problems, f"{example}\n" + "\n".join(problems)
+
+
+def _run(args: list[str]) -> Any:
+    from typer.testing import CliRunner
+
+    from perturbridge.cli import app
+
+    return CliRunner().invoke(app, args)
+
+
+def test_help_of_every_documented_command_runs(root_command: Any) -> None:
+    paths = set()
+    for example in EXAMPLES:
+        try:
+            paths.add(tuple(_command_path(root_command, example.words)[0]))
+        except LookupError:
+            continue  # test_example_matches_the_command_line names it
+    for path in sorted(paths):
+        result = _run([*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage" in result.output, (path, result.output)
+
+
+def _self_contained(root_command: Any) -> list[Example]:
+    return [e for e in EXAMPLES if tuple(e.words[:2]) in SELF_CONTAINED]
+
+
+def test_self_contained_examples_run(
+    root_command: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    ran = 0
+    for example in _self_contained(root_command):
+        result = _run(example.words)
+        assert result.exit_code == 0, f"{example}\n{result.output}"
+        ran += 1
+    assert ran, "no self-contained example (sources list) in the docs"
+
+
+@pytest.mark.slow
+def test_the_documented_demo_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    demos = [e for e in EXAMPLES if e.words[:1] == ["demo"]]
+    assert demos, "no `perturbridge demo` example in the docs"
+    example = demos[0]
+    result = _run(example.words)
+    assert result.exit_code == 0, f"{example}\n{result.output}"
