@@ -75,7 +75,7 @@ def test_report_command_calls_write_report(store, tmp_path, monkeypatch):
     import sys
 
     monkeypatch.setitem(
-        sys.modules, "perturbridge.agreement.report", types.SimpleNamespace(write_report=fake)
+        sys.modules, "perturbridge.report", types.SimpleNamespace(write_report=fake)
     )
     out = tmp_path / "r.html"
     res = runner.invoke(

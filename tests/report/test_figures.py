@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from perturbridge.agreement import figures as F
+from perturbridge.report import figures as F
 
 PAIR_METRICS = ("deg_spearman", "direction", "spearman", "top100")
 CROSS_BASELINES = ("cross_centroid_a", "cross_centroid_b", "peer_mean")
@@ -339,7 +339,7 @@ def test_figures_do_not_touch_pyplot():
     code = (
         "import sys, matplotlib; raw = lambda: dict(dict.items(matplotlib.rcParams)); "
         "before = raw(); "
-        "from perturbridge.agreement import figures as F; import pandas as pd; "
+        "from perturbridge.report import figures as F; import pandas as pd; "
         "F.figure_png(F.cross_agreement_figure(pd.DataFrame())); "
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'; "
         "assert raw() == before, 'rcParams changed'"

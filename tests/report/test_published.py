@@ -12,12 +12,12 @@ import pytest
 from typer.testing import CliRunner
 
 from perturbridge.agreement.published import PublishedOptions, read_published, run_published
-from perturbridge.agreement.published.report import write_published_report
 from perturbridge.cli import app
 from perturbridge.compendium import import_release
+from perturbridge.report import write_published_report
 from perturbridge.simulate.release import write_release_tree
 
-from ..test_report import _chromium, _console_errors, _run_chromium
+from .test_html import _chromium, _console_errors, _run_chromium
 
 runner = CliRunner()
 PNG_TAG = re.compile(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]+"')

@@ -3,11 +3,9 @@ dataset (replicates) and across datasets (see ``docs/agreement.md``).
 
 Pure kernels live in :mod:`.metrics` and :mod:`.bootstrap`; :func:`run_agreement`
 computes every table of a compendium store through its public API;
-:func:`signature_agreement` handles signatures outside a store. ``write_report`` (the
-HTML report) is imported on first use.
+:func:`signature_agreement` handles signatures outside a store. The HTML report is
+:func:`perturbridge.report.write_report`.
 """
-
-from typing import Any
 
 from .bootstrap import BootstrapCI, cluster_bca, cluster_stratum_means, nested_mean
 from .cross import SignatureOptions, cross_pairs, summarize_cross
@@ -72,14 +70,5 @@ __all__ = [
     "spearman_rows",
     "summarize_cross",
     "topk_overlap",
-    "write_report",
     "zscore_stats",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "write_report":
-        from .report import write_report
-
-        return write_report
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

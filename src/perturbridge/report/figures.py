@@ -38,7 +38,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from ..io import atomic_path
+from ..io import atomic_file
 
 __all__ = [
     "BASELINE_LABELS",
@@ -682,7 +682,7 @@ def save_figures(
             "svg": _figure_svg(fig),
         }
         for kind, path in paths.items():
-            with atomic_path(path) as tmp:
+            with atomic_file(path) as tmp:
                 tmp.write_bytes(payloads[kind])
         written[name] = paths
     return written

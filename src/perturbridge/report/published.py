@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..._version import __version__
-from ...io import atomic_path
-from .. import figures as F
-from ..report import _CSS, _ci, _delta_cell, _e, _empty, _Fig, _figure_html, _num, _p, _table
+from .._version import __version__
+from ..io import atomic_file
+from . import figures as F
+from .tables import _CSS, _ci, _delta_cell, _e, _empty, _Fig, _figure_html, _num, _p, _table
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .run import PublishedResult
+    from ..agreement.published import PublishedResult
 
 __all__ = ["CROSS_LAYOUT", "REPLICATE_LAYOUT", "published_figures", "write_published_report"]
 
@@ -406,7 +406,7 @@ def write_published_report(
     figs = {name: _Fig(name, data) for name, data in png.items()}
     title = title or "Agreement report (published profile)"
     document = render_published(result, figs, title=title)
-    with atomic_path(out) as tmp:
+    with atomic_file(out) as tmp:
         tmp.write_text(document, encoding="utf-8")
     logger.info("published report written to %s", out)
     return out
