@@ -42,7 +42,8 @@ DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "src"))
 
 from perturbridge.ids import parsers_compounds as pc  # noqa: E402
-from perturbridge.ids.compounds import CompoundResolver, compound_structures  # noqa: E402
+from perturbridge.ids.compound_index import compound_structures  # noqa: E402
+from perturbridge.ids.compounds import CompoundResolver  # noqa: E402
 
 SALTS = [" hydrochloride", " HCl", " (mesylate)", " sodium", " (hydrate)", " maleate", " 2HCl"]
 

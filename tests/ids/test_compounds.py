@@ -1,4 +1,5 @@
-"""Tests of perturbridge.ids.compounds: the compound resolver and the PubChem client."""
+"""Tests of perturbridge.ids.compounds, .compound_index and .pubchem: the compound resolver
+and the PubChem client."""
 
 from __future__ import annotations
 
@@ -16,17 +17,16 @@ import pytest
 
 from conftest import shared_path
 from perturbridge.errors import SchemaError
+from perturbridge.ids import compound_index, compounds
 from perturbridge.ids.chem import standardize_smiles_many
-from perturbridge.ids.compounds import (
+from perturbridge.ids.compound_index import (
     MATCH_TYPES,
     RESULT_COLUMNS,
-    CompoundResolver,
-    OfflineError,
-    PubChemClient,
-    PubChemError,
     compound_structures,
     detect_kind,
 )
+from perturbridge.ids.compounds import CompoundResolver
+from perturbridge.ids.pubchem import OfflineError, PubChemClient, PubChemError
 
 IMATINIB = "Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1"
 IMATINIB_KEY = "KTUFNOKKBVMGRW-UHFFFAOYSA-N"
@@ -422,12 +422,11 @@ def test_compound_structures_table_is_reused(monkeypatch: pytest.MonkeyPatch) ->
     assert structures["smiles"].is_unique
     assert set(structures["smiles"]) == set(comp["smiles"].dropna())
 
-    import perturbridge.ids.compounds as mod
-
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("standardization should not run when structures are given")
 
-    monkeypatch.setattr(mod, "standardize_smiles_many", refuse)
+    monkeypatch.setattr(compound_index, "standardize_smiles_many", refuse)
+    monkeypatch.setattr(compounds, "standardize_smiles_many", refuse)
     res = CompoundResolver.from_tables(compounds=comp, compound_synonyms=syn, structures=structures)
     assert res.resolve_one("imatinib mesylate")["parent_inchikey"] == IMATINIB_KEY
 

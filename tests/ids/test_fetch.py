@@ -18,6 +18,7 @@ from perturbridge.ids.fetch import (
     FETCH_MANIFEST,
     REMOTE_FILES,
     FetchError,
+    FetchOptions,
     fetch_references,
     resolve_urls,
 )
@@ -101,7 +102,7 @@ def test_fetch_real_files_then_build_offline(tmp_path: Path, no_network):
                 "hgnc_complete_set": f"{base}/reference_hgnc/hgnc_complete_set.txt.gz",
                 "depmap_sample_info": f"{base}/reference_cell_lines/depmap_sample_info.csv",
             },
-            sleep=no_sleep,
+            options=FetchOptions(sleep=no_sleep),
         )
     got = {f.name: f for f in res.files}
     assert got["hgnc_complete_set"].path == "hgnc_complete_set.txt.gz"
@@ -137,7 +138,10 @@ def test_404_fails_at_once_and_the_rest_is_kept(tmp_path: Path, mirror: Path):
         pytest.raises(FetchError, match=r"1 of 2 reference files failed: cellosaurus: .*404"),
     ):
         fetch_references(
-            out, names=["hgnc_complete_set", "cellosaurus"], base_url=base, sleep=no_sleep
+            out,
+            names=["hgnc_complete_set", "cellosaurus"],
+            base_url=base,
+            options=FetchOptions(sleep=no_sleep),
         )
     manifest = json.loads((out / FETCH_MANIFEST).read_text())
     assert [f["name"] for f in manifest["files"]] == ["hgnc_complete_set"]
@@ -148,7 +152,12 @@ def test_404_fails_at_once_and_the_rest_is_kept(tmp_path: Path, mirror: Path):
 def test_404_is_not_retried(tmp_path: Path, mirror: Path):
     waits: list[float] = []
     with serve(mirror) as base, pytest.raises(FetchError, match="HTTP 404"):
-        fetch_references(tmp_path / "up", names=["cellosaurus"], base_url=base, sleep=waits.append)
+        fetch_references(
+            tmp_path / "up",
+            names=["cellosaurus"],
+            base_url=base,
+            options=FetchOptions(sleep=waits.append),
+        )
     assert waits == []
 
 
@@ -159,8 +168,7 @@ def test_server_failing_once_then_succeeding(tmp_path: Path, mirror: Path):
             tmp_path / "up",
             names=["depmap_sample_info"],
             base_url=base,
-            backoff=0.5,
-            sleep=waits.append,
+            options=FetchOptions(backoff=0.5, sleep=waits.append),
         )
     assert waits == [0.5]
     assert res.files[0].sha256 == file_sha256(mirror / "sample_info.csv")
@@ -176,9 +184,7 @@ def test_retries_run_out(tmp_path: Path, mirror: Path):
             tmp_path / "up",
             names=["depmap_sample_info"],
             base_url=base,
-            retries=2,
-            backoff=1.0,
-            sleep=waits.append,
+            options=FetchOptions(retries=2, backoff=1.0, sleep=waits.append),
         )
     assert waits == [1.0, 2.0]  # exponential backoff
 
@@ -228,7 +234,9 @@ def test_up_to_date_files_are_not_downloaded_again(tmp_path: Path, mirror: Path)
         (out / "sample_info.csv").write_text("tampered")
         fixed = fetch_references(out, names=["depmap_sample_info"], base_url=base)
         assert fixed.files[0].status == "downloaded"
-        forced = fetch_references(out, names=["depmap_sample_info"], base_url=base, force=True)
+        forced = fetch_references(
+            out, names=["depmap_sample_info"], base_url=base, options=FetchOptions(force=True)
+        )
         assert forced.files[0].status == "downloaded"
     assert len(seen) == 3
     assert (out / "sample_info.csv").read_text() == DEPMAP_CSV
@@ -294,5 +302,5 @@ def test_the_guard_blocks_remote_hosts(tmp_path: Path, no_network):
             tmp_path / "up",
             names=["cellosaurus"],
             urls={"cellosaurus": "http://example.org/cellosaurus.txt"},
-            retries=0,
+            options=FetchOptions(retries=0),
         )

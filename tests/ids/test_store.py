@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import types
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +12,8 @@ from conftest import shared_path
 from perturbridge.errors import FormatError, SchemaError
 from perturbridge.ids import store as store_mod
 from perturbridge.ids import tables
-from perturbridge.ids.store import STORE_FORMAT, RefStore, StoreError, match_parser
+from perturbridge.ids.reader import STORE_FORMAT, StoreError
+from perturbridge.ids.store import RefStore, match_parser
 from perturbridge.ids.tables import TABLE_COLUMNS, RefParser
 from perturbridge.io import file_sha256
 
@@ -265,12 +265,11 @@ def test_derived_compound_structures_use_the_compound_module(tmp_path: Path, mon
     _compound_parser(monkeypatch)
     seen = {}
 
-    def compound_structures(compounds_df: pd.DataFrame) -> pd.DataFrame:
+    def compound_structures(compounds_df: pd.DataFrame, *, progress: bool) -> pd.DataFrame:
         seen["rows"] = len(compounds_df)
         return compounds_df[["ref_id"]].assign(parent_inchikey="X")
 
-    fake = types.SimpleNamespace(compound_structures=compound_structures)
-    monkeypatch.setattr(store_mod, "_import_compounds", lambda: fake)
+    monkeypatch.setattr(store_mod, "compound_structures", compound_structures)
     write(tmp_path / "src" / "tcmp_20200324.txt", "x\n")
     st = RefStore.build(source_dir=tmp_path / "src", out=tmp_path / "refs")
     assert seen == {"rows": 2}
@@ -284,17 +283,6 @@ def test_derived_compound_structures_use_the_compound_module(tmp_path: Path, mon
     assert tcmp["version"] == "2020-03-24"
     with pytest.raises(StoreError, match="no online_pubchem parameter"):
         RefStore.build(source_dir=tmp_path / "src", out=tmp_path / "refs2", online_pubchem=True)
-
-
-def test_derived_compound_structures_skipped_without_the_module(tmp_path: Path, monkeypatch):
-    _compound_parser(monkeypatch)
-    monkeypatch.setattr(store_mod, "_import_compounds", lambda: None)
-    write(tmp_path / "src" / "tcmp_a.txt", "x\n")
-    st = RefStore.build(source_dir=tmp_path / "src", out=tmp_path / "refs")
-    assert "compound_structures" not in st.tables
-    step = next(d for d in st.manifest["derived"] if d["step"] == "compound_structures")
-    assert step["status"] == "skipped"
-    assert any("compound_structures skipped" in n for n in st.manifest["notes"])
 
 
 def test_build_never_touches_the_network(tmp_path: Path, no_network):

@@ -29,21 +29,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import anndata as ad
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from ..ledger import Ledger
 from ..samples import coerce_obs
 from ..schema import validate_samples
-
-if TYPE_CHECKING:
-    from .cells import CellResolver
-    from .compounds import CompoundResolver
-    from .genes import GeneResolver
-    from .store import RefStore
+from .cells import CellResolver
+from .compounds import CompoundResolver
+from .genes import GeneResolver, collapse_genes
+from .reader import RefStoreReader
 
 __all__ = ["ACCESSION_PATTERN", "IdentityResolvers", "annotate_samples"]
 
@@ -67,13 +66,8 @@ class IdentityResolvers:
     genes: GeneResolver | None = None
 
     @classmethod
-    def from_store(cls, store: RefStore | str) -> IdentityResolvers:
-        from .cells import CellResolver
-        from .compounds import CompoundResolver
-        from .genes import GeneResolver
-        from .store import RefStore
-
-        st = store if isinstance(store, RefStore) else RefStore.open(store)
+    def from_store(cls, store: RefStoreReader | str) -> IdentityResolvers:
+        st = store if isinstance(store, RefStoreReader) else RefStoreReader.open(store)
         names = set(st.tables)
         return cls(
             compounds=CompoundResolver.from_store(st) if "compounds" in names else None,
@@ -199,8 +193,6 @@ def _resolve_genes(
     rule: Literal["first", "max_mean"] | None,
     keep_unmapped: bool,
 ) -> ad.AnnData:
-    from .genes import collapse_genes
-
     var = samples.var
     queries = var.index.astype(str)
     mapping = resolver.resolve(list(queries))
@@ -264,8 +256,6 @@ def _resolve_genes(
             ],
             name="ensembl_gene_id",
         )
-    from scipy import sparse
-
     x_new = (
         sparse.hstack(mats, format="csr")
         if sparse.issparse(mats[0])

@@ -31,16 +31,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .cell_ontology import cell_ontology_tables
 from .genes import best_per_key
-
-if TYPE_CHECKING:
-    from .store import RefStore
+from .reader import RefStoreReader
 
 __all__ = ["CCLE_TISSUES", "CellResolver", "cell_key", "link_lincs_cells", "strip_ccle_suffix"]
 
@@ -157,15 +155,13 @@ class CellResolver:
     @classmethod
     def from_store(
         cls,
-        store: RefStore | str | os.PathLike[str],
+        store: RefStoreReader | str | os.PathLike[str],
         *,
         species: str | None = "Homo sapiens",
         cell_ontology_csv: str | os.PathLike[str] | None = None,
     ) -> CellResolver:
         """A resolver over the ``cells`` and ``cell_synonyms`` tables of a store."""
-        from .store import RefStore
-
-        st = store if isinstance(store, RefStore) else RefStore.open(store)
+        st = store if isinstance(store, RefStoreReader) else RefStoreReader.open(store)
         return cls(
             st.table("cells"),
             st.table("cell_synonyms"),

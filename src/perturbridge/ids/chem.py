@@ -53,6 +53,7 @@ Examples
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -379,8 +380,6 @@ def standardize_smiles_many(
         for chunk in track(chunks, description="standardizing", enabled=progress):
             rows.extend(_standardize_chunk(chunk))
     else:
-        import multiprocessing
-
         # spawn: safe in threaded parents (fork is not) and the same on every platform
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=n_jobs, mp_context=context) as pool:

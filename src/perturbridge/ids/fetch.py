@@ -32,7 +32,7 @@ leaves its ``.part`` file, and the next run asks the server for the rest (HTTP
 (connection errors, timeouts, HTTP 408/429/5xx, short reads) are retried with
 exponential backoff; other HTTP errors (404, 403, …) fail at once. A file already
 fetched from the same URL whose checksum still matches ``fetch_manifest.json`` is not
-downloaded again unless ``force=True``. ``fetch_manifest.json`` records, per file, the
+downloaded again unless ``FetchOptions(force=True)``. ``fetch_manifest.json`` records, per file, the
 URL, size, SHA-256, time, and the server's ``ETag``/``Last-Modified``.
 """
 
@@ -48,19 +48,22 @@ import time
 import tomllib
 import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
 from .._version import __version__
 from ..errors import PerturbridgeError
 from ..io._atomic import atomic_file, file_sha256
+from ._http import RetryPolicy, Transient, open_url, with_retries
 
 __all__ = [
     "REMOTE_FILES",
     "FetchError",
+    "FetchOptions",
     "FetchResult",
     "RemoteFile",
     "fetch_references",
@@ -70,7 +73,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FETCH_MANIFEST = "fetch_manifest.json"
-_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _CHUNK = 1 << 20
 
 
@@ -191,6 +193,31 @@ class FetchedFile:
 
 
 @dataclass(frozen=True)
+class FetchOptions:
+    """How :func:`fetch_references` downloads.
+
+    Attributes
+    ----------
+    force
+        Download even when an earlier fetch of the same URL is still on disk intact.
+    retries
+        Extra attempts per file after a transient failure.
+    backoff
+        Seconds before the first retry; doubled each time.
+    timeout
+        Socket timeout per request, in seconds.
+    sleep
+        The wait between retries (tests pass a no-op).
+    """
+
+    force: bool = False
+    retries: int = 3
+    backoff: float = 2.0
+    timeout: float = 60.0
+    sleep: Callable[[float], None] = time.sleep
+
+
+@dataclass(frozen=True)
 class FetchResult:
     """Files fetched (or found up to date) and the manifest written."""
 
@@ -282,10 +309,6 @@ def _local_name(name: str, url: str) -> str:
     return last if last and "." in last else REMOTE_FILES[name].filename
 
 
-class _Transient(Exception):
-    """A failure worth retrying."""
-
-
 def _download(
     url: str,
     part: Path,
@@ -298,18 +321,13 @@ def _download(
     headers = {"User-Agent": f"perturbridge/{__version__} (reference fetch)"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
-    req = urllib.request.Request(url, headers=headers)
     try:
-        resp = urllib.request.urlopen(req, timeout=timeout)
+        resp = open_url(url, headers=headers, timeout=timeout)
     except urllib.error.HTTPError as err:
         if err.code == 416 and offset:
             part.unlink(missing_ok=True)  # our partial file is stale; start over
-            raise _Transient(f"HTTP 416 for a resumed download; restarting {url}") from err
-        if err.code in _RETRY_STATUS:
-            raise _Transient(f"HTTP {err.code} {err.reason}") from err
+            raise Transient(f"HTTP 416 for a resumed download; restarting {url}") from err
         raise FetchError(f"{url}: HTTP {err.code} {err.reason}") from err
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
-        raise _Transient(str(getattr(err, "reason", err))) from err
     with resp:
         status = getattr(resp, "status", None) or 200
         resumed = offset > 0 and status == 206
@@ -327,9 +345,9 @@ def _download(
                     if on_bytes is not None:
                         on_bytes(len(block), None)
         except (OSError, http.client.HTTPException) as err:
-            raise _Transient(f"connection lost after {got} bytes ({err!r})") from err
+            raise Transient(f"connection lost after {got} bytes ({err!r})") from err
         if expected is not None and got != expected:
-            raise _Transient(f"short read: {got} of {expected} bytes")
+            raise Transient(f"short read: {got} of {expected} bytes")
         return {
             "etag": resp.headers.get("ETag"),
             "last_modified": resp.headers.get("Last-Modified"),
@@ -341,27 +359,25 @@ def _fetch_one(
     url: str,
     dest: Path,
     *,
-    retries: int,
-    backoff: float,
+    policy: RetryPolicy,
     timeout: float,
-    sleep: Callable[[float], None],
     on_bytes: Callable[[int, int | None], None] | None,
 ) -> FetchedFile:
     part = dest.with_name(dest.name + ".part")
-    last = ""
-    for attempt in range(retries + 1):
-        try:
-            headers = _download(url, part, timeout=timeout, on_bytes=on_bytes)
-            break
-        except _Transient as err:
-            last = str(err)
-            if attempt == retries:
-                raise FetchError(
-                    f"{name}: {url} failed after {retries + 1} attempts: {last}; rerun to resume"
-                ) from err
-            wait = backoff * 2**attempt
-            logger.warning("%s: %s; retrying in %.1f s", name, last, wait)
-            sleep(wait)
+
+    def warn(err: Transient, wait: float) -> None:
+        logger.warning("%s: %s; retrying in %.1f s", name, err, wait)
+
+    try:
+        headers = with_retries(
+            lambda: _download(url, part, timeout=timeout, on_bytes=on_bytes),
+            policy,
+            on_retry=warn,
+        )
+    except Transient as err:
+        raise FetchError(
+            f"{name}: {url} failed after {policy.retries + 1} attempts: {err}; rerun to resume"
+        ) from err
     sha = file_sha256(part)
     size = part.stat().st_size
     os.replace(part, dest)
@@ -394,12 +410,8 @@ def fetch_references(
     urls: Mapping[str, str] | None = None,
     config: str | os.PathLike[str] | None = None,
     include_all: bool = False,
-    force: bool = False,
-    retries: int = 3,
-    backoff: float = 2.0,
-    timeout: float = 60.0,
     progress: bool = False,
-    sleep: Callable[[float], None] = time.sleep,
+    options: FetchOptions = FetchOptions(),
 ) -> FetchResult:
     """Download upstream reference files into ``out`` (see the module notes).
 
@@ -409,18 +421,10 @@ def fetch_references(
         Folder for the files and ``fetch_manifest.json`` (created if needed).
     names, base_url, urls, config, include_all
         Which files and from where (see :func:`resolve_urls`).
-    force
-        Download even when an earlier fetch of the same URL is still on disk intact.
-    retries
-        Extra attempts per file after a transient failure.
-    backoff
-        Seconds before the first retry; doubled each time.
-    timeout
-        Socket timeout per request, in seconds.
     progress
         Show a progress bar of the bytes received.
-    sleep
-        The wait between retries (tests pass a no-op).
+    options
+        Re-download, retries, backoff and timeout (:class:`FetchOptions`).
 
     Returns
     -------
@@ -446,7 +450,7 @@ def fetch_references(
             dest = out_dir / _local_name(name, url)
             prev = before.get(name)
             if (
-                not force
+                not options.force
                 and prev is not None
                 and prev.get("url") == url
                 and prev.get("path") == dest.name
@@ -465,10 +469,8 @@ def fetch_references(
                         name,
                         url,
                         dest,
-                        retries=retries,
-                        backoff=backoff,
-                        timeout=timeout,
-                        sleep=sleep,
+                        policy=RetryPolicy(options.retries, options.backoff, options.sleep),
+                        timeout=options.timeout,
                         on_bytes=bar.task(name),
                     )
                 )
@@ -505,14 +507,6 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TransferSpeedColumn,
-            )
-
             self._bar = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),

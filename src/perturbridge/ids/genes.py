@@ -58,10 +58,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .reader import RefStoreReader
+
 if TYPE_CHECKING:
     from numpy.typing import NDArray
-
-    from .store import RefStore
 
 __all__ = ["GeneCollapse", "GeneResolver", "collapse_genes", "gene_coverage"]
 
@@ -237,11 +237,9 @@ class GeneResolver:
         self._ids = {kind: self._best(part) for kind, part in ids.groupby("kind", sort=False)}
 
     @classmethod
-    def from_store(cls, store: RefStore | str | os.PathLike[str]) -> GeneResolver:
+    def from_store(cls, store: RefStoreReader | str | os.PathLike[str]) -> GeneResolver:
         """A resolver over the ``genes`` and ``gene_synonyms`` tables of a store."""
-        from .store import RefStore
-
-        st = store if isinstance(store, RefStore) else RefStore.open(store)
+        st = store if isinstance(store, RefStoreReader) else RefStoreReader.open(store)
         return cls(st.table("genes"), st.table("gene_synonyms"))
 
     @staticmethod

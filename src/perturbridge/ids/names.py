@@ -73,12 +73,10 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import Final, NamedTuple
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import pandas as pd
+import pandas as pd
 
 __all__ = [
     "NAME_TIERS",
@@ -470,8 +468,6 @@ def name_key_table(names: Sequence[str]) -> pd.DataFrame:
     -------
     Columns ``i`` (position in ``names``), ``tier``, ``key``, ``alternative``.
     """
-    import pandas as pd
-
     prepared = [prepare_name(n) for n in names]
     fast_i: list[int] = []
     fast_prep: list[str] = []

@@ -10,15 +10,22 @@ Layout of a store folder::
       cell_synonyms.parquet
       compounds.parquet          (when compound files were given)
       compound_synonyms.parquet
-      compound_structures.parquet  (derived, when perturbridge.ids.compounds provides it)
+      compound_structures.parquet  (derived by perturbridge.ids.compound_index)
 
 Every table keeps the contract columns of :data:`~perturbridge.ids.tables.TABLE_COLUMNS`
 first (strings; ``pubchem_cid`` as nullable ``Int64``), then any extra columns of its
 parsers, then ``ref_file``: the input file (relative to the ``--from`` folder) each row
 came from. Each Parquet file carries the store format version in its schema metadata.
 
-A build reads local files only. It never opens a network connection unless
-``online_pubchem=True`` is passed (and the compound module supports it).
+A build reads local files only and never opens a network connection: the compound
+structures step standardizes the structures the files give, and a build with compounds
+and ``online_pubchem=True`` is refused.
+
+The store is read through :class:`~perturbridge.ids.reader.RefStoreReader` (the base of
+:class:`RefStore`); building sits above the resolvers because it links LINCS cell ids
+with :func:`~perturbridge.ids.cells.link_lincs_cells`. The parser modules
+(:mod:`~perturbridge.ids.parsers_genes_cells`, :mod:`~perturbridge.ids.parsers_compounds`)
+are imported here, which registers their parsers.
 """
 
 from __future__ import annotations
@@ -26,8 +33,6 @@ from __future__ import annotations
 import datetime as _dt
 import fnmatch
 import gzip
-import importlib
-import inspect
 import json
 import logging
 import os
@@ -37,8 +42,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
@@ -46,40 +50,25 @@ from .._version import __version__
 from ..errors import FormatError, PerturbridgeError, SchemaError
 from ..io._atomic import dir_mode, file_sha256
 from ..progress import track
+
+# the parser modules register their parsers (tables.list_parsers) when imported
+from . import parsers_compounds, parsers_genes_cells  # noqa: F401
+from .cell_ontology import CELL_ONTOLOGY_VERSION, SOURCE_BUILTIN, cell_ontology_tables
+from .cells import link_lincs_cells
+from .compound_index import compound_structures
+from .reader import MANIFEST, STORE_FORMAT, RefStoreReader, StoreError
 from .tables import TABLE_COLUMNS, RefParser, list_parsers
 
-if TYPE_CHECKING:
-    import duckdb
-
-__all__ = ["STORE_FORMAT", "RefStore", "StoreError", "match_parser"]
+__all__ = ["RefStore", "match_parser"]
 
 logger = logging.getLogger(__name__)
 
-#: Version of the store layout; :meth:`RefStore.open` refuses newer stores.
-STORE_FORMAT = 1
-MANIFEST = "manifest.json"
 #: Tables a store may hold besides the contract ones (derived steps).
 DERIVED_TABLES = ("compound_structures",)
 _META_KEY = b"perturbridge.refstore"
 _SKIP_NAMES = frozenset({MANIFEST, "fetch_manifest.json"})
 _DATE_IN_NAME = re.compile(r"(?<!\d)(20\d{2})[-_]?([01]\d)[-_]?([0-3]\d)(?!\d)")
 _QUARTER_IN_NAME = re.compile(r"(?<![0-9A-Za-z])(\d{2}Q[1-4])(?![0-9A-Za-z])", re.IGNORECASE)
-
-
-class StoreError(PerturbridgeError, ValueError):
-    """A reference store is missing, incomplete, or cannot be written where asked."""
-
-
-def _load_parser_modules() -> list[str]:
-    """Import the modules that register parsers; returns notes about optional ones."""
-    notes: list[str] = []
-    importlib.import_module("perturbridge.ids.parsers_genes_cells")
-    try:
-        importlib.import_module("perturbridge.ids.parsers_compounds")
-    except ImportError as err:
-        notes.append(f"compound parsers not available (perturbridge.ids.parsers_compounds: {err})")
-        logger.info(notes[-1])
-    return notes
 
 
 def _first_line(path: Path) -> str:
@@ -207,10 +196,11 @@ def _is_store(path: Path) -> bool:
     return isinstance(manifest, dict) and "store_format" in manifest
 
 
-class RefStore:
+class RefStore(RefStoreReader):
     """A reference store on disk: Parquet tables plus ``manifest.json``.
 
-    Open one with :meth:`open`, build one with :meth:`build`. Tables are read on demand.
+    Open one with :meth:`open`, build one with :meth:`build`. Tables are read on demand
+    (:class:`~perturbridge.ids.reader.RefStoreReader`).
 
     Examples
     --------
@@ -220,87 +210,6 @@ class RefStore:
     >>> store.duckdb().execute("select count(*) from genes").fetchone()  # doctest: +SKIP
     (43882,)
     """
-
-    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
-        self.path = path
-        self.manifest = manifest
-
-    def __repr__(self) -> str:
-        return f"RefStore({str(self.path)!r}, tables={self.tables})"
-
-    # ----------------------------------------------------------------------------------
-    # opening and reading
-
-    @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> RefStore:
-        """Open a store built by :meth:`build`.
-
-        Raises
-        ------
-        StoreError
-            If ``path`` is not a store, was written by a newer store format, or lacks a
-            table its manifest lists.
-        """
-        p = Path(path)
-        mpath = p / MANIFEST
-        if not mpath.is_file():
-            raise StoreError(
-                f"{p} is not a reference store (no {MANIFEST}); build one with "
-                "`perturbridge refs build --from DIR --out REFS`"
-            )
-        try:
-            manifest = json.loads(mpath.read_text())
-        except ValueError as err:
-            raise StoreError(f"{mpath}: not valid JSON ({err})") from err
-        fmt = manifest.get("store_format")
-        if not isinstance(fmt, int) or fmt > STORE_FORMAT:
-            raise StoreError(
-                f"{p}: store format {fmt!r} is not supported by perturbridge {__version__} "
-                f"(reads formats <= {STORE_FORMAT}); rebuild the store or upgrade"
-            )
-        missing = [t for t in manifest.get("tables", {}) if not (p / f"{t}.parquet").is_file()]
-        if missing:
-            raise StoreError(f"{p}: tables {missing} are listed in {MANIFEST} but missing")
-        return cls(p, manifest)
-
-    @property
-    def tables(self) -> list[str]:
-        """Names of the tables in the store."""
-        return sorted(self.manifest.get("tables", {}))
-
-    def table(self, name: str, *, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        """Read one table (optionally some columns only).
-
-        Raises
-        ------
-        KeyError
-            If the store has no such table; the message lists those it has.
-        """
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if name not in self.manifest.get("tables", {}):
-            raise KeyError(
-                f"reference store {self.path} has no table {name!r}; it has {self.tables}. "
-                "Rebuild it with the upstream file that provides it (see `perturbridge refs "
-                "info`)"
-            )
-        tbl = pq.read_table(
-            self.path / f"{name}.parquet", columns=list(columns) if columns else None
-        )
-        mapping = {pa.int64(): pd.Int64Dtype()}
-        df = tbl.to_pandas(types_mapper=mapping.get)
-        return df
-
-    def duckdb(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with one view per table."""
-        import duckdb
-
-        con = duckdb.connect()
-        for name in self.tables:
-            file = str((self.path / f"{name}.parquet").resolve()).replace("'", "''")
-            con.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{file}')")
-        return con
 
     # ----------------------------------------------------------------------------------
     # building
@@ -331,8 +240,9 @@ class RefStore:
             The store folder. It may not exist yet or be empty; an earlier store is
             replaced only with ``overwrite=True`` (``--force``); anything else is refused.
         online_pubchem
-            Let the derived compound step query PubChem online. Off by default: a build
-            then never touches the network.
+            Ask the derived compound step to query PubChem online; the step has no
+            online mode, so a build with compound files refuses it (a
+            :class:`~perturbridge.ids.reader.StoreError`).
         progress
             Show a progress bar over the input files.
 
@@ -354,7 +264,6 @@ class RefStore:
             raise StoreError(f"source folder not found: {src}")
         _check_destination(dest, overwrite=overwrite)
         state = _Build(source_dir=src)
-        state.notes.extend(_load_parser_modules())
         files = _input_files(src, dest)
         for path in track(files, description="reading reference files", enabled=progress):
             _read_one(state, path)
@@ -467,8 +376,6 @@ def _read_one(state: _Build, path: Path) -> None:
 
 
 def _add_builtin_cell_ontology(state: _Build) -> None:
-    from .cell_ontology import CELL_ONTOLOGY_VERSION, SOURCE_BUILTIN, cell_ontology_tables
-
     tables = {k: _normalize(v, k) for k, v in cell_ontology_tables().items()}
     counts = state.add(tables, f"builtin:{SOURCE_BUILTIN}")
     state.inputs.append(
@@ -493,57 +400,26 @@ def _concat(state: _Build) -> dict[str, pd.DataFrame]:
     return out
 
 
-def _import_compounds() -> ModuleType | None:
-    try:
-        return importlib.import_module("perturbridge.ids.compounds")
-    except ImportError:
-        return None
-
-
 def _derive(
     tables: dict[str, pd.DataFrame], state: _Build, *, online_pubchem: bool, progress: bool
 ) -> list[dict[str, Any]]:
     derived: list[dict[str, Any]] = []
     # LINCS cell ids → accessions
     if "cells" in tables and "cell_synonyms" in tables:
-        from .cells import link_lincs_cells
-
         cells, syn, report = link_lincs_cells(tables["cells"], tables["cell_synonyms"])
         tables["cells"], tables["cell_synonyms"] = cells, syn
         derived.append({"step": "link_lincs_cells", "status": "done", **report})
-    # compound structures from the compound helper's module
+    # compound structures, standardized once with RDKit
     if "compounds" in tables:
-        mod = _import_compounds()
-        fn = getattr(mod, "compound_structures", None) if mod is not None else None
-        if fn is None:
-            note = (
-                "compound_structures skipped: perturbridge.ids.compounds.compound_structures "
-                "is not available"
+        if online_pubchem:
+            raise StoreError(
+                "online_pubchem=True, but the compound structures step "
+                "(perturbridge.ids.compound_index.compound_structures) has no online_pubchem "
+                "parameter: it standardizes the structures the files give; build without it"
             )
-            state.notes.append(note)
-            derived.append({"step": "compound_structures", "status": "skipped", "note": note})
-        else:
-            kwargs: dict[str, Any] = {}
-            params = inspect.signature(fn).parameters
-            if "progress" in params:
-                kwargs["progress"] = progress
-            if online_pubchem:
-                if "online_pubchem" not in params:
-                    raise StoreError(
-                        "online_pubchem=True, but perturbridge.ids.compounds.compound_structures "
-                        "has no online_pubchem parameter; build without it"
-                    )
-                kwargs["online_pubchem"] = True
-            structures = fn(tables["compounds"], **kwargs)
-            if not isinstance(structures, pd.DataFrame):
-                raise StoreError(
-                    "perturbridge.ids.compounds.compound_structures must return a DataFrame, "
-                    f"returned {type(structures).__name__}"
-                )
-            tables["compound_structures"] = structures.reset_index(drop=True)
-            derived.append(
-                {"step": "compound_structures", "status": "done", "rows": len(structures)}
-            )
+        structures = compound_structures(tables["compounds"], progress=progress)
+        tables["compound_structures"] = structures.reset_index(drop=True)
+        derived.append({"step": "compound_structures", "status": "done", "rows": len(structures)})
     elif online_pubchem:
         state.notes.append("online_pubchem ignored: the build has no compounds table")
     return derived

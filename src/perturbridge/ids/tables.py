@@ -34,7 +34,7 @@ Derived (written by the store builder, not by a parser):
 ``compound_structures``
     one row per distinct structure string of ``compounds`` (its ``smiles``, or an extra
     ``inchi`` column where ``smiles`` is missing), computed once by
-    :func:`perturbridge.ids.compounds.compound_structures`: ``smiles`` (the input
+    :func:`perturbridge.ids.compound_index.compound_structures`: ``smiles`` (the input
     string, the join key), ``inchikey``, ``canonical_smiles``, ``parent_smiles``,
     ``parent_inchikey``, ``connectivity`` (first 14 characters of the parent key),
     ``tautomer_connectivity`` (same block of the parent's ``/KET /15T`` InChIKey),
