@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -29,20 +29,49 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONTROL_PERT_TYPES",
+    "DE_ENGINES",
+    "DE_METHODS",
     "EFFECT_LAYERS",
     "EFFECT_OBS_COLUMNS",
     "ID_STATUSES",
+    "ORPHAN_VEHICLES",
     "PERT_TYPES",
+    "REPLICATE_MODES",
     "SAMPLE_COLUMNS",
+    "VALUE_KINDS",
     "Column",
+    "DEEngine",
+    "DEMethod",
+    "IdStatus",
+    "OrphanVehicles",
+    "ReplicateMode",
+    "ValueKind",
     "check_unique_index",
     "empty_samples_obs",
     "validate_effects",
     "validate_samples",
 ]
 
+# The shared vocabularies: each a ``Literal`` type and the tuple of its values.
+
+#: What ``X`` of a Samples holds (``uns["perturbridge"]["value_kind"]``).
 ValueKind = Literal["counts", "log_expression"]
-VALUE_KINDS: tuple[str, ...] = ("counts", "log_expression")
+VALUE_KINDS: tuple[str, ...] = get_args(ValueKind)
+#: How replicates enter DE: pooled into one contrast per condition (``group``) or one
+#: contrast per treated sample (``separate``).
+ReplicateMode = Literal["group", "separate"]
+REPLICATE_MODES: tuple[str, ...] = get_args(ReplicateMode)
+#: What DE does with vehicle samples no treated condition is contrasted with.
+OrphanVehicles = Literal["drop", "keep"]
+ORPHAN_VEHICLES: tuple[str, ...] = get_args(OrphanVehicles)
+#: DE methods: ``auto`` (voom for counts, trend for log expression), limma-trend, limma-voom.
+DEMethod = Literal["auto", "trend", "voom"]
+DE_METHODS: tuple[str, ...] = get_args(DEMethod)
+#: DE engines: perturbridge's own (``python``) or R limma/edgeR (``r``).
+DEEngine = Literal["python", "r"]
+DE_ENGINES: tuple[str, ...] = get_args(DEEngine)
+#: Identifier resolution status of a compound or cell context.
+IdStatus = Literal["resolved", "ambiguous", "unresolved"]
 
 #: Controlled vocabulary of ``pert_type``.
 PERT_TYPES: tuple[str, ...] = (
@@ -54,7 +83,7 @@ PERT_TYPES: tuple[str, ...] = (
     "other",
 )
 #: Values of ``compound_status`` / ``cell_status`` (NA: identifiers not resolved).
-ID_STATUSES: tuple[str, ...] = ("resolved", "ambiguous", "unresolved")
+ID_STATUSES: tuple[str, ...] = get_args(IdStatus)
 
 #: ``pert_type`` values for which ``is_control`` is true.
 CONTROL_PERT_TYPES: tuple[str, ...] = ("vehicle",)
@@ -207,7 +236,7 @@ def check_unique_index(index: pd.Index, *, what: str, where: str) -> None:
         raise SchemaError(
             "index", f"{what} ids must be unique", _first(pd.unique(index[dup])), where=where
         )
-    if index.isna().any():
+    if np.asarray(index.isna()).any():
         raise SchemaError("index", f"{what} ids must not be missing", where=where)
 
 

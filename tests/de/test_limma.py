@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import sample_obs
-from perturbridge.de import limma_trend, plan_contexts
+from perturbridge.de import DEOptions, limma_trend, plan_contexts
 from perturbridge.de.r_limma import run_r_limma_trend
 from perturbridge.samples import build_samples
 
@@ -73,10 +73,16 @@ def synthetic_samples(
     return build_samples(x, obs, var, value_kind="log_expression")
 
 
+def engine_kw(**kw):
+    """Keyword arguments of a DE engine: ``control_keys`` as is, the rest as DEOptions."""
+    control = {"control_keys": kw.pop("control_keys")} if "control_keys" in kw else {}
+    return {**control, "options": DEOptions(**kw)}
+
+
 def r_parity(samples, mode, tmp_path, *, how="all", stdev_scaled=False, **design_kw):
     """Run our engine and R on the same designs; compare every fit. ``design_kw``
     (``control_keys``, ``orphan_vehicles``, ``fit_per_control_group``) go to both."""
-    res = limma_trend(samples, mode=mode, stdev_scaled=stdev_scaled, **design_kw)
+    res = limma_trend(samples, mode=mode, **engine_kw(stdev_scaled=stdev_scaled, **design_kw))
     designs, _ = plan_contexts(samples, mode=mode, **design_kw)
     assert designs, "nothing to compare"
     for i, design in enumerate(designs):
@@ -354,7 +360,7 @@ def test_orphan_vehicles_match_r(tmp_path: Path, r_oracle, orphan_vehicles):
 def test_orphan_vehicles_change_only_their_context():
     samples = _orphan_samples()
     drop = limma_trend(samples).effects  # the default is the original's "drop"
-    keep = limma_trend(samples, orphan_vehicles="keep").effects
+    keep = limma_trend(samples, options=DEOptions(orphan_vehicles="keep")).effects
     assert list(drop.obs_names) == list(keep.obs_names)
     df_drop = drop.obs.groupby("cell_context", observed=True)["df_residual"].first()
     df_keep = keep.obs.groupby("cell_context", observed=True)["df_residual"].first()
@@ -373,7 +379,7 @@ def test_vehicles_of_a_context_without_treated_wells_are_ledgered():
     only_vehicles = samples[keep_rows].copy()
     pc3 = only_vehicles.obs_names[(only_vehicles.obs["cell_context"] == "PC3").to_numpy()]
     for setting in ("drop", "keep"):
-        res = limma_trend(only_vehicles, orphan_vehicles=setting)
+        res = limma_trend(only_vehicles, options=DEOptions(orphan_vehicles=setting))
         led = res.ledger.to_frame()
         lost = led[led["reason"] == "vehicle_without_treated"]
         assert sorted(lost["id"]) == sorted(pc3)
@@ -384,7 +390,7 @@ def test_vehicles_of_a_context_without_treated_wells_are_ledgered():
 def test_orphan_vehicles_is_checked():
     samples = synthetic_samples(seed=0, n_genes=20)
     with pytest.raises(ValueError, match=r"orphan_vehicles must be one of \['drop', 'keep'\]"):
-        limma_trend(samples, orphan_vehicles="discard")  # type: ignore[arg-type]
+        limma_trend(samples, options=DEOptions(orphan_vehicles="discard"))  # type: ignore[arg-type]
 
 
 def _volume_samples(seed: int = 8) -> ad.AnnData:
@@ -429,7 +435,7 @@ def test_fit_per_control_group_matches_r(tmp_path: Path, r_oracle, mode):
 def test_one_fit_per_context_is_the_default():
     samples = _volume_samples()
     pooled = limma_trend(samples, **VOLUME).effects
-    split = limma_trend(samples, fit_per_control_group=True, **VOLUME).effects
+    split = limma_trend(samples, options=DEOptions(fit_per_control_group=True), **VOLUME).effects
     assert sorted(pooled.obs_names) == sorted(split.obs_names)
     # one residual df per context when pooled; per control group when split
     assert (pooled.obs.groupby("cell_context", observed=True)["df_residual"].nunique() == 1).all()
@@ -445,7 +451,7 @@ def test_one_fit_per_context_is_the_default():
 def test_fit_per_control_group_without_control_keys_is_one_fit_per_context():
     samples = synthetic_samples(seed=4, n_genes=50)
     a = limma_trend(samples).effects
-    b = limma_trend(samples, fit_per_control_group=True).effects
+    b = limma_trend(samples, options=DEOptions(fit_per_control_group=True)).effects
     np.testing.assert_array_equal(a.layers["t"], b.layers["t"])
 
 
@@ -453,7 +459,7 @@ def test_stdev_scaled_is_the_standard_error_of_logfc():
     samples = synthetic_samples(seed=4, n_genes=60)
     plain = limma_trend(samples).effects
     assert "stdev.scaled" not in plain.layers  # only when asked for
-    eff = limma_trend(samples, stdev_scaled=True).effects
+    eff = limma_trend(samples, options=DEOptions(stdev_scaled=True)).effects
     assert list(eff.layers) == [*plain.layers, "stdev.scaled"]
     se = np.asarray(eff.layers["stdev.scaled"])
     np.testing.assert_allclose(se, eff.layers["logFC"] / eff.layers["t"], rtol=1e-10)

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_limma import engine_kw
 
 from conftest import sample_obs
-from perturbridge.de import plan_contexts
+from perturbridge.de import DEOptions, plan_contexts
 from perturbridge.de.r_limma import run_r_limma
 from perturbridge.de.voom import limma_voom
 from perturbridge.samples import build_samples
@@ -74,7 +75,9 @@ def count_samples(
 
 def voom_parity(samples, mode, tmp_path, *, stdev_scaled=False, **design_kw):
     """Our voom and R's on the same designs, fit by fit; ``design_kw`` go to both."""
-    res = limma_voom(samples, mode=mode, keep_weights=True, stdev_scaled=stdev_scaled, **design_kw)
+    res = limma_voom(
+        samples, mode=mode, **engine_kw(keep_weights=True, stdev_scaled=stdev_scaled, **design_kw)
+    )
     designs, _ = plan_contexts(samples, mode=mode, **design_kw)
     assert designs
     x = np.asarray(samples.X)
@@ -137,7 +140,7 @@ def test_bad_counts_are_errors(value, match):
 def test_non_integer_counts_allowed_when_asked():
     samples = count_samples(seed=0, n_genes=60)
     samples.X = samples.X + 0.25
-    res = limma_voom(samples, allow_non_integer=True)
+    res = limma_voom(samples, options=DEOptions(allow_non_integer=True))
     assert res.effects.n_obs > 0
 
 

@@ -36,9 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .. import de
 from .._version import __version__
-from ..io import file_sha256
+from ..errors import LockError
+from ..ids.annotate import IdentityResolvers, annotate_samples
+from ..io import file_sha256, write_h5ad
+from ..ledger import Ledger
+from ..sources import get_source
 from ._common import BuildError, canonical_json, digest, safe_name, strip_times
+from ._lock import exclusive_lock
 
 __all__ = [
     "Task",
@@ -178,9 +184,6 @@ class TaskCache:
         The operating system releases the lock when the process dies, ``kill -9``
         included; a second build fails at once with a message naming the holder.
         """
-        from ..errors import LockError
-        from ._lock import exclusive_lock
-
         held = contextlib.ExitStack()
         try:
             held.enter_context(
@@ -390,17 +393,12 @@ def _run_ingest(p: Mapping[str, Any], out: Path) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
-    from ..io import write_h5ad
-    from ..sources import get_source
-
     adapter = get_source(p["source"])
     kwargs = dict(p["kwargs"])
     if not accepts_parameter(type(adapter), "dataset"):
         kwargs.pop("dataset", None)  # e.g. generic: the mapping file names the dataset
     res = adapter.ingest(**kwargs)
     if p.get("references") is not None:
-        from ..ids.annotate import IdentityResolvers, annotate_samples
-
         samples, notes = annotate_samples(
             res.samples, IdentityResolvers.from_store(str(p["references"]))
         )
@@ -508,59 +506,49 @@ def _run_de(p: Mapping[str, Any], out: Path) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
-    from ..de import limma_trend, limma_voom
-    from ..de.limma import condition_table, control_keys_of
-    from ..io import write_h5ad
-    from ..ledger import Ledger
-
     backed = ad.read_h5ad(p["samples"], backed="r")
     try:
         samples = backed[p["start"] : p["stop"]].to_memory()
     finally:
         backed.file.close()
-    de = p["de"]
+    spec = p["de"]
     ledger = Ledger()
-    if de["min_cells"] > 0 and samples.obs["n_cells"].notna().any():
+    if spec["min_cells"] > 0 and samples.obs["n_cells"].notna().any():
         n_cells = samples.obs["n_cells"].to_numpy(dtype=float, na_value=np.inf)
-        few = n_cells < de["min_cells"]
+        few = n_cells < spec["min_cells"]
         if few.any():
             ledger.drop(
                 samples.obs_names[few],
                 stage="de_samples",
                 reason="too_few_cells",
-                detail=[f"n_cells={int(n)} < min_cells={de['min_cells']}" for n in n_cells[few]],
+                detail=[f"n_cells={int(n)} < min_cells={spec['min_cells']}" for n in n_cells[few]],
             )
             samples = samples[~few].copy()
     mode = p["mode"]
-    control_keys = de.get("control_keys")
-    method: Literal["trend", "voom"] = "voom" if p["value_kind"] == "counts" else "trend"
-    design_kw: dict[str, Any] = {
-        "control_keys": control_keys,
-        "orphan_vehicles": de.get("orphan_vehicles", "drop"),
-        "fit_per_control_group": de.get("fit_per_control_group", False),
-        "stdev_scaled": de.get("stdev_scaled", False),
-    }
-    if de["engine"] == "r":
-        from ..de.r_limma import limma_r
-
-        res = limma_r(samples, method=method, mode=mode, **design_kw)
-    elif method == "voom":
-        kw: dict[str, Any] = {"robust": de["robust"], "confint": de["confint"]}
-        if de.get("trend") is not None:
-            kw["trend"] = de["trend"]
-        res = limma_voom(samples, mode=mode, **design_kw, **kw)
-    else:
-        kw = {"robust": de["robust"], "confint": de["confint"]}
-        if de.get("trend") is not None:
-            kw["trend"] = de["trend"]
-        res = limma_trend(samples, mode=mode, **design_kw, **kw)
+    control_keys = spec.get("control_keys")
+    options = de.DEOptions(
+        orphan_vehicles=spec.get("orphan_vehicles", "drop"),
+        fit_per_control_group=spec.get("fit_per_control_group", False),
+        stdev_scaled=spec.get("stdev_scaled", False),
+        robust=spec["robust"],
+        trend=spec.get("trend"),
+        confint=spec["confint"],
+    )
+    method = de.method_for(samples)  # the one run picks: voom for counts, else trend
+    res = de.run(
+        samples,
+        engine="r" if spec["engine"] == "r" else "python",  # the plan's "ours" is python
+        mode=mode,
+        control_keys=control_keys,
+        options=options,
+    )
     ledger.extend(res.ledger)
     effects = res.effects
     # the condition of each contrast: itself in group mode, its sample's group label in
     # separate mode (computed from the typed columns, never parsed from the label)
     if mode == "separate" and effects.n_obs:
-        keys = control_keys_of(samples, control_keys)
-        labels = condition_table(samples.obs, mode="group", control_keys=keys)["condition"]
+        keys = de.control_keys_of(samples, control_keys)
+        labels = de.condition_table(samples.obs, mode="group", control_keys=keys)["condition"]
         condition = labels.reindex(effects.obs["sample_id"].astype(str)).to_numpy()
     else:
         condition = effects.obs_names.to_numpy(dtype=str)
@@ -573,8 +561,8 @@ def _run_de(p: Mapping[str, Any], out: Path) -> dict[str, Any]:
         "dataset": p["dataset"],
         "context": p["context"],
         "mode": mode,
-        "method": f"limma-{method}",
-        "engine": de["engine"],
+        "method": method.label,
+        "engine": spec["engine"],
         "n_samples": int(samples.n_obs),
         "n_contrasts": int(effects.n_obs),
         "n_genes": int(effects.n_vars),

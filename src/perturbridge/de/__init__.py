@@ -1,33 +1,36 @@
 """Differential expression against matched vehicles: limma-trend and limma-voom.
 
-``limma_trend`` (log expression) and ``limma_voom`` (counts) are numerically equal to R
-limma/edgeR; ``perturbridge.de.r_limma.limma_r`` runs the same analyses through R.
+:func:`run` is the entry point: it picks the method (:func:`list_methods`) from the
+Samples' value kind and runs it with perturbridge's engine (numerically equal to R
+limma/edgeR) or through R (:func:`perturbridge.de.r_limma.limma_r`). :class:`DEOptions`
+holds the options every method shares.
 """
 
+from ..schema import OrphanVehicles, ReplicateMode
 from ._ebayes import ebayes, squeeze_var
 from ._edger import calc_norm_factors, cpm, filter_by_expr
+from ._effects import DEResult
 from ._linear import contrasts_fit, fit_condition_plate, lm_fit
 from ._voom import voom_log_cpm, voom_weights
 from ._weighted import fit_condition_plate_weighted, lm_fit_weighted
-from .limma import (
-    ContextDesign,
-    DEResult,
-    OrphanVehicles,
-    ReplicateMode,
-    condition_table,
-    limma_trend,
-    plan_contexts,
-)
+from .design import ContextDesign, condition_table, control_keys_of, plan_contexts
+from .limma import limma_trend
+from .methods import METHODS, MethodMeta, list_methods, method_for, run
+from .options import DEOptions
 from .voom import limma_voom
 
 __all__ = [
+    "METHODS",
     "ContextDesign",
+    "DEOptions",
     "DEResult",
+    "MethodMeta",
     "OrphanVehicles",
     "ReplicateMode",
     "calc_norm_factors",
     "condition_table",
     "contrasts_fit",
+    "control_keys_of",
     "cpm",
     "ebayes",
     "filter_by_expr",
@@ -35,9 +38,12 @@ __all__ = [
     "fit_condition_plate_weighted",
     "limma_trend",
     "limma_voom",
+    "list_methods",
     "lm_fit",
     "lm_fit_weighted",
+    "method_for",
     "plan_contexts",
+    "run",
     "squeeze_var",
     "voom_log_cpm",
     "voom_weights",

@@ -380,7 +380,7 @@ def _tmixture_matrix(
     p = max(ntarget / ngenes, proportion)
     tabs = np.abs(tstat)
     maxdf = float(np.max(df))
-    tail = p_value / 2 if p_value is not None else stats.t.sf(tabs, df[:, None])
+    tail = np.asarray(p_value / 2 if p_value is not None else stats.t.sf(tabs, df[:, None]))
     order, ttop = _top_by_converted_t(tabs, tail, df, maxdf, ntarget)
     v1 = np.take_along_axis(stdev_unscaled, order, axis=0) ** 2
     r = np.arange(1, ntarget + 1, dtype=float)[:, None]

@@ -21,23 +21,21 @@ import anndata as ad
 import numpy as np
 
 from ..progress import track
-from ..schema import validate_effects, validate_samples
+from ..schema import ReplicateMode, validate_effects, validate_samples
+from ._effects import (
+    STDEV_SCALED,
+    DEResult,
+    assemble,
+    contrast_meta,
+    dense_rows,
+    design_params,
+    drop_no_df,
+    effect_layer_names,
+)
 from ._linear import design_structure
 from ._rstats import p_adjust_bh
-from .limma import (
-    STAGE,
-    STDEV_SCALED,
-    ContextDesign,
-    DEResult,
-    OrphanVehicles,
-    ReplicateMode,
-    _assemble,
-    _drop_no_df,
-    contrast_meta,
-    design_params,
-    effect_layer_names,
-    plan_contexts,
-)
+from .design import STAGE, ContextDesign, plan_contexts
+from .options import DEOptions
 
 __all__ = ["R_LAYERS", "RResult", "limma_r", "r_limma_status", "run_r_limma", "run_r_limma_trend"]
 
@@ -171,12 +169,10 @@ def limma_r(
     *,
     method: Literal["trend", "voom"],
     mode: ReplicateMode = "group",
-    workdir: Path | None = None,
-    progress: bool = False,
     control_keys: Sequence[str] | None = None,
-    orphan_vehicles: OrphanVehicles = "drop",
-    fit_per_control_group: bool = False,
-    stdev_scaled: bool = False,
+    options: DEOptions | None = None,
+    progress: bool = False,
+    workdir: Path | None = None,
 ) -> DEResult:
     """The same analysis as :func:`~perturbridge.de.limma_trend` /
     :func:`~perturbridge.de.voom.limma_voom`, computed by R limma (and edgeR for voom).
@@ -184,9 +180,11 @@ def limma_r(
     For users who must cite R. Needs ``Rscript`` with limma, edgeR and statmod; each
     fit (dataset × context, or × control group) runs in its own R process on the
     samples our engines fit. ``adj.P.Value.across_all_contrasts`` is BH over R's
-    p-values of the fit. ``control_keys``, ``orphan_vehicles``,
-    ``fit_per_control_group`` and ``stdev_scaled`` as for the other engines.
+    p-values of the fit. ``mode`` and ``control_keys`` as for the other engines; of
+    ``options`` (:class:`~perturbridge.de.DEOptions`) R uses ``orphan_vehicles``,
+    ``fit_per_control_group`` and ``stdev_scaled``, and limma's defaults for the rest.
     """
+    opts = options or DEOptions()
     why = r_limma_status()
     if why is not None:
         raise RuntimeError(f"--engine r needs R: {why}")
@@ -195,14 +193,12 @@ def limma_r(
     expected = "counts" if method == "voom" else "log_expression"
     if kind != expected:
         raise ValueError(f"limma-{method} needs {expected}, these Samples hold {kind!r}")
-    x = samples.X
-    x = np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=float)
     designs, ledger = plan_contexts(
         samples,
         mode=mode,
         control_keys=control_keys,
-        orphan_vehicles=orphan_vehicles,
-        fit_per_control_group=fit_per_control_group,
+        orphan_vehicles=opts.orphan_vehicles,
+        fit_per_control_group=opts.fit_per_control_group,
     )
     blocks = []
     tested: list[np.ndarray] = []
@@ -218,9 +214,14 @@ def limma_r(
             )
             df = design.rows.size - st.k - int(st.keep.sum())
             if df <= 0:
-                _drop_no_df(design, ledger)
+                drop_no_df(design, ledger)
                 continue
-            r = run_r_limma(x[design.rows], design, workdir=Path(tmp) / f"ctx{i}", method=method)
+            r = run_r_limma(
+                dense_rows(samples.X, design.rows),
+                design,
+                workdir=Path(tmp) / f"ctx{i}",
+                method=method,
+            )
             if method == "voom":
                 keep = r.extra["keep"]
                 if (~keep).any():
@@ -243,7 +244,7 @@ def limma_r(
                 "B": r.layers["B"],
                 "stdev.unscaled": r.layers["stdev.unscaled"],
             }
-            if stdev_scaled:
+            if opts.stdev_scaled:
                 layers[STDEV_SCALED] = r.layers[STDEV_SCALED]
             meta = contrast_meta(
                 samples.obs.iloc[design.rows],
@@ -262,19 +263,19 @@ def limma_r(
         "engine": "R",
         "robust": True,
         "trend": method == "trend",
-        **design_params(orphan_vehicles, fit_per_control_group),
+        **design_params(opts),
     }
     # as our engine: Effects keep the genes tested in at least one fit
     union = np.logical_or.reduce(tested) if tested else np.ones(samples.n_vars, dtype=bool)
     blocks = [(m, {k: v[:, union] for k, v in lay.items()}) for m, lay in blocks]
     var = samples.var.iloc[np.flatnonzero(union)]
-    effects = _assemble(
+    effects = assemble(
         blocks,
         samples,
         mode=mode,
         params=params,
         var=var,
-        layer_names=effect_layer_names(stdev_scaled=stdev_scaled),
+        layer_names=effect_layer_names(stdev_scaled=opts.stdev_scaled),
     )
     validate_effects(effects)
     return DEResult(effects, ledger)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -19,47 +20,60 @@ import pandas as pd
 
 from ..ledger import Ledger
 from ..progress import track
-from ..schema import validate_effects, validate_samples
+from ..schema import ReplicateMode, validate_effects, validate_samples
 from ._edger import calc_norm_factors, filter_by_expr
+from ._effects import (
+    ContextFit,
+    DEResult,
+    assemble,
+    dense_rows,
+    design_params,
+    drop_no_df,
+    effect_layer_names,
+    moderate_context,
+)
 from ._linear import DesignStructure, design_structure, fit_condition_plate
 from ._voom import voom_log_cpm, voom_weights
 from ._weighted import fit_condition_plate_weighted
-from .limma import (
-    STAGE,
-    ContextDesign,
-    DEResult,
-    OrphanVehicles,
-    ReplicateMode,
-    _assemble,
-    _drop_no_df,
-    design_params,
-    effect_layer_names,
-    moderate_context,
-    plan_contexts,
-)
+from .design import STAGE, ContextDesign, plan_contexts
+from .options import DEOptions
 
 __all__ = ["check_counts", "limma_voom"]
 
 logger = logging.getLogger(__name__)
 
+#: Samples per block when counts are checked.
+_CHECK_ROWS = 1024
 
-def check_counts(x: np.ndarray, samples: ad.AnnData, *, allow_non_integer: bool = False) -> None:
-    """Raise ``ValueError`` naming the first offending samples and genes of bad counts."""
-    checks = [
-        (~np.isfinite(x), "missing or infinite"),
-        (x < 0, "negative"),
-    ]
-    if not allow_non_integer:
-        checks.append((np.isfinite(x) & (x != np.round(x)), "non-integer"))
-    for bad, what in checks:
-        if bad.any():
-            idx = np.argwhere(bad)[:5]
-            shown = [
-                f"({samples.obs_names[i]}, {samples.var_names[j]})={x[i, j]!r}" for i, j in idx
-            ]
+
+def check_counts(x: Any, samples: ad.AnnData, *, allow_non_integer: bool = False) -> None:
+    """Raise ``ValueError`` naming the first offending samples and genes of bad counts.
+
+    ``x`` (dense, sparse or backed, samples × genes) is read a block of samples at a
+    time.
+    """
+    whats = ["missing or infinite", "negative"] + ([] if allow_non_integer else ["non-integer"])
+    n_bad = dict.fromkeys(whats, 0)
+    first: dict[str, list[str]] = {what: [] for what in whats}
+    for start in range(0, samples.n_obs, _CHECK_ROWS):
+        block = dense_rows(x, slice(start, start + _CHECK_ROWS))
+        masks = {
+            "missing or infinite": ~np.isfinite(block),
+            "negative": block < 0,
+            "non-integer": np.isfinite(block) & (block != np.round(block)),
+        }
+        for what in whats:
+            bad = masks[what]
+            n_bad[what] += int(bad.sum())
+            first[what].extend(
+                f"({samples.obs_names[start + i]}, {samples.var_names[j]})={block[i, j]!r}"
+                for i, j in np.argwhere(bad)[: 5 - len(first[what])]
+            )
+    for what in whats:
+        if n_bad[what]:
             raise ValueError(
-                f"counts must be finite non-negative integers; {int(bad.sum())} {what} "
-                f"values, first at (sample, gene): {shown}"
+                f"counts must be finite non-negative integers; {n_bad[what]} {what} "
+                f"values, first at (sample, gene): {first[what]}"
                 + (
                     ""
                     if what != "non-integer"
@@ -85,21 +99,9 @@ def limma_voom(
     samples: ad.AnnData,
     *,
     mode: ReplicateMode = "group",
-    layer: str | None = None,
-    filter_genes: bool = True,
-    normalization: str = "TMM",
-    robust: bool = True,
-    trend: bool = False,
-    confint: float = 0.95,
-    span: float = 0.5,
-    allow_non_integer: bool = False,
-    keep_weights: bool = False,
-    chunk_size: int = 512,
-    progress: bool = False,
     control_keys: Sequence[str] | None = None,
-    orphan_vehicles: OrphanVehicles = "drop",
-    fit_per_control_group: bool = False,
-    stdev_scaled: bool = False,
+    options: DEOptions | None = None,
+    progress: bool = False,
 ) -> DEResult:
     """limma-voom effects of every treated condition against its matched vehicle.
 
@@ -109,46 +111,35 @@ def limma_voom(
         Samples AnnData with counts (``uns["perturbridge"]["value_kind"] == "counts"``).
     mode
         ``"group"`` (replicates pooled) or ``"separate"`` (one contrast per treated well).
-    filter_genes
-        Apply edgeR ``filterByExpr`` with the design, per context.
-    normalization
-        ``"TMM"``, ``"upperquartile"`` or ``"none"`` (edgeR ``calcNormFactors``).
-    robust, trend
-        eBayes options (limma's defaults for voom: ``trend=False``).
-    span
-        ``lowess`` span of the voom trend.
-    allow_non_integer
-        Accept non-integer counts (e.g. estimated counts); by default they are an error.
-    keep_weights
-        Keep the voom weights of each fit in ``DEResult.diagnostics`` (keyed by
-        :attr:`~perturbridge.de.limma.ContextDesign.fit_id`).
-    chunk_size
-        Genes per block in the weighted fit.
-    progress
-        Show a progress bar over contexts.
     control_keys
         Further ``obs`` columns a treated condition must share with its vehicle (e.g.
         ``percent_volume_dmso``); default: those the source adapter declared in
         ``uns["perturbridge"]["control_match_keys"]``, if any.
-    orphan_vehicles, fit_per_control_group, stdev_scaled
-        As for :func:`~perturbridge.de.limma_trend`: vehicles at a label no treated
-        condition uses are dropped (default) or kept; one fit per control group instead
-        of one per context; the extra layer ``stdev.scaled``.
+    options
+        Design, voom and eBayes options (:class:`~perturbridge.de.DEOptions`):
+        ``filter_genes`` (edgeR ``filterByExpr`` with the design, per fit),
+        ``normalization`` (edgeR ``calcNormFactors``), ``span`` (voom trend),
+        ``allow_non_integer``, ``keep_weights`` (voom weights of each fit in
+        ``DEResult.diagnostics``, keyed by
+        :attr:`~perturbridge.de.ContextDesign.fit_id`); limma-voom's defaults are
+        ``trend=False`` and ``chunk_size=512``.
+    progress
+        Show a progress bar over contexts.
     """
+    opts = (options or DEOptions()).with_defaults(trend=False, chunk_size=512)
     validate_samples(samples)
     kind = samples.uns["perturbridge"]["value_kind"]
     if kind != "counts":
         raise ValueError(f"limma-voom needs counts, these Samples hold {kind!r}; use limma_trend")
-    x = samples.layers[layer] if layer is not None else samples.X
-    x = np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=float)
-    check_counts(x, samples, allow_non_integer=allow_non_integer)
+    x = samples.layers[opts.layer] if opts.layer is not None else samples.X
+    check_counts(x, samples, allow_non_integer=opts.allow_non_integer)
     obs = samples.obs
     designs, ledger = plan_contexts(
         samples,
         mode=mode,
         control_keys=control_keys,
-        orphan_vehicles=orphan_vehicles,
-        fit_per_control_group=fit_per_control_group,
+        orphan_vehicles=opts.orphan_vehicles,
+        fit_per_control_group=opts.fit_per_control_group,
     )
     # genes: filterByExpr per fit; Effects keep the genes tested in at least one fit
     keeps = []
@@ -159,9 +150,10 @@ def limma_voom(
             n_conditions=len(design.levels),
             n_plates=len(design.plate_levels),
         )
-        _check_library_sizes(x[design.rows], samples.obs_names[design.rows], design.fit_id)
-        if filter_genes:
-            keep = filter_by_expr(x[design.rows], max_hat=structure.max_hat())
+        xd = dense_rows(x, design.rows)
+        _check_library_sizes(xd, samples.obs_names[design.rows], design.fit_id)
+        if opts.filter_genes:
+            keep = filter_by_expr(xd, max_hat=structure.max_hat())
             if (~keep).any():
                 ledger.drop(
                     samples.var_names[~keep],
@@ -171,6 +163,7 @@ def limma_voom(
                 )
         else:
             keep = np.ones(samples.n_vars, dtype=bool)
+        del xd
         keeps.append((structure, keep))
     tested = np.logical_or.reduce([k for _, k in keeps]) if keeps else np.ones(0, dtype=bool)
     blocks = []
@@ -178,47 +171,37 @@ def limma_voom(
     for design, (structure, keep) in track(
         list(zip(designs, keeps, strict=True)), description="limma-voom", enabled=progress
     ):
-        diag = diagnostics.setdefault(design.fit_id, {})
-        out = _voom_context(
-            x[design.rows][:, keep],
-            obs.iloc[design.rows],
+        out, diagnostics[design.fit_id] = _voom_context(
+            dense_rows(x, design.rows)[:, keep],
             design,
             structure,
-            diag,
-            keep=keep,
-            tested=tested,
+            obs=obs.iloc[design.rows],
+            genes=(keep, tested),
             mode=mode,
-            normalization=normalization,
-            robust=robust,
-            trend=trend,
-            confint=confint,
-            span=span,
-            chunk_size=chunk_size,
+            options=opts,
             ledger=ledger,
-            keep_weights=keep_weights,
-            stdev_scaled=stdev_scaled,
         )
         if out is not None:
             blocks.append(out)
     params = {
         "mode": mode,
-        "robust": robust,
-        "trend": trend,
-        "confint": confint,
-        "span": span,
-        "filter_genes": filter_genes,
-        "normalization": normalization,
+        "robust": opts.robust,
+        "trend": opts.trend,
+        "confint": opts.confint,
+        "span": opts.span,
+        "filter_genes": opts.filter_genes,
+        "normalization": opts.normalization,
         "method": "limma-voom",
-        **design_params(orphan_vehicles, fit_per_control_group),
+        **design_params(opts),
     }
     var = samples.var.iloc[np.flatnonzero(tested)] if designs else samples.var
-    effects = _assemble(
+    effects = assemble(
         blocks,
         samples,
         mode=mode,
         params=params,
         var=var,
-        layer_names=effect_layer_names(stdev_scaled=stdev_scaled),
+        layer_names=effect_layer_names(stdev_scaled=opts.stdev_scaled),
     )
     validate_effects(effects)
     return DEResult(effects, ledger, diagnostics)
@@ -226,25 +209,20 @@ def limma_voom(
 
 def _voom_context(
     kept: np.ndarray,
-    obs: pd.DataFrame,
     design: ContextDesign,
     structure: DesignStructure,
-    diag: dict[str, np.ndarray],
     *,
-    keep: np.ndarray,
-    tested: np.ndarray,
+    obs: pd.DataFrame,
+    genes: tuple[np.ndarray, np.ndarray],
     mode: ReplicateMode,
-    normalization: str,
-    robust: bool,
-    trend: bool,
-    confint: float,
-    span: float,
-    chunk_size: int,
+    options: DEOptions,
     ledger: Ledger,
-    keep_weights: bool,
-    stdev_scaled: bool = False,
-) -> tuple[pd.DataFrame, dict[str, np.ndarray]] | None:
-    """One fit on its kept genes; layers span the ``tested`` genes (NaN for the rest)."""
+) -> tuple[tuple[pd.DataFrame, dict[str, np.ndarray]] | None, dict[str, np.ndarray]]:
+    """One fit on its kept genes (``genes``: the fit's ``keep`` mask and the ``tested``
+    mask of the run); layers span the tested genes (NaN for the rest). Returns the
+    block (``None`` when nothing is estimable) and the fit's diagnostics."""
+    keep, tested = genes
+    diag: dict[str, np.ndarray] = {}
     n_cond, n_plates = len(design.levels), len(design.plate_levels)
     if keep.sum() < 2:
         ledger.drop(
@@ -253,10 +231,10 @@ def _voom_context(
             reason="not_estimable",
             detail=f"{design.fit_id}: fewer than 2 genes pass filterByExpr",
         )
-        return None
+        return None, diag
     lib = kept.sum(axis=1)
     _check_library_sizes(kept, obs.index, f"{design.fit_id} (genes kept by filterByExpr)")
-    nf = calc_norm_factors(kept, lib_size=lib, method=normalization)  # type: ignore[arg-type]
+    nf = calc_norm_factors(kept, lib_size=lib, method=options.normalization)
     eff_lib = lib * nf
     diag.update(keep=keep, lib_size=lib, norm_factors=nf)
     y = voom_log_cpm(kept, eff_lib)
@@ -264,10 +242,9 @@ def _voom_context(
         y, design.condition_codes, design.plate_codes, n_conditions=n_cond, n_plates=n_plates
     )
     if fit0.df_residual <= 0:
-        _drop_no_df(design, ledger)
-        return None
-    st = structure
-    fitted = st.fitted(fit0.coef_condition.T, fit0.coef_plate.T)
+        drop_no_df(design, ledger)
+        return None, diag
+    fitted = structure.fitted(fit0.coef_condition.T, fit0.coef_plate.T)
     w = voom_weights(
         kept,
         eff_lib,
@@ -275,10 +252,11 @@ def _voom_context(
         sigma=fit0.sigma,
         amean=fit0.amean,
         df_residual=fit0.df_residual,
-        span=span,
+        span=options.span,
     )
-    if keep_weights:
+    if options.keep_weights:
         diag["weights"] = w
+    assert options.chunk_size is not None  # set by DEOptions.with_defaults
     fit = fit_condition_plate_weighted(
         y,
         w,
@@ -286,29 +264,28 @@ def _voom_context(
         design.plate_codes,
         n_conditions=n_cond,
         n_plates=n_plates,
-        chunk_size=chunk_size,
+        chunk_size=options.chunk_size,
     )
     t_idx = design.levels.get_indexer(design.treated)
-    c_idx = design.levels.get_indexer(design.control)
+    c_idx = design.levels.get_indexer(pd.Index(design.control))
     logfc, su = fit.contrast(t_idx, c_idx)
+    estimates = ContextFit(
+        logfc=logfc,
+        stdev_unscaled=su,
+        sigma=fit.sigma,
+        df_residual=fit.df_residual,
+        amean=fit.amean,
+        n_per_condition=structure.n_per_condition,
+        n_plate_columns_not_estimable=int((~structure.keep).sum()),
+    )
     meta, layers = moderate_context(
-        logfc,
-        su,
-        fit.sigma,
-        fit.df_residual,
-        fit.amean,
+        estimates,
         obs,
         design,
-        n_per_condition=st.n_per_condition,
-        n_plate_columns_not_estimable=int((~st.keep).sum()),
         mode=mode,
-        robust=robust,
-        trend=trend,
-        confint=confint,
+        options=options,
         ledger=ledger,
-        gene_cols=None if keep[tested].all() else np.flatnonzero(keep[tested]),
-        n_genes_total=int(tested.sum()),
-        stdev_scaled=stdev_scaled,
+        genes=None if keep[tested].all() else (np.flatnonzero(keep[tested]), int(tested.sum())),
     )
     meta["n_genes_tested"] = int(keep.sum())
-    return meta, layers
+    return (meta, layers), diag

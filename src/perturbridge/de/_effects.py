@@ -1,0 +1,285 @@
+"""What every DE engine shares after its fit: eBayes, the Effects layers and metadata,
+their assembly into one Effects AnnData, and reading a fit's rows of a Samples matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..io import provenance
+from ..ledger import Ledger
+from ..schema import EFFECT_LAYERS, EFFECT_OBS_COLUMNS, ReplicateMode
+from ._ebayes import ebayes
+from ._rstats import p_adjust_bh
+from .design import STAGE, ContextDesign
+from .options import DEOptions
+
+__all__ = [
+    "STDEV_SCALED",
+    "ContextFit",
+    "DEResult",
+    "assemble",
+    "contrast_meta",
+    "dense_rows",
+    "design_params",
+    "drop_no_df",
+    "effect_layer_names",
+    "moderate_context",
+]
+
+#: The optional Effects layer ``stdev.unscaled * sqrt(s2.post)`` (the original release
+#: has it; ask for it with ``DEOptions(stdev_scaled=True)``).
+STDEV_SCALED = "stdev.scaled"
+
+
+@dataclass
+class DEResult:
+    """Effects (one row per contrast), the ledger of what was not estimated, and per-fit
+    diagnostics keyed by :attr:`ContextDesign.fit_id` (``"dataset/context"``; voom:
+    ``keep``, ``lib_size``, ``norm_factors`` and, when asked for, ``weights``)."""
+
+    effects: ad.AnnData
+    ledger: Ledger = field(default_factory=Ledger)
+    diagnostics: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ContextFit:
+    """The estimates of one fit before eBayes: ``logfc`` and ``stdev_unscaled`` are
+    genes × contrasts (in ``design.treated`` order), ``sigma`` and ``amean`` per gene;
+    ``n_per_condition`` counts the samples of each design level."""
+
+    logfc: np.ndarray
+    stdev_unscaled: np.ndarray
+    sigma: np.ndarray
+    df_residual: int
+    amean: np.ndarray
+    n_per_condition: np.ndarray
+    n_plate_columns_not_estimable: int
+
+
+def dense_rows(x: Any, rows: np.ndarray | slice) -> np.ndarray:
+    """Rows of a (dense, sparse or backed) matrix as a dense float array."""
+    block = x[rows]
+    return np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=float)
+
+
+def design_params(options: DEOptions) -> dict[str, Any]:
+    """The design options as recorded in the Effects ``uns`` parameters."""
+    return {
+        "orphan_vehicles": options.orphan_vehicles,
+        "fit_per_control_group": options.fit_per_control_group,
+    }
+
+
+def effect_layer_names(*, stdev_scaled: bool) -> tuple[str, ...]:
+    """The layers an engine writes: :data:`EFFECT_LAYERS`, then ``stdev.scaled`` if asked."""
+    return EFFECT_LAYERS + ((STDEV_SCALED,) if stdev_scaled else ())
+
+
+def drop_no_df(design: ContextDesign, ledger: Ledger) -> None:
+    ledger.drop(
+        design.treated,
+        stage=STAGE,
+        reason="not_estimable",
+        detail=f"{design.fit_id}: no residual degrees of freedom "
+        f"({len(design.rows)} samples, {len(design.levels)} conditions, "
+        f"{len(design.plate_levels)} plates)",
+    )
+
+
+def contrast_meta(
+    obs: pd.DataFrame,
+    design: ContextDesign,
+    *,
+    n_per_condition: np.ndarray,
+    df_residual: int,
+    n_plate_columns_not_estimable: int,
+    mode: ReplicateMode,
+) -> pd.DataFrame:
+    """The Effects ``obs`` of one fit: one row per contrast, in ``design.treated`` order."""
+    dataset, context = design.dataset, design.context
+    t_idx = design.levels.get_indexer(design.treated)
+    c_idx = design.levels.get_indexer(pd.Index(design.control))
+    rep = obs.iloc[design.first_row]
+    n_per = n_per_condition
+    meta = pd.DataFrame(
+        {
+            "dataset": dataset,
+            "cell_context": context,
+            "cell_name": rep["cell_name"].astype(str).to_numpy(),
+            "perturbagen": rep["perturbagen"].astype(str).to_numpy(),
+            "compound_id_source": rep["compound_id_source"].astype(object).to_numpy(),
+            "compound_inchikey": rep["compound_inchikey"].astype(object).to_numpy(),
+            "compound_parent_inchikey": rep["compound_parent_inchikey"].astype(object).to_numpy(),
+            "pubchem_cid": rep["pubchem_cid"].to_numpy(),
+            "pert_dose_uM": rep["pert_dose_uM"].to_numpy(dtype=float),
+            "pert_time_h": rep["pert_time_h"].to_numpy(dtype=float),
+            "replicate": (
+                rep["replicate"].astype(object).to_numpy() if mode == "separate" else None
+            ),
+            "control_label": design.control,
+            "n_treated": n_per[t_idx].astype(int),
+            "n_control": n_per[c_idx].astype(int),
+            "df_residual": df_residual,
+            "n_plates": len(design.plate_levels),
+            "n_plate_columns_not_estimable": n_plate_columns_not_estimable,
+        },
+        index=pd.Index(design.treated.to_numpy(dtype=str), name="contrast"),
+    )
+    if mode == "separate":
+        meta["sample_id"] = rep.index.to_numpy(dtype=str)
+    return meta
+
+
+def _bh_all(p: np.ndarray) -> np.ndarray:
+    """BH over every entry of ``p`` at once (``adj.P.Value.across_all_contrasts``)."""
+    return p_adjust_bh(p.ravel()).reshape(p.shape)
+
+
+def moderate_context(
+    fit: ContextFit,
+    obs: pd.DataFrame,
+    design: ContextDesign,
+    *,
+    mode: ReplicateMode,
+    options: DEOptions,
+    ledger: Ledger,
+    genes: tuple[np.ndarray, int] | None = None,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """eBayes once for the fit, then the Effects layers (contrasts × genes) and metadata.
+
+    ``options`` gives ``robust``, ``trend`` (set), ``confint`` and ``stdev_scaled``
+    (the layer ``stdev.scaled``, ``stdev_unscaled * sqrt(s2.post)``). When the fit
+    used a subset of genes, ``genes`` is ``(positions, n_genes_total)``: their
+    positions among ``n_genes_total`` genes; the layers are NaN elsewhere.
+    """
+    logfc, su_mat, amean = fit.logfc, fit.stdev_unscaled, fit.amean
+    gene_cols, n_genes_total = genes if genes is not None else (None, None)
+    confint = options.confint
+    ngenes = logfc.shape[0]
+    eb = ebayes(
+        logfc,
+        su_mat,
+        fit.sigma,
+        np.full(ngenes, float(fit.df_residual)),
+        amean=amean,
+        trend=bool(options.trend),
+        robust=options.robust,
+    )
+    n_contrasts = logfc.shape[1]
+
+    def place(v: np.ndarray, *, genes_first: bool = True) -> np.ndarray:
+        """A layer as contrasts × all genes (NaN for genes not in this fit)."""
+        v = v.T if genes_first else v
+        if gene_cols is None or n_genes_total is None:
+            return np.ascontiguousarray(v)
+        out = np.full((n_contrasts, n_genes_total), np.nan)
+        out[:, gene_cols] = v
+        return out
+
+    # BH over all p-values of the fit is one large sort (it releases the GIL): run it
+    # beside the other layers.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        across = pool.submit(_bh_all, eb.p_value)
+        scaled = su_mat * np.sqrt(eb.s2_post)[:, None]
+        margin = np.asarray(stats.t.ppf((1 + confint) / 2, eb.df_total))[:, None] * scaled
+        within = place(p_adjust_bh(eb.p_value.T), genes_first=False)
+        across_all = place(across.result())
+    layers = {
+        "logFC": place(logfc),
+        "t": place(eb.t),
+        "P.Value": place(eb.p_value),
+        "adj.P.Value.within_one_contrast": within,
+        "adj.P.Value.across_all_contrasts": across_all,
+        "CI.L": place(logfc - margin),
+        "CI.R": place(logfc + margin),
+        "AveExpr": place(np.broadcast_to(amean[:, None], logfc.shape)),
+        "B": place(eb.lods),
+        "stdev.unscaled": place(su_mat),
+    }
+    if options.stdev_scaled:
+        layers[STDEV_SCALED] = place(scaled)
+    del margin, scaled, eb
+    meta = contrast_meta(
+        obs,
+        design,
+        n_per_condition=fit.n_per_condition,
+        df_residual=fit.df_residual,
+        n_plate_columns_not_estimable=fit.n_plate_columns_not_estimable,
+        mode=mode,
+    )
+    ledger.keep(design.treated, stage=STAGE, detail=design.fit_id)
+    return meta, layers
+
+
+def assemble(
+    blocks: list[tuple[pd.DataFrame, dict[str, np.ndarray]]],
+    samples: ad.AnnData,
+    *,
+    mode: ReplicateMode,
+    params: dict[str, Any],
+    var: pd.DataFrame | None = None,
+    layer_names: Sequence[str] = EFFECT_LAYERS,
+) -> ad.AnnData:
+    """One Effects AnnData from the blocks (metadata, layers) of every fit, with the
+    run's parameters and provenance in ``uns["perturbridge"]``."""
+    var = samples.var.copy() if var is None else var.copy()
+    if not blocks:
+        obs = pd.DataFrame(
+            {
+                c.name: pd.Series(dtype=float if c.kind == "float" else object)
+                for c in EFFECT_OBS_COLUMNS
+            },
+            index=pd.Index([], name="contrast", dtype=str),
+        )
+        layers = {k: np.zeros((0, len(var))) for k in layer_names}
+    else:
+        obs = pd.concat([b[0] for b in blocks])
+        if obs["dataset"].nunique() > 1:  # contrast ids are unique within a dataset
+            obs.index = pd.Index(obs["dataset"] + ":" + obs.index, name="contrast")
+        layers = (
+            blocks[0][1]
+            if len(blocks) == 1
+            else {k: np.concatenate([b[1][k] for b in blocks]) for k in layer_names}
+        )
+    for col in (
+        "dataset",
+        "cell_context",
+        "cell_name",
+        "perturbagen",
+        "compound_id_source",
+        "compound_inchikey",
+        "compound_parent_inchikey",
+        "replicate",
+        "control_label",
+    ):
+        if col in obs:
+            obs[col] = pd.Categorical(obs[col])
+    for col in ("n_treated", "n_control", "pubchem_cid"):
+        if col in obs:
+            obs[col] = obs[col].astype("Int64")
+    eff = ad.AnnData(
+        X=layers["logFC"],
+        obs=obs,
+        var=var,
+        layers={k: np.asarray(v) for k, v in layers.items()},
+    )
+    upstream = dict(samples.uns.get("perturbridge", {}))
+    eff.uns["perturbridge"] = {
+        "kind": "effects",
+        "value_kind": "logFC",
+        "replicate_mode": mode,
+        "params": params,
+        "samples_provenance": upstream.get("provenance", {}),
+        "provenance": provenance(step="de", params=params),
+    }
+    return eff
