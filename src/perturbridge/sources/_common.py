@@ -17,10 +17,15 @@ first offending values, so an adapter never has to build those messages itself:
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,7 @@ __all__ = [
     "WideCounts",
     "categorical",
     "check_unique",
+    "checked_text",
     "h5ad_rows",
     "is_missing",
     "open_h5ad",
@@ -111,64 +117,181 @@ def read_table(path: str | os.PathLike[str], *, what: str) -> pd.DataFrame:
     """Read a metadata table as strings (CSV by extension, else TSV; parquet too).
 
     Missing cells are empty strings; nothing is converted, so every value can be
-    checked and reported as written. The text is read strictly: a row with fewer
-    fields than the header (e.g. a file cut mid-row), more fields, or a quote that is
-    never closed is a :class:`~perturbridge.errors.FormatError` naming the file and
-    the line, never a row padded with missing values.
+    checked and reported as written. The text is read strictly (see
+    :func:`checked_text`): a row with fewer fields than the header (e.g. a file cut
+    mid-row), more fields, a quote that is never closed or a gzip stream cut short is a
+    :class:`~perturbridge.errors.FormatError` naming the file and the line, never a row
+    padded with missing values.
     """
     p = require_file(path, what=what)
-    try:
-        if p.suffix.lower() == ".parquet":
+    if p.suffix.lower() == ".parquet":
+        try:
             df = pd.read_parquet(p)
-            return df.astype(object).where(df.notna(), "").astype(str)
-        df = pd.read_csv(p, sep=_sep(p), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        m = re.search(r"EOF inside string starting at row (\d+)", str(err))
-        if m:  # the C parser's rows count lines from 0
-            raise FormatError(
-                f"{p}: cannot parse the {what}: the quote opened on line "
-                f"{int(m.group(1)) + 1} is never closed; the file may be cut short (download "
-                f"it again) or the field needs its closing quote ({err})"
-            ) from err
-        raise FormatError(f"{p}: cannot parse the {what}: {err}") from err
-    except (OSError, ValueError) as err:  # pyarrow errors are ValueError/OSError subclasses
-        raise FormatError(f"{p}: cannot read the {what}: {err}") from err
-    _check_field_counts(p, what=what, n_fields=df.shape[1])
-    return df
+        except (OSError, ValueError) as err:  # pyarrow errors are ValueError/OSError subclasses
+            raise FormatError(f"{p}: cannot read the {what}: {err}") from err
+        return df.astype(object).where(df.notna(), "").astype(str)
+    with checked_text(p, what=what) as fh:
+        return pd.read_csv(fh, sep=_sep(p), dtype=str, keep_default_na=False)
 
 
-def _check_field_counts(path: Path, *, what: str, n_fields: int) -> None:
-    """Raise :class:`FormatError` naming the rows with fewer fields than the header.
+class _CheckedStream:
+    """A binary text stream for :func:`pandas.read_csv` that counts the fields of every
+    record as pandas reads it, so a table is checked in the pass that parses it.
 
-    pandas pads such rows with empty strings, so a file cut mid-row would pass as a
-    row with missing (or, where a value was cut, wrong) fields. One pass of the
-    :mod:`csv` reader finds them (about 2 s per million rows).
+    The header sets the expected field count (one more when the first data row has one
+    more: R's ``write.table`` leaves the row-name column unnamed). Blank lines are
+    skipped, as pandas skips them; quoted fields may hold separators and newlines.
+    Problems are collected and raised together at the end of the file (or when pandas
+    gives up first) as one :class:`FormatError` naming the file and the lines.
     """
-    import csv
-    import gzip
 
-    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
-    lines: list[str] = []
-    n_short = 0
-    last_short = False
-    with opener(path, "rt", newline="") as fh:
-        reader = csv.reader(fh, delimiter=_sep(path))
-        next(reader, None)
-        for row in reader:
-            if not row:  # a blank line, skipped by pandas too
-                continue
-            last_short = len(row) < n_fields
-            if last_short:
-                n_short += 1
-                if len(lines) < _N_SHOW:
-                    lines.append(f"line {reader.line_num} has {len(row)}")
-    if not n_short:
-        return
-    cut = "; the last row is short: the file may be cut (download it again)" if last_short else ""
-    raise FormatError(
-        f"{path}: {n_short} row(s) of the {what} have fewer fields than the header's "
-        f"{n_fields}: {'; '.join(lines)}{cut}"
-    )
+    def __init__(self, raw: Any, *, path: Path, what: str) -> None:
+        self._raw = raw
+        self._path = path
+        self._what = what
+        self._sep = _sep(path)
+        self._tail = b""
+        self._line = 0
+        self._pending: list[bytes] = []
+        self._pending_line = 0
+        self._header: int | None = None
+        self._expected: int | None = None
+        self._bad: dict[str, list[tuple[int, int]]] = {"fewer": [], "more": []}
+        self._n_bad = {"fewer": 0, "more": 0}
+        self._last: tuple[int, int] | None = None  # (line, fields) of the last record
+        self._done = False
+
+    def read(self, size: int = -1) -> bytes:
+        if self._done:
+            return b""
+        pieces = []
+        want = size if size >= 0 else 1 << 62
+        while want > 0:  # in pieces, so a damaged gzip stream is named after its last line
+            try:
+                piece: bytes = self._raw.read(min(want, 1 << 16))
+            except (EOFError, OSError, zlib.error) as err:  # gzip cut short, CRC, bad block
+                self._done = True
+                after = f" after line {self._line}" if self._line else ""
+                raise FormatError(
+                    f"{self._path}: the {self._what} is cut short or corrupt{after} "
+                    f"({type(err).__name__}: {err}); copy or download it again"
+                ) from err
+            if not piece:
+                break
+            lines = (self._tail + piece).split(b"\n")
+            self._tail = lines.pop()
+            for line in lines:
+                self._record(line)
+            pieces.append(piece)
+            want -= len(piece)
+        if not pieces:
+            self._done = True
+            if self._tail:
+                self._record(self._tail)
+                self._tail = b""
+            self._raise_problems()
+        return b"".join(pieces)
+
+    def __iter__(self) -> Iterator[bytes]:  # pragma: no cover - pandas reads with read()
+        raise TypeError("read the stream with read()")
+
+    def _record(self, line: bytes) -> None:
+        self._line += 1
+        line = line.removesuffix(b"\r")
+        if self._pending:
+            self._pending.append(line)
+            self._quoted(self._pending_line)
+        elif b'"' in line:
+            self._pending = [line]
+            self._pending_line = self._line
+            self._quoted(self._line)
+        elif line.strip():
+            self._count(line.count(self._sep.encode()) + 1, self._line)
+
+    def _quoted(self, start: int) -> None:
+        """Count the fields of the pending record if its quotes are closed."""
+        text = b"\n".join(self._pending).decode("utf-8", errors="replace")
+        try:
+            rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=self._sep, strict=True))
+        except csv.Error as err:
+            if "unexpected end of data" in str(err):
+                return  # the quote is still open: the record goes on on the next line
+            rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=self._sep))
+        self._pending = []
+        for row in rows:
+            if row:
+                self._count(len(row), start)
+
+    def _count(self, n: int, line: int) -> None:
+        if self._header is None:
+            self._header = n
+            return
+        if self._expected is None:
+            self._expected = n if n == self._header + 1 else self._header
+        self._last = (line, n)
+        if n != self._expected:
+            kind = "fewer" if n < self._expected else "more"
+            self._n_bad[kind] += 1
+            if len(self._bad[kind]) < _N_SHOW:
+                self._bad[kind].append((line, n))
+
+    def drain(self) -> None:
+        """Count the rest of the file (after pandas stopped on an error): raises the
+        problems of every row, or returns when there are none."""
+        while self.read(1 << 20):
+            pass
+
+    def _raise_problems(self) -> None:
+        """At the end of the file: raise every problem found, if any."""
+        parts = []
+        n = self._expected
+        for kind in ("fewer", "more"):
+            if self._n_bad[kind]:
+                lines = ", ".join(f"line {ln} has {k}" for ln, k in self._bad[kind])
+                parts.append(
+                    f"{self._n_bad[kind]} row(s) of the {self._what} have {kind} fields than "
+                    f"the header's {n}: {lines}"
+                )
+        last = self._last
+        if last is not None and n is not None and last[1] < n and not self._pending:
+            parts.append(
+                f"the last line has {last[1]} fields, the header {n}: the file is cut short "
+                "(copy or download it again)"
+            )
+        if self._pending:
+            parts.append(
+                f"cannot parse the {self._what}: the quote opened on line {self._pending_line} "
+                "is never closed; the file may "
+                "be cut short (copy or download it again) or the field needs its closing quote"
+            )
+        if parts:
+            raise FormatError(f"{self._path}: " + "; ".join(parts))
+
+
+@contextmanager
+def checked_text(path: Path, *, what: str) -> Iterator[Any]:
+    """Open a CSV/TSV table (plain or ``.gz``) for :func:`pandas.read_csv`, checked as read.
+
+    Every record's fields are counted in the pass that parses it (no second pass); a
+    short or long row, an unclosed quote, a gzip stream cut short or corrupt, a parse
+    error or undecodable text is a :class:`FormatError` naming the file and the line.
+    """
+    gz = path.name.lower().endswith(".gz")
+    try:
+        raw = gzip.open(path, "rb") if gz else open(path, "rb")  # noqa: SIM115
+    except OSError as err:
+        raise FormatError(f"{path}: cannot open the {what}: {err}") from err
+    stream = _CheckedStream(raw, path=path, what=what)
+    try:
+        yield stream
+    except FormatError:
+        stream.drain()  # a bad value of a short or cut row: the row is the problem
+        raise
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        stream.drain()  # the rows' field counts name the line pandas stopped at
+        raise FormatError(f"{path}: cannot parse the {what}: {err}") from err
+    finally:
+        raw.close()
 
 
 def resolve_columns(
@@ -475,13 +598,12 @@ def wide_table_columns(path: Path, *, where: str) -> tuple[str, list[str], bool]
         strings = [n for n in names if str(schema.field(n).type) in ("string", "large_string")]
         gene_col = strings[0] if strings else names[0]
         return gene_col, [n for n in names if n != gene_col and not n.startswith("__index")], False
-    import csv
-
     sep = _sep(path)
+    gz = path.name.lower().endswith(".gz")
     try:
-        with open(path, newline="") as fh:
+        with gzip.open(path, "rt", newline="") if gz else open(path, newline="") as fh:
             rows = list(zip(range(2), csv.reader(fh, delimiter=sep), strict=False))
-    except UnicodeDecodeError as err:
+    except (UnicodeDecodeError, EOFError, OSError, zlib.error) as err:
         raise FormatError(f"{where}: cannot parse the counts table: {err}") from err
     if not rows:
         raise FormatError(f"{where}: the counts table is empty")
@@ -564,25 +686,25 @@ def _read_text_counts(
     rows_per_chunk = int(max(1, min(4096, 2**22 // max(1, width))))
     gene_parts: list[pd.Index] = []
     row_blocks: list[sparse.csr_matrix] = []
-    try:
-        with pd.read_csv(
-            path, sep=_sep(path), index_col=0, usecols=usecols, chunksize=rows_per_chunk, dtype=str
-        ) as reader:
-            for chunk in reader:
-                chunk = chunk.loc[:, wanted]
-                num = chunk.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-                bad = ~np.isfinite(num)
-                if bad.any():
-                    g, j = np.argwhere(bad)[0]
-                    raise FormatError(
-                        f"{where}: {int(bad.sum())} count value(s) are missing or not numbers, "
-                        f"first {chunk.iloc[g, j]!r} at gene {chunk.index[g]!r}, "
-                        f"sample {wanted[j]!r}"
-                    )
-                gene_parts.append(chunk.index.astype(str))
-                row_blocks.append(sparse.csr_matrix(num))
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise FormatError(f"{where}: cannot parse the counts table: {err}") from err
+    with (
+        checked_text(path, what="counts table") as fh,
+        pd.read_csv(
+            fh, sep=_sep(path), index_col=0, usecols=usecols, chunksize=rows_per_chunk, dtype=str
+        ) as reader,
+    ):
+        for chunk in reader:
+            chunk = chunk.loc[:, wanted]
+            num = chunk.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+            bad = ~np.isfinite(num)
+            if bad.any():
+                g, j = np.argwhere(bad)[0]
+                raise FormatError(
+                    f"{where}: {int(bad.sum())} count value(s) are missing or not numbers, "
+                    f"first {chunk.iloc[g, j]!r} at gene {chunk.index[g]!r}, "
+                    f"sample {wanted[j]!r}"
+                )
+            gene_parts.append(chunk.index.astype(str))
+            row_blocks.append(sparse.csr_matrix(num))
     genes = gene_parts[0].append(gene_parts[1:]) if gene_parts else pd.Index([], dtype=str)
     if not row_blocks:
         return genes, sparse.csr_matrix((len(wanted), 0))

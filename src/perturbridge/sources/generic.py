@@ -11,8 +11,10 @@ optional ones commented) is in ``docs/generic.md``; the keys are:
 ``[input]``
     ``expression`` (file), ``value_kind`` (``counts`` | ``log_expression``),
     ``metadata`` (file; required for tables), ``orientation`` (``genes_x_samples`` |
-    ``samples_x_genes``; required for tables), ``layer`` (``.h5ad`` only). Relative
-    paths are relative to the mapping file's folder.
+    ``samples_x_genes``; required for tables), ``layer`` (``.h5ad`` only),
+    ``allow_non_integer`` (``true`` accepts counts that are not whole numbers, such as
+    estimated counts; default ``false``: such counts are an error naming the samples).
+    Relative paths are relative to the mapping file's folder.
 ``[samples]``
     ``id_column`` (metadata column naming the samples as the expression does; for an
     ``.h5ad`` without a separate table, default the ``obs`` index), ``keep_columns``
@@ -86,6 +88,7 @@ from ._common import (
     assemble,
     categorical,
     check_unique,
+    checked_text,
     h5ad_rows,
     is_missing,
     open_h5ad,
@@ -141,7 +144,7 @@ def _missing_key(m: GenericMapping | Path, key: str) -> MappingError:
 
 @dataclass(frozen=True)
 class _Key:
-    kind: str  # "str", "number", "scalar", "list[str]", "list[scalar]", "map[str]", "field"
+    kind: str  # "str", "bool", "number", "scalar", "list[str]", "list[scalar]", "map[str]", "field"
     required: bool
     doc: str
     choices: tuple[str, ...] = ()
@@ -155,6 +158,9 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "metadata": _Key("str", False, "the sample metadata table"),
         "orientation": _Key("str", False, "the layout of an expression table", ORIENTATIONS),
         "layer": _Key("str", False, "the .h5ad layer holding the values"),
+        "allow_non_integer": _Key(
+            "bool", False, "accept counts that are not whole numbers (estimated counts)"
+        ),
     },
     "samples": {
         "id_column": _Key("str", False, "the metadata column naming the samples"),
@@ -275,6 +281,7 @@ class GenericMapping:
     gene_id_column: str | None
     symbol_column: str | None
     annotation: Path | None
+    allow_non_integer: bool = False
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -362,6 +369,10 @@ class _Checker:
             if spec.choices and v not in spec.choices:
                 raise self.fail(key, f"must be one of {list(spec.choices)}, found {v!r}")
             return v.strip()
+        if kind == "bool":
+            if not isinstance(v, bool):
+                raise self.fail(key, f"must be true or false ({spec.doc}), found {_toml_type(v)}")
+            return v
         if kind == "number":
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise self.fail(key, f"must be a number ({spec.doc}), found {_toml_type(v)}")
@@ -493,6 +504,8 @@ def load_mapping(path: str | os.PathLike[str]) -> GenericMapping:
                 )
         if "layer" in inp:
             raise chk.fail("input.layer", "applies to .h5ad input only")
+    if "allow_non_integer" in inp and inp["value_kind"] != "counts":
+        raise chk.fail("input.allow_non_integer", "applies to value_kind = 'counts' only")
     metadata = _file(chk, base, "input.metadata", inp["metadata"]) if "metadata" in inp else None
     samples = t["samples"]
     if metadata is not None and "id_column" not in samples:
@@ -603,6 +616,7 @@ def load_mapping(path: str | os.PathLike[str]) -> GenericMapping:
         gene_id_column=genes.get("id_column"),
         symbol_column=genes.get("symbol_column"),
         annotation=annotation,
+        allow_non_integer=inp.get("allow_non_integer", False),
         raw=raw,
     )
 
@@ -785,7 +799,6 @@ def _table_expression(m: GenericMapping, chunk_size: int) -> _Expression:
     where = str(path)
     if m.orientation == "genes_x_samples":
         gene_col, columns, _ = wide_table_columns(path, where=where)
-        _check_last_line(path, 1 + len(columns))
         if m.annotation is None and m.gene_id_column is not None and m.gene_id_column != gene_col:
             raise SchemaError(
                 m.gene_id_column,
@@ -842,38 +855,9 @@ def _header(path: Path) -> list[str]:
         except (OSError, ValueError) as err:
             raise FormatError(f"{path}: cannot read the parquet expression table: {err}") from err
         return [n for n in names if not n.startswith("__index")]
-    try:
-        head = pd.read_csv(path, sep=_sep(path), nrows=0)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise FormatError(f"{path}: cannot parse the expression table: {err}") from err
-    names = [str(c) for c in head.columns]
-    _check_last_line(path, len(names))
-    return names
-
-
-def _check_last_line(path: Path, n_fields: int) -> None:
-    """A text table cut mid-row (an interrupted download or copy) has a short last line;
-    pandas would pad it with missing values. Checked on the file's tail, so a large
-    expression table is not read twice (a gzipped one is not checked here)."""
-    if path.suffix.lower() == ".gz":
-        return
-    with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        fh.seek(max(0, size - (1 << 16)))
-        tail = fh.read()
-    lines = [ln for ln in tail.splitlines() if ln.strip()]
-    if len(lines) < 2 and size > (1 << 16):
-        return  # one very long line: nothing to compare here
-    if not lines:
-        return
-    last = lines[-1].decode("utf-8", errors="replace")
-    found = len(last.split(_sep(path)))
-    if found < n_fields:
-        raise FormatError(
-            f"{path}: the last line has {found} fields, the header {n_fields}: the expression "
-            "table is cut short (copy or download it again)"
-        )
+    with checked_text(path, what="expression table") as fh:
+        head = pd.read_csv(fh, sep=_sep(path), nrows=0)
+    return [str(c) for c in head.columns]
 
 
 def _sep(path: Path) -> str:
@@ -883,7 +867,8 @@ def _sep(path: Path) -> str:
 def _read_columns(path: Path, cols: list[str]) -> pd.DataFrame:
     if path.suffix.lower() == ".parquet":
         return pd.read_parquet(path, columns=cols).astype(str)
-    return pd.read_csv(path, sep=_sep(path), usecols=cols, dtype=str, keep_default_na=False)
+    with checked_text(path, what="expression table") as fh:
+        return pd.read_csv(fh, sep=_sep(path), usecols=cols, dtype=str, keep_default_na=False)
 
 
 def _check_values(
@@ -939,14 +924,12 @@ def _read_sample_rows(
         for batch in pf.iter_batches(batch_size=chunk_size, columns=[sample_col, *genes]):
             take(batch.to_pandas().set_index(sample_col))
     else:
-        try:
-            with pd.read_csv(
-                path, sep=_sep(path), index_col=0, chunksize=chunk_size, dtype=str
-            ) as reader:
-                for chunk in reader:
-                    take(chunk.loc[:, genes])
-        except (pd.errors.ParserError, UnicodeDecodeError) as err:
-            raise FormatError(f"{where}: cannot parse the expression table: {err}") from err
+        with (
+            checked_text(path, what="expression table") as fh,
+            pd.read_csv(fh, sep=_sep(path), index_col=0, chunksize=chunk_size, dtype=str) as reader,
+        ):
+            for chunk in reader:
+                take(chunk.loc[:, genes])
     order = (names[0].append(names[1:]) if names else pd.Index([], dtype=str)).get_indexer(wanted)
     if not blocks:
         return sparse.csr_matrix((0, len(genes))) if counts else np.zeros((0, len(genes)))
@@ -1216,12 +1199,14 @@ def _ingest(
     )
     x = x[:, gene_pos]
     inputs = [m.path, m.expression, *(p for p in (m.metadata, m.annotation) if p is not None)]
-    params = {
+    params: dict[str, Any] = {
         "source": "generic",
         "mapping": str(m.path),
         "value_kind": m.value_kind,
         "gene_id_type": m.gene_id_type,
     }
+    if m.allow_non_integer:
+        params["allow_non_integer"] = True
     if m.value_kind == "counts":
         res: IngestResult = assemble(
             x,
@@ -1234,6 +1219,7 @@ def _ingest(
             params=params,
             where=meta.where,
             control_match_keys=m.control_match_keys,
+            allow_non_integer=m.allow_non_integer,
         )
     else:
         from ..io import provenance
