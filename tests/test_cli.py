@@ -138,7 +138,7 @@ def test_ingest_generic_command_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_the_demo_ends_with_agreement_tables_and_the_report(tmp_path, capsys):
     from perturbridge.agreement import read_agreement
-    from perturbridge.cli import _demo_agreement
+    from perturbridge.cli.demo import _demo_agreement
 
     _demo_agreement(tmp_path, seed=0)
     out = capsys.readouterr().out

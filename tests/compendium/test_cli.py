@@ -1,4 +1,4 @@
-"""The compendium commands of the CLI (perturbridge.cli_compendium)."""
+"""The compendium commands of the CLI (perturbridge.cli.compendium)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from perturbridge.cli_compendium import register
+from perturbridge.cli.compendium import register
 
 from ._fixtures import write_plan
 

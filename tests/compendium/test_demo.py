@@ -6,7 +6,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from perturbridge.cli_compendium import register
+from perturbridge.cli.compendium import register
 from perturbridge.compendium import Compendium
 from perturbridge.compendium.demo import DEMO_SOURCES, run_demo_compendium, write_demo_plan
 

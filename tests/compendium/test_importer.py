@@ -488,7 +488,7 @@ def test_import_cli(tmp_path, tree, built):
     import typer
     from typer.testing import CliRunner
 
-    from perturbridge.cli_compendium import register
+    from perturbridge.cli.compendium import register
 
     app = typer.Typer()
 

@@ -83,7 +83,7 @@ def test_bad_invocations_get_a_message_not_a_traceback(tmp_path, fault):
 
 
 def test_full_disk_is_one_line_with_what_to_do(monkeypatch, capsys, fault):
-    import perturbridge.cli as cli
+    import perturbridge.cli._main as cli
 
     def full_disk() -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/data/out.h5ad")

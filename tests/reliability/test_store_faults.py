@@ -218,7 +218,7 @@ def _flip(path: Path, offset: int) -> None:
 
 
 def _app() -> typer.Typer:
-    from perturbridge.cli_compendium import register
+    from perturbridge.cli.compendium import register
 
     app = typer.Typer()
 

@@ -1,6 +1,6 @@
 """Agreement commands of the ``perturbridge`` CLI: ``agreement`` and ``report``.
 
-A thin layer over :mod:`perturbridge.agreement`; ``cli.py`` adds the commands with
+A thin layer over :mod:`perturbridge.agreement`; the app adds the commands with
 :func:`register`.
 """
 
@@ -8,18 +8,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from .errors import PerturbridgeError
+from ._common import console, err_console, fail, user_errors
 
-__all__ = ["register"]
-
-console = Console(stderr=False)
-err_console = Console(stderr=True)
+__all__ = ["agreement_table", "register"]
 
 
 class IdentityOption(StrEnum):
@@ -59,16 +55,6 @@ class ScoreOption(StrEnum):
     euclidean = "euclidean"
     cosine = "cosine"
     spearman = "spearman"
-
-
-def _fail(err: BaseException) -> NoReturn:
-    msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-    err_console.print(f"[bold red]error:[/] {msg}", markup=True, highlight=False)
-    raise typer.Exit(code=2) from err
-
-
-def _errors() -> tuple[type[BaseException], ...]:
-    return (PerturbridgeError, ValueError, KeyError, FileNotFoundError, FileExistsError)
 
 
 def _split(metrics: str | None) -> list[str] | None:
@@ -146,7 +132,7 @@ def _options(**kw: Any) -> dict[str, Any]:
     }
 
 
-def _summary_table(res: Any) -> Table:
+def agreement_table(res: Any) -> Table:
     """Cross-dataset summary (all contexts): observed against the centroid and peers.
 
     Retrieval rows compare with the exact random floor (``norm_rank``: lower is
@@ -248,8 +234,9 @@ def agreement_cmd(
         )  # fmt: skip
         return
     if weighting != WeightingOption.auto or retrieval:
-        _fail(ValueError("--weighting and --retrieval belong to --profile published"))
-    from .agreement import run_agreement
+        fail("--weighting and --retrieval belong to --profile published")
+    from ..agreement import run_agreement
+    from ..agreement.options import AgreementOptions
 
     opts = _options(
         identity=identity,
@@ -266,17 +253,11 @@ def agreement_cmd(
         dose_sensitivity=dose_sensitivity,
     )
     try:
-        res = run_agreement(
-            store,
-            out=out,
-            progress=progress,
-            replicates=replicates,
-            datasets=_split(datasets),
-            **opts,
-        )
-    except _errors() as err:
-        _fail(err)
-    console.print(_summary_table(res))
+        options = AgreementOptions(**opts, replicates=replicates, datasets=_split(datasets))
+        res = run_agreement(store, options, out=out, progress=progress)
+    except user_errors() as err:
+        fail(err)
+    console.print(agreement_table(res))
     counts = res.info.get("counts", {})
     console.print(
         f"{counts.get('pairs', 0):,} matched pairs, {counts.get('retrieval_queries', 0):,} "
@@ -361,14 +342,12 @@ def _published_options(
 ) -> Any:
     """The options of a published-profile run; options of our profile are refused (the
     published definitions are fixed, they would be silently ignored)."""
-    from .agreement.published import PublishedOptions
+    from ..agreement.published import PublishedOptions
 
     if changed:
-        _fail(
-            ValueError(
-                f"{', '.join(changed)}: not options of --profile published, whose definitions "
-                "are fixed (docs/agreement.md); use them with --profile perturbridge"
-            )
+        fail(
+            f"{', '.join(changed)}: not options of --profile published, whose definitions "
+            "are fixed (docs/agreement.md); use them with --profile perturbridge"
         )
     return PublishedOptions(
         datasets=None if datasets is None else tuple(datasets),
@@ -392,7 +371,7 @@ def _published_agreement(
     retrieval: bool,
     progress: bool,
 ) -> Any:
-    from .agreement.published import run_published, write_published
+    from ..agreement.published import run_published, write_published
 
     opts = _published_options(
         changed, weighting=weighting, datasets=datasets, n_boot=n_boot,
@@ -403,8 +382,8 @@ def _published_agreement(
             raise FileExistsError(f"--out {out} is a file; give a folder")
         res = run_published(source, options=opts)
         write_published(res, out)
-    except _errors() as err:
-        _fail(err)
+    except user_errors() as err:
+        fail(err)
     console.print(_published_table(res))
     skipped = res.info.get("skipped_datasets") or {}
     for name, why in skipped.items():
@@ -428,8 +407,8 @@ def _published_report(
     n_boot: int,
     retrieval: bool,
 ) -> None:
-    from .agreement.published import run_published
-    from .agreement.published.report import write_published_report
+    from ..agreement.published import run_published
+    from ..report import write_published_report
 
     opts = _published_options(
         changed, weighting=weighting, datasets=datasets, n_boot=n_boot,
@@ -438,8 +417,8 @@ def _published_report(
     try:
         res = run_published(source, options=opts)
         path = write_published_report(res, out, figures_dir=figures)
-    except (*_errors(), IsADirectoryError) as err:  # type: ignore[misc]
-        _fail(err)
+    except user_errors(IsADirectoryError) as err:
+        fail(err)
     console.print(f"wrote {path} (published profile, {res.weighting} weighting)")
 
 
@@ -483,14 +462,12 @@ def report_cmd(
         perturbridge report release/ --profile published --out published.html
     """
     if agreement is not None and profile == ProfileOption.published:
-        from .agreement.report import _profile_of
+        from ..report.html import _profile_of
 
         if _profile_of(agreement) != "published":
-            _fail(
-                ValueError(
-                    f"--agreement {agreement} holds the perturbridge profile; run "
-                    "`perturbridge agreement … --profile published` for a published folder"
-                )
+            fail(
+                f"--agreement {agreement} holds the perturbridge profile; run "
+                "`perturbridge agreement … --profile published` for a published folder"
             )
     if profile == ProfileOption.published and agreement is None:
         changed = _changed_options(
@@ -518,11 +495,11 @@ def report_cmd(
         dose_sensitivity=dose_sensitivity,
     )
     try:
-        from .agreement.report import write_report
+        from ..report import write_report
 
         path = write_report(store, out, agreement_dir=agreement, options=opts, figures_dir=figures)
-    except (*_errors(), ImportError) as err:  # type: ignore[misc]
-        _fail(err)
+    except user_errors(ImportError) as err:
+        fail(err)
     console.print(f"wrote {path}")
 
 

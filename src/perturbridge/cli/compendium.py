@@ -1,6 +1,6 @@
 """Compendium commands of the ``perturbridge`` CLI: build, query, info, export, import-release.
 
-A thin layer over :mod:`perturbridge.compendium`; ``cli.py`` adds the commands with
+A thin layer over :mod:`perturbridge.compendium`; the app adds the commands with
 :func:`register`.
 """
 
@@ -9,20 +9,14 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
-import numpy as np
-import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from .errors import PerturbridgeError
+from ._common import Mode, cell, console, err_console, fail, frame_table, user_errors
 
-__all__ = ["register"]
-
-console = Console(stderr=False)
-err_console = Console(stderr=True)
+__all__ = ["info_cmd", "register"]
 
 
 class ExecutorKind(StrEnum):
@@ -49,53 +43,14 @@ class ExportKind(StrEnum):
     anndata = "anndata"
 
 
-class ModeOption(StrEnum):
-    """Replicate mode of the exported contrasts."""
-
-    group = "group"
-    separate = "separate"
-
-
-def _errors() -> tuple[type[BaseException], ...]:
+def _store_errors() -> tuple[type[BaseException], ...]:
+    """The user errors of the compendium commands: a bad store, plan, query or option."""
     import duckdb
 
-    return (
-        PerturbridgeError,
-        ValueError,
-        KeyError,
-        FileNotFoundError,
-        FileExistsError,
-        ImportError,
-        duckdb.Error,
-    )
+    return user_errors(ImportError, duckdb.Error)
 
 
-def _fail(err: BaseException) -> NoReturn:
-    msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-    err_console.print(f"[bold red]error:[/] {msg}", markup=True, highlight=False)
-    raise typer.Exit(code=2) from err
-
-
-def _frame_table(df: Any, title: str | None = None, *, limit: int | None = None) -> Table:
-    table = Table(title=title)
-    for col in df.columns:
-        table.add_column(str(col), overflow="fold")
-    shown = df if limit is None else df.head(limit)
-    for row in shown.itertuples(index=False):
-        table.add_row(*[_cell(v) for v in row])
-    return table
-
-
-def _cell(v: Any) -> str:
-    if v is None or v is pd.NA:
-        return "-"
-    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-        return f"{int(v):,}"
-    if isinstance(v, (float, np.floating)):
-        return f"{float(v):.6g}"
-    if hasattr(v, "tolist") and not isinstance(v, str):
-        return ", ".join(map(str, v.tolist()))
-    return "-" if v is None else str(v)
+StoreArg = Annotated[Path, typer.Argument(help="Compendium store folder.")]
 
 
 def _datasets_table(df: Any) -> Table:
@@ -110,10 +65,10 @@ def _datasets_table(df: Any) -> Table:
             r.source,
             r.assay,
             r.value_kind,
-            _cell(r.n_samples),
-            _cell(r.n_contexts),
-            _cell(r.n_conditions),
-            f"{_cell(r.n_contrasts_group)} / {_cell(r.n_contrasts_separate)}",
+            cell(r.n_samples),
+            cell(r.n_contexts),
+            cell(r.n_conditions),
+            f"{cell(r.n_contrasts_group)} / {cell(r.n_contrasts_separate)}",
             r.de_method,
         )
     return table
@@ -151,7 +106,7 @@ def build_cmd(
 
         perturbridge build plan.toml --executor dask --workers 8
     """
-    from .compendium import build, load_plan, plan_tasks
+    from ..compendium import build, load_plan, plan_tasks
 
     try:
         p = load_plan(plan, store=store, cache=cache)
@@ -165,11 +120,11 @@ def build_cmd(
         if dry_run:
             import pandas as pd
 
-            console.print(_frame_table(pd.DataFrame(plan_tasks(p)), f"tasks of {plan.name}"))
+            console.print(frame_table(pd.DataFrame(plan_tasks(p)), f"tasks of {plan.name}"))
             return
         report = build(p, progress=True, force=force)
-    except _errors() as err:
-        _fail(err)
+    except _store_errors() as err:
+        fail(err)
     counts = report.manifest.get("counts", {})
     console.print(
         f"{len(report.computed)} tasks computed, {len(report.cached)} reused from the cache; "
@@ -184,7 +139,7 @@ def build_cmd(
 
 
 def query_cmd(
-    store: Annotated[Path, typer.Argument(help="Compendium store folder.")],
+    store: StoreArg,
     sql: Annotated[
         str, typer.Argument(help="One read-only DuckDB SQL statement over the catalog tables.")
     ],
@@ -214,7 +169,9 @@ def query_cmd(
 
         perturbridge query compendium "SELECT dataset, count(*) FROM conditions GROUP BY 1"
     """
-    from .compendium import Compendium
+    import pandas as pd
+
+    from ..compendium import Compendium
 
     try:
         with Compendium.open(store) as comp:
@@ -223,7 +180,7 @@ def query_cmd(
                 # one row more than shown tells whether the result has more
                 frames = list(comp.sql_batches(sql, limit=shown + 1))
                 df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-                console.print(_frame_table(df, limit=shown))
+                console.print(frame_table(df, limit=shown))
                 if len(df) > shown:
                     console.print(
                         f"(more than {shown:,} rows; {shown} shown, use --limit or --format tsv)"
@@ -233,8 +190,8 @@ def query_cmd(
     except KeyboardInterrupt:
         err_console.print("[bold red]error:[/] interrupted (Ctrl-C); the query was stopped")
         raise typer.Exit(code=130) from None
-    except _errors() as err:
-        _fail(err)
+    except _store_errors() as err:
+        fail(err)
 
 
 def _write_frames(frames: Any, fmt: OutputFormat) -> None:
@@ -264,7 +221,7 @@ def _write_frames(frames: Any, fmt: OutputFormat) -> None:
 
 
 def info_cmd(
-    store: Annotated[Path, typer.Argument(help="Compendium store folder.")],
+    store: StoreArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Summarize a store: datasets, samples, compounds, contexts, conditions, genes,
@@ -274,13 +231,13 @@ def info_cmd(
 
         perturbridge info compendium
     """
-    from .compendium import Compendium
+    from ..compendium import Compendium
 
     try:
         with Compendium.open(store) as comp:
             s = comp.summary()
-    except _errors() as err:
-        _fail(err)
+    except _store_errors() as err:
+        fail(err)
     if as_json:
         out = {k: v for k, v in s.items() if k not in ("datasets", "ledger")}
         out["datasets"] = s["datasets"].to_dict(orient="records")
@@ -299,16 +256,16 @@ def info_cmd(
     console.print(_datasets_table(s["datasets"]))
     console.print(f"assays: {', '.join(s['assays']) or '-'}")
     console.print(f"consolidated layers: {', '.join(s['layers'])}; modes: {', '.join(s['modes'])}")
-    console.print(_frame_table(s["ledger"], "ledger totals (samples, conditions, genes)"))
+    console.print(frame_table(s["ledger"], "ledger totals (samples, conditions, genes)"))
 
 
 def export_cmd(
-    store: Annotated[Path, typer.Argument(help="Compendium store folder.")],
+    store: StoreArg,
     out: Annotated[Path, typer.Option("--out", help="Folder (shards) or .h5ad (anndata).")],
     to: Annotated[ExportKind, typer.Option("--to", help="shards or anndata.")] = (
         ExportKind.shards
     ),
-    mode: Annotated[ModeOption, typer.Option(help="Replicate mode.")] = ModeOption.group,
+    mode: Annotated[Mode, typer.Option(help="Replicate mode.")] = Mode.group,
     layer: Annotated[str, typer.Option(help="Effects layer.")] = "logFC",
     rows_per_shard: Annotated[int, typer.Option(help="Rows per Parquet shard.")] = 200_000,
     dataset: Annotated[
@@ -322,7 +279,7 @@ def export_cmd(
         perturbridge export compendium --to shards --out shards/
         perturbridge export compendium --to anndata --out eval.h5ad --dataset sciplex
     """
-    from .compendium import Compendium, export_anndata, export_shards
+    from ..compendium import Compendium, export_anndata, export_shards
 
     try:
         with Compendium.open(store) as comp:
@@ -341,8 +298,8 @@ def export_cmd(
                 conds = comp.conditions(dataset=dataset) if dataset else None
                 path = export_anndata(comp, out, conditions=conds, layer=layer, mode=mode.value)
                 console.print(f"wrote {path}")
-    except _errors() as err:
-        _fail(err)
+    except _store_errors() as err:
+        fail(err)
 
 
 def import_cmd(
@@ -366,12 +323,12 @@ def import_cmd(
 
         perturbridge import-release release/ --store compendium
     """
-    from .compendium import import_release
+    from ..compendium import import_release
 
     try:
         manifest = import_release(release, store, datasets=dataset, progress=True)
-    except _errors() as err:
-        _fail(err)
+    except _store_errors() as err:
+        fail(err)
     c = manifest["counts"]
     console.print(
         f"{store}: {c['datasets']} datasets, {c['conditions']:,} conditions, {c['genes']:,} genes"
@@ -387,7 +344,7 @@ def import_cmd(
 
 
 def verify_cmd(
-    store: Annotated[Path, typer.Argument(help="Compendium store folder.")],
+    store: StoreArg,
 ) -> None:
     """Check every file of a store against the checksums of its manifest.
 
@@ -397,12 +354,12 @@ def verify_cmd(
 
         perturbridge verify compendium
     """
-    from .compendium.store import verify_store
+    from ..compendium.store import verify_store
 
     try:
         problems = verify_store(store, progress=True)
-    except _errors() as err:
-        _fail(err)
+    except _store_errors() as err:
+        fail(err)
     for p in problems:
         err_console.print(f"[bold red]bad:[/] {p}", markup=True, highlight=False)
     if problems:
@@ -416,7 +373,7 @@ def verify_cmd(
 
 
 def repair_cmd(
-    store: Annotated[Path, typer.Argument(help="Compendium store folder.")],
+    store: StoreArg,
     cache: Annotated[
         Path | None, typer.Option(help="Task cache to restore files from (default: STORE/.cache).")
     ] = None,
@@ -432,12 +389,12 @@ def repair_cmd(
 
         perturbridge repair compendium
     """
-    from .compendium.store import repair_store
+    from ..compendium.store import repair_store
 
     try:
         report = repair_store(store, cache=cache, progress=True)
-    except _errors() as err:
-        _fail(err)
+    except _store_errors() as err:
+        fail(err)
     for action in report.actions:
         console.print(f"- {action}", highlight=False)
     if report.needs_rebuild:

@@ -15,6 +15,7 @@ import pandas as pd
 from ..ledger import Ledger
 
 __all__ = [
+    "CliParameter",
     "IngestResult",
     "SourceAdapter",
     "get_source",
@@ -32,6 +33,42 @@ class IngestResult:
     ledger: Ledger
 
 
+@dataclass(frozen=True)
+class CliParameter:
+    """A parameter of an adapter's reader as ``perturbridge ingest <name>`` takes it:
+    files with ``--input NAME=PATH``, other values with ``--set NAME=VALUE``.
+
+    ``type`` is what the value becomes (``Path``, ``str``, ``int``, ``float`` or
+    ``bool``); a ``multiple`` parameter takes several values (a name repeated in
+    ``--input``, or comma-separated) and becomes a tuple of strings. ``default`` is shown
+    in the help; the reader's own default applies when the parameter is not given.
+    """
+
+    name: str
+    type: type[Path] | type[str] | type[int] | type[float] | type[bool] = str
+    help: str = ""
+    default: object = None
+    required: bool = False
+    multiple: bool = False
+
+    def convert(self, value: str) -> object:
+        """The command-line string ``value`` as the reader takes it; a ``ValueError``
+        names the parameter and the value when it is not of the parameter's type."""
+        if self.multiple:
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        if self.type is bool:
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(f"{self.name} must be true or false, got {value!r}")
+            return value.lower() in ("true", "1", "yes")
+        if self.type is int or self.type is float:
+            try:
+                return self.type(value)
+            except ValueError:
+                kind = "a whole number" if self.type is int else "a number"
+                raise ValueError(f"{self.name} must be {kind}, got {value!r}") from None
+        return self.type(value)
+
+
 class SourceAdapter(ABC):
     """An upstream dataset family: reads its native files into Samples + ledger."""
 
@@ -42,6 +79,8 @@ class SourceAdapter(ABC):
     expected_files: ClassVar[tuple[str, ...]] = ()
     #: ``"counts"`` or ``"log_expression"``: what the Samples ``X`` holds.
     value_kind: ClassVar[str] = ""
+    #: The parameters ``perturbridge ingest <name>`` takes, passed to :meth:`ingest`.
+    cli_parameters: ClassVar[tuple[CliParameter, ...]] = ()
 
     def ingest(self, **kwargs: Any) -> IngestResult:
         """Read the upstream files and return Samples and the ledger (calls
@@ -64,8 +103,8 @@ class SourceAdapter(ABC):
     @classmethod
     def reader(cls) -> Callable[..., IngestResult]:
         """The public function behind :meth:`ingest`: by convention ``read_<name>`` in
-        the adapter's module (its signature and docstring document the inputs; the CLI
-        builds ``perturbridge ingest <name>`` from them)."""
+        the adapter's module (its signature and docstring document the inputs;
+        :attr:`cli_parameters` declares those ``perturbridge ingest <name>`` takes)."""
         fn = getattr(sys.modules[cls.__module__], f"read_{cls.name}", None)
         if not callable(fn):
             raise NotImplementedError(

@@ -65,10 +65,12 @@ from scipy import sparse
 from ..errors import FormatError
 from ..ledger import Ledger
 from ..units import dose_to_uM
-from ._base import IngestResult, SourceAdapter, register_source
+from ._base import CliParameter, IngestResult, SourceAdapter, register_source
 from ._common import (
     GENE_STAGE,
     STAGE,
+    Accounts,
+    Origin,
     Triage,
     assemble,
     categorical,
@@ -634,19 +636,23 @@ def read_cigs(
         sparse.vstack(x_parts, format="csr") if x_parts else sparse.csr_matrix((0, len(shared))),
         obs,
         var,
-        ledger=ledger,
-        input_ids=pd.Index(np.concatenate([p.ids.to_numpy() for p in parts])),
-        input_genes=gene_ids,
-        inputs=[p for part in parts for p in part.files] + ([comp_path] if comp_path else []),
-        params={
-            "source": "cigs",
-            "dataset": dataset,
-            "subsets": [p.sub.key for p in parts],
-            "exclude_plates": list(exclude_plates),
-            "iqr_factor": iqr_factor,
-            "positive_controls": list(positive_controls),
-        },
-        where=str(root),
+        accounts=Accounts(
+            ledger,
+            samples=pd.Index(np.concatenate([p.ids.to_numpy() for p in parts])),
+            genes=gene_ids,
+        ),
+        origin=Origin(
+            inputs=[p for part in parts for p in part.files] + ([comp_path] if comp_path else []),
+            params={
+                "source": "cigs",
+                "dataset": dataset,
+                "subsets": [p.sub.key for p in parts],
+                "exclude_plates": list(exclude_plates),
+                "iqr_factor": iqr_factor,
+                "positive_controls": list(positive_controls),
+            },
+            where=str(root),
+        ),
     )
 
 
@@ -754,3 +760,12 @@ class CIGSSource(SourceAdapter):
         f"{COMPOUND_TABLE} (optional compound table)",
     )
     value_kind: ClassVar[str] = "counts"
+    cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
+        CliParameter("folder", Path, "Folder of the CIGS subsets.", required=True),
+        CliParameter("subsets", str, "Subsets to read (default: all).", multiple=True),
+        CliParameter("compounds", Path, "Compound table (optional)."),
+        CliParameter("dataset", str, "Dataset name.", "cigs"),
+        CliParameter("exclude_plates", str, "Plates left out.", EXCLUDED_PLATES, multiple=True),
+        CliParameter("iqr_factor", float, "IQR factor of the sample QC.", 1.5),
+        CliParameter("positive_controls", str, "Controls.", POSITIVE_CONTROLS, multiple=True),
+    )

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -44,9 +45,11 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from ..ledger import Ledger
-from ._base import IngestResult, SourceAdapter, register_source
+from ._base import CliParameter, IngestResult, SourceAdapter, register_source
 from ._common import (
     STAGE,
+    Accounts,
+    Origin,
     Triage,
     assemble,
     categorical,
@@ -376,22 +379,22 @@ def read_dilimap(
         x[kept][:, np.flatnonzero(keep_gene)],
         obs,
         var,
-        ledger=ledger,
-        input_ids=ids,
-        input_genes=genes.index,
-        inputs=[path],
-        params={
-            "source": "dilimap",
-            "dataset": dataset,
-            "layer": layer,
-            "vehicle": vehicle,
-            "dose_merge_log10": dose_merge_log10,
-            "total_rna_sd": total_rna_sd,
-            "max_mito_percent": max_mito_percent,
-            "min_rep_corr": min_rep_corr,
-            "rep_corr_sd": rep_corr_sd,
-        },
-        where=where,
+        accounts=Accounts(ledger, samples=ids, genes=genes.index),
+        origin=Origin(
+            inputs=[path],
+            params={
+                "source": "dilimap",
+                "dataset": dataset,
+                "layer": layer,
+                "vehicle": vehicle,
+                "dose_merge_log10": dose_merge_log10,
+                "total_rna_sd": total_rna_sd,
+                "max_mito_percent": max_mito_percent,
+                "min_rep_corr": min_rep_corr,
+                "rep_corr_sd": rep_corr_sd,
+            },
+            where=where,
+        ),
     )
 
 
@@ -442,3 +445,14 @@ class DILImapSource(SourceAdapter):
         "var: symbols with gene_id)",
     )
     value_kind: ClassVar[str] = "counts"
+    cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
+        CliParameter("h5ad", Path, "The DILImap .h5ad.", required=True),
+        CliParameter("layer", str, "Layer holding the counts (default: X)."),
+        CliParameter("dataset", str, "Dataset name.", "dilimap"),
+        CliParameter("vehicle", str, "Vehicle compound.", VEHICLE),
+        CliParameter("dose_merge_log10", float, "Doses this close (log10) are one.", 0.05),
+        CliParameter("total_rna_sd", float, "Sample QC: total RNA SDs.", 2.5),
+        CliParameter("max_mito_percent", float, "Sample QC: largest mito %.", 9.0),
+        CliParameter("min_rep_corr", float, "Sample QC: least replicate correlation.", 0.99),
+        CliParameter("rep_corr_sd", float, "Sample QC: replicate correlation SDs.", 3.0),
+    )

@@ -46,9 +46,11 @@ from scipy import sparse
 from ..errors import FormatError, SchemaError
 from ..ledger import Ledger
 from ..units import dose_to_uM
-from ._base import IngestResult, SourceAdapter, register_source
+from ._base import CliParameter, IngestResult, SourceAdapter, register_source
 from ._common import (
     STAGE,
+    Accounts,
+    Origin,
     Triage,
     assemble,
     categorical,
@@ -385,17 +387,17 @@ def read_drugseq_moabox(
         x[:, np.flatnonzero(keep_gene)],
         obs,
         var,
-        ledger=ledger,
-        input_ids=triage.ids,
-        input_genes=genes,
-        inputs=[meta_path, *count_paths, *(p for p in (cmp_path, robust_path, map_path) if p)],
-        params={
-            "source": "drugseq_moabox",
-            "dataset": dataset,
-            "positive_controls": list(positive_controls),
-            "robust_controls": robust_path is not None,
-        },
-        where=where,
+        accounts=Accounts(ledger, samples=triage.ids, genes=genes),
+        origin=Origin(
+            inputs=[meta_path, *count_paths, *(p for p in (cmp_path, robust_path, map_path) if p)],
+            params={
+                "source": "drugseq_moabox",
+                "dataset": dataset,
+                "positive_controls": list(positive_controls),
+                "robust_controls": robust_path is not None,
+            },
+            where=where,
+        ),
     )
 
 
@@ -414,3 +416,13 @@ class DrugseqMoABoxSource(SourceAdapter):
         "gene.ID → Ensembl v98 table (optional)",
     )
     value_kind: ClassVar[str] = "counts"
+    cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
+        CliParameter("metadata", Path, "Sample metadata table.", required=True),
+        CliParameter("counts", Path, "Count table(s).", required=True, multiple=True),
+        CliParameter("compounds", Path, "Compound table (optional)."),
+        CliParameter("robust_controls", Path, "Robust-control table (optional)."),
+        CliParameter("gene_mapping", Path, "Gene mapping table (optional)."),
+        CliParameter("positive_controls", str, "Controls.", POSITIVE_CONTROLS, multiple=True),
+        CliParameter("dataset", str, "Dataset name.", "novartis_drugseq_u2os_moabox"),
+        CliParameter("chunk_size", int, "Genes read per chunk.", 256),
+    )

@@ -42,9 +42,11 @@ from scipy import sparse
 from ..errors import FormatError, SchemaError
 from ..ledger import Ledger
 from ..units import dose_to_uM
-from ._base import IngestResult, SourceAdapter, register_source
+from ._base import CliParameter, IngestResult, SourceAdapter, register_source
 from ._common import (
     STAGE,
+    Accounts,
+    Origin,
     Triage,
     assemble,
     categorical,
@@ -405,12 +407,12 @@ def _read(
         x[:, np.flatnonzero(keep_gene)],
         obs,
         var,
-        ledger=ledger,
-        input_ids=triage.ids,
-        input_genes=genes,
-        inputs=inputs,
-        params={"source": "gdpx2", "dataset": dataset, "n_repeated_metadata_rows": n_repeated},
-        where=where,
+        accounts=Accounts(ledger, samples=triage.ids, genes=genes),
+        origin=Origin(
+            inputs=inputs,
+            params={"source": "gdpx2", "dataset": dataset, "n_repeated_metadata_rows": n_repeated},
+            where=where,
+        ),
         control_match_keys=CONTROL_MATCH_KEYS,
     )
 
@@ -428,3 +430,10 @@ class GDPx2Source(SourceAdapter):
         "or: curated <gdpx2>.h5ad (obs pert_name, pert_dose, pert_time, sample_type, …)",
     )
     value_kind: ClassVar[str] = "counts"
+    cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
+        CliParameter("metadata", Path, "Sample metadata table."),
+        CliParameter("counts", Path, "Count table."),
+        CliParameter("h5ad", Path, "An .h5ad instead of the tables."),
+        CliParameter("dataset", str, "Dataset name.", "ginkgo_gdpx2"),
+        CliParameter("chunk_size", int, "Genes read per chunk.", 256),
+    )

@@ -81,7 +81,7 @@ from ..errors import FormatError, SchemaError
 from ..ledger import Ledger
 from ..schema import PERT_TYPES, SAMPLE_COLUMNS, VALUE_KINDS
 from ..units import parse_dose, parse_time
-from ._base import IngestResult, SourceAdapter, register_source
+from ._base import CliParameter, IngestResult, SourceAdapter, register_source
 from ._common import (
     STAGE,
     Triage,
@@ -1378,6 +1378,10 @@ class GenericSource(SourceAdapter):
         "metadata table (CSV/TSV/parquet; optional for .h5ad)",
     )
     value_kind: ClassVar[str] = "declared: counts or log_expression"
+    cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
+        CliParameter("mapping", Path, "The mapping file (TOML).", required=True),
+        CliParameter("chunk_size", int, "Rows read per chunk.", 256),
+    )
 
     def declared_files(self, params: Mapping[str, Any]) -> list[tuple[str, Path]]:
         """The data files the mapping names, labelled ``mapping:<key>`` (e.g.

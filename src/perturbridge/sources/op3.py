@@ -35,9 +35,11 @@ import pandas as pd
 
 from ..errors import SchemaError
 from ..ledger import Ledger
-from ._base import IngestResult, SourceAdapter, register_source
+from ._base import CliParameter, IngestResult, SourceAdapter, register_source
 from ._common import (
     STAGE,
+    Accounts,
+    Origin,
     Triage,
     assemble,
     categorical,
@@ -248,12 +250,12 @@ def _read_op3(
         x,
         obs,
         var,
-        ledger=ledger,
-        input_ids=ids,
-        input_genes=genes,
-        inputs=[path],
-        params={"source": "op3", "dataset": dataset, "layer": layer},
-        where=where,
+        accounts=Accounts(ledger, samples=ids, genes=genes),
+        origin=Origin(
+            inputs=[path],
+            params={"source": "op3", "dataset": dataset, "layer": layer},
+            where=where,
+        ),
     )
 
 
@@ -269,3 +271,8 @@ class OP3Source(SourceAdapter):
         "timepoint_hr, plate_name, well, donor_id, …; var index: gene symbols)",
     )
     value_kind: ClassVar[str] = "counts"
+    cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
+        CliParameter("h5ad", Path, "The OP3 .h5ad.", required=True),
+        CliParameter("layer", str, "Layer holding the counts (default: X)."),
+        CliParameter("dataset", str, "Dataset name.", "op3_neurips2023"),
+    )

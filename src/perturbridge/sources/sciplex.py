@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -55,9 +56,11 @@ import pandas as pd
 from ..errors import FormatError
 from ..pseudobulk import pseudobulk
 from ..units import dose_to_uM
-from ._base import IngestResult, SourceAdapter, register_source
+from ._base import CliParameter, IngestResult, SourceAdapter, register_source
 from ._common import (
     STAGE,
+    Accounts,
+    Origin,
     Triage,
     categorical,
     is_missing,
@@ -265,20 +268,19 @@ def read_sciplex(
         counts.X[kept][:, np.flatnonzero(keep_gene)],
         obs,
         var_out,
-        ledger=ledger,
-        input_samples=counts.obs_names,
-        input_genes=genes.index,
-        cell_ids=obs_in.index,
-        inputs=[path],
-        params={
-            "source": "sciplex",
-            "dataset": dataset,
-            "layer": layer,
-            "max_mito_fraction": max_mito_fraction,
-            "default_dose_unit": default_dose_unit,
-        },
+        accounts=Accounts(ledger, samples=counts.obs_names, genes=genes.index, cells=obs_in.index),
+        origin=Origin(
+            inputs=[path],
+            params={
+                "source": "sciplex",
+                "dataset": dataset,
+                "layer": layer,
+                "max_mito_fraction": max_mito_fraction,
+                "default_dose_unit": default_dose_unit,
+            },
+            where=where,
+        ),
         pseudobulk_params={path.name: counts.uns["perturbridge"]["params"]},
-        where=where,
     )
 
 
@@ -450,3 +452,17 @@ class SciPlexSource(SourceAdapter):
         "top_oligo_P/plate_oligo, top_oligo_W/well_oligo)",
     )
     value_kind: ClassVar[str] = "counts"
+    cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
+        CliParameter("h5ad", Path, "Cells × genes counts (.h5ad).", required=True),
+        CliParameter("layer", str, "Layer holding the counts (default: X)."),
+        CliParameter("dataset", str, "Dataset name.", "sciplex3"),
+        CliParameter("min_counts", float, "Drop cells with fewer counts.", 100),
+        CliParameter("min_genes", int, "Drop cells with fewer detected genes.", 50),
+        CliParameter("max_mito_fraction", float, "Drop cells above this mito fraction.", 0.1),
+        CliParameter("quality_gene", str, "Nucleus-quality gene, e.g. MALAT1."),
+        CliParameter("quality_min_fraction", float, "Least fraction on the quality gene.", 0.0),
+        CliParameter("min_cells", int, "Drop pseudobulks with fewer cells.", 1),
+        CliParameter("default_dose_unit", str, "Unit of doses given without one.", "nM"),
+        CliParameter("chunk_size", int, "Cells read per chunk.", 100_000),
+        CliParameter("progress", bool, "Show progress.", False),
+    )

@@ -56,8 +56,17 @@ from ..errors import FormatError
 from ..ledger import Ledger
 from ..pseudobulk import pseudobulk
 from ..units import dose_to_uM
-from ._base import IngestResult, SourceAdapter, register_source
-from ._common import STAGE, Triage, categorical, record_genes, replicate_rank, resolve_columns
+from ._base import CliParameter, IngestResult, SourceAdapter, register_source
+from ._common import (
+    STAGE,
+    Accounts,
+    Origin,
+    Triage,
+    categorical,
+    record_genes,
+    replicate_rank,
+    resolve_columns,
+)
 from ._singlecell import (
     CELL_STAGE,
     as_text,
@@ -354,21 +363,21 @@ def read_tahoe(
         x_all[kept][:, np.flatnonzero(keep_gene)],
         obs,
         var,
-        ledger=ledger,
-        input_samples=obs_all.index,
-        input_genes=genes.index,
-        cell_ids=None,  # checked per plate file: cell ids may repeat across plates
-        inputs=[*files, *([manifest.path] if manifest is not None else [])],
-        params={
-            "source": "tahoe",
-            "dataset": dataset,
-            "vehicle": vehicle,
-            "time_h": time_h,
-            "pattern": pattern,
-            "layer": layer,
-        },
+        # no cells: they are checked per plate file (cell ids may repeat across plates)
+        accounts=Accounts(ledger, samples=obs_all.index, genes=genes.index),
+        origin=Origin(
+            inputs=[*files, *([manifest.path] if manifest is not None else [])],
+            params={
+                "source": "tahoe",
+                "dataset": dataset,
+                "vehicle": vehicle,
+                "time_h": time_h,
+                "pattern": pattern,
+                "layer": layer,
+            },
+            where=str(root),
+        ),
         pseudobulk_params=pb_params,
-        where=str(root),
     )
 
 
@@ -606,3 +615,17 @@ class TahoeSource(SourceAdapter):
         "obs_metadata.parquet (optional manifest: BARCODE_SUB_LIB_ID, plate, …)",
     )
     value_kind: ClassVar[str] = "counts"
+    cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
+        CliParameter("folder", Path, "Folder of the Tahoe-100M plate .h5ad files.", required=True),
+        CliParameter("obs_parquet", Path, "Cell metadata Parquet (optional)."),
+        CliParameter("pattern", str, "File name pattern of the plates.", "*.h5ad"),
+        CliParameter("layer", str, "Layer holding the counts (default: X)."),
+        CliParameter("dataset", str, "Dataset name.", "tahoe100m"),
+        CliParameter("vehicle", str, "Vehicle compound.", VEHICLE),
+        CliParameter("time_h", float, "Treatment time (h).", 24.0),
+        CliParameter("min_counts", float, "Drop cells with fewer counts.", 0),
+        CliParameter("min_genes", int, "Drop cells with fewer detected genes.", 0),
+        CliParameter("min_cells", int, "Drop pseudobulks with fewer cells.", 1),
+        CliParameter("chunk_size", int, "Cells read per chunk.", 100_000),
+        CliParameter("progress", bool, "Show progress.", False),
+    )

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -35,9 +36,11 @@ import pandas as pd
 
 from ..ledger import Ledger
 from ..units import dose_to_uM
-from ._base import IngestResult, SourceAdapter, register_source
+from ._base import CliParameter, IngestResult, SourceAdapter, register_source
 from ._common import (
     STAGE,
+    Accounts,
+    Origin,
     Triage,
     assemble,
     categorical,
@@ -255,12 +258,12 @@ def read_vcpi(
         wc.x[:, np.flatnonzero(keep_gene)],
         obs,
         var,
-        ledger=ledger,
-        input_ids=triage.ids,
-        input_genes=wc.genes,
-        inputs=[meta_path, count_path, *([chem_path] if chem_path else [])],
-        params={"source": "vcpi", "dataset": dataset, "default_dose_unit": default_dose_unit},
-        where=where,
+        accounts=Accounts(ledger, samples=triage.ids, genes=wc.genes),
+        origin=Origin(
+            inputs=[meta_path, count_path, *([chem_path] if chem_path else [])],
+            params={"source": "vcpi", "dataset": dataset, "default_dose_unit": default_dose_unit},
+            where=where,
+        ),
     )
 
 
@@ -277,3 +280,11 @@ class VCPISource(SourceAdapter):
         "chemistry-<job>.csv (optional)",
     )
     value_kind: ClassVar[str] = "counts"
+    cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
+        CliParameter("metadata", Path, "Sample metadata table.", required=True),
+        CliParameter("counts", Path, "Count table.", required=True),
+        CliParameter("chemistry", Path, "Compound chemistry table (optional)."),
+        CliParameter("dataset", str, "Dataset name.", "vcpi"),
+        CliParameter("default_dose_unit", str, "Unit of doses given without one.", "nM"),
+        CliParameter("chunk_size", int, "Genes read per chunk.", 256),
+    )

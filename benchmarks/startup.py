@@ -1,0 +1,118 @@
+"""How fast the ``perturbridge`` command starts, and how light a query stays.
+
+Runs the installed ``perturbridge`` command (the one next to this Python) in child
+processes and reports, as JSON:
+
+- ``help_s``: the median wall time of 5 runs of ``perturbridge --help``,
+  ``perturbridge build --help`` and ``perturbridge ingest l1000 --help``;
+- ``query``: the peak RSS (MB, ``getrusage(RUSAGE_CHILDREN)``) and wall time of
+  ``perturbridge query STORE "SELECT … FROM range(80000000)" --limit 5`` on a small
+  simulated store, and of ``SELECT 1`` for comparison;
+- ``import_s``: the median time of ``python -c "import perturbridge.cli"``.
+
+Usage::
+
+    python benchmarks/startup.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+COMMAND = str(Path(sys.executable).with_name("perturbridge"))
+HELP = {
+    "perturbridge --help": ["--help"],
+    "perturbridge build --help": ["build", "--help"],
+    "perturbridge ingest l1000 --help": ["ingest", "l1000", "--help"],
+}
+BIG_QUERY = "SELECT range AS a, range * 2 AS b FROM range(80000000)"
+
+
+def _wall(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def _median(cmd: list[str], repeats: int) -> float:
+    _wall(cmd)  # warm the file cache
+    return round(statistics.median(_wall(cmd) for _ in range(repeats)), 3)
+
+
+def _peak_mb(cmd: list[str]) -> tuple[float, float]:
+    """Peak RSS (MB) and wall time of ``cmd`` run from a fresh, small Python process, so
+    that ``RUSAGE_CHILDREN`` holds that one command."""
+    probe = textwrap.dedent(
+        """
+        import resource, subprocess, sys, time
+        t0 = time.perf_counter()
+        subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+        print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, wall)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, *cmd], check=True, capture_output=True, text=True
+    ).stdout.split()
+    kb = int(out[0]) if sys.platform != "darwin" else int(out[0]) // 1024
+    return round(kb / 1024, 1), round(float(out[1]), 3)
+
+
+def _store(folder: Path) -> Path:
+    """A small store: a simulated L1000 level 3 GCT built from a plan."""
+    from perturbridge.compendium import build
+    from perturbridge.io import write_gct
+    from perturbridge.simulate import simulate_l1000
+
+    sim = simulate_l1000(
+        n_genes=40,
+        n_compounds=2,
+        n_replicates=2,
+        n_vehicle_per_plate=6,
+        n_poscon_per_plate=1,
+        wells_per_plate=96,
+        seed=0,
+    )
+    gct = folder / "level3.gct"
+    write_gct(gct, sim.data, row_meta=sim.row_meta, col_meta=sim.col_meta)
+    plan = folder / "plan.toml"
+    plan.write_text(
+        '[store]\npath = "store"\n\n[executor]\nn_workers = 1\n\n'
+        f'[[datasets]]\nname = "sim_l1000"\nsource = "l1000"\ninputs = {{ level3 = "{gct}" }}\n'
+    )
+    build(plan)
+    return folder / "store"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="Runs per help command.")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = str(_store(Path(tmp)))
+        big_mb, big_s = _peak_mb([COMMAND, "query", store, BIG_QUERY, "--limit", "5"])
+        base_mb, base_s = _peak_mb([COMMAND, "query", store, "SELECT 1 AS x"])
+    report = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "help_s": {name: _median([COMMAND, *argv], args.repeats) for name, argv in HELP.items()},
+        "import_s": _median([sys.executable, "-c", "import perturbridge.cli"], args.repeats),
+        "query": {
+            "limit5_over_80M_rows": {"peak_rss_mb": big_mb, "wall_s": big_s},
+            "select_1": {"peak_rss_mb": base_mb, "wall_s": base_s},
+        },
+    }
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
