@@ -36,12 +36,17 @@ from numpy.typing import NDArray
 from scipy import sparse
 
 from ..errors import FormatError, SchemaError
+from ..io import provenance
 from ..ledger import Ledger
+from ..samples import build_samples, empty_samples
+from ._base import IngestResult
 
 __all__ = [
     "GENE_STAGE",
     "MISSING_TOKENS",
     "STAGE",
+    "Accounts",
+    "Origin",
     "Triage",
     "WideCounts",
     "categorical",
@@ -711,17 +716,37 @@ def _read_text_counts(
     return genes, sparse.vstack(row_blocks).T.tocsr()
 
 
+@dataclass(frozen=True)
+class Accounts:
+    """The ledger of an ingest and the ids it must account for once each: every input
+    sample (stage :data:`STAGE`), every input gene when ``genes`` is given
+    (:data:`GENE_STAGE`) and every input cell when ``cells`` is given (single-cell
+    sources, their cell stage)."""
+
+    ledger: Ledger
+    samples: pd.Index
+    genes: pd.Index | None = None
+    cells: pd.Index | None = None
+
+
+@dataclass(frozen=True)
+class Origin:
+    """What Samples are made from, for their provenance: the files read (``inputs``),
+    the reader's parameters (``params``) and the label messages name (``where``: a
+    file or a folder)."""
+
+    inputs: Sequence[str | os.PathLike[str]]
+    params: Mapping[str, Any]
+    where: str
+
+
 def assemble(
     x: Any,
     obs: pd.DataFrame,
     var: pd.DataFrame,
     *,
-    ledger: Ledger,
-    input_ids: pd.Index,
-    input_genes: pd.Index | None,
-    inputs: Sequence[str | os.PathLike[str]],
-    params: Mapping[str, Any],
-    where: str,
+    accounts: Accounts,
+    origin: Origin,
     control_match_keys: Sequence[str] = (),
     allow_non_integer: bool = False,
 ) -> Any:
@@ -736,16 +761,13 @@ def assemble(
     filled from ``x``. ``control_match_keys`` (``obs`` columns a treated sample must
     share with its vehicle) are declared in ``uns["perturbridge"]["control_match_keys"]``
     for the DE step. The ledger must account once for every input sample (stage
-    :data:`STAGE`) and, when ``input_genes`` is given, every input gene
+    :data:`STAGE`) and, when ``accounts.genes`` is given, every input gene
     (:data:`GENE_STAGE`).
     """
-    from ..io import provenance
-    from ..samples import build_samples, empty_samples
-    from ._base import IngestResult
-
-    ledger.check_accounts_for(input_ids, stage=STAGE)
-    if input_genes is not None:
-        ledger.check_accounts_for(input_genes, stage=GENE_STAGE)
+    ledger, where = accounts.ledger, origin.where
+    ledger.check_accounts_for(accounts.samples, stage=STAGE)
+    if accounts.genes is not None:
+        ledger.check_accounts_for(accounts.genes, stage=GENE_STAGE)
     x = sparse.csr_matrix(x)
     ids = pd.Index(obs.index.astype(str))
     # a sample without any count is a drop; values that are not counts are errors
@@ -757,7 +779,7 @@ def assemble(
         x, obs = x[~empty], obs.loc[~empty]
     obs = obs.copy()
     obs["total_counts"] = np.asarray(x.sum(axis=1), dtype=float).ravel()
-    prov = provenance(step="ingest", inputs=list(inputs), params=dict(params))
+    prov = provenance(step="ingest", inputs=list(origin.inputs), params=dict(origin.params))
     samples = build_samples(
         x,
         obs,

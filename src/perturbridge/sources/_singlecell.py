@@ -23,6 +23,9 @@ from scipy import sparse
 
 from ..errors import FormatError
 from ..ledger import Ledger
+from ..samples import build_samples
+from ._base import IngestResult
+from ._common import GENE_STAGE, STAGE, Accounts, Origin
 
 __all__ = [
     "CELL_STAGE",
@@ -275,34 +278,27 @@ def finish_samples(
     obs: pd.DataFrame,
     var: pd.DataFrame,
     *,
-    ledger: Ledger,
-    input_samples: pd.Index,
-    input_genes: pd.Index,
-    cell_ids: pd.Index | None,
-    inputs: Sequence[str | os.PathLike[str]],
-    params: Mapping[str, Any],
+    accounts: Accounts,
+    origin: Origin,
     pseudobulk_params: Mapping[str, Any],
-    where: str,
 ) -> Any:
     """Check that the ledger accounts for every cell, sample and gene; build Samples.
 
-    ``cell_ids`` (all input cells) are checked at stage :data:`CELL_STAGE` when given
-    (an adapter with very many cells checks per file instead).
+    ``accounts.cells`` (all input cells) are checked at stage :data:`CELL_STAGE` when
+    given (an adapter with very many cells checks per file instead).
     ``pseudobulk_params`` maps each input file name to the parameters its pseudobulk
     ran with; it is stored in ``uns["perturbridge"]["pseudobulk_params"]``.
     """
-    from ..samples import build_samples
-    from ._base import IngestResult
-    from ._common import GENE_STAGE, STAGE
-
-    if cell_ids is not None:
-        ledger.check_accounts_for(cell_ids, stage=CELL_STAGE)
-    ledger.check_accounts_for(input_samples, stage=STAGE)
-    ledger.check_accounts_for(input_genes, stage=GENE_STAGE)
+    ledger = accounts.ledger
+    if accounts.cells is not None:
+        ledger.check_accounts_for(accounts.cells, stage=CELL_STAGE)
+    ledger.check_accounts_for(accounts.samples, stage=STAGE)
+    if accounts.genes is not None:
+        ledger.check_accounts_for(accounts.genes, stage=GENE_STAGE)
     x = sparse.csr_matrix(x)
     obs = obs.copy()
     obs["total_counts"] = np.asarray(x.sum(axis=1), dtype=float).ravel()
-    prov = samples_provenance(step="ingest", inputs=inputs, params=params)
-    samples = build_samples(x, obs, var, value_kind="counts", provenance=prov, where=where)
+    prov = samples_provenance(step="ingest", inputs=origin.inputs, params=origin.params)
+    samples = build_samples(x, obs, var, value_kind="counts", provenance=prov, where=origin.where)
     samples.uns["perturbridge"]["pseudobulk_params"] = pseudobulk_params
     return IngestResult(samples, ledger)

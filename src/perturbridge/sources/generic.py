@@ -84,6 +84,8 @@ from ..units import parse_dose, parse_time
 from ._base import CliParameter, IngestResult, SourceAdapter, register_source
 from ._common import (
     STAGE,
+    Accounts,
+    Origin,
     Triage,
     assemble,
     categorical,
@@ -1212,12 +1214,8 @@ def _ingest(
             x,
             obs,
             var,
-            ledger=ledger,
-            input_ids=ids,
-            input_genes=genes,
-            inputs=inputs,
-            params=params,
-            where=meta.where,
+            accounts=Accounts(ledger, samples=ids, genes=genes),
+            origin=Origin(inputs=inputs, params=params, where=meta.where),
             control_match_keys=m.control_match_keys,
             allow_non_integer=m.allow_non_integer,
         )
