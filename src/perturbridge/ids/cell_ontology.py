@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import FormatError, SchemaError
@@ -34,12 +36,14 @@ from .tables import TABLE_COLUMNS
 __all__ = [
     "CELL_ONTOLOGY_TERMS",
     "CELL_ONTOLOGY_VERSION",
+    "DATASET_CELL_TYPES",
     "LINCS_PRIMARY_CELLS",
     "cell_ontology_tables",
+    "dataset_cell_contexts",
 ]
 
 #: Version tag of the built-in table (bump when terms change).
-CELL_ONTOLOGY_VERSION = "perturbridge-cl-1"
+CELL_ONTOLOGY_VERSION = "perturbridge-cl-2"
 
 #: The built-in terms: accession → (name, synonyms).
 CELL_ONTOLOGY_TERMS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -80,7 +84,13 @@ CELL_ONTOLOGY_TERMS: dict[str, tuple[str, tuple[str, ...]]] = {
         "mesenchymal stem cell of adipose tissue",
         ("adipose-derived stem cell", "adipose-derived stem cells"),
     ),
-    "CL:0000515": ("skeletal muscle myoblast", ("skeletal muscle myoblasts", "HSMM")),
+    "CL:0000515": (
+        "skeletal muscle myoblast",
+        ("skeletal muscle myoblasts", "HSMM", "human_skeletal_muscle_myoblasts"),
+    ),
+    "CL:0002539": ("aortic smooth muscle cell", ("human_aortic_smooth_muscle_cells",)),
+    "CL:0002551": ("fibroblast of dermis", ("human_dermal_fibroblast",)),
+    "CL:0002484": ("epithelial melanocyte", ("human_epithelial_melanocytes",)),
     "CL:0000057": ("fibroblast", ("fibroblasts",)),
     "CL:0000115": ("endothelial cell", ("endothelial cells",)),
     "CL:0002618": ("endothelial cell of umbilical vein", ("HUVEC", "HUVECs")),
@@ -101,6 +111,32 @@ LINCS_PRIMARY_CELLS: dict[str, str] = {
     "SKB": "CL:0000515",  # "myoblast", Lonza CC-2580 skeletal muscle myoblasts
     "NEU": "CL:0000540",  # "normal terminally differentiated" iPSC-derived neurons
     "NPC": "CL:0011020",  # "normal stem" iPSC-derived neural progenitor cells
+}
+
+#: Upstream cell-type vocabularies of primary-cell datasets: every spelling is a name or
+#: synonym of a built-in term. Their adapters name cell contexts by CL term at ingest
+#: (:func:`dataset_cell_contexts`); a spelling outside the vocabulary is kept as given,
+#: for :mod:`perturbridge.ids.annotate` to resolve through a reference store.
+DATASET_CELL_TYPES: dict[str, tuple[str, ...]] = {
+    "op3": (
+        "T cells",
+        "T cells CD4+",
+        "T cells CD8+",
+        "T regulatory cells",
+        "NK cells",
+        "B cells",
+        "Myeloid cells",
+    ),
+    "gdpx2": (
+        "human_aortic_smooth_muscle_cells",
+        "aortic smooth muscle cell",
+        "human_dermal_fibroblast",
+        "fibroblast of dermis",
+        "human_epithelial_melanocytes",
+        "epithelial melanocyte",
+        "human_skeletal_muscle_myoblasts",
+        "skeletal muscle myoblast",
+    ),
 }
 
 _CL = re.compile(r"^CL:\d{7}$")
@@ -169,6 +205,47 @@ def cell_ontology_tables(
         name: pd.concat([f[name] for f in frames], ignore_index=True)
         for name in ("cells", "cell_synonyms")
     }
+
+
+def _builtin_spellings() -> dict[str, str]:
+    """Case-folded names and synonyms of the built-in terms → accession."""
+    out: dict[str, str] = {}
+    for acc, (name, syns) in CELL_ONTOLOGY_TERMS.items():
+        for spelling in (name, *syns):
+            out.setdefault(spelling.casefold(), acc)
+    return out
+
+
+def dataset_cell_contexts(names: Sequence[str], *, dataset: str) -> tuple[np.ndarray, list[str]]:
+    """Cell contexts of a primary-cell dataset: its cell types → built-in CL terms.
+
+    Parameters
+    ----------
+    names
+        The upstream cell type of each row.
+    dataset
+        A key of :data:`DATASET_CELL_TYPES` (``op3``, ``gdpx2``).
+
+    Returns
+    -------
+    The ``CL:`` accession of each name spelled as in the dataset's vocabulary, other
+    names as given; and the sorted names outside the vocabulary.
+
+    Raises
+    ------
+    KeyError
+        If ``dataset`` has no vocabulary; the message lists those that have one.
+    """
+    if dataset not in DATASET_CELL_TYPES:
+        raise KeyError(
+            f"no cell-type vocabulary for dataset {dataset!r}; known: {sorted(DATASET_CELL_TYPES)}"
+        )
+    spellings = _builtin_spellings()
+    vocabulary = {s: spellings[s.casefold()] for s in DATASET_CELL_TYPES[dataset]}
+    values = [str(n) for n in names]
+    contexts = np.array([vocabulary.get(n, n) for n in values], dtype=object)
+    unknown = sorted(set(values) - set(vocabulary))
+    return contexts, unknown
 
 
 def _read_csv(path: Path) -> dict[str, pd.DataFrame]:

@@ -39,7 +39,7 @@ Rules
   table when given (TCM ``Compd`` ids are looked up as ``Cpd``), CAS in
   ``compound_cas``; ``cell_context`` = the cell line (``HEK293T``, ``MDA-MB-231``;
   CIGS carries no Cellosaurus accession), ``cell_name`` = the metadata's value.
-  :func:`resolve_identities` is where :mod:`perturbridge.ids` plugs in.
+  :mod:`perturbridge.ids.annotate` resolves identities afterwards, as for every source.
 * Datasets: ``<dataset>_mce`` (assay HTS2) and ``<dataset>_tcm`` (HiMAP-seq). Plate:
   MCE ``sample_plate`` (its ``_X<n>`` suffix is the replicate); TCM
   ``<subset>:<Plate>`` (the TCM subsets reuse plate names). Well: MCE from
@@ -89,7 +89,6 @@ __all__ = [
     "CigsSubset",
     "read_cigs",
     "repair_gene_symbols",
-    "resolve_identities",
 ]
 
 logger = logging.getLogger(__name__)
@@ -167,15 +166,6 @@ _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T]00:00(?::00)?)?$")
 _DAY_MON = re.compile(r"^(?:X)?(\d{1,2})[-.]([A-Za-z]{3})$")  # 7-Sep, X7.Sep
 _MON_DAY = re.compile(r"^([A-Za-z]{3})-(\d{1,2})$")  # Sep-07
 _SHOW = 5
-
-
-def resolve_identities(obs: pd.DataFrame) -> pd.DataFrame:
-    """Source-specific identity rules, before the reference store resolves the rest.
-
-    For now the cell context is the cell line's name and the compounds keep their
-    upstream identity (catalog number, name, CAS).
-    """
-    return obs.copy()
 
 
 def _date_symbol(label: Any) -> tuple[str | None, bool]:
@@ -619,7 +609,6 @@ def read_cigs(
             obs[["plate", "well"]],
         )
         obs["replicate"] = np.where(needs_rank, rank, obs["replicate"])
-    obs = resolve_identities(obs)
     for c in ("compound_cas", "cigs_subset", "symbol_fix"):
         if c in obs.columns:
             obs[c] = categorical(obs[c])

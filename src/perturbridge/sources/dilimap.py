@@ -29,8 +29,9 @@ Rules
   Each detail names the metric, the value and the threshold.
 * **Identities.** ``perturbagen`` = ``compound_id_source`` = ``COMPOUND``;
   ``cell_context`` = ``CL:0000182`` (hepatocyte), ``cell_name`` = ``primary human
-  hepatocyte`` (DILImap carries no cell column). :func:`resolve_identities` is where
-  :mod:`perturbridge.ids` plugs in. Replicate = the well's rank within its condition.
+  hepatocyte`` (DILImap carries no cell column);
+  :mod:`perturbridge.ids.annotate` resolves identities afterwards, as for every source.
+  Replicate = the well's rank within its condition.
 """
 
 from __future__ import annotations
@@ -71,7 +72,6 @@ __all__ = [
     "cross_replicate_correlation",
     "merge_doses",
     "read_dilimap",
-    "resolve_identities",
 ]
 
 logger = logging.getLogger(__name__)
@@ -98,15 +98,6 @@ VEHICLE = "DMSO"
 REPLACED = ("DMSO_replaced",)
 CELL_CONTEXT = "CL:0000182"
 CELL_NAME = "primary human hepatocyte"
-
-
-def resolve_identities(obs: pd.DataFrame) -> pd.DataFrame:
-    """Source-specific identity rules, before the reference store resolves the rest.
-
-    The compounds keep DILImap's names; the cell context is the Cell Ontology id of
-    hepatocytes.
-    """
-    return obs.copy()
 
 
 def merge_doses(
@@ -367,7 +358,6 @@ def read_dilimap(
     obs["replicate"] = replicate_rank(
         obs[["compound_id_source", "pert_dose_uM", "pert_time_h"]], obs[["plate", "well"]]
     )
-    obs = resolve_identities(obs)
     for c in ("dose_level", "library_id", "batch_id", "split"):
         obs[c] = categorical(obs[c])
     var = pd.DataFrame(

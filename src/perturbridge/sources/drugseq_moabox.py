@@ -158,9 +158,10 @@ def _gene_table(genes: pd.Index, mapping: Path | None) -> pd.DataFrame:
     return var
 
 
-def resolve_identities(obs: pd.DataFrame, compounds: pd.DataFrame | None) -> pd.DataFrame:
-    """Attach compound structure (InChIKey, SMILES) by ``cmpd_sample_id``: where
-    :mod:`perturbridge.ids` plugs in. The cell context stays the upstream name."""
+def _attach_structures(obs: pd.DataFrame, compounds: pd.DataFrame | None) -> pd.DataFrame:
+    """Attach the compound table's InChIKey and SMILES as columns by ``cmpd_sample_id``
+    (standardization; :mod:`perturbridge.ids.annotate` resolves identities). The cell
+    context stays the upstream name."""
     out = obs.copy()
     if compounds is not None:
         key = out["compound_id_source"].astype(str)
@@ -377,7 +378,7 @@ def read_drugseq_moabox(
         },
         index=ids,
     ).iloc[kept]
-    obs = resolve_identities(obs, cmp_table)
+    obs = _attach_structures(obs, cmp_table)
     for c in ("batch", "well_type_source", "compound_smiles"):
         obs[c] = categorical(obs[c])
     var = _gene_table(genes[keep_gene], map_path)

@@ -40,6 +40,7 @@ import pandas as pd
 from scipy import sparse
 
 from ..errors import FormatError, SchemaError
+from ..ids.cell_ontology import dataset_cell_contexts
 from ..ledger import Ledger
 from ..units import dose_to_uM
 from ._base import CliParameter, IngestResult, SourceAdapter, register_source
@@ -66,21 +67,10 @@ from ._common import (
     well_from_row_col,
 )
 
-__all__ = ["CELL_TYPE_CL", "GDPx2Source", "read_gdpx2"]
+__all__ = ["GDPx2Source", "read_gdpx2"]
 
 logger = logging.getLogger(__name__)
 
-#: Cell Ontology ids of the GDPx2 cell types, in both upstream spellings.
-CELL_TYPE_CL: dict[str, str] = {
-    "human_aortic_smooth_muscle_cells": "CL:0002539",
-    "aortic smooth muscle cell": "CL:0002539",
-    "human_dermal_fibroblast": "CL:0002551",
-    "fibroblast of dermis": "CL:0002551",
-    "human_epithelial_melanocytes": "CL:0002484",
-    "epithelial melanocyte": "CL:0002484",
-    "human_skeletal_muscle_myoblasts": "CL:0000515",
-    "skeletal muscle myoblast": "CL:0000515",
-}
 #: Columns a treated well must share with its vehicle wells: the DMSO volume.
 CONTROL_MATCH_KEYS: tuple[str, ...] = ("percent_volume_dmso",)
 VEHICLE_SAMPLE_TYPE = "ginkgo neg control"
@@ -178,18 +168,6 @@ def _dedupe(table: pd.DataFrame, key: str, *, where: str) -> tuple[pd.DataFrame,
             where=where,
         )
     return out, int(exact.sum())
-
-
-def resolve_identities(obs: pd.DataFrame) -> pd.DataFrame:
-    """Cell types to Cell Ontology ids (:data:`CELL_TYPE_CL`): where :mod:`perturbridge.ids`
-    plugs in. Compounds keep their upstream names."""
-    out = obs.copy()
-    names = out["cell_name"].astype(str)
-    out["cell_context"] = names.map(CELL_TYPE_CL).fillna(names).to_numpy()
-    unknown = sorted(set(names) - set(CELL_TYPE_CL))
-    if unknown:
-        logger.warning("GDPx2 cell types without a known CL id, kept by name: %s", unknown)
-    return out
 
 
 def read_gdpx2(
@@ -396,7 +374,11 @@ def _read(
         obs[["cell_name", "compound_id_source", "pert_dose_uM", "pert_time_h"]],
         obs[["plate", "well"]],
     )
-    obs = resolve_identities(obs)
+    obs = obs.copy()
+    contexts, unknown = dataset_cell_contexts(obs["cell_name"].astype(str), dataset="gdpx2")
+    obs["cell_context"] = contexts  # cell types named by their Cell Ontology term
+    if unknown:
+        logger.warning("GDPx2 cell types without a known CL id, kept by name: %s", unknown)
     obs["sample_type"] = categorical(obs["sample_type"])
     x = read_rows(sample_ids.get_indexer(ids[kept]))
     var = pd.DataFrame(

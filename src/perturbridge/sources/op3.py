@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SchemaError
+from ..ids.cell_ontology import dataset_cell_contexts
 from ..ledger import Ledger
 from ._base import CliParameter, IngestResult, SourceAdapter, register_source
 from ._common import (
@@ -56,20 +57,10 @@ from ._common import (
     to_int64,
 )
 
-__all__ = ["CELL_TYPE_CL", "OP3Source", "read_op3"]
+__all__ = ["OP3Source", "read_op3"]
 
 logger = logging.getLogger(__name__)
 
-#: Cell Ontology ids of the OP3 cell types.
-CELL_TYPE_CL: dict[str, str] = {
-    "T cells": "CL:0000084",
-    "T cells CD4+": "CL:0000624",
-    "T cells CD8+": "CL:0000625",
-    "T regulatory cells": "CL:0000815",
-    "NK cells": "CL:0000623",
-    "B cells": "CL:0000236",
-    "Myeloid cells": "CL:0000763",
-}
 VEHICLE_NAMES = ("Dimethyl Sulfoxide", "DMSO")
 VEHICLE_IDS = ("LSM-36361",)
 
@@ -91,21 +82,6 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     "split": ("split",),
 }
 REQUIRED = ("cell_type", "sm_name", "control", "dose", "time", "plate", "donor")
-
-
-def resolve_identities(obs: pd.DataFrame) -> pd.DataFrame:
-    """Source-specific identity rules, before the reference store resolves the rest.
-
-    For now the cell types get their Cell Ontology ids from :data:`CELL_TYPE_CL` and the
-    compounds keep their upstream identity (name, LINCS id, SMILES).
-    """
-    out = obs.copy()
-    names = out["cell_name"].astype(str)
-    out["cell_context"] = names.map(CELL_TYPE_CL).fillna(names).to_numpy()
-    unknown = sorted(set(names) - set(CELL_TYPE_CL))
-    if unknown:
-        logger.warning("OP3 cell types without a known CL id, kept by name: %s", unknown)
-    return out
 
 
 def read_op3(
@@ -237,7 +213,11 @@ def _read_op3(
         },
         index=ids,
     ).iloc[kept]
-    obs = resolve_identities(obs)
+    obs = obs.copy()
+    contexts, unknown = dataset_cell_contexts(obs["cell_name"].astype(str), dataset="op3")
+    obs["cell_context"] = contexts  # cell types named by their Cell Ontology term
+    if unknown:
+        logger.warning("OP3 cell types without a known CL id, kept by name: %s", unknown)
     for c in ("compound_smiles", "library_id", "split", "donor_id"):
         obs[c] = categorical(obs[c])
     key = "X" if layer is None else f"layers/{layer}"

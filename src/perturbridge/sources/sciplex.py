@@ -39,8 +39,8 @@ Rules
   = the catalog number (Selleck ``S…``) when present, else the name; SMILES, InChIKey
   and CAS go to the extra columns ``compound_smiles``, ``compound_inchikey`` and
   ``compound_cas``; ``cell_context`` = ``cell_name`` = the cell line as given (sci-Plex
-  carries no Cellosaurus accession); :func:`resolve_identities` is where
-  :mod:`perturbridge.ids` plugs in.
+  carries no Cellosaurus accession);
+  :mod:`perturbridge.ids.annotate` resolves identities afterwards, as for every source.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ from ._singlecell import (
     relabel_dropped,
 )
 
-__all__ = ["FIELD_ALIASES", "SciPlexSource", "read_sciplex", "resolve_identities"]
+__all__ = ["FIELD_ALIASES", "SciPlexSource", "read_sciplex"]
 
 logger = logging.getLogger(__name__)
 
@@ -115,18 +115,6 @@ VEHICLE_CATALOG = "S0000"
 #: What the condition depends on (besides plate, well and cell line).
 _CONDITION_FIELDS = ("compound", "dose", "dose_unit", "time", "time_unit", "vehicle", "catalog")
 _EXTRA_FIELDS = ("smiles", "inchikey", "cas", "target", "pathway")
-
-
-def resolve_identities(obs: pd.DataFrame) -> pd.DataFrame:
-    """Source-specific identity rules, before the reference store resolves the rest.
-
-    For now the cell context is the cell line as given (``A549``, ``K562``, ``MCF7``)
-    and the compounds keep their upstream identity (name, Selleck catalog number,
-    SMILES, CAS).
-    """
-    out = obs.copy()
-    out["cell_context"] = out["cell_name"].astype(str).to_numpy()
-    return out
 
 
 def read_sciplex(
@@ -244,7 +232,8 @@ def read_sciplex(
     triage.record(ledger, stage=STAGE, kept_detail=samples_obs["pert_type"].to_numpy())
     keep_gene = record_genes(ledger, genes.index)
     kept = np.flatnonzero(triage.kept)
-    obs = resolve_identities(samples_obs.iloc[kept])
+    obs = samples_obs.iloc[kept].copy()
+    obs["cell_context"] = obs["cell_name"].astype(str).to_numpy()  # the cell line as given
     obs.insert(0, "dataset", dataset)
     if "replicate" not in text:
         obs["replicate"] = replicate_rank(

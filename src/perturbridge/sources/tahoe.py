@@ -35,8 +35,9 @@ Rules
   ledger as ``missing_counts``.
 * **Identities.** ``cell_context`` = the Cellosaurus accession, ``cell_name`` =
   ``cell_name``; ``perturbagen`` = ``compound_id_source`` = the drug as Tahoe spells
-  it (salt forms included). :func:`resolve_identities` is where
-  :mod:`perturbridge.ids` plugs in. Time is 24 h (``time_h``).
+  it (salt forms included);
+  :mod:`perturbridge.ids.annotate` resolves identities afterwards, as for every source.
+  Time is 24 h (``time_h``).
 """
 
 from __future__ import annotations
@@ -82,7 +83,6 @@ __all__ = [
     "TahoeSource",
     "parse_drugname_drugconc",
     "read_tahoe",
-    "resolve_identities",
     "well_from_bc1",
 ]
 
@@ -104,15 +104,6 @@ VEHICLE = "DMSO_TF"
 _ROWS = "ABCDEFGH"
 _MAX_LITERAL = 10_000  # characters: longer values are not parsed
 _SHOW = 5
-
-
-def resolve_identities(obs: pd.DataFrame) -> pd.DataFrame:
-    """Source-specific identity rules, before the reference store resolves the rest.
-
-    Tahoe already gives Cellosaurus accessions (kept as ``cell_context``); the drugs
-    keep Tahoe's spelling until the compound resolver maps them.
-    """
-    return obs.copy()
 
 
 def parse_drugname_drugconc(
@@ -349,7 +340,6 @@ def read_tahoe(
         obs[["cell_context", "compound_id_source", "pert_dose_uM", "pert_time_h"]],
         obs[["plate", "well"]],
     )
-    obs = resolve_identities(obs)
     for c in ("drugname_drugconc", "tahoe_sample", "dose_source"):
         obs[c] = categorical(obs[c])
     x_all = sparse.vstack(blocks, format="csr") if blocks else sparse.csr_matrix((0, len(genes)))

@@ -90,10 +90,11 @@ QC_COLUMNS = (
 )
 
 
-def resolve_identities(obs: pd.DataFrame, chemistry: pd.DataFrame | None) -> pd.DataFrame:
-    """Attach SMILES and InChIKey from the chemistry table: where :mod:`perturbridge.ids`
-    plugs in. Joined on the compound UUID when both tables have it, else on
-    ``user_compound_id``; the cell context stays the upstream name."""
+def _attach_chemistry(obs: pd.DataFrame, chemistry: pd.DataFrame | None) -> pd.DataFrame:
+    """Attach the chemistry table's SMILES and InChIKey as columns (standardization; the
+    identities are resolved by :mod:`perturbridge.ids.annotate`). Joined on the compound
+    UUID when both tables have it, else on ``user_compound_id``; the cell context stays
+    the upstream name."""
     out = obs.copy()
     if chemistry is None:
         return out
@@ -249,7 +250,7 @@ def read_vcpi(
         obs[["cell_name", "compound_id_source", "pert_dose_uM", "pert_time_h"]],
         obs[["plate", "well"]],
     )
-    obs = resolve_identities(obs, chem)
+    obs = _attach_chemistry(obs, chem)
     for c in ("compound_uuid", "compound_smiles", "job_id", "dose_source"):
         obs[c] = categorical(obs[c])
     genes = wc.genes[keep_gene]
