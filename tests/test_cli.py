@@ -99,7 +99,7 @@ def test_de_engine_r_agrees_with_ours_on_counts(tmp_path, r_oracle):
 
 
 def test_every_source_has_a_reader_and_an_ingest_command():
-    from perturbridge.demo_all import FAMILIES
+    from perturbridge._demo import FAMILIES
     from perturbridge.sources import get_source, source_names
 
     names = source_names()
@@ -182,3 +182,76 @@ def test_de_options_of_the_original_pipeline(tmp_path):
     assert list(dropped.obs_names) == list(kept.obs_names)
     a375 = (dropped.obs["cell_context"] == "A375").to_numpy()
     assert not np.allclose(dropped.layers["t"][a375], kept.layers["t"][a375])
+
+
+def test_adapters_declare_the_parameters_their_reader_takes():
+    """`ingest <source>` takes what the adapter declares (typed, not read from annotation
+    text); each declared parameter is one of the reader's, with the reader's default."""
+    import inspect
+
+    from perturbridge.sources import get_source, source_names
+
+    for name in source_names():
+        adapter = get_source(name)
+        if name == "l1000" or not type(adapter).__module__.startswith("perturbridge.sources"):
+            continue  # l1000 has its own command; other adapters are the tests' own
+        reader = inspect.signature(adapter.reader()).parameters
+        assert adapter.cli_parameters, name
+        for p in adapter.cli_parameters:
+            assert p.name in reader, (name, p.name)
+            default = reader[p.name].default
+            assert p.required == (default is inspect.Parameter.empty), (name, p.name)
+            assert p.required or p.default == default, (name, p.name, p.default, default)
+
+
+def test_cli_parameter_converts_by_its_type():
+    from perturbridge.sources._base import CliParameter
+
+    assert CliParameter("n", int).convert("12") == 12
+    assert CliParameter("x", float).convert("0.5") == 0.5
+    assert CliParameter("p", Path).convert("a/b.h5ad") == Path("a/b.h5ad")
+    assert CliParameter("b", bool).convert("yes") is True
+    assert CliParameter("f", Path, multiple=True).convert("a.tsv, b.tsv,") == ("a.tsv", "b.tsv")
+    with pytest.raises(ValueError, match="n must be a whole number, got 'x'"):
+        CliParameter("n", int).convert("x")
+    with pytest.raises(ValueError, match="b must be true or false, got 'maybe'"):
+        CliParameter("b", bool).convert("maybe")
+
+
+def test_ingest_set_with_a_bad_number_is_a_usage_error(tmp_path):
+    r = runner.invoke(
+        app, ["ingest", "vcpi", "--out", str(tmp_path / "s.h5ad"), "--set", "chunk_size=many"]
+    )
+    assert r.exit_code == 2
+    assert "chunk_size must be a whole number" in r.output
+
+
+def test_cli_choices_are_the_library_vocabularies():
+    from perturbridge.cli._common import Mode
+    from perturbridge.schema import REPLICATE_MODES
+
+    assert tuple(m.value for m in Mode) == REPLICATE_MODES
+
+
+def test_help_loads_no_library():
+    """`perturbridge --help` (and a command's help) imports no adapter, no AnnData and
+    none of the compute parts: those load in the command that runs them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from perturbridge.cli import app\n"
+        "for args in (['--help'], ['build', '--help'], ['ingest', 'l1000', '--help']):\n"
+        "    try:\n"
+        "        app(args, prog_name='perturbridge')\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = ('anndata', 'perturbridge.sources', 'perturbridge.de', 'duckdb',\n"
+        "         'perturbridge.compendium', 'perturbridge.agreement', 'matplotlib')\n"
+        "print('LOADED', [m for m in heavy if m in sys.modules])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "LOADED []" in out, out[-500:]

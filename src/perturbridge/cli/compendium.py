@@ -169,11 +169,11 @@ def query_cmd(
 
         perturbridge query compendium "SELECT dataset, count(*) FROM conditions GROUP BY 1"
     """
-    import pandas as pd
+    try:  # Ctrl-C while the library loads is an interrupt too
+        import pandas as pd
 
-    from ..compendium import Compendium
+        from ..compendium import Compendium
 
-    try:
         with Compendium.open(store) as comp:
             if fmt is OutputFormat.table:
                 shown = 50 if limit is None else limit

@@ -52,8 +52,8 @@ def demo(
 
         perturbridge demo --out demo_out
     """
-    from ..demo import run_demo
-    from ..demo_all import run_demo_all, summary_table
+    from .._demo.families import run_demo_all, summary_table
+    from .._demo.l1000 import run_demo
 
     with console.status("simulating, ingesting and fitting ..."):
         res = run_demo(out, seed=seed, progress=False)
@@ -88,7 +88,7 @@ def demo(
     )
     if not compendium:
         return
-    from ..compendium.demo import run_demo_compendium
+    from .._demo.compendium import run_demo_compendium
 
     with console.status("building a compendium of every family from a plan file ..."):
         run_demo_compendium(out / "compendium_demo", seed=seed)

@@ -37,29 +37,21 @@ __all__ = ["ingest_app", "sources_app"]
 
 
 class _IngestGroup(TyperGroup):
-    """The ``ingest`` group: the commands of the registered adapters other than
-    ``l1000`` are added the first time the group is listed or one is looked up."""
-
-    _adapters_loaded = False
-
-    def _load_adapters(self) -> None:
-        if self._adapters_loaded:
-            return
-        self._adapters_loaded = True
-        from ..sources import get_source, source_names
-
-        for name in source_names():
-            if name not in self.commands:
-                self.add_command(_adapter_command(get_source(name)), name)
+    """The ``ingest`` group: the command of a registered adapter other than ``l1000``
+    is made when it is looked up (to run it, or for the group's help)."""
 
     # ``Any``: the click types are typer's vendored click
     def list_commands(self, ctx: Any) -> list[str]:
-        self._load_adapters()
-        return super().list_commands(ctx)
+        from ..sources import source_names
+
+        return [*super().list_commands(ctx), *(n for n in source_names() if n not in self.commands)]
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in self.commands:
-            self._load_adapters()
+            from ..sources import get_source, source_names
+
+            if cmd_name in source_names():
+                self.add_command(_adapter_command(get_source(cmd_name)), cmd_name)
         return super().get_command(ctx, cmd_name)
 
 
@@ -248,8 +240,8 @@ def _adapter_command(adapter: SourceAdapter) -> Any:
     command.__doc__ = (
         f"Ingest {adapter.description} ({adapter.assay}) into Samples.\n\n"
         f"Expected files: {files}.\n\n"
-        f"Parameters of {adapter.reader().__name__} (give files with --input, others "
-        f"with --set):\n\n{_params_help(params)}\n\n"
+        "Parameters (give files with --input, others with --set):"
+        f"\n\n{_params_help(params)}\n\n"
         "Example:\n\n"
         f"    perturbridge ingest {name} --input "
         f"{next(iter(params), 'path')}=FILE --out samples.h5ad"
