@@ -264,15 +264,17 @@ def refs_resolve(
     if "status" in res.columns:
         for status, cnt in res["status"].value_counts().items():
             table.add_row(str(status), f"{cnt:,}")
-        # genes and cells say "mapped", the compound resolver "resolved"
-        mapped = int(res["status"].isin(["mapped", "resolved"]).sum())
+        # a value the resolver found: "resolved" (the identity vocabulary; genes and
+        # cells said "mapped" before it)
+        found = res["status"].isin(["resolved", "mapped"])
+        mapped = int(found.sum())
     else:
         mapped = int(res.iloc[:, 1].notna().sum()) if res.shape[1] > 1 else 0
     console.print(table)
     pct = 100 * mapped / n if n else 0.0
     line = f"coverage: {mapped:,} of {n:,} mapped ({pct:.1f}%)"
     if kind is RefKind.gene and n:
-        ens = int(((res["status"] == "mapped") & res["ensembl_gene_id"].notna()).sum())
+        ens = int((found & res["ensembl_gene_id"].notna()).sum())
         line += f"; {ens:,} to an Ensembl id ({100 * ens / n:.1f}%)"
     console.print(line)
     console.print(f"wrote {out}")
