@@ -94,3 +94,25 @@ def test_report_command_calls_write_report(store, tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert calls["options"]["min_compounds"] == 4 and calls["agreement_dir"] == tmp_path / "agr"
     assert out.is_file()
+
+
+def test_cli_choices_are_the_library_vocabularies():
+    """The choices of the agreement options are the library's (``Literal``) vocabularies;
+    the CLI keeps its own enums so that its help loads no library."""
+    from typing import get_args
+
+    from perturbridge.agreement.matching import Identity
+    from perturbridge.agreement.metrics import Score
+    from perturbridge.agreement.published.cross import Weighting
+    from perturbridge.agreement.signatures import ZScore
+    from perturbridge.cli.agreement import (
+        IdentityOption,
+        ScoreOption,
+        WeightingOption,
+        ZScoreOption,
+    )
+
+    assert tuple(o.value for o in IdentityOption) == get_args(Identity)
+    assert tuple(o.value for o in ZScoreOption) == get_args(ZScore)
+    assert tuple(o.value for o in ScoreOption) == get_args(Score)
+    assert tuple(o.value for o in WeightingOption) == ("auto", *get_args(Weighting))
