@@ -214,7 +214,7 @@ def test_cell_key_and_ccle_suffix():
 )
 def test_cell_line_spellings(resolver, value, accession, match_type):
     r = resolver.resolve([value]).iloc[0]
-    assert (r["accession"], r["match_type"], r["status"]) == (accession, match_type, "mapped")
+    assert (r["accession"], r["match_type"], r["status"]) == (accession, match_type, "resolved")
 
 
 def test_resolved_record_comes_from_the_best_source(resolver):
@@ -252,19 +252,20 @@ def test_ccle_suffix_is_stripped_only_when_the_full_name_is_unknown(resolver):
 )
 def test_primary_cell_types_map_to_cell_ontology(resolver, value, accession):
     r = resolver.resolve([value]).iloc[0]
-    assert (r["accession"], r["status"]) == (accession, "mapped")
+    assert (r["accession"], r["status"]) == (accession, "resolved")
 
 
-def test_placeholders_ambiguity_and_unmapped(resolver):
+def test_placeholders_ambiguity_and_unresolved(resolver):
     r = resolver.resolve(["NEU.KCL", "NOVELX1", "no such line", None]).set_index("input")
-    assert r.loc["NEU.KCL", "status"] == "placeholder"
+    assert r.loc["NEU.KCL", "status"] == "unresolved"  # a placeholder record only
     assert r.loc["NEU.KCL", "accession"] == "LINCS:NEU.KCL"
     assert r.loc["NOVELX1", "accession"] == "DepMap:ACH-002999"
-    assert r.loc["no such line", "status"] == "unmapped"
+    assert r.loc["no such line", "status"] == "unresolved"
+    assert r.loc["no such line", "accession"] is None
     cov = coverage(resolver.resolve(["A549", "NEU.KCL", "zzz"]))
     assert cov["n"] == 3
-    assert cov["mapped"] == 1
-    assert cov["mapped_fraction"] == pytest.approx(1 / 3)
+    assert cov["resolved"] == 1
+    assert cov["resolved_fraction"] == pytest.approx(1 / 3)
 
 
 def _tables(rows):
@@ -289,7 +290,7 @@ def test_shared_synonym_is_ambiguous_unless_one_is_human():
     )
     cells, syn = _tables([("CVCL_A001", "L1", "Mus musculus"), ("CVCL_A002", "L2", "Homo sapiens")])
     r = CellResolver(cells, syn).resolve(["shared1"]).iloc[0]
-    assert (r["status"], r["accession"]) == ("mapped", "CVCL_A002")
+    assert (r["status"], r["accession"]) == ("resolved", "CVCL_A002")
     r = CellResolver(cells, syn, species=None).resolve(["shared1"]).iloc[0]
     assert r["status"] == "ambiguous"
 
@@ -360,7 +361,7 @@ def test_l1000_cell_ids_map_to_the_depmap_rrid(tmp_path: Path):
     known = [i for i in ids if cell_key(i) in expected]
     wrong = {i: (res.loc[i, "accession"], expected[cell_key(i)]) for i in known
              if res.loc[i, "accession"] != expected[cell_key(i)]}  # fmt: skip
-    mapped = res["status"].eq("mapped")
+    mapped = res["status"].eq("resolved")
     print(
         f"\nL1000 cell ids: {len(ids)} in the GCT/GCTX files, {len(known)} known to DepMap "
         f"with an RRID, {len(known) - len(wrong)} of those map to DepMap's RRID; "

@@ -89,7 +89,7 @@ def test_merge_with_hgnc_names_clone_genes_without_duplicating(tmp_path: Path) -
         pd.concat([h_syn, ens["gene_synonyms"]], ignore_index=True),
     )
     res = resolver.resolve(["AC000068.1", "TP53", "ENSG00000141510.17", "ENSG00000277117"])
-    assert res["status"].tolist() == ["mapped"] * 4
+    assert res["status"].tolist() == ["resolved"] * 4
     assert res["ensembl_gene_id"].tolist() == [
         "ENSG00000277117",
         "ENSG00000141510",
@@ -101,4 +101,4 @@ def test_merge_with_hgnc_names_clone_genes_without_duplicating(tmp_path: Path) -
     assert res.loc[2, "hgnc_id"] == "HGNC:11998"
     # without the Ensembl table the clone name is unknown
     alone = GeneResolver(h_genes, h_syn).resolve(["AC000068.1"])
-    assert alone.loc[0, "status"] == "unmapped"
+    assert alone.loc[0, "status"] == "unresolved"

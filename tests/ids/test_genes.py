@@ -57,7 +57,7 @@ def test_current_symbol_case_insensitive(resolver):
         "ENSG00000141510",
         "HGNC:11998",
     )
-    assert (r["match_type"], r["status"], r["normalization"]) == ("symbol", "mapped", "")
+    assert (r["match_type"], r["status"], r["normalization"]) == ("symbol", "resolved", "")
 
 
 def test_priority_symbol_beats_prev_beats_alias(resolver):
@@ -84,7 +84,7 @@ def test_alias_shared_by_two_genes_is_ambiguous(resolver):
 
 def test_mapped_gene_without_ensembl_id(resolver):
     r = one(resolver, "EEE5")
-    assert r["status"] == "mapped"
+    assert r["status"] == "resolved"
     assert r["ensembl_gene_id"] is None
 
 
@@ -136,7 +136,7 @@ def test_entrez_ids_and_joined_lists(resolver):
     assert r["candidates"] == "HGNC:8622;HGNC:33275"
     assert one(resolver, "7849///100009613", multi_entrez="first")["symbol"] == "PAX8"
     assert one(resolver, "7157///99999999")["symbol"] == "TP53"  # unknown parts are ignored
-    assert one(resolver, "99999999")["status"] == "unmapped"
+    assert one(resolver, "99999999")["status"] == "unresolved"
     with pytest.raises(ValueError, match="multi_entrez must be"):
         resolver.resolve(["7157"], multi_entrez="last")
 
@@ -145,7 +145,7 @@ def test_ensembl_ids_with_and_without_version(resolver):
     for value in ("ENSG00000141510", "ENSG00000141510.17", "ensg00000141510"):
         r = one(resolver, value)
         assert (r["symbol"], r["match_type"]) == ("TP53", "ensembl")
-    assert one(resolver, "ENSG00000999999")["status"] == "unmapped"
+    assert one(resolver, "ENSG00000999999")["status"] == "unresolved"
 
 
 def test_order_duplicates_missing_and_many_to_one(resolver):
@@ -153,19 +153,19 @@ def test_order_duplicates_missing_and_many_to_one(resolver):
     res = resolver.resolve(values)
     assert res["input"].tolist()[:6] == values[:6]
     assert res["status"].tolist() == [
-        "mapped",
-        "unmapped",
-        "unmapped",
-        "mapped",
-        "mapped",
-        "unmapped",
-        "unmapped",
+        "resolved",
+        "unresolved",
+        "unresolved",
+        "resolved",
+        "resolved",
+        "unresolved",
+        "unresolved",
     ]
     # TP53 and P53 are two distinct inputs of one gene
     assert res["many_to_one"].tolist() == [True, False, False, True, True, False, False]
     cov = gene_coverage(res)
     assert cov["n"] == 7
-    assert cov["status"] == {"mapped": 3, "unmapped": 4}
+    assert cov["status"] == {"resolved": 3, "unresolved": 4}
     assert cov["many_to_one"] == 3
     assert cov["with_ensembl"] == 3
 
@@ -216,7 +216,7 @@ def test_collapse_counts_sums_and_reports_every_column(matrix_case):
         "P53": "summed",
         "SEPT7": "summed",
         "DDD4": "dropped_ambiguous",
-        "nonsense": "dropped_unmapped",
+        "nonsense": "dropped_unresolved",
         "EEE5": "dropped_no_ensembl",
         "SEPTIN7": "summed",
         "HLA.A": "kept",
@@ -303,7 +303,7 @@ def test_op3_gene_columns_map_to_current_ensembl_ids(tmp_path: Path):
     elapsed = time.perf_counter() - t0
     cov = gene_coverage(res)
     nameable = ~res["input"].str.match(_NOT_HGNC)
-    ens = (res["status"] == "mapped") & res["ensembl_gene_id"].notna()
+    ens = (res["status"] == "resolved") & res["ensembl_gene_id"].notna()
     frac_nameable = float(ens[nameable].mean())
     print(
         f"\nOP3 gene columns: {cov['with_ensembl']:,} of {cov['n']:,} mapped to a current "

@@ -18,11 +18,23 @@ after reading the upstream files:
 - **Genes** (optional): ``var`` is re-keyed by current Ensembl gene id with
   :func:`~perturbridge.ids.genes.collapse_genes` (counts of one gene are summed; log
   values need an explicit ``gene_rule``). Input genes without an Ensembl id stay, under
-  their upstream id, with ``var["gene_status"]`` saying why (``keep_unmapped_genes``).
+  their upstream id, with ``var["gene_status"]`` saying why (``keep_unresolved_genes``).
 
 Nothing is dropped: every sample stays, and the ledger gets a note (stage
 ``ids_compounds`` / ``ids_cells`` / ``ids_genes``, status ``kept``, reason
 ``unresolved`` or ``ambiguous``) for each sample or gene whose identity is not resolved.
+Statuses (``compound_status``, ``cell_status``, ``var["gene_status"]``) use the one
+vocabulary of :mod:`perturbridge.ids`: ``resolved``, ``ambiguous``, ``unresolved``
+(``gene_status`` may also say ``no_ensembl``: a resolved gene without an Ensembl id).
+
+Why this module is in :mod:`perturbridge.ids`
+--------------------------------------------
+It applies identifiers to Samples held in memory (an AnnData object and its ``obs``/``var``
+frames) and never opens or writes a file: reading and writing Samples on disk stays with
+the pipeline (:mod:`perturbridge.compendium`) and the CLI, which call it. It is the one
+place where identities are resolved for every source alike, so it belongs with the
+resolvers it drives; it depends only on the bottom of the house (:mod:`perturbridge.samples`,
+:mod:`perturbridge.schema`, :mod:`perturbridge.ledger`).
 """
 
 from __future__ import annotations
@@ -160,7 +172,7 @@ def _resolve_cells(obs: pd.DataFrame, resolver: CellResolver, ledger: Ledger) ->
         got = res.reindex(names.iloc[rows].to_numpy())
         acc = got["accession"].astype(object).to_numpy()
         st = got["status"].to_numpy(dtype=object)
-        ok = (st == "mapped") & pd.Series(acc).astype(str).str.match(ACCESSION_PATTERN).to_numpy()
+        ok = (st == "resolved") & pd.Series(acc).astype(str).str.match(ACCESSION_PATTERN).to_numpy()
         new_ctx[rows[ok]] = acc[ok]
         status[rows] = np.where(
             ok, "resolved", np.where(st == "ambiguous", "ambiguous", "unresolved")
@@ -191,7 +203,7 @@ def _resolve_genes(
     *,
     value_kind: str,
     rule: Literal["first", "max_mean"] | None,
-    keep_unmapped: bool,
+    keep_unresolved: bool,
 ) -> ad.AnnData:
     var = samples.var
     queries = var.index.astype(str)
@@ -206,12 +218,12 @@ def _resolve_genes(
     )
     report = out.report
     new_var = out.var.copy()
-    new_var["gene_status"] = "mapped"
+    new_var["gene_status"] = "resolved"
     mats = [out.matrix]
     lost = report[
         report["action"].str.startswith("dropped_") & (report["action"] != "dropped_rule")
     ]
-    if keep_unmapped and len(lost):
+    if keep_unresolved and len(lost):
         pos = lost["position"].to_numpy()
         x = samples.X
         mats.append(x[:, pos])
@@ -230,7 +242,7 @@ def _resolve_genes(
     notes = report[report["action"] != "kept"]
     for action, part in notes.groupby("action", sort=True):
         reason = str(action).removeprefix("dropped_")
-        if keep_unmapped and action != "dropped_rule" and str(action).startswith("dropped_"):
+        if keep_unresolved and action != "dropped_rule" and str(action).startswith("dropped_"):
             ledger.keep(part["input"], stage="ids_genes", reason=reason, detail="kept under its id")
         elif str(action).startswith("dropped_"):
             ledger.drop(
@@ -274,7 +286,7 @@ def annotate_samples(
     *,
     genes: bool = True,
     gene_rule: Literal["first", "max_mean"] | None = None,
-    keep_unmapped_genes: bool = True,
+    keep_unresolved_genes: bool = True,
 ) -> tuple[ad.AnnData, Ledger]:
     """Resolve compound, cell and gene identities of Samples (see the module docs).
 
@@ -290,7 +302,7 @@ def annotate_samples(
     gene_rule
         For log-expression values whose input columns map to one gene: ``first`` or
         ``max_mean`` (counts are always summed).
-    keep_unmapped_genes
+    keep_unresolved_genes
         Keep input genes without an Ensembl id under their upstream id.
 
     Returns
@@ -322,7 +334,7 @@ def annotate_samples(
             ledger,
             value_kind=value_kind,
             rule=gene_rule,
-            keep_unmapped=keep_unmapped_genes,
+            keep_unresolved=keep_unresolved_genes,
         )
     validate_samples(out)
     return out, ledger

@@ -21,9 +21,11 @@ candidates (a display string) and no accession.
 
 Status
 ------
-``mapped`` (a ``CVCL_…`` or ``CL:…`` accession), ``placeholder`` (only a source-local
-``DepMap:…``/``LINCS:…`` record, see :mod:`perturbridge.ids.parsers_genes_cells`),
-``ambiguous`` or ``unmapped``.
+``resolved`` (a ``CVCL_…`` or ``CL:…`` accession), ``ambiguous`` or ``unresolved`` (the
+vocabulary of every resolver of :mod:`perturbridge.ids`). An ``unresolved`` input that
+matched only a source-local ``DepMap:…``/``LINCS:…`` record (see
+:mod:`perturbridge.ids.parsers_genes_cells`) keeps that placeholder as its ``accession``;
+other unresolved and ambiguous inputs have none.
 """
 
 from __future__ import annotations
@@ -219,9 +221,9 @@ class CellResolver:
         -------
         Columns ``input``, ``accession``, ``name``, ``species``, ``sex``, ``disease``,
         ``category``, ``match_type`` (the kind of synonym that matched), ``normalization``
-        (``""`` or ``ccle_suffix``), ``status`` (``mapped``, ``placeholder``,
-        ``ambiguous``, ``unmapped``) and ``candidates`` (``;``-joined accessions, for
-        display only).
+        (``""`` or ``ccle_suffix``), ``status`` (``resolved``, ``ambiguous``,
+        ``unresolved``; an unresolved placeholder match keeps its ``accession``) and
+        ``candidates`` (``;``-joined accessions, for display only).
         """
         inputs = pd.Series(list(values), dtype=object)
         uniq = pd.Series(pd.unique(inputs), dtype=object)
@@ -246,11 +248,11 @@ class CellResolver:
         acc = hit["accession"].astype(object).where(hit["accession"].notna(), None)
         status = np.where(
             hit["n"].isna(),
-            "unmapped",
+            "unresolved",
             np.where(
                 acc.isna(),
                 "ambiguous",
-                np.where(_is_placeholder(acc.fillna("")), "placeholder", "mapped"),
+                np.where(_is_placeholder(acc.fillna("")), "unresolved", "resolved"),
             ),
         )
         rec = self._records.reindex(acc.fillna("").to_numpy())
@@ -276,10 +278,10 @@ class CellResolver:
 
 
 def coverage(resolved: pd.DataFrame) -> dict[str, Any]:
-    """Counts per status and the mapped fraction of a :meth:`CellResolver.resolve` result."""
+    """Counts per status and the resolved fraction of a :meth:`CellResolver.resolve` result."""
     counts = {str(k): int(v) for k, v in resolved["status"].value_counts().items()}
     n = len(resolved)
-    return {"n": n, **counts, "mapped_fraction": counts.get("mapped", 0) / n if n else 0.0}
+    return {"n": n, **counts, "resolved_fraction": counts.get("resolved", 0) / n if n else 0.0}
 
 
 def link_lincs_cells(
@@ -308,11 +310,11 @@ def link_lincs_cells(
     ph = ph.drop_duplicates("accession")
     res = resolver.resolve(ph["synonym"])
     res.index = ph["accession"].to_numpy()
-    ok = res["status"].isin(["mapped", "placeholder"])
+    ok = res["accession"].notna()  # resolved, or a placeholder of another source
     mapping = res.loc[ok, "accession"].to_dict()
     report["linked"] = int(ok.sum())
     report["ambiguous"] = int((res["status"] == "ambiguous").sum())
-    unl = res.loc[res["status"] == "unmapped", "input"]
+    unl = res.loc[(res["status"] == "unresolved") & res["accession"].isna(), "input"]
     report["unlinked"] = len(unl)
     report["unlinked_ids"] = unl.head(20).tolist()
     cells = cells.assign(accession=cells["accession"].replace(mapping))

@@ -31,10 +31,11 @@ Normalizations (tried in this order, only for symbols that match nothing as writ
 
 Status and report
 -----------------
-``status`` is ``mapped``, ``ambiguous`` or ``unmapped``. ``many_to_one`` is ``True`` for
-every mapped input whose gene is also the gene of another distinct input (e.g. a
+``status`` is ``resolved``, ``ambiguous`` or ``unresolved`` (the vocabulary of every
+resolver of :mod:`perturbridge.ids`). ``many_to_one`` is ``True`` for
+every resolved input whose gene is also the gene of another distinct input (e.g. a
 current and a previous symbol of the same gene): :func:`collapse_genes` must combine
-their columns. A mapped gene may lack an Ensembl id (HGNC has none for ~6% of genes);
+their columns. A resolved gene may lack an Ensembl id (HGNC has none for ~6% of genes);
 :func:`collapse_genes` drops those with a reason.
 
 Collapsing columns
@@ -332,7 +333,7 @@ class GeneResolver:
         ``ensembl_gene_id`` (current, no version), ``entrez_id``, ``match_type``
         (``symbol``, ``prev``, ``alias``, ``entrez``, ``ensembl``), ``normalization``
         (``""``, ``excel_date``, ``r_make_names``, ``unique_suffix``), ``status``
-        (``mapped``, ``ambiguous``, ``unmapped``), ``many_to_one`` and ``candidates``
+        (``resolved``, ``ambiguous``, ``unresolved``), ``many_to_one`` and ``candidates``
         (``;``-joined HGNC ids of an ambiguous input, for display only).
         """
         inputs = pd.Series(list(values), dtype=object)
@@ -372,7 +373,9 @@ class GeneResolver:
             hit.loc[found.index] = found[hit.columns].to_numpy()
             norm.loc[found.index] = name
         hgnc = hit["hgnc_id"].astype(object).where(hit["hgnc_id"].notna(), None)
-        status = np.where(hit["n"].isna(), "unmapped", np.where(hgnc.isna(), "ambiguous", "mapped"))
+        status = np.where(
+            hit["n"].isna(), "unresolved", np.where(hgnc.isna(), "ambiguous", "resolved")
+        )
         genes = self._genes.reindex(hgnc.fillna("").to_numpy())
         res = pd.DataFrame(
             {
@@ -390,10 +393,10 @@ class GeneResolver:
         res = res.astype(object).where(res.notna(), None)
         pos = pd.Index(uniq).get_indexer(inputs)
         out = res.iloc[pos].reset_index(drop=True)
-        mapped = out["status"] == "mapped"
-        n_inputs = out.loc[mapped].groupby("hgnc_id")["input"].transform("nunique")
+        resolved = out["status"] == "resolved"
+        n_inputs = out.loc[resolved].groupby("hgnc_id")["input"].transform("nunique")
         out["many_to_one"] = False
-        out.loc[mapped, "many_to_one"] = (n_inputs > 1).to_numpy()
+        out.loc[resolved, "many_to_one"] = (n_inputs > 1).to_numpy()
         return out[list(RESULT_COLUMNS)]
 
 
@@ -403,16 +406,16 @@ def gene_coverage(mapping: pd.DataFrame) -> dict[str, Any]:
     Returns
     -------
     ``n`` inputs, counts per status and per match type, ``many_to_one`` inputs,
-    ``with_ensembl`` (mapped to a gene with an Ensembl id) and ``ensembl_fraction``.
+    ``with_ensembl`` (resolved to a gene with an Ensembl id) and ``ensembl_fraction``.
     """
     n = len(mapping)
-    mapped = mapping["status"] == "mapped"
-    with_ens = int((mapped & mapping["ensembl_gene_id"].notna()).sum())
+    resolved = mapping["status"] == "resolved"
+    with_ens = int((resolved & mapping["ensembl_gene_id"].notna()).sum())
     return {
         "n": n,
         "status": mapping["status"].value_counts().to_dict(),
-        "match_type": mapping.loc[mapped, "match_type"].value_counts().to_dict(),
-        "normalization": mapping.loc[mapped & (mapping["normalization"] != ""), "normalization"]
+        "match_type": mapping.loc[resolved, "match_type"].value_counts().to_dict(),
+        "normalization": mapping.loc[resolved & (mapping["normalization"] != ""), "normalization"]
         .value_counts()
         .to_dict(),
         "many_to_one": int(mapping["many_to_one"].sum()),
@@ -439,7 +442,7 @@ class GeneCollapse:
         ``hgnc_id``, ``n_inputs`` (input columns combined into it).
     report
         One row per input column: ``input``, ``position``, ``ensembl_gene_id``,
-        ``action`` (``kept``, ``summed``, ``dropped_rule``, ``dropped_unmapped``,
+        ``action`` (``kept``, ``summed``, ``dropped_rule``, ``dropped_unresolved``,
         ``dropped_ambiguous``, ``dropped_no_ensembl``) and ``rule``.
     """
 
@@ -509,8 +512,8 @@ def collapse_genes(
     ens = row["ensembl_gene_id"].to_numpy(dtype=object)
     status = row["status"].to_numpy(dtype=object)
     action = np.where(
-        status == "unmapped",
-        "dropped_unmapped",
+        status == "unresolved",
+        "dropped_unresolved",
         np.where(
             status == "ambiguous",
             "dropped_ambiguous",
