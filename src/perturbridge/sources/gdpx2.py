@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -93,6 +95,18 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
 }
 REQUIRED = ("compound", "dose", "time", "cell", "sample_type", "percent_dmso", "plate")
 QC_COLUMNS = ("total_umi_count", "n_mapped", "ngenes3", "percent_mapped", "percent_mitochondrial")
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """The counts behind a metadata table: their sample ids, gene ids and gene symbols,
+    and ``read_rows(positions)``, the rows of those samples (positions in
+    ``sample_ids``) as a samples × genes matrix."""
+
+    sample_ids: pd.Index
+    genes: pd.Index
+    symbols: np.ndarray
+    read_rows: Callable[[np.ndarray], Any]
 
 
 class _H5Counts:
@@ -216,10 +230,12 @@ def read_gdpx2(
             )
             return _read(
                 table,
-                sample_ids=pd.Index(obs_in.index.astype(str)),
-                genes=genes,
-                symbols=symbols,
-                read_rows=lambda idx: h5ad_rows(fh, "X", idx),
+                _Counts(
+                    pd.Index(obs_in.index.astype(str)),
+                    genes,
+                    symbols,
+                    lambda idx: h5ad_rows(fh, "X", idx),
+                ),
                 inputs=[path],
                 where=str(path),
                 dataset=dataset,
@@ -246,10 +262,12 @@ def read_gdpx2(
     try:
         return _read(
             table,
-            sample_ids=h5.samples,
-            genes=h5.genes,
-            symbols=h5.genes.to_numpy(),
-            read_rows=lambda idx: h5.rows(idx, chunk_size=chunk_size),
+            _Counts(
+                h5.samples,
+                h5.genes,
+                h5.genes.to_numpy(),
+                lambda idx: h5.rows(idx, chunk_size=chunk_size),
+            ),
             inputs=[meta_path, count_path],
             where=str(meta_path),
             dataset=dataset,
@@ -261,17 +279,15 @@ def read_gdpx2(
 
 def _read(
     table: pd.DataFrame,
+    counts: _Counts,
     *,
-    sample_ids: pd.Index,
-    genes: pd.Index,
-    symbols: np.ndarray,
-    read_rows: Any,
     inputs: list[Path],
     where: str,
     dataset: str,
     n_repeated: int,
 ) -> IngestResult:
     """Standardize a GDPx2 metadata table against the samples and genes of its counts."""
+    sample_ids, genes, symbols = counts.sample_ids, counts.genes, counts.symbols
     f = resolve_columns(
         table.columns,
         FIELD_ALIASES,
@@ -380,7 +396,7 @@ def _read(
     if unknown:
         logger.warning("GDPx2 cell types without a known CL id, kept by name: %s", unknown)
     obs["sample_type"] = categorical(obs["sample_type"])
-    x = read_rows(sample_ids.get_indexer(ids[kept]))
+    x = counts.read_rows(sample_ids.get_indexer(ids[kept]))
     var = pd.DataFrame(
         {"symbol": np.asarray(symbols, dtype=object)[keep_gene]},
         index=pd.Index(genes[keep_gene], name="gene_id"),

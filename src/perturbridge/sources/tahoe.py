@@ -46,6 +46,7 @@ import ast
 import logging
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -286,6 +287,16 @@ def read_tahoe(
             "plate1_filt_Vevo_Tahoe100M_WServicesFrom_ParseGigalab.h5ad)"
         )
     manifest = _Manifest(Path(obs_parquet)) if obs_parquet is not None else None
+    reading = _PlateReading(
+        layer=layer,
+        vehicle=vehicle,
+        time_h=time_h,
+        min_counts=min_counts,
+        min_genes=min_genes,
+        min_cells=min_cells,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
     ledger = Ledger()
     parts: list[pd.DataFrame] = []
     blocks: list[Any] = []
@@ -293,18 +304,7 @@ def read_tahoe(
     genes: pd.DataFrame | None = None
     pb_params: dict[str, Any] = {}
     for path in files:
-        plate_obs, x, plate_genes, plate_ledger, params = _read_plate(
-            path,
-            layer=layer,
-            vehicle=vehicle,
-            time_h=time_h,
-            manifest=manifest,
-            min_counts=min_counts,
-            min_genes=min_genes,
-            min_cells=min_cells,
-            chunk_size=chunk_size,
-            progress=progress,
-        )
+        plate_obs, x, plate_genes, plate_ledger, params = _read_plate(path, reading, manifest)
         if genes is None:
             genes = plate_genes
         elif not genes.index.equals(plate_genes.index):
@@ -428,18 +428,24 @@ def _pa_strings(index: pd.Index) -> Any:
     return pa.array(np.asarray(index.astype(str), dtype=object), type=pa.string())
 
 
+@dataclass(frozen=True)
+class _PlateReading:
+    """How every plate file is read: the counts ``layer``, the ``vehicle``'s drug name,
+    the treatment time, and the cell and sample filters and chunking of its pseudobulk
+    (the parameters of :func:`read_tahoe`)."""
+
+    layer: str | None
+    vehicle: str
+    time_h: float
+    min_counts: float
+    min_genes: int
+    min_cells: int
+    chunk_size: int
+    progress: bool
+
+
 def _read_plate(
-    path: Path,
-    *,
-    layer: str | None,
-    vehicle: str,
-    time_h: float,
-    manifest: _Manifest | None,
-    min_counts: float,
-    min_genes: int,
-    min_cells: int,
-    chunk_size: int,
-    progress: bool,
+    path: Path, reading: _PlateReading, manifest: _Manifest | None
 ) -> tuple[pd.DataFrame, Any, pd.DataFrame, Ledger, dict[str, Any]]:
     """Pseudobulk one plate file; its samples (with parsed conditions) and cell ledger."""
     where = str(path)
@@ -467,12 +473,12 @@ def _read_plate(
     pb = pseudobulk(
         path,
         groupby=groupby,
-        layer=layer,
-        min_counts=min_counts,
-        min_genes=min_genes,
-        min_cells=min_cells,
-        chunk_size=chunk_size,
-        progress=progress,
+        layer=reading.layer,
+        min_counts=reading.min_counts,
+        min_genes=reading.min_genes,
+        min_cells=reading.min_cells,
+        chunk_size=reading.chunk_size,
+        progress=reading.progress,
     )
     plate_ledger = pb.ledger
     plate_ledger.check_accounts_for(obs.index, stage=CELL_STAGE)
@@ -511,7 +517,7 @@ def _read_plate(
     name = np.array(
         [e[0][0] if len(e) == 1 else " + ".join(x[0] for x in e) for e in entries], dtype=object
     )
-    is_veh = (name == vehicle) & (n_drugs == 1)
+    is_veh = (name == reading.vehicle) & (n_drugs == 1)
     value = np.array([e[0][1] if len(e) == 1 else np.nan for e in entries])
     unit = np.array([e[0][2] if len(e) == 1 else "uM" for e in entries], dtype=object)
     dose = np.where(is_veh, 0.0, np.nan)
@@ -535,7 +541,7 @@ def _read_plate(
             "pert_type": np.where(is_veh, "vehicle", "compound"),
             "is_control": is_veh,
             "pert_dose_uM": dose,
-            "pert_time_h": float(time_h),
+            "pert_time_h": float(reading.time_h),
             "n_cells": cobs["n_cells"].to_numpy(),
             "tahoe_sample": as_text(cobs[f["sample"]]),
             "drugname_drugconc": conc,
