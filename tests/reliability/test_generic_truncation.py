@@ -166,7 +166,9 @@ def test_a_damaged_gzip_table_is_an_error_naming_the_file(
         raw[-8] ^= 0xFF  # the CRC-32 of the trailer
     path.write_bytes(bytes(raw))
     call = lambda: read_generic(mapping)  # noqa: E731
-    fault(f"{orientation} counts{suffix}: gzip {damage}", "error naming file and line", _outcome(call))
+    fault(
+        f"{orientation} counts{suffix}: gzip {damage}", "error naming file and line", _outcome(call)
+    )
     with pytest.raises(
         FormatError,
         match=rf"counts{re.escape(suffix)}: the (expression|counts) table is cut short or "
@@ -225,8 +227,8 @@ def test_allow_non_integer_in_the_mapping_accepts_them(tmp_path, fault):
 @pytest.mark.parametrize(
     ("value", "kind", "pattern"),
     [
-        ('"yes"', "counts", r"'input\.allow_non_integer': must be true or false .*a string"),
-        ("true", "log_expression", r"'input\.allow_non_integer': applies to value_kind = 'counts'"),
+        ('"yes"', "counts", r"input\.allow_non_integer: expected true or false .*found 'yes'"),
+        ("true", "log_expression", r"input\.allow_non_integer: applies to value_kind = 'counts'"),
     ],
 )
 def test_allow_non_integer_is_validated(tmp_path, value, kind, pattern):

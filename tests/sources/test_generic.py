@@ -407,20 +407,29 @@ def _edit(files: dict, old: str, new: str) -> Path:
         (
             'orientation = "genes_x_samples"',
             'orientaton = "genes_x_samples"',
-            r"mapping\.toml: unknown key 'input\.orientaton'; did you mean 'orientation'\?",
+            r"mapping\.toml: 2 problems: input: unknown key\(s\) \['orientaton'\]; did you mean "
+            r"'orientation'\?",
         ),
-        ('value_kind = "counts"\n', "", r"mapping\.toml: missing required key 'input\.value_kind'"),
-        ('value_kind = "counts"', 'value_kind = "count"', r"'input\.value_kind': must be one of"),
-        ('unit_column = "time_unit"', "unit_column = 5", r"'time\.unit_column': must be a non-emp"),
-        ('plate = "plate"', "plate = 3", r"'fields\.plate': must be a metadata column name"),
-        ('plate = "plate"', 'plate = { col = "p" }', r"unknown key 'fields\.plate\.col'"),
-        ("[genes]", "[gens]", r"unknown key 'gens'; did you mean 'genes'"),
-        ('reason = "qc_fail"', 'reason = "QC failed"', r"'exclude\[0\]\.reason': must be a lower"),
-        ('control_values = ["dmso"]', "", r"'controls': give exactly one control rule"),
-        ("version = 1", "version = 2", r"'version': must be 1"),
-        ('["batch_note"]', '["plate"]', r"'samples\.keep_columns': \['plate'\] are names of"),
-        ('id_type = "ensembl"', 'id_type = "refseq"', r"'genes\.id_type': must be one of"),
-        ("[dose]\n", "[dose]\nvalue = 1\n", r"'dose': give exactly one of 'column'"),
+        (
+            'value_kind = "counts"\n',
+            "",
+            r"mapping\.toml: input\.value_kind: required key is missing",
+        ),
+        ('value_kind = "counts"', 'value_kind = "count"', r"input\.value_kind: expected one of"),
+        (
+            'unit_column = "time_unit"',
+            "unit_column = 5",
+            r"time\.unit_column: expected a non-empty",
+        ),
+        ('plate = "plate"', "plate = 3", r"fields\.plate: expected a metadata column"),
+        ('plate = "plate"', 'plate = { col = "p" }', r"fields\.plate: unknown key\(s\) \['col'\]"),
+        ("[genes]", "[gens]", r"unknown key\(s\) \['gens'\]; did you mean 'genes'"),
+        ('reason = "qc_fail"', 'reason = "QC failed"', r"exclude\[0\]\.reason: expected a lower"),
+        ('control_values = ["dmso"]', "", r"controls: give exactly one control rule"),
+        ("version = 1", "version = 2", r"version: expected 1"),
+        ('["batch_note"]', '["plate"]', r"samples\.keep_columns: \['plate'\] are names of"),
+        ('id_type = "ensembl"', 'id_type = "refseq"', r"genes\.id_type: expected one of"),
+        ("[dose]\n", "[dose]\nvalue = 1\n", r"dose: give exactly one of 'column'"),
         ('assay = { value = "DRUG-seq" }', "assay = {", r"mapping\.toml: not valid TOML"),
     ],
 )
@@ -428,6 +437,23 @@ def test_bad_mapping_names_file_and_key(files, old, new, pattern):
     (files["mapping"].parent / "counts.csv").unlink()  # the mapping is checked first
     with pytest.raises(MappingError, match=pattern):
         read_generic(_edit(files, old, new))
+
+
+def test_bad_mapping_lists_every_problem_at_once(files):
+    _edit(files, 'orientation = "genes_x_samples"', 'orientaton = "genes_x_samples"')
+    _edit(files, 'unit_column = "time_unit"', "unit_column = 5")
+    path = _edit(files, 'reason = "qc_fail"', 'reason = "QC failed"')
+    with pytest.raises(MappingError) as info:
+        load_mapping(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: 4 problems: "), msg
+    for problem in (
+        "input: unknown key(s) ['orientaton']; did you mean 'orientation'?",
+        "input.orientation: required key is missing",
+        "time.unit_column: expected a non-empty string (the time unit column), found 5",
+        "exclude[0].reason: expected a lower-case identifier such as 'qc_fail', found 'QC failed'",
+    ):
+        assert problem in msg, problem
 
 
 def test_missing_file_names_file_and_key(files):

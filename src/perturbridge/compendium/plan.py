@@ -29,22 +29,30 @@ Example
     de = { modes = ["group"], min_cells = 0 }
 
 See ``docs/compendium.md`` for every key.
+
+Long because the plan's dataclasses, their parsing and their checks against the file
+system and the adapter registry change together; reading TOML itself (typed values,
+unknown keys, every problem at once) is :class:`perturbridge.io._toml.TomlReader`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import os
 import re
-import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..ids.store import RefStore
+from ..io._toml import TomlReader, load_toml
 from ..schema import EFFECT_LAYERS
+from ..sources import get_source, list_sources, source_names
 from ._common import STORE_FORMAT, STORE_MARKER, PlanError
+from .tasks import reader_parameters
 
 __all__ = [
     "DEFAULT_ZARR_LAYERS",
@@ -170,8 +178,6 @@ class DatasetPlan:
         return out
 
     def _declared_files(self) -> list[tuple[str, Path]]:
-        from ..sources import get_source, source_names
-
         if self.source not in source_names():  # the plan check reports it
             return []
         files = get_source(self.source).declared_files(self.ingest_kwargs())
@@ -351,71 +357,6 @@ class BuildPlan:
 # --------------------------------------------------------------------------- parsing
 
 
-class _Reader:
-    """Reads typed values from TOML tables, collecting problems instead of raising."""
-
-    def __init__(self, base_dir: Path) -> None:
-        self.base_dir = base_dir
-        self.problems: list[str] = []
-
-    def problem(self, msg: str) -> None:
-        self.problems.append(msg)
-
-    def table(self, data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
-        value = data.get(key, {})
-        if not isinstance(value, Mapping):
-            self.problem(f"{where}.{key}: expected a table, found {type(value).__name__}")
-            return {}
-        return value
-
-    def known(self, data: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
-        unknown = sorted(set(data) - set(allowed))
-        if unknown:
-            self.problem(
-                f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)} "
-                "(a typo, or a key in the wrong table?)"
-            )
-
-    def get(
-        self,
-        data: Mapping[str, Any],
-        key: str,
-        kind: type | tuple[type, ...],
-        default: Any,
-        where: str,
-        *,
-        required: bool = False,
-    ) -> Any:
-        if key not in data:
-            if required:
-                self.problem(f"{where}.{key}: required key is missing")
-            return default
-        value = data[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        # TOML booleans are ints in Python: reject them where a number is expected
-        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
-        if not ok:
-            names = " or ".join(k.__name__ for k in kinds)
-            self.problem(f"{where}.{key}: expected {names}, found {value!r}")
-            return default
-        return value
-
-    def strings(self, data: Mapping[str, Any], key: str, default: Any, where: str) -> Any:
-        value = data.get(key, default)
-        if value is default:
-            return default
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.problem(f"{where}.{key}: expected a list of strings, found {value!r}")
-            return default
-        return tuple(value)
-
-    def path(self, value: str) -> Path:
-        p = Path(os.path.expanduser(value))
-        return (p if p.is_absolute() else self.base_dir / p).absolute()
-
-
 _DE_KEYS = (
     "modes",
     "engine",
@@ -430,7 +371,9 @@ _DE_KEYS = (
 )
 
 
-def _de_settings(r: _Reader, data: Mapping[str, Any], base: DESettings, where: str) -> DESettings:
+def _de_settings(
+    r: TomlReader, data: Mapping[str, Any], base: DESettings, where: str
+) -> DESettings:
     r.known(data, _DE_KEYS, where)
     modes = r.strings(data, "modes", base.modes, where)
     bad = [m for m in modes if m not in MODES]
@@ -469,7 +412,7 @@ def _de_settings(r: _Reader, data: Mapping[str, Any], base: DESettings, where: s
     )
 
 
-def _inputs(r: _Reader, data: Any, where: str) -> dict[str, Path | tuple[Path, ...]]:
+def _inputs(r: TomlReader, data: Any, where: str) -> dict[str, Path | tuple[Path, ...]]:
     if not isinstance(data, Mapping) or not data:
         r.problem(
             f"{where}: expected a table of input files, e.g. "
@@ -487,7 +430,7 @@ def _inputs(r: _Reader, data: Any, where: str) -> dict[str, Path | tuple[Path, .
     return out
 
 
-def _slurm_profile(r: _Reader, data: Any, where: str) -> SlurmProfile | None:
+def _slurm_profile(r: TomlReader, data: Any, where: str) -> SlurmProfile | None:
     if not isinstance(data, Mapping):
         r.problem(f"{where}: expected a table, found {data!r}")
         return None
@@ -524,7 +467,7 @@ def parse_plan(
     data: Mapping[str, Any], *, base_dir: str | os.PathLike[str], where: str = "build plan"
 ) -> BuildPlan:
     """Build a :class:`BuildPlan` from parsed TOML and check it (see :func:`load_plan`)."""
-    r = _Reader(Path(base_dir).absolute())
+    r = TomlReader(Path(base_dir).absolute())
     r.known(data, _TOP_KEYS, "plan")
     version = r.get(data, "version", int, 1, "plan")
     if version != 1:
@@ -672,9 +615,9 @@ def load_plan(
     if not path.is_file():
         raise PlanError([f"plan file not found: {path}"], where=str(path))
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise PlanError([f"not valid TOML: {err}"], where=str(path)) from err
+        data = load_toml(path)
+    except ValueError as err:  # not valid TOML, not UTF-8
+        raise PlanError([str(err)], where=str(path)) from err
     if store is not None:
         data = {**data, "store": {**data.get("store", {}), "path": str(Path(store).absolute())}}
     if cache is not None:
@@ -706,8 +649,6 @@ def check_store_path(path: Path) -> str | None:
         return None
     manifest = path / "manifest.json"
     if manifest.is_file():
-        import json
-
         try:
             fmt = json.loads(manifest.read_text(encoding="utf-8")).get("format")
         except (ValueError, OSError):
@@ -720,10 +661,8 @@ def check_store_path(path: Path) -> str | None:
     )
 
 
-def _check(plan: BuildPlan, r: _Reader) -> None:
+def _check(plan: BuildPlan, r: TomlReader) -> None:
     """Checks against the file system and the adapter registry."""
-    from ..sources import list_sources
-
     for module in plan.imports:
         try:
             importlib.import_module(module)
@@ -758,8 +697,6 @@ def _check(plan: BuildPlan, r: _Reader) -> None:
         if not plan.references.is_dir():
             r.problem(f"references.path: reference store not found: {plan.references}")
         else:
-            from ..ids.store import RefStore
-
             try:
                 RefStore.open(plan.references)
             except ValueError as err:  # StoreError
@@ -785,11 +722,8 @@ def _check(plan: BuildPlan, r: _Reader) -> None:
         r.problem(f"executor.scheduler_address is only used with kind 'dask' (kind is {ex.kind!r})")
 
 
-def _check_parameters(r: _Reader, d: DatasetPlan, where: str) -> None:
+def _check_parameters(r: TomlReader, d: DatasetPlan, where: str) -> None:
     """Inputs and options against the parameters of the adapter's reader."""
-    from ..sources import get_source
-    from .tasks import reader_parameters
-
     params = reader_parameters(type(get_source(d.source)))
     if params is None:
         return
@@ -809,7 +743,7 @@ def _check_parameters(r: _Reader, d: DatasetPlan, where: str) -> None:
 def check_plan(plan: BuildPlan) -> None:
     """Check a plan against the file system and the adapter registry; raise
     :class:`PlanError` listing every problem."""
-    r = _Reader(Path.cwd())
+    r = TomlReader(Path.cwd())
     _check(plan, r)
     if r.problems:
         raise PlanError(r.problems)
