@@ -243,3 +243,93 @@ def test_the_documented_demo_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     example = demos[0]
     result = _run(example.words)
     assert result.exit_code == 0, f"{example}\n{result.output}"
+
+
+# ---- the Python names the documents mention exist
+
+DOTTED = re.compile(r"(?<![\w./-])perturbridge(?:\.[A-Za-z_]\w*)+")
+
+
+def _python_imports() -> list[tuple[str, str, list[str]]]:
+    """``(where, module, names)`` of every ``from perturbridge… import …`` and
+    ``import perturbridge…`` in the Python code blocks of the documents."""
+    import ast
+
+    out = []
+    for path in DOCS:
+        text = path.read_text(encoding="utf-8")
+        for block in re.finditer(r"^```python\n(.*?)^```", text, flags=re.M | re.S):
+            line = text[: block.start()].count("\n") + 2
+            code = "\n".join(
+                ln for ln in block.group(1).splitlines() if not ln.lstrip().startswith(">>>")
+            )
+            try:
+                tree = ast.parse(code)
+            except SyntaxError:
+                continue  # a fragment, not a program; its names are checked as dotted names
+            for node in ast.walk(tree):
+                where = f"{path.relative_to(ROOT).as_posix()}:{line + node_line(node) - 1}"
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "perturbridge"
+                ):
+                    out.append((where, node.module or "", [a.name for a in node.names]))
+                elif isinstance(node, ast.Import):
+                    for a in node.names:
+                        if a.name.startswith("perturbridge"):
+                            out.append((where, a.name, []))
+    return out
+
+
+def node_line(node: Any) -> int:
+    return int(getattr(node, "lineno", 1))
+
+
+def _dotted_names() -> list[tuple[str, str]]:
+    out = []
+    for path in DOCS:
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            for m in DOTTED.finditer(line):
+                out.append((f"{path.relative_to(ROOT).as_posix()}:{i}", m.group(0)))
+    return out
+
+
+def _resolve(dotted: str) -> str | None:
+    """``None`` when ``dotted`` is a module or an attribute of one, else what is missing."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        name = ".".join(parts[:cut])
+        try:
+            obj: Any = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name is not None and not name.startswith(err.name):
+                return f"importing {name} fails: {err}"
+            continue
+        for attr in parts[cut:]:
+            if not hasattr(obj, attr):
+                return f"{'.'.join(parts[:cut])} has no {attr!r}"
+            obj = getattr(obj, attr)
+        return None
+    return "no such module"
+
+
+def test_documented_python_imports_exist() -> None:
+    wrong = []
+    for where, module, names in _python_imports():
+        for dotted in [module, *(f"{module}.{n}" for n in names)]:
+            problem = _resolve(dotted)
+            if problem:
+                wrong.append(f"{where}: {dotted}: {problem}")
+    assert not wrong, "imports in the documents that fail:\n" + "\n".join(wrong)
+
+
+def test_documented_dotted_names_exist() -> None:
+    wrong = []
+    for where, dotted in _dotted_names():
+        problem = _resolve(dotted)
+        if problem:
+            wrong.append(f"{where}: {dotted}: {problem}")
+    assert not wrong, "perturbridge.… names in the documents that do not exist:\n" + "\n".join(
+        wrong
+    )
