@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from perturbridge.compendium import Compendium, PlanError, StoreError, import_release
-from perturbridge.compendium.importer import (
+from perturbridge.compendium.release import (
     control_mask,
     convert_release_effects,
     find_processed_files,

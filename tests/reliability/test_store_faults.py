@@ -27,13 +27,12 @@ from typer.testing import CliRunner
 
 from compendium._fixtures import assert_same_store, write_counts, write_l1000, write_plan
 from perturbridge.compendium import Compendium, build
-from perturbridge.compendium import store as store_mod
 from perturbridge.compendium._common import StoreError
-from perturbridge.compendium.store import repair_store, verify_store
+from perturbridge.compendium.store import _transaction, _verify, repair_store, verify_store
 
 ROOT = Path(__file__).resolve().parents[2]
 EXTRA = "[executor]\nn_workers = 1\n"
-#: steps of a store update where the update is killed (see store._checkpoint)
+#: steps of a store update where the update is killed (see store._transaction._checkpoint)
 KILL_POINTS = (
     "files_placed",
     "catalog_written",
@@ -49,13 +48,13 @@ READS = (("group", "logFC"), ("separate", "logFC"), ("group", "CI.L"))  # CI.L: 
 KILL_SCRIPT = """
 import os, signal, sys
 from perturbridge.compendium import build
-from perturbridge.compendium import store
+from perturbridge.compendium.store import _transaction
 
 def checkpoint(step):
     if step == sys.argv[2]:
         os.kill(os.getpid(), signal.SIGKILL)
 
-store._checkpoint = checkpoint
+_transaction._checkpoint = checkpoint
 build(sys.argv[1])
 """
 
@@ -178,7 +177,7 @@ def test_a_failed_preparation_leaves_the_old_store(tmp_path, two_states, fault, 
         if step == "zarr_shard":
             raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store_mod, "_checkpoint", full)
+    monkeypatch.setattr(_transaction, "_checkpoint", full)
     with pytest.raises(OSError, match="No space left"):
         build(plan)
     store = work / "store"
@@ -271,7 +270,7 @@ def test_a_flipped_bit_in_an_effects_file(store_b, fault):
     path = store_b / rel
     with Compendium.open(store_b) as comp:
         rec = comp.manifest["files"][rel]
-    cached = store_mod._cached_copy(store_b / ".cache", rec)
+    cached = _verify._cached_copy(store_b / ".cache", rec)
     assert cached is not None and cached.stat().st_ino != path.stat().st_ino  # a copy
     _flip(path, path.stat().st_size // 2)
     problems = verify_store(store_b)

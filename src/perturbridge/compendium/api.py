@@ -16,19 +16,21 @@ consolidated, from the Effects files).
 from __future__ import annotations
 
 import os
-import re
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 import pandas as pd
 
 from ..schema import EFFECT_LAYERS
 from ._common import StoreError
+from ._shards import ShardDigest, read_rows, row_sharded_layout
+from ._sql import DUCKDB_VECTOR, interruptible, locked_connection, read_only_statement, with_limit
 from .store import CATALOG_TABLES, StoreLayout, changed_files, check_store, read_manifest
+from .store._catalog import read_obs_var
+from .store._verify import check_file
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -44,170 +46,6 @@ def _as_list(value: Any) -> list[Any]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         return [value]
     return list(value)
-
-
-# ----------------------------------------------------------- read-only SQL
-
-#: rows in one DuckDB vector; ``fetch_df_chunk`` counts in vectors
-_DUCKDB_VECTOR = 2048
-#: statement types that only read (DESCRIBE, SHOW, SUMMARIZE, VALUES, FROM … and
-#: PIVOT … IN (…) parse as SELECT); PRAGMA only with a name in _READ_PRAGMAS
-_READ_STATEMENTS = frozenset({"SELECT", "EXPLAIN", "PRAGMA"})
-_READ_PRAGMAS = frozenset(
-    {
-        "table_info",
-        "show",
-        "show_tables",
-        "show_tables_expanded",
-        "show_databases",
-        "database_list",
-        "database_size",
-        "storage_info",
-        "functions",
-        "collations",
-        "version",
-        "platform",
-    }
-)
-_PRAGMA_NAME = re.compile(r"^(?:\s+|--[^\n]*\n?|/\*.*?\*/)*PRAGMA\s+(\w+)", re.I | re.S)
-_REFUSED_WHY = (
-    "the store is read-only, and a query reads the catalog tables only (no files, "
-    "network or extensions); run SELECT/WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN or "
-    "PRAGMA table_info('<table>'), and save a result with "
-    "`perturbridge query STORE SQL --format tsv > file`"
-)
-
-_T = TypeVar("_T")
-
-
-def _locked_connection(catalog: dict[str, Path]) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with one view per Parquet file of ``catalog``,
-    then locked: external access off (the catalog files stay readable as its only
-    allowed paths), no extension install or autoload, no progress bar on the terminal,
-    configuration locked."""
-    import duckdb
-
-    con = duckdb.connect(":memory:")
-    try:
-        for table, path in catalog.items():
-            con.read_parquet(str(path)).create_view(table)
-        con.execute("SET allowed_paths = ?", [[str(path) for path in catalog.values()]])
-        for setting in (
-            "enable_progress_bar = false",
-            "enable_external_access = false",
-            "autoinstall_known_extensions = false",
-            "autoload_known_extensions = false",
-            "allow_community_extensions = false",
-            "lock_configuration = true",
-        ):
-            con.execute(f"SET {setting}")
-    except BaseException:
-        con.close()
-        raise
-    return con
-
-
-def _read_only_statement(query: str) -> duckdb.Statement:
-    """The one read-only statement of ``query``; :class:`StoreError` (before it runs)
-    for several statements or one that is not a read."""
-    import duckdb
-
-    try:
-        statements = duckdb.extract_statements(query)
-    except duckdb.Error as err:
-        raise StoreError(f"cannot parse the query: {err}") from err
-    if len(statements) != 1:
-        raise StoreError(
-            f"a query is one SQL statement, found {len(statements)} in {query[:200]!r}"
-        )
-    (statement,) = statements
-    kind = statement.type.name
-    if kind not in _READ_STATEMENTS:
-        name = {"LOAD": "INSTALL/LOAD", "SET": "SET/RESET/USE", "MULTI": "PIVOT"}.get(kind, kind)
-        hint = (
-            "; give PIVOT the values it makes columns of (PIVOT … ON col IN (…))"
-            if kind == "MULTI"
-            else ""
-        )
-        raise StoreError(f"{name} statements are refused: {_REFUSED_WHY}{hint}")
-    if kind == "PRAGMA":
-        match = _PRAGMA_NAME.match(query)
-        pragma = match.group(1).lower() if match else "?"
-        if pragma not in _READ_PRAGMAS:
-            raise StoreError(
-                f"PRAGMA {pragma} is refused: {_REFUSED_WHY}; the PRAGMAs that run are "
-                f"{sorted(_READ_PRAGMAS)}"
-            )
-    return statement
-
-
-def _with_limit(statement: duckdb.Statement, limit: int | None) -> str | None:
-    """``statement`` as ``SELECT * FROM (statement) LIMIT limit``, or ``None`` where it
-    cannot be wrapped (not a SELECT, or the wrapped text does not parse as one)."""
-    import duckdb
-
-    if limit is None or statement.type.name != "SELECT":
-        return None
-    text = f"SELECT * FROM (\n{statement.query.rstrip().rstrip(';')}\n) LIMIT {int(limit)}"
-    try:
-        wrapped = duckdb.extract_statements(text)
-    except duckdb.Error:
-        return None
-    return text if len(wrapped) == 1 and wrapped[0].type.name == "SELECT" else None
-
-
-def _interruptible(con: duckdb.DuckDBPyConnection, call: Callable[[], _T]) -> _T:
-    """``call()`` (a DuckDB call on ``con``), stopped by Ctrl-C.
-
-    While DuckDB runs, the calling thread is in C++ where Python's SIGINT handler never
-    runs, so Ctrl-C would wait for the query. In the main thread the call therefore runs
-    in a helper thread while the main thread waits on an event; a ``KeyboardInterrupt``
-    there interrupts the query (``con.interrupt()``), waits for the helper to end and
-    re-raises. (Not ``Thread.join``: interrupted, it can report a running thread as
-    ended, and the connection would be closed under the query.)
-    A ``PermissionException`` (a file outside the catalog) becomes a :class:`StoreError`.
-    """
-    import duckdb
-
-    def guarded() -> _T:
-        try:
-            return call()
-        except duckdb.PermissionException as err:
-            found = str(err).splitlines()[0]
-            raise StoreError(
-                "refused: a query reads the catalog tables only, no other files, network "
-                f"or extensions ({found})"
-            ) from err
-
-    if threading.current_thread() is not threading.main_thread():
-        return guarded()
-    result: list[_T] = []
-    failure: list[BaseException] = []
-    done = threading.Event()
-
-    def target() -> None:
-        try:
-            result.append(guarded())
-        except BaseException as err:  # handed to the caller below
-            failure.append(err)
-        finally:
-            done.set()
-
-    threading.Thread(target=target, name="perturbridge-sql", daemon=True).start()
-    try:
-        while not done.wait(0.1):
-            pass
-    except KeyboardInterrupt:
-        con.interrupt()
-        while not done.is_set():
-            try:
-                done.wait(0.1)
-            except KeyboardInterrupt:  # Ctrl-C again while the query stops
-                con.interrupt()
-        raise
-    if failure:
-        raise failure[0]
-    return result[0]
 
 
 class Compendium:
@@ -293,7 +131,7 @@ class Compendium:
         paths, and the configuration is locked so no ``SET`` turns it back on.
         """
         if self._con is None:
-            self._con = _locked_connection(
+            self._con = locked_connection(
                 {table: self._layout.catalog(table) for table in CATALOG_TABLES}
             )
         return self._con
@@ -320,9 +158,9 @@ class Compendium:
         >>> comp.sql("SELECT count(*) FROM conditions WHERE pert_time_h = ?", [24])
         ... # doctest: +SKIP
         """
-        _read_only_statement(query)
+        read_only_statement(query)
         con = self.con
-        return _interruptible(con, lambda: con.execute(query, params or []).df())
+        return interruptible(con, lambda: con.execute(query, params or []).df())
 
     def sql_batches(
         self,
@@ -350,14 +188,14 @@ class Compendium:
             raise ValueError(f"limit must be >= 0 or None, found {limit}")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, found {chunk_size}")
-        text = _with_limit(_read_only_statement(query), limit) or query
+        text = with_limit(read_only_statement(query), limit) or query
         con = self.con
-        _interruptible(con, lambda: con.execute(text, params or []))
-        vectors = -(-chunk_size // _DUCKDB_VECTOR)
+        interruptible(con, lambda: con.execute(text, params or []))
+        vectors = -(-chunk_size // DUCKDB_VECTOR)
         remaining = limit
         first = True
         while True:
-            frame = _interruptible(con, lambda: con.fetch_df_chunk(vectors))
+            frame = interruptible(con, lambda: con.fetch_df_chunk(vectors))
             if remaining is not None:
                 frame = frame.iloc[:remaining]
                 remaining -= len(frame)
@@ -618,8 +456,6 @@ class Compendium:
     def _read_zarr(
         self, mode: str, layer: str, zrows: np.ndarray, cols: np.ndarray, *, all_genes: bool
     ) -> np.ndarray:
-        from ._shards import read_rows, row_sharded_layout
-
         arr = self._array(mode, layer)
         uniq, inverse = np.unique(zrows, return_inverse=True)
         layout = row_sharded_layout(arr)
@@ -644,8 +480,6 @@ class Compendium:
     def _shard_digests(self, mode: str, layer: str) -> Any:
         """Shard number → :class:`ShardDigest` of one array, from the manifest (``None``
         for stores written before shards had checksums)."""
-        from ._shards import ShardDigest
-
         files = self.manifest.get("zarr", {}).get("files")
         if not files:
             return None
@@ -666,13 +500,11 @@ class Compendium:
     def _check_file(self, rel: str) -> None:
         """Check an Effects file's size and SHA-256 against the manifest (once per open:
         the whole file is read)."""
-        from .store import _check_file
-
         if rel in self._checked_files:
             return
         rec = self.manifest.get("files", {}).get(rel)
         if rec is not None:
-            problem, _ = _check_file(self.path, rel, rec)
+            problem, _ = check_file(self.path, rel, rec)
             if problem is not None:
                 raise StoreError(
                     f"{self.path}: {rel} does not match the store's manifest ({problem}); "
@@ -683,14 +515,12 @@ class Compendium:
     def _read_files(self, rows: pd.DataFrame, layer: str, genes: pd.DataFrame) -> np.ndarray:
         import h5py
 
-        from .store import _read_obs_var
-
         out = np.full((len(rows), len(genes)), np.nan, dtype=np.float32)
         gene_pos = pd.Series(np.arange(len(genes)), index=genes["gene_id"].astype(str))
         for rel, grp in rows.groupby("effects_file", sort=True):
             path = self.path / str(rel)
             self._check_file(str(rel))
-            _, var = _read_obs_var(path)
+            _, var = read_obs_var(path)
             file_pos = gene_pos.reindex(var.index.astype(str)).to_numpy()
             have = ~np.isnan(file_pos)
             file_rows = grp["file_row"].to_numpy(dtype=np.int64)

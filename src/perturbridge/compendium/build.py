@@ -27,7 +27,15 @@ from ._common import BuildError, PlanError, digest, write_json_atomic
 from ._lock import store_lock
 from .executors import Executor, make_executor
 from .plan import BuildPlan, load_plan, slurm_profile_of
-from .store import DatasetPart, EffectsPart, mark_store, store_is_current, write_store
+from .store import (
+    DatasetPart,
+    EffectsPart,
+    mark_store,
+    read_dataset_parts,
+    read_manifest,
+    store_is_current,
+    write_store,
+)
 from .tasks import SAMPLES_FILE, Task, TaskCache, de_task, ingest_task, run_task
 
 __all__ = ["BuildReport", "build", "plan_tasks"]
@@ -306,8 +314,6 @@ def build(
         parts = _parts(plan, cache, ingests, de_by_dataset, results, info)
         joined: list[DatasetPart] = []
         if imported:
-            from .store import read_dataset_parts
-
             work = cache.root / "tasks" / "join"
             work.mkdir(parents=True, exist_ok=True)
             joined = read_dataset_parts(plan.store.path, imported, work=work)
@@ -329,8 +335,6 @@ def build(
         )
         if store_is_current(plan.store.path, build_key):
             cache.log(run, "store_current", build_key=build_key)
-            from .store import read_manifest
-
             report.manifest = read_manifest(plan.store.path)
         else:
             t_store = time.perf_counter()
@@ -367,8 +371,6 @@ def _imported_datasets(plan: BuildPlan) -> list[str]:
     """Datasets of the plan's existing store that came from release files
     (``perturbridge import-release``): a build keeps them beside the plan's datasets. A
     plan dataset of the same name would replace one silently, so it is an error."""
-    from .store import read_manifest
-
     if not (plan.store.path / "manifest.json").is_file():
         return []
     manifest = read_manifest(plan.store.path)
@@ -391,8 +393,6 @@ def _imported_datasets(plan: BuildPlan) -> list[str]:
 def _check_removals(plan: BuildPlan, *, force: bool) -> None:
     """Refuse (before any work) a build that would remove plan-built datasets of the
     store that this plan does not list, unless ``force``."""
-    from .store import read_manifest
-
     if force or not (plan.store.path / "manifest.json").is_file():
         return
     manifest = read_manifest(plan.store.path)

@@ -141,7 +141,7 @@ def _write_shards(
     comp: Compendium,
     out: Path,
     *,
-    mode: str,
+    mode: Literal["group", "separate"],
     layer: str,
     rows_per_shard: int,
     datasets: Sequence[str] | None,

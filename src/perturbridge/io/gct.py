@@ -2,6 +2,11 @@
 
 Our own reader and writer, built on :mod:`h5py` and :mod:`pandas` only (no cmapPy).
 
+Long because the two formats are one concern: a dataset read from GCT or from GCTX must
+give equal frames, so both readers share one metadata type inference, one id and
+selection check, and both writers one validation of what they are given; split apart,
+those shared rules would have to be imported back by each half.
+
 Conventions shared by both formats
 ----------------------------------
 - Data are ``(n_rows, n_cols)`` = features (probes, genes) × samples (wells, signatures).
@@ -202,7 +207,7 @@ def _resolve(
         if isinstance(ids, str):
             raise TypeError(f"{id_arg}= must be a sequence of ids, not the single string {ids!r}")
         wanted = [str(v) for v in ids]
-        pos = index.get_indexer(wanted)
+        pos = index.get_indexer(pd.Index(wanted))
         if (pos < 0).any():
             absent = [w for w, p in zip(wanted, pos, strict=True) if p < 0]
             raise KeyError(

@@ -1,0 +1,125 @@
+"""The consolidated arrays of a store: ``zarr/<mode>.zarr``, written from the Effects files."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..._version import __version__
+from ...io import file_sha256
+from ...progress import track
+from .._common import StoreError
+from .._shards import ShardWriter, create_row_sharded
+from ._catalog import EffectsFile
+
+__all__ = ["write_zarr"]
+
+
+def _read_rows(ds: Any, a: int, b: int) -> np.ndarray:
+    import h5py
+
+    if isinstance(ds, h5py.Dataset):
+        return np.asarray(ds[a:b], dtype=np.float32)
+    from anndata.io import sparse_dataset
+
+    return np.asarray(sparse_dataset(ds)[a:b].toarray(), dtype=np.float32)
+
+
+def write_zarr(
+    dest: Path,
+    files: list[EffectsFile],
+    gene_pos: pd.Series,
+    *,
+    mode: str,
+    layers: Sequence[str],
+    rows_per_shard: int,
+    progress: bool,
+    checkpoint: Callable[[str], None],
+) -> dict[str, Any]:
+    """Write the arrays of one mode into ``dest``; returns their summary for the manifest
+    (``file_records``: size and SHA-256 of every file, shards with their index CRC32C).
+    ``checkpoint`` is called with ``"zarr_shard"`` once the first shard is written."""
+    import h5py
+    import zarr
+
+    n_rows = sum(len(ef.obs) for ef in files)
+    n_genes = len(gene_pos)
+    cr = max(1, rows_per_shard)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    root = zarr.open_group(str(dest), mode="w", zarr_format=3)
+    root.attrs.update(
+        {
+            "perturbridge": {
+                "kind": "compendium_effects",
+                "mode": mode,
+                "rows": "catalog/contrasts.parquet: zarr_row of the contrasts of this mode",
+                "columns": "catalog/genes.parquet: zarr_col",
+                "layers": list(layers),
+                "layout": "row-sharded: one row per inner chunk, rows_per_shard rows a file",
+                "version": __version__,
+            }
+        }
+    )
+    cols = [gene_pos.reindex(ef.var.index.astype(str)).to_numpy(dtype=np.int64) for ef in files]
+    shard_records: dict[str, dict[str, Any]] = {}
+    for layer in track(layers, description=f"zarr {mode}", enabled=progress):
+        lay = create_row_sharded(root, layer, n_rows=n_rows, n_cols=n_genes, rows_per_shard=cr)
+        cr = lay.rows_per_shard
+        buf = np.full((cr, n_genes), np.nan, dtype=np.float32)
+        filled = 0
+        shard = 0
+        with ShardWriter(lay) as writer:
+            for ef, col in zip(files, cols, strict=True):
+                n = len(ef.obs)
+                with h5py.File(ef.part.path, "r") as f:
+                    if layer not in f["layers"]:
+                        raise StoreError(f"{ef.rel}: layer {layer!r} is missing")
+                    ds = f["layers"][layer]
+                    pos = 0
+                    while pos < n:
+                        take = min(cr - filled, n - pos)
+                        buf[filled : filled + take][:, col] = _read_rows(ds, pos, pos + take)
+                        filled += take
+                        pos += take
+                        if filled == cr:
+                            writer.write(shard, buf)
+                            shard += 1
+                            buf.fill(np.nan)
+                            filled = 0
+                            if shard == 1:
+                                checkpoint("zarr_shard")
+            if filled:
+                writer.write(shard, buf[:filled])
+            for i, digest_ in writer.records.items():
+                shard_records[f"{layer}/c/{i}/0"] = digest_.record()
+    with warnings.catch_warnings():
+        # consolidated metadata is a zarr-python extension of format 3 (readers that do
+        # not know it read the per-array zarr.json files instead)
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        zarr.consolidate_metadata(str(dest))
+    records: dict[str, dict[str, Any]] = {}
+    for p in (q for q in dest.rglob("*") if q.is_file()):
+        rel = p.relative_to(dest).as_posix()
+        rec = shard_records.get(rel)
+        records[rel] = rec if rec is not None else {"bytes": p.stat().st_size,
+                                                    "sha256": file_sha256(p)}  # fmt: skip
+    # one SHA-256 over the sorted (relative path, file SHA-256), in path order
+    h = hashlib.sha256()
+    for rel in sorted(records, key=lambda r: Path(r).parts):
+        h.update(f"{rel}\0{records[rel]['sha256']}\n".encode())
+    summary: dict[str, Any] = {
+        "files": len(records),
+        "bytes": sum(int(r["bytes"]) for r in records.values()),
+        "sha256": h.hexdigest(),
+        "rows": n_rows,
+        "genes": n_genes,
+        "layers": list(layers),
+        "file_records": records,
+    }
+    return summary
