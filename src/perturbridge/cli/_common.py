@@ -71,8 +71,9 @@ def fail(message: str | BaseException, code: int = 2) -> NoReturn:
     becomes the cause of the exit.
     """
     cause = message if isinstance(message, BaseException) else None
-    keyed = isinstance(message, KeyError) and message.args
-    text = str(message.args[0] if isinstance(message, KeyError) and keyed else message)
+    text = str(message)
+    if isinstance(message, KeyError) and message.args:  # str() of a KeyError quotes it
+        text = str(message.args[0])
     err_console.print(f"[bold red]error:[/] {escape(text)}", highlight=False)
     raise typer.Exit(code=code) from cause
 
