@@ -364,7 +364,7 @@ def parse_numbers(values: pd.Series, *, column: str, where: str) -> NDArray[np.f
     """
     s = pd.Series(values)
     missing = is_missing(s)
-    num = pd.to_numeric(s.where(~missing, None), errors="coerce").to_numpy(dtype=float)
+    num = pd.to_numeric(s.mask(missing, None), errors="coerce").to_numpy(dtype=float)
     bad = ~missing & ~np.isfinite(num)
     if bad.any():
         raise _bad_values(
@@ -435,7 +435,7 @@ def well_from_row_col(
     """Well names such as ``A01`` from 1-based row numbers (or row letters) and columns."""
     r = pd.Series(row).astype(str).str.strip()
     letters = r.str.fullmatch(r"[A-Za-z]{1,2}").to_numpy()
-    rnum = pd.to_numeric(r.where(~letters, None), errors="coerce").to_numpy(dtype=float)
+    rnum = pd.to_numeric(r.mask(letters, None), errors="coerce").to_numpy(dtype=float)
     cnum = parse_numbers(pd.Series(col), column=columns[1], where=where)
     bad_r = ~letters & ~((rnum >= 1) & (rnum <= len(_ROWS)) & (rnum == np.round(rnum)))
     if bad_r.any():

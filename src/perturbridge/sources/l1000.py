@@ -568,7 +568,7 @@ def _var(ann: pd.DataFrame, kind: str, *, where: str) -> pd.DataFrame:
 
 def _na(values: pd.Series) -> pd.Series:
     s = values.astype(str).str.strip()
-    return s.where(~s.str.lower().isin(CMAP_MISSING), None)
+    return s.mask(s.str.lower().isin(CMAP_MISSING), None)
 
 
 def _pert_table(path: Path) -> pd.DataFrame:
@@ -591,7 +591,7 @@ def _pert_table(path: Path) -> pd.DataFrame:
                 cols["inchi_key"],
                 list(pd.unique(key[bad]))[:3],
             )
-        out["inchi_key"] = key.where(~bad, None).to_numpy()
+        out["inchi_key"] = key.mask(bad, None).to_numpy()
     if "smiles" in cols:
         out["smiles"] = _na(table[cols["smiles"]]).to_numpy()
     if "pubchem_cid" in cols:
