@@ -13,7 +13,10 @@ import pytest
 from scipy import sparse
 
 import perturbridge.pseudobulk as pb
-from perturbridge.pseudobulk import PSEUDOBULK_REASONS, STAGE, pseudobulk
+import perturbridge.pseudobulk.kernels as kernels
+import perturbridge.pseudobulk.ledger as pb_ledger
+import perturbridge.pseudobulk.readers as readers
+from perturbridge.pseudobulk import PSEUDOBULK_REASONS, STAGE, PseudobulkOptions, pseudobulk
 
 KEYS = ["plate", "well", "cell_line", "condition"]
 
@@ -152,7 +155,7 @@ def test_dense_matrix_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     ref = naive_sums(cells)
     cells.X = cells.X.toarray()
     path = write_h5ad(cells, tmp_path / "dense.h5ad")
-    monkeypatch.setattr(pb, "_DENSE_READ_VALUES", 100)  # several reads per chunk
+    monkeypatch.setattr(readers, "_DENSE_READ_VALUES", 100)  # several reads per chunk
     res = pseudobulk(path, groupby=KEYS, chunk_size=64)
     assert_same_sums(res, ref)
 
@@ -171,14 +174,12 @@ def test_sparse_accumulator_matches_dense(monkeypatch: pytest.MonkeyPatch) -> No
     cells = make_cells(7)
     cells.obs.loc[cells.obs_names[:3], "condition"] = None
     kwargs: dict[str, Any] = {
-        "min_counts": 30,
-        "min_cells": 12,
-        "fraction_expressing": True,
+        "options": PseudobulkOptions(min_counts=30, min_cells=12, fraction_expressing=True),
         "chunk_size": 40,
     }
     dense = pseudobulk(cells, groupby=KEYS, **kwargs)
-    monkeypatch.setattr(pb, "_DENSE_LIMIT_BYTES", 0)
-    monkeypatch.setattr(pb, "_BLOCK_NNZ", 50)  # many partial sums to merge
+    monkeypatch.setattr(kernels, "_DENSE_LIMIT_BYTES", 0)
+    monkeypatch.setattr(kernels, "_BLOCK_NNZ", 50)  # many partial sums to merge
     sparse_ = pseudobulk(cells, groupby=KEYS, **kwargs)
     kept = ledger_of(sparse_)["status"].to_numpy() == "kept"
     assert 0 < kept.sum() < cells.n_obs
@@ -192,37 +193,51 @@ def test_sparse_accumulator_matches_dense(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_public_scipy_fallback_matches(monkeypatch: pytest.MonkeyPatch) -> None:
     cells = make_cells(8)
-    monkeypatch.setattr(pb, "_compiled_scatter", lambda: None)
-    res = pseudobulk(cells, groupby=KEYS, chunk_size=25, fraction_expressing=True)
+    monkeypatch.setattr(kernels, "_compiled_scatter", lambda: None)
+    res = pseudobulk(
+        cells, groupby=KEYS, chunk_size=25, options=PseudobulkOptions(fraction_expressing=True)
+    )
     assert_same_sums(res, naive_sums(cells))
 
 
 def test_compiled_scatter_adds_in_place() -> None:
-    kernel = pb._compiled_scatter()
+    kernel = kernels._compiled_scatter()
     if kernel is None:
         pytest.skip("this SciPy has no compiled coo_todense; the fallback is tested")
     out = np.ones((2, 3))
     rows = np.array([1, 1, 0], np.int32)
-    pb._scatter_add(out, rows, np.array([2, 2, 0], np.int32), np.array([1.0, 2.0, 4.0]))
+    kernels._scatter_add(out, rows, np.array([2, 2, 0], np.int32), np.array([1.0, 2.0, 4.0]))
     assert out.tolist() == [[5.0, 1.0, 1.0], [1.0, 1.0, 4.0]]
 
 
 def test_numpy_row_gather_matches(monkeypatch: pytest.MonkeyPatch) -> None:
     cells = make_cells(11)
-    monkeypatch.setattr(pb, "_compiled_row_gather", lambda: None)
-    res = pseudobulk(cells, groupby=KEYS, chunk_size=25, fraction_expressing=True)
+    monkeypatch.setattr(kernels, "_compiled_row_gather", lambda: None)
+    res = pseudobulk(
+        cells, groupby=KEYS, chunk_size=25, options=PseudobulkOptions(fraction_expressing=True)
+    )
     assert_same_sums(res, naive_sums(cells))
 
 
-@pytest.mark.parametrize("n_threads", [1, 2, 3])
-def test_threads_give_identical_sums(n_threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("n_jobs", [1, 2, 3])
+def test_threads_give_identical_sums(n_jobs: int, monkeypatch: pytest.MonkeyPatch) -> None:
     # Non-integer values: the order of additions shows in the last bits.
     cells = make_cells(12)
     cells.X = cells.X * np.float32(1.1)
-    monkeypatch.setattr(pb, "_BLOCK_NNZ", 7)  # many sub-blocks per thread
-    one = pseudobulk(cells, groupby=KEYS, chunk_size=40, n_threads=1, fraction_expressing=True)
+    monkeypatch.setattr(kernels, "_BLOCK_NNZ", 7)  # many sub-blocks per thread
+    one = pseudobulk(
+        cells,
+        groupby=KEYS,
+        chunk_size=40,
+        n_jobs=1,
+        options=PseudobulkOptions(fraction_expressing=True),
+    )
     res = pseudobulk(
-        cells, groupby=KEYS, chunk_size=40, n_threads=n_threads, fraction_expressing=True
+        cells,
+        groupby=KEYS,
+        chunk_size=40,
+        n_jobs=n_jobs,
+        options=PseudobulkOptions(fraction_expressing=True),
     )
     assert (res.counts.X != one.counts.X).nnz == 0
     ref = naive_sums(cells)
@@ -233,19 +248,19 @@ def test_split_sorted_cuts_only_between_groups() -> None:
     rows = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3])
     lens = np.ones(10, dtype=np.int64)
     for n in (1, 2, 3, 4, 8):
-        bounds = pb._split_sorted(rows, lens, n)
+        bounds = kernels._split_sorted(rows, lens, n)
         assert bounds[0][0] == 0
         assert bounds[-1][1] == len(rows)
         assert all(a < b for a, b in bounds)
         assert all(bounds[i][1] == bounds[i + 1][0] for i in range(len(bounds) - 1))
         assert all(rows[b - 1] != rows[b] for _, b in bounds[:-1])
         assert len(bounds) <= n
-    assert len(pb._split_sorted(rows, lens, 2)) == 2
+    assert len(kernels._split_sorted(rows, lens, 2)) == 2
 
 
 def test_small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     cells = make_cells(9)
-    monkeypatch.setattr(pb, "_BLOCK_NNZ", 3)
+    monkeypatch.setattr(kernels, "_BLOCK_NNZ", 3)
     assert_same_sums(pseudobulk(cells, groupby=KEYS, chunk_size=17), naive_sums(cells))
 
 
@@ -287,7 +302,9 @@ def test_single_groupby_string() -> None:
 def test_input_is_not_modified() -> None:
     cells = make_cells(12)
     before_x, before_obs = cells.X.copy(), cells.obs.copy()
-    pseudobulk(cells, groupby=KEYS, min_counts=30, fraction_expressing=True)
+    pseudobulk(
+        cells, groupby=KEYS, options=PseudobulkOptions(min_counts=30, fraction_expressing=True)
+    )
     assert (before_x != cells.X).nnz == 0
     pd.testing.assert_frame_equal(cells.obs, before_obs)
 
@@ -305,12 +322,14 @@ def test_every_cell_in_ledger_exactly_once() -> None:
     res = pseudobulk(
         cells,
         groupby=KEYS,
-        min_counts=40,
-        min_genes=5,
-        quality_gene="MALAT1",
-        quality_min_fraction=0.05,
-        min_cells=8,
         chunk_size=37,
+        options=PseudobulkOptions(
+            min_counts=40,
+            min_genes=5,
+            quality_gene="MALAT1",
+            quality_min_fraction=0.05,
+            min_cells=8,
+        ),
     )
     led = res.ledger
     assert len(led) == cells.n_obs
@@ -331,14 +350,16 @@ def test_ledger_built_in_slices_is_the_same(monkeypatch: pytest.MonkeyPatch) -> 
     cells.obs.loc[cells.obs_names[[3, 50, 51, 399]], "well"] = None
     kwargs: dict[str, Any] = {
         "groupby": KEYS,
-        "min_counts": 25,
-        "min_genes": 5,
-        "quality_gene": "MALAT1",
-        "quality_min_fraction": 0.03,
-        "min_cells": 4,
+        "options": PseudobulkOptions(
+            min_counts=25,
+            min_genes=5,
+            quality_gene="MALAT1",
+            quality_min_fraction=0.03,
+            min_cells=4,
+        ),
     }
     whole = pseudobulk(cells, **kwargs).ledger.to_frame()
-    monkeypatch.setattr(pb, "_LEDGER_ROWS", 7)
+    monkeypatch.setattr(pb_ledger, "_LEDGER_ROWS", 7)
     sliced = pseudobulk(cells, **kwargs).ledger.to_frame()
     pd.testing.assert_frame_equal(sliced, whole)
     assert whole["id"].tolist() == cells.obs_names.tolist()
@@ -347,7 +368,7 @@ def test_ledger_built_in_slices_is_the_same(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_kept_cells_are_what_is_summed() -> None:
     cells = make_cells(14)
-    res = pseudobulk(cells, groupby=KEYS, min_counts=40, min_genes=6)
+    res = pseudobulk(cells, groupby=KEYS, options=PseudobulkOptions(min_counts=40, min_genes=6))
     kept = ledger_of(res)["status"].to_numpy() == "kept"
     assert_same_sums(res, naive_sums(cells, kept))
 
@@ -355,7 +376,7 @@ def test_kept_cells_are_what_is_summed() -> None:
 def test_min_counts_reason() -> None:
     cells = make_cells(15)
     totals = np.asarray(cells.X.sum(axis=1)).ravel()
-    res = pseudobulk(cells, groupby=KEYS, min_counts=50)
+    res = pseudobulk(cells, groupby=KEYS, options=PseudobulkOptions(min_counts=50))
     led = ledger_of(res)
     low = cells.obs_names[totals < 50]
     assert len(low) > 0
@@ -369,7 +390,7 @@ def test_min_counts_reason() -> None:
 def test_min_genes_reason() -> None:
     cells = make_cells(16)
     n_genes = np.diff(cells.X.indptr)
-    res = pseudobulk(cells, groupby=KEYS, min_genes=8)
+    res = pseudobulk(cells, groupby=KEYS, options=PseudobulkOptions(min_genes=8))
     led = ledger_of(res)
     low = n_genes < 8
     assert low.any()
@@ -384,7 +405,7 @@ def test_min_genes_ignores_explicit_zeros() -> None:
         shape=(2, 3),
     )
     obs = pd.DataFrame({"g": ["a", "a"]}, index=["c0", "c1"])
-    res = pseudobulk(ad.AnnData(x, obs=obs), groupby=["g"], min_genes=2)
+    res = pseudobulk(ad.AnnData(x, obs=obs), groupby=["g"], options=PseudobulkOptions(min_genes=2))
     led = ledger_of(res)
     assert led.loc["c0", "reason"] == "min_genes"  # one gene detected, two zeros stored
     assert led.loc["c1", "status"] == "kept"
@@ -401,7 +422,11 @@ def test_nucleus_quality_reason_by_symbol_or_id() -> None:
     low = frac < 0.05
     assert low.any() and (~low).any()
     for gene in ("MALAT1", "ENSG00000"):
-        res = pseudobulk(cells, groupby=KEYS, quality_gene=gene, quality_min_fraction=0.05)
+        res = pseudobulk(
+            cells,
+            groupby=KEYS,
+            options=PseudobulkOptions(quality_gene=gene, quality_min_fraction=0.05),
+        )
         led = ledger_of(res)
         assert (led.loc[cells.obs_names[low], "reason"] == "nucleus_quality").all()
         assert led.loc[cells.obs_names[low][0], "detail"] == (
@@ -419,9 +444,11 @@ def test_quality_exemptions() -> None:
     res = pseudobulk(
         cells,
         groupby=KEYS,
-        quality_gene="MALAT1",
-        quality_min_fraction=0.05,
-        quality_exempt={"cell_line": ["HEK293"], "condition": ["drugA"]},
+        options=PseudobulkOptions(
+            quality_gene="MALAT1",
+            quality_min_fraction=0.05,
+            quality_exempt={"cell_line": ["HEK293"], "condition": ["drugA"]},
+        ),
     )
     led = ledger_of(res)
     dropped = (frac < 0.05) & ~exempt
@@ -438,10 +465,9 @@ def test_reasons_follow_rule_order() -> None:
     res = pseudobulk(
         ad.AnnData(x, obs=obs, var=var),
         groupby=["g"],
-        min_counts=6,
-        min_genes=2,
-        quality_gene="MALAT1",
-        quality_min_fraction=0.5,
+        options=PseudobulkOptions(
+            min_counts=6, min_genes=2, quality_gene="MALAT1", quality_min_fraction=0.5
+        ),
     )
     led = ledger_of(res)
     # c0 fails everything: missing metadata comes first; c1 fails counts and genes.
@@ -453,7 +479,9 @@ def test_min_cells_drops_whole_groups() -> None:
     cells = make_cells(19, n_cells=200)
     sizes = cells.obs.groupby([cells.obs[c].astype(str) for c in KEYS]).size()
     threshold = int(np.median(sizes))
-    res = pseudobulk(cells, groupby=KEYS, min_cells=threshold, chunk_size=30)
+    res = pseudobulk(
+        cells, groupby=KEYS, chunk_size=30, options=PseudobulkOptions(min_cells=threshold)
+    )
     assert (res.counts.obs["n_cells"] >= threshold).all()
     small = sizes[sizes < threshold]
     assert len(small) > 0
@@ -473,11 +501,15 @@ def test_min_cells_drops_whole_groups() -> None:
 def test_min_cells_counts_cells_after_filters() -> None:
     x = sparse.csr_matrix(np.array([[1, 0], [0, 1], [5, 5], [5, 5]], np.float32))
     obs = pd.DataFrame({"g": ["a", "a", "b", "b"]}, index=["c0", "c1", "c2", "c3"])
-    res = pseudobulk(ad.AnnData(x, obs=obs), groupby=["g"], min_counts=2, min_cells=2)
+    res = pseudobulk(
+        ad.AnnData(x, obs=obs), groupby=["g"], options=PseudobulkOptions(min_counts=2, min_cells=2)
+    )
     led = ledger_of(res)
     assert led["reason"].tolist() == ["min_counts", "min_counts", "", ""]
     assert res.counts.obs_names.tolist() == ["b"]
-    res = pseudobulk(ad.AnnData(x, obs=obs), groupby=["g"], min_counts=2, min_cells=3)
+    res = pseudobulk(
+        ad.AnnData(x, obs=obs), groupby=["g"], options=PseudobulkOptions(min_counts=2, min_cells=3)
+    )
     led = ledger_of(res)
     assert led["reason"].tolist() == ["min_counts", "min_counts", "small_group", "small_group"]
     assert led.loc["c2", "detail"] == "group b has 2 cells < min_cells 3"
@@ -511,7 +543,7 @@ def test_missing_metadata() -> None:
 
 def test_all_cells_dropped_gives_empty_result() -> None:
     cells = make_cells(21, n_cells=20)
-    res = pseudobulk(cells, groupby=KEYS, min_counts=1e9)
+    res = pseudobulk(cells, groupby=KEYS, options=PseudobulkOptions(min_counts=1e9))
     assert res.counts.n_obs == 0
     assert res.counts.n_vars == cells.n_vars
     assert len(res.ledger) == 20
@@ -523,7 +555,9 @@ def test_all_cells_dropped_gives_empty_result() -> None:
 
 def test_fraction_expressing() -> None:
     cells = make_cells(22)
-    res = pseudobulk(cells, groupby=KEYS, fraction_expressing=True, chunk_size=29)
+    res = pseudobulk(
+        cells, groupby=KEYS, chunk_size=29, options=PseudobulkOptions(fraction_expressing=True)
+    )
     frac = res.counts.layers["frac_expressing"]
     assert sparse.issparse(frac) and frac.format == "csr"
     x = cells.X.toarray() > 0
@@ -541,12 +575,14 @@ def test_params_provenance_and_write(tmp_path: Path) -> None:
     res = pseudobulk(
         cells,
         groupby=KEYS,
-        min_counts=10,
-        quality_gene="MALAT1",
-        quality_min_fraction=0.01,
-        quality_exempt={"cell_line": ["HEK293"]},
-        fraction_expressing=True,
-        cell_ids=True,
+        options=PseudobulkOptions(
+            min_counts=10,
+            quality_gene="MALAT1",
+            quality_min_fraction=0.01,
+            quality_exempt={"cell_line": ["HEK293"]},
+            fraction_expressing=True,
+            cell_ids=True,
+        ),
     )
     meta = res.counts.uns["perturbridge"]
     assert meta["value_kind"] == "counts"
@@ -572,7 +608,7 @@ def test_params_provenance_and_write(tmp_path: Path) -> None:
 def test_logs_a_summary(caplog: pytest.LogCaptureFixture) -> None:
     cells = make_cells(39, n_cells=50)
     with caplog.at_level("INFO", logger="perturbridge.pseudobulk"):
-        res = pseudobulk(cells, groupby=KEYS, min_counts=40)
+        res = pseudobulk(cells, groupby=KEYS, options=PseudobulkOptions(min_counts=40))
     n_low = int((ledger_of(res)["reason"] == "min_counts").sum())
     assert f"from {50 - n_low} of 50 cells; dropped min_counts: {n_low}" in caplog.text
 
@@ -683,14 +719,14 @@ def test_duplicate_cell_ids() -> None:
 
 def test_quality_gene_not_found() -> None:
     with pytest.raises(KeyError, match=r"quality_gene 'MT-CO1' is neither a gene id"):
-        pseudobulk(make_cells(31), groupby=KEYS, quality_gene="MT-CO1")
+        pseudobulk(make_cells(31), groupby=KEYS, options=PseudobulkOptions(quality_gene="MT-CO1"))
 
 
 def test_quality_gene_ambiguous() -> None:
     cells = make_cells(32)
     cells.var["symbol"] = "MALAT1"
     with pytest.raises(ValueError, match=r"matches 30 genes"):
-        pseudobulk(cells, groupby=KEYS, quality_gene="MALAT1")
+        pseudobulk(cells, groupby=KEYS, options=PseudobulkOptions(quality_gene="MALAT1"))
 
 
 def test_quality_exempt_column_missing() -> None:
@@ -698,9 +734,9 @@ def test_quality_exempt_column_missing() -> None:
         pseudobulk(
             make_cells(33),
             groupby=KEYS,
-            quality_gene="MALAT1",
-            quality_min_fraction=0.1,
-            quality_exempt={"line": ["HEK293"]},
+            options=PseudobulkOptions(
+                quality_gene="MALAT1", quality_min_fraction=0.1, quality_exempt={"line": ["HEK293"]}
+            ),
         )
 
 
@@ -727,9 +763,11 @@ def test_missing_layer(tmp_path: Path) -> None:
     ],
 )
 def test_parameter_errors(kwargs: dict, message: str) -> None:
-    params = {"groupby": KEYS, **kwargs}
+    top = {k: v for k, v in kwargs.items() if k in ("groupby", "chunk_size")}
+    opts = {k: v for k, v in kwargs.items() if k not in top}
+    params = {"groupby": KEYS, **top}
     with pytest.raises(ValueError, match=message):
-        pseudobulk(make_cells(35, n_cells=10), **params)
+        pseudobulk(make_cells(35, n_cells=10), **params, options=PseudobulkOptions(**opts))
 
 
 def test_quality_exempt_values_must_be_a_list() -> None:
@@ -737,8 +775,9 @@ def test_quality_exempt_values_must_be_a_list() -> None:
         pseudobulk(
             make_cells(36, n_cells=10),
             groupby=KEYS,
-            quality_gene="MALAT1",
-            quality_exempt={"cell_line": "HEK293"},
+            options=PseudobulkOptions(
+                quality_gene="MALAT1", quality_exempt={"cell_line": "HEK293"}
+            ),
         )
 
 
@@ -762,7 +801,7 @@ def test_unsupported_inputs(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"no such \.h5ad file"):
         pseudobulk(tmp_path / "absent.h5ad", groupby=KEYS)
     with pytest.raises(TypeError, match=r"cannot read the count matrix by rows.*found list"):
-        pb._row_reader([[1]])  # e.g. a matrix type without row slicing
+        readers._row_reader([[1]])  # e.g. a matrix type without row slicing
     no_x = ad.AnnData(obs=make_cells(38, n_cells=10).obs)
     with pytest.raises(ValueError, match=r"the AnnData has no X; pass layer="):
         pseudobulk(no_x, groupby=KEYS)
@@ -797,7 +836,7 @@ def test_cli_pseudobulk_writes_and_accounts_for_every_cell(tmp_path: Path) -> No
     assert r.exit_code == 0, r.output
     assert "min_counts" in r.output
     pbk = ad.read_h5ad(out)
-    expected = pb.pseudobulk(cells, min_counts=20)
+    expected = pb.pseudobulk(cells, options=PseudobulkOptions(min_counts=20))
     np.testing.assert_array_equal(pbk.X.toarray(), expected.counts.X.toarray())
     assert len(pd.read_csv(tmp_path / "ledger.tsv", sep="\t")) == cells.n_obs
 

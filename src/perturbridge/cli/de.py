@@ -153,18 +153,20 @@ def pseudobulk_cmd(
         perturbridge pseudobulk plate1.h5ad --out plate1_pb.h5ad --min-cells 10
     """
     from ..io import write_h5ad
-    from ..pseudobulk import pseudobulk
+    from ..pseudobulk import PseudobulkOptions, pseudobulk
 
     check_out_file(out)
     try:
         res = pseudobulk(
             cells,
             groupby=[g.strip() for g in groupby.split(",") if g.strip()],
-            min_counts=min_counts,
-            min_genes=min_genes,
-            quality_gene=quality_gene,
-            quality_min_fraction=quality_min_fraction,
-            min_cells=min_cells,
+            options=PseudobulkOptions(
+                min_counts=min_counts,
+                min_genes=min_genes,
+                quality_gene=quality_gene,
+                quality_min_fraction=quality_min_fraction,
+                min_cells=min_cells,
+            ),
             chunk_size=chunk_size,
             progress=True,
         )

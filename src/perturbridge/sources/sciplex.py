@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import FormatError
-from ..pseudobulk import pseudobulk
+from ..pseudobulk import PseudobulkOptions, pseudobulk
 from ..units import dose_to_uM
 from ._base import CliParameter, IngestResult, SourceAdapter, register_source
 from ._common import (
@@ -214,11 +214,13 @@ def read_sciplex(
         pb = pseudobulk(
             lazy_anndata(fh, cells, var, layer=layer),
             groupby=groupby,
-            min_counts=min_counts,
-            min_genes=min_genes,
-            quality_gene=quality_gene,
-            quality_min_fraction=quality_min_fraction,
-            min_cells=min_cells,
+            options=PseudobulkOptions(
+                min_counts=min_counts,
+                min_genes=min_genes,
+                quality_gene=quality_gene,
+                quality_min_fraction=quality_min_fraction,
+                min_cells=min_cells,
+            ),
             chunk_size=chunk_size,
             progress=progress,
         )

@@ -56,7 +56,7 @@ from scipy import sparse
 
 from ..errors import FormatError
 from ..ledger import Ledger
-from ..pseudobulk import pseudobulk
+from ..pseudobulk import PseudobulkOptions, pseudobulk
 from ..units import dose_to_uM
 from ._base import CliParameter, IngestResult, SourceAdapter, register_source
 from ._common import (
@@ -474,9 +474,11 @@ def _read_plate(
         path,
         groupby=groupby,
         layer=reading.layer,
-        min_counts=reading.min_counts,
-        min_genes=reading.min_genes,
-        min_cells=reading.min_cells,
+        options=PseudobulkOptions(
+            min_counts=reading.min_counts,
+            min_genes=reading.min_genes,
+            min_cells=reading.min_cells,
+        ),
         chunk_size=reading.chunk_size,
         progress=reading.progress,
     )
