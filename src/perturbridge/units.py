@@ -34,7 +34,7 @@ Examples
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,7 @@ from .errors import UnitError
 __all__ = [
     "DOSE_UNITS",
     "MASS_CONCENTRATION_UNITS",
+    "MISSING_VALUES",
     "PERCENT_UNITS",
     "TIME_UNITS",
     "dose_to_uM",
@@ -82,11 +83,11 @@ TIME_UNITS: dict[str, float] = {
     "d": 24.0, "day": 24.0, "days": 24.0,
 }  # fmt: skip
 
-# A number (sign, decimals, exponent) followed by an optional unit.
-_QUANTITY = re.compile(r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
-# What is left of "0,5 uM" after the number "0": a decimal comma, not a unit.
-_DECIMAL_COMMA = re.compile(r"^,\d")
-_MISSING = frozenset({"", "nan", "na", "n/a", "none", "null"})
+# A number (sign, decimals, exponent) followed by an optional unit that starts with
+# neither a digit nor a space.
+_QUANTITY = re.compile(r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*([^\d\s].*?)?\s*$")
+#: Spellings of a missing value (compared stripped and lower-case).
+MISSING_VALUES: frozenset[str] = frozenset({"", "nan", "na", "n/a", "none", "null"})
 _SHOW = 5  # offending values named in a message
 
 
@@ -119,12 +120,12 @@ def _broadcast_units(units: ArrayLike | str, n: int, where: str) -> NDArray[np.o
 
 
 def _is_blank(v: object) -> bool:
-    """A missing value: ``None``, NaN or a spelling of :data:`_MISSING`."""
+    """A missing value: ``None``, NaN or a spelling of :data:`MISSING_VALUES`."""
     if v is None or v is pd.NA:
         return True
     if isinstance(v, (float, np.floating)):
         return bool(np.isnan(v))
-    return isinstance(v, str) and v.strip().lower() in _MISSING
+    return isinstance(v, str) and v.strip().lower() in MISSING_VALUES
 
 
 def _numbers(values: ArrayLike, where: str = "values") -> NDArray[np.float64]:
@@ -303,55 +304,82 @@ def time_to_h(
 
 
 def parse_quantity(
-    values: ArrayLike, *, where: str = "values"
+    values: ArrayLike | pd.Series,
+    *,
+    where: str = "values",
+    column: str | None = None,
+    default_unit: str = "",
+    missing: Collection[str] = MISSING_VALUES,
 ) -> tuple[NDArray[np.float64], NDArray[np.object_]]:
     """Split combined value-and-unit strings into numbers and units.
 
-    ``"1000.0nM"`` → ``(1000.0, "nM")``, ``"24 h"`` → ``(24.0, "h")``, ``"0.5%"`` →
-    ``(0.5, "%")``. Plain numbers get the unit ``""``; missing values (``None``, NaN,
-    ``""``, ``"NA"``, ``"n/a"``) become NaN with unit ``""``. Units are returned as
+    The one parser of doses and times written as text: ``"1000.0nM"`` → ``(1000.0,
+    "nM")``, ``"24 h"`` → ``(24.0, "h")``, ``"0.5%"`` → ``(0.5, "%")``. Plain numbers get
+    ``default_unit``; missing values (``None``, NaN, and the spellings in ``missing``,
+    compared stripped and lower-case) become NaN with unit ``""``. Units are returned as
     written (stripped); :func:`normalize_unit` is applied by the converters.
+
+    Parameters
+    ----------
+    values
+        Strings or numbers; a :class:`pandas.Series` names its rows by its index in errors.
+    where
+        What the values are (a file name), for error messages.
+    column
+        The column the values come from, for error messages.
+    default_unit
+        The unit of a plain number.
+    missing
+        Lower-case spellings of a missing value (upstream tables use e.g. ``-666``).
 
     Raises
     ------
     UnitError
-        If a value is text that does not start with a number; the message names the first
-        such values.
+        If a value is text that is not a number followed by a unit; the message names
+        the file and column, the first such values and their rows.
 
     Examples
     --------
     >>> parse_quantity(["1000.0nM", "24 h", 3])
     (array([1000.,   24.,    3.]), array(['nM', 'h', ''], dtype=object))
     """
+    labels = values.index if isinstance(values, pd.Series) else None
     arr = np.asarray(values, dtype=object).ravel()
     nums = np.full(arr.size, np.nan)
     units = np.full(arr.size, "", dtype=object)
-    bad: list[str] = []
-    n_bad = 0
+    bad = np.zeros(arr.size, dtype=bool)
     for i, v in enumerate(arr):
-        if v is None or (isinstance(v, float) and np.isnan(v)):
+        if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
             continue
-        if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
-            nums[i] = float(v)
-            continue
+        is_number = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
         s = str(v).strip()
-        if s.lower() in _MISSING:
+        if s.lower() in missing:
+            continue
+        if is_number:
+            nums[i] = float(v)
+            units[i] = default_unit
             continue
         m = _QUANTITY.match(s)
-        if m is None or _DECIMAL_COMMA.match(m.group(2)):
-            n_bad += 1
-            if len(bad) < _SHOW and s not in bad:
-                bad.append(s)
+        if m is None or (m.group(2) or "").startswith(","):  # 0,5uM: a decimal comma
+            bad[i] = True
             continue
         nums[i] = float(m.group(1))
-        units[i] = m.group(2)
-    if n_bad:
+        units[i] = (m.group(2) or default_unit).strip()
+    if bad.any():
+        rows = np.flatnonzero(bad) if labels is None else labels[bad]
+        shown = list(dict.fromkeys(str(x).strip() for x in arr[bad]))[:_SHOW]
+        first_rows = [r.item() if isinstance(r, np.generic) else r for r in rows[:_SHOW]]
         raise UnitError(
-            f"{where}: {n_bad} values are not a number followed by a unit, e.g. {bad}; "
-            "expected forms like '10 uM', '1000.0nM', '24h', '0.5%' (a decimal point, not a "
-            "comma)"
+            f"{_place(where, column)}: {int(bad.sum())} values are not a number followed by a "
+            f"unit, e.g. {shown} (first rows {first_rows}); expected forms like '10 uM', "
+            "'1000.0nM', '24h', '0.5%' (a decimal point, not a comma)"
         )
     return nums, units
+
+
+def _place(where: str, column: str | None) -> str:
+    """Where values come from, in error messages: ``"meta.csv: column 'dose'"``."""
+    return where if column is None else f"{where}: column {column!r}"
 
 
 def _values_and_units(

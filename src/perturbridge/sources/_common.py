@@ -35,10 +35,11 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import sparse
 
-from ..errors import FormatError, SchemaError
+from ..errors import FormatError, SchemaError, UnitError
 from ..io import provenance
 from ..ledger import Ledger
 from ..samples import build_samples, empty_samples
+from ..units import parse_quantity, time_to_h
 from ._base import IngestResult
 
 __all__ = [
@@ -82,7 +83,6 @@ MISSING_TOKENS = frozenset({"", "na", "nan", "none", "null", "<na>", "-666", "-6
 
 #: ERCC spike-in ids (``ERCC-00002``), not human genes such as ``ERCC1``.
 _SPIKE_IN = re.compile(r"^ERCC-\d+(\.\d+)?$")
-_QUANTITY = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([^\d\s].*?)?\s*$")
 _TRUE = frozenset({"true", "t", "1", "1.0", "yes", "y"})
 _FALSE = frozenset({"false", "f", "0", "0.0", "no", "n"})
 _N_SHOW = 5
@@ -384,37 +384,24 @@ def split_quantity(
 ) -> tuple[NDArray[np.float64], NDArray[np.object_]]:
     """Split strings such as ``1000.0nM``, ``24h``, ``0.0625%`` or ``10`` into number and unit.
 
-    Missing values give NaN and ``""``; a bare number gets ``default_unit``.
+    :func:`perturbridge.units.parse_quantity` on the values as text (as a table read from
+    a file has them), with the missing-value spellings of upstream tables
+    (:data:`MISSING_TOKENS`): missing values give NaN and ``""``; a bare number gets
+    ``default_unit``.
 
     Raises
     ------
     FormatError
-        Naming the file, the column and the first values that are not a number with an
-        optional unit.
+        Naming the file, the column, the first values that are not a number with an
+        optional unit, and their rows.
     """
-    s = pd.Series(values)
-    missing = is_missing(s)
-    num = np.full(len(s), np.nan)
-    unit = np.full(len(s), "", dtype=object)
-    bad = np.zeros(len(s), dtype=bool)
-    for i, v in enumerate(s.astype(str).to_numpy()):
-        if missing[i]:
-            continue
-        m = _QUANTITY.match(v)
-        if m is None or (m.group(2) or "").startswith(","):  # 0,5uM: a decimal comma
-            bad[i] = True
-            continue
-        num[i] = float(m.group(1))
-        unit[i] = (m.group(2) or default_unit).strip()
-    if bad.any():
-        raise _bad_values(
-            s,
-            bad,
-            column=column,
-            where=where,
-            expected="a number with a unit, such as 1000.0nM (a decimal point, not a comma)",
+    text = pd.Series(values).astype(str)
+    try:
+        return parse_quantity(
+            text, where=where, column=column, default_unit=default_unit, missing=MISSING_TOKENS
         )
-    return num, unit
+    except UnitError as err:  # a table cell that is not a quantity: a format error
+        raise FormatError(str(err)) from err
 
 
 def parse_bools(values: pd.Series, *, column: str, where: str) -> NDArray[np.bool_]:
@@ -461,8 +448,6 @@ def time_to_hours(
     UnitError
         Naming the file, the column and the unknown units.
     """
-    from ..units import time_to_h
-
     vals = np.asarray(values, dtype=float)
     u = np.array([x if x else "h" for x in np.asarray(units, dtype=object)], dtype=object)
     return time_to_h(vals, u, where=f"{where} column {column!r}", ignore=~np.isfinite(vals))

@@ -1,0 +1,105 @@
+"""One rollback rule for every atomic write: ``atomic_file`` and ``atomic_dir``."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from perturbridge.io import atomic_dir, atomic_file
+from perturbridge.io._atomic import STALE_PART_S, dir_mode, file_mode
+
+
+def _mode(path: os.PathLike[str] | str) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def _write_file_then_fail(out: Path) -> None:
+    with atomic_file(out) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
+
+
+def _write_dir(out: Path, name: str, *, fail: bool = False) -> None:
+    with atomic_dir(out) as tmp:
+        (tmp / name).write_text("half")
+        if fail:
+            raise RuntimeError("boom")
+
+
+def test_atomic_file_renames_into_place_with_the_umask_mode(tmp_path):
+    out = tmp_path / "sub" / "a.txt"
+    with atomic_file(out) as tmp:
+        assert tmp.parent == out.parent and tmp.name.endswith(".part")
+        tmp.write_text("x")
+        assert not out.exists()
+    assert out.read_text() == "x"
+    assert _mode(out) == file_mode()
+    assert [p.name for p in out.parent.iterdir()] == ["a.txt"]
+
+
+def test_atomic_file_leaves_the_old_file_on_error(tmp_path):
+    out = tmp_path / "a.txt"
+    out.write_text("old")
+    with pytest.raises(RuntimeError, match="boom"):
+        _write_file_then_fail(out)
+    assert out.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_atomic_dir_renames_into_place_with_the_umask_mode(tmp_path):
+    out = tmp_path / "folder"
+    with atomic_dir(out) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.endswith(".part")
+        (tmp / "f.txt").write_text("x")
+        assert not out.exists()
+    assert (out / "f.txt").read_text() == "x"
+    assert _mode(out) == dir_mode()
+    assert [p.name for p in tmp_path.iterdir()] == ["folder"]
+
+
+def test_atomic_dir_removes_its_temporary_on_error(tmp_path):
+    out = tmp_path / "folder"
+    with pytest.raises(RuntimeError, match="boom"):
+        _write_dir(out, "f.txt", fail=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_replaces_an_empty_folder_and_refuses_a_full_one(tmp_path):
+    out = tmp_path / "folder"
+    out.mkdir()
+    with atomic_dir(out) as tmp:
+        (tmp / "a").write_text("1")
+    assert (out / "a").read_text() == "1"
+    with pytest.raises(FileExistsError, match=r"folder exists and is not an empty folder"):
+        _write_dir(out, "b")
+    assert sorted(p.name for p in out.iterdir()) == ["a"]
+    assert [p.name for p in tmp_path.iterdir()] == ["folder"]
+
+
+def test_atomic_dir_replace_swaps_a_full_folder(tmp_path):
+    out = tmp_path / "folder"
+    out.mkdir()
+    (out / "old").write_text("1")
+    with atomic_dir(out, replace=True) as tmp:
+        (tmp / "new").write_text("2")
+    assert sorted(p.name for p in out.iterdir()) == ["new"]
+    assert [p.name for p in tmp_path.iterdir()] == ["folder"]
+
+
+def test_stale_temporaries_of_killed_writes_are_removed(tmp_path):
+    out = tmp_path / "folder"
+    stale_dir = tmp_path / ".folder.dead.part"
+    stale_dir.mkdir()
+    (stale_dir / "x").write_text("half")
+    fresh = tmp_path / ".folder.alive.part"
+    fresh.mkdir()
+    old = time.time() - STALE_PART_S - 5
+    os.utime(stale_dir, (old, old))
+    with atomic_dir(out) as tmp:
+        (tmp / "f").write_text("x")
+    assert not stale_dir.exists()
+    assert fresh.exists()  # another writer may still be using it
