@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from perturbridge.agreement import CompareOptions
 from perturbridge.agreement.cross import (
     CentroidSums,
     SignatureOptions,
@@ -34,7 +35,8 @@ def store(tmp_path_factory):
 def computed(store):
     with Compendium.open(store) as comp:
         match = match_conditions(comp.conditions(), min_compounds=3)
-        pairs, ret = cross_pairs(comp, match, metrics=METRICS, max_peers=50, seed=3)
+        compare = CompareOptions(metrics=METRICS, max_peers=50, seed=3)
+        pairs, ret = cross_pairs(comp, match, compare=compare)
         full = comp.effects(None, layer="logFC")
         adj = comp.effects(None, layer="adj.P.Value.within_one_contrast")
     return match, pairs, ret, full, adj
@@ -204,10 +206,12 @@ def test_zscored_signatures_change_values(store):
         z, _ = cross_pairs(
             comp,
             match,
-            metrics=["spearman"],
+            compare=CompareOptions(metrics=["spearman"]),
             with_retrieval=False,
             signatures=SignatureOptions(zscore=stats),
         )
-        raw, _ = cross_pairs(comp, match, metrics=["spearman"], with_retrieval=False)
+        raw, _ = cross_pairs(
+            comp, match, compare=CompareOptions(metrics=["spearman"]), with_retrieval=False
+        )
     assert len(z) == len(raw) and not np.allclose(z["spearman"], raw["spearman"])
     assert (z["n_de_a"] == raw["n_de_a"]).all()  # DE masks are not changed

@@ -334,7 +334,7 @@ def test_registry_order_and_listing():
 def test_pair_metrics_matches_kernels_and_blocks(random_pairs):
     a, b, de_a, de_b = random_pairs
     full = pair_metrics(a, b, de_a, de_b)
-    blocked = pair_metrics(a, b, de_a, de_b, block_rows=7)
+    blocked = pair_metrics(a, b, de_a, de_b, chunk_size=7)
     for name in full:
         np.testing.assert_array_equal(full[name], blocked[name])
     np.testing.assert_array_equal(full["deg_spearman"], deg_spearman(a, b, de_a, de_b))
@@ -367,9 +367,9 @@ def test_pair_metrics_needs_de_for_de_metrics():
         pair_metrics(_row(1, 2, 3), _row(1, 2, 3), None, None, metrics=["direction"])
 
 
-def test_pair_metrics_bad_block_rows():
-    with pytest.raises(ValueError, match="block_rows must be >= 1"):
-        pair_metrics(_row(1, 2, 3), _row(1, 2, 3), None, None, metrics=["spearman"], block_rows=0)
+def test_pair_metrics_bad_chunk_size():
+    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+        pair_metrics(_row(1, 2, 3), _row(1, 2, 3), None, None, metrics=["spearman"], chunk_size=0)
 
 
 def test_register_metric_custom_and_duplicate(monkeypatch, random_pairs):
@@ -384,7 +384,7 @@ def test_register_metric_custom_and_duplicate(monkeypatch, random_pairs):
         register_metric(metric)
     register_metric(metric, overwrite=True)
     a, b, de_a, de_b = random_pairs
-    out = metrics.pair_metrics(a, b, de_a, de_b, metrics=["n_common"], block_rows=9)
+    out = metrics.pair_metrics(a, b, de_a, de_b, metrics=["n_common"], chunk_size=9)
     np.testing.assert_array_equal(out["n_common"], n_common(a, b, de_a, de_b))
     assert ("n_common", "number of common genes") in metrics.list_metrics()
 

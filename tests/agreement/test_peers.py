@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from perturbridge.agreement import _peers
-from perturbridge.agreement._peers import peer_metrics
-from perturbridge.agreement.cross import baseline_metrics, peer_stats
+from perturbridge.agreement._peers import PeerPairs, peer_metrics
+from perturbridge.agreement.cross import Baselines, baseline_metrics, peer_stats
 from perturbridge.agreement.metrics import PAIR_METRICS, PairMetric, pair_metrics, register_metric
 from perturbridge.agreement.signatures import Signatures
 
@@ -73,8 +71,14 @@ def make(
     return src.astype(dtype), src_de, tgt.astype(dtype), tgt_de, i_src, i_tgt, peers
 
 
+def kernel(src_x, src_de, tgt_x, tgt_de, i_src, i_tgt, peers, **kw):
+    """:func:`peer_metrics` on the arrays in the order of :func:`make`."""
+    pairs = PeerPairs(i_src, i_tgt, peers)
+    return peer_metrics(src_x, tgt_x, pairs, src_de=src_de, tgt_de=tgt_de, **kw)
+
+
 def check(args, metrics=BUILTIN):
-    got = peer_metrics(*args, metrics=metrics)
+    got = kernel(*args, metrics=metrics)
     want = gathered(*args, metrics)
     assert_same(got, want, metrics)
     return got
@@ -172,10 +176,10 @@ def test_padding_and_empty_shapes():
     peers[:, :] = -1
     got = check((src, src_de, tgt, tgt_de, i_src, i_tgt, peers))
     assert all(np.isnan(v).all() for v in got.values())
-    got = peer_metrics(src, src_de, tgt, tgt_de, i_src, i_tgt, peers[:, :0], metrics=BUILTIN)
+    got = kernel(src, src_de, tgt, tgt_de, i_src, i_tgt, peers[:, :0], metrics=BUILTIN)
     assert all(v.shape == (len(i_src), 0) for v in got.values())
     empty = np.zeros(0, dtype=np.int64)
-    got = peer_metrics(
+    got = kernel(
         src, src_de, tgt, tgt_de, empty, empty, np.zeros((0, 5), np.int64), metrics=BUILTIN
     )
     assert all(v.shape == (0, 5) for v in got.values())
@@ -220,17 +224,18 @@ def test_validation():
     rng = np.random.default_rng(13)
     src, src_de, tgt, tgt_de, i_src, i_tgt, peers = make(rng)
     with pytest.raises(KeyError):
-        peer_metrics(src, src_de, tgt, tgt_de, i_src, i_tgt, peers, metrics=["nope"])
+        kernel(src, src_de, tgt, tgt_de, i_src, i_tgt, peers, metrics=["nope"])
     bad = peers.copy()
     bad[0, 0] = len(src)
     with pytest.raises(IndexError):
-        peer_metrics(src, src_de, tgt, tgt_de, i_src, i_tgt, bad)
+        kernel(src, src_de, tgt, tgt_de, i_src, i_tgt, bad)
     with pytest.raises(ValueError, match="gene axis"):
-        peer_metrics(src, src_de, tgt[:, :-1], tgt_de[:, :-1], i_src, i_tgt, peers)
+        kernel(src, src_de, tgt[:, :-1], tgt_de[:, :-1], i_src, i_tgt, peers)
 
 
-def test_timing_stratum_print():
-    """A benchmark-sized stratum: old gathered path (250 pairs, scaled) vs the kernel."""
+def test_a_benchmark_sized_stratum():
+    """The stratum of ``benchmarks/peers.py``: the kernel equals the gathered path on its
+    first 250 pairs."""
     rng = np.random.default_rng(14)
     n, genes, n_pairs, n_peers = 2500, 978, 2500, 50
     src = rng.standard_normal((n, genes)).astype(np.float32)
@@ -240,20 +245,10 @@ def test_timing_stratum_print():
     i_src = rng.permutation(n)[:n_pairs]
     i_tgt = rng.permutation(n)[:n_pairs]
     peers = np.stack([rng.choice(n, n_peers, replace=False) for _ in range(n_pairs)])
-    args = (src, src_de, tgt, tgt_de, i_src, i_tgt, peers)
-    t0 = time.perf_counter()
-    got = peer_metrics(*args, metrics=BUILTIN)
-    t_new = time.perf_counter() - t0
+    got = kernel(src, src_de, tgt, tgt_de, i_src, i_tgt, peers, metrics=BUILTIN)
     sub = 250
-    t0 = time.perf_counter()
     want = gathered(src, src_de, tgt, tgt_de, i_src[:sub], i_tgt[:sub], peers[:sub], BUILTIN)
-    t_old = (time.perf_counter() - t0) * n_pairs / sub
     assert_same({m: v[:sub] for m, v in got.items()}, want, BUILTIN)
-    print(
-        f"\npeer stratum {n_pairs} pairs x {n_peers} peers x {genes} genes, 6 metrics: "
-        f"gathered pair_metrics ~{t_old:.1f} s (250 pairs scaled), peer_metrics {t_new:.2f} s "
-        f"(x{t_old / t_new:.0f})"
-    )
 
 
 def test_baseline_metrics_peer_columns_match_gathered():
@@ -262,11 +257,21 @@ def test_baseline_metrics_peer_columns_match_gathered():
     genes = pd.Index([f"g{i}" for i in range(src.shape[1])])
     s = Signatures(src, src_de, pd.DataFrame(index=range(len(src))), genes)
     t = Signatures(tgt, tgt_de, pd.DataFrame(index=range(len(tgt))), genes)
-    got = baseline_metrics(s, t, i_src, i_tgt, metrics=BUILTIN, peers=peers, block_rows=37)
+    got = baseline_metrics(
+        s,
+        t,
+        i_src=i_src,
+        i_tgt=i_tgt,
+        metrics=BUILTIN,
+        baselines=Baselines(peers=peers),
+        chunk_size=37,
+    )
     want = gathered(src, src_de, tgt, tgt_de, i_src, i_tgt, peers, BUILTIN)
     for m in BUILTIN:
         ref = peer_stats(want[m], got[m])
         for k, v in ref.items():
             np.testing.assert_allclose(got[f"{m}__{k}"], v, rtol=0, atol=1e-12, err_msg=m)
-    none = baseline_metrics(s, t, i_src, i_tgt, metrics=BUILTIN, peers=peers[:, :0])
+    none = baseline_metrics(
+        s, t, i_src=i_src, i_tgt=i_tgt, metrics=BUILTIN, baselines=Baselines(peers=peers[:, :0])
+    )
     assert (none["spearman__n_peers"] == 0).all()

@@ -16,7 +16,14 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
-from perturbridge.agreement import dose_series_agreement, run_agreement, signature_agreement
+from perturbridge.agreement import (
+    AgreementOptions,
+    CompareOptions,
+    PairingOptions,
+    dose_series_agreement,
+    run_agreement,
+    signature_agreement,
+)
 from perturbridge.compendium import Compendium, build
 from perturbridge.io import read_gctx
 
@@ -47,12 +54,10 @@ def test_perturbridge_profile_cmapr_level5_same_compound_across_cell_lines():
     res = signature_agreement(
         g.data.T,
         meta,
-        compound="pert_iname",
-        strata=["cell_id", "pert_itime"],
-        metrics=METRICS,
-        n_boot=2000,
-        seed=0,
-        max_pairs_per_compound=None,
+        pairing=PairingOptions(
+            compound="pert_iname", strata=["cell_id", "pert_itime"], max_pairs_per_compound=None
+        ),
+        compare=CompareOptions(metrics=METRICS, n_boot=2000, seed=0),
     )
     _show("cmapR level 5 MODZ: same compound, different cell line x time", res.summary)
     # pair count from the metadata alone: same compound, different stratum
@@ -96,7 +101,7 @@ def plate_store(tmp_path_factory):
 
 
 def test_perturbridge_profile_l1000_plate_replicates_and_dose_series(plate_store):
-    res = run_agreement(plate_store, n_boot=2000, progress=False, metrics=METRICS)
+    res = run_agreement(plate_store, AgreementOptions(n_boot=2000, metrics=METRICS), progress=False)
     rep = res.replicate_summary
     print("\nLJP005 replicate agreement:\n", rep[["dataset", "n_conditions", "reason"]])
     assert rep["n_conditions"].tolist() == [0]
@@ -104,7 +109,9 @@ def test_perturbridge_profile_l1000_plate_replicates_and_dose_series(plate_store
     assert len(res.pairs) == 0  # one dataset: nothing to match across datasets
     with Compendium.open(plate_store) as comp:
         n_cond = len(comp.conditions())
-        ds = dose_series_agreement(comp, metrics=METRICS, n_boot=2000, seed=0)
+        ds = dose_series_agreement(
+            comp, compare=CompareOptions(metrics=METRICS, n_boot=2000, seed=0)
+        )
     _show("LJP005 A375 24 h: adjacent doses of the same compound vs peers", ds.summary)
     assert n_cond == 328
     assert len(ds.pairs) == 273 and ds.pairs["compound"].nunique() == 55

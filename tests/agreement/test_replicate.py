@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from perturbridge.agreement import CompareOptions, PairingOptions
 from perturbridge.agreement.metrics import pair_metrics
 from perturbridge.agreement.replicate import (
     _within_pairs,
@@ -40,7 +41,8 @@ def test_within_pairs_cap_is_seeded():
 
 def test_replicate_agreement_against_naive(store):
     with Compendium.open(store) as comp:
-        rep, summary = replicate_agreement(comp, metrics=METRICS, n_boot=100, seed=0)
+        compare = CompareOptions(metrics=METRICS, n_boot=100, seed=0)
+        rep, summary = replicate_agreement(comp, compare=compare)
         sep = comp.effects(None, layer="logFC", mode="separate")
         adj = comp.effects(None, layer="adj.P.Value.within_one_contrast", mode="separate")
     # dsA has 3 replicates for each of its 13 + 7 conditions with a usable dose/identity
@@ -93,7 +95,10 @@ def test_signature_agreement_generic():
             mats.append(effect[c] + rng.normal(0, 1, 50))
     obs = pd.DataFrame(rows, index=[f"s{i}" for i in range(len(rows))])
     res = signature_agreement(
-        np.array(mats), obs, strata=["cell", "time"], metrics=METRICS, n_boot=200, seed=0
+        np.array(mats),
+        obs,
+        pairing=PairingOptions(strata=["cell", "time"]),
+        compare=CompareOptions(metrics=METRICS, n_boot=200, seed=0),
     )
     # pairs: same compound, different cell: 6 compounds x 3 cell pairs
     assert len(res.pairs) == 18
@@ -103,16 +108,19 @@ def test_signature_agreement_generic():
     assert s.loc["spearman", "delta_low"] > 0.3
     assert s.loc["spearman", "n_compounds"] == 6
     adj = signature_agreement(
-        np.array(mats), obs, strata=["time"], adjacent="cell", metrics=METRICS, n_boot=0
+        np.array(mats),
+        obs,
+        pairing=PairingOptions(strata=["time"], adjacent="cell"),
+        compare=CompareOptions(metrics=METRICS, n_boot=0),
     )
     assert len(adj.pairs) == 0  # "cell" is not numeric: no levels
     with pytest.raises(KeyError, match="obs lacks the columns"):
-        signature_agreement(np.array(mats), obs, strata=["dose"])
+        signature_agreement(np.array(mats), obs, pairing=PairingOptions(strata=["dose"]))
 
 
 def test_dose_series(store):
     with Compendium.open(store) as comp:
-        res = dose_series_agreement(comp, metrics=["spearman"], n_boot=50)
+        res = dose_series_agreement(comp, compare=CompareOptions(metrics=["spearman"], n_boot=50))
     # adjacent doses exist only in C1 (1 -> 10 in dsA, 1.2 -> 100 in dsB): 6 each
     assert len(res.pairs) == 12
     assert (res.pairs["pert_dose_uM_a"] < res.pairs["pert_dose_uM_b"]).all()

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from perturbridge.agreement import read_agreement, run_agreement
+from perturbridge.agreement import AgreementOptions, read_agreement, run_agreement
 from perturbridge.agreement.run import TABLES
 
 from ._stores import cross_store
@@ -22,12 +22,11 @@ def test_run_writes_every_table(store, tmp_path):
     out = tmp_path / "agr"
     res = run_agreement(
         store,
+        AgreementOptions(
+            min_compounds=3, n_boot=50, metrics=["deg_spearman", "top50"], dose_sensitivity=True
+        ),
         out=out,
-        min_compounds=3,
-        n_boot=50,
         progress=False,
-        metrics=["deg_spearman", "top50"],
-        dose_sensitivity=True,
     )
     for name in TABLES:
         assert (out / f"{name}.parquet").is_file() and (out / f"{name}.csv").is_file()
@@ -46,7 +45,8 @@ def test_run_writes_every_table(store, tmp_path):
     # the top-50 overlap needs 100 common genes; this store has 30: all NaN, kept as NaN
     assert res.pairs["top50"].isna().all()
     # a second run replaces the folder
-    run_agreement(store, out=out, min_compounds=3, n_boot=0, progress=False, replicates=False)
+    options = AgreementOptions(min_compounds=3, n_boot=0, replicates=False)
+    run_agreement(store, options, out=out, progress=False)
     assert not (out / "dose_sensitivity.parquet").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["agr"]  # no temporary leftovers
 
@@ -60,7 +60,7 @@ def test_failure_leaves_no_output(store, tmp_path, monkeypatch):
     monkeypatch.setattr(pd.DataFrame, "to_csv", boom)
     out = tmp_path / "agr"
     with pytest.raises(RuntimeError, match="disk full"):
-        run_agreement(store, out=out, min_compounds=3, n_boot=0, progress=False)
+        run_agreement(store, AgreementOptions(min_compounds=3, n_boot=0), out=out, progress=False)
     assert list(tmp_path.iterdir()) == []
     assert run_mod.INFO_FILE == "agreement.json"
 
@@ -68,17 +68,16 @@ def test_failure_leaves_no_output(store, tmp_path, monkeypatch):
 def test_refuses_foreign_folder_and_bad_options(store, tmp_path):
     (tmp_path / "x.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not an agreement output"):
-        run_agreement(store, out=tmp_path, n_boot=0, progress=False)
+        run_agreement(store, AgreementOptions(n_boot=0), out=tmp_path, progress=False)
     with pytest.raises(ValueError, match="zscore must be one of"):
-        run_agreement(store, zscore="gene", progress=False)  # type: ignore[arg-type]
+        run_agreement(store, AgreementOptions(zscore="gene"), progress=False)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown metrics"):
-        run_agreement(store, metrics=["nope"], progress=False)
+        run_agreement(store, AgreementOptions(metrics=["nope"]), progress=False)
     with pytest.raises(FileNotFoundError, match="not an agreement folder"):
         read_agreement(tmp_path)
 
 
 def test_zscore_option_runs(store):
-    res = run_agreement(
-        store, min_compounds=3, n_boot=0, progress=False, zscore="dataset", metrics=["spearman"]
-    )
+    options = AgreementOptions(min_compounds=3, n_boot=0, zscore="dataset", metrics=["spearman"])
+    res = run_agreement(store, options, progress=False)
     assert len(res.pairs) == 12 and res.pairs["spearman"].notna().all()

@@ -27,6 +27,7 @@ from .metrics import (
     spearman_rows,
     topk_overlap,
 )
+from .options import AgreementOptions, CompareOptions, PairingOptions
 from .replicate import (
     SignatureAgreement,
     dose_series_agreement,
@@ -39,10 +40,13 @@ from .signatures import Signatures, load_signatures, zscore_stats
 __all__ = [
     "PAIR_METRICS",
     "SCORES",
+    "AgreementOptions",
     "AgreementResult",
     "BootstrapCI",
+    "CompareOptions",
     "MatchResult",
     "PairMetric",
+    "PairingOptions",
     "SignatureAgreement",
     "SignatureOptions",
     "Signatures",

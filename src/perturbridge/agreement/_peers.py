@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import metrics as _metrics
 from .metrics import _MIN_SPEARMAN_GENES, PAIR_METRICS, _rho_from_sums, _symmetric, pair_metrics
 
-__all__ = ["peer_metrics"]
+__all__ = ["PeerPairs", "peer_metrics"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -48,6 +49,51 @@ _MIN_GROUP = 16
 _BLOCK_ELEMS = 1 << 19
 #: Elements (signatures × genes) of the per-signature ranks prepared at once.
 _PREP_ELEMS = 1 << 23
+
+
+@dataclass(frozen=True)
+class PeerPairs:
+    """The pairs of :func:`peer_metrics` and their peers.
+
+    ``i_src`` / ``i_tgt``: ``(P,)`` rows of the pairs' source and target signatures;
+    ``peers``: ``(P, J)`` rows of the source signatures (``-1``: no peer).
+    """
+
+    i_src: ArrayLike
+    i_tgt: ArrayLike
+    peers: ArrayLike
+
+
+@dataclass(frozen=True)
+class _Sides:
+    """The checked source and target signatures (NaN = not measured) and DE masks."""
+
+    src_x: np.ndarray
+    src_de: BoolArray
+    tgt_x: np.ndarray
+    tgt_de: BoolArray
+
+
+@dataclass(frozen=True)
+class _Pairs:
+    """Checked :class:`PeerPairs`: rows of the pairs' source / target and their peers."""
+
+    i_src: IntArray
+    i_tgt: IntArray
+    peers: IntArray
+
+    def take(self, rows: IntArray) -> _Pairs:
+        return _Pairs(self.i_src[rows], self.i_tgt[rows], self.peers[rows])
+
+
+@dataclass(frozen=True)
+class _Entries:
+    """Where each (pair, peer) entry of a chunk reads: ``lp`` rows of the chunk's peers,
+    ``lt`` rows of its targets, ``ok`` the entries that have a peer."""
+
+    lp: IntArray
+    lt: IntArray
+    ok: BoolArray
 
 
 # --------------------------------------------------------------------------- helpers
@@ -219,9 +265,7 @@ def _de_half(
     sign_ext: NDArray[np.int8] | None,
     xt: FloatArray,
     sub: BoolArray,
-    lp: IntArray,
-    lt: IntArray,
-    ok: BoolArray,
+    at: _Entries,
 ) -> tuple[FloatArray | None, FloatArray | None]:
     """ρ(peer, b | D ∩ C) and f(D ∩ C) of every (pair, peer) for one DE half.
 
@@ -229,8 +273,9 @@ def _de_half(
     ``asc_ext``: the peers' ascending positions within ``C`` plus a last column ``|C|``
     (for ``deg_spearman``); ``tied_s``: peers with tied values; ``sign_ext``: their signs
     plus a last column 2 (for ``direction``); ``sub``: ``(P, |C|)`` the DE genes of each
-    pair within ``C``; ``lp`` / ``lt``: rows of ``xs`` / ``xt`` of each entry / pair.
+    pair within ``C``; ``at``: rows of ``xs`` / ``xt`` of each entry / pair.
     """
+    lp, lt, ok = at.lp, at.lt, at.ok
     n_p, n_j = lp.shape
     n_c = xs.shape[1]
     cnt = sub.sum(axis=1).astype(np.int64)
@@ -292,17 +337,11 @@ def _de_half(
 
 
 def _fast_chunk(
-    src_x: np.ndarray,
-    src_de: BoolArray,
-    tgt_x: np.ndarray,
-    tgt_de: BoolArray,
-    i_src: IntArray,
-    i_tgt: IntArray,
-    peers: IntArray,
-    cols: IntArray,
-    names: list[str],
+    sides: _Sides, pairs: _Pairs, cols: IntArray, names: list[str]
 ) -> dict[str, FloatArray]:
     """The built-in metrics of pairs whose (peer, target) entries all share genes ``cols``."""
+    src_x, src_de, tgt_x, tgt_de = sides.src_x, sides.src_de, sides.tgt_x, sides.tgt_de
+    i_src, i_tgt, peers = pairs.i_src, pairs.i_tgt, pairs.peers
     n_p, n_j = peers.shape
     n_c = len(cols)
     out = {m: np.full((n_p, n_j), np.nan) for m in names}
@@ -363,7 +402,7 @@ def _fast_chunk(
             sign_ext[:, :n_c] = np.sign(xs)
         tied_s = rs.tied if rs is not None else np.zeros(n_s, dtype=bool)
         halves = [
-            _de_half(xs, asc_ext, tied_s, sign_ext, xt, de[:, cols], lp, lt, ok)
+            _de_half(xs, asc_ext, tied_s, sign_ext, xt, de[:, cols], _Entries(lp, lt, ok))
             for de in (src_de[i_src], tgt_de[i_tgt])
         ]
         if want_deg:
@@ -373,31 +412,20 @@ def _fast_chunk(
     return out
 
 
-def _fast(
-    src_x: np.ndarray,
-    src_de: BoolArray,
-    tgt_x: np.ndarray,
-    tgt_de: BoolArray,
-    i_src: IntArray,
-    i_tgt: IntArray,
-    peers: IntArray,
-    cols: IntArray,
-    names: list[str],
-) -> dict[str, FloatArray]:
+def _fast(sides: _Sides, pairs: _Pairs, cols: IntArray, names: list[str]) -> dict[str, FloatArray]:
     """:func:`_fast_chunk` over chunks of pairs that bound the signatures ranked at once."""
+    peers = pairs.peers
     n_p, n_j = peers.shape
     ok = peers >= 0
     cap = max(1, _PREP_ELEMS // max(1, len(cols)))
-    if len(np.unique(peers[ok])) + len(np.unique(i_tgt)) <= cap:
-        return _fast_chunk(src_x, src_de, tgt_x, tgt_de, i_src, i_tgt, peers, cols, names)
+    if len(np.unique(peers[ok])) + len(np.unique(pairs.i_tgt)) <= cap:
+        return _fast_chunk(sides, pairs, cols, names)
     # pairs with similar peers together (peers of a stratum share its pool)
     order = np.argsort(np.where(ok, peers, np.iinfo(np.int64).max).min(axis=1), kind="stable")
     out = {m: np.full((n_p, n_j), np.nan) for m in names}
     for sl in _blocks(n_p, cap // (n_j + 1)):
         rows = order[sl]
-        res = _fast_chunk(
-            src_x, src_de, tgt_x, tgt_de, i_src[rows], i_tgt[rows], peers[rows], cols, names
-        )
+        res = _fast_chunk(sides, pairs.take(rows), cols, names)
         for m in names:
             out[m][rows] = res[m]
     return out
@@ -421,30 +449,26 @@ def _pattern_ids(x: np.ndarray, rows: IntArray) -> tuple[IntArray, BoolArray]:
 
 
 def _general(
-    src_x: np.ndarray,
-    src_de: np.ndarray,
-    tgt_x: np.ndarray,
-    tgt_de: np.ndarray,
-    i_src: IntArray,
-    i_tgt: IntArray,
-    peers: IntArray,
-    p_idx: IntArray,
-    j_idx: IntArray,
+    sides: _Sides,
+    pairs: _Pairs,
+    entries: tuple[IntArray, IntArray],
     names: list[str],
-    block_rows: int,
+    *,
+    chunk_size: int,
     out: dict[str, FloatArray],
 ) -> None:
     """The gathered rows of the entries ``(p_idx, j_idx)`` through ``pair_metrics``."""
-    for sl in _blocks(len(p_idx), block_rows):
+    p_idx, j_idx = entries
+    for sl in _blocks(len(p_idx), chunk_size):
         p, j = p_idx[sl], j_idx[sl]
-        rows_t = i_tgt[p]
+        rows_t = pairs.i_tgt[p]
         res = pair_metrics(
-            src_x[peers[p, j]],
-            tgt_x[rows_t],
-            src_de[i_src[p]],
-            tgt_de[rows_t],
+            sides.src_x[pairs.peers[p, j]],
+            sides.tgt_x[rows_t],
+            sides.src_de[pairs.i_src[p]],
+            sides.tgt_de[rows_t],
             metrics=names,
-            block_rows=block_rows,
+            chunk_size=chunk_size,
         )
         for m in names:
             out[m][p, j] = res[m]
@@ -455,31 +479,28 @@ def _general(
 
 def peer_metrics(
     src_x: ArrayLike,
-    src_de: ArrayLike,
     tgt_x: ArrayLike,
-    tgt_de: ArrayLike,
-    i_src: ArrayLike,
-    i_tgt: ArrayLike,
-    peers: ArrayLike,
+    pairs: PeerPairs,
     *,
+    src_de: ArrayLike,
+    tgt_de: ArrayLike,
     metrics: Sequence[str] | None = None,
-    block_rows: int = 4096,
+    chunk_size: int = 4096,
 ) -> dict[str, FloatArray]:
     """Pair metrics of every (pair, peer): the peer replaces the pair's source signature.
 
     Parameters
     ----------
-    src_x, src_de
-        ``(n_s, G)`` source signatures (NaN = gene not measured) and their DE masks.
-    tgt_x, tgt_de
-        ``(n_t, G)`` target signatures and DE masks.
-    i_src, i_tgt
-        ``(P,)`` rows of the pairs' source and target signatures.
-    peers
-        ``(P, J)`` rows of ``src_x`` (``-1``: no peer).
+    src_x, tgt_x
+        ``(n_s, G)`` source and ``(n_t, G)`` target signatures (NaN = gene not measured).
+    pairs
+        ``i_src``, ``i_tgt``: ``(P,)`` rows of the pairs' source and target signatures;
+        ``peers``: ``(P, J)`` rows of ``src_x`` (``-1``: no peer).
+    src_de, tgt_de
+        The DE masks of the source and target signatures.
     metrics
         Names in ``PAIR_METRICS`` (default: all).
-    block_rows
+    chunk_size
         Rows per :func:`.metrics.pair_metrics` block on the general path.
 
     Returns
@@ -495,9 +516,9 @@ def peer_metrics(
         raise ValueError(f"src_x and tgt_x must share the gene axis; got {sx.shape} and {tx.shape}")
     sd = _as_de(src_de, "src_de", sx.shape)
     td = _as_de(tgt_de, "tgt_de", tx.shape)
-    i_s = _as_index(i_src, "i_src", 1)
-    i_t = _as_index(i_tgt, "i_tgt", 1)
-    pr = _as_index(peers, "peers", 2)
+    i_s = _as_index(pairs.i_src, "i_src", 1)
+    i_t = _as_index(pairs.i_tgt, "i_tgt", 1)
+    pr = _as_index(pairs.peers, "peers", 2)
     n_p = len(i_s)
     if len(i_t) != n_p or pr.shape[0] != n_p:
         raise ValueError(
@@ -509,10 +530,10 @@ def peer_metrics(
             raise IndexError(f"{what} must index rows 0..{n - 1}")
     if pr.size and (pr.min() < -1 or pr.max() >= sx.shape[0]):
         raise IndexError(f"peers must be rows 0..{sx.shape[0] - 1} of src_x or -1")
-    if isinstance(block_rows, bool) or not isinstance(block_rows, int | np.integer):
-        raise TypeError(f"block_rows must be an int; got {block_rows!r}")
-    if block_rows < 1:
-        raise ValueError(f"block_rows must be >= 1; got {block_rows}")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer):
+        raise TypeError(f"chunk_size must be an int; got {chunk_size!r}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
 
     n_j = pr.shape[1]
     out = {m: np.full((n_p, n_j), np.nan) for m in names}
@@ -522,8 +543,9 @@ def peer_metrics(
         return out
     fast = [m for m in names if _is_builtin(m)]
     slow = [m for m in names if m not in fast]
+    sides, checked = _Sides(sx, sd, tx, td), _Pairs(i_s, i_t, pr)
     if slow:
-        _general(sx, sd, tx, td, i_s, i_t, pr, p_idx, j_idx, slow, block_rows, out)
+        _general(sides, checked, (p_idx, j_idx), slow, chunk_size=chunk_size, out=out)
     if not fast:
         return out
     # group the entries by (target pattern, peer pattern): one common gene set per group
@@ -547,10 +569,11 @@ def peer_metrics(
             rows, pos = np.unique(p_idx[ent], return_inverse=True)
             sub = np.full((len(rows), n_j), -1, dtype=np.int64)
             sub[pos.reshape(-1), j_idx[ent]] = pr[p_idx[ent], j_idx[ent]]
-        res = _fast(sx, sd, tx, td, i_s[rows], i_t[rows], sub, cols, fast)
+        res = _fast(sides, _Pairs(i_s[rows], i_t[rows], sub), cols, fast)
         live = sub >= 0
         for m in fast:
             out[m][rows] = np.where(live, res[m], out[m][rows])
     if small.any():
-        _general(sx, sd, tx, td, i_s, i_t, pr, p_idx[small], j_idx[small], fast, block_rows, out)
+        entries = (p_idx[small], j_idx[small])
+        _general(sides, checked, entries, fast, chunk_size=chunk_size, out=out)
     return out

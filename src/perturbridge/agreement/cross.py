@@ -18,6 +18,10 @@ compound's own sums. Peers are chosen without randomness per call: the compounds
 ordered by a seeded hash and each pair takes a window of that circular order starting at
 a seeded hash of its condition ids, so a pair gets the same peers whatever other pairs
 are computed (the dose-sensitivity rerun reuses them exactly).
+
+Long because the pair table, its baselines (centroids, peers), the retrieval rows and
+their summaries share one stratum walk and its column layout; split, each part would
+re-derive the other's columns.
 """
 
 from __future__ import annotations
@@ -26,16 +30,17 @@ import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 import pandas as pd
 
 from ..progress import track
-from ._peers import peer_metrics
+from ._peers import PeerPairs, peer_metrics
 from .bootstrap import cluster_bca, cluster_stratum_means, nested_mean
 from .matching import _DOSE_SLACK, MatchResult, snap_values
 from .metrics import PAIR_METRICS, pair_metrics, retrieval, retrieval_scores
+from .options import CompareOptions
 from .signatures import DERule, Signatures, ZScoreStats, load_signatures
 
 if TYPE_CHECKING:
@@ -44,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BASELINES",
     "SUMMARY_COLUMNS",
+    "Baselines",
     "CentroidSums",
     "SignatureOptions",
     "cross_pairs",
@@ -227,7 +233,7 @@ def peer_rows(
     width = min(max_peers + 1, n_c)
     offset = (_hash(pair_keys, seed + 1) % np.uint64(n_c)).astype(np.int64)
     cand = order[(offset[:, None] + np.arange(width)[None, :]) % n_c]  # (P, width) codes
-    own = pd.Index(labels).get_indexer(query_compound)
+    own = pd.Index(labels).get_indexer(pd.Index(query_compound))
     valid = cand != own[:, None]
     valid &= np.cumsum(valid, axis=1) <= max_peers
     # nearest row of compound k to dose d: search a (compound, log10 dose) sorted key
@@ -280,27 +286,46 @@ def _pair_counts(a: np.ndarray, b: np.ndarray, de_a: np.ndarray, de_b: np.ndarra
     return common.sum(axis=1), (de_a & common).sum(axis=1), (de_b & common).sum(axis=1)
 
 
+@dataclass(frozen=True)
+class Baselines:
+    """The baselines of :func:`baseline_metrics` and the names of their columns.
+
+    ``src_centroids`` / ``tgt_centroids`` replace the source / target side by its
+    centroid; ``peers`` (``(P, J)`` rows of the source signatures or ``-1``) replace the
+    source side by each peer. ``names``: the column suffixes of the source centroid, the
+    target centroid and the peers.
+    """
+
+    src_centroids: CentroidSums | None = None
+    tgt_centroids: CentroidSums | None = None
+    peers: np.ndarray | None = None
+    names: tuple[str, str, str] = ("cross_centroid_a", "cross_centroid_b", "peer")
+
+
 def baseline_metrics(
     src: Signatures,
     tgt: Signatures,
+    *,
     i_src: np.ndarray,
     i_tgt: np.ndarray,
-    *,
     metrics: Sequence[str],
-    src_centroids: CentroidSums | None = None,
-    tgt_centroids: CentroidSums | None = None,
-    peers: np.ndarray | None = None,
-    block_rows: int = 4096,
-    names: tuple[str, str, str] = ("cross_centroid_a", "cross_centroid_b", "peer"),
+    baselines: Baselines | None = None,
+    chunk_size: int = 4096,
 ) -> dict[str, np.ndarray]:
     """Observed metrics of the pairs ``(src[i_src], tgt[i_tgt])`` and their baselines.
 
-    ``peers`` (``(P, J)`` rows of ``src`` or ``-1``) replace the source side. Returns
-    the pair-table columns: ``n_genes``, ``n_de_a``, ``n_de_b``, and per metric ``M``,
+    Returns the pair-table columns: ``n_genes``, ``n_de_a``, ``n_de_b``, and per metric ``M``,
     ``M__<names[0]>``, ``M__<names[1]>``, ``M__peer_mean``, ``M__peer_sd``,
     ``M__peer_pct``, ``M__n_peers``, plus ``centroid_dose_exact`` /
     ``cross_centroid_b_dose_exact`` when the centroids are given.
     """
+    base = baselines or Baselines()
+    src_centroids, tgt_centroids, peers, names = (
+        base.src_centroids,
+        base.tgt_centroids,
+        base.peers,
+        base.names,
+    )
     i_src = np.asarray(i_src, dtype=np.int64)
     i_tgt = np.asarray(i_tgt, dtype=np.int64)
     n = len(i_src)
@@ -323,33 +348,31 @@ def baseline_metrics(
     if peers is not None:  # every (pair, peer) at once: ranks once per signature
         peer_vals = peer_metrics(
             src.x,
-            src.de,
             tgt.x,
-            tgt.de,
-            i_src,
-            i_tgt,
-            np.asarray(peers, dtype=np.int64),
+            PeerPairs(i_src, i_tgt, np.asarray(peers, dtype=np.int64)),
+            src_de=src.de,
+            tgt_de=tgt.de,
             metrics=metrics,
-            block_rows=block_rows,
+            chunk_size=chunk_size,
         )
-    for lo in range(0, n, block_rows):
-        sl = slice(lo, min(lo + block_rows, n))
+    for lo in range(0, n, chunk_size):
+        sl = slice(lo, min(lo + chunk_size, n))
         a, b = src.x[i_src[sl]], tgt.x[i_tgt[sl]]
         da, db = src.de[i_src[sl]], tgt.de[i_tgt[sl]]
         out["n_genes"][sl], out["n_de_a"][sl], out["n_de_b"][sl] = _pair_counts(a, b, da, db)
-        res = pair_metrics(a, b, da, db, metrics=metrics, block_rows=block_rows)
+        res = pair_metrics(a, b, da, db, metrics=metrics, chunk_size=chunk_size)
         for m in metrics:
             cols[m][sl] = res[m]
         if src_centroids is not None:
             cen, exact = src_centroids.of_rows(i_src[sl])
             out["centroid_dose_exact"][sl] = exact
-            res = pair_metrics(cen, b, da, db, metrics=metrics, block_rows=block_rows)
+            res = pair_metrics(cen, b, da, db, metrics=metrics, chunk_size=chunk_size)
             for m in metrics:
                 cols[f"{m}__{names[0]}"][sl] = res[m]
         if tgt_centroids is not None:
             cen, exact = tgt_centroids.of_rows(i_tgt[sl])
             out["cross_centroid_b_dose_exact"][sl] = exact
-            res = pair_metrics(a, cen, da, db, metrics=metrics, block_rows=block_rows)
+            res = pair_metrics(a, cen, da, db, metrics=metrics, chunk_size=chunk_size)
             for m in metrics:
                 cols[f"{m}__{names[1]}"][sl] = res[m]
     for m in metrics:
@@ -388,7 +411,7 @@ def _retrieval_rows(
     c_rows: pd.DataFrame,
     *,
     score: str,
-    block_rows: int,
+    chunk_size: int,
 ) -> pd.DataFrame:
     """Retrieval of each query row of ``q`` among all candidates of ``c``."""
     cand_comp = c_rows["compound"].to_numpy().astype(str)
@@ -396,15 +419,14 @@ def _retrieval_rows(
     has = np.isin(q_comp, cand_comp)
     idx = np.flatnonzero(has)
     parts = []
-    # queries per block: the (block, K) score matrices hold about block_rows * 512 values,
+    # queries per block: the (block, K) score matrices hold about chunk_size * 512 values,
     # so the candidates' side is prepared a few times per stratum, not once per 16 queries
-    step = max(16, block_rows * 512 // max(len(cand_comp), 1))
+    step = max(16, chunk_size * 512 // max(len(cand_comp), 1))
     for lo in range(0, len(idx), step):
         rows = idx[lo : lo + step]
         sc = retrieval_scores(q.x[rows], c.x, score=score)  # type: ignore[arg-type]
         pos = q_comp[rows][:, None] == cand_comp[None, :]
-        res = retrieval(sc, pos)
-        res = {k: np.asarray(v) for k, v in res.items()}
+        res: dict[str, np.ndarray] = {k: np.asarray(v) for k, v in retrieval(sc, pos).items()}
         res["row"] = rows
         parts.append(pd.DataFrame(res))
     if not parts:
@@ -422,21 +444,22 @@ def cross_pairs(
     match: MatchResult,
     *,
     signatures: SignatureOptions | None = None,
-    metrics: Sequence[str] | None = None,
+    compare: CompareOptions | None = None,
     score: str = "euclidean",
-    max_peers: int = 50,
-    seed: int = 0,
     with_retrieval: bool = True,
-    block_rows: int = 4096,
     progress: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ``pairs`` and ``retrieval`` tables of the matched pairs of ``match``.
 
     Reads, for each dataset pair and kept stratum, the signatures of the stratum's
     usable conditions of both datasets (``match.conditions``) in one block per side.
+    ``compare`` gives the metrics, the peers per pair, the seed and the rows per block
+    (its bootstrap options are not used here).
     """
     sig = signatures or SignatureOptions()
-    names = list(PAIR_METRICS) if metrics is None else list(metrics)
+    po = compare or CompareOptions()
+    max_peers, seed, chunk_size = po.max_peers, po.seed, po.chunk_size
+    names = list(PAIR_METRICS) if po.metrics is None else list(po.metrics)
     unknown = [m for m in names if m not in PAIR_METRICS]
     if unknown:
         raise KeyError(f"unknown pair metric(s) {unknown}; known: {list(PAIR_METRICS)}")
@@ -447,9 +470,8 @@ def cross_pairs(
     )
     pair_parts: list[pd.DataFrame] = []
     ret_parts: list[pd.DataFrame] = []
-    for (da, db, ctx, t), grp in track(
-        groups, description="cross-dataset strata", enabled=progress
-    ):
+    for key, grp in track(groups, description="cross-dataset strata", enabled=progress):
+        da, db, ctx, t = cast(tuple[str, str, str, float], key)
         rows_a = _stratum_rows(conds, da, ctx, t)
         rows_b = _stratum_rows(conds, db, ctx, t)
         sa = sig.load(comp, rows_a["condition_id"].tolist())
@@ -464,7 +486,7 @@ def cross_pairs(
         cen_a = CentroidSums(sa.x, comp_a, rows_a["pert_dose_uM"].to_numpy())
         cen_b = CentroidSums(sb.x, comp_b, rows_b["pert_dose_uM"].to_numpy())
         keys = (grp["condition_a"].astype(str) + "\x1f" + grp["condition_b"].astype(str)).tolist()
-        peers = peer_rows(
+        peer_idx = peer_rows(
             comp_a,
             rows_a["log10_dose"].to_numpy(),
             comp_a[ia],
@@ -476,13 +498,11 @@ def cross_pairs(
         vals = baseline_metrics(
             sa,
             sb,
-            ia,
-            ib,
+            i_src=ia,
+            i_tgt=ib,
             metrics=names,
-            src_centroids=cen_a,
-            tgt_centroids=cen_b,
-            peers=peers,
-            block_rows=block_rows,
+            baselines=Baselines(src_centroids=cen_a, tgt_centroids=cen_b, peers=peer_idx),
+            chunk_size=chunk_size,
         )
         part = grp.reset_index(drop=True).copy()
         for k, v in vals.items():
@@ -493,7 +513,7 @@ def cross_pairs(
                 ((da, db), (sa, rows_a), (sb, rows_b)),
                 ((db, da), (sb, rows_b), (sa, rows_a)),
             ):
-                r = _retrieval_rows(q, qr, c, cr, score=score, block_rows=block_rows)
+                r = _retrieval_rows(q, qr, c, cr, score=score, chunk_size=chunk_size)
                 if len(r):
                     r.insert(0, "pert_time_h", float(t))
                     r.insert(0, "cell_context", ctx)
@@ -749,7 +769,8 @@ def dose_sensitivity_table(
         keys = ["dataset_a", "dataset_b", "cell_context", "pert_time_h"]
         n_c = sel.groupby(keys)["compound"].transform("nunique")
         sel = sel[n_c >= min_compounds]
-        for (da, db), grp in sel.groupby(["dataset_a", "dataset_b"], sort=True):
+        for key, grp in sel.groupby(["dataset_a", "dataset_b"], sort=True):
+            da, db = cast(tuple[str, str], key)
             s = summarize(grp, specs, n_boot=0)
             s.insert(0, "dataset_b", db)
             s.insert(0, "dataset_a", da)

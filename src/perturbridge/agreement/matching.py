@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -162,7 +162,7 @@ def compound_identity(conditions: pd.DataFrame, identity: Identity = "parent") -
     out = pd.Series([None] * len(conditions), index=conditions.index, dtype=object)
     for col in reversed(cols):  # the first column wins
         s = conditions[col].astype(object)
-        s = s.where(s.notna() & (s.astype(str).str.strip() != ""), None)
+        s = s.where(s.notna() & (s.astype(str).str.strip() != ""), cast(Any, None))
         out = s.where(s.notna(), out)
     if "pubchem_cid" in conditions.columns:
         cid = pd.to_numeric(conditions["pubchem_cid"], errors="coerce")
@@ -194,7 +194,7 @@ def usable_conditions(
         )
     if compound_column is not None:
         comp = conditions[compound_column].astype(object)
-        comp = comp.where(comp.notna(), None)
+        comp = comp.where(comp.notna(), cast(Any, None))
     else:
         comp = compound_identity(conditions, identity or "parent")
     dose = pd.to_numeric(conditions["pert_dose_uM"], errors="coerce").to_numpy(dtype=float)
@@ -318,13 +318,14 @@ def match_conditions(
     excluded_parts = []
     if len(unusable):
         g = unusable.groupby(["dataset", "reason"], sort=True)
+        keys = [cast(tuple[str, str], k) for k in g.groups]
         excluded_parts.append(
             pd.DataFrame(
                 {
-                    "dataset": [k[0] for k in g.groups],
+                    "dataset": [k[0] for k in keys],
                     "other_dataset": "*",
                     "status": "unusable",
-                    "reason": [k[1] for k in g.groups],
+                    "reason": [k[1] for k in keys],
                     "n_conditions": g.size().to_numpy(),
                     "n_compounds": g["compound"].nunique().to_numpy(),
                 }
@@ -350,14 +351,14 @@ def match_conditions(
             for side, other, frame in (("a", db, a), ("b", da, b)):
                 st = status[side].reindex(frame["condition_id"].to_numpy()).fillna("no_counterpart")
                 tab = pd.DataFrame({"reason": st.to_numpy(), "compound": frame["compound"].values})
-                g = tab.groupby("reason", sort=True)
+                by_reason = tab.groupby("reason", sort=True)
                 counts = pd.DataFrame(
                     {
                         "dataset": da if side == "a" else db,
                         "other_dataset": other,
-                        "reason": list(g.groups),
-                        "n_conditions": g.size().to_numpy(),
-                        "n_compounds": g["compound"].nunique().to_numpy(),
+                        "reason": list(by_reason.groups),
+                        "n_conditions": by_reason.size().to_numpy(),
+                        "n_compounds": by_reason["compound"].nunique().to_numpy(),
                     }
                 )
                 counts.insert(

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ import pandas as pd
 from ..progress import track
 from .cross import (
     SUMMARY_COLUMNS,
+    Baselines,
     CentroidSums,
     SignatureOptions,
     baseline_metrics,
@@ -36,6 +37,7 @@ from .cross import (
 from .cross import summarize as _summarize
 from .matching import snap_values, usable_conditions
 from .metrics import PAIR_METRICS
+from .options import CompareOptions, PairingOptions
 from .signatures import Signatures, signatures_from_matrix
 
 if TYPE_CHECKING:
@@ -107,13 +109,8 @@ def replicate_agreement(
     conditions: pd.DataFrame | None = None,
     *,
     signatures: SignatureOptions | None = None,
-    metrics: Sequence[str] | None = None,
+    compare: CompareOptions | None = None,
     max_pairs: int = 10,
-    max_peers: int = 50,
-    seed: int = 0,
-    n_boot: int = 2000,
-    confidence: float = 0.95,
-    block_rows: int = 4096,
     progress: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Within-dataset replicate agreement from separate-mode effects.
@@ -126,6 +123,8 @@ def replicate_agreement(
         Conditions to use (default: all of the store).
     signatures
         How signatures are read (the mode is forced to ``separate``).
+    compare
+        Metrics, peers, seed, bootstrap and rows per block (:class:`.CompareOptions`).
     max_pairs
         Replicate pairs per condition (a seeded choice when there are more).
 
@@ -141,7 +140,9 @@ def replicate_agreement(
         instead of the pair, plus ``n_conditions`` and ``reason`` (a dataset without
         usable replicates has one row with ``metric="*"`` and the reason).
     """
-    names = _metric_names(metrics)
+    co = compare or CompareOptions()
+    names = _metric_names(co.metrics)
+    max_peers, seed, chunk_size = co.max_peers, co.seed, co.chunk_size
     base = signatures or SignatureOptions()
     sig = SignatureOptions(
         mode="separate",
@@ -162,7 +163,8 @@ def replicate_agreement(
     usable, _ = usable_conditions(conds[n_sep >= 2], compound_column="compound_id")
     strata = list(usable.groupby(["dataset", "cell_context", "pert_time_h"], sort=True))
     parts = []
-    for (ds, ctx, t), rows in track(strata, description="replicate strata", enabled=progress):
+    for key, rows in track(strata, description="replicate strata", enabled=progress):
+        ds, ctx, t = cast(tuple[str, str, float], key)
         if not has_sep:
             break
         rows = rows.sort_values("condition_id", kind="stable").reset_index(drop=True)
@@ -185,13 +187,11 @@ def replicate_agreement(
         vals = baseline_metrics(
             s,
             s,
-            i,
-            j,
+            i_src=i,
+            i_tgt=j,
             metrics=names,
-            src_centroids=cen,
-            peers=peers,
-            block_rows=block_rows,
-            names=("centroid", "", "peer"),
+            baselines=Baselines(src_centroids=cen, peers=peers, names=("centroid", "", "peer")),
+            chunk_size=chunk_size,
         )
         frame = pd.DataFrame(vals)
         frame["condition"] = cond[i]
@@ -233,9 +233,7 @@ def replicate_agreement(
         all_datasets,
         names,
         has_sep=has_sep,
-        n_boot=n_boot,
-        seed=seed,
-        confidence=confidence,
+        compare=co,
         n_sep=pd.Series(n_sep, index=conds.index),
         conds=conds,
     )
@@ -248,12 +246,11 @@ def _replicate_summary(
     names: list[str],
     *,
     has_sep: bool,
-    n_boot: int,
-    seed: int,
-    confidence: float,
+    compare: CompareOptions,
     n_sep: pd.Series,
     conds: pd.DataFrame,
 ) -> pd.DataFrame:
+    n_boot, seed, confidence = compare.n_boot, compare.seed, compare.confidence
     specs = [(m, b, m, f"{m}__{b}") for m in names for b in REPLICATE_BASELINES]
     out = []
     for ds in datasets:
@@ -374,19 +371,12 @@ def _pairs_across_strata(
 
 
 def _agreement_pairs(
-    sig: Signatures,
-    *,
-    compound: str,
-    strata: list[str],
-    adjacent: str | None,
-    dose: str | None,
-    names: list[str],
-    max_peers: int,
-    max_pairs_per_compound: int | None,
-    seed: int,
-    block_rows: int,
-    id_column: str | None,
+    sig: Signatures, pairing: PairingOptions, names: list[str], *, compare: CompareOptions
 ) -> pd.DataFrame:
+    compound, strata, adjacent = pairing.compound, list(pairing.strata), pairing.adjacent
+    dose, id_column = pairing.dose, pairing.id_column
+    max_pairs_per_compound = pairing.max_pairs_per_compound
+    max_peers, seed, chunk_size = compare.max_peers, compare.seed, compare.chunk_size
     obs = sig.obs
     i, j = _pairs_across_strata(
         obs, compound, strata, adjacent, max_pairs_per_compound=max_pairs_per_compound, seed=seed
@@ -419,12 +409,11 @@ def _agreement_pairs(
     vals = baseline_metrics(
         sig,
         sig,
-        i,
-        j,
+        i_src=i,
+        i_tgt=j,
         metrics=names,
-        peers=peers,
-        block_rows=block_rows,
-        names=("", "", "peer"),
+        baselines=Baselines(peers=peers, names=("", "", "peer")),
+        chunk_size=chunk_size,
     )
     out = pd.DataFrame({"compound": comp[i], "signature_a": ids[i], "signature_b": ids[j]})
     for col in strata:
@@ -439,21 +428,11 @@ def signature_agreement(
     x: np.ndarray | ad.AnnData,
     obs: pd.DataFrame | None = None,
     *,
-    compound: str = "compound",
-    strata: Sequence[str] = ("cell_context", "pert_time_h"),
-    adjacent: str | None = None,
-    dose: str | None = None,
+    pairing: PairingOptions | None = None,
+    compare: CompareOptions | None = None,
     de: np.ndarray | None = None,
     z_min: float = 2.0,
     layer: str | None = None,
-    metrics: Sequence[str] | None = None,
-    max_peers: int = 50,
-    max_pairs_per_compound: int | None = 10_000,
-    n_boot: int = 2000,
-    seed: int = 0,
-    confidence: float = 0.95,
-    id_column: str | None = None,
-    block_rows: int = 4096,
 ) -> SignatureAgreement:
     """Agreement of signatures of the same compound in different strata, against peers.
 
@@ -473,20 +452,15 @@ def signature_agreement(
     ----------
     x, obs
         The signatures and their metadata (``obs`` defaults to the AnnData's).
-    compound
-        The ``obs`` column with the compound identity.
-    strata
-        ``obs`` columns that define a stratum.
-    adjacent
-        A numeric column of ``strata``: restrict to adjacent values (see above).
-    dose
-        An ``obs`` column with the dose (µM), used to choose each peer's signature.
+    pairing
+        Which signatures are paired (:class:`.PairingOptions`: the compound column, the
+        strata, ``adjacent``, the dose column, pairs per compound, the id column).
+    compare
+        Metrics, peers, seed, bootstrap and rows per block (:class:`.CompareOptions`).
     de
         Boolean ``(n, G)`` DE masks; ``None``: ``|value| >= z_min``.
-    max_pairs_per_compound
-        A seeded choice of at most this many pairs per compound (``None``: all).
-    id_column
-        An ``obs`` column naming each signature (default: ``obs``'s index).
+    layer
+        The AnnData layer to read (default ``X``).
 
     Returns
     -------
@@ -494,16 +468,20 @@ def signature_agreement(
 
     Examples
     --------
-    >>> res = signature_agreement(z, col_meta, compound="pert_iname",
-    ...                           strata=["cell_id", "pert_itime"])  # doctest: +SKIP
+    >>> pairing = PairingOptions(compound="pert_iname", strata=("cell_id", "pert_itime"))
+    >>> res = signature_agreement(z, col_meta, pairing=pairing)  # doctest: +SKIP
     >>> res.summary[["metric", "observed", "baseline_value", "delta"]]  # doctest: +SKIP
     """
-    names = _metric_names(metrics)
-    strata = list(strata)
+    po = pairing or PairingOptions()
+    co = compare or CompareOptions()
+    names = _metric_names(co.metrics)
+    compound, adjacent, dose = po.compound, po.adjacent, po.dose
+    strata = list(po.strata)
     if adjacent is not None and adjacent not in strata:
         strata.append(adjacent)
     sig = signatures_from_matrix(x, obs, de=de, z_min=z_min, layer=layer)
     frame = sig.obs
+    id_column = po.id_column
     if id_column is None:
         id_column = str(frame.columns[0])  # the former index (reset_index)
     needed = [compound, *strata] + ([dose] if dose else [])
@@ -511,17 +489,7 @@ def signature_agreement(
     if missing:
         raise KeyError(f"obs lacks the columns {missing}; columns: {list(frame.columns)[:20]}")
     pairs = _agreement_pairs(
-        sig,
-        compound=compound,
-        strata=strata,
-        adjacent=adjacent,
-        dose=dose,
-        names=names,
-        max_peers=max_peers,
-        max_pairs_per_compound=max_pairs_per_compound,
-        seed=seed,
-        block_rows=block_rows,
-        id_column=id_column,
+        sig, replace(po, strata=strata, id_column=id_column), names, compare=co
     )
     options = {
         "compound": compound,
@@ -530,15 +498,13 @@ def signature_agreement(
         "dose": dose,
         "z_min": None if de is not None else z_min,
         "metrics": names,
-        "max_peers": max_peers,
-        "max_pairs_per_compound": max_pairs_per_compound,
-        "n_boot": n_boot,
-        "seed": seed,
-        "confidence": confidence,
+        "max_peers": co.max_peers,
+        "max_pairs_per_compound": po.max_pairs_per_compound,
+        "n_boot": co.n_boot,
+        "seed": co.seed,
+        "confidence": co.confidence,
     }
-    summary = _agreement_summary(
-        pairs, strata, names, n_boot=n_boot, seed=seed, confidence=confidence
-    )
+    summary = _agreement_summary(pairs, strata, names, compare=co)
     return SignatureAgreement(pairs=pairs, summary=summary, options=options)
 
 
@@ -547,9 +513,7 @@ def _agreement_summary(
     strata: list[str],
     names: list[str],
     *,
-    n_boot: int,
-    seed: int,
-    confidence: float,
+    compare: CompareOptions,
 ) -> pd.DataFrame:
     if not len(pairs):
         return pd.DataFrame()
@@ -558,10 +522,21 @@ def _agreement_summary(
         pairs,
         specs,
         strata=[f"{c}_a" for c in strata] or ["compound"],
-        n_boot=n_boot,
-        seed=seed,
-        confidence=confidence,
+        n_boot=compare.n_boot,
+        seed=compare.seed,
+        confidence=compare.confidence,
     )
+
+
+#: How :func:`dose_series_agreement` pairs the signatures of one dataset × context × time.
+_DOSE_SERIES = PairingOptions(
+    compound="compound",
+    strata=("pert_dose_uM",),
+    adjacent="pert_dose_uM",
+    dose="pert_dose_uM",
+    max_pairs_per_compound=None,
+    id_column="signature",
+)
 
 
 def dose_series_agreement(
@@ -569,20 +544,19 @@ def dose_series_agreement(
     conditions: pd.DataFrame | None = None,
     *,
     signatures: SignatureOptions | None = None,
-    metrics: Sequence[str] | None = None,
-    max_peers: int = 50,
-    n_boot: int = 2000,
-    seed: int = 0,
-    confidence: float = 0.95,
+    compare: CompareOptions | None = None,
     progress: bool = False,
 ) -> SignatureAgreement:
     """Agreement of adjacent doses of the same compound within each dataset × context ×
     time of a store, against peers (other compounds at the source dose).
 
-    The summary has one row per dataset × metric (``dataset`` column), nested over
-    context × time × source dose strata.
+    ``compare`` gives the metrics, peers, seed, bootstrap and rows per block
+    (:class:`.CompareOptions`). The summary has one row per dataset × metric
+    (``dataset`` column), nested over context × time × source dose strata.
     """
-    names = _metric_names(metrics)
+    co = compare or CompareOptions()
+    names = _metric_names(co.metrics)
+    max_peers, n_boot, seed, confidence = co.max_peers, co.n_boot, co.seed, co.confidence
     sig = signatures or SignatureOptions()
     conds = comp.conditions() if conditions is None else conditions
     if sig.mode == "group" and "zarr_row_group" in conds:
@@ -590,7 +564,8 @@ def dose_series_agreement(
     usable, _ = usable_conditions(conds, compound_column="compound_id")
     parts = []
     blocks = list(usable.groupby(["dataset", "cell_context", "pert_time_h"], sort=True))
-    for (ds, ctx, t), rows in track(blocks, description="dose series", enabled=progress):
+    for key, rows in track(blocks, description="dose series", enabled=progress):
+        ds, ctx, t = cast(tuple[str, str, float], key)
         rows = rows.sort_values("condition_id", kind="stable").reset_index(drop=True)
         s = sig.load(comp, rows["condition_id"].tolist())
         info = rows.set_index("condition_id")
@@ -602,19 +577,7 @@ def dose_series_agreement(
                 "pert_dose_uM": info["pert_dose_uM"].reindex(cond).to_numpy(),
             }
         )
-        p = _agreement_pairs(
-            s,
-            compound="compound",
-            strata=["pert_dose_uM"],
-            adjacent="pert_dose_uM",
-            dose="pert_dose_uM",
-            names=names,
-            max_peers=max_peers,
-            max_pairs_per_compound=None,
-            seed=seed,
-            block_rows=4096,
-            id_column="signature",
-        )
+        p = _agreement_pairs(s, _DOSE_SERIES, names, compare=co)
         p.insert(0, "pert_time_h", float(t))
         p.insert(0, "cell_context", ctx)
         p.insert(0, "dataset", ds)
@@ -622,7 +585,7 @@ def dose_series_agreement(
     pairs = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     out = []
     specs = [(m, "peer_mean", m, f"{m}__peer_mean") for m in names]
-    for ds, grp in pairs.groupby("dataset", sort=True) if len(pairs) else []:
+    for name, grp in pairs.groupby("dataset", sort=True) if len(pairs) else []:
         summ = _summarize(
             grp,
             specs,
@@ -631,7 +594,7 @@ def dose_series_agreement(
             seed=seed,
             confidence=confidence,
         )
-        summ.insert(0, "dataset", ds)
+        summ.insert(0, "dataset", name)
         out.append(summ)
     summary = pd.concat(out, ignore_index=True) if out else pd.DataFrame()
     options = {

@@ -1,6 +1,6 @@
 """``run_agreement``: every agreement diagnostic of a store, with its tables on disk.
 
->>> res = run_agreement("compendium", out="agreement", n_boot=2000)  # doctest: +SKIP
+>>> res = run_agreement("compendium", AgreementOptions(n_boot=500), out="out")  # doctest: +SKIP
 >>> res.cross_summary.query("level == 'all' and metric == 'deg_spearman'")  # doctest: +SKIP
 >>> res = read_agreement("agreement")  # doctest: +SKIP
 
@@ -18,20 +18,30 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
 from .._version import __version__
+from ..compendium import Compendium
+from ..compendium._common import canonical_json
 from ..io import atomic_dir
 from .cross import SignatureOptions, cross_pairs, dose_sensitivity_table, summarize_cross
-from .matching import Identity, match_conditions
+from .matching import match_conditions
 from .metrics import PAIR_METRICS, SCORES
+from .options import AgreementOptions, CompareOptions
 from .replicate import replicate_agreement
-from .signatures import DE_RULES, ZSCORES, DERule, ZScore, zscore_stats
+from .signatures import DE_RULES, ZSCORES, zscore_stats
 
-__all__ = ["TABLES", "AgreementResult", "read_agreement", "run_agreement", "write_agreement"]
+__all__ = [
+    "TABLES",
+    "AgreementOptions",
+    "AgreementResult",
+    "read_agreement",
+    "run_agreement",
+    "write_agreement",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -114,25 +124,10 @@ def _check_options(
 
 
 def run_agreement(
-    store: Any,
+    store: str | os.PathLike[str] | Compendium,
+    options: AgreementOptions | None = None,
     *,
     out: str | os.PathLike[str] | None = None,
-    identity: Identity = "parent",
-    max_log10_dose: float = 1.0,
-    min_compounds: int = 10,
-    alpha: float = 0.05,
-    lfc_min: float | None = None,
-    zscore: ZScore = "none",
-    metrics: Sequence[str] | None = None,
-    score: Literal["euclidean", "cosine", "spearman"] = "euclidean",
-    max_peers: int = 50,
-    n_boot: int = 2000,
-    seed: int = 0,
-    dose_sensitivity: bool = False,
-    replicates: bool = True,
-    de_rule: DERule = "auto",
-    z_min: float = 2.0,
-    datasets: Sequence[str] | None = None,
     progress: bool = True,
 ) -> AgreementResult:
     """Cross-dataset and replicate agreement of a compendium store.
@@ -141,47 +136,37 @@ def run_agreement(
     ----------
     store
         A store path or an open :class:`~perturbridge.compendium.Compendium`.
+    options
+        What to compute (:class:`.AgreementOptions`; default: its defaults).
     out
         Write every table (Parquet and CSV) and ``agreement.json`` into this folder,
         atomically (replacing an earlier agreement folder; any other non-empty folder is
         refused).
-    identity, max_log10_dose, min_compounds
-        Matching (:func:`.matching.match_conditions`).
-    alpha, lfc_min, de_rule, z_min
-        DE genes: ``adj.P.Value.within_one_contrast < alpha`` (and ``|logFC| >
-        lfc_min``); rows without p-values use ``|value| >= z_min`` (``de_rule="auto"``).
-    zscore
-        ``none``, ``dataset`` or ``dataset_context`` per-gene standardisation.
-    metrics
-        Pair metrics (default: all registered).
-    score
-        Retrieval score.
-    max_peers
-        Peers per pair.
-    n_boot, seed
-        Bootstrap draws (0: no intervals) and the seed of everything random.
-    dose_sensitivity
-        Also the ``dose_sensitivity`` table (thresholds exact, 2×, 3×, 10×).
-    replicates
-        Also the within-dataset replicate agreement (separate mode).
-    datasets
-        Only these datasets.
     progress
         Show progress bars.
 
     Returns
     -------
     AgreementResult
-    """
-    from ..compendium import Compendium
 
+    Examples
+    --------
+    >>> options = AgreementOptions(n_boot=200)  # doctest: +SKIP
+    >>> res = run_agreement("compendium", options, out="agreement")  # doctest: +SKIP
+    """
+    o = options or AgreementOptions()
+    identity, max_log10_dose, min_compounds = o.identity, o.max_log10_dose, o.min_compounds
+    alpha, lfc_min, de_rule, z_min = o.alpha, o.lfc_min, o.de_rule, o.z_min
+    zscore, metrics, score, max_peers = o.zscore, o.metrics, o.score, o.max_peers
+    n_boot, seed, datasets = o.n_boot, o.seed, o.datasets
+    dose_sensitivity, replicates = o.dose_sensitivity, o.replicates
     _check_options(identity, zscore, score, de_rule, metrics, max_peers, n_boot, alpha)
     names = list(PAIR_METRICS) if metrics is None else list(dict.fromkeys(metrics))
     out_path = None if out is None else Path(out).absolute()
     if out_path is not None:
         _check_out(out_path)
     own = not isinstance(store, Compendium)
-    comp = Compendium.open(store) if own else store
+    comp = store if isinstance(store, Compendium) else Compendium.open(store)
     try:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -208,15 +193,9 @@ def run_agreement(
         timings["zscore"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
+        compare = CompareOptions(metrics=names, max_peers=max_peers, seed=seed, n_boot=n_boot)
         pairs, ret = cross_pairs(
-            comp,
-            match,
-            signatures=sig,
-            metrics=names,
-            score=score,
-            max_peers=max_peers,
-            seed=seed,
-            progress=progress,
+            comp, match, signatures=sig, compare=compare, score=score, progress=progress
         )
         timings["cross"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -239,14 +218,7 @@ def run_agreement(
                 zscore=sep_stats,
             )
             rep_pairs, rep_summary = replicate_agreement(
-                comp,
-                conds,
-                signatures=rep_sig,
-                metrics=names,
-                max_peers=max_peers,
-                seed=seed,
-                n_boot=n_boot,
-                progress=progress,
+                comp, conds, signatures=rep_sig, compare=compare, progress=progress
             )
         else:
             rep_pairs, rep_summary = pd.DataFrame(), pd.DataFrame()
@@ -265,10 +237,8 @@ def run_agreement(
                 comp,
                 loose,
                 signatures=sig,
-                metrics=names,
+                compare=compare,
                 score=score,
-                max_peers=max_peers,
-                seed=seed,
                 with_retrieval=False,
                 progress=progress,
             )
@@ -277,7 +247,7 @@ def run_agreement(
             )
             timings["dose_sensitivity"] = time.perf_counter() - t0
 
-        options = {
+        recorded = {
             "identity": identity,
             "max_log10_dose": float(max_log10_dose),
             "min_compounds": int(min_compounds),
@@ -299,7 +269,7 @@ def run_agreement(
         info = {
             "format": FORMAT,
             "profile": "perturbridge",
-            "options": options,
+            "options": recorded,
             "store": str(comp.path),
             "build_key": comp.manifest.get("build_key", ""),
             "version": __version__,
@@ -379,7 +349,7 @@ def _plain_frame(df: pd.DataFrame) -> pd.DataFrame:
     for col in out.columns:
         s = out[col]
         if isinstance(s.dtype, pd.CategoricalDtype) or s.dtype == object:
-            out[col] = s.astype(object).where(s.notna(), None)
+            out[col] = s.astype(object).where(s.notna(), cast(Any, None))
     return out
 
 
@@ -389,8 +359,6 @@ def write_agreement_folder(
     """Write ``tables`` (Parquet and CSV) and ``agreement.json`` into the folder ``out``
     atomically: a temporary sibling renamed into place, an earlier agreement folder
     replaced, any other non-empty folder refused. Shared by every agreement profile."""
-    from ..compendium._common import canonical_json
-
     out = Path(out).absolute()
     _check_out(out)
     with atomic_dir(out, replace=True) as tmp:

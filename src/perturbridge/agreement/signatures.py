@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -238,7 +238,7 @@ def iter_signature_blocks(
         raise ValueError(f"chunk_size must be >= 1, found {chunk_size}")
     keys = conditions[list(by)].astype(str)
     for key, grp in conditions.groupby([keys[c] for c in by], sort=True):
-        k = key if isinstance(key, tuple) else (key,)
+        k = cast(tuple[str, ...], key if isinstance(key, tuple) else (key,))
         ids = grp["condition_id"].astype(str).tolist()
         for start in range(0, len(ids), chunk_size):
             yield k, comp.effects(ids[start : start + chunk_size], layer=layer, mode=mode)

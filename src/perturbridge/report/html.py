@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
-from ..agreement import run_agreement
+from ..agreement import AgreementOptions, run_agreement
 from ..agreement.published import read_published
 from ..io import atomic_file
 from . import figures as F
@@ -120,8 +120,8 @@ def _resolve(
     if agreement_dir is not None:
         return _from_mapping(read_agreement_tables(agreement_dir), where=str(agreement_dir))
     run_opts = dict(options or {})
-    run_opts.setdefault("progress", False)
-    return _from_result(run_agreement(store, **run_opts))
+    progress = bool(run_opts.pop("progress", False))
+    return _from_result(run_agreement(store, AgreementOptions(**run_opts), progress=progress))
 
 
 def _profile_of(folder: str | os.PathLike[str]) -> str:
@@ -161,8 +161,9 @@ def write_report(
         :func:`~perturbridge.agreement.run.run_agreement` runs on ``store`` with
         ``options``.
     options
-        Keyword arguments of ``run_agreement`` (when it runs); otherwise shown in the
-        report when the result carries no options.
+        Fields of :class:`~perturbridge.agreement.AgreementOptions` (and ``progress``)
+        for ``run_agreement`` (when it runs); otherwise shown in the report when the
+        result carries no options.
     figures_dir
         Where to write each figure as PNG and SVG (default ``<out stem>_figures/`` next
         to ``out``).

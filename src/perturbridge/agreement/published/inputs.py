@@ -22,6 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ...compendium.store import read_manifest
+from ...io import file_sha256
+
 __all__ = [
     "ADJ_P_LAYERS",
     "DEFile",
@@ -329,9 +332,6 @@ def release_from_store(
     is an error. Returns the data and, per dataset left out, the reason (datasets built
     from upstream files have no release files).
     """
-    from ...compendium.store import read_manifest
-    from ...io import file_sha256
-
     manifest = read_manifest(store)
     entries = manifest.get("datasets", [])
     if isinstance(entries, dict):

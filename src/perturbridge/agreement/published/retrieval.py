@@ -15,6 +15,10 @@ null come with each query. :func:`retrieval_summary` gives the dataset-pair mean
 the compound-clustered, stratum-nested BCa interval of the published summary.
 
 The kernels at the top are pure NumPy and know nothing about release files.
+
+Long because Table 9 is one definition (query sets, peer panels, scores, ranks, the
+summary) that the published code computes in one pass; split, its steps would pass
+half-built tables between modules.
 """
 
 from __future__ import annotations

@@ -18,8 +18,11 @@ from typing import Any
 import pandas as pd
 
 from ..._version import __version__
+from ..run import INFO_FILE, write_agreement_folder
 from . import cross, replicate, summary
 from .inputs import ReleaseData, open_source
+from .retrieval import RetrievalOptions, published_retrieval
+from .retrieval import retrieval_summary as summarize_retrieval
 
 __all__ = [
     "TABLES",
@@ -197,9 +200,6 @@ def run_published(
     retrieval = pd.DataFrame()
     retrieval_summary = pd.DataFrame()
     if opts.retrieval:
-        from .retrieval import RetrievalOptions, published_retrieval
-        from .retrieval import retrieval_summary as summarize_retrieval
-
         # Table 9's panels: cosine and Spearman with 256 peers, negative L2 with every
         # eligible peer (the published runs)
         panels = (("cosine", "spearman"), 256), (("negative_l2",), None)
@@ -259,15 +259,11 @@ def write_published(result: PublishedResult, out: str | os.PathLike[str]) -> Pat
     """Write every table (Parquet and CSV) and ``agreement.json`` (``profile:
     published``) into the folder ``out``, atomically (see
     :func:`~perturbridge.agreement.run.write_agreement_folder`)."""
-    from ..run import write_agreement_folder
-
     return write_agreement_folder(out, result.tables, result.info)
 
 
 def read_published(folder: str | os.PathLike[str]) -> PublishedResult:
     """Read a folder written by :func:`write_published`."""
-    from ..run import INFO_FILE
-
     folder = Path(folder)
     info_path = folder / INFO_FILE
     if not info_path.is_file():

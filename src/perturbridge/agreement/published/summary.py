@@ -11,7 +11,7 @@ ones, since they seed the bootstrap (``docs/agreement.md``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -88,7 +88,7 @@ def _tsv_round_trip(frame: pd.DataFrame, *, keys: Sequence[str] = ()) -> pd.Data
     import io
 
     text = frame.to_csv(sep="\t", index=False)
-    strings = {c: "string" for c in (*_DRUG_KEYS, *keys) if c in frame.columns}
+    strings: dict[Hashable, str] = {c: "string" for c in (*_DRUG_KEYS, *keys) if c in frame.columns}
     return pd.read_csv(io.StringIO(text), sep="\t", dtype=strings, low_memory=False)
 
 
