@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from scipy import sparse
 
 from ..errors import FormatError
+from ..io import provenance
 from ..ledger import Ledger
 from ..samples import build_samples
 from ._base import IngestResult
@@ -237,8 +238,6 @@ def samples_provenance(
     (the same choice as :func:`~perturbridge.pseudobulk.pseudobulk`). Their sizes and
     modification times are recorded instead.
     """
-    from ..io import provenance
-
     prov = provenance(step=step, params=dict(params))
     prov["input_paths"] = [str(p) for p in inputs]
     prov["input_sha256"] = []

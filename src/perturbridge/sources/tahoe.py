@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from ..errors import FormatError
+from ..errors import FormatError, SchemaError
 from ..ledger import Ledger
 from ..pseudobulk import PseudobulkOptions, pseudobulk
 from ..units import dose_to_uM
@@ -390,8 +390,6 @@ class _Manifest:
             (c for c in ("BARCODE_SUB_LIB_ID", "__index_level_0__") if c in names), None
         )
         if self.id_col is None or "plate" not in names:
-            from ..errors import SchemaError
-
             raise SchemaError(
                 "BARCODE_SUB_LIB_ID" if self.id_col is None else "plate",
                 f"the cell metadata lacks a required column; columns present: {names[:20]}",
