@@ -25,6 +25,8 @@ import pytest
 from scipy import stats
 
 from perturbridge.de._edger import (
+    FilterOptions,
+    TMMOptions,
     _dqrdc2_columns,
     _hat_max,
     _r_mean,
@@ -243,9 +245,11 @@ def python_all(y: np.ndarray, group, design_add, design_cm, lib_user, uq_p) -> d
     nf = calc_norm_factors(y)
     return {
         "tmm": nf,
-        "tmm_noweight": calc_norm_factors(y, do_weighting=False),
+        "tmm_noweight": calc_norm_factors(y, tmm=TMMOptions(do_weighting=False)),
         "tmm_ref0": calc_norm_factors(y, ref_sample=0),
-        "tmm_trim": calc_norm_factors(y, logratio_trim=0.2, sum_trim=0.1, a_cutoff=-20),
+        "tmm_trim": calc_norm_factors(
+            y, tmm=TMMOptions(logratio_trim=0.2, sum_trim=0.1, a_cutoff=-20)
+        ),
         "tmm_lib": calc_norm_factors(y, lib_size=lib_user),
         "uq": calc_norm_factors(y, method="upperquartile", p=uq_p),
         "uq75_no_tiny": calc_norm_factors(
@@ -261,10 +265,7 @@ def python_all(y: np.ndarray, group, design_add, design_cm, lib_user, uq_p) -> d
             y,
             group=group,
             lib_size=lib_user,
-            min_count=5,
-            min_total_count=30,
-            large_n=3,
-            min_prop=0.5,
+            options=FilterOptions(min_count=5, min_total_count=30, large_n=3, min_prop=0.5),
         ),
         "cpm": cpm(y),
         "logcpm": cpm(y, log=True),
@@ -664,7 +665,7 @@ def test_calc_norm_factors_errors():
     with pytest.raises(ValueError, match="ref_sample"):
         calc_norm_factors(y, ref_sample=1.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"logratio_trim must lie in \[0.0, 0.5\]"):
-        calc_norm_factors(y, logratio_trim=0.6)
+        calc_norm_factors(y, tmm=TMMOptions(logratio_trim=0.6))
     with pytest.raises(ValueError, match=r"p must lie in \[0.0, 1.0\]"):
         calc_norm_factors(y, method="upperquartile", p=1.5)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import indicator_design
+from perturbridge.de._linear import design_structure
 from perturbridge.de._weighted import fit_condition_plate_weighted, lm_fit_weighted
 
 
@@ -19,7 +20,9 @@ def test_closed_form_equals_per_gene_qr(seed, q):
     y = rng.normal(size=(n, g))
     w = rng.uniform(0.2, 3.0, size=(n, g))
     gen = lm_fit_weighted(y, w, indicator_design(cond, plate, k, q))
-    fast = fit_condition_plate_weighted(y, w, cond, plate, n_plates=q, chunk_size=7)
+    fast = fit_condition_plate_weighted(
+        y, w, design_structure(cond, plate, n_plates=q), chunk_size=7
+    )
     assert gen.df_residual == fast.df_residual
     np.testing.assert_allclose(gen.coefficients[:, :k], fast.coef_condition, atol=1e-12)
     np.testing.assert_allclose(gen.stdev_unscaled[:, :k], fast.stdev_condition, rtol=1e-12)
@@ -41,7 +44,7 @@ def test_confounded_plate_with_weights():
     y = rng.normal(size=(cond.size, 5))
     w = rng.uniform(0.5, 2, size=y.shape)
     gen = lm_fit_weighted(y, w, indicator_design(cond, plate, 4, 3))
-    fast = fit_condition_plate_weighted(y, w, cond, plate)
+    fast = fit_condition_plate_weighted(y, w, design_structure(cond, plate))
     assert gen.estimable.tolist() == [True] * 5 + [False]
     np.testing.assert_allclose(gen.coefficients[:, :4], fast.coef_condition, atol=1e-12)
     np.testing.assert_allclose(gen.sigma, fast.sigma, rtol=1e-12)
@@ -50,5 +53,5 @@ def test_confounded_plate_with_weights():
 def test_weights_must_be_positive():
     with pytest.raises(ValueError, match="positive and finite"):
         fit_condition_plate_weighted(
-            np.zeros((3, 2)), np.zeros((3, 2)), np.arange(3), np.zeros(3, int)
+            np.zeros((3, 2)), np.zeros((3, 2)), design_structure(np.arange(3), np.zeros(3, int))
         )

@@ -43,7 +43,7 @@ from ..ids.annotate import IdentityResolvers, annotate_samples
 from ..io import file_sha256, write_h5ad
 from ..ledger import Ledger
 from ..sources import get_source
-from ._common import BuildError, canonical_json, digest, safe_name, strip_times
+from ._common import BuildError, canonical_json, digest, safe_name, strip_times, write_json_atomic
 from ._lock import exclusive_lock
 
 __all__ = [
@@ -282,8 +282,6 @@ class TaskCache:
             else:
                 out[p] = one(p)
         if changed and remember:
-            from ._common import write_json_atomic
-
             write_json_atomic(memo_path, memo)
         return out
 

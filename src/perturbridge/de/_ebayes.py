@@ -20,6 +20,7 @@ from ..errors import PerturbridgeWarning
 from ._rstats import lowess, natural_spline_fit, quantile7, trigamma_inverse, trimmed_mean, uniroot
 
 __all__ = [
+    "EBayesOptions",
     "EBayesResult",
     "SqueezeResult",
     "ebayes",
@@ -48,6 +49,18 @@ class SqueezeResult:
     df_prior: FloatArray
     var_prior: FloatArray
     var_post: FloatArray
+
+
+@dataclass(frozen=True)
+class EBayesOptions:
+    """The tuning of ``limma::eBayes`` beyond ``trend`` and ``robust``: ``proportion``
+    (of genes expected to be differentially expressed), ``stdev_coef_lim`` (limits of
+    the prior standard deviation of the coefficients) and ``winsor_tail_p`` (tail
+    proportions of the robust fit), at limma's defaults."""
+
+    proportion: float = 0.01
+    stdev_coef_lim: tuple[float, float] = (0.1, 4.0)
+    winsor_tail_p: tuple[float, float] = (0.05, 0.1)
 
 
 @dataclass(frozen=True)
@@ -414,14 +427,12 @@ def ebayes(
     coefficients: FloatArray,
     stdev_unscaled: FloatArray,
     sigma: FloatArray,
-    df_residual: FloatArray,
     *,
+    df_residual: FloatArray,
     amean: FloatArray | None = None,
     trend: bool = False,
     robust: bool = False,
-    proportion: float = 0.01,
-    stdev_coef_lim: tuple[float, float] = (0.1, 4.0),
-    winsor_tail_p: tuple[float, float] = (0.05, 0.1),
+    options: EBayesOptions | None = None,
 ) -> EBayesResult:
     """``limma::eBayes`` on a (contrasts) fit: genes × coefficients arrays.
 
@@ -433,7 +444,17 @@ def ebayes(
         Per gene residual standard deviation and degrees of freedom.
     amean
         Per gene average log expression, the covariate when ``trend`` is true.
+    trend, robust
+        limma's ``trend`` and ``robust``.
+    options
+        The rest of eBayes' tuning (:class:`EBayesOptions`, limma's defaults).
     """
+    opts = options or EBayesOptions()
+    proportion, stdev_coef_lim, winsor_tail_p = (
+        opts.proportion,
+        opts.stdev_coef_lim,
+        opts.winsor_tail_p,
+    )
     coefficients = np.asarray(coefficients, dtype=float)
     stdev_unscaled = np.asarray(stdev_unscaled, dtype=float)
     sigma = np.asarray(sigma, dtype=float)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -28,7 +29,59 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..errors import PerturbridgeWarning
 
-__all__ = ["NormMethod", "calc_norm_factors", "cpm", "filter_by_expr"]
+__all__ = [
+    "FilterOptions",
+    "NormMethod",
+    "TMMOptions",
+    "calc_norm_factors",
+    "cpm",
+    "filter_by_expr",
+]
+
+
+@dataclass(frozen=True)
+class TMMOptions:
+    """The trimming and weighting of TMM (edgeR's defaults).
+
+    Parameters
+    ----------
+    logratio_trim
+        Fraction of genes trimmed from each end of the log-ratios (M-values).
+    sum_trim
+        Fraction trimmed from each end of the average log-abundances (A-values).
+    do_weighting
+        Weight the M-values by their inverse asymptotic variances.
+    a_cutoff
+        Genes with A-value at or below this are not used.
+    """
+
+    logratio_trim: float = 0.3
+    sum_trim: float = 0.05
+    do_weighting: bool = True
+    a_cutoff: float = -1e10
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    """The thresholds of ``filterByExpr`` (edgeR's defaults).
+
+    Parameters
+    ----------
+    min_count
+        Minimum count (at the median library size) in the smallest group.
+    min_total_count
+        Minimum total count of a gene over all samples.
+    large_n
+        Groups larger than this need only ``min_prop`` of their extra samples.
+    min_prop
+        Proportion of samples beyond ``large_n`` that must pass.
+    """
+
+    min_count: float = 10
+    min_total_count: float = 15
+    large_n: int = 10
+    min_prop: float = 0.7
+
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -276,10 +329,7 @@ def _calc_factor_tmm(
     libsize_obs: float,
     libsize_ref: float,
     *,
-    logratio_trim: float,
-    sum_trim: float,
-    do_weighting: bool,
-    a_cutoff: float,
+    options: TMMOptions,
     ref_terms: tuple[FloatArray, FloatArray, FloatArray] | None = None,
 ) -> float:
     """edgeR's ``.calcFactorTMM`` for one sample against the reference sample.
@@ -289,6 +339,7 @@ def _calc_factor_tmm(
     expressions are edgeR's, evaluated in the same order, so results are bit-identical.
     """
     n_o = libsize_obs
+    logratio_trim, sum_trim, a_cutoff = options.logratio_trim, options.sum_trim, options.a_cutoff
     if ref_terms is None:
         ref_terms = _tmm_ref_terms(ref, libsize_ref)
     ref_q, log_ref_q, v_ref = ref_terms
@@ -314,7 +365,7 @@ def _calc_factor_tmm(
     lo_s = math.floor(n * sum_trim) + 1
     hi_s = n + 1 - lo_s
     keep = _average_rank_within(log_r, lo_l, hi_l) & _average_rank_within(abs_e, lo_s, hi_s)
-    if do_weighting:
+    if options.do_weighting:
         with np.errstate(divide="ignore", invalid="ignore"):
             f = np.float64(_r_sum(log_r[keep] / v[keep])) / np.float64(_r_sum(1 / v[keep]))
     else:
@@ -330,10 +381,7 @@ def calc_norm_factors(
     lib_size: np.ndarray | None = None,
     method: Literal["TMM", "upperquartile", "none"] = "TMM",
     ref_sample: int | None = None,
-    logratio_trim: float = 0.3,
-    sum_trim: float = 0.05,
-    do_weighting: bool = True,
-    a_cutoff: float = -1e10,
+    tmm: TMMOptions | None = None,
     p: float = 0.75,
     n_jobs: int = 2,
 ) -> np.ndarray:
@@ -358,14 +406,8 @@ def calc_norm_factors(
         quartile of counts per library size is closest to the mean upper quartile
         (edgeR's ``refColumn``), or the sample with the largest sum of square-root counts
         when the median upper quartile is below 1e-20.
-    logratio_trim
-        TMM: fraction of genes trimmed from each end of the log-ratios (M-values).
-    sum_trim
-        TMM: fraction trimmed from each end of the average log-abundances (A-values).
-    do_weighting
-        TMM: weight the M-values by their inverse asymptotic variances.
-    a_cutoff
-        TMM: genes with A-value at or below this are not used.
+    tmm
+        TMM: the trimming and weighting (:class:`TMMOptions`, edgeR's defaults).
     p
         ``"upperquartile"``: the quantile of each sample's counts used (R type 7).
     n_jobs
@@ -390,11 +432,12 @@ def calc_norm_factors(
     """
     x = _check_counts(counts)
     lib = _check_lib_size(lib_size, x)
+    tmm = tmm or TMMOptions()
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}; found {method!r}")
     for name, val, lo, hi in (
-        ("logratio_trim", logratio_trim, 0.0, 0.5),
-        ("sum_trim", sum_trim, 0.0, 0.5),
+        ("logratio_trim", tmm.logratio_trim, 0.0, 0.5),
+        ("sum_trim", tmm.sum_trim, 0.0, 0.5),
         ("p", p, 0.0, 1.0),
     ):
         if not lo <= val <= hi:
@@ -430,10 +473,7 @@ def calc_norm_factors(
                 x[ref],
                 float(lib[i]),
                 float(lib[ref]),
-                logratio_trim=logratio_trim,
-                sum_trim=sum_trim,
-                do_weighting=do_weighting,
-                a_cutoff=a_cutoff,
+                options=tmm,
                 ref_terms=ref_terms,
             )
 
@@ -463,11 +503,8 @@ def filter_by_expr(
     design: np.ndarray | None = None,
     group: np.ndarray | None = None,
     lib_size: np.ndarray | None = None,
-    min_count: float = 10,
-    min_total_count: float = 15,
-    large_n: int = 10,
-    min_prop: float = 0.7,
     max_hat: float | None = None,
+    options: FilterOptions | None = None,
 ) -> np.ndarray:
     """Genes with enough counts to keep: edgeR's ``filterByExpr``.
 
@@ -489,17 +526,11 @@ def filter_by_expr(
         Group label of each sample.
     lib_size
         Library size of each sample; defaults to the column sums of ``counts``.
-    min_count
-        Minimum count (at the median library size) in the smallest group.
-    min_total_count
-        Minimum total count of a gene over all samples.
-    large_n
-        Groups larger than this need only ``min_prop`` of their extra samples.
-    min_prop
-        Proportion of samples beyond ``large_n`` that must pass.
     max_hat
         The largest hat value of the design, when the caller knows it in closed form
         (used instead of ``design``, whose hat values take a QR of the whole design).
+    options
+        The thresholds (:class:`FilterOptions`, edgeR's defaults).
 
     Returns
     -------
@@ -512,6 +543,9 @@ def filter_by_expr(
     >>> filter_by_expr(counts, group=np.array(["a", "a", "b", "b"]))
     array([False,  True, False])
     """
+    opts = options or FilterOptions()
+    min_count, min_total_count = opts.min_count, opts.min_total_count
+    large_n, min_prop = opts.large_n, opts.min_prop
     x = _check_counts(counts)
     n_samples = x.shape[0]
     lib = _check_lib_size(lib_size, x)

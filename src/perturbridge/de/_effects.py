@@ -170,7 +170,7 @@ def moderate_context(
         logfc,
         su_mat,
         fit.sigma,
-        np.full(ngenes, float(fit.df_residual)),
+        df_residual=np.full(ngenes, float(fit.df_residual)),
         amean=amean,
         trend=bool(options.trend),
         robust=options.robust,

@@ -172,15 +172,16 @@ def uniroot(
 def _lowest(
     x: FloatArray,
     y: FloatArray,
-    n: int,
     xs: float,
-    nleft: int,
-    nright: int,
+    *,
+    window: tuple[int, int],
     w: FloatArray,
-    userw: bool,
-    rw: FloatArray,
+    rw: FloatArray | None,
 ) -> tuple[float, bool]:
-    """One local fit of ``clowess`` (0-based indices ``nleft..nright``)."""
+    """One local fit of ``clowess`` (0-based indices ``window = (nleft, nright)``);
+    ``rw``: the robustness weights, ``None`` on the first iteration (C's ``userw``)."""
+    n = x.size
+    nleft, nright = window
     rng = x[n - 1] - x[0]
     h = max(xs - x[nleft], x[nright] - xs)
     h9 = 0.999 * h
@@ -195,7 +196,7 @@ def _lowest(
     r = seg_r[: j_end - nleft]
     ww = np.where(r <= h1, 1.0, (1.0 - (r / h) ** 3) ** 3) if h > 0 else np.ones_like(r)
     ww = np.where(r <= h9, ww, 0.0)
-    if userw:
+    if rw is not None:
         ww = ww * rw[nleft:j_end]
     a = float(np.sum(ww))  # sequential sum in C; differences are at rounding level
     if a <= 0.0:
@@ -248,7 +249,7 @@ def lowess(
                     nleft += 1
                     nright += 1
                     continue
-            val, ok = _lowest(x, y, n, x[i], nleft, nright, res, it > 1, rw)
+            val, ok = _lowest(x, y, x[i], window=(nleft, nright), w=res, rw=rw if it > 1 else None)
             ys[i] = val if ok else y[i]
             if last < i - 1:
                 denom = x[i] - x[last]

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import sparse
+from scipy import linalg, sparse
 
 from ._ebayes import _in_row_blocks
-from ._linear import DesignStructure, design_structure
+from ._linear import DesignStructure, _estimable_columns
 
 __all__ = [
     "WeightedConditionPlateFit",
@@ -72,11 +72,8 @@ class WeightedConditionPlateFit:
 def fit_condition_plate_weighted(
     y: FloatArray,
     weights: FloatArray,
-    condition: IntArray,
-    plate: IntArray,
+    design: DesignStructure,
     *,
-    n_conditions: int | None = None,
-    n_plates: int | None = None,
     amean: FloatArray | None = None,
     chunk_size: int = 512,
     n_jobs: int = 2,
@@ -87,8 +84,10 @@ def fit_condition_plate_weighted(
     ----------
     y, weights
         Samples × genes; weights must be positive and finite.
-    condition, plate
-        Integer codes per sample; plate 0 is the reference level.
+    design
+        The design's structure, from the integer codes of condition and plate per
+        sample (:func:`~perturbridge.de._linear.design_structure`; plate 0 is the
+        reference level).
     amean
         Average expression per gene (``AveExpr``); the row means of ``y`` by default.
     chunk_size
@@ -102,7 +101,7 @@ def fit_condition_plate_weighted(
         raise ValueError(f"weights have shape {w.shape}, expression {y.shape}")
     if not np.all(np.isfinite(w) & (w > 0)):
         raise ValueError("weights must be positive and finite")
-    st = design_structure(condition, plate, n_conditions=n_conditions, n_plates=n_plates)
+    st = design
     n, g = y.shape
     k, q = st.k, int(st.keep.sum())
     df = n - k - q
@@ -197,10 +196,6 @@ def lm_fit_weighted(y: FloatArray, weights: FloatArray, design: FloatArray) -> W
     ``O(n·p²)`` per gene; for ``~0 + condition + plate`` use
     :func:`fit_condition_plate_weighted`, which gives the same numbers.
     """
-    from scipy import linalg
-
-    from ._linear import _estimable_columns
-
     y = np.asarray(y, dtype=float)
     w = np.asarray(weights, dtype=float)
     x = np.asarray(design, dtype=float)

@@ -257,15 +257,7 @@ def _voom_context(
     if options.keep_weights:
         diag["weights"] = w
     assert options.chunk_size is not None  # set by DEOptions.with_defaults
-    fit = fit_condition_plate_weighted(
-        y,
-        w,
-        design.condition_codes,
-        design.plate_codes,
-        n_conditions=n_cond,
-        n_plates=n_plates,
-        chunk_size=options.chunk_size,
-    )
+    fit = fit_condition_plate_weighted(y, w, structure, chunk_size=options.chunk_size)
     t_idx = design.levels.get_indexer(design.treated)
     c_idx = design.levels.get_indexer(pd.Index(design.control))
     logfc, su = fit.contrast(t_idx, c_idx)
