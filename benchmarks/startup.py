@@ -71,15 +71,13 @@ def _store(folder: Path) -> Path:
     """A small store: a simulated L1000 level 3 GCT built from a plan."""
     from perturbridge.compendium import build
     from perturbridge.io import write_gct
-    from perturbridge.simulate import simulate_l1000
+    from perturbridge.simulate import L1000Plates, simulate_l1000
 
     sim = simulate_l1000(
         n_genes=40,
         n_compounds=2,
         n_replicates=2,
-        n_vehicle_per_plate=6,
-        n_poscon_per_plate=1,
-        wells_per_plate=96,
+        plates=L1000Plates(n_vehicle_per_plate=6, n_poscon_per_plate=1, wells_per_plate=96),
         seed=0,
     )
     gct = folder / "level3.gct"
