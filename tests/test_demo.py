@@ -1,18 +1,70 @@
-"""The embedded demo end to end: simulate → ingest → limma-trend → recovery of the truth."""
+"""The demos end to end: simulate → ingest → DE → recovery of the truth, every source
+family, and the compendium of every family built from a plan.
+
+The slow runs share one ``perturbridge demo`` (a session fixture): its L1000 demo, its
+families and its compendium are the ones checked below.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import anndata as ad
 import pandas as pd
+import pytest
+import typer
 from typer.testing import CliRunner
 
+from perturbridge import _demo
+from perturbridge._demo import FAMILIES, write_demo_plan
+from perturbridge._demo import compendium as demo_compendium
+from perturbridge._demo import l1000 as demo_l1000
 from perturbridge.cli import app
-from perturbridge.demo import run_demo
-from perturbridge.demo_all import FAMILIES
+from perturbridge.cli.compendium import register
+from perturbridge.compendium import BuildReport, Compendium
 
 
-def test_demo_recovers_planted_effects(tmp_path):
-    res = run_demo(tmp_path, seed=1, n_genes=120, n_compounds=4)
+@dataclass
+class DemoRun:
+    """One ``perturbridge demo --out out``, with what its steps returned."""
+
+    out: Path
+    output: str
+    exit_code: int
+    l1000: _demo.DemoResult | None = None
+    compendium: BuildReport | None = None
+
+
+def _recording(module: Any, name: str, into: dict[str, Any], monkeypatch: pytest.MonkeyPatch):
+    real = getattr(module, name)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        into[name] = real(*args, **kwargs)
+        return into[name]
+
+    monkeypatch.setattr(module, name, call)
+    monkeypatch.setattr(_demo, name, call)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    out = tmp_path_factory.mktemp("demo") / "d"
+    seen: dict[str, Any] = {}
+    with pytest.MonkeyPatch.context() as mp:
+        _recording(demo_l1000, "run_demo", seen, mp)
+        _recording(demo_compendium, "run_demo_compendium", seen, mp)
+        r = CliRunner().invoke(app, ["demo", "--out", str(out)])
+    return DemoRun(
+        out, r.output, r.exit_code, seen.get("run_demo"), seen.get("run_demo_compendium")
+    )
+
+
+@pytest.mark.slow
+def test_demo_recovers_planted_effects(demo_run):
+    res = demo_run.l1000
+    assert res is not None, demo_run.output
     m = res.metrics
     assert m["contrasts"] == m["contrasts_matched_to_truth"] > 0
     assert m["pearson_logFC_vs_truth"] > 0.5
@@ -30,12 +82,12 @@ def test_demo_recovers_planted_effects(tmp_path):
     assert "ledger" in eff.uns
 
 
-def test_demo_cli(tmp_path):
-    r = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d")])
-    assert r.exit_code == 0, r.output
-    assert "pearson_logFC_vs_truth" in r.output
-    assert (tmp_path / "d" / "effects_group.h5ad").exists()
-    families = pd.read_csv(tmp_path / "d" / "families" / "families.tsv", sep="\t")
+@pytest.mark.slow
+def test_demo_cli(demo_run):
+    assert demo_run.exit_code == 0, demo_run.output
+    assert "pearson_logFC_vs_truth" in demo_run.output
+    assert (demo_run.out / "effects_group.h5ad").exists()
+    families = pd.read_csv(demo_run.out / "families" / "families.tsv", sep="\t")
     assert set(families["source"]) == set(FAMILIES)
     print(families.drop(columns=["dropped_reasons"]).to_string())
     ran = families[families["skipped"].isna()]
@@ -44,5 +96,36 @@ def test_demo_cli(tmp_path):
     assert (ran["recovery_r"] > 0.2).all()
     assert (ran["ledger_dropped"] > 0).all()  # every fixture plants something to drop
     # the compendium of every family, built through a plan file and summarized
-    assert (tmp_path / "d" / "compendium_demo" / "plan.toml").exists()
-    assert "totals" in r.output and "ledger totals" in r.output
+    assert (demo_run.out / "compendium_demo" / "plan.toml").exists()
+    assert "totals" in demo_run.output and "ledger totals" in demo_run.output
+
+
+@pytest.mark.slow
+def test_the_demo_builds_every_assay_family(demo_run):
+    report = demo_run.compendium
+    assert report is not None, demo_run.output
+    assert report.store_written
+    store = demo_run.out / "compendium_demo" / "compendium"
+    with Compendium.open(store) as comp:
+        datasets = comp.sql("SELECT * FROM datasets ORDER BY dataset")
+    assert sorted(datasets["source"]) == sorted(FAMILIES)
+    assert (datasets["n_conditions"] > 0).all()
+    assert set(datasets["de_method"]) == {"limma-trend", "limma-voom"}
+    app = typer.Typer()
+
+    @app.callback()
+    def _main() -> None:
+        """test app"""
+
+    register(app)
+    res = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["info", str(store)])
+    assert res.exit_code == 0, res.output
+    assert "demo_tahoe" in res.output and "L1000" in res.output
+
+
+def test_demo_plan_for_some_sources(tmp_path):
+    plan = write_demo_plan(tmp_path, sources=("l1000", "generic"), n_jobs=1)
+    text = plan.read_text()
+    assert 'source = "l1000"' in text and 'source = "generic"' in text
+    with pytest.raises(ValueError, match=r"no demo dataset for sources \['nope'\]"):
+        write_demo_plan(tmp_path / "x", sources=("nope",))

@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .de import DEResult, limma_trend
-from .io import write_h5ad
-from .ledger import Ledger
-from .simulate import SimulatedL1000, simulate_l1000
-from .sources import read_l1000
+from .. import de
+from ..de import DEResult
+from ..io import write_h5ad
+from ..ledger import Ledger
+from ..simulate import L1000Plates, SimulatedL1000, simulate_l1000
+from ..sources import read_l1000
 
 __all__ = ["DemoResult", "recovery_metrics", "run_demo"]
 
@@ -32,7 +33,9 @@ class DemoResult:
     metrics: dict[str, Any]
 
 
-def recovery_metrics(de: DEResult, sim: SimulatedL1000, *, alpha: float = 0.05) -> dict[str, Any]:
+def recovery_metrics(
+    result: DEResult, sim: SimulatedL1000, *, alpha: float = 0.05
+) -> dict[str, Any]:
     """How well the planted effects were recovered by the group-mode contrasts.
 
     Matches contrasts to the simulator's true conditions on (cell, compound, dose µM,
@@ -40,7 +43,7 @@ def recovery_metrics(de: DEResult, sim: SimulatedL1000, *, alpha: float = 0.05) 
     false discovery proportion at ``adj.P < alpha``, and direction agreement on the truly
     affected genes.
     """
-    eff = de.effects
+    eff = result.effects
     truth = sim.truth_conditions.reset_index(drop=True)
     key_cols = ["cell_id", "pert_id", "dose_uM", "time_h"]
     tkey = pd.Series(
@@ -100,24 +103,24 @@ def run_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sim = simulate_l1000(
+        L1000Plates(missing_vehicle=[("PC3", 6)]),
         n_genes=n_genes,
         n_compounds=n_compounds,
         seed=seed,
-        missing_vehicle=[("PC3", 6)],
     )
     files = sim.write(out)
     ing = read_l1000(files["gctx"], inst_info=files["inst_info"], dataset="simulated_l1000")
-    de = limma_trend(ing.samples, mode="group", progress=progress)
+    result = de.run(ing.samples, method="trend", progress=progress)
     ledger = Ledger()
     ledger.extend(ing.ledger)
-    ledger.extend(de.ledger)
+    ledger.extend(result.ledger)
     ing.samples.uns["ledger"] = ing.ledger.to_frame()
-    de.effects.uns["ledger"] = de.ledger.to_frame()
+    result.effects.uns["ledger"] = result.ledger.to_frame()
     files["samples"] = write_h5ad(ing.samples, out / "samples.h5ad")
-    files["effects"] = write_h5ad(de.effects, out / "effects_group.h5ad")
+    files["effects"] = write_h5ad(result.effects, out / "effects_group.h5ad")
     files["ledger"] = out / "ledger.tsv"
     ledger.to_frame().to_csv(files["ledger"], sep="\t", index=False)
-    metrics = recovery_metrics(de, sim)
+    metrics = recovery_metrics(result, sim)
     metrics["samples_in"] = int(sim.data.shape[1])
     metrics["samples_kept"] = int(ing.samples.n_obs)
-    return DemoResult(out, files, ledger, de, metrics)
+    return DemoResult(out, files, ledger, result, metrics)

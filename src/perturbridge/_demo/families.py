@@ -23,15 +23,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .de import limma_trend
-from .de.voom import limma_voom
-from .io import write_h5ad
-from .ledger import Ledger
-from .sources import IngestResult
+from .. import de
+from ..io import write_h5ad
+from ..ledger import Ledger
+from ..simulate import simulate_l1000
+from ..simulate.upstream_generic import write_generic
+from ..sources import IngestResult, get_source
+from .fixtures import FAMILIES, FIXTURES, check_families
+from .l1000 import recovery_metrics
 
-__all__ = ["FAMILIES", "FamilyResult", "run_demo_all"]
+__all__ = ["FAMILIES", "FamilyResult", "run_demo_all", "summary_table"]
 
 logger = logging.getLogger(__name__)
+
+#: A family's demo: ``(folder, seed) -> (ingest result, recovery of the planted effects)``.
+Runner = Callable[[Path, int], tuple[IngestResult, Callable[[de.DEResult], float]]]
 
 
 @dataclass
@@ -50,46 +56,42 @@ class FamilyResult:
     skipped: str = ""
 
 
-def _l1000(folder: Path, seed: int) -> tuple[IngestResult, Callable[[Any], float]]:
-    from .demo import recovery_metrics
-    from .simulate import simulate_l1000
-    from .sources import read_l1000
-
+def _l1000(folder: Path, seed: int) -> tuple[IngestResult, Callable[[de.DEResult], float]]:
     sim = simulate_l1000(n_genes=978, n_compounds=6, seed=seed)
     files = sim.write(folder)
-    res = read_l1000(files["gctx"], inst_info=files["inst_info"], dataset="simulated_l1000")
+    reader = get_source("l1000").reader()
+    res = reader(files["gctx"], inst_info=files["inst_info"], dataset="simulated_l1000")
 
-    def recovery(de: Any) -> float:
-        return float(recovery_metrics(de, sim)["pearson_logFC_vs_truth"])
+    def recovery(result: de.DEResult) -> float:
+        return float(recovery_metrics(result, sim)["pearson_logFC_vs_truth"])
 
     return res, recovery
 
 
-def _fixture(
-    write: Callable[[Path], Any], read: Callable[[Any], IngestResult]
-) -> Callable[[Path, int], tuple[IngestResult, Callable[[Any], float]]]:
-    def run(folder: Path, seed: int) -> tuple[IngestResult, Callable[[Any], float]]:
-        fx = write(folder)
-        res = read(fx)
+def _fixture(name: str, *, seed: int, **options: Any) -> Runner:
+    """A family of :data:`~perturbridge._demo.fixtures.FIXTURES`, written with its own
+    ``seed`` and read by the registered reader (with further reader ``options``)."""
+    fixture = FIXTURES[name]
 
-        def recovery(de: Any) -> float:
-            return float(fx.recovery(de.effects)["r"])
+    def run(folder: Path, _seed: int) -> tuple[IngestResult, Callable[[de.DEResult], float]]:
+        fx = fixture.write(folder, seed=seed)
+        res = get_source(name).reader()(**fixture.inputs(fx, folder), **options)
+
+        def recovery(result: de.DEResult) -> float:
+            return float(fx.recovery(result.effects)["r"])
 
         return res, recovery
 
     return run
 
 
-def _generic(folder: Path, seed: int) -> tuple[IngestResult, Callable[[Any], float]]:
-    from .simulate.upstream_generic import write_generic
-    from .sources.generic import read_generic
-
+def _generic(folder: Path, seed: int) -> tuple[IngestResult, Callable[[de.DEResult], float]]:
     paths = write_generic(folder, n_genes=500, seed=seed)
-    res = read_generic(paths["mapping"])
+    res = get_source("generic").reader()(paths["mapping"])
     truth = pd.read_csv(paths["truth"], sep="\t", index_col=0)
 
-    def recovery(de: Any) -> float:
-        eff = de.effects
+    def recovery(result: de.DEResult) -> float:
+        eff = result.effects
         keys = [
             f"{p}|{d:g}"
             for p, d in zip(eff.obs["perturbagen"], eff.obs["pert_dose_uM"], strict=True)
@@ -102,74 +104,21 @@ def _generic(folder: Path, seed: int) -> tuple[IngestResult, Callable[[Any], flo
     return res, recovery
 
 
-def _families() -> dict[str, Callable[[Path, int], tuple[IngestResult, Callable[[Any], float]]]]:
-    from .simulate import upstream as up
-    from .simulate import upstream_sc as sc
-    from .sources.cigs import read_cigs
-    from .sources.dilimap import read_dilimap
-    from .sources.drugseq_moabox import read_drugseq_moabox
-    from .sources.gdpx2 import read_gdpx2
-    from .sources.op3 import read_op3
-    from .sources.sciplex import read_sciplex
-    from .sources.tahoe import read_tahoe
-    from .sources.vcpi import read_vcpi
-
-    def moabox(fx: Any) -> IngestResult:
-        counts = [v for k, v in fx.files.items() if k.startswith("counts_")]
-        return read_drugseq_moabox(
-            fx.files["metadata"],
-            counts,
-            compounds=fx.files["compounds"],
-            robust_controls=fx.files["robust_controls"],
-            gene_mapping=fx.files["gene_mapping"],
-        )
-
-    return {
-        "l1000": _l1000,
-        "op3": _fixture(lambda f: up.write_op3(f, seed=11), lambda fx: read_op3(fx.files["h5ad"])),
-        "drugseq_moabox": _fixture(lambda f: up.write_moabox(f, seed=21), moabox),
-        "vcpi": _fixture(
-            lambda f: up.write_vcpi(f, seed=31),
-            lambda fx: read_vcpi(fx.files["metadata"], fx.files["counts"]),
-        ),
-        "gdpx2": _fixture(
-            lambda f: up.write_gdpx2(f, seed=41),
-            lambda fx: read_gdpx2(fx.files["metadata"], fx.files["counts"]),
-        ),
-        "sciplex": _fixture(
-            lambda f: sc.write_sciplex(f, seed=1),
-            lambda fx: read_sciplex(
-                fx.files["h5ad"], quality_gene="MALAT1", quality_min_fraction=0.005, min_cells=5
-            ),
-        ),
-        "tahoe": _fixture(
-            lambda f: sc.write_tahoe(f, seed=2),
-            lambda fx: read_tahoe(fx.files["plate1"].parent, obs_parquet=fx.files["obs_parquet"]),
-        ),
-        "cigs": _fixture(
-            lambda f: sc.write_cigs(f, seed=3),
-            lambda fx: read_cigs(fx.files["compounds"].parent),
-        ),
-        "dilimap": _fixture(
-            lambda f: sc.write_dilimap(f, seed=4), lambda fx: read_dilimap(fx.files["h5ad"])
-        ),
-        "generic": _generic,
-    }
-
-
-#: The sources the demo simulates, in order.
-FAMILIES: tuple[str, ...] = (
-    "l1000",
-    "op3",
-    "drugseq_moabox",
-    "vcpi",
-    "gdpx2",
-    "sciplex",
-    "tahoe",
-    "cigs",
-    "dilimap",
-    "generic",
-)
+#: How each family's demo dataset is made (the upstream fixtures keep their own seeds).
+RUNNERS: dict[str, Runner] = {
+    "l1000": _l1000,
+    "op3": _fixture("op3", seed=11),
+    "drugseq_moabox": _fixture("drugseq_moabox", seed=21),
+    "vcpi": _fixture("vcpi", seed=31),
+    "gdpx2": _fixture("gdpx2", seed=41),
+    "sciplex": _fixture(
+        "sciplex", seed=1, quality_gene="MALAT1", quality_min_fraction=0.005, min_cells=5
+    ),
+    "tahoe": _fixture("tahoe", seed=2),
+    "cigs": _fixture("cigs", seed=3),
+    "dilimap": _fixture("dilimap", seed=4),
+    "generic": _generic,
+}
 
 
 def run_demo_all(
@@ -186,34 +135,28 @@ def run_demo_all(
     ledger counts). A source whose optional dependency is missing (CIGS needs openpyxl
     for its .xlsx files) is reported as skipped, with the reason.
     """
-    from .sources import get_source
-
     out = Path(out_dir)
-    runners = _families()
-    unknown = [f for f in families if f not in runners]
-    if unknown:
-        raise ValueError(f"unknown demo families {unknown}; known: {list(runners)}")
+    check_families(families, RUNNERS, what="unknown demo families")
     results = []
     for name in families:
         t0 = time.perf_counter()
         folder = out / name
         adapter = get_source(name)
         try:
-            ing, recovery = runners[name](folder / "upstream", seed)
+            ing, recovery = RUNNERS[name](folder / "upstream", seed)
         except ImportError as err:
             results.append(
                 FamilyResult(name, adapter.assay, 0, 0, 0, float("nan"), Ledger(), skipped=str(err))
             )
             logger.warning("demo: %s skipped: %s", name, err)
             continue
-        kind = ing.samples.uns["perturbridge"]["value_kind"]
-        de = limma_voom(ing.samples) if kind == "counts" else limma_trend(ing.samples)
+        result = de.run(ing.samples)  # limma-voom for counts, limma-trend for log expression
         ledger = Ledger()
         ledger.extend(ing.ledger)
-        ledger.extend(de.ledger)
+        ledger.extend(result.ledger)
         files = {
             "samples": write_h5ad(ing.samples, folder / "samples.h5ad"),
-            "effects": write_h5ad(de.effects, folder / "effects_group.h5ad"),
+            "effects": write_h5ad(result.effects, folder / "effects_group.h5ad"),
             "ledger": folder / "ledger.tsv",
         }
         ledger.to_frame().to_csv(files["ledger"], sep="\t", index=False)
@@ -223,8 +166,8 @@ def run_demo_all(
                 assay=adapter.assay,
                 samples=int(ing.samples.n_obs),
                 genes=int(ing.samples.n_vars),
-                contrasts=int(de.effects.n_obs),
-                recovery_r=recovery(de),
+                contrasts=int(result.effects.n_obs),
+                recovery_r=recovery(result),
                 ledger=ledger,
                 files=files,
                 seconds=time.perf_counter() - t0,
@@ -240,7 +183,7 @@ def summary_table(results: list[FamilyResult]) -> pd.DataFrame:
     for r in results:
         led = r.ledger.to_frame()
         dropped = led[led["status"] == "dropped"]
-        reasons = dropped.groupby(["stage", "reason"]).size()
+        reasons = dropped.groupby(["stage", "reason"]).size().reset_index(name="n")
         rows.append(
             {
                 "source": r.source,
@@ -251,7 +194,9 @@ def summary_table(results: list[FamilyResult]) -> pd.DataFrame:
                 "recovery_r": round(r.recovery_r, 3),
                 "ledger_kept": int((led["status"] == "kept").sum()),
                 "ledger_dropped": len(dropped),
-                "dropped_reasons": "; ".join(f"{s}/{k}: {n}" for (s, k), n in reasons.items()),
+                "dropped_reasons": "; ".join(
+                    f"{s}/{k}: {n}" for s, k, n in reasons.itertuples(index=False)
+                ),
                 "seconds": round(r.seconds, 1),
                 "skipped": r.skipped,
             }
