@@ -333,3 +333,32 @@ def test_documented_dotted_names_exist() -> None:
     assert not wrong, "perturbridge.… names in the documents that do not exist:\n" + "\n".join(
         wrong
     )
+
+
+# ---- the files the documents name exist
+
+PATH_DOCS = [*DOCS, ROOT / "BENCHMARKS.md"]
+REPO_PATH = re.compile(r"(?<![\w/.-])((?:src|tests|benchmarks|scripts|examples)/[\w./-]*\w)")
+PACKAGE_PARTS = sorted(
+    p.name for p in (ROOT / "src" / "perturbridge").iterdir() if (p / "__init__.py").is_file()
+)
+PACKAGE_PATH = re.compile(
+    r"(?<![\w/.-])((?:" + "|".join(map(re.escape, PACKAGE_PARTS)) + r")/[\w/]*\w\.py)\b"
+)
+
+
+def _named_paths() -> list[tuple[str, str, Path]]:
+    out = []
+    for path in PATH_DOCS:
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            where = f"{path.relative_to(ROOT).as_posix()}:{i}"
+            for m in REPO_PATH.finditer(line):
+                out.append((where, m.group(1), ROOT / m.group(1)))
+            for m in PACKAGE_PATH.finditer(line):
+                out.append((where, m.group(1), ROOT / "src" / "perturbridge" / m.group(1)))
+    return out
+
+
+def test_documented_paths_exist() -> None:
+    wrong = [f"{where}: {text}" for where, text, path in _named_paths() if not path.exists()]
+    assert not wrong, "files named in the documents that do not exist:\n" + "\n".join(wrong)
