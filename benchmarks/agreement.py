@@ -42,9 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
-from perturbridge.agreement import run_agreement
+from perturbridge.agreement import AgreementOptions, run_agreement
 from perturbridge.compendium import import_release
-from perturbridge.simulate.agreement import write_agreement_release
+from perturbridge.simulate.agreement import AgreementDesign, write_agreement_release
 
 
 def _rss_mb() -> float:
@@ -97,16 +97,15 @@ def main() -> None:
         release, store, out = work / "release", work / "store", work / "agreement"
         shutil.rmtree(release, ignore_errors=True)
         t0 = time.perf_counter()
-        write_agreement_release(
-            release,
+        design = AgreementDesign(
             n_datasets=args.n_datasets,
             n_contexts=args.n_contexts,
             n_compounds=n_compounds,
             doses=doses,
             distortion=not args.no_distortion,
             separate=args.separate,
-            seed=args.seed,
         )
+        write_agreement_release(release, design, seed=args.seed)
         simulate_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         import_release(release, store)
@@ -118,16 +117,14 @@ def main() -> None:
         t0 = time.perf_counter()
         if prof is not None:
             prof.enable()
-        res = run_agreement(
-            store,
-            out=out,
+        options = AgreementOptions(
             metrics=None,  # every registered metric
             n_boot=args.n_boot,
             max_peers=args.max_peers,
             seed=args.seed,
             replicates=args.separate,
-            progress=False,
         )
+        res = run_agreement(store, options, out=out, progress=False)
         if prof is not None:
             prof.disable()
         agreement_s = time.perf_counter() - t0

@@ -46,7 +46,7 @@ from scipy import sparse
 
 from perturbridge.compendium import Compendium, build, read_task_log
 from perturbridge.io.gct import write_gctx
-from perturbridge.simulate import simulate_counts, simulate_l1000, sizes_for
+from perturbridge.simulate import CountsDesign, simulate_counts, simulate_l1000, sizes_for
 
 CELL_LINES = ("A375", "A549", "HA1E", "HCC515", "HEPG2", "HT29", "MCF7", "NPC", "PC3", "VCAP")
 
@@ -73,13 +73,12 @@ def write_counts(folder: Path, n_samples: int, *, n_genes: int, seed: int) -> tu
     xs, obs = [], []
     for i in range(n_lines):
         sim = simulate_counts(
+            CountsDesign(replicate_fraction=0.035, mean_library_size=3e5),
             n_genes=n_genes,
             n_plates=14,
             conditions_per_plate=max(2, round(82 * n_samples / (n_lines * per_line))),
             vehicles_per_plate=10,
-            replicate_fraction=0.035,
             cell_line=f"CVCL_{9000 + i:04d}",
-            mean_library_size=3e5,
             seed=seed + i,
         )
         s = sim.samples

@@ -45,21 +45,20 @@ def main() -> None:
         run_published,
         summary,
     )
-    from perturbridge.simulate.agreement import write_agreement_release
+    from perturbridge.simulate.agreement import AgreementDesign, write_agreement_release
 
     doses = tuple(10.0 ** (i - 1) for i in range(args.n_doses))
     with tempfile.TemporaryDirectory(prefix="pb_published_") as tmp:
         root = Path(tmp) / "release"
         t0 = time.perf_counter()
-        write_agreement_release(
-            root,
+        design = AgreementDesign(
             n_datasets=args.n_datasets,
             n_contexts=args.n_contexts,
             n_compounds=args.n_compounds,
             doses=doses,
             n_replicates=args.n_replicates,
-            seed=args.seed,
         )
+        write_agreement_release(root, design, seed=args.seed)
         simulate_s = time.perf_counter() - t0
 
         timings: dict[str, float] = {}

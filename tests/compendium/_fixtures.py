@@ -11,7 +11,7 @@ import pandas as pd
 
 from perturbridge.io import write_h5ad
 from perturbridge.io.gct import write_gct
-from perturbridge.simulate import simulate_counts, simulate_l1000
+from perturbridge.simulate import L1000Plates, simulate_counts, simulate_l1000
 
 COUNTS_MODULE = "compendium._counts_source"
 
@@ -22,9 +22,7 @@ def write_l1000(folder: Path, *, seed: int = 0, n_compounds: int = 2) -> Path:
         n_genes=40,
         n_compounds=n_compounds,
         n_replicates=2,
-        n_vehicle_per_plate=6,
-        n_poscon_per_plate=1,
-        wells_per_plate=96,
+        plates=L1000Plates(n_vehicle_per_plate=6, n_poscon_per_plate=1, wells_per_plate=96),
         seed=seed,
     )
     folder.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,6 @@ assay distortions)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -14,9 +13,11 @@ import pandas as pd
 import pytest
 from scipy import special
 
+from perturbridge.agreement import AgreementOptions, run_agreement
 from perturbridge.compendium import Compendium
 from perturbridge.schema import EFFECT_LAYERS
 from perturbridge.simulate.agreement import (
+    AgreementDesign,
     AgreementTruth,
     _bh_rows,
     sim_inchikey,
@@ -25,21 +26,16 @@ from perturbridge.simulate.agreement import (
     write_agreement_release,
 )
 
-SMALL: dict[str, Any] = {
-    "n_datasets": 3,
-    "n_contexts": 2,
-    "n_compounds": 12,
-    "doses": (1.0, 10.0),
-    "n_genes": 200,
-    "n_replicates": 3,
-}
+SMALL = AgreementDesign(
+    n_datasets=3, n_contexts=2, n_compounds=12, doses=(1.0, 10.0), n_genes=200, n_replicates=3
+)
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("agreement_sim")
     store = simulate_agreement_store(
-        tmp / "store", seed=3, release_dir=tmp / "release", truth=tmp / "truth.npz", **SMALL
+        tmp / "store", SMALL, seed=3, release_dir=tmp / "release", truth=tmp / "truth.npz"
     )
     return {"store": store, "release": tmp / "release", "truth": tmp / "truth.npz"}
 
@@ -157,24 +153,19 @@ def test_truth_round_trip(sim):
 
 
 def test_no_distortion_means_identical_assays(tmp_path):
-    truth = write_agreement_release(
-        tmp_path, distortion=False, separate=False, n_contexts=1, n_compounds=3, n_genes=50
+    design = AgreementDesign(
+        distortion=False, separate=False, n_contexts=1, n_compounds=3, n_genes=50
     )
+    truth = write_agreement_release(tmp_path, design)
     assert (truth.gain == 1).all() and (truth.gamma == 1).all() and truth.measured.all()
     assert np.allclose(truth.noise, truth.noise[0, 0])
 
 
 def test_seeded(tmp_path):
-    kw: dict[str, Any] = {
-        "n_datasets": 2,
-        "n_contexts": 1,
-        "n_compounds": 4,
-        "n_genes": 60,
-        "separate": False,
-    }
-    write_agreement_release(tmp_path / "a", seed=5, **kw)
-    write_agreement_release(tmp_path / "b", seed=5, **kw)
-    write_agreement_release(tmp_path / "c", seed=6, **kw)
+    design = AgreementDesign(n_datasets=2, n_contexts=1, n_compounds=4, n_genes=60, separate=False)
+    write_agreement_release(tmp_path / "a", design, seed=5)
+    write_agreement_release(tmp_path / "b", design, seed=5)
+    write_agreement_release(tmp_path / "c", design, seed=6)
     rel = Path("sim_b") / "group_rep" / "SIMCL01_de.h5ad"
     a, b, c = (ad.read_h5ad(tmp_path / x / rel).layers["logFC"] for x in "abc")
     np.testing.assert_array_equal(a, b)
@@ -230,28 +221,21 @@ def test_bh_rows_matches_naive():
 )
 def test_errors(tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
-        simulate_agreement_store(tmp_path / "store", **kw)
+        simulate_agreement_store(tmp_path / "store", AgreementDesign(**kw))
 
 
 def test_refuses_a_non_empty_release_folder(tmp_path):
     (tmp_path / "old.txt").write_text("x")
     with pytest.raises(ValueError, match="is not empty"):
-        write_agreement_release(tmp_path, n_compounds=2, n_genes=20)
+        write_agreement_release(tmp_path, AgreementDesign(n_compounds=2, n_genes=20))
 
 
 # ------------------------------------------------------------------ acceptance
 
 
 def _centroid_rows(store: Path) -> pd.DataFrame:
-    from perturbridge.agreement.run import run_agreement
-
-    res = run_agreement(
-        store,
-        metrics=["direction", "deg_spearman"],
-        n_boot=200,
-        replicates=False,
-        progress=False,
-    )
+    options = AgreementOptions(metrics=["direction", "deg_spearman"], n_boot=200, replicates=False)
+    res = run_agreement(store, options, progress=False)
     cs = res.cross_summary
     rows = cs[(cs["cell_context"] == "*") & (cs["baseline"] == "cross_centroid_a")]
     return rows.set_index(["dataset_a", "dataset_b", "metric"])
@@ -261,9 +245,11 @@ def _published_rows(tmp: Path, *, distortion: bool, seed: int) -> pd.DataFrame:
     """Tables 4-5 summary rows of the published profile on a simulated release."""
     from perturbridge.agreement.published import PublishedOptions, run_published
 
-    kw: dict[str, Any] = {"n_datasets": 2, "n_contexts": 2, "n_compounds": 20, "doses": (1.0, 10.0),
-          "separate": False, "seed": seed}  # fmt: skip
-    simulate_agreement_store(tmp / "store", distortion=distortion, release_dir=tmp / "rel", **kw)
+    design = AgreementDesign(
+        n_datasets=2, n_contexts=2, n_compounds=20, doses=(1.0, 10.0), separate=False,
+        distortion=distortion,
+    )  # fmt: skip
+    simulate_agreement_store(tmp / "store", design, seed=seed, release_dir=tmp / "rel")
     res = run_published(tmp / "rel", options=PublishedOptions(replicates=False, n_boot=500))
     return res.summary[res.summary["weighting"] == res.weighting].set_index("metric")
 
@@ -295,10 +281,19 @@ def test_perturbridge_profile_pattern(tmp_path, seed):
     """Our own profile (the centroid of A scored against B): distortions on: direction
     observed above that centroid, DEG Spearman below;
     distortions off: both above."""
-    kw: dict[str, Any] = {"n_datasets": 2, "n_contexts": 2, "n_compounds": 20, "doses": (1.0, 10.0),
-          "separate": False, "seed": seed}  # fmt: skip
-    on = _centroid_rows(simulate_agreement_store(tmp_path / "on", distortion=True, **kw))
-    off = _centroid_rows(simulate_agreement_store(tmp_path / "off", distortion=False, **kw))
+    on_off = [
+        AgreementDesign(
+            n_datasets=2,
+            n_contexts=2,
+            n_compounds=20,
+            doses=(1.0, 10.0),
+            separate=False,
+            distortion=distortion,
+        )
+        for distortion in (True, False)
+    ]
+    on = _centroid_rows(simulate_agreement_store(tmp_path / "on", on_off[0], seed=seed))
+    off = _centroid_rows(simulate_agreement_store(tmp_path / "off", on_off[1], seed=seed))
     for rows in (on, off):
         assert list(rows.index.get_level_values("dataset_a").unique()) == ["sim_a"]
         assert (rows["n_pairs"] >= 60).all() and (rows["n_compounds"] == 20).all()

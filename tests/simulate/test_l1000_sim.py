@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from perturbridge.errors import UnitError
-from perturbridge.simulate import SimulatedL1000, simulate_l1000, sizes_for
+from perturbridge.simulate import L1000Plates, SimulatedL1000, simulate_l1000, sizes_for
 
 COL_FIELDS = [
     "rna_plate",
@@ -254,7 +255,7 @@ def test_planted_effects_recoverable(full: SimulatedL1000) -> None:
 
 def test_missing_vehicle_removes_exactly_those_wells(small: SimulatedL1000) -> None:
     gone = [("MCF7", 24), ("A375", 6.0)]
-    sim = simulate_l1000(**SMALL, missing_vehicle=gone)
+    sim = simulate_l1000(L1000Plates(missing_vehicle=gone), **SMALL)
     cm = small.col_meta
     in_gone = pd.Series(list(zip(cm["cell_id"], cm["pert_time"], strict=True)), index=cm.index)
     expected_drop = (cm["pert_type"] == "ctl_vehicle") & in_gone.isin([("MCF7", 24), ("A375", 6)])
@@ -274,7 +275,7 @@ def test_missing_vehicle_removes_exactly_those_wells(small: SimulatedL1000) -> N
 
 
 def test_dose_units_converted(small: SimulatedL1000) -> None:
-    sim = simulate_l1000(**SMALL, dose_units=("um", "nm"))
+    sim = simulate_l1000(L1000Plates(dose_units=("um", "nm")), **SMALL)
     cm = sim.col_meta
     assert set(cm["pert_dose_unit"]) == {"um", "nm", "-666"}
     # the same experiment, only reported differently
@@ -344,8 +345,11 @@ def test_sizes_for_with_several_plate_groups() -> None:
     ],
 )
 def test_invalid_arguments(kwargs: dict, error: type[Exception], match: str) -> None:
+    on_plates = {f.name for f in fields(L1000Plates)}
+    plates = L1000Plates(**{k: v for k, v in kwargs.items() if k in on_plates})
+    rest = {k: v for k, v in kwargs.items() if k not in on_plates}
     with pytest.raises(error, match=match):
-        simulate_l1000(**{"n_genes": 10, "n_compounds": 1, **kwargs})
+        simulate_l1000(plates, **{"n_genes": 10, "n_compounds": 1, **rest})
 
 
 def test_sizes_for_invalid() -> None:

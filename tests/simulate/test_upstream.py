@@ -12,6 +12,7 @@ from scipy import sparse
 from perturbridge.simulate.upstream import (
     ERCC_IDS,
     MOABOX_METADATA_COLUMNS,
+    Gdpx2Design,
     UpstreamFixture,
     simulate_layout_counts,
     write_gdpx2,
@@ -153,7 +154,7 @@ def test_vcpi_writes_the_client_tables(tmp_path):
 
 
 def test_gdpx2_writes_the_datapoints_package(tmp_path):
-    fx = write_gdpx2(tmp_path, n_genes=20, n_compounds=1, n_plates=1, seed=6)
+    fx = write_gdpx2(tmp_path, Gdpx2Design(n_compounds=1, n_plates=1), n_genes=20, seed=6)
     meta = pd.read_csv(fx.files["metadata"])
     assert len(meta) == 2 * len(fx.layout)  # every row twice, as in the release
     assert meta.drop_duplicates().shape[0] == len(fx.layout)
@@ -176,7 +177,8 @@ def test_gdpx2_writes_the_datapoints_package(tmp_path):
 
 
 def test_gdpx2_writes_the_curated_h5ad(tmp_path):
-    fx = write_gdpx2(tmp_path, layout="lamin", n_genes=20, n_compounds=1, n_plates=1, seed=7)
+    design = Gdpx2Design(n_compounds=1, n_plates=1)
+    fx = write_gdpx2(tmp_path, design, layout="lamin", n_genes=20, seed=7)
     a = ad.read_h5ad(fx.files["h5ad"])
     doses = set(a.obs["pert_dose"].astype(str))
     assert {"0.0625%", "9.5nM", "3000.0nM"} <= doses

@@ -12,6 +12,8 @@ import pytest
 
 from perturbridge.simulate.upstream_sc import (
     CIGS_SUBSETS,
+    SciplexDesign,
+    TahoeDesign,
     write_cigs,
     write_dilimap,
     write_sciplex,
@@ -21,7 +23,8 @@ from perturbridge.simulate.upstream_sc import (
 
 @pytest.mark.parametrize("flavor", ["scperturb", "trapnell"])
 def test_sciplex_layout(tmp_path, flavor):
-    fx = write_sciplex(tmp_path, flavor=flavor, n_genes=60, n_compounds=2, cell_lines=("A549",))
+    design = SciplexDesign(cell_lines=("A549",))
+    fx = write_sciplex(tmp_path, design, flavor=flavor, n_genes=60, n_compounds=2)
     with h5py.File(fx.files["h5ad"]) as fh:
         assert fh["X"].attrs["encoding-type"] == "csr_matrix"
     a = ad.read_h5ad(fx.files["h5ad"])
@@ -41,7 +44,7 @@ def test_sciplex_layout(tmp_path, flavor):
 
 
 def test_tahoe_layout(tmp_path):
-    fx = write_tahoe(tmp_path, n_genes=40, n_drugs=2, n_plates=2)
+    fx = write_tahoe(tmp_path, TahoeDesign(n_plates=2), n_genes=40, n_drugs=2)
     assert fx.files["plate1"].name == "plate1_filt_Vevo_Tahoe100M_WServicesFrom_ParseGigalab.h5ad"
     a = ad.read_h5ad(fx.files["plate2"])
     assert a.obs.index.name == "BARCODE_SUB_LIB_ID"

@@ -17,7 +17,7 @@ from perturbridge.de.limma import limma_trend
 from perturbridge.de.voom import limma_voom
 from perturbridge.errors import FormatError, SchemaError, UnitError
 from perturbridge.schema import validate_samples
-from perturbridge.simulate.counts import simulate_counts
+from perturbridge.simulate.counts import CountsDesign, simulate_counts
 from perturbridge.sources import get_source, list_sources
 from perturbridge.sources.generic import MappingError, load_mapping, read_generic
 
@@ -72,13 +72,11 @@ CAFFEINE = "RYYVLZVUVIJVGH-UHFFFAOYSA-N"
 @pytest.fixture(scope="module")
 def sim():
     return simulate_counts(
+        CountsDesign(replicate_fraction=1.0, mean_library_size=1e6, frac_affected=0.1),
         n_genes=400,
         n_plates=3,
         conditions_per_plate=6,
         vehicles_per_plate=8,
-        replicate_fraction=1.0,
-        mean_library_size=1e6,
-        frac_affected=0.1,
         seed=11,
     )
 

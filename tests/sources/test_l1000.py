@@ -16,7 +16,7 @@ from perturbridge.cli import app
 from perturbridge.errors import FormatError, SchemaError, UnitError
 from perturbridge.io import GCTXFile, write_gctx
 from perturbridge.schema import validate_samples
-from perturbridge.simulate import simulate_l1000
+from perturbridge.simulate import L1000Plates, simulate_l1000
 from perturbridge.sources import get_source, list_sources, read_l1000
 
 PLATE = ("l1000_cmapPy", "test_l1000.gct")
@@ -74,7 +74,7 @@ def _sim_files(tmp_path: Path, **kw):
 
 
 def test_inst_info_table_and_nm_units(tmp_path):
-    sim, files = _sim_files(tmp_path, dose_units=("um", "nm"))
+    sim, files = _sim_files(tmp_path, plates=L1000Plates(dose_units=("um", "nm")))
     res = read_l1000(files["gctx"], inst_info=files["inst_info"], dataset="sim")
     obs = res.samples.obs
     info = sim.inst_info().set_index("inst_id")

@@ -85,7 +85,7 @@ the jitter, which a centroid averages away, is what separates them.)
 Examples
 --------
 >>> from perturbridge.simulate.agreement import simulate_agreement_store
->>> store = simulate_agreement_store("sim_store", n_compounds=20)  # doctest: +SKIP
+>>> store = simulate_agreement_store("sim_store", AgreementDesign(n_compounds=20))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -104,7 +104,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..compendium import import_release
+from ..progress import track
+
 __all__ = [
+    "AgreementDesign",
     "AgreementTruth",
     "sim_inchikey",
     "simulate_agreement_store",
@@ -366,34 +370,66 @@ def _names(d: int, i: int) -> tuple[str, str]:
     return f"SimCpd {i}", f"SC{d}{i:05d}"
 
 
+@dataclass(frozen=True)
+class AgreementDesign:
+    """What :func:`simulate_agreement_store` simulates.
+
+    Parameters
+    ----------
+    n_datasets, n_contexts, n_compounds, doses, times, n_genes
+        The design: every dataset measures every compound × context × dose × time
+        (``n_contexts * n_compounds * len(doses) * len(times)`` conditions per dataset).
+    n_replicates, n_controls
+        Replicates of each condition and of its vehicle.
+    distortion
+        Assay distortions: gene-wise gain and nonlinearity, condition-level jitter,
+        dataset-specific noise and gene coverage.
+    shared_effect, generic_effect
+        Median magnitude (log2) of the compound-specific effect and of the generic
+        context response at full dose weight.
+    gain_jitter
+        SD (log scale) of the condition-level multiplicative jitter (distortion on).
+    noise
+        Replicate noise SD (log2) of the first dataset.
+    separate
+        Also write separate-mode files (one contrast per replicate).
+    """
+
+    n_datasets: int = 3
+    n_contexts: int = 4
+    n_compounds: int = 40
+    doses: Sequence[float] = (0.1, 1.0, 10.0)
+    times: Sequence[float] = (24.0,)
+    n_genes: int = 978
+    n_replicates: int = 3
+    n_controls: int = 6
+    distortion: bool = True
+    shared_effect: float = 0.7
+    generic_effect: float = 1.5
+    gain_jitter: float = 1.2
+    noise: float = 0.15
+    separate: bool = True
+
+
 def write_agreement_release(
     root: str | os.PathLike[str],
+    design: AgreementDesign | None = None,
     *,
-    n_datasets: int = 3,
-    n_contexts: int = 4,
-    n_compounds: int = 40,
-    doses: Sequence[float] = (0.1, 1.0, 10.0),
-    times: Sequence[float] = (24.0,),
-    n_genes: int = 978,
-    n_replicates: int = 3,
-    n_controls: int = 6,
-    distortion: bool = True,
-    shared_effect: float = 0.7,
-    generic_effect: float = 1.5,
-    gain_jitter: float = 1.2,
-    noise: float = 0.15,
     seed: int = 0,
-    separate: bool = True,
     progress: bool = False,
 ) -> AgreementTruth:
     """Write the release-layout DE files of a simulated multi-assay compendium.
 
     Files go to ``<root>/<dataset>/group_rep/<context>_de.h5ad`` (and ``separate_rep``),
-    one per dataset × context, with ``float32`` layers. Parameters as in
+    one per dataset × context, with ``float32`` layers. ``design`` and ``seed`` as in
     :func:`simulate_agreement_store`. Returns the planted truth.
     """
-    from ..progress import track
-
+    sim = design or AgreementDesign()
+    n_datasets, n_contexts, n_compounds = sim.n_datasets, sim.n_contexts, sim.n_compounds
+    doses, times, n_genes = sim.doses, sim.times, sim.n_genes
+    n_replicates, n_controls, noise = sim.n_replicates, sim.n_controls, sim.noise
+    distortion, gain_jitter, separate = sim.distortion, sim.gain_jitter, sim.separate
+    shared_effect, generic_effect = sim.shared_effect, sim.generic_effect
     for name, value in (("n_datasets", n_datasets), ("n_contexts", n_contexts),
                         ("n_compounds", n_compounds), ("n_genes", n_genes),
                         ("n_replicates", n_replicates), ("n_controls", n_controls)):  # fmt: skip
@@ -550,22 +586,9 @@ def write_agreement_release(
 
 def simulate_agreement_store(
     out: str | os.PathLike[str],
+    design: AgreementDesign | None = None,
     *,
-    n_datasets: int = 3,
-    n_contexts: int = 4,
-    n_compounds: int = 40,
-    doses: Sequence[float] = (0.1, 1.0, 10.0),
-    times: Sequence[float] = (24.0,),
-    n_genes: int = 978,
-    n_replicates: int = 3,
-    n_controls: int = 6,
-    distortion: bool = True,
-    shared_effect: float = 0.7,
-    generic_effect: float = 1.5,
-    gain_jitter: float = 1.2,
-    noise: float = 0.15,
     seed: int = 0,
-    separate: bool = True,
     release_dir: str | os.PathLike[str] | None = None,
     truth: str | os.PathLike[str] | None = None,
     progress: bool = False,
@@ -581,25 +604,10 @@ def simulate_agreement_store(
     ----------
     out
         The store folder (new, empty, or an earlier store: it is rewritten).
-    n_datasets, n_contexts, n_compounds, doses, times, n_genes
-        The design: every dataset measures every compound × context × dose × time
-        (``n_contexts * n_compounds * len(doses) * len(times)`` conditions per dataset).
-    n_replicates, n_controls
-        Replicates of each condition and of its vehicle.
-    distortion
-        Assay distortions: gene-wise gain and nonlinearity, condition-level jitter,
-        dataset-specific noise and gene coverage.
-    shared_effect, generic_effect
-        Median magnitude (log2) of the compound-specific effect and of the generic
-        context response at full dose weight.
-    gain_jitter
-        SD (log scale) of the condition-level multiplicative jitter (distortion on).
-    noise
-        Replicate noise SD (log2) of the first dataset.
+    design
+        What is simulated (:class:`AgreementDesign`; default: its defaults).
     seed
         Seed of everything random.
-    separate
-        Also write separate-mode files (one contrast per replicate).
     release_dir
         Write (and keep) the release files in this folder; default: a temporary folder,
         removed after the import.
@@ -613,33 +621,13 @@ def simulate_agreement_store(
     pathlib.Path
         The store path.
     """
-    from ..compendium import import_release
-
     own_root = release_dir is None
     if release_dir is None:
         root = Path(tempfile.mkdtemp(prefix="pb-agreement-sim-"))
     else:
         root = Path(release_dir)
     try:
-        planted = write_agreement_release(
-            root,
-            n_datasets=n_datasets,
-            n_contexts=n_contexts,
-            n_compounds=n_compounds,
-            doses=doses,
-            times=times,
-            n_genes=n_genes,
-            n_replicates=n_replicates,
-            n_controls=n_controls,
-            distortion=distortion,
-            shared_effect=shared_effect,
-            generic_effect=generic_effect,
-            gain_jitter=gain_jitter,
-            noise=noise,
-            seed=seed,
-            separate=separate,
-            progress=progress,
-        )
+        planted = write_agreement_release(root, design, seed=seed, progress=progress)
         store = Path(out)
         import_release(root, store, progress=progress)
     finally:

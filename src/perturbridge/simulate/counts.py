@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..samples import build_samples
 
-__all__ = ["SimulatedCounts", "simulate_counts", "tahoe_cell_line"]
+__all__ = ["CountsDesign", "SimulatedCounts", "simulate_counts", "tahoe_cell_line"]
 
 
 @dataclass
@@ -27,26 +27,43 @@ class SimulatedCounts:
     truth_logfc: pd.DataFrame  # conditions (compound|dose) × genes
 
 
+@dataclass(frozen=True)
+class CountsDesign:
+    """The treatments and the count model of :func:`simulate_counts`.
+
+    ``doses_uM``: the doses (compound ``k`` of a plate takes dose ``k % len(doses_uM)``);
+    ``replicate_fraction``: the fraction of conditions with a second well;
+    ``mean_library_size``: the mean counts per well; ``frac_affected``: the fraction of
+    genes a compound changes.
+    """
+
+    doses_uM: tuple[float, ...] = (0.1, 1.0, 10.0)
+    replicate_fraction: float = 0.2
+    mean_library_size: float = 2e5
+    frac_affected: float = 0.05
+
+
 def simulate_counts(
+    design: CountsDesign | None = None,
     *,
     n_genes: int = 2000,
     n_plates: int = 4,
     conditions_per_plate: int = 20,
     vehicles_per_plate: int = 8,
-    replicate_fraction: float = 0.2,
-    doses_uM: tuple[float, ...] = (0.1, 1.0, 10.0),
     cell_line: str = "CVCL_0023",
     time_h: float = 24.0,
-    mean_library_size: float = 2e5,
-    frac_affected: float = 0.05,
     seed: int = 0,
 ) -> SimulatedCounts:
     """Simulate one cell line's plates of counts.
 
     Each plate holds its own ``conditions_per_plate`` compound × dose conditions (one
-    well each; a ``replicate_fraction`` of them get a second well) and
-    ``vehicles_per_plate`` DMSO wells.
+    well each; a ``design.replicate_fraction`` of them get a second well) and
+    ``vehicles_per_plate`` DMSO wells; ``design`` (:class:`CountsDesign`) also sets the
+    doses, the library size and the fraction of genes affected.
     """
+    model = design or CountsDesign()
+    doses_uM, replicate_fraction = model.doses_uM, model.replicate_fraction
+    mean_library_size, frac_affected = model.mean_library_size, model.frac_affected
     rng = np.random.default_rng(seed)
     log_mu = rng.normal(-10.5, 2.2, n_genes)  # log fraction of the library per gene
     mu_frac = np.exp(log_mu) / np.exp(log_mu).sum()
@@ -101,11 +118,10 @@ def simulate_counts(
 def tahoe_cell_line(*, n_genes: int = 20_000, seed: int = 0) -> SimulatedCounts:
     """One Tahoe-like cell line: ~1,340 pseudobulk samples, 1,149 conditions, 14 plates."""
     return simulate_counts(
+        CountsDesign(replicate_fraction=0.035, mean_library_size=3e5),
         n_genes=n_genes,
         n_plates=14,
         conditions_per_plate=82,
         vehicles_per_plate=10,
-        replicate_fraction=0.035,
         seed=seed,
-        mean_library_size=3e5,
     )

@@ -48,6 +48,9 @@ plate, so::
 ``n_compounds=55, n_replicates=9`` (1,986 conditions, 19,332 samples). A ratio of ten
 wells per condition needs many replicates; with the usual three replicates the sample
 count is about 3.2 x the number of conditions.
+
+Long because the level 3 simulator, its plate layout, its metadata tables and their
+writer describe one upstream format whose parts depend on each other's row order.
 """
 
 from __future__ import annotations
@@ -64,8 +67,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UnitError
+from ..io import atomic_file, provenance, write_gctx
 
-__all__ = ["SimulatedL1000", "simulate_l1000", "sizes_for"]
+__all__ = ["L1000Plates", "SimulatedL1000", "simulate_l1000", "sizes_for"]
 
 #: Factor from µM to each accepted ``pert_dose_unit`` (dose_in_unit = dose_uM * factor).
 DOSE_UNIT_FACTORS: dict[str, float] = {
@@ -156,9 +160,6 @@ class SimulatedL1000:
         A mapping ``{"gctx", "inst_info", "truth_conditions", "truth_logfc",
         "truth_samples", "params"}`` to the written paths.
         """
-        from ..io._atomic import atomic_file, provenance
-        from ..io.gct import write_gctx
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {
@@ -267,7 +268,7 @@ def sizes_for(
 
     ``n_compounds`` is chosen to match ``n_conditions`` (which counts the positive-control
     conditions too), then ``n_replicates`` to match ``n_samples``. The layout parameters
-    are passed through unchanged.
+    are passed through unchanged (as ``plates``, an :class:`L1000Plates`).
 
     Returns
     -------
@@ -299,14 +300,16 @@ def sizes_for(
     )
     n_replicates = max(1, round(n_samples / per_replicate))
     return {
+        "plates": L1000Plates(
+            doses_uM=tuple(doses_uM),
+            n_vehicle_per_plate=n_vehicle_per_plate,
+            n_poscon_per_plate=n_poscon_per_plate,
+            wells_per_plate=wells_per_plate,
+        ),
         "cell_lines": tuple(cell_lines),
         "times_h": tuple(times_h),
-        "doses_uM": tuple(doses_uM),
         "n_compounds": n_compounds,
         "n_replicates": n_replicates,
-        "n_vehicle_per_plate": n_vehicle_per_plate,
-        "n_poscon_per_plate": n_poscon_per_plate,
-        "wells_per_plate": wells_per_plate,
     }
 
 
@@ -387,26 +390,54 @@ def _hill(dose: np.ndarray, ec50: np.ndarray, slope: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + (ec50 / dose) ** slope)
 
 
+@dataclass(frozen=True)
+class L1000Plates:
+    """The plates of :func:`simulate_l1000`.
+
+    Parameters
+    ----------
+    doses_uM
+        Doses in µM.
+    n_vehicle_per_plate, n_poscon_per_plate
+        DMSO wells and positive-control wells (one compound at the top dose) per plate.
+    wells_per_plate
+        96, 384 or 1536. Compound x dose wells that do not fit on one plate go to more
+        plate groups (``SIM001``, ``SIM002``, ...).
+    missing_vehicle
+        ``(cell_id, time_h)`` contexts whose vehicle wells are all removed (on every
+        replicate and plate group), to exercise conditions without a matched control.
+    dose_units
+        ``pert_dose_unit`` values to use; compound ``k`` is reported in
+        ``dose_units[k % len(dose_units)]`` with its dose converted (e.g. ``0.37`` µM is
+        ``370`` nm), so the true µM dose is the same whatever the unit.
+    """
+
+    doses_uM: Sequence[float] = (0.04, 0.12, 0.37, 1.11, 3.33, 10.0)
+    n_vehicle_per_plate: int = 24
+    n_poscon_per_plate: int = 4
+    wells_per_plate: int = 384
+    missing_vehicle: Sequence[tuple[str, float]] = ()
+    dose_units: Sequence[str] = ("um",)
+
+
 def simulate_l1000(
+    plates: L1000Plates | None = None,
     *,
     n_genes: int = 978,
     cell_lines: Sequence[str] = ("A375", "MCF7", "PC3"),
     times_h: Sequence[int] = (6, 24),
     n_replicates: int = 3,
     n_compounds: int = 40,
-    doses_uM: Sequence[float] = (0.04, 0.12, 0.37, 1.11, 3.33, 10.0),
-    n_vehicle_per_plate: int = 24,
-    n_poscon_per_plate: int = 4,
-    wells_per_plate: int = 384,
     seed: int = 0,
-    missing_vehicle: Sequence[tuple[str, float]] = (),
-    dose_units: Sequence[str] = ("um",),
     dtype: Literal["float32", "float64"] = "float32",
 ) -> SimulatedL1000:
     """Simulate an L1000-like level 3 dataset with a planted truth.
 
     Parameters
     ----------
+    plates
+        Doses, wells per plate, vehicle and positive-control wells, contexts without
+        vehicles and dose units (:class:`L1000Plates`; default: its defaults).
     n_genes
         Genes (rows); ids are Entrez-like integers from ``10001``, symbols ``GENE1``...
     cell_lines
@@ -417,22 +448,8 @@ def simulate_l1000(
         Replicate plates (``X1``, ``X2``, ...) per cell line and time.
     n_compounds
         Compounds (``trt_cp``), each given at every dose in every cell line and time.
-    doses_uM
-        Doses in µM.
-    n_vehicle_per_plate, n_poscon_per_plate
-        DMSO wells and positive-control wells (one compound at the top dose) per plate.
-    wells_per_plate
-        96, 384 or 1536. Compound x dose wells that do not fit on one plate go to more
-        plate groups (``SIM001``, ``SIM002``, ...).
     seed
         Seed of the random generator; the same seed gives the same dataset.
-    missing_vehicle
-        ``(cell_id, time_h)`` contexts whose vehicle wells are all removed (on every
-        replicate and plate group), to exercise conditions without a matched control.
-    dose_units
-        ``pert_dose_unit`` values to use; compound ``k`` is reported in
-        ``dose_units[k % len(dose_units)]`` with its dose converted (e.g. ``0.37`` µM is
-        ``370`` nm), so the true µM dose is the same whatever the unit.
     dtype
         Float type of ``data`` (real GCTX files hold float32).
 
@@ -449,6 +466,13 @@ def simulate_l1000(
     >>> sim.truth_logfc.shape  # 3 cells x 2 times x (4 compounds x 6 doses + 1 poscon)
     (150, 50)
     """
+    layout_in = plates or L1000Plates()
+    doses_uM, missing_vehicle = layout_in.doses_uM, layout_in.missing_vehicle
+    n_vehicle_per_plate, n_poscon_per_plate = (
+        layout_in.n_vehicle_per_plate,
+        layout_in.n_poscon_per_plate,
+    )
+    wells_per_plate, dose_units = layout_in.wells_per_plate, layout_in.dose_units
     _check_layout(n_vehicle_per_plate, n_poscon_per_plate, wells_per_plate)
     _check_inputs(
         n_genes=n_genes,
@@ -565,22 +589,10 @@ def simulate_l1000(
 
     # ---- metadata
     col_meta, truth_conditions = _metadata(
-        cells=cells,
-        times=times,
-        doses=doses,
-        n_k=n_k,
-        n_replicates=n_replicates,
-        layout=layout,
-        ci=ci,
-        ti=ti,
-        rep=rep,
-        group=group,
-        kind=kind,
-        pair=pair,
-        tmpl=tmpl,
-        dose_units=list(dose_units),
+        _Grid(cells, times, doses, n_k, n_replicates, list(dose_units)),
+        layout,
+        _Wells(ci, ti, rep, group, kind, pair, tmpl, sample_condition),
         truth_logfc=truth_logfc,
-        sample_condition=sample_condition,
         rng=rng_meta,
     )
     return SimulatedL1000(
@@ -690,26 +702,45 @@ def _dose_in_unit(dose_uM: np.ndarray, unit_factor: np.ndarray) -> np.ndarray:
     return np.round(dose_uM * unit_factor, 6)
 
 
+@dataclass(frozen=True)
+class _Grid:
+    """The condition grid: cell lines, times, doses, compounds, replicates, dose units."""
+
+    cells: list[str]
+    times: np.ndarray
+    doses: np.ndarray
+    n_k: int
+    n_replicates: int
+    dose_units: list[str]
+
+
+@dataclass(frozen=True)
+class _Wells:
+    """Per well: context (cell, time) indices, replicate, plate group, kind, compound x
+    dose pair, template well, and the condition row (``-1`` for vehicles)."""
+
+    ci: np.ndarray
+    ti: np.ndarray
+    rep: np.ndarray
+    group: np.ndarray
+    kind: np.ndarray
+    pair: np.ndarray
+    tmpl: np.ndarray
+    sample_condition: np.ndarray
+
+
 def _metadata(
-    *,
-    cells: list[str],
-    times: np.ndarray,
-    doses: np.ndarray,
-    n_k: int,
-    n_replicates: int,
+    grid: _Grid,
     layout: _Layout,
-    ci: np.ndarray,
-    ti: np.ndarray,
-    rep: np.ndarray,
-    group: np.ndarray,
-    kind: np.ndarray,
-    pair: np.ndarray,
-    tmpl: np.ndarray,
-    dose_units: list[str],
+    wells: _Wells,
+    *,
     truth_logfc: np.ndarray,
-    sample_condition: np.ndarray,
     rng: np.random.Generator,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    cells, times, doses, n_k = grid.cells, grid.times, grid.doses, grid.n_k
+    n_replicates, dose_units = grid.n_replicates, grid.dose_units
+    ci, ti, rep, group, kind = wells.ci, wells.ti, wells.rep, wells.group, wells.kind
+    pair, tmpl, sample_condition = wells.pair, wells.tmpl, wells.sample_condition
     n_t, n_d = times.size, doses.size
     n_pairs = n_k * n_d
 

@@ -32,6 +32,9 @@ effects), driven by an explicit plate layout (:func:`simulate_layout_counts`), s
 layout read from a real metadata file can be filled with counts too. A treated
 condition's planted effect is a sparse signature of its compound in its cell context,
 scaled with dose by a Hill curve; vehicles, empty wells and spike-ins carry none.
+
+Long because each bulk DRUG-seq family (OP3, MoA Box, VCPI, GDPx2) is one writer of one
+upstream layout sharing the count model and plate helpers at the top of this module.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, cast
 
 import anndata as ad
 import numpy as np
@@ -49,7 +52,11 @@ import pandas as pd
 from scipy import sparse
 
 __all__ = [
+    "Gdpx2Design",
+    "MoaBoxDesign",
+    "Op3Design",
     "UpstreamFixture",
+    "VcpiDesign",
     "simulate_layout_counts",
     "write_gdpx2",
     "write_moabox",
@@ -260,23 +267,38 @@ OP3_POSITIVE = (("Belinostat", "LSM-43181"), ("Dabrafenib", "LSM-6303"))
 OP3_CELL_TYPES = ("T cells", "NK cells", "B cells", "Myeloid cells")
 
 
+@dataclass(frozen=True)
+class Op3Design:
+    """The plates of :func:`write_op3`: the cell types, one plate per donor, and the
+    vehicle wells per plate."""
+
+    cell_types: Sequence[str] = OP3_CELL_TYPES
+    n_donors: int = 3
+    n_vehicle_wells: int = 6
+
+
 def write_op3(
     folder: str | os.PathLike[str],
+    design: Op3Design | None = None,
     *,
     genes: Sequence[str] | None = None,
     compounds: Sequence[str] | None = None,
     n_genes: int = 300,
     n_compounds: int = 12,
-    cell_types: Sequence[str] = OP3_CELL_TYPES,
-    n_donors: int = 3,
-    n_vehicle_wells: int = 6,
     seed: int = 0,
 ) -> UpstreamFixture:
     """Write an OP3 pseudobulk ``.h5ad`` (one plate per donor, one well per compound).
 
     ``genes`` (symbols) and ``compounds`` (``sm_name`` spellings) default to synthetic
-    names; pass the real OP3 gene columns and names to mimic the release.
+    names; pass the real OP3 gene columns and names to mimic the release. ``design``:
+    the cell types, donors and vehicle wells (:class:`Op3Design`).
     """
+    op3_design = design or Op3Design()
+    cell_types, n_donors, n_vehicle_wells = (
+        op3_design.cell_types,
+        op3_design.n_donors,
+        op3_design.n_vehicle_wells,
+    )
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -334,7 +356,7 @@ def write_op3(
         {
             "plate": obs["plate_name"],
             "context": obs["cell_type"],
-            "compound": obs["sm_lincs_id"].where(obs["role"] != "vehicle", None),
+            "compound": obs["sm_lincs_id"].where(obs["role"] != "vehicle", cast(Any, None)),
             "dose_uM": obs["dose_uM"],
             "time_h": obs["timepoint_hr"],
             "library_scale": obs["cell_count_by_well_celltype"] / 200.0,
@@ -406,16 +428,24 @@ def write_moabox_umi_counts(
     return out
 
 
+@dataclass(frozen=True)
+class MoaBoxDesign:
+    """The wells of a :func:`write_moabox` plate besides the compounds and controls:
+    ``n_empty`` ``EMPTY`` (water) wells, ``n_robust_rc`` of the RC wells listed as robust."""
+
+    n_empty: int = 7
+    n_robust_rc: int = 2
+
+
 def write_moabox(
     folder: str | os.PathLike[str],
+    design: MoaBoxDesign | None = None,
     *,
     genes: Sequence[str] | None = None,
     compounds: pd.DataFrame | None = None,
     n_genes: int = 300,
     n_batches: int = 2,
     n_compounds_per_batch: int = 8,
-    n_empty: int = 7,
-    n_robust_rc: int = 2,
     seed: int = 0,
 ) -> UpstreamFixture:
     """Write a Novartis DRUG-seq U2OS MoA Box dataset: batches × 3 replicate plates.
@@ -426,7 +456,10 @@ def write_moabox(
     wells ``n_robust_rc`` per plate are listed as robust. ``genes`` are symbols (made
     into ``SYMBOL,grch38_<chr>`` ids); ``compounds`` is a table with ``cmpd_sample_id``,
     ``inchi_key``, ``smiles`` (e.g. rows of the real ``MoABox_compounds_metadata.txt``).
+    ``design``: the empty and robust RC wells (:class:`MoaBoxDesign`).
     """
+    moabox_design = design or MoaBoxDesign()
+    n_empty, n_robust_rc = moabox_design.n_empty, moabox_design.n_robust_rc
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -556,7 +589,7 @@ def write_moabox(
         {
             "plate": meta["plate_barcode"],
             "context": meta["cell_line_name"],
-            "compound": meta["cmpd_sample_id"].where(meta["well_type"].eq("SA"), None),
+            "compound": meta["cmpd_sample_id"].where(meta["well_type"].eq("SA"), cast(Any, None)),
             "dose_uM": meta["concentration"].astype(float),
             "time_h": meta["hours_post_treatment"].astype(float),
             "library_scale": np.where(meta["well_type"].eq("EMPTY"), 0.01, 1.0),
@@ -596,17 +629,25 @@ VCPI_CONTROLS = ("Staurosporin", "Brefeldin-A", "Rigosertib", "Trichostatin-A")
 VCPI_DOSES_NM = (30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
 
 
+@dataclass(frozen=True)
+class VcpiDesign:
+    """The controls and labels of :func:`write_vcpi`: ERCC spike-in rows, DMSO wells per
+    plate, wells of each active control per plate, and the job id."""
+
+    n_spike_ins: int = 6
+    n_dmso: int = 8
+    n_per_control: int = 2
+    job_id: str = "vcpi-0001"
+
+
 def write_vcpi(
     folder: str | os.PathLike[str],
+    design: VcpiDesign | None = None,
     *,
     genes: Sequence[str] | None = None,
     n_genes: int = 300,
-    n_spike_ins: int = 6,
     n_compounds: int = 8,
     n_plates: int = 2,
-    n_dmso: int = 8,
-    n_per_control: int = 2,
-    job_id: str = "vcpi-0001",
     seed: int = 0,
 ) -> UpstreamFixture:
     """Write a VCPI DRUG-seq release (THP-1, 24 h): metadata, counts parquet, chemistry.
@@ -614,8 +655,12 @@ def write_vcpi(
     Every compound is tested at six concentrations (nM) once per plate (plates are the
     technical duplicates); each plate has ``n_dmso`` DMSO wells (0.15 %) and
     ``n_per_control`` wells of each of the four active controls at 10 µM. ``genes`` are
-    Ensembl ids; ``n_spike_ins`` ERCC rows are appended to the counts.
+    Ensembl ids; ``n_spike_ins`` ERCC rows are appended to the counts (``design``:
+    :class:`VcpiDesign`).
     """
+    controls = design or VcpiDesign()
+    n_spike_ins, n_dmso = controls.n_spike_ins, controls.n_dmso
+    n_per_control, job_id = controls.n_per_control, controls.job_id
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -673,7 +718,7 @@ def write_vcpi(
         {
             "plate": meta["container_id"],
             "context": meta["cell_line"],
-            "compound": uid.where(uid.ne("DMSO"), None),
+            "compound": uid.where(uid.ne("DMSO"), cast(Any, None)),
             "dose_uM": np.where(uid.eq("DMSO"), 0.0, meta["compound_concentration"] / 1000.0),
             "time_h": 24.0,
         }
@@ -732,17 +777,25 @@ GDPX2_PERCENT_DMSO = (0.0625, 0.1875, 0.625)
 GDPX2_POSITIVE = ("Dexamethasone", "Staurosporine", "Trichostatin A")
 
 
+@dataclass(frozen=True)
+class Gdpx2Design:
+    """The plates of :func:`write_gdpx2`: compounds, plates per cell type, DMSO wells at
+    each volume, and ERCC spike-in rows."""
+
+    n_compounds: int = 4
+    n_plates: int = 2
+    n_dmso_per_percent: int = 4
+    n_spike_ins: int = 4
+
+
 def write_gdpx2(
     folder: str | os.PathLike[str],
+    design: Gdpx2Design | None = None,
     *,
     layout: Literal["datapoints", "lamin"] = "datapoints",
     genes: Sequence[str] | None = None,
     compounds: Sequence[str] | None = None,
     n_genes: int = 300,
-    n_spike_ins: int = 4,
-    n_compounds: int = 4,
-    n_plates: int = 2,
-    n_dmso_per_percent: int = 4,
     dmso_volume_effect: float = 0.0,
     seed: int = 0,
 ) -> UpstreamFixture:
@@ -760,8 +813,12 @@ def write_gdpx2(
     gene symbol); ``layout="lamin"`` writes the curated AnnData (``gdpx2.h5ad``: obs
     ``pert_name``, ``pert_dose`` such as ``1000.0nM`` / ``0.0625%``, ``pert_time``
     ``24.0h``, ``cell_type``, ``sample_type``, ``percent_volume_dmso``, …; var with
-    ``ensembl_gene_id`` and ``symbol``, ERCC spike-ins included).
+    ``ensembl_gene_id`` and ``symbol``, ERCC spike-ins included). ``design``: the
+    compounds, plates, DMSO wells and spike-ins (:class:`Gdpx2Design`).
     """
+    plates = design or Gdpx2Design()
+    n_compounds, n_plates = plates.n_compounds, plates.n_plates
+    n_dmso_per_percent, n_spike_ins = plates.n_dmso_per_percent, plates.n_spike_ins
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -825,7 +882,7 @@ def write_gdpx2(
         {
             "plate": meta["container_id"],
             "context": context,
-            "compound": meta["compound"].where(~vehicle, None),
+            "compound": meta["compound"].where(~vehicle, cast(Any, None)),
             "dose_uM": np.where(vehicle, 0.0, meta["compound_concentration"] / 1000.0),
             "time_h": 24.0,
             "vehicle_level": meta["percent_volume_dmso"],

@@ -29,6 +29,9 @@ writer                  files
 Counts are negative binomial: per-gene base fractions, per-unit library sizes, per-plate
 batch shifts and per-well biological noise. A compound's planted effect is a sparse
 signature in its cell context, scaled with dose by a Hill curve.
+
+Long because each single-cell family (sci-Plex, Tahoe, CIGS, DILImap) is one writer of
+one upstream layout sharing the per-cell count model and planted failures of this module.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anndata as ad
 import numpy as np
@@ -49,6 +52,8 @@ from scipy import sparse
 __all__ = [
     "CIGS_SUBSETS",
     "ScFixture",
+    "SciplexDesign",
+    "TahoeDesign",
     "write_cigs",
     "write_dilimap",
     "write_sciplex",
@@ -300,17 +305,25 @@ def _sciplex_compounds(compounds: pd.DataFrame | None, n: int) -> pd.DataFrame:
     return out
 
 
+@dataclass(frozen=True)
+class SciplexDesign:
+    """The plates of :func:`write_sciplex`: the doses of every compound (nM), the cell
+    lines, the vehicle wells per plate and the range of cells per well."""
+
+    doses_nM: Sequence[float] = (1000.0, 10000.0)
+    cell_lines: Sequence[str] = SCIPLEX_CELL_LINES
+    n_vehicle_wells: int = 3
+    cells_per_well: tuple[int, int] = (18, 30)
+
+
 def write_sciplex(
     folder: str | os.PathLike[str],
+    design: SciplexDesign | None = None,
     *,
     compounds: pd.DataFrame | None = None,
-    doses_nM: Sequence[float] = (1000.0, 10000.0),
     genes: Sequence[tuple[str, str]] | None = None,
     n_genes: int = 300,
     n_compounds: int = 4,
-    cell_lines: Sequence[str] = SCIPLEX_CELL_LINES,
-    n_vehicle_wells: int = 3,
-    cells_per_well: tuple[int, int] = (18, 30),
     flavor: str = "scperturb",
     seed: int = 0,
 ) -> ScFixture:
@@ -322,8 +335,9 @@ def write_sciplex(
         Rows of the authors' hash table (``Supplementary_Table_3.txt``: ``name``,
         ``catalog_number``, ``CAS.Number``, ``SMILES``, ``vehicle``) to take the first
         ``n_compounds`` real compounds from; synthetic names when ``None``.
-    doses_nM
-        Doses of every compound (the original used 10, 100, 1,000 and 10,000 nM).
+    design
+        Doses of every compound (the original used 10, 100, 1,000 and 10,000 nM), cell
+        lines, vehicle wells and cells per well (:class:`SciplexDesign`).
     genes
         ``(Ensembl id, symbol)`` pairs; synthetic when ``None``. The mitochondrial
         genes ``MT-ND1``, ``MT-CO1``, ``MT-CYB`` and ``MALAT1`` are always included.
@@ -342,6 +356,9 @@ def write_sciplex(
     """
     if flavor not in ("scperturb", "trapnell"):
         raise ValueError(f"flavor must be 'scperturb' or 'trapnell'; got {flavor!r}")
+    plates = design or SciplexDesign()
+    doses_nM, cell_lines = plates.doses_nM, plates.cell_lines
+    n_vehicle_wells, cells_per_well = plates.n_vehicle_wells, plates.cells_per_well
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -502,7 +519,7 @@ def _sciplex_obs(
     obs.loc[(layout["sample_expected"] == "missing_dose").to_numpy(), dose_col] = np.nan
     for c in obs.columns:
         if obs[c].dtype == object:
-            obs[c] = pd.Categorical(obs[c].where(obs[c].notna(), None))
+            obs[c] = pd.Categorical(obs[c].where(obs[c].notna(), cast(Any, None)))
     return obs
 
 
@@ -524,16 +541,25 @@ def tahoe_well(bc1: int) -> str:
     return f"{_ROWS[row]}{col + 1:02d}"
 
 
+@dataclass(frozen=True)
+class TahoeDesign:
+    """The plates of :func:`write_tahoe`: the doses of every drug (µM), the plates
+    (replicates), the cell lines pooled in every well, the vehicle wells per plate and
+    the range of cells per well and line."""
+
+    doses_uM: Sequence[float] = (0.5, 5.0)
+    n_plates: int = 2
+    cell_lines: Sequence[tuple[str, str]] = TAHOE_CELL_LINES
+    n_vehicle_wells: int = 4
+    cells_per_well: tuple[int, int] = (15, 25)
+
+
 def write_tahoe(
     folder: str | os.PathLike[str],
+    design: TahoeDesign | None = None,
     *,
     drugs: Sequence[str] | None = None,
-    doses_uM: Sequence[float] = (0.5, 5.0),
     n_drugs: int = 4,
-    n_plates: int = 2,
-    cell_lines: Sequence[tuple[str, str]] = TAHOE_CELL_LINES,
-    n_vehicle_wells: int = 4,
-    cells_per_well: tuple[int, int] = (15, 25),
     n_genes: int = 300,
     seed: int = 0,
 ) -> ScFixture:
@@ -545,9 +571,15 @@ def write_tahoe(
     round-1 well, 1–96 row-major). ``drugs`` default to synthetic names; pass Tahoe's
     own spellings (``tahoe_drug_names_sigspace.txt``) to mimic the release.
 
+    ``design``: doses, plates, cell lines, vehicle wells and cells per well
+    (:class:`TahoeDesign`).
+
     Planted: cells without a cell-line call (``missing_metadata``), and cells that
     ``obs_metadata.parquet`` lists but no plate file holds (``missing_counts``).
     """
+    plates = design or TahoeDesign()
+    doses_uM, n_plates, cell_lines = plates.doses_uM, plates.n_plates, plates.cell_lines
+    n_vehicle_wells, cells_per_well = plates.n_vehicle_wells, plates.cells_per_well
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -649,7 +681,7 @@ def write_tahoe(
         h5_obs = full.copy()
         for c in h5_obs.columns:
             if h5_obs[c].dtype == object:
-                h5_obs[c] = pd.Categorical(h5_obs[c].where(h5_obs[c].notna(), None))
+                h5_obs[c] = pd.Categorical(h5_obs[c].where(h5_obs[c].notna(), cast(Any, None)))
         var = pd.DataFrame({"gene_id": gene_ids}, index=pd.Index(symbols))
         adata = ad.AnnData(sparse.csr_matrix(x.astype(np.float32)), obs=h5_obs, var=var)
         files[plate] = _write_h5ad(adata, folder / tahoe_plate_file(p))
