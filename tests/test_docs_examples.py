@@ -4,7 +4,7 @@ Every ``perturbridge …`` line of a shell code block (after joining ``\\`` cont
 checked against the CLI itself (click introspection of ``perturbridge.cli.app``): the
 command path exists, every option exists, each option that takes a value has one, the
 positional arguments fit and the required ones are there, and ``--input NAME=PATH`` /
-``--set NAME=VALUE`` of ``ingest <source>`` name parameters of that source's reader.
+``--set NAME=VALUE`` of ``ingest <source>`` name parameters the source declares.
 Each command path's ``--help`` runs, and the self-contained examples (``sources list``,
 ``demo``) run for real.
 """
@@ -105,11 +105,13 @@ def _command_path(root: Any, words: list[str]) -> tuple[list[str], Any, list[str
     rest = list(words)
     while _is_group(cmd) and rest and not rest[0].startswith("-"):
         name = rest[0]
-        sub = cmd.commands.get(name)
+        # a group may make its commands when they are looked up (ingest <source>)
+        ctx = cmd.context_class(cmd, info_name=path[-1] if path else "perturbridge")
+        sub = cmd.get_command(ctx, name)
         if sub is None:
             raise LookupError(
                 f"'perturbridge {' '.join([*path, name])}' is not a command; "
-                f"'perturbridge {' '.join(path)}' has {sorted(cmd.commands)}"
+                f"'perturbridge {' '.join(path)}' has {sorted(cmd.list_commands(ctx))}"
             )
         path.append(name)
         cmd = sub
@@ -182,13 +184,15 @@ def _problems(root: Any, example: Example) -> list[str]:
 def _reader_problems(source: str, given: dict[str, list[str]], where: str) -> list[str]:
     from perturbridge.sources import get_source
 
-    params = inspect.signature(get_source(source).reader()).parameters
+    adapter = get_source(source)
+    declared = [p.name for p in getattr(adapter, "cli_parameters", ())]
+    params = declared or list(inspect.signature(adapter.reader()).parameters)
     out = []
     for option in ("inputs", "settings"):
         for item in given.get(option, []):
             name = item.partition("=")[0].strip().replace("-", "_")
             if name not in params:
-                out.append(f"{where}: {item!r} names no parameter of the reader; {list(params)}")
+                out.append(f"{where}: {item!r} names no parameter of the source; {list(params)}")
     return out
 
 
