@@ -31,14 +31,15 @@ def coerce_obs(obs: pd.DataFrame) -> pd.DataFrame:
             out[col.name] = np.nan if col.kind == "float" else pd.NA
         s = out[col.name]
         if col.kind == "category":
-            vals = s.astype(object).where(s.notna(), None)
+            vals = s.astype(object).where(s.notna(), cast(Any, None))  # stubs lack None
             out[col.name] = pd.Categorical([None if v is None else str(v) for v in vals.to_numpy()])
         elif col.kind == "float":
             out[col.name] = pd.to_numeric(s, errors="raise").astype(float)
         elif col.kind == "bool":
             out[col.name] = s.astype(bool)
         else:
-            out[col.name] = pd.array(pd.to_numeric(s, errors="raise"), dtype="Int64")
+            numbers: Any = pd.to_numeric(s, errors="raise")
+            out[col.name] = pd.array(numbers, dtype="Int64")
     front = [c.name for c in SAMPLE_COLUMNS]
     return out[front + [c for c in out.columns if c not in front]]
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, cast
 
 import anndata as ad
 import numpy as np
@@ -51,6 +51,7 @@ from scipy import sparse
 from ..ledger import Ledger
 from ..samples import coerce_obs
 from ..schema import validate_samples
+from ._frames import missing_as_none, none_where_not
 from .cells import CellResolver
 from .compounds import CompoundResolver
 from .genes import GeneResolver, collapse_genes
@@ -90,7 +91,7 @@ class IdentityResolvers:
 
 def _text(values: pd.Series) -> pd.Series:
     s = values.astype(object)
-    return s.where(s.notna() & (s.astype(str).str.strip() != ""), None)
+    return none_where_not(s, s.notna() & (s.astype(str).str.strip() != ""))
 
 
 def _resolve_compounds(
@@ -163,7 +164,8 @@ def _resolve_cells(obs: pd.DataFrame, resolver: CellResolver, ledger: Ledger) ->
     ctx = obs["cell_context"].astype(str)
     is_acc = ctx.str.match(ACCESSION_PATTERN).to_numpy()
     names = obs["cell_name"].astype(str)
-    status = np.where(is_acc, "resolved", None).astype(object)
+    status = np.full(len(obs), None, dtype=object)
+    status[is_acc] = "resolved"
     new_ctx = ctx.to_numpy(dtype=object).copy()
     rows = np.flatnonzero(~is_acc)
     if len(rows):
@@ -269,14 +271,14 @@ def _resolve_genes(
             name="ensembl_gene_id",
         )
     x_new = (
-        sparse.hstack(mats, format="csr")
+        sparse.hstack(cast(Any, mats), format="csr")  # blocks of one sparse type
         if sparse.issparse(mats[0])
         else np.hstack([np.asarray(m.toarray() if sparse.issparse(m) else m) for m in mats])
     )
     new_var.index = new_var.index.astype(str)
     for col in ("symbol", "hgnc_id", "gene_status"):  # text with gaps: categorical for .h5ad
         values = new_var[col].astype(object)
-        new_var[col] = pd.Categorical(values.where(values.notna(), None))
+        new_var[col] = pd.Categorical(missing_as_none(values))
     return ad.AnnData(X=x_new, obs=samples.obs, var=new_var, uns=dict(samples.uns))
 
 

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._frames import missing_as_none, none_where_not
 from .cell_ontology import cell_ontology_tables
 from .genes import best_per_key
 from .reader import RefStoreReader
@@ -185,7 +186,7 @@ class CellResolver:
                 rec[c] = None
         # the record of the best source only: fields are never mixed across sources
         rec = rec.drop_duplicates("accession").set_index("accession")[cols]
-        return rec.astype(object).where(rec.notna(), None)
+        return missing_as_none(rec)
 
     def _make_lookup(self, syn: pd.DataFrame) -> pd.DataFrame:
         s = syn.loc[
@@ -245,7 +246,7 @@ class CellResolver:
                 found = alt["n"].notna()
                 hit.loc[idx[found.to_numpy()]] = alt[found]
                 norm.loc[idx[found.to_numpy()]] = "ccle_suffix"
-        acc = hit["accession"].astype(object).where(hit["accession"].notna(), None)
+        acc = missing_as_none(hit["accession"])
         status = np.where(
             hit["n"].isna(),
             "unresolved",
@@ -266,13 +267,13 @@ class CellResolver:
                 "sex": rec["sex"],
                 "disease": rec["disease"],
                 "category": rec["category"],
-                "match_type": hit["kind"].where(hit["n"].notna(), None),
+                "match_type": none_where_not(hit["kind"], hit["n"].notna()),
                 "normalization": norm,
                 "status": status,
-                "candidates": hit["candidates"].where(hit["n"].fillna(0) > 1, None),
+                "candidates": none_where_not(hit["candidates"], hit["n"].fillna(0) > 1),
             }
         )
-        res = res.astype(object).where(res.notna(), None)
+        res = missing_as_none(res)
         pos = pd.Index(uniq).get_indexer(inputs)
         return res.iloc[pos].reset_index(drop=True)
 

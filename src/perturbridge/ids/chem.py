@@ -65,6 +65,7 @@ import numpy as np
 import pandas as pd
 
 from ..progress import track
+from ._frames import none_where_not
 
 __all__ = [
     "INCHIKEY_PATTERN",
@@ -392,7 +393,7 @@ def standardize_smiles_many(
     failed = int(table["error"].notna().sum())
     if failed:
         logger.info("%d of %d distinct structures could not be standardized", failed, len(table))
-    pos = pd.Index(table["smiles"]).get_indexer(values.where(valid, None))
+    pos = pd.Index(table["smiles"]).get_indexer(none_where_not(values, valid))
     out = table.iloc[np.where(pos < 0, 0, pos)].reset_index(drop=True) if len(table) else None
     if out is None:
         out = pd.DataFrame(
@@ -404,4 +405,4 @@ def standardize_smiles_many(
         out.loc[missing, list(STRUCTURE_COLUMNS)] = None
         out.loc[missing, "error"] = "missing structure"
     out["smiles"] = values.to_numpy()
-    return out.where(out.notna(), None)
+    return none_where_not(out, out.notna())

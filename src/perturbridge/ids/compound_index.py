@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import PerturbridgeError, SchemaError
+from ._frames import missing_as_none, none_where_not
 from .chem import (
     INCHIKEY_PATTERN,
     STRUCTURE_COLUMNS,
@@ -162,12 +163,12 @@ def compound_structures(
 
 def _structure_inputs(compounds: pd.DataFrame) -> pd.Series:
     smiles = compounds["smiles"].astype(object)
-    smiles = smiles.where(_mask(smiles, lambda v: isinstance(v, str) and bool(v.strip())), None)
+    smiles = none_where_not(smiles, _mask(smiles, lambda v: isinstance(v, str) and bool(v.strip())))
     if "inchi" in compounds.columns:
         inchi = compounds["inchi"].astype(object)
         inchi = inchi.where(_mask(inchi, lambda v: isinstance(v, str) and v.startswith("InChI=")))
         smiles = smiles.where(smiles.notna(), inchi)
-    return smiles.where(smiles.notna(), None)
+    return missing_as_none(smiles)
 
 
 def _mask(values: pd.Series, test: Callable[[Any], bool]) -> np.ndarray:
@@ -247,7 +248,7 @@ def reference_records(
     cols = list(TABLE_COLUMNS["compounds"]) + (["inchi"] if "inchi" in compounds.columns else [])
     rec = compounds[cols].copy().reset_index(drop=True)
     for c in ("ref_source", "ref_id", "name", "smiles", "inchikey", "cas"):
-        rec[c] = rec[c].astype(object).where(rec[c].notna(), None)
+        rec[c] = missing_as_none(rec[c])
     rec["pubchem_cid"] = pd.to_numeric(rec["pubchem_cid"], errors="coerce").astype("Int64")
     rec["inchikey"] = rec["inchikey"].map(
         lambda v: v[9:] if isinstance(v, str) and v.startswith("InChIKey=") else v

@@ -59,6 +59,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._frames import missing_as_none, none_where_not
 from .reader import RefStoreReader
 
 if TYPE_CHECKING:
@@ -190,7 +191,7 @@ def best_per_key(s: pd.DataFrame, target: str) -> pd.DataFrame:
     if len(multi):
         joined = multi.groupby("key", sort=False)[target].agg(";".join)
         out.loc[joined.index, "candidates"] = joined
-    out[target] = first[target].where(out["n"] == 1, None)
+    out[target] = none_where_not(first[target], out["n"] == 1)
     return out
 
 
@@ -275,7 +276,7 @@ class GeneResolver:
                 "first": g["gene"].first(),
             }
         )
-        out["hgnc_id"] = out["first"].where(out["n"] == 1, None)
+        out["hgnc_id"] = none_where_not(out["first"], out["n"] == 1)
         return out.drop(columns="first")
 
     def _lookup_ids(self, texts: pd.Series, kind: str) -> pd.DataFrame:
@@ -307,7 +308,7 @@ class GeneResolver:
                 "first": g["gene"].first(),
             }
         )
-        out["hgnc_id"] = out["first"].where(out["n"] == 1, None)
+        out["hgnc_id"] = none_where_not(out["first"], out["n"] == 1)
         return out.drop(columns="first").reindex(texts.index)
 
     def resolve(
@@ -372,7 +373,7 @@ class GeneResolver:
                 continue
             hit.loc[found.index] = found[hit.columns].to_numpy()
             norm.loc[found.index] = name
-        hgnc = hit["hgnc_id"].astype(object).where(hit["hgnc_id"].notna(), None)
+        hgnc = missing_as_none(hit["hgnc_id"])
         status = np.where(
             hit["n"].isna(), "unresolved", np.where(hgnc.isna(), "ambiguous", "resolved")
         )
@@ -384,13 +385,13 @@ class GeneResolver:
                 "symbol": genes["symbol"].to_numpy(),
                 "ensembl_gene_id": genes["ensembl_gene_id"].to_numpy(),
                 "entrez_id": genes["entrez_id"].to_numpy(),
-                "match_type": hit["kind"].where(hit["n"].notna(), None),
+                "match_type": none_where_not(hit["kind"], hit["n"].notna()),
                 "normalization": norm,
                 "status": status,
-                "candidates": hit["candidates"].where(status == "ambiguous", None),
+                "candidates": none_where_not(hit["candidates"], status == "ambiguous"),
             }
         )
-        res = res.astype(object).where(res.notna(), None)
+        res = missing_as_none(res)
         pos = pd.Index(uniq).get_indexer(inputs)
         out = res.iloc[pos].reset_index(drop=True)
         resolved = out["status"] == "resolved"

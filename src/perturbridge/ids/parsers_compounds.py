@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import FormatError
+from ._frames import missing_as_none, none_where_not
 from .tables import TABLE_COLUMNS, RefParser, register_parser
 
 __all__ = [
@@ -127,14 +128,14 @@ def normalize_brd(value: str) -> str | None:
 
 def clean_ids(values: pd.Series) -> pd.Series:
     """Strip strings and turn the missing-value spellings into ``NA`` (object dtype)."""
-    s = values.astype(object).where(values.notna(), None)
+    s = missing_as_none(values)
     s = s.map(lambda v: v.strip() if isinstance(v, str) else v)
     missing = np.fromiter(
         (v is None or (isinstance(v, str) and v.casefold() in _MISSING) for v in s),
         dtype=bool,
         count=len(s),
     )
-    return s.where(~missing, None)
+    return none_where_not(s, ~missing)
 
 
 def _inchikeys(values: pd.Series) -> pd.Series:

@@ -42,6 +42,7 @@ from typing import TextIO
 import pandas as pd
 
 from ..errors import FormatError, SchemaError
+from ._frames import missing_as_none, none_where_not
 from .cell_ontology import SOURCE_CSV as CL_CSV_SOURCE
 from .cell_ontology import read_cell_ontology_csv
 from .tables import TABLE_COLUMNS, RefParser, list_parsers, register_parser
@@ -79,7 +80,7 @@ def _require(df: pd.DataFrame, cols: list[str], path: Path, what: str) -> None:
 
 
 def _blank_to_none(s: pd.Series) -> pd.Series:
-    out = s.astype(object).where(s.notna(), None)
+    out = missing_as_none(s)
     return out.map(lambda x: None if x is None or str(x).strip() == "" else str(x).strip())
 
 
@@ -221,8 +222,8 @@ def parse_ensembl_genes(path: Path) -> dict[str, pd.DataFrame]:
             kind = df["Gene type"] if "Gene type" in df.columns else pd.Series(None, index=df.index)
             genes, syn = _ensembl_tables(
                 df["Gene stable ID"].astype(str).tolist(),
-                df["Gene name"].where(df["Gene name"].notna(), None).tolist(),
-                kind.where(kind.notna(), None).tolist(),
+                none_where_not(df["Gene name"], df["Gene name"].notna()).tolist(),
+                none_where_not(kind, kind.notna()).tolist(),
                 path,
             )
         else:
@@ -416,7 +417,7 @@ def parse_depmap_sample_info(path: Path) -> dict[str, pd.DataFrame]:
             where=str(path),
         )
     acc = rrid.where(rrid.notna(), "DepMap:" + ids.astype(str))
-    acc = acc.where(ids.notna() | rrid.notna(), None)
+    acc = none_where_not(acc, ids.notna() | rrid.notna())
     stripped = _col(df, "stripped_cell_line_name")
     display = _col(df, "cell_line_name")
     disease = _col(df, "primary_disease")
@@ -483,7 +484,7 @@ def parse_lincs_cellinfo(path: Path) -> dict[str, pd.DataFrame]:
             where=str(path),
         )
     cvcl = _first_col(df, "cellosaurus_id")
-    cvcl = cvcl.where(cvcl.fillna("").str.match(_CVCL), None)
+    cvcl = none_where_not(cvcl, cvcl.fillna("").str.match(_CVCL))
     if cid.isna().any():
         logger.warning(
             "%s: %d rows without a cell id skipped (lines %s)",

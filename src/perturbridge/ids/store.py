@@ -53,6 +53,7 @@ from ..progress import track
 
 # the parser modules register their parsers (tables.list_parsers) when imported
 from . import parsers_compounds, parsers_genes_cells  # noqa: F401
+from ._frames import missing_as_none
 from .cell_ontology import CELL_ONTOLOGY_VERSION, SOURCE_BUILTIN, cell_ontology_tables
 from .cells import link_lincs_cells
 from .compound_index import compound_structures
@@ -148,10 +149,8 @@ def _normalize(df: pd.DataFrame, table: str) -> pd.DataFrame:
             out[col] = pd.to_numeric(out[col], errors="raise").astype("Int64")
             continue
         s = out[col]
-        out[col] = (
-            s.astype(object)
-            .where(s.notna(), None)
-            .map(lambda v: v if v is None or isinstance(v, str) else str(v))
+        out[col] = missing_as_none(s).map(
+            lambda v: v if v is None or isinstance(v, str) else str(v)
         )
     return out.reset_index(drop=True)
 
