@@ -41,8 +41,8 @@ def _gathered(
     res = pair_metrics(
         arrays["src"][peers[p, j]],
         arrays["tgt"][i_tgt[p]],
-        arrays["src_de"][i_src[p]],
-        arrays["tgt_de"][i_tgt[p]],
+        de_a=arrays["src_de"][i_src[p]],
+        de_b=arrays["tgt_de"][i_tgt[p]],
         metrics=metrics,
     )
     for m in metrics:

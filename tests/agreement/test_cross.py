@@ -45,7 +45,9 @@ def computed(store):
 def _one(a, b, da, db):
     return {
         k: float(v[0])
-        for k, v in pair_metrics(a[None], b[None], da[None], db[None], metrics=METRICS).items()
+        for k, v in pair_metrics(
+            a[None], b[None], de_a=da[None], de_b=db[None], metrics=METRICS
+        ).items()
     }
 
 

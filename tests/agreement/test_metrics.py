@@ -173,7 +173,9 @@ def test_spearman_rows_shape_mismatch():
 
 def test_all_gene_spearman_ignores_de(random_pairs):
     a, b, de_a, de_b = random_pairs
-    np.testing.assert_array_equal(all_gene_spearman(a, b, de_a, de_b), spearman_rows(a, b))
+    np.testing.assert_array_equal(
+        all_gene_spearman(a, b, de_a=de_a, de_b=de_b), spearman_rows(a, b)
+    )
 
 
 # --------------------------------------------------------------------------- deg_spearman
@@ -183,7 +185,7 @@ def test_deg_spearman_symmetric_by_hand():
     a = _row(1, 2, 3, 4, 5, 6)
     b = _row(1, 2, 3, 6, 5, 4)
     # rho over DE_a = genes 0-2 is 1; over DE_b = genes 3-5 is -1
-    out = deg_spearman(a, b, _mask(1, 1, 1, 0, 0, 0), _mask(0, 0, 0, 1, 1, 1))
+    out = deg_spearman(a, b, de_a=_mask(1, 1, 1, 0, 0, 0), de_b=_mask(0, 0, 0, 1, 1, 1))
     np.testing.assert_allclose(out, [0.0], atol=1e-15)
 
 
@@ -191,21 +193,21 @@ def test_deg_spearman_one_sided_fallback():
     a = _row(1, 2, 3, 4, 5, 6)
     b = _row(1, 2, 3, 6, 5, 4)
     # DE_b has 2 genes: undefined, DE_a alone is used
-    out = deg_spearman(a, b, _mask(1, 1, 1, 0, 0, 0), _mask(0, 0, 0, 1, 1, 0))
+    out = deg_spearman(a, b, de_a=_mask(1, 1, 1, 0, 0, 0), de_b=_mask(0, 0, 0, 1, 1, 0))
     np.testing.assert_allclose(out, [1.0])
 
 
 def test_deg_spearman_constant_side_falls_back():
     a = _row(1, 2, 3, 4, 5, 6)
     b = _row(1, 2, 3, 7, 7, 7)  # b constant on DE_b
-    out = deg_spearman(a, b, _mask(1, 1, 1, 0, 0, 0), _mask(0, 0, 0, 1, 1, 1))
+    out = deg_spearman(a, b, de_a=_mask(1, 1, 1, 0, 0, 0), de_b=_mask(0, 0, 0, 1, 1, 1))
     np.testing.assert_allclose(out, [1.0])
 
 
 def test_deg_spearman_both_undefined_is_nan():
     a = _row(1, 2, 3, 4)
     b = _row(4, 3, 2, 1)
-    out = deg_spearman(a, b, _mask(0, 0, 0, 0), _mask(1, 1, 0, 0))
+    out = deg_spearman(a, b, de_a=_mask(0, 0, 0, 0), de_b=_mask(1, 1, 0, 0))
     assert np.isnan(out).all()
 
 
@@ -213,7 +215,7 @@ def test_deg_spearman_drops_genes_unmeasured_on_one_side():
     a = _row(1, 2, 3, 4, 9)
     b = _row(1, 2, 3, NAN, 0)
     # DE_a = genes 0-3 but gene 3 is not measured in b: rho over genes 0-2 = 1
-    out = deg_spearman(a, b, _mask(1, 1, 1, 1, 0), _mask(0, 0, 0, 0, 0))
+    out = deg_spearman(a, b, de_a=_mask(1, 1, 1, 1, 0), de_b=_mask(0, 0, 0, 0, 0))
     np.testing.assert_allclose(out, [1.0])
 
 
@@ -221,20 +223,25 @@ def test_deg_spearman_ranks_within_de_subset():
     # over DE genes 0, 2, 4 the orders agree although the other genes disagree
     a = _row(1, 50, 2, -50, 3)
     b = _row(10, -9, 20, 9, 30)
-    out = deg_spearman(a, b, _mask(1, 0, 1, 0, 1), _mask(1, 0, 1, 0, 1))
+    out = deg_spearman(a, b, de_a=_mask(1, 0, 1, 0, 1), de_b=_mask(1, 0, 1, 0, 1))
     np.testing.assert_allclose(out, [1.0])
 
 
 def test_deg_spearman_against_naive_loop(random_pairs):
     a, b, de_a, de_b = random_pairs
     np.testing.assert_allclose(
-        deg_spearman(a, b, de_a, de_b), _naive_deg(a, b, de_a, de_b), rtol=1e-12, atol=1e-14
+        deg_spearman(a, b, de_a=de_a, de_b=de_b),
+        _naive_deg(a, b, de_a, de_b),
+        rtol=1e-12,
+        atol=1e-14,
     )
 
 
 def test_deg_spearman_mask_shape_error():
     with pytest.raises(ValueError, match=r"de_b must have the shape of the values \(1, 3\)"):
-        deg_spearman(_row(1, 2, 3), _row(1, 2, 3), _mask(1, 1, 1), np.ones((2, 3), dtype=bool))
+        deg_spearman(
+            _row(1, 2, 3), _row(1, 2, 3), de_a=_mask(1, 1, 1), de_b=np.ones((2, 3), dtype=bool)
+        )
 
 
 # --------------------------------------------------------------------------- direction
@@ -244,30 +251,34 @@ def test_direction_by_hand():
     a = _row(1, -1, 2, 0, 3)
     b = _row(2, 1, 2, 0, -1)
     # sign match: T F T T F; f(A = 0,1,2) = 2/3, f(B = 3,4) = 1/2
-    out = direction_agreement(a, b, _mask(1, 1, 1, 0, 0), _mask(0, 0, 0, 1, 1))
+    out = direction_agreement(a, b, de_a=_mask(1, 1, 1, 0, 0), de_b=_mask(0, 0, 0, 1, 1))
     np.testing.assert_allclose(out, [(2 / 3 + 1 / 2) / 2])
 
 
 def test_direction_zero_is_its_own_sign():
-    out = direction_agreement(_row(0, 0, 1), _row(0, 1, 0), _mask(1, 1, 1), _mask(1, 1, 1))
+    out = direction_agreement(
+        _row(0, 0, 1), _row(0, 1, 0), de_a=_mask(1, 1, 1), de_b=_mask(1, 1, 1)
+    )
     np.testing.assert_allclose(out, [1 / 3])
 
 
 def test_direction_one_empty_de_set_falls_back():
     a = _row(1, -1, 2, 0, 3)
     b = _row(2, 1, 2, 0, -1)
-    out = direction_agreement(a, b, _mask(1, 1, 1, 0, 0), _mask(0, 0, 0, 0, 0))
+    out = direction_agreement(a, b, de_a=_mask(1, 1, 1, 0, 0), de_b=_mask(0, 0, 0, 0, 0))
     np.testing.assert_allclose(out, [2 / 3])
 
 
 def test_direction_empty_de_sets_are_nan_not_zero():
-    out = direction_agreement(_row(1, 2), _row(1, 2), _mask(0, 0), _mask(0, 0))
+    out = direction_agreement(_row(1, 2), _row(1, 2), de_a=_mask(0, 0), de_b=_mask(0, 0))
     assert np.isnan(out).all()
 
 
 def test_direction_de_gene_unmeasured_on_other_side_is_not_counted():
     # the only DE gene of A is NaN in b: f(A) undefined, f(B) used alone
-    out = direction_agreement(_row(1, 2, -1), _row(NAN, 2, 1), _mask(1, 0, 0), _mask(0, 1, 1))
+    out = direction_agreement(
+        _row(1, 2, -1), _row(NAN, 2, 1), de_a=_mask(1, 0, 0), de_b=_mask(0, 1, 1)
+    )
     np.testing.assert_allclose(out, [0.5])
 
 
@@ -333,12 +344,14 @@ def test_registry_order_and_listing():
 
 def test_pair_metrics_matches_kernels_and_blocks(random_pairs):
     a, b, de_a, de_b = random_pairs
-    full = pair_metrics(a, b, de_a, de_b)
-    blocked = pair_metrics(a, b, de_a, de_b, chunk_size=7)
+    full = pair_metrics(a, b, de_a=de_a, de_b=de_b)
+    blocked = pair_metrics(a, b, de_a=de_a, de_b=de_b, chunk_size=7)
     for name in full:
         np.testing.assert_array_equal(full[name], blocked[name])
-    np.testing.assert_array_equal(full["deg_spearman"], deg_spearman(a, b, de_a, de_b))
-    np.testing.assert_array_equal(full["direction"], direction_agreement(a, b, de_a, de_b))
+    np.testing.assert_array_equal(full["deg_spearman"], deg_spearman(a, b, de_a=de_a, de_b=de_b))
+    np.testing.assert_array_equal(
+        full["direction"], direction_agreement(a, b, de_a=de_a, de_b=de_b)
+    )
     np.testing.assert_array_equal(full["spearman"], spearman_rows(a, b))
     np.testing.assert_array_equal(full["top50"], topk_overlap(a, b, k=50))
     # through each registered func too
@@ -348,28 +361,30 @@ def test_pair_metrics_matches_kernels_and_blocks(random_pairs):
 
 def test_pair_metrics_subset_keeps_requested_order(random_pairs):
     a, b, _, _ = random_pairs
-    out = pair_metrics(a, b, None, None, metrics=["top100", "spearman"])
+    out = pair_metrics(a, b, de_a=None, de_b=None, metrics=["top100", "spearman"])
     assert list(out) == ["top100", "spearman"]
 
 
 def test_pair_metrics_unknown_metric():
     with pytest.raises(KeyError, match=r"known metrics: .*deg_spearman"):
-        pair_metrics(_row(1, 2, 3), _row(1, 2, 3), None, None, metrics=["nope"])
+        pair_metrics(_row(1, 2, 3), _row(1, 2, 3), de_a=None, de_b=None, metrics=["nope"])
 
 
 def test_pair_metrics_shape_mismatch():
     with pytest.raises(ValueError, match=r"a \(2, 3\) and b \(2, 4\)"):
-        pair_metrics(np.zeros((2, 3)), np.zeros((2, 4)), None, None, metrics=["spearman"])
+        pair_metrics(np.zeros((2, 3)), np.zeros((2, 4)), de_a=None, de_b=None, metrics=["spearman"])
 
 
 def test_pair_metrics_needs_de_for_de_metrics():
     with pytest.raises(ValueError, match="use DE genes; pass de_a and de_b"):
-        pair_metrics(_row(1, 2, 3), _row(1, 2, 3), None, None, metrics=["direction"])
+        pair_metrics(_row(1, 2, 3), _row(1, 2, 3), de_a=None, de_b=None, metrics=["direction"])
 
 
 def test_pair_metrics_bad_chunk_size():
     with pytest.raises(ValueError, match="chunk_size must be >= 1"):
-        pair_metrics(_row(1, 2, 3), _row(1, 2, 3), None, None, metrics=["spearman"], chunk_size=0)
+        pair_metrics(
+            _row(1, 2, 3), _row(1, 2, 3), de_a=None, de_b=None, metrics=["spearman"], chunk_size=0
+        )
 
 
 def test_register_metric_custom_and_duplicate(monkeypatch, random_pairs):
@@ -384,7 +399,7 @@ def test_register_metric_custom_and_duplicate(monkeypatch, random_pairs):
         register_metric(metric)
     register_metric(metric, overwrite=True)
     a, b, de_a, de_b = random_pairs
-    out = metrics.pair_metrics(a, b, de_a, de_b, metrics=["n_common"], chunk_size=9)
+    out = metrics.pair_metrics(a, b, de_a=de_a, de_b=de_b, metrics=["n_common"], chunk_size=9)
     np.testing.assert_array_equal(out["n_common"], n_common(a, b, de_a, de_b))
     assert ("n_common", "number of common genes") in metrics.list_metrics()
 
@@ -396,7 +411,9 @@ def test_register_metric_overwrite_builtin_uses_new_func(monkeypatch):
         return np.zeros(a.shape[0])
 
     metrics.register_metric(PairMetric("spearman", zeros, "zero", False), overwrite=True)
-    out = metrics.pair_metrics(_row(1, 2, 3), _row(1, 2, 3), None, None, metrics=["spearman"])
+    out = metrics.pair_metrics(
+        _row(1, 2, 3), _row(1, 2, 3), de_a=None, de_b=None, metrics=["spearman"]
+    )
     np.testing.assert_array_equal(out["spearman"], [0.0])
 
 

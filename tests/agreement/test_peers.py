@@ -23,8 +23,8 @@ def gathered(src_x, src_de, tgt_x, tgt_de, i_src, i_tgt, peers, metrics):
         res = pair_metrics(
             src_x[peers[p, j]],
             tgt_x[i_tgt[p]],
-            src_de[i_src[p]],
-            tgt_de[i_tgt[p]],
+            de_a=src_de[i_src[p]],
+            de_b=tgt_de[i_tgt[p]],
             metrics=metrics,
         )
         for m in metrics:

@@ -55,9 +55,9 @@ def test_replicate_agreement_against_naive(store):
     vals = []
     for a, b in itertools.combinations(rows, 2):
         vals.append(
-            pair_metrics(x[a][None], x[b][None], de[a][None], de[b][None], metrics=["spearman"])[
-                "spearman"
-            ][0]
+            pair_metrics(
+                x[a][None], x[b][None], de_a=de[a][None], de_b=de[b][None], metrics=["spearman"]
+            )["spearman"][0]
         )
     assert row["spearman"] == pytest.approx(np.mean(vals), abs=1e-6)
     # centroid: other compounds' replicate signatures at C1, dose 10
@@ -70,9 +70,9 @@ def test_replicate_agreement_against_naive(store):
     ref = []
     for a, b in itertools.combinations(rows, 2):
         ref.append(
-            pair_metrics(cen[None], x[b][None], de[a][None], de[b][None], metrics=["spearman"])[
-                "spearman"
-            ][0]
+            pair_metrics(
+                cen[None], x[b][None], de_a=de[a][None], de_b=de[b][None], metrics=["spearman"]
+            )["spearman"][0]
         )
     assert row["spearman__centroid"] == pytest.approx(np.mean(ref), abs=1e-5)
     assert row["spearman__n_peers"] == 6  # K0..K5 but K2, plus the unresolved compound

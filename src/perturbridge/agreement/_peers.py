@@ -465,8 +465,8 @@ def _general(
         res = pair_metrics(
             sides.src_x[pairs.peers[p, j]],
             sides.tgt_x[rows_t],
-            sides.src_de[pairs.i_src[p]],
-            sides.tgt_de[rows_t],
+            de_a=sides.src_de[pairs.i_src[p]],
+            de_b=sides.tgt_de[rows_t],
             metrics=names,
             chunk_size=chunk_size,
         )

@@ -360,19 +360,19 @@ def baseline_metrics(
         a, b = src.x[i_src[sl]], tgt.x[i_tgt[sl]]
         da, db = src.de[i_src[sl]], tgt.de[i_tgt[sl]]
         out["n_genes"][sl], out["n_de_a"][sl], out["n_de_b"][sl] = _pair_counts(a, b, da, db)
-        res = pair_metrics(a, b, da, db, metrics=metrics, chunk_size=chunk_size)
+        res = pair_metrics(a, b, de_a=da, de_b=db, metrics=metrics, chunk_size=chunk_size)
         for m in metrics:
             cols[m][sl] = res[m]
         if src_centroids is not None:
             cen, exact = src_centroids.of_rows(i_src[sl])
             out["centroid_dose_exact"][sl] = exact
-            res = pair_metrics(cen, b, da, db, metrics=metrics, chunk_size=chunk_size)
+            res = pair_metrics(cen, b, de_a=da, de_b=db, metrics=metrics, chunk_size=chunk_size)
             for m in metrics:
                 cols[f"{m}__{names[0]}"][sl] = res[m]
         if tgt_centroids is not None:
             cen, exact = tgt_centroids.of_rows(i_tgt[sl])
             out["cross_centroid_b_dose_exact"][sl] = exact
-            res = pair_metrics(a, cen, da, db, metrics=metrics, chunk_size=chunk_size)
+            res = pair_metrics(a, cen, de_a=da, de_b=db, metrics=metrics, chunk_size=chunk_size)
             for m in metrics:
                 cols[f"{m}__{names[1]}"][sl] = res[m]
     for m in metrics:

@@ -372,7 +372,7 @@ def _pair_block(a: ArrayLike, b: ArrayLike, de_a: ArrayLike | None, de_b: ArrayL
     return _PairBlock(a2, b2, da, db)
 
 
-def deg_spearman(a: ArrayLike, b: ArrayLike, de_a: ArrayLike, de_b: ArrayLike) -> FloatArray:
+def deg_spearman(a: ArrayLike, b: ArrayLike, *, de_a: ArrayLike, de_b: ArrayLike) -> FloatArray:
     """Symmetric DEG-restricted Spearman ``½ [ρ(a, b | A) + ρ(a, b | B)]``.
 
     ``ρ(a, b | A)`` is the Spearman correlation over the common genes in ``de_a`` (ranks
@@ -382,7 +382,9 @@ def deg_spearman(a: ArrayLike, b: ArrayLike, de_a: ArrayLike, de_b: ArrayLike) -
     return _pair_block(a, b, de_a, de_b).deg_spearman()
 
 
-def direction_agreement(a: ArrayLike, b: ArrayLike, de_a: ArrayLike, de_b: ArrayLike) -> FloatArray:
+def direction_agreement(
+    a: ArrayLike, b: ArrayLike, *, de_a: ArrayLike, de_b: ArrayLike
+) -> FloatArray:
     """Symmetric direction agreement ``½ [f(A) + f(B)]``.
 
     ``f(A)`` is the fraction of the common genes in ``de_a`` with ``sign(a) == sign(b)``
@@ -395,6 +397,7 @@ def direction_agreement(a: ArrayLike, b: ArrayLike, de_a: ArrayLike, de_b: Array
 def all_gene_spearman(
     a: ArrayLike,
     b: ArrayLike,
+    *,
     de_a: ArrayLike | None = None,
     de_b: ArrayLike | None = None,
 ) -> FloatArray:
@@ -446,6 +449,18 @@ def _spearman_metric(a: np.ndarray, b: np.ndarray, de_a: np.ndarray, de_b: np.nd
     return all_gene_spearman(a, b)
 
 
+def _deg_spearman_metric(
+    a: np.ndarray, b: np.ndarray, de_a: np.ndarray, de_b: np.ndarray
+) -> FloatArray:
+    return deg_spearman(a, b, de_a=de_a, de_b=de_b)
+
+
+def _direction_metric(
+    a: np.ndarray, b: np.ndarray, de_a: np.ndarray, de_b: np.ndarray
+) -> FloatArray:
+    return direction_agreement(a, b, de_a=de_a, de_b=de_b)
+
+
 def _topk_metric(k: int) -> PairFunc:
     def metric(a: np.ndarray, b: np.ndarray, de_a: np.ndarray, de_b: np.ndarray) -> FloatArray:
         return topk_overlap(a, b, k=k)
@@ -462,13 +477,13 @@ PAIR_METRICS: dict[str, PairMetric] = {
     for m in (
         PairMetric(
             "deg_spearman",
-            deg_spearman,
+            _deg_spearman_metric,
             "symmetric DEG-restricted Spearman: ½[ρ(a,b|DE_a) + ρ(a,b|DE_b)]",
             True,
         ),
         PairMetric(
             "direction",
-            direction_agreement,
+            _direction_metric,
             "symmetric direction agreement: ½[sign match on DE_a + sign match on DE_b]",
             True,
         ),
@@ -483,8 +498,8 @@ PAIR_METRICS: dict[str, PairMetric] = {
 # Fast paths of the built-in kernels on a shared _PairBlock (used only while the
 # registered func is still the built-in one).
 _BLOCK_KERNELS: dict[str, tuple[PairFunc, Callable[[_PairBlock], FloatArray]]] = {
-    "deg_spearman": (deg_spearman, _PairBlock.deg_spearman),
-    "direction": (direction_agreement, _PairBlock.direction),
+    "deg_spearman": (_deg_spearman_metric, _PairBlock.deg_spearman),
+    "direction": (_direction_metric, _PairBlock.direction),
     "spearman": (_spearman_metric, _PairBlock.spearman),
     **{
         f"top{k}": (f, (lambda blk, k=k: blk.topk(k)))  # type: ignore[misc]
@@ -534,9 +549,9 @@ def _resolve_metrics(metrics: Sequence[str] | None) -> list[str]:
 def pair_metrics(
     a: ArrayLike,
     b: ArrayLike,
+    *,
     de_a: ArrayLike | None,
     de_b: ArrayLike | None,
-    *,
     metrics: Sequence[str] | None = None,
     chunk_size: int = 4096,
 ) -> dict[str, FloatArray]:
