@@ -10,6 +10,7 @@ import pytest
 
 from conftest import shared_path
 from perturbridge.errors import FormatError
+from perturbridge.ids import compound_ids
 from perturbridge.ids import parsers_compounds as pc
 from perturbridge.ids.tables import TABLE_COLUMNS, get_parser, list_parsers
 
@@ -346,12 +347,12 @@ def test_user_synonyms_errors_name_the_problem(tmp_path: Path) -> None:
 
 
 def test_cas_checksum_and_brd_prefix() -> None:
-    assert pc.is_valid_cas("50-78-2")
-    assert not pc.is_valid_cas("50-78-3")
-    assert not pc.is_valid_cas("5078-2")
-    assert pc.brd_prefix("brd-k92723993-001-05-3") == "BRD-K92723993"
-    assert pc.brd_prefix("BRD-K92723993") == "BRD-K92723993"
-    assert pc.brd_prefix("BRD4770") is None
+    assert compound_ids.is_valid_cas("50-78-2")
+    assert not compound_ids.is_valid_cas("50-78-3")
+    assert not compound_ids.is_valid_cas("5078-2")
+    assert compound_ids.brd_prefix("brd-k92723993-001-05-3") == "BRD-K92723993"
+    assert compound_ids.brd_prefix("BRD-K92723993") == "BRD-K92723993"
+    assert compound_ids.brd_prefix("BRD4770") is None
 
 
 def test_bad_cid_in_a_strict_table_names_file_and_values(tmp_path: Path) -> None:

@@ -26,8 +26,8 @@ from .chem import (
     quiet_rdkit,
     standardize_smiles_many,
 )
+from .compound_ids import BRD_PATTERN, CAS_PATTERN, brd_prefix, is_valid_cas, normalize_brd
 from .names import NAME_TIERS, name_key_table
-from .parsers_compounds import BRD_PATTERN, CAS_PATTERN, brd_prefix, is_valid_cas, normalize_brd
 from .tables import TABLE_COLUMNS
 
 __all__ = [

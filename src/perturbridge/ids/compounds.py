@@ -55,6 +55,10 @@ What is reported
     The most frequent CID and the preferred name over all reference records with the
     reported parent InChIKey (names that are Broad ids are used last).
 
+Long because this docstring states the resolution rules in full; the code is one
+resolver class whose steps share its index. Records, the index and query kinds are in
+:mod:`perturbridge.ids.compound_index`, the online client in :mod:`perturbridge.ids.pubchem`.
+
 Examples
 --------
 >>> import pandas as pd

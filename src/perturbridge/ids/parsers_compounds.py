@@ -31,13 +31,14 @@ its 13-character compound prefix ``BRD-K12345678`` (the batch suffix names a sal
 or a lot of the same compound). LINCS rows that are not compounds (``pert_type`` other
 than ``trt_cp``/``ctl_vehicle…``: shRNA, ORF, ligand proteins) are not compounds and are
 skipped (a debug log line gives the count). Files gzipped or not are both read.
+
+Long because it holds the nine compound parsers above (each short) with the value
+cleaning they share; the identifier syntax is in :mod:`perturbridge.ids.compound_ids`.
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -49,15 +50,11 @@ import pandas as pd
 
 from ..errors import FormatError
 from ._frames import missing_as_none, none_where_not
-from .tables import TABLE_COLUMNS, RefParser, register_parser
+from .compound_ids import brd_prefix, is_valid_cas
+from .tables import TABLE_COLUMNS, RefParser, open_text, register_parser
 
 __all__ = [
-    "BRD_PATTERN",
-    "CAS_PATTERN",
-    "brd_prefix",
     "clean_ids",
-    "is_valid_cas",
-    "normalize_brd",
     "parse_lincs_compoundinfo",
     "parse_lincs_pertinfo",
     "parse_moabox_compounds",
@@ -74,56 +71,7 @@ logger = logging.getLogger(__name__)
 _MISSING: Final[frozenset[str]] = frozenset(
     {"", "-666", "-666.0", "na", "n/a", "#n/a", "nan", "none", "null", "notfound", "not found", "-"}
 )
-#: A Broad id with or without the batch suffix (``BRD-K12345678-001-01-1``); the
-#: separators may also be a space, an underscore or missing (``BRD K12345678``).
-BRD_PATTERN: Final[re.Pattern[str]] = re.compile(
-    r"^BRD[-_ ]?([A-Z])(\d{8})(?:[-_ ](\d{3})[-_ ](\d{2})[-_ ](\d))?$", re.IGNORECASE
-)
-#: A CAS registry number (the check digit is verified by :func:`is_valid_cas`).
-CAS_PATTERN: Final[re.Pattern[str]] = re.compile(r"^(\d{2,7})-(\d{2})-(\d)$")
 _INCHIKEY = re.compile(r"^[A-Z]{14}-[A-Z]{10}-[A-Z]$")
-
-
-def is_valid_cas(value: str) -> bool:
-    """Whether ``value`` is a CAS number with a correct check digit.
-
-    Examples
-    --------
-    >>> is_valid_cas("50-02-2"), is_valid_cas("50-02-3")
-    (True, False)
-    """
-    m = CAS_PATTERN.match(value.strip())
-    if m is None:
-        return False
-    digits = (m.group(1) + m.group(2))[::-1]
-    return sum((i + 1) * int(d) for i, d in enumerate(digits)) % 10 == int(m.group(3))
-
-
-def brd_prefix(value: str) -> str | None:
-    """The 13-character compound part of a Broad id, upper case (``None`` if not one).
-
-    Examples
-    --------
-    >>> brd_prefix("BRD-K76022557-003-28-9"), brd_prefix("brd k76022557")
-    ('BRD-K76022557', 'BRD-K76022557')
-    """
-    m = BRD_PATTERN.match(value.strip())
-    return f"BRD-{m.group(1).upper()}{m.group(2)}" if m else None
-
-
-def normalize_brd(value: str) -> str | None:
-    """A Broad id in its canonical spelling (upper case, hyphens), batch kept if given.
-
-    Examples
-    --------
-    >>> normalize_brd("brd_k76022557 003 28 9")
-    'BRD-K76022557-003-28-9'
-    """
-    m = BRD_PATTERN.match(value.strip())
-    if m is None:
-        return None
-    head = f"BRD-{m.group(1).upper()}{m.group(2)}"
-    return head if m.group(3) is None else f"{head}-{m.group(3)}-{m.group(4)}-{m.group(5)}"
 
 
 def clean_ids(values: pd.Series) -> pd.Series:
@@ -175,17 +123,11 @@ def _stray_cids(values: pd.Series, cid: pd.Series) -> pd.Series:
     return raw.where(cid.isna().to_numpy() & raw.notna().to_numpy() & ~numeric.to_numpy())
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
-
-
 def _read_table(path: Path, *, sep: str = "\t", comment_prefix: str | None = None) -> pd.DataFrame:
     """A delimited table with a header, all strings, leading comment lines skipped."""
     skip = 0
     if comment_prefix is not None:
-        with _open_text(path) as fh:
+        with open_text(path) as fh:
             for line in fh:
                 if not line.startswith(comment_prefix):
                     break

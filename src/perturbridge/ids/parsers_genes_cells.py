@@ -31,8 +31,6 @@ records it in its manifest.
 
 from __future__ import annotations
 
-import gzip
-import io
 import logging
 import re
 from collections.abc import Iterator
@@ -45,7 +43,7 @@ from ..errors import FormatError, SchemaError
 from ._frames import missing_as_none, none_where_not
 from .cell_ontology import SOURCE_CSV as CL_CSV_SOURCE
 from .cell_ontology import read_cell_ontology_csv
-from .tables import TABLE_COLUMNS, RefParser, list_parsers, register_parser
+from .tables import TABLE_COLUMNS, RefParser, list_parsers, open_text, register_parser
 
 __all__ = [
     "parse_cell_synonyms_csv",
@@ -60,12 +58,6 @@ logger = logging.getLogger(__name__)
 
 _CVCL = re.compile(r"^CVCL_[A-Z0-9]{4}$")
 HUMAN = "Homo sapiens"
-
-
-def _open_text(path: Path) -> TextIO:
-    if path.name.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
-    return path.open(encoding="utf-8", errors="replace")
 
 
 def _require(df: pd.DataFrame, cols: list[str], path: Path, what: str) -> None:
@@ -213,7 +205,7 @@ def parse_ensembl_genes(path: Path) -> dict[str, pd.DataFrame]:
     ids: list[str] = []
     names: list[str | None] = []
     types: list[str | None] = []
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         first = fh.readline()
         if "Gene stable ID" in first:  # BioMart export
             header = [h.strip() for h in first.rstrip("\n").split("\t")]
@@ -327,7 +319,7 @@ def parse_cellosaurus(path: Path) -> dict[str, pd.DataFrame]:
     cells: list[tuple[str | None, ...]] = []
     syns: list[tuple[str, str, str]] = []
     header: list[str] = []
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         for start, rec in _records(fh, path, header):
             acc = rec.get("AC", [None])[0]
             name = rec.get("ID", [None])[0]

@@ -48,13 +48,23 @@ The store adds a last column ``ref_file`` (the input file of each row) to every 
 
 from __future__ import annotations
 
+import gzip
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import pandas as pd
 
-__all__ = ["TABLE_COLUMNS", "RefParser", "get_parser", "list_parsers", "register_parser"]
+__all__ = [
+    "TABLE_COLUMNS",
+    "RefParser",
+    "get_parser",
+    "list_parsers",
+    "open_text",
+    "register_parser",
+]
 
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "compounds": ("ref_source", "ref_id", "name", "smiles", "inchikey", "pubchem_cid", "cas"),
@@ -114,3 +124,11 @@ def get_parser(name: str) -> RefParser:
 
 def list_parsers() -> list[RefParser]:
     return list(_PARSERS.values())
+
+
+def open_text(path: Path) -> TextIO:
+    """An upstream text file (gzipped when its name ends in ``.gz``), UTF-8, undecodable
+    bytes replaced: how every parser opens its file."""
+    if path.name.lower().endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
+    return path.open(encoding="utf-8", errors="replace")
