@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
@@ -114,9 +113,7 @@ def test_resolve_cells_from_a_table_column(tmp_path: Path, refs: Path):
 
 
 @pytest.mark.shared_data
-def test_resolve_compounds_when_the_compound_module_exists(tmp_path: Path):
-    if importlib.util.find_spec("perturbridge.ids.compounds") is None:
-        pytest.skip("perturbridge.ids.compounds (the compound resolver) is not there yet")
+def test_resolve_compounds(tmp_path: Path):
     real = shared_path("reference_compounds_repurposing_hub", "repurposing_samples_20200324.txt")
     head = real.read_text(encoding="utf-8").splitlines()[:12]  # apomorphine … rolipram
     write(tmp_path / "src" / real.name, "\n".join(head) + "\n")
