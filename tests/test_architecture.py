@@ -79,11 +79,11 @@ def _targets(module: str, node: ast.Import | ast.ImportFrom) -> list[str]:
         source = node.module or ""
     if source != TOP and not source.startswith(TOP + "."):
         return []
-    out = []
+    out: list[str] = []
     for alias in node.names:
         sub = f"{source}.{alias.name}"
         out.append(sub if sub in MODULES else _known(source))
-    return out
+    return list(dict.fromkeys(out))  # one arrow per imported module
 
 
 def _imports(module: str) -> list[Import]:
