@@ -42,11 +42,10 @@ class RefStoreReader:
 
     Examples
     --------
-    >>> store = RefStore.build(source_dir="upstream/", out="refs")  # doctest: +SKIP
-    >>> store.tables  # doctest: +SKIP
-    ['cell_synonyms', 'cells', 'gene_synonyms', 'genes']
-    >>> store.duckdb().execute("select count(*) from genes").fetchone()  # doctest: +SKIP
-    (43882,)
+    >>> store = RefStoreReader.open("refs")  # doctest: +SKIP
+    >>> store.table("genes", columns=["hgnc_id", "symbol"]).head(1)  # doctest: +SKIP
+          hgnc_id symbol
+    0      HGNC:5   A1BG
     """
 
     def __init__(self, path: Path, manifest: dict[str, Any]) -> None:

@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import fnmatch
-import gzip
 import json
 import logging
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +57,7 @@ from .cell_ontology import CELL_ONTOLOGY_VERSION, SOURCE_BUILTIN, cell_ontology_
 from .cells import link_lincs_cells
 from .compound_index import compound_structures
 from .reader import MANIFEST, STORE_FORMAT, RefStoreReader, StoreError
-from .tables import TABLE_COLUMNS, RefParser, list_parsers
+from .tables import TABLE_COLUMNS, RefParser, list_parsers, open_text
 
 __all__ = ["RefStore", "match_parser"]
 
@@ -73,10 +72,9 @@ _QUARTER_IN_NAME = re.compile(r"(?<![0-9A-Za-z])(\d{2}Q[1-4])(?![0-9A-Za-z])", r
 
 
 def _first_line(path: Path) -> str:
-    opener: Callable[..., Any] = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-            return str(fh.readline()).rstrip("\r\n").lstrip("\ufeff")
+        with open_text(path) as fh:
+            return fh.readline().rstrip("\r\n").lstrip("\ufeff")
     except (OSError, EOFError) as err:
         raise FormatError(f"{path}: cannot read the first line ({err})") from err
 
