@@ -163,6 +163,24 @@ def test_store_path_that_is_empty_or_a_store_is_fine(tmp_path, built):
     assert check_store_path(built["store"]) is None
 
 
+def test_an_unknown_key_names_the_closest_known_key(tmp_path):
+    path = _plan(
+        tmp_path,
+        """
+[store]
+path = "store"
+cach = "cache"
+[[datasets]]
+name = "a"
+source = "l1000"
+inputs = { level3 = "missing.gct" }
+""",
+    )
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    assert "store: unknown key(s) ['cach']; did you mean 'cache'?; allowed: " in str(info.value)
+
+
 def test_every_problem_is_reported_at_once(tmp_path):
     path = _plan(
         tmp_path,
