@@ -471,9 +471,9 @@ def test_import_joins_a_built_store(tmp_path, tree, built):
 
 
 def test_agreement_on_imported_tree_needs_no_inchikey(tree_store):
-    from perturbridge.agreement import run_agreement
+    from perturbridge.agreement import AgreementOptions, run_agreement
 
-    res = run_agreement(tree_store, min_compounds=2, n_boot=0, progress=False)
+    res = run_agreement(tree_store, AgreementOptions(min_compounds=2, n_boot=0), progress=False)
     # only the one condition of the tree without a CID lacks an identity
     missing = res.excluded[res.excluded["reason"] == "missing_identity"]
     assert missing[["dataset", "n_conditions"]].to_numpy().tolist() == [["dsS", 1]]
