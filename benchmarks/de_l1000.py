@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from perturbridge.de import limma_trend, plan_contexts
-from perturbridge.de.limma import ContextDesign
+from perturbridge.de import ContextDesign
 from perturbridge.de.r_limma import r_limma_status, run_r_limma_trend
 from perturbridge.simulate import simulate_l1000, sizes_for
 from perturbridge.sources import read_l1000

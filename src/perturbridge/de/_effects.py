@@ -16,10 +16,10 @@ from scipy import stats
 
 from ..io import provenance
 from ..ledger import Ledger
-from ..schema import EFFECT_LAYERS, EFFECT_OBS_COLUMNS, ReplicateMode
+from ..schema import EFFECT_LAYERS, EFFECT_OBS_COLUMNS, ReplicateMode, validate_effects
 from ._ebayes import ebayes
 from ._rstats import p_adjust_bh
-from .design import STAGE, ContextDesign
+from .design import STAGE, ContextDesign, plan_contexts
 from .options import DEOptions
 
 __all__ = [
@@ -30,9 +30,12 @@ __all__ = [
     "contrast_meta",
     "dense_rows",
     "design_params",
+    "drop_low_expression",
     "drop_no_df",
     "effect_layer_names",
+    "effects_of",
     "moderate_context",
+    "plan_fits",
 ]
 
 #: The optional Effects layer ``stdev.unscaled * sqrt(s2.post)`` (the original release
@@ -94,6 +97,19 @@ def drop_no_df(design: ContextDesign, ledger: Ledger) -> None:
         f"({len(design.rows)} samples, {len(design.levels)} conditions, "
         f"{len(design.plate_levels)} plates)",
     )
+
+
+def drop_low_expression(
+    ledger: Ledger, genes: pd.Index, keep: np.ndarray, design: ContextDesign
+) -> None:
+    """Ledger the genes a fit's ``filterByExpr`` removed (``keep`` false)."""
+    if (~keep).any():
+        ledger.drop(
+            genes[~keep],
+            stage="de_genes",
+            reason="low_expression",
+            detail=f"{design.fit_id}: filterByExpr",
+        )
 
 
 def contrast_meta(
@@ -283,3 +299,44 @@ def assemble(
         "provenance": provenance(step="de", params=params),
     }
     return eff
+
+
+def plan_fits(
+    samples: ad.AnnData,
+    *,
+    mode: ReplicateMode,
+    control_keys: Sequence[str] | None,
+    options: DEOptions,
+) -> tuple[list[ContextDesign], Ledger]:
+    """The fits of a run: :func:`~perturbridge.de.plan_contexts` with the design
+    options of ``options``."""
+    return plan_contexts(
+        samples,
+        mode=mode,
+        control_keys=control_keys,
+        orphan_vehicles=options.orphan_vehicles,
+        fit_per_control_group=options.fit_per_control_group,
+    )
+
+
+def effects_of(
+    blocks: list[tuple[pd.DataFrame, dict[str, np.ndarray]]],
+    samples: ad.AnnData,
+    *,
+    mode: ReplicateMode,
+    params: dict[str, Any],
+    options: DEOptions,
+    var: pd.DataFrame | None = None,
+) -> ad.AnnData:
+    """The validated Effects of a run: :func:`assemble` with the layers ``options`` ask
+    for, ``params`` followed by the design options."""
+    effects = assemble(
+        blocks,
+        samples,
+        mode=mode,
+        params={**params, **design_params(options)},
+        var=var,
+        layer_names=effect_layer_names(stdev_scaled=options.stdev_scaled),
+    )
+    validate_effects(effects)
+    return effects

@@ -26,19 +26,18 @@ import pandas as pd
 
 from ..ledger import Ledger
 from ..progress import track
-from ..schema import ReplicateMode, validate_effects, validate_samples
+from ..schema import ReplicateMode, validate_samples
 from ._effects import (
     ContextFit,
     DEResult,
-    assemble,
     dense_rows,
-    design_params,
     drop_no_df,
-    effect_layer_names,
+    effects_of,
     moderate_context,
+    plan_fits,
 )
 from ._linear import fit_condition_plate
-from .design import ContextDesign, plan_contexts
+from .design import ContextDesign
 from .options import DEOptions
 
 __all__ = ["limma_trend"]
@@ -99,13 +98,7 @@ def limma_trend(
     x = samples.layers[opts.layer] if opts.layer is not None else samples.X
     _check_finite(x, samples)
     obs = samples.obs
-    designs, ledger = plan_contexts(
-        samples,
-        mode=mode,
-        control_keys=control_keys,
-        orphan_vehicles=opts.orphan_vehicles,
-        fit_per_control_group=opts.fit_per_control_group,
-    )
+    designs, ledger = plan_fits(samples, mode=mode, control_keys=control_keys, options=opts)
     blocks: list[tuple[pd.DataFrame, dict[str, np.ndarray]]] = []
     for design in track(designs, description="limma-trend", enabled=progress):
         out = _fit_context(
@@ -118,21 +111,14 @@ def limma_trend(
         )
         if out is not None:
             blocks.append(out)
-    effects = assemble(
-        blocks,
-        samples,
-        mode=mode,
-        params={
-            "mode": mode,
-            "robust": opts.robust,
-            "trend": opts.trend,
-            "confint": opts.confint,
-            "method": "limma-trend",
-            **design_params(opts),
-        },
-        layer_names=effect_layer_names(stdev_scaled=opts.stdev_scaled),
-    )
-    validate_effects(effects)
+    params = {
+        "mode": mode,
+        "robust": opts.robust,
+        "trend": opts.trend,
+        "confint": opts.confint,
+        "method": "limma-trend",
+    }
+    effects = effects_of(blocks, samples, mode=mode, params=params, options=opts)
     return DEResult(effects, ledger)
 
 

@@ -21,20 +21,20 @@ import anndata as ad
 import numpy as np
 
 from ..progress import track
-from ..schema import ReplicateMode, validate_effects, validate_samples
+from ..schema import ReplicateMode, validate_samples
 from ._effects import (
     STDEV_SCALED,
     DEResult,
-    assemble,
     contrast_meta,
     dense_rows,
-    design_params,
+    drop_low_expression,
     drop_no_df,
-    effect_layer_names,
+    effects_of,
+    plan_fits,
 )
 from ._linear import design_structure
 from ._rstats import p_adjust_bh
-from .design import STAGE, ContextDesign, plan_contexts
+from .design import STAGE, ContextDesign
 from .options import DEOptions
 
 __all__ = ["R_LAYERS", "RResult", "limma_r", "r_limma_status", "run_r_limma", "run_r_limma_trend"]
@@ -193,13 +193,7 @@ def limma_r(
     expected = "counts" if method == "voom" else "log_expression"
     if kind != expected:
         raise ValueError(f"limma-{method} needs {expected}, these Samples hold {kind!r}")
-    designs, ledger = plan_contexts(
-        samples,
-        mode=mode,
-        control_keys=control_keys,
-        orphan_vehicles=opts.orphan_vehicles,
-        fit_per_control_group=opts.fit_per_control_group,
-    )
+    designs, ledger = plan_fits(samples, mode=mode, control_keys=control_keys, options=opts)
     blocks = []
     tested: list[np.ndarray] = []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -223,14 +217,7 @@ def limma_r(
                 method=method,
             )
             if method == "voom":
-                keep = r.extra["keep"]
-                if (~keep).any():
-                    ledger.drop(
-                        samples.var_names[~keep],
-                        stage="de_genes",
-                        reason="low_expression",
-                        detail=f"{design.fit_id}: filterByExpr",
-                    )
+                drop_low_expression(ledger, samples.var_names, r.extra["keep"], design)
             p = r.layers["P.Value"]
             layers = {
                 "logFC": r.layers["logFC"],
@@ -263,19 +250,10 @@ def limma_r(
         "engine": "R",
         "robust": True,
         "trend": method == "trend",
-        **design_params(opts),
     }
     # as our engine: Effects keep the genes tested in at least one fit
     union = np.logical_or.reduce(tested) if tested else np.ones(samples.n_vars, dtype=bool)
     blocks = [(m, {k: v[:, union] for k, v in lay.items()}) for m, lay in blocks]
     var = samples.var.iloc[np.flatnonzero(union)]
-    effects = assemble(
-        blocks,
-        samples,
-        mode=mode,
-        params=params,
-        var=var,
-        layer_names=effect_layer_names(stdev_scaled=opts.stdev_scaled),
-    )
-    validate_effects(effects)
+    effects = effects_of(blocks, samples, mode=mode, params=params, options=opts, var=var)
     return DEResult(effects, ledger)

@@ -20,22 +20,22 @@ import pandas as pd
 
 from ..ledger import Ledger
 from ..progress import track
-from ..schema import ReplicateMode, validate_effects, validate_samples
+from ..schema import ReplicateMode, validate_samples
 from ._edger import calc_norm_factors, filter_by_expr
 from ._effects import (
     ContextFit,
     DEResult,
-    assemble,
     dense_rows,
-    design_params,
+    drop_low_expression,
     drop_no_df,
-    effect_layer_names,
+    effects_of,
     moderate_context,
+    plan_fits,
 )
 from ._linear import DesignStructure, design_structure, fit_condition_plate
 from ._voom import voom_log_cpm, voom_weights
 from ._weighted import fit_condition_plate_weighted
-from .design import STAGE, ContextDesign, plan_contexts
+from .design import STAGE, ContextDesign
 from .options import DEOptions
 
 __all__ = ["check_counts", "limma_voom"]
@@ -109,12 +109,9 @@ def limma_voom(
     ----------
     samples
         Samples AnnData with counts (``uns["perturbridge"]["value_kind"] == "counts"``).
-    mode
-        ``"group"`` (replicates pooled) or ``"separate"`` (one contrast per treated well).
-    control_keys
-        Further ``obs`` columns a treated condition must share with its vehicle (e.g.
-        ``percent_volume_dmso``); default: those the source adapter declared in
-        ``uns["perturbridge"]["control_match_keys"]``, if any.
+    mode, control_keys
+        As for :func:`~perturbridge.de.limma_trend`: replicates pooled (``"group"``) or
+        one contrast per treated well (``"separate"``); the control-matching columns.
     options
         Design, voom and eBayes options (:class:`~perturbridge.de.DEOptions`):
         ``filter_genes`` (edgeR ``filterByExpr`` with the design, per fit),
@@ -134,13 +131,7 @@ def limma_voom(
     x = samples.layers[opts.layer] if opts.layer is not None else samples.X
     check_counts(x, samples, allow_non_integer=opts.allow_non_integer)
     obs = samples.obs
-    designs, ledger = plan_contexts(
-        samples,
-        mode=mode,
-        control_keys=control_keys,
-        orphan_vehicles=opts.orphan_vehicles,
-        fit_per_control_group=opts.fit_per_control_group,
-    )
+    designs, ledger = plan_fits(samples, mode=mode, control_keys=control_keys, options=opts)
     # genes: filterByExpr per fit; Effects keep the genes tested in at least one fit
     keeps = []
     for design in designs:
@@ -154,13 +145,7 @@ def limma_voom(
         _check_library_sizes(xd, samples.obs_names[design.rows], design.fit_id)
         if opts.filter_genes:
             keep = filter_by_expr(xd, max_hat=structure.max_hat())
-            if (~keep).any():
-                ledger.drop(
-                    samples.var_names[~keep],
-                    stage="de_genes",
-                    reason="low_expression",
-                    detail=f"{design.fit_id}: filterByExpr",
-                )
+            drop_low_expression(ledger, samples.var_names, keep, design)
         else:
             keep = np.ones(samples.n_vars, dtype=bool)
         del xd
@@ -192,18 +177,9 @@ def limma_voom(
         "filter_genes": opts.filter_genes,
         "normalization": opts.normalization,
         "method": "limma-voom",
-        **design_params(opts),
     }
     var = samples.var.iloc[np.flatnonzero(tested)] if designs else samples.var
-    effects = assemble(
-        blocks,
-        samples,
-        mode=mode,
-        params=params,
-        var=var,
-        layer_names=effect_layer_names(stdev_scaled=opts.stdev_scaled),
-    )
-    validate_effects(effects)
+    effects = effects_of(blocks, samples, mode=mode, params=params, options=opts, var=var)
     return DEResult(effects, ledger, diagnostics)
 
 
