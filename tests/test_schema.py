@@ -143,3 +143,22 @@ def test_identifier_status_vocabulary() -> None:
     adata.obs["cell_status"] = pd.Categorical(["resolved", "maybe", None])
     with pytest.raises(SchemaError, match=r"cell_status.*1='maybe'"):
         validate_samples(adata)
+
+
+def test_the_vocabularies_are_the_values_of_their_types():
+    from typing import get_args
+
+    from perturbridge import schema
+
+    pairs = {
+        "ValueKind": "VALUE_KINDS",
+        "ReplicateMode": "REPLICATE_MODES",
+        "OrphanVehicles": "ORPHAN_VEHICLES",
+        "DEMethod": "DE_METHODS",
+        "DEEngine": "DE_ENGINES",
+        "IdStatus": "ID_STATUSES",
+    }
+    for literal, values in pairs.items():
+        assert getattr(schema, values) == get_args(getattr(schema, literal)), literal
+    assert schema.REPLICATE_MODES == ("group", "separate")
+    assert schema.ID_STATUSES == ("resolved", "ambiguous", "unresolved")
