@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -216,7 +216,7 @@ def _builtin_spellings() -> dict[str, str]:
     return out
 
 
-def dataset_cell_contexts(names: Sequence[str], *, dataset: str) -> tuple[np.ndarray, list[str]]:
+def dataset_cell_contexts(names: Iterable[str], *, dataset: str) -> tuple[np.ndarray, list[str]]:
     """Cell contexts of a primary-cell dataset: its cell types → built-in CL terms.
 
     Parameters
