@@ -5,9 +5,16 @@ compute condition-level effects numerically equal to R limma (:mod:`perturbridge
 and account for every input row in a :class:`~perturbridge.ledger.Ledger`.
 """
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
 from .errors import FormatError, PerturbridgeError, PerturbridgeWarning, SchemaError, UnitError
-from .ledger import Ledger
+
+if TYPE_CHECKING:
+    from .ledger import Ledger
 
 __all__ = [
     "FormatError",
@@ -18,3 +25,10 @@ __all__ = [
     "UnitError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # the ledger needs pandas: loaded on first use (PEP 562), so `perturbridge --help` is fast
+    if name == "Ledger":
+        return import_module(".ledger", __name__).Ledger
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perturbridge.compendium.build import plan_tasks
+from perturbridge.compendium import plan_tasks
 from perturbridge.errors import FormatError
 from perturbridge.simulate.upstream_generic import write_generic
 from perturbridge.sources.generic import MappingError, load_mapping, read_generic

@@ -10,7 +10,7 @@ holder that died, and the next process takes it over (saying so in the log).
 Two locks use this module:
 
 - the **store lock** ``STORE/.lock``, taken by every process that writes a store
-  (:func:`~perturbridge.compendium.build.build`, :func:`~perturbridge.compendium.
+  (:func:`~perturbridge.compendium.build`, :func:`~perturbridge.compendium.
   importer.import_release`), so that two writers never interleave in one store even
   with different task caches;
 - the **cache lock** ``CACHE/build.lock`` (:meth:`~perturbridge.compendium.tasks.
