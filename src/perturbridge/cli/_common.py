@@ -78,11 +78,8 @@ def fail(message: str | BaseException, code: int = 2) -> NoReturn:
     raise typer.Exit(code=code) from cause
 
 
-class Mode(StrEnum):
-    """Replicate modes (the values of ``perturbridge.schema.ReplicateMode``)."""
-
-    group = "group"
-    separate = "separate"
+#: Replicate modes (the values of ``perturbridge.schema.ReplicateMode``).
+Mode = StrEnum("Mode", ["group", "separate"])
 
 
 RefsArg = Annotated[

@@ -18,43 +18,24 @@ from ._common import console, err_console, fail, user_errors
 __all__ = ["agreement_table", "register"]
 
 
-class IdentityOption(StrEnum):
-    """Compound identity of a cross-dataset match."""
-
-    parent = "parent"
-    inchikey = "inchikey"
-    cid = "cid"
+#: Compound identity of a cross-dataset match.
+IdentityOption = StrEnum("IdentityOption", ["parent", "inchikey", "cid"])
 
 
-class ZScoreOption(StrEnum):
-    """Per-gene standardisation before the metrics."""
-
-    none = "none"
-    dataset = "dataset"
-    dataset_context = "dataset_context"
+#: Per-gene standardisation before the metrics.
+ZScoreOption = StrEnum("ZScoreOption", ["none", "dataset", "dataset_context"])
 
 
-class ProfileOption(StrEnum):
-    """Which definitions of agreement to compute."""
-
-    perturbridge = "perturbridge"
-    published = "published"
+#: Which definitions of agreement to compute.
+ProfileOption = StrEnum("ProfileOption", ["perturbridge", "published"])
 
 
-class WeightingOption(StrEnum):
-    """Summary weighting of the published profile."""
-
-    auto = "auto"
-    sample_pairs = "sample_pairs"
-    condition = "condition"
+#: Summary weighting of the published profile.
+WeightingOption = StrEnum("WeightingOption", ["auto", "sample_pairs", "condition"])
 
 
-class ScoreOption(StrEnum):
-    """Retrieval score."""
-
-    euclidean = "euclidean"
-    cosine = "cosine"
-    spearman = "spearman"
+#: Retrieval score.
+ScoreOption = StrEnum("ScoreOption", ["euclidean", "cosine", "spearman"])
 
 
 def _split(metrics: str | None) -> list[str] | None:
@@ -115,21 +96,30 @@ RetrievalArg = Annotated[
 ]
 
 
-def _options(**kw: Any) -> dict[str, Any]:
-    return {
-        "identity": kw["identity"].value,
-        "max_log10_dose": kw["max_log10_dose"],
-        "min_compounds": kw["min_compounds"],
-        "alpha": kw["alpha"],
-        "lfc_min": kw["lfc_min"],
-        "zscore": kw["zscore"].value,
-        "metrics": _split(kw["metrics"]),
-        "score": kw["score"].value,
-        "max_peers": kw["max_peers"],
-        "n_boot": kw["n_boot"],
-        "seed": kw["seed"],
-        "dose_sensitivity": kw["dose_sensitivity"],
+def _ours(args: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Our profile's options among a command's arguments (``locals()`` at its start):
+    as keywords of ``AgreementOptions``, and the flags given a non-default value (the
+    published profile has fixed definitions, so they would be silently ignored there)."""
+    opts = {
+        "identity": args["identity"].value,
+        "max_log10_dose": args["max_log10_dose"],
+        "min_compounds": args["min_compounds"],
+        "alpha": args["alpha"],
+        "lfc_min": args["lfc_min"],
+        "zscore": args["zscore"].value,
+        "metrics": _split(args["metrics"]),
+        "score": args["score"].value,
+        "max_peers": args["max_peers"],
+        "n_boot": args["n_boot"],
+        "seed": args["seed"],
+        "dose_sensitivity": args["dose_sensitivity"],
     }
+    changed = [
+        "--" + name.replace("_", "-")
+        for name, default in _DEFAULTS.items()
+        if args[name] != default
+    ]
+    return opts, changed
 
 
 def agreement_table(res: Any) -> Table:
@@ -216,15 +206,12 @@ def agreement_cmd(
 
         perturbridge agreement release/ --profile published --out published
     """
+    opts, changed = _ours(locals())
     if profile == ProfileOption.published:
         _published_agreement(
             store,
             out,
-            changed=_changed_options(
-                identity=identity, max_log10_dose=max_log10_dose, min_compounds=min_compounds,
-                alpha=alpha, lfc_min=lfc_min, zscore=zscore, metrics=metrics, score=score,
-                max_peers=max_peers, seed=seed, dose_sensitivity=dose_sensitivity,
-            ),
+            changed=changed,
             weighting=weighting.value,
             datasets=_split(datasets),
             n_boot=n_boot,
@@ -238,20 +225,6 @@ def agreement_cmd(
     from ..agreement import run_agreement
     from ..agreement.options import AgreementOptions
 
-    opts = _options(
-        identity=identity,
-        max_log10_dose=max_log10_dose,
-        min_compounds=min_compounds,
-        alpha=alpha,
-        lfc_min=lfc_min,
-        zscore=zscore,
-        metrics=metrics,
-        score=score,
-        max_peers=max_peers,
-        n_boot=n_boot,
-        seed=seed,
-        dose_sensitivity=dose_sensitivity,
-    )
     try:
         options = AgreementOptions(**opts, replicates=replicates, datasets=_split(datasets))
         res = run_agreement(store, options, out=out, progress=progress)
@@ -279,14 +252,6 @@ _DEFAULTS = {
     "seed": 0,
     "dose_sensitivity": False,
 }
-
-
-def _changed_options(**given: Any) -> list[str]:
-    """The options of our profile given a non-default value (the published profile has
-    fixed definitions, so they would be silently ignored there)."""
-    return [
-        "--" + name.replace("_", "-") for name, value in given.items() if value != _DEFAULTS[name]
-    ]
 
 
 def _published_table(res: Any) -> Table:
@@ -461,6 +426,7 @@ def report_cmd(
 
         perturbridge report release/ --profile published --out published.html
     """
+    opts, changed = _ours(locals())
     if agreement is not None and profile == ProfileOption.published:
         from ..report.html import _profile_of
 
@@ -470,30 +436,11 @@ def report_cmd(
                 "`perturbridge agreement … --profile published` for a published folder"
             )
     if profile == ProfileOption.published and agreement is None:
-        changed = _changed_options(
-            identity=identity, max_log10_dose=max_log10_dose, min_compounds=min_compounds,
-            alpha=alpha, lfc_min=lfc_min, zscore=zscore, metrics=metrics, score=score,
-            max_peers=max_peers, seed=seed, dose_sensitivity=dose_sensitivity,
-        )  # fmt: skip
         _published_report(
             store, out, changed=changed, figures=figures, weighting=weighting.value,
             datasets=_split(datasets), n_boot=n_boot, retrieval=retrieval,
         )  # fmt: skip
         return
-    opts = _options(
-        identity=identity,
-        max_log10_dose=max_log10_dose,
-        min_compounds=min_compounds,
-        alpha=alpha,
-        lfc_min=lfc_min,
-        zscore=zscore,
-        metrics=metrics,
-        score=score,
-        max_peers=max_peers,
-        n_boot=n_boot,
-        seed=seed,
-        dose_sensitivity=dose_sensitivity,
-    )
     try:
         from ..report import write_report
 

@@ -9,38 +9,30 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.table import Table
 
 from ._common import Mode, cell, console, err_console, fail, frame_table, user_errors
 
+if TYPE_CHECKING:
+    from ..compendium.plan import ExecutorKind as PlanExecutor
+    from ..schema import ReplicateMode
+
 __all__ = ["info_cmd", "register"]
 
 
-class ExecutorKind(StrEnum):
-    """Where the tasks of a build run."""
-
-    local = "local"
-    dask = "dask"
-    slurm = "slurm"
+#: Where the tasks of a build run.
+ExecutorKind = StrEnum("ExecutorKind", ["local", "dask", "slurm"])
 
 
-class OutputFormat(StrEnum):
-    """How ``query`` prints its result."""
-
-    table = "table"
-    tsv = "tsv"
-    csv = "csv"
-    json = "json"
+#: How ``query`` prints its result.
+OutputFormat = StrEnum("OutputFormat", ["table", "tsv", "csv", "json"])
 
 
-class ExportKind(StrEnum):
-    """What ``export`` writes."""
-
-    shards = "shards"
-    anndata = "anndata"
+#: What ``export`` writes.
+ExportKind = StrEnum("ExportKind", ["shards", "anndata"])
 
 
 def _store_errors() -> tuple[type[BaseException], ...]:
@@ -112,7 +104,7 @@ def build_cmd(
         p = load_plan(plan, store=store, cache=cache)
         if executor is not None or workers is not None or scheduler_address or profile:
             p = p.with_overrides(
-                executor=None if executor is None else executor.value,
+                executor=None if executor is None else cast("PlanExecutor", executor.value),
                 n_workers=workers,
                 scheduler_address=scheduler_address,
                 slurm_profile=profile,
@@ -287,7 +279,7 @@ def export_cmd(
                 shards = export_shards(
                     comp,
                     out,
-                    mode=mode.value,
+                    mode=cast("ReplicateMode", mode.value),
                     layer=layer,
                     rows_per_shard=rows_per_shard,
                     datasets=dataset,
@@ -296,7 +288,9 @@ def export_cmd(
                 console.print(f"wrote {len(shards)} shards to {out}")
             else:
                 conds = comp.conditions(dataset=dataset) if dataset else None
-                path = export_anndata(comp, out, conditions=conds, layer=layer, mode=mode.value)
+                path = export_anndata(
+                    comp, out, conditions=conds, layer=layer, mode=cast("ReplicateMode", mode.value)
+                )
                 console.print(f"wrote {path}")
     except _store_errors() as err:
         fail(err)

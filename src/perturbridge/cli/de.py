@@ -5,23 +5,20 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
 from ._common import Mode, check_out_file, console, fail, ledger_table, user_errors
 
 if TYPE_CHECKING:
-    from ..schema import DEEngine
+    from ..schema import DEEngine, ReplicateMode
 
 __all__ = ["Engine", "register"]
 
 
-class Engine(StrEnum):
-    """Who computes the statistics."""
-
-    ours = "ours"
-    r = "r"
+#: Who computes the statistics.
+Engine = StrEnum("Engine", ["ours", "r"])
 
 
 #: The library's engine (``perturbridge.schema.DEEngine``) of each ``--engine``.
@@ -108,7 +105,13 @@ def de(
         adata = _read_samples(samples)
         adata.uns.pop("ledger", None)
         method = method_for(adata)
-        res = run(adata, engine=_ENGINES[engine], mode=mode.value, options=options, progress=True)
+        res = run(
+            adata,
+            engine=_ENGINES[engine],
+            mode=cast("ReplicateMode", mode.value),
+            options=options,
+            progress=True,
+        )
         res.effects.uns["ledger"] = res.ledger.to_frame()
         res.effects.uns["perturbridge"]["provenance"] = provenance(
             step="de", inputs=[samples], params=res.effects.uns["perturbridge"]["params"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.table import Table
@@ -32,6 +32,7 @@ from ._common import (
 if TYPE_CHECKING:
     from ..sources import IngestResult, SourceAdapter
     from ..sources._base import CliParameter
+    from ..sources.l1000 import Genes
 
 __all__ = ["ingest_app", "sources_app"]
 
@@ -65,19 +66,12 @@ sources_app = typer.Typer()
 SamplesOutArg = Annotated[Path, typer.Option("--out", help="Samples .h5ad to write.")]
 
 
-class L1000Phase(StrEnum):
-    """LINCS L1000 GEO series."""
-
-    phase1 = "1"
-    phase2 = "2"
+#: LINCS L1000 GEO series.
+L1000Phase = StrEnum("L1000Phase", [("phase1", "1"), ("phase2", "2")])
 
 
-class L1000Genes(StrEnum):
-    """Which L1000 genes to read."""
-
-    landmark = "landmark"
-    bing = "bing"
-    all = "all"
+#: Which L1000 genes to read.
+L1000Genes = StrEnum("L1000Genes", ["landmark", "bing", "all"])
 
 
 @ingest_app.command("l1000")
@@ -133,7 +127,7 @@ def ingest_l1000(
                 pert_info=pert_info,
                 folder=folder,
                 phase=None if phase is None else 1 if phase is L1000Phase.phase1 else 2,
-                genes=genes.value,
+                genes=cast("Genes", genes.value),
                 dataset=dataset,
                 progress=True,
             ),

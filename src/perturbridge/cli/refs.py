@@ -21,12 +21,8 @@ refs_app = typer.Typer(
 )
 
 
-class RefKind(StrEnum):
-    """What ``refs resolve`` resolves."""
-
-    compound = "compound"
-    cell = "cell"
-    gene = "gene"
+#: What ``refs resolve`` resolves.
+RefKind = StrEnum("RefKind", ["compound", "cell", "gene"])
 
 
 @refs_app.command("build")
