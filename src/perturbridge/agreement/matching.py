@@ -367,48 +367,13 @@ def match_conditions(
                     np.where(counts["reason"] == "matched", "matched", "not_matched"),
                 )
                 excluded_parts.append(counts)
-    pair_cols = [
-        "dataset_a",
-        "dataset_b",
-        "cell_context",
-        "pert_time_h",
-        "compound",
-        "condition_a",
-        "condition_b",
-        "dose_a_uM",
-        "dose_b_uM",
-        "dlog10_dose",
-    ]
-    pairs = (
-        pd.concat(pair_frames, ignore_index=True)
-        if pair_frames
-        else pd.DataFrame({c: pd.Series(dtype=object) for c in pair_cols})
-    )
-    strata_cols = [
-        "dataset_a",
-        "dataset_b",
-        "cell_context",
-        "pert_time_h",
-        "n_compounds",
-        "n_pairs",
-        "kept",
-        "reason",
-    ]
-    strata = (
-        pd.concat(strata_frames, ignore_index=True)
-        if strata_frames
-        else pd.DataFrame({c: pd.Series(dtype=object) for c in strata_cols})
-    )
-    excl_cols = ["dataset", "other_dataset", "status", "reason", "n_conditions", "n_compounds"]
-    excluded = (
-        pd.concat(excluded_parts, ignore_index=True)[excl_cols]
-        if excluded_parts
-        else pd.DataFrame({c: pd.Series(dtype=object) for c in excl_cols})
-    )
+    pairs = _stack(pair_frames, _PAIR_COLUMNS)
+    strata = _stack(strata_frames, _STRATA_COLUMNS)
+    excluded = _stack(excluded_parts, _EXCLUDED_COLUMNS)
     return MatchResult(
-        pairs=pairs[pair_cols].reset_index(drop=True),
-        excluded=excluded.reset_index(drop=True),
-        strata=strata[strata_cols].reset_index(drop=True),
+        pairs=pairs,
+        excluded=excluded,
+        strata=strata,
         conditions=usable,
         options=options,
     )
@@ -477,3 +442,35 @@ def _match_pair(
         best = tab.sort_values(["id", "r"], kind="stable").drop_duplicates("id")
         status[side] = pd.Series(best["st"].to_numpy(), index=best["id"].to_numpy())
     return pairs, strata, status
+
+
+_PAIR_COLUMNS = (
+    "dataset_a",
+    "dataset_b",
+    "cell_context",
+    "pert_time_h",
+    "compound",
+    "condition_a",
+    "condition_b",
+    "dose_a_uM",
+    "dose_b_uM",
+    "dlog10_dose",
+)
+_STRATA_COLUMNS = (
+    "dataset_a",
+    "dataset_b",
+    "cell_context",
+    "pert_time_h",
+    "n_compounds",
+    "n_pairs",
+    "kept",
+    "reason",
+)
+_EXCLUDED_COLUMNS = ("dataset", "other_dataset", "status", "reason", "n_conditions", "n_compounds")
+
+
+def _stack(frames: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
+    """The frames one under the other, in ``columns`` (an empty table of them if none)."""
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    return pd.concat(frames, ignore_index=True)[list(columns)].reset_index(drop=True)

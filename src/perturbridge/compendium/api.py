@@ -18,12 +18,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from ..io._resource import Resource
 from ..schema import EFFECT_LAYERS
 from ._common import StoreError
 from ._shards import ShardDigest, read_rows, row_sharded_layout
@@ -48,7 +48,7 @@ def _as_list(value: Any) -> list[Any]:
     return list(value)
 
 
-class Compendium:
+class Compendium(Resource):
     """An open compendium store. Use :meth:`open`, preferably as a context manager."""
 
     def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
@@ -101,17 +101,6 @@ class Compendium:
             self._con.close()
             self._con = None
         self._zarr.clear()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         c = self.manifest.get("counts", {})

@@ -50,8 +50,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Literal, Self
+from typing import IO, Any, Literal
 
 import h5py
 import numpy as np
@@ -60,6 +59,7 @@ import pandas as pd
 from .._version import __version__
 from ..errors import FormatError
 from ._atomic import atomic_file
+from ._resource import Resource
 
 __all__ = ["GCT", "GCTXFile", "read_gct", "read_gctx", "write_gct", "write_gctx"]
 
@@ -280,7 +280,7 @@ def _ids_from(source: str, ds: Any) -> pd.Index:
     return pd.Index(ids, dtype=object, name="id")
 
 
-class GCTXFile:
+class GCTXFile(Resource):
     """A lazily opened GCTX file: ids and shape on open, data only on request.
 
     Opening validates the layout (matrix, ids, shapes, unique ids) but reads no data.
@@ -360,17 +360,6 @@ class GCTXFile:
     def close(self) -> None:
         """Close the underlying HDF5 file (idempotent)."""
         self._h5.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "open" if self._h5 else "closed"
