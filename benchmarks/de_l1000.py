@@ -31,9 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from perturbridge.de import limma_trend, plan_contexts
-from perturbridge.de import ContextDesign
-from perturbridge.de.r_limma import r_limma_status, run_r_limma_trend
+from perturbridge.de import ContextDesign, limma_trend, plan_contexts
+from perturbridge.de.r_limma import r_limma_status, run_r_limma
 from perturbridge.simulate import simulate_l1000, sizes_for
 from perturbridge.sources import read_l1000
 
@@ -111,7 +110,7 @@ def main() -> None:
             r_total, r_parts = 0.0, {"lmFit": 0.0, "contrasts_fit_ebayes": 0.0, "toptable": 0.0}
             worst = {"logFC_abs": 0.0, "t_rel": 0.0, "P.Value_abs": 0.0, "B_abs": 0.0}
             for i, d in enumerate(designs):
-                r = run_r_limma_trend(x[d.rows], d, workdir=tmpdir / f"all{i}", how="all")
+                r = run_r_limma(x[d.rows], d, workdir=tmpdir / f"all{i}", how="all")
                 for k in r_parts:
                     r_parts[k] += r.timings[k]
                 r_total += sum(r.timings[k] for k in r_parts)
@@ -141,9 +140,7 @@ def main() -> None:
         fit_s, per_contrast_s, n_sampled, n_total = 0.0, 0.0, 0, 0
         for i, d in enumerate(designs):
             k = min(args.per_contrast_sample, len(d.treated))
-            r = run_r_limma_trend(
-                x[d.rows], _subset(d, k), workdir=tmpdir / f"pc{i}", how="per_contrast"
-            )
+            r = run_r_limma(x[d.rows], _subset(d, k), workdir=tmpdir / f"pc{i}", how="per_contrast")
             fit_s += r.timings["lmFit"]
             per_contrast_s += r.timings["contrasts_fit_ebayes"] + r.timings["toptable"]
             n_sampled += k

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import sample_obs
 from perturbridge.de import DEOptions, limma_trend, plan_contexts
-from perturbridge.de.r_limma import run_r_limma_trend
+from perturbridge.de.r_limma import run_r_limma
 from perturbridge.samples import build_samples
 
 
@@ -86,7 +86,7 @@ def r_parity(samples, mode, tmp_path, *, how="all", stdev_scaled=False, **design
     designs, _ = plan_contexts(samples, mode=mode, **design_kw)
     assert designs, "nothing to compare"
     for i, design in enumerate(designs):
-        r = run_r_limma_trend(
+        r = run_r_limma(
             np.asarray(samples.X)[design.rows], design, workdir=tmp_path / f"ctx{i}", how=how
         )
         block = res.effects[

@@ -37,7 +37,7 @@ from ._rstats import p_adjust_bh
 from .design import STAGE, ContextDesign
 from .options import DEOptions
 
-__all__ = ["R_LAYERS", "RResult", "limma_r", "r_limma_status", "run_r_limma", "run_r_limma_trend"]
+__all__ = ["R_LAYERS", "RResult", "limma_r", "r_limma_status", "run_r_limma"]
 
 #: Layers as R's topTable names them, plus ``fit$stdev.unscaled`` and stdev.scaled
 #: (``fit$stdev.unscaled * sqrt(fit$s2.post)``).
@@ -158,10 +158,6 @@ def run_r_limma(
         step, sec = line.split("\t")
         timings[step] = float(sec)
     return RResult(layers, timings, extra)
-
-
-#: The limma-trend run, kept under its first name.
-run_r_limma_trend = run_r_limma
 
 
 def limma_r(
