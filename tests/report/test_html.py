@@ -243,7 +243,6 @@ def test_public_entry_is_the_report_package():
 
 @pytest.mark.slow
 def test_report_of_a_real_run(tmp_path, store):
-    pytest.importorskip("perturbridge.agreement.run")
     options = {"min_compounds": 3, "n_boot": 50, "dose_sensitivity": True}
     out = write_report(store, tmp_path / "real.html", options=options)
     doc = out.read_text(encoding="utf-8")

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from perturbridge.errors import UnitError
+from perturbridge.io import gct
 from perturbridge.simulate import L1000Plates, SimulatedL1000, simulate_l1000, sizes_for
 
 COL_FIELDS = [
@@ -361,7 +362,6 @@ def test_sizes_for_invalid() -> None:
 
 
 def test_write(small: SimulatedL1000, tmp_path) -> None:
-    gct = pytest.importorskip("perturbridge.io.gct", reason="perturbridge.io.gct is not available")
     paths = small.write(tmp_path / "out", name="sim")
     assert paths["gctx"].name == "sim.gctx"
     for p in paths.values():
