@@ -13,17 +13,15 @@ from perturbridge.sources._common import (
     is_missing,
     parse_bools,
     parse_numbers,
-    read_table,
-    read_wide_counts,
     record_genes,
     replicate_rank,
-    require_file,
     resolve_columns,
     spike_in_mask,
     split_quantity,
     time_to_hours,
     well_from_row_col,
 )
+from perturbridge.sources._tables import read_table, read_wide_counts, require_file
 
 
 def test_parse_numbers_keeps_missing_and_names_bad_values():

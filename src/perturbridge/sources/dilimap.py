@@ -54,18 +54,15 @@ from ._common import (
     Triage,
     assemble,
     categorical,
-    check_unique,
-    h5ad_rows,
     is_missing,
-    open_h5ad,
     parse_bools,
     parse_numbers,
     record_genes,
     replicate_rank,
-    require_file,
     resolve_columns,
 )
 from ._singlecell import as_text, gene_table
+from ._tables import check_unique, h5ad_rows, open_h5ad, require_file
 
 __all__ = [
     "DILImapSource",

@@ -54,20 +54,16 @@ from ._common import (
     Triage,
     assemble,
     categorical,
-    check_unique,
     is_missing,
     parse_numbers,
-    read_table,
-    read_wide_counts,
     record_genes,
-    require_file,
     resolve_columns,
     spike_in_mask,
     split_quantity,
     time_to_hours,
     well_from_row_col,
-    wide_table_columns,
 )
+from ._tables import check_unique, read_table, read_wide_counts, require_file, wide_table_columns
 
 __all__ = ["POSITIVE_CONTROLS", "DrugseqMoABoxSource", "read_drugseq_moabox"]
 

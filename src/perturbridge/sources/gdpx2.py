@@ -53,21 +53,17 @@ from ._common import (
     Triage,
     assemble,
     categorical,
-    check_unique,
-    h5ad_rows,
-    open_h5ad,
     parse_bools,
     parse_numbers,
-    read_table,
     record_genes,
     replicate_rank,
-    require_file,
     resolve_columns,
     spike_in_mask,
     split_quantity,
     time_to_hours,
     well_from_row_col,
 )
+from ._tables import check_unique, h5ad_rows, open_h5ad, read_table, require_file
 
 __all__ = ["GDPx2Source", "read_gdpx2"]
 

@@ -71,15 +71,13 @@ from ._common import (
     GENE_STAGE,
     Triage,
     categorical,
-    check_unique,
     is_missing,
     parse_bools,
     parse_numbers,
-    read_table,
-    require_file,
     resolve_columns,
     to_int64,
 )
+from ._tables import check_unique, read_table, require_file
 
 __all__ = ["GEO_SERIES", "L1000Files", "L1000Source", "find_geo_files", "read_l1000"]
 

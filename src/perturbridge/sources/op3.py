@@ -44,18 +44,15 @@ from ._common import (
     Triage,
     assemble,
     categorical,
-    check_unique,
-    h5ad_rows,
     is_missing,
-    open_h5ad,
     parse_bools,
     parse_numbers,
     record_genes,
-    require_file,
     resolve_columns,
     spike_in_mask,
     to_int64,
 )
+from ._tables import check_unique, h5ad_rows, open_h5ad, require_file
 
 __all__ = ["OP3Source", "read_op3"]
 

@@ -67,7 +67,6 @@ from ._common import (
     parse_bools,
     record_genes,
     replicate_rank,
-    require_file,
     resolve_columns,
     split_quantity,
     time_to_hours,
@@ -85,6 +84,7 @@ from ._singlecell import (
     read_obs,
     relabel_dropped,
 )
+from ._tables import require_file
 
 __all__ = ["FIELD_ALIASES", "SciPlexSource", "read_sciplex"]
 

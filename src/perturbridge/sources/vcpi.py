@@ -44,21 +44,17 @@ from ._common import (
     Triage,
     assemble,
     categorical,
-    check_unique,
     parse_bools,
     parse_numbers,
-    read_table,
-    read_wide_counts,
     record_genes,
     replicate_rank,
-    require_file,
     resolve_columns,
     spike_in_mask,
     split_quantity,
     time_to_hours,
     well_from_row_col,
-    wide_table_columns,
 )
+from ._tables import check_unique, read_table, read_wide_counts, require_file, wide_table_columns
 
 __all__ = ["VCPISource", "read_vcpi"]
 

@@ -34,16 +34,15 @@ from .._common import (
     assemble,
     categorical,
     is_missing,
-    open_h5ad,
     parse_numbers,
     record_genes,
     replicate_rank,
-    require_file,
     spike_in_mask,
     split_quantity,
     to_int64,
     well_from_row_col,
 )
+from .._tables import open_h5ad, require_file
 from .mapping import (
     FieldSpec,
     GenericMapping,

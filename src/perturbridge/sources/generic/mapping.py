@@ -19,7 +19,7 @@ from typing import Any
 from ...errors import FormatError
 from ...io._toml import INVALID, Key, TomlReader, describe, load_toml
 from ...schema import PERT_TYPES, SAMPLE_COLUMNS, VALUE_KINDS
-from .._common import require_file
+from .._tables import require_file
 
 __all__ = [
     "ExcludeRule",

@@ -20,11 +20,11 @@ from numpy.typing import NDArray
 from scipy import sparse
 
 from ...errors import FormatError, SchemaError
-from .._common import (
+from .._common import is_missing
+from .._tables import (
     check_unique,
     checked_text,
     h5ad_rows,
-    is_missing,
     read_table,
     read_wide_counts,
     require_file,
