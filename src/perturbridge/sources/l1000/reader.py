@@ -52,34 +52,33 @@ import logging
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 
-from ..errors import FormatError, SchemaError
-from ..io import provenance
-from ..io.gct import GCTXFile, read_gct
-from ..ledger import Ledger
-from ..progress import track
-from ..samples import build_samples
-from ..units import dose_to_uM, time_to_h
-from ._base import IngestResult, SourceAdapter, register_source
-from ._common import (
+from ...errors import FormatError, SchemaError
+from ...io import provenance
+from ...io.gct import GCTXFile, read_gct
+from ...ledger import Ledger
+from ...progress import track
+from ...samples import build_samples
+from ...units import dose_to_uM, time_to_h
+from .._base import IngestResult, SourceAdapter, register_source
+from .._common import (
     GENE_STAGE,
     Triage,
     categorical,
-    is_missing,
-    parse_bools,
     parse_numbers,
     resolve_columns,
     to_int64,
 )
-from ._tables import check_unique, read_table, require_file
+from .._tables import check_unique, read_table
+from .files import L1000Files, locate_files
+from .genes import gene_annotation, gene_var, select_genes
 
-__all__ = ["GEO_SERIES", "L1000Files", "L1000Source", "find_geo_files", "read_l1000"]
+__all__ = ["Genes", "L1000Source", "read_l1000"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,11 +88,6 @@ CMAP_MISSING = {"-666", "-666.0", "na", "nan", "", "none"}
 Genes = Literal["landmark", "bing", "all"]
 Phase = Literal[1, 2]
 
-#: GEO series of each L1000 phase: accession and the prefix of every file name.
-GEO_SERIES: dict[int, str] = {1: "GSE92742", 2: "GSE70138"}
-_GEO_PREFIX = {p: f"{acc}_Broad_LINCS_" for p, acc in GEO_SERIES.items()}
-#: Number of landmark genes; a file without landmark flags and no more rows is all landmarks.
-N_LANDMARK = 978
 
 #: accepted spellings of each metadata field, first match wins
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {
@@ -120,14 +114,6 @@ REQUIRED = (
     "plate",
     "well",
 )
-#: gene_info (GEO) and GCT(X) row-metadata spellings
-GENE_ALIASES: dict[str, tuple[str, ...]] = {
-    "entrez": ("pr_gene_id", "gene_id", "entrez_id"),
-    "probe": ("pr_id", "probe_id"),
-    "symbol": ("pr_gene_symbol", "gene_symbol", "symbol"),
-    "is_lm": ("pr_is_lm", "pr_is_lmark", "is_lm", "is_landmark"),
-    "is_bing": ("pr_is_bing", "is_bing"),
-}
 PERT_ALIASES: dict[str, tuple[str, ...]] = {
     "pert_id": ("pert_id",),
     "inchi_key": ("inchi_key", "InChIKey", "inchikey"),
@@ -170,148 +156,6 @@ _LEVEL5_FIELDS = ("distil_id", "distil_nsample", "distil_ss", "distil_cc_q75", "
 _MAX_NEGATIVE = 0.01
 #: log2 expression of L1000 never comes near this; larger values are linear intensities
 _MAX_LOG2 = 32.0
-
-
-# ------------------------------------------------------------------------------------
-# Files: explicit paths, or a GEO folder + phase
-# ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class L1000Files:
-    """The files of one L1000 level 3 ingest (``None``: not given)."""
-
-    level3: Path
-    inst_info: Path | None = None
-    gene_info: Path | None = None
-    cell_info: Path | None = None
-    pert_info: Path | None = None
-    phase: int | None = None
-
-    def inputs(self) -> list[Path]:
-        return [
-            p
-            for p in (self.level3, self.inst_info, self.gene_info, self.cell_info, self.pert_info)
-            if p is not None
-        ]
-
-
-_GEO_KINDS: dict[str, tuple[str, bool]] = {
-    # kind: (glob after the series prefix, required)
-    "level3": ("Level3*.gctx", True),
-    "inst_info": ("inst_info*.txt*", True),
-    "gene_info": ("gene_info*.txt*", True),
-    "cell_info": ("cell_info*.txt*", False),
-    "pert_info": ("pert_info*.txt*", False),
-}
-
-
-def _phase_of(phase: Any) -> int | None:
-    if phase is None:
-        return None
-    if isinstance(phase, bool) or str(phase) not in ("1", "2"):
-        raise ValueError(
-            f"phase must be 1 (GSE92742) or 2 (GSE70138), found {phase!r}",
-        )
-    return int(phase)
-
-
-def find_geo_files(folder: str | os.PathLike[str], *, phase: int | None = None) -> L1000Files:
-    """Find the files of an L1000 GEO series in ``folder`` by their GEO names.
-
-    Parameters
-    ----------
-    folder
-        Folder holding the (decompressed) level 3 GCTX and the info tables, e.g.
-        ``GSE92742_Broad_LINCS_Level3_INF_mlr12k_n1319138x12328.gctx``,
-        ``GSE92742_Broad_LINCS_inst_info.txt``, ``…_gene_info.txt``, ``…_cell_info.txt``,
-        ``…_pert_info.txt`` (phase II names carry a date, e.g. ``…_2017-03-06``).
-    phase
-        1 (GSE92742) or 2 (GSE70138); found from the file names when the folder holds
-        one series only.
-
-    Raises
-    ------
-    FileNotFoundError
-        If a required file (level 3 GCTX, inst_info, gene_info) is absent, naming the
-        pattern; a ``.gctx.gz`` found instead must be decompressed first.
-    ValueError
-        If the folder holds both series and ``phase`` is not given, or a pattern matches
-        several files.
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        raise FileNotFoundError(f"L1000 GEO folder not found: {root}")
-    ph = _phase_of(phase)
-    if ph is None:
-        present = [p for p, pre in _GEO_PREFIX.items() if any(root.glob(f"{pre}*"))]
-        if len(present) != 1:
-            found = "both" if present else "neither"
-            raise ValueError(
-                f"{root}: holds {found} of the L1000 GEO series "
-                f"{', '.join(f'{a} (phase {p})' for p, a in GEO_SERIES.items())}; pass phase=1 or 2"
-            )
-        ph = present[0]
-    prefix = _GEO_PREFIX[ph]
-    found_paths: dict[str, Path | None] = {}
-    for kind, (pattern, required) in _GEO_KINDS.items():
-        hits = sorted(
-            p
-            for p in root.glob(prefix + pattern)
-            if p.is_file() and "delta_landmark" not in p.name and not p.name.endswith(".gctx.gz")
-        )
-        if not hits:
-            if kind == "level3" and any(root.glob(prefix + "Level3*.gctx.gz")):
-                raise FileNotFoundError(
-                    f"{root}: found the level 3 GCTX only compressed ({prefix}Level3*.gctx.gz); "
-                    "decompress it first (gunzip): a GCTX is read in place, lazily"
-                )
-            if required:
-                raise FileNotFoundError(
-                    f"L1000 phase {ph} {kind} not found in {root}: no file matches "
-                    f"{prefix + pattern!r}"
-                )
-            logger.info("%s: no %s file (%s); skipped", root, kind, prefix + pattern)
-            found_paths[kind] = None
-            continue
-        if len(hits) > 1:
-            raise ValueError(
-                f"{root}: {len(hits)} files match {prefix + pattern!r}: "
-                f"{[h.name for h in hits[:5]]}; pass {kind}= explicitly"
-            )
-        found_paths[kind] = hits[0]
-    level3 = found_paths.pop("level3")
-    assert level3 is not None  # required above
-    return L1000Files(level3=level3, phase=ph, **found_paths)
-
-
-def _locate(
-    level3: str | os.PathLike[str] | None,
-    *,
-    folder: str | os.PathLike[str] | None,
-    phase: Any,
-    tables: dict[str, str | os.PathLike[str] | None],
-) -> L1000Files:
-    ph = _phase_of(phase)
-    if folder is not None:
-        base = find_geo_files(folder, phase=ph)
-        ph = base.phase
-    elif level3 is None:
-        raise ValueError("pass level3= (a .gctx or .gct file) or folder= with phase=")
-    else:
-        base = L1000Files(level3=Path(level3))
-    given: dict[str, Path | None] = {}
-    for kind, path in tables.items():
-        if path is not None:
-            given[kind] = require_file(path, what=f"L1000 {kind} table")
-        else:
-            given[kind] = getattr(base, kind)
-    lvl3 = Path(level3) if level3 is not None else base.level3
-    if ph is None:
-        for p, acc in GEO_SERIES.items():
-            if lvl3.name.startswith(acc):
-                ph = p
-    return L1000Files(level3=lvl3, phase=ph, **given)
 
 
 # ------------------------------------------------------------------------------------
@@ -429,134 +273,6 @@ def _check_log2(x: np.ndarray, *, where: str) -> None:
             f"values reach {top:.4g}, beyond log2 range; these look like linear-scale "
             "intensities (level 2 GEX)",
         )
-
-
-# ------------------------------------------------------------------------------------
-# Genes
-# ------------------------------------------------------------------------------------
-
-
-def _clean_id(values: pd.Series) -> pd.Series:
-    return values.astype(str).str.strip().str.replace(r"\.0$", "", regex=True)
-
-
-def _gene_annotation(
-    row_ids: pd.Index,
-    row_meta: pd.DataFrame,
-    gene_info: Path | None,
-    *,
-    where: str,
-) -> tuple[pd.DataFrame, np.ndarray, str]:
-    """Per GCTX row: ``entrez``, ``symbol``, ``probe``, ``is_lm``, ``is_bing`` (NA: unknown).
-
-    Returns the annotation (indexed by row id), a mask of rows found in ``gene_info``
-    (all true without it) and what the row ids are (``"entrez"`` or ``"probe"``).
-    """
-    n = len(row_ids)
-    if gene_info is not None:
-        table = read_table(gene_info, what="L1000 gene_info table")
-        gwhere = str(gene_info)
-        cols = resolve_columns(
-            table.columns, GENE_ALIASES, required=("entrez",), where=gwhere, what="gene_info"
-        )
-        best, best_hits = "", -1
-        for key in ("entrez", "probe"):
-            if key in cols:
-                keys = _clean_id(table[cols[key]])
-                hits = int(pd.Index(row_ids).isin(keys).sum())
-                if hits > best_hits:
-                    best, best_hits = key, hits
-        if best_hits <= 0:
-            raise SchemaError(
-                cols["entrez"],
-                f"none of the {n} row ids of {where} (first: {list(row_ids[:3])}) are in "
-                f"gene_info column(s) {[cols[k] for k in ('entrez', 'probe') if k in cols]} "
-                f"(first: {list(table[cols['entrez']].iloc[:3])})",
-                where=gwhere,
-            )
-        keys = _clean_id(table[cols[best]])
-        check_unique(keys, column=cols[best], where=gwhere, what="gene ids")
-        table.index = pd.Index(keys.to_numpy())
-        found = np.asarray(pd.Index(row_ids).isin(table.index))
-        meta = table.reindex(row_ids)
-        kind = best
-    else:
-        cols = resolve_columns(
-            row_meta.columns, GENE_ALIASES, required=(), where=where, what="row metadata"
-        )
-        meta = row_meta.astype(object).where(row_meta.notna(), "").astype(str)
-        found = np.ones(n, dtype=bool)
-        kind = "probe"
-        if "entrez" in cols and (_clean_id(meta[cols["entrez"]]).to_numpy() == row_ids).all():
-            kind = "entrez"
-        elif "entrez" not in cols:
-            kind = "entrez" if all(str(r).isdigit() for r in row_ids[:50]) else "probe"
-        gwhere = where
-    ann = pd.DataFrame(index=pd.Index(row_ids, dtype=str))
-    ann["entrez"] = (
-        _clean_id(meta[cols["entrez"]]).to_numpy() if "entrez" in cols else row_ids.to_numpy()
-    )
-    if kind == "entrez":
-        ann["entrez"] = row_ids.to_numpy()
-    ann["probe"] = (
-        row_ids.to_numpy()
-        if kind == "probe"
-        else (meta[cols["probe"]].astype(str).to_numpy() if "probe" in cols else None)
-    )
-    ann["symbol"] = (
-        meta[cols["symbol"]].astype(str).to_numpy() if "symbol" in cols else ann["entrez"]
-    )
-    for flag in ("is_lm", "is_bing"):
-        if flag in cols:
-            vals = meta[cols[flag]].astype(str).where(found, "")
-            ann[flag] = parse_bools(vals, column=cols[flag], where=gwhere)
-        else:
-            ann[flag] = pd.NA
-    return ann, found, kind
-
-
-def _select_genes(
-    ann: pd.DataFrame, found: np.ndarray, genes: str, *, where: str, ledger: Ledger
-) -> np.ndarray:
-    """Positions of the selected rows; writes every row to the gene ledger."""
-    if genes not in ("landmark", "bing", "all"):
-        raise ValueError(f"genes must be 'landmark', 'bing' or 'all', found {genes!r}")
-    t = Triage(ann.index)
-    t.drop(~found, "missing_gene_info", "not in gene_info")
-    if genes != "all":
-        flag = "is_lm" if genes == "landmark" else "is_bing"
-        if ann[flag].isna().all():
-            if len(ann) > N_LANDMARK:
-                raise ValueError(
-                    f"{where}: genes={genes!r} needs the {flag} flags of the genes, but neither "
-                    f"gene_info nor the row metadata has them ({GENE_ALIASES[flag]}) and the "
-                    f"file has {len(ann)} rows (more than the {N_LANDMARK} landmarks); pass "
-                    "gene_info= or genes='all'"
-                )
-            logger.info("%s: no %s flags; all %d rows taken as %s", where, flag, len(ann), genes)
-        else:
-            selected = ann[flag].astype(bool).to_numpy()
-            t.drop(~selected, f"not_{genes}", f"genes={genes!r}")
-    t.record(ledger, stage=GENE_STAGE)
-    return np.flatnonzero(t.kept)
-
-
-def _var(ann: pd.DataFrame, kind: str, *, where: str) -> pd.DataFrame:
-    entrez = ann["entrez"].astype(str)
-    var = pd.DataFrame(
-        {"symbol": ann["symbol"].astype(str).to_numpy(), "entrez_id": entrez.to_numpy()}
-    )
-    if kind == "probe" or ann["probe"].notna().any():
-        var["probe_id"] = ann["probe"].astype(str).to_numpy()
-    for flag, name in (("is_lm", "is_landmark"), ("is_bing", "is_bing")):
-        if ann[flag].notna().all():
-            var[name] = ann[flag].astype(bool).to_numpy()
-    if entrez.duplicated().any() or is_missing(entrez).any():
-        logger.warning("%s: Entrez ids are missing or repeated; genes keyed by probe id", where)
-        var.index = pd.Index(ann.index.to_numpy(), name="gene_id")
-    else:
-        var.index = pd.Index(entrez.to_numpy(), name="gene_id")
-    return var
 
 
 # ------------------------------------------------------------------------------------
@@ -809,7 +525,7 @@ def read_l1000(
         raise ValueError(f"chunk_size must be >= 1, found {chunk_size}")
     if genes not in ("landmark", "bing", "all"):
         raise ValueError(f"genes must be 'landmark', 'bing' or 'all', found {genes!r}")
-    files = _locate(
+    files = locate_files(
         level3,
         folder=folder,
         phase=phase,
@@ -906,11 +622,9 @@ def _read_l1000(
     kept = np.flatnonzero(triage.kept)
 
     row_ids = level.row_meta.index.astype(str)
-    ann, found, id_kind = _gene_annotation(
-        row_ids, level.row_meta, files.gene_info, where=str(path)
-    )
-    gene_pos = _select_genes(ann, found, genes, where=str(path), ledger=ledger)
-    var = _var(ann.iloc[gene_pos], id_kind, where=str(path))
+    ann, found, id_kind = gene_annotation(row_ids, level.row_meta, files.gene_info, where=str(path))
+    gene_pos = select_genes(ann, found, genes, where=str(path), ledger=ledger)
+    var = gene_var(ann.iloc[gene_pos], id_kind, where=str(path))
 
     plate = f["plate"].str.strip()
     replicate = plate.str.extract(_REPLICATE, expand=False).fillna("X1")
