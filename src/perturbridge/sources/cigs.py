@@ -44,6 +44,10 @@ Rules
   MCE ``sample_plate`` (its ``_X<n>`` suffix is the replicate); TCM
   ``<subset>:<Plate>`` (the TCM subsets reuse plate names). Well: MCE from
   ``sample_row``/``sample_column``; TCM (well-less HiMAP-seq) the sample id.
+
+Long because the rules above are written out in full beside the code that applies them,
+and the two spreadsheet layouts (MCE, TCM) with their damaged gene symbols are one
+reader; splitting it would scatter one format over several files.
 """
 
 from __future__ import annotations
