@@ -30,6 +30,7 @@ browser:
 test: $(BIN)/perturbridge r-oracle browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 	@if unshare -n sh -c 'ip link set lo up' 2>/dev/null; then \
 		echo "pytest: networking disabled (network namespace with only loopback)"; \
 		unshare -n sh -c 'ip link set lo up && exec $(BIN)/pytest'; \
