@@ -274,14 +274,11 @@ def _n_parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     return len(names) + (a.vararg is not None) + (a.kwarg is not None)
 
 
-#: Violations not fixed yet, written down in docs/architecture.md ("Open"): the readers
-#: of four adapters, whose flat keywords are also the dataset's plan keys and ``--set``
+#: Violations not fixed yet, written down in docs/architecture.md ("Open"): the reader
+#: of an adapter whose flat keywords are also the dataset's plan keys and ``--set``
 #: names. The test fails on any other violation and on an entry that is no longer one.
 KNOWN_LONG_SIGNATURES = {
-    ("perturbridge.sources.dilimap", "read_dilimap"),
     ("perturbridge.sources.l1000.reader", "read_l1000"),
-    ("perturbridge.sources.sciplex", "read_sciplex"),
-    ("perturbridge.sources.tahoe", "read_tahoe"),
 }
 
 

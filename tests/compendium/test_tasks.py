@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from perturbridge.compendium import BuildError
-from perturbridge.compendium.tasks import TaskCache, de_task, ingest_task, reader_parameters
+from perturbridge.compendium.tasks import TaskCache, de_task, ingest_task
 
 
 def _ingest(**changes):
@@ -102,18 +102,3 @@ def test_task_log_survives_a_cut_line(tmp_path):
         fh.write('{"run": "r1", "ev')  # a line cut by kill -9
     assert [e["event"] for e in read_task_log(tmp_path)] == ["build_started"]
     assert read_task_log(tmp_path / "none") == []
-
-
-def test_reader_parameters_of_adapters():
-    from perturbridge.sources import get_source
-
-    names, required, var_kw = reader_parameters(type(get_source("vcpi")))
-    assert {"metadata", "counts", "dataset"} <= names
-    assert required == {"metadata", "counts"} and not var_kw
-
-    class NoReader:
-        @classmethod
-        def reader(cls):
-            raise NotImplementedError
-
-    assert reader_parameters(NoReader) is None

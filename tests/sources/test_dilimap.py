@@ -164,3 +164,17 @@ def test_failed_ingest_leaves_no_output_file(fixture, tmp_path):
         write_h5ad(read_dilimap(bad).samples, out)
     assert not out.exists()
     assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_qc_thresholds_are_flat_plan_keys():
+    from perturbridge.sources import get_source
+    from perturbridge.sources.dilimap import DilimapQC
+
+    adapter = get_source("dilimap")
+    assert adapter.reader_kwargs({"h5ad": "x", "max_mito_percent": 10.0}) == {
+        "h5ad": "x",
+        "qc": DilimapQC(max_mito_percent=10.0),
+    }
+    names, required, _ = type(adapter).parameter_names()
+    assert {"total_rna_sd", "max_mito_percent", "min_rep_corr", "rep_corr_sd"} <= names
+    assert "qc" not in names and required == {"h5ad"}

@@ -3,6 +3,8 @@ sums, identities, DE recovery and bad input."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -16,10 +18,10 @@ from perturbridge.io import write_h5ad
 from perturbridge.schema import PERT_TYPES, validate_samples
 from perturbridge.simulate.upstream_sc import write_sciplex
 from perturbridge.sources import get_source, list_sources
-from perturbridge.sources.sciplex import SciPlexSource, read_sciplex
+from perturbridge.sources.sciplex import SciplexFilters, SciPlexSource, read_sciplex
 
 TABLE = SHARED_DATA / "sciplex_trapnell" / "Supplementary_Table_3.txt"
-FILTERS = {"quality_gene": "MALAT1", "quality_min_fraction": 0.005, "min_cells": 5}
+FILTERS = SciplexFilters(quality_gene="MALAT1", quality_min_fraction=0.005, min_cells=5)
 
 
 def _real_compounds() -> pd.DataFrame | None:
@@ -34,7 +36,7 @@ def fixture(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ingested(fixture):
-    return read_sciplex(fixture.files["h5ad"], chunk_size=400, **FILTERS)
+    return read_sciplex(fixture.files["h5ad"], chunk_size=400, filters=FILTERS)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,7 @@ def authors(tmp_path_factory):
         flavor="trapnell",
         seed=2,
     )
-    return fx, read_sciplex(fx.files["h5ad"], **FILTERS)
+    return fx, read_sciplex(fx.files["h5ad"], filters=FILTERS)
 
 
 def test_registered():
@@ -136,13 +138,13 @@ def test_limma_voom_recovers_planted_effects(fixture, ingested):
 
 
 def test_chunk_size_does_not_change_the_result(fixture, ingested):
-    other = read_sciplex(fixture.files["h5ad"], chunk_size=10_000, **FILTERS)
+    other = read_sciplex(fixture.files["h5ad"], chunk_size=10_000, filters=FILTERS)
     assert (other.samples.obs_names == ingested.samples.obs_names).all()
     assert (other.samples.X != ingested.samples.X).nnz == 0
 
 
 def test_mito_rule_can_be_turned_off(fixture):
-    res = read_sciplex(fixture.files["h5ad"], max_mito_fraction=None, **FILTERS)
+    res = read_sciplex(fixture.files["h5ad"], filters=replace(FILTERS, max_mito_fraction=None))
     assert "mito_fraction" not in set(res.ledger.to_frame()["reason"])
 
 
@@ -219,7 +221,7 @@ def test_csc_matrix_is_refused_with_advice(fixture, tmp_path):
         lambda a: setattr(a, "X", sparse.csc_matrix(a.X)),
     )
     with pytest.raises(FormatError, match=r"csc_matrix.*CSR"):
-        read_sciplex(bad, max_mito_fraction=None)
+        read_sciplex(bad, filters=SciplexFilters(max_mito_fraction=None))
 
 
 def test_failed_ingest_leaves_no_output_file(fixture, tmp_path):
@@ -229,3 +231,18 @@ def test_failed_ingest_leaves_no_output_file(fixture, tmp_path):
         write_h5ad(read_sciplex(bad).samples, out)
     assert not out.exists()
     assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_flat_plan_keys_are_grouped_into_the_filters(fixture, ingested):
+    """A plan and ``--set`` give the filters as flat keys; the adapter groups them."""
+    adapter = get_source("sciplex")
+    flat = {"quality_gene": "MALAT1", "quality_min_fraction": 0.005, "min_cells": 5}
+    assert adapter.reader_kwargs({"h5ad": "x", **flat}) == {"h5ad": "x", "filters": FILTERS}
+    names, required, var_kw = type(adapter).parameter_names()
+    assert {"min_counts", "max_mito_fraction", "min_cells", "h5ad"} <= names
+    assert "filters" not in names and required == {"h5ad"} and not var_kw
+    res = adapter.ingest(h5ad=fixture.files["h5ad"], chunk_size=400, **flat)
+    assert (res.samples.obs_names == ingested.samples.obs_names).all()
+    assert (res.samples.X != ingested.samples.X).nnz == 0
+    with pytest.raises(TypeError, match="give filters= or its fields"):
+        adapter.reader_kwargs({"filters": FILTERS, "min_cells": 2})

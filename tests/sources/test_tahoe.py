@@ -17,6 +17,8 @@ from perturbridge.schema import validate_samples
 from perturbridge.simulate.upstream_sc import tahoe_plate_file, write_tahoe
 from perturbridge.sources import get_source
 from perturbridge.sources.tahoe import (
+    TahoeFilters,
+    TahoePlates,
     TahoeSource,
     parse_drugname_drugconc,
     read_tahoe,
@@ -236,3 +238,20 @@ def test_failed_ingest_leaves_no_output_file(fixture, tmp_path):
         write_h5ad(read_tahoe(folder).samples, out)
     assert not out.exists()
     assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_flat_plan_keys_are_grouped(fixture):
+    """Plans and ``--set`` give the plate and filter options as flat keys."""
+    adapter = get_source("tahoe")
+    folder = fixture.files["plate1"].parent
+    grouped = adapter.reader_kwargs({"folder": folder, "time_h": 48.0, "min_cells": 3})
+    assert grouped == {
+        "folder": folder,
+        "plates": TahoePlates(time_h=48.0),
+        "filters": TahoeFilters(min_cells=3),
+    }
+    res = adapter.ingest(folder=folder, time_h=48.0, min_cells=3, chunk_size=100_000)
+    direct = read_tahoe(folder, plates=TahoePlates(time_h=48.0), filters=TahoeFilters(min_cells=3))
+    assert (res.samples.obs_names == direct.samples.obs_names).all()
+    assert set(res.samples.obs["pert_time_h"]) == {48.0}
+    assert res.samples.uns["perturbridge"]["provenance"]["params"]["time_h"] == 48.0

@@ -52,7 +52,6 @@ from ..io._toml import TomlReader, load_toml
 from ..schema import EFFECT_LAYERS
 from ..sources import get_source, list_sources, source_names
 from ._common import STORE_FORMAT, STORE_MARKER, PlanError
-from .tasks import reader_parameters
 
 __all__ = [
     "DEFAULT_ZARR_LAYERS",
@@ -724,7 +723,7 @@ def _check(plan: BuildPlan, r: TomlReader) -> None:
 
 def _check_parameters(r: TomlReader, d: DatasetPlan, where: str) -> None:
     """Inputs and options against the parameters of the adapter's reader."""
-    params = reader_parameters(type(get_source(d.source)))
+    params = type(get_source(d.source)).parameter_names()
     if params is None:
         return
     names, required, var_kw = params

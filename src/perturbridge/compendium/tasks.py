@@ -467,29 +467,8 @@ def accepts_parameter(adapter: type[Any], name: str) -> bool:
 
     Adapters without a discoverable reader are assumed to take it.
     """
-    params = reader_parameters(adapter)
+    params = adapter.parameter_names()
     return params is None or name in params[0] or params[2]
-
-
-def reader_parameters(adapter: type[Any]) -> tuple[set[str], set[str], bool] | None:
-    """``(parameters, required parameters, takes **kwargs)`` of an adapter's reader,
-    or ``None`` when the adapter has none to inspect."""
-    import inspect
-
-    try:
-        fn = adapter.reader()
-    except (AttributeError, NotImplementedError):
-        return None
-    sig = inspect.signature(fn)
-    names, required, var_kw = set(), set(), False
-    for prm in sig.parameters.values():
-        if prm.kind is prm.VAR_KEYWORD:
-            var_kw = True
-        elif prm.kind in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY):
-            names.add(prm.name)
-            if prm.default is prm.empty:
-                required.add(prm.name)
-    return names, required, var_kw
 
 
 def _ledger_counts(frame: Any) -> dict[str, int]:

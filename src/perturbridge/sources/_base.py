@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from abc import ABC
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -81,11 +82,55 @@ class SourceAdapter(ABC):
     value_kind: ClassVar[str] = ""
     #: The parameters ``perturbridge ingest <name>`` takes, passed to :meth:`ingest`.
     cli_parameters: ClassVar[tuple[CliParameter, ...]] = ()
+    #: Options objects of the reader, by its parameter name (e.g. ``cells`` →
+    #: :class:`~perturbridge.sources.CellFilters`): a build plan and ``--set`` give their
+    #: fields as flat keys (``min_counts = 200``), which :meth:`reader_kwargs` groups.
+    option_groups: ClassVar[Mapping[str, type[Any]]] = {}
 
     def ingest(self, **kwargs: Any) -> IngestResult:
         """Read the upstream files and return Samples and the ledger (calls
-        :meth:`reader` with ``kwargs``; override for anything else)."""
-        return self.reader()(**kwargs)
+        :meth:`reader` with ``kwargs`` grouped by :meth:`reader_kwargs`; override for
+        anything else)."""
+        return self.reader()(**self.reader_kwargs(kwargs))
+
+    @classmethod
+    def reader_kwargs(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Flat parameters (a plan's keys, ``--set`` names) as the reader takes them: the
+        fields of each :attr:`option_groups` object gathered into that object."""
+        out = dict(params)
+        for name, group in cls.option_groups.items():
+            given = {f.name: out.pop(f.name) for f in fields(group) if f.name in out}
+            if given:
+                if name in out:
+                    raise TypeError(
+                        f"source {cls.name!r}: give {name}= or its fields {sorted(given)}, not both"
+                    )
+                out[name] = group(**given)
+        return out
+
+    @classmethod
+    def parameter_names(cls) -> tuple[set[str], set[str], bool] | None:
+        """``(parameters, required parameters, takes **kwargs)`` as a plan gives them:
+        the reader's parameters with each options object replaced by its fields; ``None``
+        when the adapter has no reader to inspect."""
+        try:
+            fn = cls.reader()
+        except (AttributeError, NotImplementedError):
+            return None
+        names: set[str] = set()
+        required: set[str] = set()
+        var_kw = False
+        for prm in inspect.signature(fn).parameters.values():
+            if prm.kind is prm.VAR_KEYWORD:
+                var_kw = True
+            elif prm.kind in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY):
+                if prm.name in cls.option_groups:
+                    names.update(f.name for f in fields(cls.option_groups[prm.name]))
+                    continue
+                names.add(prm.name)
+                if prm.default is prm.empty:
+                    required.add(prm.name)
+        return names, required, var_kw
 
     def declared_files(self, params: Mapping[str, Any]) -> list[tuple[str, Path]]:
         """Files the adapter will read that are named *inside* its inputs, as

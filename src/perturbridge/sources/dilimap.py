@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -66,6 +68,7 @@ from ._tables import check_unique, h5ad_rows, open_h5ad, require_file
 
 __all__ = [
     "DILImapSource",
+    "DilimapQC",
     "cross_replicate_correlation",
     "merge_doses",
     "read_dilimap",
@@ -190,6 +193,20 @@ def cross_replicate_correlation(
     return corr, thr
 
 
+@dataclass(frozen=True)
+class DilimapQC:
+    """Well QC thresholds of :func:`read_dilimap` (the fields are also its plan keys and
+    ``--set`` names; defaults as DILImap's tutorial)."""
+
+    #: total-RNA rule: log10 reads below median − ``total_rna_sd`` × SD fail
+    total_rna_sd: float = 2.5
+    #: wells with at least this percent of reads in ``MT-`` genes fail
+    max_mito_percent: float = 9.0
+    #: cross-replicate correlation rule (see :func:`cross_replicate_correlation`)
+    min_rep_corr: float = 0.99
+    rep_corr_sd: float = 3.0
+
+
 def read_dilimap(
     h5ad: str | os.PathLike[str],
     *,
@@ -197,10 +214,7 @@ def read_dilimap(
     dataset: str = "dilimap",
     vehicle: str = VEHICLE,
     dose_merge_log10: float = 0.05,
-    total_rna_sd: float = 2.5,
-    max_mito_percent: float = 9.0,
-    min_rep_corr: float = 0.99,
-    rep_corr_sd: float = 3.0,
+    qc: DilimapQC | None = None,
 ) -> IngestResult:
     """Read a DILImap counts ``.h5ad`` into Samples, accounting for every well and gene.
 
@@ -216,17 +230,15 @@ def read_dilimap(
         The vehicle's ``COMPOUND`` value.
     dose_merge_log10
         Largest log10 gap chained into one dose cluster (see :func:`merge_doses`).
-    total_rna_sd
-        Total-RNA rule: log10 reads below median − ``total_rna_sd`` × SD fail.
-    max_mito_percent
-        Wells with at least this percent of reads in ``MT-`` genes fail.
-    min_rep_corr, rep_corr_sd
-        Cross-replicate correlation rule (see :func:`cross_replicate_correlation`).
+    qc
+        The well QC thresholds (:class:`DilimapQC`; plans and ``--set`` give its fields
+        as flat keys, e.g. ``max_mito_percent = 10``).
 
     Examples
     --------
     >>> res = read_dilimap("validation_data_counts.h5ad")  # doctest: +SKIP
     """
+    qc = qc or DilimapQC()
     path = require_file(h5ad, what="DILImap counts AnnData (.h5ad)")
     where = str(path)
     obs_in, var_in, fh = open_h5ad(path, layer=layer)
@@ -253,7 +265,9 @@ def read_dilimap(
     dose = np.where(is_vehicle, 0.0, dose)
 
     totals = np.asarray(x.sum(axis=1), dtype=float).ravel()
-    metrics = _qc_metrics(x, totals, genes, col, f, total_rna_sd=total_rna_sd, where=f"{where} obs")
+    metrics = _qc_metrics(
+        x, totals, genes, col, f, total_rna_sd=qc.total_rna_sd, where=f"{where} obs"
+    )
     condition = np.array(
         [f"{c}|{d:.6g}" for c, d in zip(compound, np.where(treated, dose, 0.0), strict=True)],
         dtype=object,
@@ -271,7 +285,7 @@ def read_dilimap(
         )
     else:
         rep_corr, rep_thr = cross_replicate_correlation(
-            x, col["plate"].to_numpy(), condition, min_corr=min_rep_corr, n_sd=rep_corr_sd
+            x, col["plate"].to_numpy(), condition, min_corr=qc.min_rep_corr, n_sd=qc.rep_corr_sd
         )
         rep_fail = np.isfinite(rep_corr) & (rep_corr <= rep_thr)
         rep_detail = np.array(
@@ -300,7 +314,7 @@ def read_dilimap(
         "qc_total_rna",
         np.array(
             [
-                f"log10 total reads {v:.3f} < {total_thr:.3f} (median - {total_rna_sd:g} SD)"
+                f"log10 total reads {v:.3f} < {total_thr:.3f} (median - {qc.total_rna_sd:g} SD)"
                 for v in log_total
             ],
             dtype=object,
@@ -308,9 +322,9 @@ def read_dilimap(
     )
     pct = metrics["pct_mt"]
     triage.drop(
-        pct >= max_mito_percent,
+        pct >= qc.max_mito_percent,
         "qc_mito",
-        np.array([f"pct_mtRNA {v:.2f} >= {max_mito_percent:g}" for v in pct], dtype=object),
+        np.array([f"pct_mtRNA {v:.2f} >= {qc.max_mito_percent:g}" for v in pct], dtype=object),
     )
     triage.drop(rep_fail, "qc_rep_corr", rep_detail)
     merged = treated & np.isfinite(dose_raw) & (dose != dose_raw)
@@ -375,10 +389,10 @@ def read_dilimap(
                 "layer": layer,
                 "vehicle": vehicle,
                 "dose_merge_log10": dose_merge_log10,
-                "total_rna_sd": total_rna_sd,
-                "max_mito_percent": max_mito_percent,
-                "min_rep_corr": min_rep_corr,
-                "rep_corr_sd": rep_corr_sd,
+                "total_rna_sd": qc.total_rna_sd,
+                "max_mito_percent": qc.max_mito_percent,
+                "min_rep_corr": qc.min_rep_corr,
+                "rep_corr_sd": qc.rep_corr_sd,
             },
             where=where,
         ),
@@ -432,6 +446,7 @@ class DILImapSource(SourceAdapter):
         "var: symbols with gene_id)",
     )
     value_kind: ClassVar[str] = "counts"
+    option_groups: ClassVar[Mapping[str, type[Any]]] = {"qc": DilimapQC}
     cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
         CliParameter("h5ad", Path, "The DILImap .h5ad.", required=True),
         CliParameter("layer", str, "Layer holding the counts (default: X)."),

@@ -47,6 +47,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -86,7 +88,7 @@ from ._singlecell import (
 )
 from ._tables import require_file
 
-__all__ = ["FIELD_ALIASES", "SciPlexSource", "read_sciplex"]
+__all__ = ["FIELD_ALIASES", "SciPlexSource", "SciplexFilters", "read_sciplex"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,17 +119,29 @@ _CONDITION_FIELDS = ("compound", "dose", "dose_unit", "time", "time_unit", "vehi
 _EXTRA_FIELDS = ("smiles", "inchikey", "cas", "target", "pathway")
 
 
+@dataclass(frozen=True)
+class SciplexFilters:
+    """Cell and pseudobulk filters of :func:`read_sciplex` (the fields are also its plan
+    keys and ``--set`` names)."""
+
+    #: drop cells with fewer UMIs / detected genes
+    min_counts: float = 100
+    min_genes: int = 50
+    #: drop cells whose fraction of UMIs in ``MT-`` genes is above this (``None``: off)
+    max_mito_fraction: float | None = 0.1
+    #: nucleus quality rule, e.g. ``quality_gene="MALAT1"`` (symbol or id)
+    quality_gene: str | None = None
+    quality_min_fraction: float = 0.0
+    #: drop pseudobulk samples with fewer cells
+    min_cells: int = 1
+
+
 def read_sciplex(
     h5ad: str | os.PathLike[str],
     *,
     layer: str | None = None,
     dataset: str = "sciplex3",
-    min_counts: float = 100,
-    min_genes: int = 50,
-    max_mito_fraction: float | None = 0.1,
-    quality_gene: str | None = None,
-    quality_min_fraction: float = 0.0,
-    min_cells: int = 1,
+    filters: SciplexFilters | None = None,
     default_dose_unit: str = "nM",
     chunk_size: int = 100_000,
     progress: bool = False,
@@ -142,16 +156,20 @@ def read_sciplex(
         Read counts from this layer instead of ``X``.
     dataset
         Dataset name written to ``obs["dataset"]``.
-    min_counts, min_genes
-        Drop cells with fewer UMIs / detected genes (see
-        :func:`~perturbridge.pseudobulk.pseudobulk`).
-    max_mito_fraction
-        Drop cells whose fraction of UMIs in ``MT-`` genes is above this (computed
-        here in one streaming pass); ``None`` turns the rule off.
-    quality_gene, quality_min_fraction
-        Nucleus quality rule, e.g. ``quality_gene="MALAT1"`` (symbol or id).
-    min_cells
-        Drop pseudobulk samples with fewer cells (each cell: ``small_group``).
+    filters
+        The cell and pseudobulk filters (:class:`SciplexFilters`; plans and ``--set``
+        give its fields as flat keys, e.g. ``min_counts = 200``):
+
+        min_counts, min_genes
+            Drop cells with fewer UMIs / detected genes (see
+            :func:`~perturbridge.pseudobulk.pseudobulk`).
+        max_mito_fraction
+            Drop cells whose fraction of UMIs in ``MT-`` genes is above this (computed
+            here in one streaming pass); ``None`` turns the rule off.
+        quality_gene, quality_min_fraction
+            Nucleus quality rule, e.g. ``quality_gene="MALAT1"`` (symbol or id).
+        min_cells
+            Drop pseudobulk samples with fewer cells (each cell: ``small_group``).
     default_dose_unit
         Unit of doses given as bare numbers without a unit column (the original: nM).
     chunk_size
@@ -168,9 +186,11 @@ def read_sciplex(
     Examples
     --------
     >>> res = read_sciplex("SrivatsanTrapnell2020_sciplex3.h5ad",
-    ...                    quality_gene="MALAT1", quality_min_fraction=0.005)  # doctest: +SKIP
+    ...     filters=SciplexFilters(quality_gene="MALAT1", quality_min_fraction=0.005),
+    ... )  # doctest: +SKIP
     >>> res.ledger.summary()  # doctest: +SKIP
     """
+    filt = filters or SciplexFilters()
     path = require_file(h5ad, what="sci-Plex single-cell AnnData (.h5ad)")
     where = str(path)
     with open_h5ad_file(path) as fh:
@@ -192,9 +212,9 @@ def read_sciplex(
         complete = np.logical_and.reduce([t != "" for t in text.values()] + [cell_condition != ""])
         hide = np.zeros(len(obs_in), dtype=bool)
         mito_detail = np.empty(0, dtype=object)
-        if max_mito_fraction is not None:
+        if filt.max_mito_fraction is not None:
             hide, mito_detail = _mito_rule(
-                fh, genes, complete, max_mito_fraction, layer=layer, chunk_size=chunk_size,
+                fh, genes, complete, filt.max_mito_fraction, layer=layer, chunk_size=chunk_size,
                 where=where,
             )  # fmt: skip
         cells = pd.DataFrame(
@@ -215,11 +235,11 @@ def read_sciplex(
             lazy_anndata(fh, cells, var, layer=layer),
             groupby=groupby,
             options=PseudobulkOptions(
-                min_counts=min_counts,
-                min_genes=min_genes,
-                quality_gene=quality_gene,
-                quality_min_fraction=quality_min_fraction,
-                min_cells=min_cells,
+                min_counts=filt.min_counts,
+                min_genes=filt.min_genes,
+                quality_gene=filt.quality_gene,
+                quality_min_fraction=filt.quality_min_fraction,
+                min_cells=filt.min_cells,
             ),
             chunk_size=chunk_size,
             progress=progress,
@@ -266,7 +286,7 @@ def read_sciplex(
                 "source": "sciplex",
                 "dataset": dataset,
                 "layer": layer,
-                "max_mito_fraction": max_mito_fraction,
+                "max_mito_fraction": filt.max_mito_fraction,
                 "default_dose_unit": default_dose_unit,
             },
             where=where,
@@ -443,6 +463,7 @@ class SciPlexSource(SourceAdapter):
         "top_oligo_P/plate_oligo, top_oligo_W/well_oligo)",
     )
     value_kind: ClassVar[str] = "counts"
+    option_groups: ClassVar[Mapping[str, type[Any]]] = {"filters": SciplexFilters}
     cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
         CliParameter("h5ad", Path, "Cells × genes counts (.h5ad).", required=True),
         CliParameter("layer", str, "Layer holding the counts (default: X)."),

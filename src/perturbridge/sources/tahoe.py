@@ -46,6 +46,7 @@ import ast
 import logging
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -81,6 +82,8 @@ from ._singlecell import (
 
 __all__ = [
     "FIELD_ALIASES",
+    "TahoeFilters",
+    "TahoePlates",
     "TahoeSource",
     "parse_drugname_drugconc",
     "read_tahoe",
@@ -224,18 +227,36 @@ def _wells(obs: pd.DataFrame, f: dict[str, str], *, where: str) -> np.ndarray:
     return well_from_bc1(first, where=where, column=f"{column} (round-1 field)")
 
 
+@dataclass(frozen=True)
+class TahoePlates:
+    """How :func:`read_tahoe` finds and reads the plate files (the fields are also its
+    plan keys and ``--set`` names)."""
+
+    #: file name pattern of the plate ``.h5ad`` files in the folder
+    pattern: str = "*.h5ad"
+    #: the vehicle's ``drug`` value
+    vehicle: str = VEHICLE
+    #: treatment time in hours (24 h in Tahoe-100M)
+    time_h: float = 24.0
+
+
+@dataclass(frozen=True)
+class TahoeFilters:
+    """Cell and sample filters of :func:`read_tahoe`'s pseudobulk (also plan keys)."""
+
+    min_counts: float = 0
+    min_genes: int = 0
+    min_cells: int = 1
+
+
 def read_tahoe(
     folder: str | os.PathLike[str],
     *,
     obs_parquet: str | os.PathLike[str] | None = None,
-    pattern: str = "*.h5ad",
     layer: str | None = None,
     dataset: str = "tahoe100m",
-    vehicle: str = VEHICLE,
-    time_h: float = 24.0,
-    min_counts: float = 0,
-    min_genes: int = 0,
-    min_cells: int = 1,
+    plates: TahoePlates | None = None,
+    filters: TahoeFilters | None = None,
     chunk_size: int = 100_000,
     progress: bool = False,
 ) -> IngestResult:
@@ -244,7 +265,7 @@ def read_tahoe(
     Parameters
     ----------
     folder
-        Folder with one ``.h5ad`` per plate (matched by ``pattern``).
+        Folder with one ``.h5ad`` per plate (matched by ``plates.pattern``).
     obs_parquet
         Tahoe's ``obs_metadata.parquet`` (``BARCODE_SUB_LIB_ID``, ``plate``, …): the
         manifest of cells; optional.
@@ -252,12 +273,14 @@ def read_tahoe(
         Read counts from this layer instead of ``X``.
     dataset
         Dataset name written to ``obs["dataset"]``.
-    vehicle
-        The vehicle's ``drug`` value.
-    time_h
-        Treatment time in hours (24 h in Tahoe-100M).
-    min_counts, min_genes, min_cells
-        Cell and sample filters of :func:`~perturbridge.pseudobulk.pseudobulk`.
+    plates
+        How the plate files are found and read (:class:`TahoePlates`: ``pattern``,
+        ``vehicle``, ``time_h``).
+    filters
+        Cell and sample filters of :func:`~perturbridge.pseudobulk.pseudobulk`
+        (:class:`TahoeFilters`: ``min_counts``, ``min_genes``, ``min_cells``).
+
+        Plans and ``--set`` give the fields of both as flat keys (``time_h = 24``).
     chunk_size
         Cells read at a time.
     progress
@@ -275,25 +298,27 @@ def read_tahoe(
     ...     "tahoe100m/", obs_parquet="tahoe100m/obs_metadata.parquet"
     ... )  # doctest: +SKIP
     """
+    plates = plates or TahoePlates()
+    filters = filters or TahoeFilters()
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(
             f"Tahoe-100M plate folder not found: {root} (expected a folder of plate .h5ad files)"
         )
-    files = sorted(root.glob(pattern))
+    files = sorted(root.glob(plates.pattern))
     if not files:
         raise FileNotFoundError(
-            f"no Tahoe-100M plate files matching {pattern!r} in {root} (expected e.g. "
+            f"no Tahoe-100M plate files matching {plates.pattern!r} in {root} (expected e.g. "
             "plate1_filt_Vevo_Tahoe100M_WServicesFrom_ParseGigalab.h5ad)"
         )
     manifest = _Manifest(Path(obs_parquet)) if obs_parquet is not None else None
     reading = _PlateReading(
         layer=layer,
-        vehicle=vehicle,
-        time_h=time_h,
-        min_counts=min_counts,
-        min_genes=min_genes,
-        min_cells=min_cells,
+        vehicle=plates.vehicle,
+        time_h=plates.time_h,
+        min_counts=filters.min_counts,
+        min_genes=filters.min_genes,
+        min_cells=filters.min_cells,
         chunk_size=chunk_size,
         progress=progress,
     )
@@ -360,9 +385,9 @@ def read_tahoe(
             params={
                 "source": "tahoe",
                 "dataset": dataset,
-                "vehicle": vehicle,
-                "time_h": time_h,
-                "pattern": pattern,
+                "vehicle": plates.vehicle,
+                "time_h": plates.time_h,
+                "pattern": plates.pattern,
                 "layer": layer,
             },
             where=str(root),
@@ -611,6 +636,10 @@ class TahoeSource(SourceAdapter):
         "obs_metadata.parquet (optional manifest: BARCODE_SUB_LIB_ID, plate, …)",
     )
     value_kind: ClassVar[str] = "counts"
+    option_groups: ClassVar[Mapping[str, type[Any]]] = {
+        "plates": TahoePlates,
+        "filters": TahoeFilters,
+    }
     cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
         CliParameter("folder", Path, "Folder of the Tahoe-100M plate .h5ad files.", required=True),
         CliParameter("obs_parquet", Path, "Cell metadata Parquet (optional)."),
