@@ -34,7 +34,7 @@ import numpy as np
 from perturbridge.de import ContextDesign, limma_trend, plan_contexts
 from perturbridge.de.r_limma import r_limma_status, run_r_limma
 from perturbridge.simulate import simulate_l1000, sizes_for
-from perturbridge.sources import read_l1000
+from perturbridge.sources import L1000Tables, read_l1000
 
 
 def _r_blas() -> str:
@@ -79,7 +79,9 @@ def main() -> None:
             n_genes=args.n_genes, seed=args.seed, **sizes_for(args.n_samples, args.n_conditions)
         )
         files = sim.write(tmpdir / "sim")
-        samples = read_l1000(files["gctx"], inst_info=files["inst_info"]).samples
+        samples = read_l1000(
+            files["gctx"], tables=L1000Tables(inst_info=files["inst_info"])
+        ).samples
         x = np.asarray(samples.X, dtype=float)
 
         t0 = time.perf_counter()

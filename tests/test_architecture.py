@@ -274,16 +274,8 @@ def _n_parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     return len(names) + (a.vararg is not None) + (a.kwarg is not None)
 
 
-#: Violations not fixed yet, written down in docs/architecture.md ("Open"): the reader
-#: of an adapter whose flat keywords are also the dataset's plan keys and ``--set``
-#: names. The test fails on any other violation and on an entry that is no longer one.
-KNOWN_LONG_SIGNATURES = {
-    ("perturbridge.sources.l1000.reader", "read_l1000"),
-}
-
-
 def test_no_library_function_takes_more_than_8_parameters() -> None:
-    wrong, known = [], set()
+    wrong = []
     for module, path in MODULES.items():
         if _part(module) == CLI:
             continue
@@ -291,16 +283,11 @@ def test_no_library_function_takes_more_than_8_parameters() -> None:
         for node in _function_nodes(tree):
             n = _n_parameters(node)
             if n > MAX_PARAMETERS:
-                if (module, node.name) in KNOWN_LONG_SIGNATURES:
-                    known.add((module, node.name))
-                    continue
                 wrong.append(f"{_where(module, node.lineno)}: {node.name}() takes {n}")
     assert not wrong, (
         f"functions with more than {MAX_PARAMETERS} parameters (group them into a frozen "
         "dataclass of options):\n" + "\n".join(wrong)
     )
-    stale = KNOWN_LONG_SIGNATURES - known
-    assert not stale, f"fixed, remove from KNOWN_LONG_SIGNATURES and the docs: {sorted(stale)}"
 
 
 def test_long_modules_say_why() -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from perturbridge.errors import FormatError, UnitError
 from perturbridge.simulate import simulate_l1000
-from perturbridge.sources import read_l1000
+from perturbridge.sources import L1000Tables, read_l1000
 from perturbridge.units import dose_to_uM, parse_dose, parse_time, time_to_h
 
 
@@ -58,7 +58,7 @@ def test_l1000_unparseable_time_or_dose_is_an_error(tmp_path, fault, column, val
     info.loc[row, column] = value
     bad = tmp_path / "inst_info_bad.tsv"
     info.to_csv(bad, sep="\t", index=False)
-    call = lambda: read_l1000(files["gctx"], inst_info=bad)  # noqa: E731
+    call = lambda: read_l1000(files["gctx"], tables=L1000Tables(inst_info=bad))  # noqa: E731
     fault(
         f"L1000 {column}={value!r}",
         "error naming file, column and value",
@@ -74,7 +74,7 @@ def test_l1000_missing_time_is_still_a_ledger_drop(tmp_path):
     info.loc[row, "pert_time"] = "-666"
     bad = tmp_path / "inst_info_missing.tsv"
     info.to_csv(bad, sep="\t", index=False)
-    res = read_l1000(files["gctx"], inst_info=bad)
+    res = read_l1000(files["gctx"], tables=L1000Tables(inst_info=bad))
     led = res.ledger.to_frame().query("stage == 'ingest'").set_index("id")
     assert led.loc[info.loc[row, "inst_id"], "reason"] == "missing_time"
 
@@ -102,7 +102,7 @@ def test_l1000_zero_or_negative_compound_dose_is_an_error(tmp_path, fault, value
     info.loc[row, "pert_dose"] = value
     bad = tmp_path / "inst_info_bad.tsv"
     info.to_csv(bad, sep="\t", index=False)
-    call = lambda: read_l1000(files["gctx"], inst_info=bad)  # noqa: E731
+    call = lambda: read_l1000(files["gctx"], tables=L1000Tables(inst_info=bad))  # noqa: E731
     fault(f"L1000 trt_cp pert_dose={value}", "error naming file, column, sample", _outcome(call))
     with pytest.raises(
         FormatError,
@@ -118,7 +118,7 @@ def test_l1000_vehicle_dose_zero_is_fine(tmp_path):
     info.loc[vehicles, "pert_dose_unit"] = "um"
     good = tmp_path / "inst_info_zero_vehicle.tsv"
     info.to_csv(good, sep="\t", index=False)
-    res = read_l1000(files["gctx"], inst_info=good)
+    res = read_l1000(files["gctx"], tables=L1000Tables(inst_info=good))
     obs = res.samples.obs
     assert (obs.loc[obs["is_control"], "pert_dose_uM"] == 0).all()
     assert obs["is_control"].sum() == vehicles.sum()
@@ -131,7 +131,7 @@ def test_l1000_qc_pass_other_than_0_1_true_false_is_an_error(tmp_path, fault):
     info.loc[row, "qc_pass"] = "maybe"
     bad = tmp_path / "inst_info_bad.tsv"
     info.to_csv(bad, sep="\t", index=False)
-    call = lambda: read_l1000(files["gctx"], inst_info=bad)  # noqa: E731
+    call = lambda: read_l1000(files["gctx"], tables=L1000Tables(inst_info=bad))  # noqa: E731
     fault("L1000 qc_pass='maybe'", "error naming file, column and value", _outcome(call))
     with pytest.raises(FormatError, match=r"inst_info_bad\.tsv.*'qc_pass'.*'maybe'"):
         call()
@@ -146,7 +146,7 @@ def test_l1000_qc_pass_spellings(tmp_path, fail):
     info.loc[row + 1, "qc_pass"] = "-666"  # missing: no QC verdict, kept
     good = tmp_path / "inst_info_qc.tsv"
     info.to_csv(good, sep="\t", index=False)
-    res = read_l1000(files["gctx"], inst_info=good)
+    res = read_l1000(files["gctx"], tables=L1000Tables(inst_info=good))
     led = res.ledger.to_frame().query("stage == 'ingest'").set_index("id")
     assert led.loc[info.loc[row, "inst_id"], "reason"] == "qc_fail"
     assert (led["reason"] == "qc_fail").sum() == 1
@@ -160,7 +160,7 @@ def test_truncated_metadata_table_is_an_error(tmp_path, fault):
     bad = tmp_path / "inst_info_cut.tsv"
     bad.write_text(cut)
     n_lines = cut.count("\n") + 1
-    call = lambda: read_l1000(files["gctx"], inst_info=bad)  # noqa: E731
+    call = lambda: read_l1000(files["gctx"], tables=L1000Tables(inst_info=bad))  # noqa: E731
     fault("metadata table cut mid-row", "error naming file and line", _outcome(call))
     with pytest.raises(
         FormatError, match=rf"inst_info_cut\.tsv.*fewer fields.*line {n_lines} has 11.*cut"
@@ -174,7 +174,7 @@ def test_unterminated_quote_in_metadata_table_is_an_error(tmp_path, fault):
     bad = tmp_path / "inst_info_quote.tsv"
     head, _, last = text.rpartition("\n")
     bad.write_text(head + "\n" + last.replace("\tDMSO", '\t"DMSO', 1) + "\n")
-    call = lambda: read_l1000(files["gctx"], inst_info=bad)  # noqa: E731
+    call = lambda: read_l1000(files["gctx"], tables=L1000Tables(inst_info=bad))  # noqa: E731
     fault("metadata table, unterminated quote", "error naming file and line", _outcome(call))
     with pytest.raises(FormatError, match=r"inst_info_quote\.tsv.*quote.*line"):
         call()

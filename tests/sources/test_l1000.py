@@ -17,7 +17,7 @@ from perturbridge.errors import FormatError, SchemaError, UnitError
 from perturbridge.io import GCTXFile, write_gctx
 from perturbridge.schema import validate_samples
 from perturbridge.simulate import L1000Plates, simulate_l1000
-from perturbridge.sources import get_source, list_sources, read_l1000
+from perturbridge.sources import L1000Tables, get_source, list_sources, read_l1000
 
 PLATE = ("l1000_cmapPy", "test_l1000.gct")
 
@@ -75,7 +75,7 @@ def _sim_files(tmp_path: Path, **kw):
 
 def test_inst_info_table_and_nm_units(tmp_path):
     sim, files = _sim_files(tmp_path, plates=L1000Plates(dose_units=("um", "nm")))
-    res = read_l1000(files["gctx"], inst_info=files["inst_info"], dataset="sim")
+    res = read_l1000(files["gctx"], tables=L1000Tables(inst_info=files["inst_info"]), dataset="sim")
     obs = res.samples.obs
     info = sim.inst_info().set_index("inst_id")
     nm = info.index[info["pert_dose_unit"] == "nm"]
@@ -92,7 +92,7 @@ def test_missing_metadata_rows_go_to_ledger(tmp_path):
     sim, files = _sim_files(tmp_path)
     info = pd.read_csv(files["inst_info"], sep="\t", dtype=str)
     info.iloc[2:].to_csv(tmp_path / "partial.tsv", sep="\t", index=False)
-    res = read_l1000(files["gctx"], inst_info=tmp_path / "partial.tsv")
+    res = read_l1000(files["gctx"], tables=L1000Tables(inst_info=tmp_path / "partial.tsv"))
     led = res.ledger.to_frame().query("stage == 'ingest'").set_index("id")
     assert (led.loc[info["inst_id"].iloc[:2], "reason"] == "missing_metadata").all()
     assert len(led) == sim.data.shape[1]
@@ -103,7 +103,7 @@ def test_metadata_missing_pert_dose_is_an_error(tmp_path):
     info = pd.read_csv(files["inst_info"], sep="\t", dtype=str).drop(columns=["pert_dose"])
     info.to_csv(tmp_path / "bad.tsv", sep="\t", index=False)
     with pytest.raises(SchemaError, match=r"'pert_dose'.*bad\.tsv"):
-        read_l1000(files["gctx"], inst_info=tmp_path / "bad.tsv")
+        read_l1000(files["gctx"], tables=L1000Tables(inst_info=tmp_path / "bad.tsv"))
 
 
 def test_unknown_dose_unit_is_an_error(tmp_path):
@@ -112,7 +112,7 @@ def test_unknown_dose_unit_is_an_error(tmp_path):
     info.loc[info["pert_type"] == "trt_cp", "pert_dose_unit"] = "mg/kg"
     info.to_csv(tmp_path / "bad.tsv", sep="\t", index=False)
     with pytest.raises(UnitError, match=r"unknown dose unit.*mg/kg"):
-        read_l1000(files["gctx"], inst_info=tmp_path / "bad.tsv")
+        read_l1000(files["gctx"], tables=L1000Tables(inst_info=tmp_path / "bad.tsv"))
 
 
 def test_duplicate_sample_ids_are_an_error(tmp_path):
@@ -121,7 +121,7 @@ def test_duplicate_sample_ids_are_an_error(tmp_path):
     info = pd.concat([info, info.iloc[[0]]])
     info.to_csv(tmp_path / "dup.tsv", sep="\t", index=False)
     with pytest.raises(SchemaError, match="unique.*" + re.escape(info["inst_id"].iloc[0])):
-        read_l1000(files["gctx"], inst_info=tmp_path / "dup.tsv")
+        read_l1000(files["gctx"], tables=L1000Tables(inst_info=tmp_path / "dup.tsv"))
 
 
 def test_truncated_gctx_is_a_format_error(tmp_path):
@@ -528,8 +528,9 @@ def test_geo_explicit_paths_infer_the_phase(geo1, tmp_path):
     p = "GSE92742_Broad_LINCS_"
     res = read_l1000(
         geo1["level3"],
-        inst_info=tmp_path / f"{p}inst_info.txt",
-        gene_info=tmp_path / f"{p}gene_info.txt",
+        tables=L1000Tables(
+            inst_info=tmp_path / f"{p}inst_info.txt", gene_info=tmp_path / f"{p}gene_info.txt"
+        ),
     )
     assert (res.samples.obs["dataset"] == "lincs_l1000_phase1").all()
     assert "compound_smiles" not in res.samples.obs  # no pert_info given
@@ -665,7 +666,7 @@ def test_real_level2_values_are_refused(tmp_path):
     )
     info.to_csv(tmp_path / "inst_info.txt", sep="\t", index=False)
     with pytest.raises(FormatError, match="linear-scale intensities"):
-        read_l1000(path, inst_info=tmp_path / "inst_info.txt")
+        read_l1000(path, tables=L1000Tables(inst_info=tmp_path / "inst_info.txt"))
 
 
 def test_geo_level4_by_name_and_zscores_by_value(tmp_path, real_genes, real_perts):
@@ -675,11 +676,13 @@ def test_geo_level4_by_name_and_zscores_by_value(tmp_path, real_genes, real_pert
     lvl4 = fx["level3"].with_name("GSE92742_Broad_LINCS_Level4_ZSPCINF_mlr12k_n45x30.gctx")
     fx["level3"].rename(lvl4)
     with pytest.raises(FormatError, match="file name says level 4"):
-        read_l1000(lvl4, inst_info=tmp_path / "GSE92742_Broad_LINCS_inst_info.txt")
+        read_l1000(
+            lvl4, tables=L1000Tables(inst_info=tmp_path / "GSE92742_Broad_LINCS_inst_info.txt")
+        )
 
 
 def test_real_plate_with_real_pert_info(tmp_path):
-    res = read_l1000(shared_path(*PLATE), pert_info=shared_path(*PERTINFO))
+    res = read_l1000(shared_path(*PLATE), tables=L1000Tables(pert_info=shared_path(*PERTINFO)))
     obs = res.samples.obs
     a07 = obs.loc["LJP005_A375_24H_X1_B19:A07"]
     assert a07["compound_inchikey"] == "LLVZBTWPGQVVLW-SNAWJCMRSA-N"  # 'InChIKey=' stripped

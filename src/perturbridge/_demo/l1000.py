@@ -17,7 +17,7 @@ from ..de import DEResult
 from ..io import write_h5ad
 from ..ledger import Ledger
 from ..simulate import L1000Plates, SimulatedL1000, simulate_l1000
-from ..sources import read_l1000
+from ..sources import L1000Tables, read_l1000
 
 __all__ = ["DemoResult", "recovery_metrics", "run_demo"]
 
@@ -109,7 +109,9 @@ def run_demo(
         seed=seed,
     )
     files = sim.write(out)
-    ing = read_l1000(files["gctx"], inst_info=files["inst_info"], dataset="simulated_l1000")
+    ing = read_l1000(
+        files["gctx"], tables=L1000Tables(inst_info=files["inst_info"]), dataset="simulated_l1000"
+    )
     result = de.run(ing.samples, method="trend", progress=progress)
     ledger = Ledger()
     ledger.extend(ing.ledger)

@@ -114,17 +114,19 @@ def ingest_l1000(
 
         perturbridge ingest l1000 --folder GSE92742 --phase 1 --out phase1.h5ad
     """
-    from ..sources.l1000 import read_l1000
+    from ..sources.l1000 import L1000Tables, read_l1000
 
     check_out_file(out)
     try:
         res = _annotated(
             read_l1000(
                 level3,
-                inst_info=inst_info,
-                gene_info=gene_info,
-                cell_info=cell_info,
-                pert_info=pert_info,
+                tables=L1000Tables(
+                    inst_info=inst_info,
+                    gene_info=gene_info,
+                    cell_info=cell_info,
+                    pert_info=pert_info,
+                ),
                 folder=folder,
                 phase=None if phase is None else 1 if phase is L1000Phase.phase1 else 2,
                 genes=cast("Genes", genes.value),

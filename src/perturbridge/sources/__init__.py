@@ -19,11 +19,12 @@ from ._base import (
     register_source,
     source_names,
 )
-from .l1000 import L1000Source, read_l1000
+from .l1000 import L1000Source, L1000Tables, read_l1000
 
 __all__ = [
     "IngestResult",
     "L1000Source",
+    "L1000Tables",
     "SourceAdapter",
     "get_source",
     "list_sources",

@@ -5,7 +5,15 @@ layout) and documents the rules; :mod:`.files` finds the files of a GEO series f
 :mod:`.genes` annotates and selects the genes (landmark, best inferred, all).
 """
 
-from .files import GEO_SERIES, L1000Files, find_geo_files
+from .files import GEO_SERIES, L1000Files, L1000Tables, find_geo_files
 from .reader import Genes, L1000Source, read_l1000
 
-__all__ = ["GEO_SERIES", "Genes", "L1000Files", "L1000Source", "find_geo_files", "read_l1000"]
+__all__ = [
+    "GEO_SERIES",
+    "Genes",
+    "L1000Files",
+    "L1000Source",
+    "L1000Tables",
+    "find_geo_files",
+    "read_l1000",
+]

@@ -10,13 +10,28 @@ from typing import Any
 
 from .._tables import require_file
 
-__all__ = ["GEO_SERIES", "L1000Files", "find_geo_files", "locate_files"]
+__all__ = ["GEO_SERIES", "L1000Files", "L1000Tables", "find_geo_files", "locate_files"]
 
 logger = logging.getLogger(__name__)
 
 #: GEO series of each L1000 phase: accession and the prefix of every file name.
 GEO_SERIES: dict[int, str] = {1: "GSE92742", 2: "GSE70138"}
 _GEO_PREFIX = {p: f"{acc}_Broad_LINCS_" for p, acc in GEO_SERIES.items()}
+
+
+@dataclass(frozen=True)
+class L1000Tables:
+    """The metadata tables of an L1000 level 3 ingest, given explicitly (``None``: use the
+    GCT(X)'s own metadata, or find the table in the GEO folder). The fields are also
+    plan keys and ``--set`` names of the ``l1000`` source."""
+
+    #: instance metadata (TSV, or CSV by extension) keyed by ``inst_id``
+    inst_info: str | os.PathLike[str] | None = None
+    #: GEO ``gene_info`` (``pr_gene_id, pr_gene_symbol, pr_is_lm, pr_is_bing``)
+    gene_info: str | os.PathLike[str] | None = None
+    #: GEO ``cell_info`` and ``pert_info`` (optional)
+    cell_info: str | os.PathLike[str] | None = None
+    pert_info: str | os.PathLike[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -51,9 +51,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -75,7 +76,7 @@ from .._common import (
     to_int64,
 )
 from .._tables import check_unique, read_table
-from .files import L1000Files, locate_files
+from .files import L1000Files, L1000Tables, locate_files
 from .genes import gene_annotation, gene_var, select_genes
 
 __all__ = ["Genes", "L1000Source", "read_l1000"]
@@ -459,10 +460,7 @@ def _check_positive_doses(
 def read_l1000(
     level3: str | os.PathLike[str] | None = None,
     *,
-    inst_info: str | os.PathLike[str] | None = None,
-    gene_info: str | os.PathLike[str] | None = None,
-    cell_info: str | os.PathLike[str] | None = None,
-    pert_info: str | os.PathLike[str] | None = None,
+    tables: L1000Tables | None = None,
     folder: str | os.PathLike[str] | None = None,
     phase: Phase | None = None,
     genes: Genes = "landmark",
@@ -476,14 +474,11 @@ def read_l1000(
     ----------
     level3
         ``.gctx`` or ``.gct`` file, genes × instances (found in ``folder`` when omitted).
-    inst_info
-        Instance metadata table (TSV, or CSV by extension) keyed by ``inst_id``; without
-        it the file's column metadata is used.
-    gene_info
-        GEO ``gene_info`` table (``pr_gene_id, pr_gene_symbol, pr_is_lm, pr_is_bing``);
-        without it the file's row metadata is used.
-    cell_info, pert_info
-        GEO ``cell_info`` and ``pert_info`` tables (optional).
+    tables
+        The metadata tables (:class:`L1000Tables`; plans and ``--set`` give them as flat
+        keys): ``inst_info``, the instance metadata keyed by ``inst_id`` (without it the
+        file's column metadata is used); ``gene_info``, the GEO gene table (without it the
+        file's row metadata is used); ``cell_info`` and ``pert_info`` (optional).
     folder
         A folder holding a GEO series by its file names (see :func:`find_geo_files`);
         paths given explicitly take precedence.
@@ -519,6 +514,9 @@ def read_l1000(
     --------
     >>> res = read_l1000("test_l1000.gct")  # doctest: +SKIP
     >>> res = read_l1000(folder="GSE92742", phase=1, genes="landmark")  # doctest: +SKIP
+    >>> res = read_l1000(
+    ...     "level3.gctx", tables=L1000Tables(inst_info="inst_info.tsv")
+    ... )  # doctest: +SKIP
     >>> res.ledger.summary()  # doctest: +SKIP
     """
     if chunk_size < 1:
@@ -529,12 +527,7 @@ def read_l1000(
         level3,
         folder=folder,
         phase=phase,
-        tables={
-            "inst_info": inst_info,
-            "gene_info": gene_info,
-            "cell_info": cell_info,
-            "pert_info": pert_info,
-        },
+        tables=asdict(tables or L1000Tables()),
     )
     if dataset is None:
         dataset = f"lincs_l1000_phase{files.phase}" if files.phase else "lincs_l1000"
@@ -686,3 +679,4 @@ class L1000Source(SourceAdapter):
         "gene_info, cell_info, pert_info (GEO series; optional)",
     )
     value_kind: ClassVar[str] = "log_expression"
+    option_groups: ClassVar[Mapping[str, type[Any]]] = {"tables": L1000Tables}
