@@ -300,6 +300,26 @@ class Triage:
         det = np.asarray(detail, dtype=object)
         self.detail[m] = det if det.ndim == 0 else self._pad(det, "")[m]
 
+    def drop_unusable_dose_time(
+        self,
+        treated: NDArray[np.bool_],
+        dose: NDArray[np.float64],
+        time: NDArray[np.float64],
+        *,
+        detail: tuple[Detail, Detail],
+    ) -> None:
+        """The standard rules of a treated sample's dose and every sample's time: a dose
+        that is not a positive number → ``missing_dose``, a time that is not a
+        non-negative number → ``missing_time``; ``detail`` is ``(dose, time)``."""
+        self.drop(treated & ~(np.isfinite(dose) & (dose > 0)), "missing_dose", detail[0])
+        self.drop(~(np.isfinite(time) & (time >= 0)), "missing_time", detail[1])
+
+    def ledger(self, *, kept_detail: Detail = "") -> Ledger:
+        """A new ledger with every sample (:meth:`record`, stage ``ingest``)."""
+        ledger = Ledger()
+        self.record(ledger, stage=STAGE, kept_detail=kept_detail)
+        return ledger
+
     def record(self, ledger: Ledger, *, stage: str = STAGE, kept_detail: Detail = "") -> None:
         """Write every sample to ``ledger``: dropped ones by reason, then the kept ones."""
         for why in pd.unique(self.reason[~self.open]):

@@ -44,11 +44,9 @@ import pandas as pd
 from scipy import sparse
 
 from ..errors import FormatError, SchemaError
-from ..ledger import Ledger
 from ..units import dose_to_uM
 from ._base import CliParameter, IngestResult, SourceAdapter, register_source
 from ._common import (
-    STAGE,
     Accounts,
     Origin,
     Triage,
@@ -283,19 +281,17 @@ def read_drugseq_moabox(
         triage.drop(
             is_rc & ~ids.isin(list(robust)), "control_not_robust", "RC well not in the robust list"
         )
-    triage.drop(
-        treated & ~(np.isfinite(dose) & (dose > 0)),
-        "missing_dose",
-        (f"{f['dose']}=" + col["dose"]).to_numpy(),
+    triage.drop_unusable_dose_time(
+        treated,
+        dose,
+        time,
+        detail=(
+            (f"{f['dose']}=" + col["dose"]).to_numpy(),
+            (f"{f['time']}=" + col["time"]).to_numpy(),
+        ),
     )
-    triage.drop(
-        ~(np.isfinite(time) & (time >= 0)),
-        "missing_time",
-        (f"{f['time']}=" + col["time"]).to_numpy(),
-    )
-    ledger = Ledger()
     pert_type = np.where(is_rc, "vehicle", "compound")
-    triage.record(ledger, stage=STAGE, kept_detail=pert_type)
+    ledger = triage.ledger(kept_detail=pert_type)
     kept = np.flatnonzero(triage.kept)
 
     cmp_table = None

@@ -43,11 +43,9 @@ from scipy import sparse
 
 from ..errors import FormatError, SchemaError
 from ..ids.cell_ontology import dataset_cell_contexts
-from ..ledger import Ledger
 from ..units import dose_to_uM
 from ._base import CliParameter, IngestResult, SourceAdapter, register_source
 from ._common import (
-    STAGE,
     Accounts,
     Origin,
     Triage,
@@ -334,19 +332,17 @@ def _read(
     triage = Triage(ids, unmatched=extra_ids, unmatched_detail="not in the metadata")
     triage.drop(~ids.isin(sample_ids), "missing_counts", "no sample in the counts")
     triage.drop(is_pos, "positive_control", col["sample_type"].to_numpy())
-    triage.drop(
-        treated & ~(np.isfinite(dose) & (dose > 0)),
-        "missing_dose",
-        (f"{f['dose']}=" + col["dose"]).to_numpy(),
+    triage.drop_unusable_dose_time(
+        treated,
+        dose,
+        time,
+        detail=(
+            (f"{f['dose']}=" + col["dose"]).to_numpy(),
+            (f"{f['time']}=" + col["time"]).to_numpy(),
+        ),
     )
-    triage.drop(
-        ~(np.isfinite(time) & (time >= 0)),
-        "missing_time",
-        (f"{f['time']}=" + col["time"]).to_numpy(),
-    )
-    ledger = Ledger()
     pert_type = np.where(is_vehicle, "vehicle", "compound")
-    triage.record(ledger, stage=STAGE, kept_detail=pert_type)
+    ledger = triage.ledger(kept_detail=pert_type)
     kept = np.flatnonzero(triage.kept)
 
     spike = spike_in_mask(genes) | spike_in_mask(symbols)

@@ -35,10 +35,8 @@ import pandas as pd
 
 from ..errors import SchemaError
 from ..ids.cell_ontology import dataset_cell_contexts
-from ..ledger import Ledger
 from ._base import CliParameter, IngestResult, SourceAdapter, register_source
 from ._common import (
-    STAGE,
     Accounts,
     Origin,
     Triage,
@@ -153,19 +151,17 @@ def _read_op3(
     triage = Triage(ids)
     triage.drop(control & ~is_vehicle, "positive_control", name.to_numpy())
     treated = ~is_vehicle & triage.open
-    triage.drop(
-        treated & ~(np.isfinite(dose) & (dose > 0)),
-        "missing_dose",
-        ("dose_uM=" + col["dose"].astype(str)).to_numpy(),
+    triage.drop_unusable_dose_time(
+        treated,
+        dose,
+        time,
+        detail=(
+            ("dose_uM=" + col["dose"].astype(str)).to_numpy(),
+            ("timepoint_hr=" + col["time"].astype(str)).to_numpy(),
+        ),
     )
-    triage.drop(
-        ~np.isfinite(time) | (time < 0),
-        "missing_time",
-        ("timepoint_hr=" + col["time"].astype(str)).to_numpy(),
-    )
-    ledger = Ledger()
     pert_type = np.where(is_vehicle, "vehicle", "compound")
-    triage.record(ledger, stage=STAGE, kept_detail=pert_type)
+    ledger = triage.ledger(kept_detail=pert_type)
 
     genes = pd.Index(var_in.index.astype(str))
     check_unique(genes, column="var index", where=f"{where} var", what="gene symbols")

@@ -34,11 +34,9 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from ..ledger import Ledger
 from ..units import dose_to_uM
 from ._base import CliParameter, IngestResult, SourceAdapter, register_source
 from ._common import (
-    STAGE,
     Accounts,
     Origin,
     Triage,
@@ -175,19 +173,17 @@ def read_vcpi(
     triage = Triage(ids, unmatched=extra_ids, unmatched_detail=f"not in {meta_path.name}")
     triage.drop(~ids.isin(count_cols), "missing_counts", f"no column in {count_path.name}")
     triage.drop(control & ~is_vehicle, "positive_control", name.to_numpy())
-    triage.drop(
-        treated & ~(np.isfinite(dose) & (dose > 0)),
-        "missing_dose",
-        (f"{f['dose']}=" + col["dose"]).to_numpy(),
+    triage.drop_unusable_dose_time(
+        treated,
+        dose,
+        time,
+        detail=(
+            (f"{f['dose']}=" + col["dose"]).to_numpy(),
+            (f"{f['time']}=" + col["time"]).to_numpy(),
+        ),
     )
-    triage.drop(
-        ~(np.isfinite(time) & (time >= 0)),
-        "missing_time",
-        (f"{f['time']}=" + col["time"]).to_numpy(),
-    )
-    ledger = Ledger()
     pert_type = np.where(is_vehicle, "vehicle", "compound")
-    triage.record(ledger, stage=STAGE, kept_detail=pert_type)
+    ledger = triage.ledger(kept_detail=pert_type)
     kept = np.flatnonzero(triage.kept)
 
     chem = None
