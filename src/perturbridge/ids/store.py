@@ -36,8 +36,6 @@ import json
 import logging
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +45,7 @@ import pandas as pd
 
 from .._version import __version__
 from ..errors import FormatError, PerturbridgeError, SchemaError
-from ..io._atomic import dir_mode, file_sha256
+from ..io._atomic import atomic_dir, file_sha256
 from ..progress import track
 
 # the parser modules register their parsers (tables.list_parsers) when imported
@@ -423,25 +421,9 @@ def _derive(
 
 
 def _write_store(dest: Path, tables: dict[str, pd.DataFrame], manifest: dict[str, Any]) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".building", dir=dest.parent))
-    tmp.chmod(dir_mode())  # mkdtemp makes 0700; the store honours the umask
-    old: Path | None = None
-    try:
+    with atomic_dir(dest, replace=True) as tmp:
         for name, df in tables.items():
             _write_parquet(df, tmp / f"{name}.parquet", name)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
         if dest.exists():
             _check_destination(dest)  # still a store or empty?
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and old.exists() and not dest.exists():
-            os.replace(old, dest)  # put the previous store back
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
