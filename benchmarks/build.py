@@ -23,7 +23,7 @@ Usage (full size, the numbers of the issue; about 15 min and 10 GB RAM on 2 core
 
 Smaller::
 
-    python benchmarks/build.py --l1000-samples 50000 --count-samples 5000 --workers 2
+    python benchmarks/build.py --l1000-samples 50000 --count-samples 5000 --n-jobs 2
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def write_plan(folder: Path, gctx: Path, mapping: Path, *, workers: int, separat
 
             [executor]
             kind = "local"
-            n_workers = {workers}
+            n_jobs = {workers}
 
             [[datasets]]
             name = "sim_l1000"
@@ -220,7 +220,7 @@ def main() -> None:
     ap.add_argument("--l1000-samples", type=int, default=200_000)
     ap.add_argument("--count-samples", type=int, default=20_000)
     ap.add_argument("--count-genes", type=int, default=20_000)
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--separate", action="store_true", help="Also separate mode for L1000.")
     ap.add_argument("--out", type=Path, default=None, help="Work folder (default: a temp dir).")
     ap.add_argument("--keep", action="store_true", help="Keep the work folder.")

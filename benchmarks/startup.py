@@ -84,7 +84,7 @@ def _store(folder: Path) -> Path:
     write_gct(gct, sim.data, row_meta=sim.row_meta, col_meta=sim.col_meta)
     plan = folder / "plan.toml"
     plan.write_text(
-        '[store]\npath = "store"\n\n[executor]\nn_workers = 1\n\n'
+        '[store]\npath = "store"\n\n[executor]\nn_jobs = 1\n\n'
         f'[[datasets]]\nname = "sim_l1000"\nsource = "l1000"\ninputs = {{ level3 = "{gct}" }}\n'
     )
     build(plan)

@@ -88,7 +88,7 @@ def plate_store(tmp_path_factory):
         [store]
         path = "{folder / "store"}"
         [executor]
-        n_workers = 1
+        n_jobs = 1
         [[datasets]]
         name = "ljp005"
         source = "l1000"

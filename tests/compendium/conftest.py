@@ -23,7 +23,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, inputs: dict[str, Path]) -> 
 
     folder = tmp_path_factory.mktemp("built")
     plan = write_plan(
-        folder, l1000=inputs["l1000"], counts=inputs["counts"], extra="[executor]\nn_workers = 1\n"
+        folder, l1000=inputs["l1000"], counts=inputs["counts"], extra="[executor]\nn_jobs = 1\n"
     )
     build(plan)
     return {"plan": plan, "store": folder / "store", "folder": folder}

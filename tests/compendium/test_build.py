@@ -58,7 +58,7 @@ def test_changing_one_dataset_recomputes_only_its_tasks(tmp_path):
     inputs = tmp_path / "in"
     l1000 = write_l1000(inputs)
     counts = write_counts(inputs)
-    plan = write_plan(tmp_path, l1000=l1000, counts=counts, extra="[executor]\nn_workers = 1\n")
+    plan = write_plan(tmp_path, l1000=l1000, counts=counts, extra="[executor]\nn_jobs = 1\n")
     first = build(plan)
     assert len(first.computed) == 10
     write_counts(inputs, seed=7)  # new counts, same path
@@ -116,7 +116,7 @@ def test_killed_build_resumes_to_the_same_bytes(tmp_path, inputs, built):
         tmp_path,
         l1000=inputs["l1000"],
         counts=inputs["counts"],
-        extra="[executor]\nn_workers = 1\n",
+        extra="[executor]\nn_jobs = 1\n",
     )
     script = tmp_path / "run_build.py"
     script.write_text(textwrap.dedent(BUILD_SCRIPT))
@@ -161,7 +161,7 @@ def test_a_failing_task_stops_the_build_and_keeps_finished_work(tmp_path, inputs
         tmp_path,
         l1000=inputs["l1000"],
         counts=inputs["counts"],
-        extra="[executor]\nn_workers = 1\n",
+        extra="[executor]\nn_jobs = 1\n",
     )
     text = plan.read_text().replace(
         'inputs = { h5ad = "', 'options = { fail = true }\ninputs = { h5ad = "'
@@ -192,7 +192,7 @@ def test_references_resolve_identities_and_key_the_ingest(tmp_path):
 
     RefStore.build(source_dir=source_dir(tmp_path), out=tmp_path / "refs")
     l1000 = write_l1000(tmp_path / "in")
-    extra = '[references]\npath = "refs"\n[executor]\nn_workers = 1\n'
+    extra = '[references]\npath = "refs"\n[executor]\nn_jobs = 1\n'
     plan = write_plan(tmp_path, l1000=l1000, extra=extra)
     build(plan)
     with Compendium.open(tmp_path / "store") as comp:

@@ -30,7 +30,7 @@ runner = CliRunner(env={"COLUMNS": "200"})
 
 
 def test_build_dry_run_then_build_and_rebuild(tmp_path, inputs, app):
-    plan = write_plan(tmp_path, l1000=inputs["l1000"], extra="[executor]\nn_workers = 1\n")
+    plan = write_plan(tmp_path, l1000=inputs["l1000"], extra="[executor]\nn_jobs = 1\n")
     res = runner.invoke(app, ["build", str(plan), "--dry-run"])
     assert res.exit_code == 0, res.output
     assert "ingest:sim_l1000" in res.output and "to run" in res.output

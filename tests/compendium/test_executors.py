@@ -33,11 +33,11 @@ def test_local_processes_and_a_dask_cluster_give_identical_stores(tmp_path, buil
     """The acceptance test: local (2 processes) and a real LocalCluster of 2 workers."""
     pytest.importorskip("distributed")
     plan = load_plan(built["plan"])
-    local = plan.with_overrides(store=tmp_path / "local", executor="local", n_workers=2)
+    local = plan.with_overrides(store=tmp_path / "local", executor="local", n_jobs=2)
     report = build(local)
     assert len(report.computed) == 10
     assert_same_store(tmp_path / "local", built["store"])
-    dask = plan.with_overrides(store=tmp_path / "dask", executor="dask", n_workers=2)
+    dask = plan.with_overrides(store=tmp_path / "dask", executor="dask", n_jobs=2)
     report = build(dask)
     assert len(report.computed) == 10
     assert_same_store(tmp_path / "dask", built["store"])
@@ -58,13 +58,13 @@ def test_inline_executor_runs_when_waited_for():
 
 
 def test_make_executor_picks_the_kind():
-    assert isinstance(make_executor(ExecutorSettings(n_workers=1)), InlineExecutor)
-    with make_executor(ExecutorSettings(n_workers=2)) as ex:
+    assert isinstance(make_executor(ExecutorSettings(n_jobs=1)), InlineExecutor)
+    with make_executor(ExecutorSettings(n_jobs=2)) as ex:
         assert isinstance(ex, LocalExecutor)
         fut = ex.submit(_square, 4, key="x")
         assert ex.wait_any([fut]) == {fut}
         assert fut.result() == 16
-        assert ex.describe() == {"executor": "local", "n_workers": 2}
+        assert ex.describe() == {"executor": "local", "n_jobs": 2}
     with pytest.raises(ValueError, match="needs a SLURM profile"):
         make_executor(ExecutorSettings(kind="slurm"))
     assert set(list_executors()) == {"local", "dask", "slurm"}
@@ -73,7 +73,7 @@ def test_make_executor_picks_the_kind():
 def test_dask_executor_without_dask_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(ImportError, match=r"pip install 'perturbridge\[dask\]'"):
-        DaskExecutor(n_workers=1)
+        DaskExecutor(n_jobs=1)
 
 
 # distributed probes a public address to pick its interface and warns (then uses the host

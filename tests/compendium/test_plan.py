@@ -323,10 +323,10 @@ def test_slurm_needs_a_profile(tmp_path, inputs):
 
 def test_overrides_move_the_store_and_check_again(tmp_path, inputs):
     plan = load_plan(write_plan(tmp_path, l1000=inputs["l1000"]))
-    moved = plan.with_overrides(store=tmp_path / "other", executor="dask", n_workers=3)
+    moved = plan.with_overrides(store=tmp_path / "other", executor="dask", n_jobs=3)
     assert moved.store.path == tmp_path / "other"
     assert moved.store.cache == tmp_path / "other" / ".cache"
-    assert moved.executor.kind == "dask" and moved.executor.n_workers == 3
+    assert moved.executor.kind == "dask" and moved.executor.n_jobs == 3
     assert plan.with_overrides(cache=tmp_path / "c").store.cache == tmp_path / "c"
     with pytest.raises(PlanError, match="scheduler_address is only used with kind 'dask'"):
         plan.with_overrides(scheduler_address="tcp://x:1")
@@ -526,3 +526,17 @@ def test_a_store_being_created_by_another_build_is_not_something_else(tmp_path):
     assert check_store_path(store) is None
     (store / "notes.txt").write_text("mine")
     assert "holds something else" in (check_store_path(store) or "")
+
+
+def test_the_old_executor_key_names_its_new_name(tmp_path, inputs):
+    """``executor.n_workers`` is ``executor.n_jobs`` (the glossary's one name)."""
+    path = write_plan(
+        tmp_path,
+        l1000=inputs["l1000"],
+        counts=inputs["counts"],
+        extra="[executor]\nn_workers = 2\n",
+    )
+    with pytest.raises(PlanError, match=r"executor\.n_workers: renamed executor\.n_jobs"):
+        load_plan(path)
+    path.write_text(path.read_text().replace("n_workers", "n_jobs"))
+    assert load_plan(path).executor.n_jobs == 2

@@ -133,7 +133,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from perturbridge.compendium import build
 
     folder = tmp_path_factory.mktemp("export_store")
-    build(write_plan(folder, l1000=write_l1000(folder), extra="[executor]\nn_workers = 1\n"))
+    build(write_plan(folder, l1000=write_l1000(folder), extra="[executor]\nn_jobs = 1\n"))
     return folder / "store"
 
 

@@ -92,9 +92,7 @@ def _script(folder: Path, name: str, text: str) -> Path:
 
 
 def _small_plan(folder: Path, l1000: Path, *, name: str, store: str = "store") -> Path:
-    return write_plan(
-        folder, l1000=l1000, store=store, name=name, extra="[executor]\nn_workers = 1\n"
-    )
+    return write_plan(folder, l1000=l1000, store=store, name=name, extra="[executor]\nn_jobs = 1\n")
 
 
 @pytest.fixture(scope="module")
@@ -256,8 +254,8 @@ def test_workers_end_with_a_killed_driver(tmp_path, fault):
             assert driver.stdout is not None
             assert driver.stdout.readline().decode().strip() == "running"
             children = psutil.Process(driver.pid).children(recursive=True)
-            n_workers = sum("resource_tracker" not in " ".join(c.cmdline()) for c in children)
-            assert n_workers == 2, [c.cmdline() for c in children]
+            n_jobs = sum("resource_tracker" not in " ".join(c.cmdline()) for c in children)
+            assert n_jobs == 2, [c.cmdline() for c in children]
             workers = [c.pid for c in children]  # and multiprocessing's resource tracker
             t0 = time.monotonic()
             os.kill(driver.pid, signal.SIGKILL)

@@ -47,7 +47,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from compendium._fixtures import write_l1000, write_plan
 
     folder = tmp_path_factory.mktemp("query_store")
-    plan = write_plan(folder, l1000=write_l1000(folder), extra="[executor]\nn_workers = 1\n")
+    plan = write_plan(folder, l1000=write_l1000(folder), extra="[executor]\nn_jobs = 1\n")
     build(plan)
     return folder / "store"
 

@@ -31,7 +31,7 @@ from perturbridge.compendium._common import StoreError
 from perturbridge.compendium.store import _transaction, _verify, repair_store, verify_store
 
 ROOT = Path(__file__).resolve().parents[2]
-EXTRA = "[executor]\nn_workers = 1\n"
+EXTRA = "[executor]\nn_jobs = 1\n"
 #: steps of a store update where the update is killed (see store._transaction._checkpoint)
 KILL_POINTS = (
     "files_placed",

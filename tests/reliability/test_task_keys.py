@@ -36,7 +36,7 @@ def _generic_plan(folder: Path) -> tuple[Path, dict[str, Path]]:
             [store]
             path = "store"
             [executor]
-            n_workers = 1
+            n_jobs = 1
             [[datasets]]
             name = "gen"
             source = "generic"
@@ -128,7 +128,7 @@ def _counts_plan(folder: Path, *, extra_input: str = "", options: str = "") -> P
             [build]
             imports = ["{COUNTS_MODULE}"]
             [executor]
-            n_workers = 1
+            n_jobs = 1
             [[datasets]]
             name = "sim_counts"
             source = "test_counts_h5ad"

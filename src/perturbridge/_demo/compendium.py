@@ -75,13 +75,13 @@ def write_demo_plan(
     """Simulate one small dataset per source family and write a plan that builds them.
 
     Returns the plan path (``out_dir/plan.toml``; the store is ``out_dir/compendium``).
-    ``n_jobs``: the executor's workers (the plan's ``executor.n_workers``).
+    ``n_jobs``: the executor's workers (the plan's ``executor.n_jobs``).
     """
     out = Path(out_dir).absolute()
     check_families(sources, WRITERS, what="no demo dataset for sources")
     lines = ['[store]\npath = "compendium"\n']
     if n_jobs is not None:
-        lines.append(f"[executor]\nn_workers = {n_jobs}\n")
+        lines.append(f"[executor]\nn_jobs = {n_jobs}\n")
     for i, source in enumerate(sources):
         spec = WRITERS[source](out / "inputs" / source, seed + i)
         inputs = ", ".join(f"{k} = {_toml_value(v)}" for k, v in spec["inputs"].items())

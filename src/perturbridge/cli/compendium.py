@@ -72,8 +72,8 @@ def build_cmd(
         ExecutorKind | None,
         typer.Option(help="local (processes here), dask, or slurm; default: the plan's."),
     ] = None,
-    workers: Annotated[
-        int | None, typer.Option("--workers", "-j", help="Local processes or Dask workers.")
+    n_jobs: Annotated[
+        int | None, typer.Option("--n-jobs", "-j", help="Local processes or Dask workers.")
     ] = None,
     scheduler_address: Annotated[
         str | None,
@@ -96,16 +96,16 @@ def build_cmd(
 
     Example:
 
-        perturbridge build plan.toml --executor dask --workers 8
+        perturbridge build plan.toml --executor dask --n-jobs 8
     """
     from ..compendium import build, load_plan, plan_tasks
 
     try:
         p = load_plan(plan, store=store, cache=cache)
-        if executor is not None or workers is not None or scheduler_address or profile:
+        if executor is not None or n_jobs is not None or scheduler_address or profile:
             p = p.with_overrides(
                 executor=None if executor is None else cast("PlanExecutor", executor.value),
-                n_workers=workers,
+                n_jobs=n_jobs,
                 scheduler_address=scheduler_address,
                 slurm_profile=profile,
             )

@@ -8,7 +8,7 @@ statistics code never sees the executor, and never imports Dask.
   ProcessPoolExecutor`, spawned, so no state leaks from the driver); with one worker
   the tasks run in the driver's process. The workers end with the driver, even when it
   is killed with ``kill -9`` (see :func:`_end_with_driver`).
-- ``dask``: a :class:`distributed.LocalCluster` of ``n_workers`` single-threaded worker
+- ``dask``: a :class:`distributed.LocalCluster` of ``n_jobs`` single-threaded worker
   processes, or an existing cluster at ``scheduler_address``.
 - ``slurm``: a :class:`dask_jobqueue.SLURMCluster` started from a profile of the plan
   (cores, memory, walltime, queue, job count).
@@ -169,10 +169,10 @@ class LocalExecutor(Executor):
     name = "local"
     description = "processes on this machine (concurrent.futures)"
 
-    def __init__(self, n_workers: int) -> None:
-        self.n_workers = n_workers
+    def __init__(self, n_jobs: int) -> None:
+        self.n_jobs = n_jobs
         self._pool = ProcessPoolExecutor(
-            max_workers=n_workers,
+            max_workers=n_jobs,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_end_with_driver,
             initargs=(os.getpid(),),
@@ -189,7 +189,7 @@ class LocalExecutor(Executor):
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def describe(self) -> dict[str, Any]:
-        return {"executor": self.name, "n_workers": self.n_workers}
+        return {"executor": self.name, "n_jobs": self.n_jobs}
 
 
 class DaskExecutor(Executor):
@@ -201,7 +201,7 @@ class DaskExecutor(Executor):
     def __init__(
         self,
         *,
-        n_workers: int | None = None,
+        n_jobs: int | None = None,
         scheduler_address: str | None = None,
         cluster: Any = None,
     ) -> None:
@@ -214,7 +214,7 @@ class DaskExecutor(Executor):
         else:
             if cluster is None:
                 cluster = distributed.LocalCluster(
-                    n_workers=n_workers or os.cpu_count() or 1,
+                    n_workers=n_jobs or os.cpu_count() or 1,
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=None,
@@ -223,7 +223,7 @@ class DaskExecutor(Executor):
             self._own_cluster = cluster
             self._client = distributed.Client(cluster)
             self._where = type(cluster).__name__
-        self.n_workers = n_workers
+        self.n_jobs = n_jobs
 
     @property
     def client(self) -> Any:
@@ -243,7 +243,7 @@ class DaskExecutor(Executor):
             self._own_cluster.close()
 
     def describe(self) -> dict[str, Any]:
-        return {"executor": self.name, "cluster": self._where, "n_workers": self.n_workers}
+        return {"executor": self.name, "cluster": self._where, "n_jobs": self.n_jobs}
 
 
 class SlurmExecutor(DaskExecutor):
@@ -261,7 +261,7 @@ class SlurmExecutor(DaskExecutor):
         cluster = SLURMCluster(**profile.cluster_kwargs())
         cluster.scale(jobs=profile.jobs)
         self.profile = profile
-        super().__init__(cluster=cluster, n_workers=profile.jobs * profile.processes)
+        super().__init__(cluster=cluster, n_jobs=profile.jobs * profile.processes)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -286,12 +286,10 @@ def list_executors() -> dict[str, str]:
 def make_executor(settings: ExecutorSettings, *, slurm: SlurmProfile | None = None) -> Executor:
     """The executor the settings name (``local`` default workers: the CPU count)."""
     if settings.kind == "local":
-        n = settings.n_workers or os.cpu_count() or 1
+        n = settings.n_jobs or os.cpu_count() or 1
         return InlineExecutor() if n == 1 else LocalExecutor(n)
     if settings.kind == "dask":
-        return DaskExecutor(
-            n_workers=settings.n_workers, scheduler_address=settings.scheduler_address
-        )
+        return DaskExecutor(n_jobs=settings.n_jobs, scheduler_address=settings.scheduler_address)
     if settings.kind == "slurm":
         if slurm is None:
             raise ValueError("the slurm executor needs a SLURM profile from the plan")

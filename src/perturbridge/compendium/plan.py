@@ -257,14 +257,14 @@ class SlurmProfile:
 class ExecutorSettings:
     """Where tasks run: ``local`` processes, a ``dask`` cluster, or ``slurm`` jobs.
 
-    ``n_workers``: local processes or LocalCluster workers (default: CPU count, at most
+    ``n_jobs``: local processes or LocalCluster workers (default: CPU count, at most
     the number of tasks). ``scheduler_address``: an existing Dask scheduler (``dask``).
     ``slurm_profile``: the ``[slurm.<name>]`` profile to use. ``threads_per_task``: BLAS
     threads of each task (fixed, so that results do not depend on the executor).
     """
 
     kind: ExecutorKind = "local"
-    n_workers: int | None = None
+    n_jobs: int | None = None
     scheduler_address: str | None = None
     slurm_profile: str | None = None
     threads_per_task: int = 1
@@ -316,7 +316,7 @@ class BuildPlan:
         store: str | os.PathLike[str] | None = None,
         cache: str | os.PathLike[str] | None = None,
         executor: ExecutorKind | None = None,
-        n_workers: int | None = None,
+        n_jobs: int | None = None,
         scheduler_address: str | None = None,
         slurm_profile: str | None = None,
     ) -> BuildPlan:
@@ -340,8 +340,8 @@ class BuildPlan:
         changes: dict[str, Any] = {}
         if executor is not None:
             changes["kind"] = executor
-        if n_workers is not None:
-            changes["n_workers"] = n_workers
+        if n_jobs is not None:
+            changes["n_jobs"] = n_jobs
         if scheduler_address is not None:
             changes["scheduler_address"] = scheduler_address
         if slurm_profile is not None:
@@ -505,17 +505,20 @@ def parse_plan(
         r.problem(f"build.threads_per_task: expected an integer >= 1, found {threads}")
     # executor and SLURM profiles
     ex_t = r.table(data, "executor", "plan")
-    r.known(ex_t, ("kind", "n_workers", "scheduler_address", "slurm_profile"), "executor")
+    if "n_workers" in ex_t:  # the name before the glossary's one name, n_jobs
+        r.problem("executor.n_workers: renamed executor.n_jobs (see docs/glossary.md)")
+        ex_t = {k: v for k, v in ex_t.items() if k != "n_workers"}
+    r.known(ex_t, ("kind", "n_jobs", "scheduler_address", "slurm_profile"), "executor")
     kind = r.get(ex_t, "kind", str, "local", "executor")
     if kind not in EXECUTOR_KINDS:
         r.problem(f"executor.kind: expected one of {list(EXECUTOR_KINDS)}, found {kind!r}")
         kind = "local"
-    n_workers = r.get(ex_t, "n_workers", int, None, "executor")
-    if n_workers is not None and n_workers < 1:
-        r.problem(f"executor.n_workers: expected an integer >= 1, found {n_workers}")
+    n_jobs = r.get(ex_t, "n_jobs", int, None, "executor")
+    if n_jobs is not None and n_jobs < 1:
+        r.problem(f"executor.n_jobs: expected an integer >= 1, found {n_jobs}")
     executor = ExecutorSettings(
         kind=kind,
-        n_workers=n_workers,
+        n_jobs=n_jobs,
         scheduler_address=r.get(ex_t, "scheduler_address", str, None, "executor") or None,
         slurm_profile=r.get(ex_t, "slurm_profile", str, None, "executor"),
         threads_per_task=threads,
