@@ -26,7 +26,7 @@ from ..io import provenance
 from ..ledger import Ledger
 from ..samples import build_samples
 from ._base import IngestResult
-from ._common import GENE_STAGE, STAGE, Accounts, Origin
+from ._common import GENE_STAGE, STAGE, Accounts, Origin, resolve_columns
 
 __all__ = [
     "CELL_STAGE",
@@ -39,6 +39,7 @@ __all__ = [
     "matrix_element",
     "obs_columns",
     "open_h5ad_file",
+    "read_cell_tables",
     "read_obs",
     "relabel_dropped",
     "samples_provenance",
@@ -130,6 +131,25 @@ def lazy_anndata(fh: Any, obs: pd.DataFrame, var: pd.DataFrame, *, layer: str | 
             "(adata.X = scipy.sparse.csr_matrix(adata.X)) and write the file again"
         )
     return ad.AnnData(X=sparse_dataset(elem), obs=obs, var=var)
+
+
+def read_cell_tables(
+    fh: Any,
+    aliases: Mapping[str, Sequence[str]],
+    *,
+    required: Sequence[str],
+    where: str,
+    what: str,
+) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
+    """The obs fields of an open single-cell ``.h5ad`` (:func:`resolve_columns` over its
+    obs columns), the obs table of those fields, and the gene table of its var."""
+    from anndata.io import read_elem
+
+    f = resolve_columns(
+        obs_columns(fh), aliases, required=required, where=f"{where} obs", what=what
+    )
+    obs = read_obs(fh, list(f.values()))
+    return f, obs, gene_table(read_elem(fh["var"]), where=f"{where} var")
 
 
 def gene_fraction(

@@ -69,7 +69,6 @@ from ._common import (
     parse_bools,
     record_genes,
     replicate_rank,
-    resolve_columns,
     split_quantity,
     time_to_hours,
 )
@@ -78,12 +77,10 @@ from ._singlecell import (
     as_text,
     finish_samples,
     gene_fraction,
-    gene_table,
     key_column,
     lazy_anndata,
-    obs_columns,
     open_h5ad_file,
-    read_obs,
+    read_cell_tables,
     relabel_dropped,
 )
 from ._tables import require_file
@@ -194,17 +191,9 @@ def read_sciplex(
     path = require_file(h5ad, what="sci-Plex single-cell AnnData (.h5ad)")
     where = str(path)
     with open_h5ad_file(path) as fh:
-        f = resolve_columns(
-            obs_columns(fh),
-            FIELD_ALIASES,
-            required=REQUIRED,
-            where=f"{where} obs",
-            what="sci-Plex obs",
+        f, obs_in, genes = read_cell_tables(
+            fh, FIELD_ALIASES, required=REQUIRED, where=where, what="sci-Plex obs"
         )
-        from anndata.io import read_elem
-
-        obs_in = read_obs(fh, list(f.values()))
-        genes = gene_table(read_elem(fh["var"]), where=f"{where} var")
         conditions, cell_condition = _conditions(
             obs_in, f, where=f"{where} obs", default_dose_unit=default_dose_unit
         )

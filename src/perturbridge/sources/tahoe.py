@@ -68,16 +68,13 @@ from ._common import (
     categorical,
     record_genes,
     replicate_rank,
-    resolve_columns,
 )
 from ._singlecell import (
     CELL_STAGE,
     as_text,
     finish_samples,
-    gene_table,
-    obs_columns,
     open_h5ad_file,
-    read_obs,
+    read_cell_tables,
 )
 
 __all__ = [
@@ -472,18 +469,10 @@ def _read_plate(
 ) -> tuple[pd.DataFrame, Any, pd.DataFrame, Ledger, dict[str, Any]]:
     """Pseudobulk one plate file; its samples (with parsed conditions) and cell ledger."""
     where = str(path)
-    from anndata.io import read_elem
-
     with open_h5ad_file(path) as fh:
-        f = resolve_columns(
-            obs_columns(fh),
-            FIELD_ALIASES,
-            required=REQUIRED,
-            where=f"{where} obs",
-            what="Tahoe obs",
+        f, obs, genes = read_cell_tables(
+            fh, FIELD_ALIASES, required=REQUIRED, where=where, what="Tahoe obs"
         )
-        obs = read_obs(fh, list(f.values()))
-        genes = gene_table(read_elem(fh["var"]), where=f"{where} var")
     conc_text = as_text(obs[f["drugconc"]])
     parsed = parse_drugname_drugconc(conc_text, where=f"{where} obs", column=f["drugconc"])
     drug_text = as_text(obs[f["drug"]])
