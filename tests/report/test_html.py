@@ -274,10 +274,13 @@ def _run_chromium(exe: str, profile: Path, *args: str) -> subprocess.CompletedPr
 
 
 def _console_errors(stderr: str) -> list[str]:
+    """Console messages and load failures of the page (Chromium's own pages, ``chrome://``,
+    log too, e.g. "Slow network is detected" when the tests run without a network)."""
     return [
         line
         for line in stderr.splitlines()
-        if "Uncaught" in line or "CONSOLE" in line or "Failed to load" in line
+        if ("Uncaught" in line or "CONSOLE" in line or "Failed to load" in line)
+        and "source: chrome://" not in line
     ]
 
 

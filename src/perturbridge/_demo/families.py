@@ -59,8 +59,9 @@ class FamilyResult:
 def _l1000(folder: Path, seed: int) -> tuple[IngestResult, Callable[[de.DEResult], float]]:
     sim = simulate_l1000(n_genes=978, n_compounds=6, seed=seed)
     files = sim.write(folder)
-    reader = get_source("l1000").reader()
-    res = reader(files["gctx"], inst_info=files["inst_info"], dataset="simulated_l1000")
+    res = get_source("l1000").ingest(
+        level3=files["gctx"], inst_info=files["inst_info"], dataset="simulated_l1000"
+    )
 
     def recovery(result: de.DEResult) -> float:
         return float(recovery_metrics(result, sim)["pearson_logFC_vs_truth"])
@@ -75,7 +76,7 @@ def _fixture(name: str, *, seed: int, **options: Any) -> Runner:
 
     def run(folder: Path, _seed: int) -> tuple[IngestResult, Callable[[de.DEResult], float]]:
         fx = fixture.write(folder, seed=seed)
-        res = get_source(name).reader()(**fixture.inputs(fx, folder), **options)
+        res = get_source(name).ingest(**fixture.inputs(fx, folder), **options)
 
         def recovery(result: de.DEResult) -> float:
             return float(fx.recovery(result.effects)["r"])
@@ -87,7 +88,7 @@ def _fixture(name: str, *, seed: int, **options: Any) -> Runner:
 
 def _generic(folder: Path, seed: int) -> tuple[IngestResult, Callable[[de.DEResult], float]]:
     paths = write_generic(folder, n_genes=500, seed=seed)
-    res = get_source("generic").reader()(paths["mapping"])
+    res = get_source("generic").ingest(mapping=paths["mapping"])
     truth = pd.read_csv(paths["truth"], sep="\t", index_col=0)
 
     def recovery(result: de.DEResult) -> float:
