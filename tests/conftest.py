@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
+
+from perturbridge import _demo
+from perturbridge._demo import compendium as demo_compendium
+from perturbridge._demo import l1000 as demo_l1000
+from perturbridge.cli import app
+from perturbridge.compendium import BuildReport
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -96,3 +105,41 @@ def indicator_design(cond: np.ndarray, plate: np.ndarray, k: int, q: int) -> np.
     for j in range(1, q):
         x[plate == j, k + j - 1] = 1
     return x
+
+
+# ---- one `perturbridge demo` for the whole session (tests/test_demo.py, the docs' demo)
+
+
+@dataclass
+class DemoRun:
+    """One ``perturbridge demo --out out``, with what its steps returned."""
+
+    out: Path
+    output: str
+    exit_code: int
+    l1000: _demo.DemoResult | None = None
+    compendium: BuildReport | None = None
+
+
+def _recording(module: Any, name: str, into: dict[str, Any], monkeypatch: pytest.MonkeyPatch):
+    real = getattr(module, name)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        into[name] = real(*args, **kwargs)
+        return into[name]
+
+    monkeypatch.setattr(module, name, call)
+    monkeypatch.setattr(_demo, name, call)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    out = tmp_path_factory.mktemp("demo") / "d"
+    seen: dict[str, Any] = {}
+    with pytest.MonkeyPatch.context() as mp:
+        _recording(demo_l1000, "run_demo", seen, mp)
+        _recording(demo_compendium, "run_demo_compendium", seen, mp)
+        r = CliRunner().invoke(app, ["demo", "--out", str(out)])
+    return DemoRun(
+        out, r.output, r.exit_code, seen.get("run_demo"), seen.get("run_demo_compendium")
+    )

@@ -240,13 +240,15 @@ def test_self_contained_examples_run(
 
 
 @pytest.mark.slow
-def test_the_documented_demo_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
+def test_the_documented_demo_runs(demo_run: Any) -> None:
+    """The documented `perturbridge demo` is the session's demo run (tests/conftest.py:
+    `perturbridge demo --out DIR`), run once for this test and tests/test_demo.py."""
     demos = [e for e in EXAMPLES if e.words[:1] == ["demo"]]
     assert demos, "no `perturbridge demo` example in the docs"
-    example = demos[0]
-    result = _run(example.words)
-    assert result.exit_code == 0, f"{example}\n{result.output}"
+    for example in demos:
+        words = example.words
+        assert words[:2] == ["demo", "--out"] and len(words) == 3, example
+    assert demo_run.exit_code == 0, f"{demos[0]}\n{demo_run.output}"
 
 
 # ---- the Python names the documents mention exist
