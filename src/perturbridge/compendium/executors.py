@@ -27,12 +27,12 @@ import signal
 import sys
 import threading
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
+from ..io._resource import Resource
 from .plan import ExecutorSettings, SlurmProfile
 
 __all__ = [
@@ -60,7 +60,7 @@ def _import_distributed(kind: str) -> Any:
     return distributed
 
 
-class Executor(ABC):
+class Executor(Resource):
     """Runs task functions somewhere and reports when they finish."""
 
     name: ClassVar[str]
@@ -74,23 +74,12 @@ class Executor(ABC):
     def wait_any(self, futures: Sequence[Any]) -> set[Any]:
         """Block until at least one of ``futures`` is finished; return the finished ones."""
 
-    def close(self) -> None:  # noqa: B027  (optional hook, nothing to release by default)
-        """Release workers and clusters this executor started."""
+    def close(self) -> None:
+        """Release workers and clusters this executor started (nothing by default)."""
 
     def describe(self) -> dict[str, Any]:
         """What ran the build (for ``timings.json``, not for the store's data)."""
         return {"executor": self.name}
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class InlineExecutor(Executor):
