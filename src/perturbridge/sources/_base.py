@@ -82,9 +82,10 @@ class SourceAdapter(ABC):
     value_kind: ClassVar[str] = ""
     #: The parameters ``perturbridge ingest <name>`` takes, passed to :meth:`ingest`.
     cli_parameters: ClassVar[tuple[CliParameter, ...]] = ()
-    #: Options objects of the reader, by its parameter name (e.g. ``cells`` →
-    #: :class:`~perturbridge.sources.CellFilters`): a build plan and ``--set`` give their
-    #: fields as flat keys (``min_counts = 200``), which :meth:`reader_kwargs` groups.
+    #: Options objects of the reader, by its parameter name (e.g. ``filters`` →
+    #: :class:`~perturbridge.sources.sciplex.SciplexFilters`): a build plan and ``--set``
+    #: give their fields as flat keys (``min_counts = 200``), which :meth:`reader_kwargs`
+    #: groups.
     option_groups: ClassVar[Mapping[str, type[Any]]] = {}
 
     def ingest(self, **kwargs: Any) -> IngestResult:
