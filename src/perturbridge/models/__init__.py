@@ -1,0 +1,81 @@
+"""Compound representations pretrained on the compendium (optional extra ``[models]``).
+
+Training data streamed from a store or from exported Parquet shards (:mod:`.data`), the
+saved splits that evaluate it (:mod:`.splits`), the LPM-style model and its training, the
+compound embeddings it learns, and an evaluation that always shows the trivial baselines.
+
+The names below load their module on first use (PEP 562): ``perturbridge.models.data``
+and ``perturbridge.models.splits`` work without torch, and only the names that need the
+model import it. A name whose module is missing fails when it is accessed, not on import.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+# Each module adds its names to the TYPE_CHECKING block below once it exists (the type
+# checker then sees the real objects instead of ``Any`` from ``__getattr__``).
+if TYPE_CHECKING:
+    pass
+
+#: public name → the module that defines it
+_EXPORTS = {
+    "BASELINES": ".baselines",
+    "Batch": ".data",
+    "DataOptions": ".data",
+    "EvaluationOptions": ".evaluate",
+    "FAMILIES": ".options",
+    "ModelConfig": ".options",
+    "SPLIT_KINDS": ".splits",
+    "Split": ".splits",
+    "SplitOptions": ".splits",
+    "Standardizer": ".data",
+    "TrainedModel": ".model",
+    "TrainingData": ".data",
+    "Vocabulary": ".data",
+    "embed": ".embed",
+    "evaluate": ".evaluate",
+    "load_split": ".splits",
+    "load_training_data": ".data",
+    "make_split": ".splits",
+    "read_structures": ".data",
+    "save_split": ".splits",
+    "train": ".train",
+}
+
+__all__ = [
+    "BASELINES",
+    "FAMILIES",
+    "SPLIT_KINDS",
+    "Batch",
+    "DataOptions",
+    "EvaluationOptions",
+    "ModelConfig",
+    "Split",
+    "SplitOptions",
+    "Standardizer",
+    "TrainedModel",
+    "TrainingData",
+    "Vocabulary",
+    "embed",
+    "evaluate",
+    "load_split",
+    "load_training_data",
+    "make_split",
+    "read_structures",
+    "save_split",
+    "train",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
