@@ -7,9 +7,9 @@ and account for every input row in a :class:`~perturbridge.ledger.Ledger`.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_exports
 from ._version import __version__
 from .errors import FormatError, PerturbridgeError, PerturbridgeWarning, SchemaError, UnitError
 
@@ -27,8 +27,5 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # the ledger needs pandas: loaded on first use (PEP 562), so `perturbridge --help` is fast
-    if name == "Ledger":
-        return import_module(".ledger", __name__).Ledger
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: loaded on first use: the ledger needs pandas, and `perturbridge --help` stays fast
+__getattr__, __dir__ = lazy_exports(__name__, {"Ledger": ".ledger"}, globals())

@@ -157,14 +157,23 @@ EFFECT_LAYERS: tuple[str, ...] = (
     "stdev.unscaled",
 )
 
+_SAMPLE_COLUMN = {c.name: c for c in SAMPLE_COLUMNS}
+
+#: Columns of an Effects ``obs``: the condition's columns as Samples define them, then
+#: the contrast's own.
 EFFECT_OBS_COLUMNS: tuple[Column, ...] = (
-    Column("dataset", "category", False, "dataset name"),
-    Column("cell_context", "category", False, "cell context id"),
-    Column("perturbagen", "category", False, "perturbagen name"),
-    Column("compound_inchikey", "category", True, "standard InChIKey when known"),
-    Column("compound_parent_inchikey", "category", True, "parent InChIKey when known"),
-    Column("pert_dose_uM", "float", False, "dose in µM"),
-    Column("pert_time_h", "float", False, "time in hours"),
+    *(
+        _SAMPLE_COLUMN[name]
+        for name in (
+            "dataset",
+            "cell_context",
+            "perturbagen",
+            "compound_inchikey",
+            "compound_parent_inchikey",
+            "pert_dose_uM",
+            "pert_time_h",
+        )
+    ),
     Column("replicate", "category", True, "replicate (separate mode), NA when pooled"),
     Column("control_label", "category", False, "the vehicle label the contrast is against"),
     Column("n_treated", "Int64", False, "samples in the treated condition"),

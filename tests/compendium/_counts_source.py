@@ -20,10 +20,7 @@ NAME = "test_counts_h5ad"
 class SimCountsSource(SourceAdapter):
     """Count Samples from an ``.h5ad`` written by the tests (simulate_counts)."""
 
-    name: ClassVar[str] = NAME
-    assay: ClassVar[str] = "simulated counts"
     description: ClassVar[str] = "test-only: count Samples stored as .h5ad"
-    value_kind: ClassVar[str] = "counts"
 
     def ingest(self, **kwargs: Any) -> IngestResult:
         if kwargs.get("fail"):
@@ -36,4 +33,4 @@ class SimCountsSource(SourceAdapter):
 
 
 if NAME not in set(list_sources()["name"]):
-    register_source(SimCountsSource)
+    register_source(name=NAME, assay="simulated counts", value_kind="counts")(SimCountsSource)

@@ -13,19 +13,29 @@ machinery behind ``build``.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ._build import BuildReport, build, plan_tasks
-    from ._common import BuildError, PlanError, StoreError
-    from .api import Compendium
-    from .executors import Executor, list_executors, make_executor
-    from .export import export_anndata, export_shards
-    from .importer import import_release
-    from .plan import BuildPlan, load_plan
-    from .store import store_digest
-    from .tasks import read_task_log
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:  # the names for type checkers (re-exported)
+    from ._build import BuildReport as BuildReport
+    from ._build import build as build
+    from ._build import plan_tasks as plan_tasks
+    from ._common import BuildError as BuildError
+    from ._common import PlanError as PlanError
+    from ._common import StoreError as StoreError
+    from .api import Compendium as Compendium
+    from .executors import Executor as Executor
+    from .executors import list_executors as list_executors
+    from .executors import make_executor as make_executor
+    from .export import export_anndata as export_anndata
+    from .export import export_shards as export_shards
+    from .importer import import_release as import_release
+    from .plan import BuildPlan as BuildPlan
+    from .plan import load_plan as load_plan
+    from .signatures import import_signatures as import_signatures
+    from .store import store_digest as store_digest
+    from .tasks import read_task_log as read_task_log
 
 #: public name → the module that defines it
 _EXPORTS = {
@@ -40,6 +50,7 @@ _EXPORTS = {
     "export_anndata": ".export",
     "export_shards": ".export",
     "import_release": ".importer",
+    "import_signatures": ".signatures",
     "list_executors": ".executors",
     "load_plan": ".plan",
     "make_executor": ".executors",
@@ -48,34 +59,6 @@ _EXPORTS = {
     "store_digest": ".store",
 }
 
-__all__ = [
-    "BuildError",
-    "BuildPlan",
-    "BuildReport",
-    "Compendium",
-    "Executor",
-    "PlanError",
-    "StoreError",
-    "build",
-    "export_anndata",
-    "export_shards",
-    "import_release",
-    "list_executors",
-    "load_plan",
-    "make_executor",
-    "plan_tasks",
-    "read_task_log",
-    "store_digest",
-]
+__all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_EXPORTS[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

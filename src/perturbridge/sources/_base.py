@@ -70,6 +70,20 @@ class CliParameter:
         return self.type(value)
 
 
+def dataset_parameter(default: str) -> CliParameter:
+    """The ``dataset`` parameter every adapter takes: the name of the dataset in the
+    Samples and the store, ``default`` when not given."""
+    return CliParameter("dataset", str, "Dataset name.", default)
+
+
+def h5ad_parameters(what: str, *, required: bool = True) -> tuple[CliParameter, CliParameter]:
+    """The ``h5ad`` input (``what`` it holds) and the ``layer`` holding its counts."""
+    return (
+        CliParameter("h5ad", Path, what, required=required),
+        CliParameter("layer", str, "Layer holding the counts (default: X)."),
+    )
+
+
 class SourceAdapter(ABC):
     """An upstream dataset family: reads its native files into Samples + ledger."""
 
@@ -163,12 +177,23 @@ _REGISTRY: dict[str, type[SourceAdapter]] = {}
 A = TypeVar("A", bound=type[SourceAdapter])
 
 
-def register_source(cls: A) -> A:
-    """Class decorator that adds an adapter to the registry under ``cls.name``."""
-    if cls.name in _REGISTRY:
-        raise ValueError(f"source {cls.name!r} is already registered")
-    _REGISTRY[cls.name] = cls
-    return cls
+def register_source(*, name: str, assay: str, value_kind: str) -> Callable[[A], A]:
+    """Class decorator that adds an adapter to the registry under ``name``.
+
+    ``name`` is the adapter's key (``perturbridge ingest <name>``, plans), ``assay`` the
+    assay of its datasets and ``value_kind`` what its Samples ``X`` holds
+    (``"counts"`` or ``"log_expression"``, or how the adapter declares it); they become
+    the class's attributes.
+    """
+
+    def add(cls: A) -> A:
+        if name in _REGISTRY:
+            raise ValueError(f"source {name!r} is already registered")
+        cls.name, cls.assay, cls.value_kind = name, assay, value_kind
+        _REGISTRY[name] = cls
+        return cls
+
+    return add
 
 
 def source_names() -> list[str]:

@@ -306,13 +306,22 @@ class Triage:
         dose: NDArray[np.float64],
         time: NDArray[np.float64],
         *,
-        detail: tuple[Detail, Detail],
+        raw: Mapping[str, pd.Series],
     ) -> None:
         """The standard rules of a treated sample's dose and every sample's time: a dose
         that is not a positive number → ``missing_dose``, a time that is not a
-        non-negative number → ``missing_time``; ``detail`` is ``(dose, time)``."""
-        self.drop(treated & ~(np.isfinite(dose) & (dose > 0)), "missing_dose", detail[0])
-        self.drop(~(np.isfinite(time) & (time >= 0)), "missing_time", detail[1])
+        non-negative number → ``missing_time``.
+
+        ``raw`` maps the upstream dose column's name and then the time column's name to
+        their values as read; the detail of a dropped sample is ``<column>=<value>``.
+        """
+        if len(raw) != 2:
+            raise ValueError(f"raw names the dose and the time column, found {list(raw)}")
+        (dose_col, dose_raw), (time_col, time_raw) = raw.items()
+        detail_dose = (f"{dose_col}=" + dose_raw.astype(str)).to_numpy()
+        detail_time = (f"{time_col}=" + time_raw.astype(str)).to_numpy()
+        self.drop(treated & ~(np.isfinite(dose) & (dose > 0)), "missing_dose", detail_dose)
+        self.drop(~(np.isfinite(time) & (time >= 0)), "missing_time", detail_time)
 
     def ledger(self, *, kept_detail: Detail = "") -> Ledger:
         """A new ledger with every sample (:meth:`record`, stage ``ingest``)."""

@@ -69,7 +69,7 @@ from scipy import sparse
 from ..errors import FormatError
 from ..ledger import Ledger
 from ..units import dose_to_uM
-from ._base import CliParameter, IngestResult, SourceAdapter, register_source
+from ._base import CliParameter, IngestResult, SourceAdapter, dataset_parameter, register_source
 from ._common import (
     GENE_STAGE,
     STAGE,
@@ -724,13 +724,10 @@ def _sample_obs(
             "cell_name": np.where(cell_raw == "", sub.cell_line, cell_raw),
             "perturbagen": names,
             "compound_id_source": treat,
-            "compound_inchikey": None,
-            "pubchem_cid": pd.NA,
             "pert_type": np.where(is_veh, "vehicle", "compound"),
             "is_control": is_veh,
             "pert_dose_uM": np.where(is_veh, 0.0, sub.dose_uM),
             "pert_time_h": sub.time_h,
-            "n_cells": pd.NA,
             "compound_cas": cas,
             "cigs_subset": sub.key,
         },
@@ -738,12 +735,10 @@ def _sample_obs(
     )
 
 
-@register_source
+@register_source(name="cigs", assay="HTS2 / HiMAP-seq", value_kind="counts")
 class CIGSSource(SourceAdapter):
     """CIGS MCE / TCM targeted counts (HTS2, HiMAP-seq) in HEK293T and MDA-MB-231."""
 
-    name: ClassVar[str] = "cigs"
-    assay: ClassVar[str] = "HTS2 / HiMAP-seq"
     description: ClassVar[str] = (
         "CIGS: MCE bioactive (HTS2) and TCM (HiMAP-seq) compounds, 3,407 targeted genes, "
         "HEK293T and MDA-MB-231, six subsets with fixed dose and 24 h"
@@ -752,12 +747,11 @@ class CIGSSource(SourceAdapter):
         *(f"{s.counts_file} + {s.metadata_file}" for s in SUBSETS),
         f"{COMPOUND_TABLE} (optional compound table)",
     )
-    value_kind: ClassVar[str] = "counts"
     cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
         CliParameter("folder", Path, "Folder of the CIGS subsets.", required=True),
         CliParameter("subsets", str, "Subsets to read (default: all).", multiple=True),
         CliParameter("compounds", Path, "Compound table (optional)."),
-        CliParameter("dataset", str, "Dataset name.", "cigs"),
+        dataset_parameter("cigs"),
         CliParameter("exclude_plates", str, "Plates left out.", EXCLUDED_PLATES, multiple=True),
         CliParameter("iqr_factor", float, "IQR factor of the sample QC.", 1.5),
         CliParameter("positive_controls", str, "Controls.", POSITIVE_CONTROLS, multiple=True),

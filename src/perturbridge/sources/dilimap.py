@@ -40,7 +40,6 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -48,7 +47,14 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from ..ledger import Ledger
-from ._base import CliParameter, IngestResult, SourceAdapter, register_source
+from ._base import (
+    CliParameter,
+    IngestResult,
+    SourceAdapter,
+    dataset_parameter,
+    h5ad_parameters,
+    register_source,
+)
 from ._common import (
     STAGE,
     Accounts,
@@ -348,13 +354,10 @@ def read_dilimap(
             "cell_name": CELL_NAME,
             "perturbagen": compound,
             "compound_id_source": compound,
-            "compound_inchikey": None,
-            "pubchem_cid": pd.NA,
             "pert_type": np.where(is_vehicle, "vehicle", "compound"),
             "is_control": is_vehicle,
             "pert_dose_uM": dose,
             "pert_time_h": time,
-            "n_cells": pd.NA,
             "dose_source_uM": np.where(is_vehicle, 0.0, dose_raw),
             "dose_level": col["dose_level"].to_numpy() if "dose_level" in col else "",
             "library_id": col["library"].to_numpy() if "library" in col else "",
@@ -430,12 +433,10 @@ def _qc_metrics(
     return {"log_total": log_total, "total_thr": total_thr, "pct_mt": pct}
 
 
-@register_source
+@register_source(name="dilimap", assay="SMART-seq bulk RNA-seq", value_kind="counts")
 class DILImapSource(SourceAdapter):
     """DILImap bulk SMART-seq counts in primary human hepatocytes (.h5ad)."""
 
-    name: ClassVar[str] = "dilimap"
-    assay: ClassVar[str] = "SMART-seq bulk RNA-seq"
     description: ClassVar[str] = (
         "DILImap: ~300 compounds at four doses in primary human hepatocytes (24 h), "
         "with LDH, total-RNA, mitochondrial and cross-replicate QC"
@@ -445,12 +446,10 @@ class DILImapSource(SourceAdapter):
         "CONCENTRATION_UM, TIMEPOINT_HOURS, PLATE_NAME, WELL_ID, DOSE_LEVEL, LDH_QC, …; "
         "var: symbols with gene_id)",
     )
-    value_kind: ClassVar[str] = "counts"
     option_groups: ClassVar[Mapping[str, type[Any]]] = {"qc": DilimapQC}
     cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
-        CliParameter("h5ad", Path, "The DILImap .h5ad.", required=True),
-        CliParameter("layer", str, "Layer holding the counts (default: X)."),
-        CliParameter("dataset", str, "Dataset name.", "dilimap"),
+        *h5ad_parameters("The DILImap .h5ad."),
+        dataset_parameter("dilimap"),
         CliParameter("vehicle", str, "Vehicle compound.", VEHICLE),
         CliParameter("dose_merge_log10", float, "Doses this close (log10) are one.", 0.05),
         CliParameter("total_rna_sd", float, "Sample QC: total RNA SDs.", 2.5),

@@ -45,7 +45,7 @@ from scipy import sparse
 
 from ..errors import FormatError, SchemaError
 from ..units import dose_to_uM
-from ._base import CliParameter, IngestResult, SourceAdapter, register_source
+from ._base import CliParameter, IngestResult, SourceAdapter, dataset_parameter, register_source
 from ._common import (
     Accounts,
     Origin,
@@ -282,13 +282,7 @@ def read_drugseq_moabox(
             is_rc & ~ids.isin(list(robust)), "control_not_robust", "RC well not in the robust list"
         )
     triage.drop_unusable_dose_time(
-        treated,
-        dose,
-        time,
-        detail=(
-            (f"{f['dose']}=" + col["dose"]).to_numpy(),
-            (f"{f['time']}=" + col["time"]).to_numpy(),
-        ),
+        treated, dose, time, raw={f["dose"]: col["dose"], f["time"]: col["time"]}
     )
     pert_type = np.where(is_rc, "vehicle", "compound")
     ledger = triage.ledger(kept_detail=pert_type)
@@ -357,13 +351,10 @@ def read_drugseq_moabox(
             "cell_name": col["cell"].to_numpy(),
             "perturbagen": names.to_numpy(),
             "compound_id_source": cmpd.to_numpy(),
-            "compound_inchikey": None,
-            "pubchem_cid": pd.NA,
             "pert_type": pert_type,
             "is_control": is_rc,
             "pert_dose_uM": dose,
             "pert_time_h": time,
-            "n_cells": pd.NA,
             "batch": col["batch"].to_numpy() if "batch" in col else "",
             "well_type_source": wtype.to_numpy(),
             "compound_smiles": None,
@@ -374,7 +365,9 @@ def read_drugseq_moabox(
     for c in ("batch", "well_type_source", "compound_smiles"):
         obs[c] = categorical(obs[c])
     var = _gene_table(genes[keep_gene], map_path)
-    n_missing_ik = int(is_missing(obs["compound_inchikey"]).sum())
+    # the InChIKeys come from the compound table (when given); identities are resolved later
+    known = obs["compound_inchikey"] if "compound_inchikey" in obs else pd.Series(index=obs.index)
+    n_missing_ik = int(is_missing(known).sum())
     logger.info("%s: %d wells kept, %d without an InChIKey", where, len(obs), n_missing_ik)
     return assemble(
         x[:, np.flatnonzero(keep_gene)],
@@ -394,12 +387,10 @@ def read_drugseq_moabox(
     )
 
 
-@register_source
+@register_source(name="drugseq_moabox", assay="DRUG-seq", value_kind="counts")
 class DrugseqMoABoxSource(SourceAdapter):
     """Novartis DRUG-seq U2OS MoA Box: plate-well metadata + per-plate UMI counts."""
 
-    name: ClassVar[str] = "drugseq_moabox"
-    assay: ClassVar[str] = "DRUG-seq"
     description: ClassVar[str] = "Novartis DRUG-seq U2OS MoA Box UMI counts + plate-well metadata"
     expected_files: ClassVar[tuple[str, ...]] = (
         "DRUGseq_U2OS_MoABox_plate_wells_metadata_public.txt",
@@ -408,7 +399,6 @@ class DrugseqMoABoxSource(SourceAdapter):
         "robust_RC_ReferenceControl_DMSO_wells.txt (optional)",
         "gene.ID → Ensembl v98 table (optional)",
     )
-    value_kind: ClassVar[str] = "counts"
     cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
         CliParameter("metadata", Path, "Sample metadata table.", required=True),
         CliParameter("counts", Path, "Count table(s).", required=True, multiple=True),
@@ -416,6 +406,6 @@ class DrugseqMoABoxSource(SourceAdapter):
         CliParameter("robust_controls", Path, "Robust-control table (optional)."),
         CliParameter("gene_mapping", Path, "Gene mapping table (optional)."),
         CliParameter("positive_controls", str, "Controls.", POSITIVE_CONTROLS, multiple=True),
-        CliParameter("dataset", str, "Dataset name.", "novartis_drugseq_u2os_moabox"),
+        dataset_parameter("novartis_drugseq_u2os_moabox"),
         CliParameter("chunk_size", int, "Genes read per chunk.", 256),
     )

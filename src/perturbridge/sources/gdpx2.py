@@ -44,7 +44,7 @@ from scipy import sparse
 from ..errors import FormatError, SchemaError
 from ..ids.cell_ontology import dataset_cell_contexts
 from ..units import dose_to_uM
-from ._base import CliParameter, IngestResult, SourceAdapter, register_source
+from ._base import CliParameter, IngestResult, SourceAdapter, dataset_parameter, register_source
 from ._common import (
     Accounts,
     Origin,
@@ -333,13 +333,7 @@ def _read(
     triage.drop(~ids.isin(sample_ids), "missing_counts", "no sample in the counts")
     triage.drop(is_pos, "positive_control", col["sample_type"].to_numpy())
     triage.drop_unusable_dose_time(
-        treated,
-        dose,
-        time,
-        detail=(
-            (f"{f['dose']}=" + col["dose"]).to_numpy(),
-            (f"{f['time']}=" + col["time"]).to_numpy(),
-        ),
+        treated, dose, time, raw={f["dose"]: col["dose"], f["time"]: col["time"]}
     )
     pert_type = np.where(is_vehicle, "vehicle", "compound")
     ledger = triage.ledger(kept_detail=pert_type)
@@ -363,13 +357,10 @@ def _read(
             "cell_name": col["cell"].to_numpy(),
             "perturbagen": col["compound"].to_numpy(),
             "compound_id_source": col["compound"].to_numpy(),
-            "compound_inchikey": None,
-            "pubchem_cid": pd.NA,
             "pert_type": pert_type,
             "is_control": is_vehicle,
             "pert_dose_uM": dose,
             "pert_time_h": time,
-            "n_cells": pd.NA,
             "percent_volume_dmso": pct,
             "sample_type": col["sample_type"].to_numpy(),
         },
@@ -407,23 +398,20 @@ def _read(
     )
 
 
-@register_source
+@register_source(name="gdpx2", assay="DRUG-seq", value_kind="counts")
 class GDPx2Source(SourceAdapter):
     """Ginkgo GDPx2 DRUG-seq in four primary cell types (Datapoints package or .h5ad)."""
 
-    name: ClassVar[str] = "gdpx2"
-    assay: ClassVar[str] = "DRUG-seq"
     description: ClassVar[str] = "Ginkgo GDPx2 DRUG-seq, four primary human cell types"
     expected_files: ClassVar[tuple[str, ...]] = (
         "Metadata.csv",
         "GDPx2-GeneCounts.h5",
         "or: curated <gdpx2>.h5ad (obs pert_name, pert_dose, pert_time, sample_type, …)",
     )
-    value_kind: ClassVar[str] = "counts"
     cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
         CliParameter("metadata", Path, "Sample metadata table."),
         CliParameter("counts", Path, "Count table."),
         CliParameter("h5ad", Path, "An .h5ad instead of the tables."),
-        CliParameter("dataset", str, "Dataset name.", "ginkgo_gdpx2"),
+        dataset_parameter("ginkgo_gdpx2"),
         CliParameter("chunk_size", int, "Genes read per chunk.", 256),
     )

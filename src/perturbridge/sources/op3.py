@@ -35,7 +35,14 @@ import pandas as pd
 
 from ..errors import SchemaError
 from ..ids.cell_ontology import dataset_cell_contexts
-from ._base import CliParameter, IngestResult, SourceAdapter, register_source
+from ._base import (
+    CliParameter,
+    IngestResult,
+    SourceAdapter,
+    dataset_parameter,
+    h5ad_parameters,
+    register_source,
+)
 from ._common import (
     Accounts,
     Origin,
@@ -152,13 +159,7 @@ def _read_op3(
     triage.drop(control & ~is_vehicle, "positive_control", name.to_numpy())
     treated = ~is_vehicle & triage.open
     triage.drop_unusable_dose_time(
-        treated,
-        dose,
-        time,
-        detail=(
-            ("dose_uM=" + col["dose"].astype(str)).to_numpy(),
-            ("timepoint_hr=" + col["time"].astype(str)).to_numpy(),
-        ),
+        treated, dose, time, raw={"dose_uM": col["dose"], "timepoint_hr": col["time"]}
     )
     pert_type = np.where(is_vehicle, "vehicle", "compound")
     ledger = triage.ledger(kept_detail=pert_type)
@@ -187,8 +188,6 @@ def _read_op3(
             "cell_name": col["cell_type"].astype(str).to_numpy(),
             "perturbagen": name.to_numpy(),
             "compound_id_source": categorical(lincs if lincs is not None else name),
-            "compound_inchikey": None,
-            "pubchem_cid": pd.NA,
             "pert_type": pert_type,
             "is_control": is_vehicle,
             "pert_dose_uM": np.where(is_vehicle, 0.0, dose),
@@ -232,20 +231,16 @@ def _read_op3(
     )
 
 
-@register_source
+@register_source(name="op3", assay="scRNA-seq pseudobulk", value_kind="counts")
 class OP3Source(SourceAdapter):
     """OP3 / Open Problems NeurIPS 2023 PBMC pseudobulk (.h5ad, counts, gene symbols)."""
 
-    name: ClassVar[str] = "op3"
-    assay: ClassVar[str] = "scRNA-seq pseudobulk"
     description: ClassVar[str] = "Open Problems NeurIPS 2023 PBMC pseudobulk counts (.h5ad)"
     expected_files: ClassVar[tuple[str, ...]] = (
         "<pseudobulk>.h5ad (obs: cell_type, sm_name, sm_lincs_id, SMILES, control, dose_uM, "
         "timepoint_hr, plate_name, well, donor_id, …; var index: gene symbols)",
     )
-    value_kind: ClassVar[str] = "counts"
     cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
-        CliParameter("h5ad", Path, "The OP3 .h5ad.", required=True),
-        CliParameter("layer", str, "Layer holding the counts (default: X)."),
-        CliParameter("dataset", str, "Dataset name.", "op3_neurips2023"),
+        *h5ad_parameters("The OP3 .h5ad."),
+        dataset_parameter("op3_neurips2023"),
     )

@@ -49,7 +49,6 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -58,7 +57,14 @@ import pandas as pd
 from ..errors import FormatError
 from ..pseudobulk import PseudobulkOptions, pseudobulk
 from ..units import dose_to_uM
-from ._base import CliParameter, IngestResult, SourceAdapter, register_source
+from ._base import (
+    CliParameter,
+    IngestResult,
+    SourceAdapter,
+    dataset_parameter,
+    h5ad_parameters,
+    register_source,
+)
 from ._common import (
     STAGE,
     Accounts,
@@ -413,7 +419,6 @@ def _samples(
             "perturbagen": cond["perturbagen"].to_numpy(),
             "compound_id_source": cond["compound_id_source"].to_numpy(),
             "compound_inchikey": categorical(cond["compound_inchikey"].to_numpy()),
-            "pubchem_cid": pd.NA,
             "pert_type": np.where(veh, "vehicle", "compound"),
             "is_control": veh,
             "pert_dose_uM": dose,
@@ -436,12 +441,10 @@ def _samples(
     return obs, triage
 
 
-@register_source
+@register_source(name="sciplex", assay="sci-Plex pseudobulk", value_kind="counts")
 class SciPlexSource(SourceAdapter):
     """sci-Plex3 single cells (scPerturb / LaminDB / authors' h5ad), pseudobulked."""
 
-    name: ClassVar[str] = "sciplex"
-    assay: ClassVar[str] = "sci-Plex pseudobulk"
     description: ClassVar[str] = (
         "sci-Plex3 (A549, K562, MCF7; 188 compounds × 4 doses) single cells, "
         "pseudobulked per plate × well hash × cell line × condition"
@@ -451,12 +454,10 @@ class SciPlexSource(SourceAdapter):
         "product_name/perturbation/pert_compound, dose (+dose_unit), time, replicate, "
         "top_oligo_P/plate_oligo, top_oligo_W/well_oligo)",
     )
-    value_kind: ClassVar[str] = "counts"
     option_groups: ClassVar[Mapping[str, type[Any]]] = {"filters": SciplexFilters}
     cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
-        CliParameter("h5ad", Path, "Cells × genes counts (.h5ad).", required=True),
-        CliParameter("layer", str, "Layer holding the counts (default: X)."),
-        CliParameter("dataset", str, "Dataset name.", "sciplex3"),
+        *h5ad_parameters("Cells × genes counts (.h5ad)."),
+        dataset_parameter("sciplex3"),
         CliParameter("min_counts", float, "Drop cells with fewer counts.", 100),
         CliParameter("min_genes", int, "Drop cells with fewer detected genes.", 50),
         CliParameter("max_mito_fraction", float, "Drop cells above this mito fraction.", 0.1),

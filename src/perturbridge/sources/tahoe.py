@@ -59,7 +59,7 @@ from ..errors import FormatError, SchemaError
 from ..ledger import Ledger
 from ..pseudobulk import PseudobulkOptions, pseudobulk
 from ..units import dose_to_uM
-from ._base import CliParameter, IngestResult, SourceAdapter, register_source
+from ._base import CliParameter, IngestResult, SourceAdapter, dataset_parameter, register_source
 from ._common import (
     STAGE,
     Accounts,
@@ -550,8 +550,6 @@ def _read_plate(
             "cell_name": cell_name,
             "perturbagen": name,
             "compound_id_source": name,
-            "compound_inchikey": None,
-            "pubchem_cid": pd.NA,
             "pert_type": np.where(is_veh, "vehicle", "compound"),
             "is_control": is_veh,
             "pert_dose_uM": dose,
@@ -609,12 +607,10 @@ def _check_one_condition(
         )
 
 
-@register_source
+@register_source(name="tahoe", assay="Tahoe-100M pseudobulk", value_kind="counts")
 class TahoeSource(SourceAdapter):
     """Tahoe-100M: one .h5ad per plate (+ obs_metadata.parquet), pseudobulked per plate."""
 
-    name: ClassVar[str] = "tahoe"
-    assay: ClassVar[str] = "Tahoe-100M pseudobulk"
     description: ClassVar[str] = (
         "Tahoe-100M (50 cancer cell lines pooled per well, 379 drugs × 3 doses, 14 plates), "
         "pseudobulked per plate × sample well × cell line"
@@ -624,7 +620,6 @@ class TahoeSource(SourceAdapter):
         "obs: drug, drugname_drugconc, cell_line/Cell_ID_Cellosaur, plate, sample, BARCODE)",
         "obs_metadata.parquet (optional manifest: BARCODE_SUB_LIB_ID, plate, …)",
     )
-    value_kind: ClassVar[str] = "counts"
     option_groups: ClassVar[Mapping[str, type[Any]]] = {
         "plates": TahoePlates,
         "filters": TahoeFilters,
@@ -634,7 +629,7 @@ class TahoeSource(SourceAdapter):
         CliParameter("obs_parquet", Path, "Cell metadata Parquet (optional)."),
         CliParameter("pattern", str, "File name pattern of the plates.", "*.h5ad"),
         CliParameter("layer", str, "Layer holding the counts (default: X)."),
-        CliParameter("dataset", str, "Dataset name.", "tahoe100m"),
+        dataset_parameter("tahoe100m"),
         CliParameter("vehicle", str, "Vehicle compound.", VEHICLE),
         CliParameter("time_h", float, "Treatment time (h).", 24.0),
         CliParameter("min_counts", float, "Drop cells with fewer counts.", 0),

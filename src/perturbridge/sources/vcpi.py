@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ..units import dose_to_uM
-from ._base import CliParameter, IngestResult, SourceAdapter, register_source
+from ._base import CliParameter, IngestResult, SourceAdapter, dataset_parameter, register_source
 from ._common import (
     Accounts,
     Origin,
@@ -174,13 +174,7 @@ def read_vcpi(
     triage.drop(~ids.isin(count_cols), "missing_counts", f"no column in {count_path.name}")
     triage.drop(control & ~is_vehicle, "positive_control", name.to_numpy())
     triage.drop_unusable_dose_time(
-        treated,
-        dose,
-        time,
-        detail=(
-            (f"{f['dose']}=" + col["dose"]).to_numpy(),
-            (f"{f['time']}=" + col["time"]).to_numpy(),
-        ),
+        treated, dose, time, raw={f["dose"]: col["dose"], f["time"]: col["time"]}
     )
     pert_type = np.where(is_vehicle, "vehicle", "compound")
     ledger = triage.ledger(kept_detail=pert_type)
@@ -214,13 +208,10 @@ def read_vcpi(
             "cell_name": col["cell"].to_numpy(),
             "perturbagen": name.to_numpy(),
             "compound_id_source": name.to_numpy(),
-            "compound_inchikey": None,
-            "pubchem_cid": pd.NA,
             "pert_type": pert_type,
             "is_control": is_vehicle,
             "pert_dose_uM": dose,
             "pert_time_h": time,
-            "n_cells": pd.NA,
             "compound_uuid": col["compound_uuid"].to_numpy() if "compound_uuid" in col else "",
             "compound_smiles": None,
             "job_id": col["job"].to_numpy() if "job" in col else "",
@@ -260,24 +251,21 @@ def read_vcpi(
     )
 
 
-@register_source
+@register_source(name="vcpi", assay="DRUG-seq", value_kind="counts")
 class VCPISource(SourceAdapter):
     """VCPI DRUG-seq (THP-1): metadata CSV, wide counts parquet, chemistry CSV."""
 
-    name: ClassVar[str] = "vcpi"
-    assay: ClassVar[str] = "DRUG-seq"
     description: ClassVar[str] = "VCPI-0001/0002 DRUG-seq in THP-1 (Ginkgo Datapoints)"
     expected_files: ClassVar[tuple[str, ...]] = (
         "metadata-<job>.csv",
         "vcpi_<job>_counts.parquet (gene_id × sequenced_id)",
         "chemistry-<job>.csv (optional)",
     )
-    value_kind: ClassVar[str] = "counts"
     cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
         CliParameter("metadata", Path, "Sample metadata table.", required=True),
         CliParameter("counts", Path, "Count table.", required=True),
         CliParameter("chemistry", Path, "Compound chemistry table (optional)."),
-        CliParameter("dataset", str, "Dataset name.", "vcpi"),
+        dataset_parameter("vcpi"),
         CliParameter("default_dose_unit", str, "Unit of doses given without one.", "nM"),
         CliParameter("chunk_size", int, "Genes read per chunk.", 256),
     )

@@ -462,13 +462,10 @@ def _obs(
             "cell_name": cell if cell_name is None else required("cell_name", cell_name),
             "perturbagen": required("perturbagen", pert),
             "compound_id_source": pert,
-            "compound_inchikey": None,
-            "pubchem_cid": pd.NA,
             "pert_type": pert_type,
             "is_control": pert_type == "vehicle",
             "pert_dose_uM": dose,
             "pert_time_h": time,
-            "n_cells": pd.NA,
             "dose_source": dose_written,
         },
         index=t.index,
@@ -519,12 +516,14 @@ def _obs(
     return obs
 
 
-@register_source
+@register_source(
+    name="generic",
+    assay="any (declared in the mapping)",
+    value_kind="declared: counts or log_expression",
+)
 class GenericSource(SourceAdapter):
     """Any .h5ad or expression table + metadata, described by a TOML mapping file."""
 
-    name: ClassVar[str] = "generic"
-    assay: ClassVar[str] = "any (declared in the mapping)"
     description: ClassVar[str] = (
         "any .h5ad or count/expression table + metadata, via a TOML mapping"
     )
@@ -533,7 +532,6 @@ class GenericSource(SourceAdapter):
         ".h5ad, or a CSV/TSV/parquet table (genes × samples or samples × genes)",
         "metadata table (CSV/TSV/parquet; optional for .h5ad)",
     )
-    value_kind: ClassVar[str] = "declared: counts or log_expression"
     cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
         CliParameter("mapping", Path, "The mapping file (TOML).", required=True),
         CliParameter("chunk_size", int, "Rows read per chunk.", 256),

@@ -636,13 +636,10 @@ def _read_l1000(
                 if "pert_id" in f
                 else f["pert_iname"].to_numpy()
             ),
-            "compound_inchikey": None,
-            "pubchem_cid": pd.NA,
             "pert_type": pert_type,
             "is_control": is_vehicle,
             "pert_dose_uM": dose,
             "pert_time_h": time,
-            "n_cells": pd.NA,
             "total_counts": np.nan,
             "pert_type_source": raw_type.to_numpy(),
         },
@@ -666,17 +663,14 @@ def _read_l1000(
     return IngestResult(samples, ledger)
 
 
-@register_source
+@register_source(name="l1000", assay="L1000", value_kind="log_expression")
 class L1000Source(SourceAdapter):
     """LINCS L1000 level 3: one GCTX/GCT (+ inst_info), or a GEO series (GSE92742/GSE70138)."""
 
-    name: ClassVar[str] = "l1000"
-    assay: ClassVar[str] = "L1000"
     description: ClassVar[str] = "LINCS L1000 level 3 GCTX/GCT + inst_info; GEO GSE92742/GSE70138"
     expected_files: ClassVar[tuple[str, ...]] = (
         "level 3 *.gctx or *.gct (GEO: *_Level3_INF_mlr12k_n*x12328*.gctx)",
         "inst_info (optional when the GCT(X) has column metadata)",
         "gene_info, cell_info, pert_info (GEO series; optional)",
     )
-    value_kind: ClassVar[str] = "log_expression"
     option_groups: ClassVar[Mapping[str, type[Any]]] = {"tables": L1000Tables}
