@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 # Each module adds its names to the TYPE_CHECKING block below once it exists (the type
 # checker then sees the real objects instead of ``Any`` from ``__getattr__``).
 if TYPE_CHECKING:
-    pass
+    from .data import (
+        Batch,
+        DataOptions,
+        Standardizer,
+        TrainingData,
+        Vocabulary,
+        load_training_data,
+        read_structures,
+    )
 
 #: public name → the module that defines it
 _EXPORTS = {
