@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/perturbridge: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,models]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,models,refs]'
 	touch $@
 
 ## demo: install into .venv and run the embedded demo
