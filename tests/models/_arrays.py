@@ -32,3 +32,14 @@ def conditions(records: list[tuple[str, str, str, float, float]]) -> pd.DataFram
     df["compound_inchikey"] = df["compound"]
     df["pubchem_cid"] = pd.array([pd.NA] * len(df), dtype="Int64")
     return df
+
+
+class ArraySplit:
+    """A split by fixed row numbers per part (``rows(data, part)`` and ``manifest``)."""
+
+    def __init__(self, parts: dict[str, np.ndarray], target: str | None = None):
+        self.parts = {k: np.asarray(v, dtype=np.int64) for k, v in parts.items()}
+        self.manifest = {"kind": "compound", "options": {"target_dataset": target}}
+
+    def rows(self, data: object, part: str) -> np.ndarray:
+        return self.parts.get(part, np.zeros(0, dtype=np.int64))
