@@ -11,7 +11,7 @@ import typer
 from rich.logging import RichHandler
 
 from .._version import __version__
-from . import agreement, compendium, de, demo, ingest, refs
+from . import agreement, compendium, de, demo, ingest, refs, signatures
 from ._common import console, err_console
 
 __all__ = ["app", "main"]
@@ -57,6 +57,7 @@ def _main(
 de.register(app)
 demo.register(app)
 compendium.register(app)
+signatures.register(app)
 agreement.register(app)
 app.add_typer(ingest.ingest_app, name="ingest")
 app.add_typer(refs.refs_app, name="refs")
