@@ -19,6 +19,12 @@ class ArrayData:
         )
         self.reads = 0
 
+    def smiles(self, structures: pd.DataFrame) -> pd.Series:
+        """SMILES per compound key, matched on the ``compound`` column only."""
+        keys = pd.Index(sorted(self.conditions["compound"].astype(str).unique()))
+        by = structures.drop_duplicates("compound").set_index("compound")["smiles"]
+        return by.reindex(keys)
+
     def values(self, rows: np.ndarray) -> np.ndarray:
         self.reads += 1
         return self._values[np.asarray(rows, dtype=np.int64)]

@@ -14,7 +14,8 @@ training beyond averaging:
   context × time (the nearest compound's row nearest in log dose), then the same dataset
   × context, then the dataset. A test compound without a structure, or no candidate at
   all, falls back to ``train_mean`` (counted in ``how``). Ties go to the first compound
-  key in sort order.
+  key in sort order. Structures are matched to compound keys by
+  :meth:`TrainingData.smiles <perturbridge.models.data.TrainingData.smiles>`.
 
 Training values are read in blocks of rows (``block_rows``) so memory stays bounded.
 """
@@ -211,37 +212,6 @@ def tanimoto_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return sim.astype(np.float64)
 
 
-def _smiles_by_compound(data: TrainingData, structures: pd.DataFrame) -> pd.Series:
-    """SMILES per compound key of the data, matched by ``compound``, else ``inchikey``
-    (against the key or ``compound_inchikey``), else ``pubchem_cid``."""
-    if "smiles" not in structures.columns:
-        raise KeyError(
-            f"the structures table needs a 'smiles' column; it has {list(structures.columns)}"
-        )
-    conds = data.conditions
-    keys = pd.Series(conds["compound"].astype(str).unique())
-    found = pd.Series(index=keys.to_numpy(), dtype=object)
-    st = structures.dropna(subset=["smiles"])
-    if "compound" in st:
-        found = found.fillna(st.drop_duplicates("compound").set_index("compound")["smiles"])
-    if "inchikey" in st:
-        by_ik = st.drop_duplicates("inchikey").set_index("inchikey")["smiles"]
-        found = found.fillna(pd.Series(by_ik.reindex(found.index).to_numpy(), index=found.index))
-        if "compound_inchikey" in conds:
-            ik = conds.drop_duplicates("compound").set_index("compound")["compound_inchikey"]
-            ik = ik.astype(str).reindex(found.index)
-            found = found.fillna(pd.Series(by_ik.reindex(ik).to_numpy(), index=found.index))
-    if "pubchem_cid" in st and "pubchem_cid" in conds:
-        with_cid = st.dropna(subset=["pubchem_cid"]).copy()
-        with_cid["pubchem_cid"] = with_cid["pubchem_cid"].astype("int64").astype(str)
-        by_cid = with_cid.drop_duplicates("pubchem_cid").set_index("pubchem_cid")["smiles"]
-        cid = conds.drop_duplicates("compound").set_index("compound")["pubchem_cid"]
-        cid = pd.to_numeric(cid, errors="coerce").reindex(found.index)
-        cid_s = cid.map(lambda v: str(int(v)) if pd.notna(v) else "")
-        found = found.fillna(pd.Series(by_cid.reindex(cid_s).to_numpy(), index=found.index))
-    return found.dropna().astype(str)
-
-
 _LEVELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("same dataset × context × time × dose", ("dataset", "context", "time_h", "_dose")),
     ("same dataset × context × time", ("dataset", "context", "time_h")),
@@ -266,7 +236,11 @@ def _nearest_tanimoto(
         )
     train_rows = np.asarray(train_rows, dtype=np.int64)
     rows = np.asarray(rows, dtype=np.int64)
-    smiles = _smiles_by_compound(data, structures)
+    if "smiles" not in structures.columns:
+        raise KeyError(
+            f"the structures table needs a 'smiles' column; it has {list(structures.columns)}"
+        )
+    smiles = data.smiles(structures).dropna().astype(str)
     keys = sorted(smiles.index)
     fps = morgan_bits([smiles[k] for k in keys]) if keys else np.zeros((0, 2048), dtype=bool)
     fp_index = pd.Index(keys)
