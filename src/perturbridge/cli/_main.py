@@ -11,7 +11,7 @@ import typer
 from rich.logging import RichHandler
 
 from .._version import __version__
-from . import agreement, compendium, de, demo, ingest, refs, signatures
+from . import agreement, compendium, de, demo, ingest, refs, search, signatures
 from ._common import console, err_console
 
 __all__ = ["app", "main"]
@@ -58,6 +58,7 @@ de.register(app)
 demo.register(app)
 compendium.register(app)
 signatures.register(app)
+search.register(app)
 agreement.register(app)
 app.add_typer(ingest.ingest_app, name="ingest")
 app.add_typer(refs.refs_app, name="refs")
