@@ -11,7 +11,7 @@ import typer
 from rich.logging import RichHandler
 
 from .._version import __version__
-from . import agreement, compendium, de, demo, ingest, refs, search, signatures
+from . import agreement, compendium, de, demo, ingest, models, refs, search, signatures
 from ._common import console, err_console
 
 __all__ = ["app", "main"]
@@ -60,6 +60,7 @@ compendium.register(app)
 signatures.register(app)
 search.register(app)
 agreement.register(app)
+models.register(app)
 app.add_typer(ingest.ingest_app, name="ingest")
 app.add_typer(refs.refs_app, name="refs")
 app.add_typer(ingest.sources_app, name="sources")

@@ -123,6 +123,8 @@ class EvaluationResult:
     tests: pd.DataFrame
     ceiling: pd.DataFrame
     meta: dict[str, Any] = field(default_factory=dict)
+    #: learning curves (``history.csv`` of a training folder) by ``<model>__<seed>``
+    histories: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def table(self, name: str) -> pd.DataFrame:
         """One table by name."""
@@ -137,6 +139,12 @@ class EvaluationResult:
             for name in _TABLES:
                 self.table(name).to_csv(tmp / f"{name}.tsv", sep="\t", index=False)
             (tmp / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str) + "\n")
+            if self.histories:
+                (tmp / "histories").mkdir()
+                for i, (key, hist) in enumerate(self.histories.items()):
+                    hist.assign(run=key).to_csv(
+                        tmp / "histories" / f"{i:03d}.tsv", sep="\t", index=False
+                    )
         return path
 
 
@@ -154,7 +162,12 @@ def read_evaluation(path: str | os.PathLike[str]) -> EvaluationResult:
             tables[n] = pd.read_csv(path / f"{n}.tsv", sep="\t", keep_default_na=True)
         except pd.errors.EmptyDataError:
             tables[n] = pd.DataFrame()
-    return EvaluationResult(**tables, meta=json.loads((path / "meta.json").read_text()))
+    histories = {}
+    for f in sorted((path / "histories").glob("*.tsv")):
+        h = pd.read_csv(f, sep="\t")
+        histories[str(h["run"].iloc[0]) if len(h) else f.stem] = h.drop(columns="run")
+    meta = json.loads((path / "meta.json").read_text())
+    return EvaluationResult(**tables, meta=meta, histories=histories)
 
 
 # --------------------------------------------------------------------------- evaluate
