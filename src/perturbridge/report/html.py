@@ -29,8 +29,10 @@ from .._version import __version__
 from ..agreement import AgreementOptions, run_agreement
 from ..agreement.published import read_published
 from ..io import atomic_file
+from ..models.evaluate import read_evaluation
 from . import figures as F
 from .inputs import _Agreement, _compendium, _from_mapping, _from_result, read_agreement_tables
+from .models import render_section as render_models_section
 from .published import write_published_report
 from .sections import (
     _SECTIONS,
@@ -61,6 +63,7 @@ def _render(
     ag: _Agreement,
     figs: Mapping[str, _Fig],
     options: Mapping[str, Any],
+    extra: str = "",
 ) -> str:
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     nav = "".join(f'<li><a href="#{k}">{_e(v)}</a></li>' for k, v in _SECTIONS)
@@ -96,6 +99,7 @@ def _render(
         _section_dose(ag, figs),
         _section_excluded(ag),
         _section_run(ag, options),
+        extra,  # the models section (report/models.py), when an evaluation is given
     ]
     foot = (
         f"<footer>perturbridge {_e(__version__)} · self-contained report: no external "
@@ -142,6 +146,7 @@ def write_report(
     options: Mapping[str, Any] | None = None,
     figures_dir: str | os.PathLike[str] | None = None,
     title: str | None = None,
+    evaluation_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Write the agreement report of ``store`` to the HTML file ``out``.
 
@@ -169,6 +174,9 @@ def write_report(
         to ``out``).
     title
         The report's title (default from the store's folder name).
+    evaluation_dir
+        An evaluation folder (``perturbridge evaluate … --out DIR``): adds the models
+        section (:mod:`perturbridge.report.models`).
 
     Returns
     -------
@@ -198,7 +206,11 @@ def write_report(
     if figures:
         F.save_figures(figures, folder, png=png)
     figs = {name: _Fig(name, data) for name, data in png.items()}
-    document = _render(title=title, comp=comp, ag=ag, figs=figs, options=shown_options)
+    extra = ""
+    if evaluation_dir is not None:
+        extra, model_figures = render_models_section(read_evaluation(evaluation_dir))
+        F.save_figures(model_figures, folder)
+    document = _render(title=title, comp=comp, ag=ag, figs=figs, options=shown_options, extra=extra)
     with atomic_file(out) as tmp:
         tmp.write_text(document, encoding="utf-8")
     logger.info("report written to %s (%d figures in %s)", out, len(figures), folder)
