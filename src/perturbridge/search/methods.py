@@ -15,10 +15,23 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
+import pandas as pd
 
+from .kernels import cosine, ks_enrichment, spearman, wtcs, xsum
 from .queries import ResolvedQuery
 
-__all__ = ["Block", "SearchMethod"]
+__all__ = [
+    "KS",
+    "METHODS",
+    "WTCS",
+    "Block",
+    "Cosine",
+    "SearchMethod",
+    "Spearman",
+    "XSum",
+    "get_method",
+    "list_methods",
+]
 
 
 @dataclass(frozen=True)
@@ -89,20 +102,258 @@ class Block:
 class SearchMethod(Protocol):
     """A score of resolved queries against every condition of a block."""
 
-    #: the registry key, e.g. ``"wtcs"``
-    name: str
-    #: one line for ``list_methods``
-    description: str
-    #: which queries it scores: gene sets, a signature, or both
-    query_kind: Literal["sets", "signature", "both"]
-    #: True: the block must hold every gene column; False: the union of the queries'
-    #: columns (up, down and signature columns) suffices
-    needs_all_genes: bool
-    #: True: a higher score means a more similar condition
-    higher_is_similar: bool
-    #: True: :meth:`score` reads ``Block.ranks`` (the block must carry them)
-    needs_ranks: bool
+    @property
+    def name(self) -> str:
+        """The registry key, e.g. ``"wtcs"``."""
+        ...
+
+    @property
+    def description(self) -> str:
+        """One line for :func:`list_methods`."""
+        ...
+
+    @property
+    def query_kind(self) -> Literal["sets", "signature", "both"]:
+        """Which queries it scores: gene sets, a signature, or both."""
+        ...
+
+    @property
+    def needs_all_genes(self) -> bool:
+        """True: the block must hold every gene column; False: the union of the queries'
+        columns (up, down and signature columns) suffices."""
+        ...
+
+    @property
+    def higher_is_similar(self) -> bool:
+        """True: a higher score means a more similar condition."""
+        ...
+
+    @property
+    def needs_ranks(self) -> bool:
+        """True: :meth:`score` reads ``Block.ranks`` (the block must carry them)."""
+        ...
 
     def score(self, queries: Sequence[ResolvedQuery], block: Block) -> np.ndarray:
         """Scores, float64 ``(len(queries), block.n_rows)``; NaN where undefined."""
         ...
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _check_kind(method: SearchMethod, queries: Sequence[ResolvedQuery]) -> None:
+    if method.query_kind == "both":
+        return
+    wrong = [q.name for q in queries if q.query.kind != method.query_kind]
+    if wrong:
+        hint = (
+            " (turn a signature into up/down gene sets of its extreme genes first)"
+            if method.query_kind == "sets"
+            else ""
+        )
+        raise ValueError(
+            f"method {method.name!r} scores {method.query_kind} queries; these queries are "
+            f"not: {wrong[:5]}{hint}"
+        )
+
+
+def _signature_matrix(queries: Sequence[ResolvedQuery], block: Block) -> np.ndarray:
+    """The queries' signatures on the block's columns, float32, NaN off the query."""
+    out = np.full((len(queries), len(block.cols)), np.nan, dtype=np.float32)
+    for i, q in enumerate(queries):
+        out[i, block.positions(q.signature_cols)] = q.signature_values
+    return out
+
+
+def _ranks_of(block: Block, method: str) -> np.ndarray:
+    if block.ranks is None:
+        raise ValueError(
+            f"method {method!r} needs the conditions' ranks; the block carries none "
+            "(ask the index for blocks with ranks=True)"
+        )
+    return block.ranks
+
+
+def _set_es(block: Block, cols: np.ndarray, weight: float, method: str) -> np.ndarray:
+    """The KS enrichment score of one gene set (store columns) in every row of a block."""
+    if len(cols) == 0:
+        return np.full(block.n_rows, np.nan)
+    pos = block.positions(cols)
+    ranks = _ranks_of(block, method)[:, pos]
+    values = block.values[:, pos]
+    if weight == 0:
+        weights = np.ones(values.shape, dtype=np.float32)
+    elif weight == 1:
+        weights = np.abs(values)
+    else:
+        weights = np.abs(values) ** np.float32(weight)
+    weights[ranks == 0] = 0  # not measured (NaN values) are left out of the set
+    return ks_enrichment(ranks, weights, block.n_measured)
+
+
+def _up_down_es(
+    queries: Sequence[ResolvedQuery], block: Block, weight: float, method: str
+) -> tuple[np.ndarray, np.ndarray]:
+    up = np.stack([_set_es(block, q.up_cols, weight, method) for q in queries])
+    down = np.stack([_set_es(block, q.down_cols, weight, method) for q in queries])
+    return up, down
+
+
+# ------------------------------------------------------------------------------ methods
+
+
+@dataclass(frozen=True)
+class Cosine:
+    """Cosine similarity of the query signature and each condition on shared genes."""
+
+    name: str = "cosine"
+    description: str = "cosine similarity of a signature query and each condition (shared genes)"
+    query_kind: Literal["sets", "signature", "both"] = "signature"
+    needs_all_genes: bool = False
+    higher_is_similar: bool = True
+    needs_ranks: bool = False
+
+    def score(self, queries: Sequence[ResolvedQuery], block: Block) -> np.ndarray:
+        _check_kind(self, queries)
+        return cosine(_signature_matrix(queries, block), block.values).reshape(
+            len(queries), block.n_rows
+        )
+
+
+@dataclass(frozen=True)
+class Spearman:
+    """Spearman correlation of the query signature and each condition on shared genes."""
+
+    name: str = "spearman"
+    description: str = "Spearman correlation of a signature query and each condition (shared genes)"
+    query_kind: Literal["sets", "signature", "both"] = "signature"
+    needs_all_genes: bool = False
+    higher_is_similar: bool = True
+    needs_ranks: bool = False
+
+    def score(self, queries: Sequence[ResolvedQuery], block: Block) -> np.ndarray:
+        _check_kind(self, queries)
+        q = _signature_matrix(queries, block)
+        if block.ranks is not None:
+            out = spearman(q, block.values, ranks=block.ranks, n_measured=block.n_measured)
+        else:
+            out = spearman(q, block.values)
+        return out.reshape(len(queries), block.n_rows)
+
+
+@dataclass(frozen=True)
+class KS:
+    """Weighted KS enrichment score: ES(up), −ES(down), or (ES(up) − ES(down)) / 2."""
+
+    name: str = "ks"
+    description: str = (
+        "weighted Kolmogorov-Smirnov enrichment score of the up set, minus that of the "
+        "down set, halved when both are given (no sign rule)"
+    )
+    query_kind: Literal["sets", "signature", "both"] = "sets"
+    needs_all_genes: bool = False
+    higher_is_similar: bool = True
+    needs_ranks: bool = True
+    weight: float = 1.0
+
+    def score(self, queries: Sequence[ResolvedQuery], block: Block) -> np.ndarray:
+        _check_kind(self, queries)
+        up, down = _up_down_es(queries, block, self.weight, self.name)
+        return _combine(queries, up, down, sign_rule=False)
+
+
+@dataclass(frozen=True)
+class WTCS:
+    """CMap's weighted connectivity score (Subramanian et al. 2017)."""
+
+    name: str = "wtcs"
+    description: str = (
+        "CMap weighted connectivity score: (ES_up - ES_down)/2 where the signs differ, else 0"
+    )
+    query_kind: Literal["sets", "signature", "both"] = "sets"
+    needs_all_genes: bool = False
+    higher_is_similar: bool = True
+    needs_ranks: bool = True
+    weight: float = 1.0
+
+    def score(self, queries: Sequence[ResolvedQuery], block: Block) -> np.ndarray:
+        _check_kind(self, queries)
+        up, down = _up_down_es(queries, block, self.weight, self.name)
+        return _combine(queries, up, down, sign_rule=True)
+
+
+def _combine(
+    queries: Sequence[ResolvedQuery], up: np.ndarray, down: np.ndarray, *, sign_rule: bool
+) -> np.ndarray:
+    """Per query: both sets → (ES_up − ES_down)/2 (0 where the signs agree under the
+    sign rule); only an up set → ES_up; only a down set → −ES_down."""
+    has_up = np.array([len(q.up_cols) > 0 for q in queries])[:, None]
+    has_down = np.array([len(q.down_cols) > 0 for q in queries])[:, None]
+    both = wtcs(up, down) if sign_rule else (up - down) / 2.0
+    return np.where(has_up & has_down, both, np.where(has_up, up, -down))
+
+
+@dataclass(frozen=True)
+class XSum:
+    """XSum, eXtreme Sum (Cheng et al. 2014)."""
+
+    name: str = "xsum"
+    description: str = (
+        "XSum: the condition's values summed over the query's up genes among the "
+        "condition's top and bottom n_extreme genes, minus over its down genes"
+    )
+    query_kind: Literal["sets", "signature", "both"] = "sets"
+    needs_all_genes: bool = False
+    higher_is_similar: bool = True
+    needs_ranks: bool = True
+    n_extreme: int = 100
+
+    def score(self, queries: Sequence[ResolvedQuery], block: Block) -> np.ndarray:
+        _check_kind(self, queries)
+        ranks = _ranks_of(block, self.name)
+        out = np.empty((len(queries), block.n_rows))
+        for i, q in enumerate(queries):
+            cols = q.cols
+            pos = block.positions(cols)
+            out[i] = xsum(
+                block.values[:, pos],
+                ranks[:, pos],
+                block.n_measured,
+                up=np.searchsorted(cols, q.up_cols),
+                down=np.searchsorted(cols, q.down_cols),
+                n_extreme=self.n_extreme,
+            )
+        return out
+
+
+# ------------------------------------------------------------------------------ registry
+
+#: the registered methods by name
+METHODS: dict[str, SearchMethod] = {m.name: m for m in (Cosine(), Spearman(), KS(), WTCS(), XSum())}
+
+
+def get_method(name: str) -> SearchMethod:
+    """The registered method ``name`` (KeyError listing the known ones)."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown search method {name!r}; known methods: {sorted(METHODS)}"
+        ) from None
+
+
+def list_methods() -> pd.DataFrame:
+    """The registered methods: name, query kind, needs ranks, higher is similar, description."""
+    return pd.DataFrame(
+        [
+            {
+                "name": m.name,
+                "query_kind": m.query_kind,
+                "needs_ranks": m.needs_ranks,
+                "needs_all_genes": m.needs_all_genes,
+                "higher_is_similar": m.higher_is_similar,
+                "description": m.description,
+            }
+            for m in METHODS.values()
+        ]
+    )

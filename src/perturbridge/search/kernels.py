@@ -1,0 +1,351 @@
+"""Search kernels: pure NumPy scores of queries against many conditions at once.
+
+Every kernel takes whole blocks of conditions (rows) and works on all of them in
+vectorized NumPy: no Python loop over conditions. NaN marks a gene not measured in a
+condition; each score uses only the genes measured in both the query and the condition.
+The definitions and their sources are written down in ``docs/search.md`` ("Scores").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["cosine", "ks_enrichment", "rank_rows", "spearman", "wtcs", "xsum"]
+
+_BIG = np.iinfo(np.int64).max
+
+
+def ks_enrichment(
+    hit_ranks: np.ndarray, hit_weights: np.ndarray, n_genes: np.ndarray
+) -> np.ndarray:
+    """Weighted Kolmogorov–Smirnov enrichment score of a gene set in each row's ranking.
+
+    Per row (condition), the set's genes sit at 1-based positions ``hit_ranks`` of the
+    condition's signature sorted by value descending among its ``n_genes`` measured
+    genes (0 = the gene is not measured there; it is left out of that row's set). The
+    running sum steps up by ``w / sum(w)`` at a set gene of weight ``w`` and down by
+    ``1 / (n_genes - n_hits)`` at every other gene; the score is its maximum deviation
+    from zero, signed (Subramanian et al. 2005; the weights ``|value|**p``: ``p = 1`` in
+    GSEA's and CMap's weighted score, ``p = 0`` for the classic KS statistic).
+
+    Parameters
+    ----------
+    hit_ranks
+        int ``(n_rows, k)``: 1-based positions of the set's genes (0 = not measured).
+    hit_weights
+        float ``(n_rows, k)``: the weight of each set gene (its absolute value is used).
+    n_genes
+        int ``(n_rows,)``: measured genes of each row.
+
+    Returns
+    -------
+    float64 ``(n_rows,)``; NaN where a row has no measured set gene, only set genes, or
+    set genes of total weight 0.
+
+    Notes
+    -----
+    The extremes of the running sum lie at a set gene (the maximum: just after it; the
+    minimum: just before it) or at the ends, where it is 0; so only the ``k`` set genes
+    of a row are visited, ``O(k log k)`` per row, never the whole ranking.
+    """
+    ranks = np.asarray(hit_ranks)
+    if not np.issubdtype(ranks.dtype, np.integer):
+        raise TypeError(f"hit_ranks must be integers, found {ranks.dtype}")
+    if ranks.ndim != 2:
+        raise ValueError(f"hit_ranks must be 2-D (rows × set genes), found shape {ranks.shape}")
+    weights = np.abs(np.asarray(hit_weights))
+    if weights.shape != ranks.shape:
+        raise ValueError(
+            f"hit_weights has shape {weights.shape}, hit_ranks {ranks.shape}: they must match"
+        )
+    n = np.asarray(n_genes, dtype=np.int64)
+    if n.shape != (ranks.shape[0],):
+        raise ValueError(f"n_genes has shape {n.shape}, expected {(ranks.shape[0],)}")
+    valid = ranks > 0
+    if np.any(ranks < 0) or np.any(ranks > n[:, None]):
+        raise ValueError("hit_ranks must lie in 0..n_genes of their row (0 = not measured)")
+    n_rows, k = ranks.shape
+    if k == 0 or n_rows == 0:
+        return np.full(n_rows, np.nan)
+    # float32 weights (a store's values) are summed in float32, others in float64
+    dtype = np.float32 if np.asarray(hit_weights).dtype == np.float32 else np.float64
+    weights = weights.astype(dtype, copy=False)
+    # sort each row's set genes by rank: one integer sort of rank << bits | column
+    bits = max(1, (k - 1).bit_length())
+    beyond = int(n.max()) + 1  # the rank given to unmeasured genes: they sort last
+    key_type: type[np.signedinteger[Any]] = np.int32 if (beyond << bits) < 2**31 else np.int64
+    key = np.where(valid, ranks, beyond).astype(key_type)
+    np.left_shift(key, bits, out=key)
+    np.bitwise_or(key, np.arange(k, dtype=key_type), out=key)
+    key.sort(axis=1)
+    col = key & ((1 << bits) - 1)
+    r = (key >> bits).astype(key_type)
+    n_hits = valid.sum(axis=1)
+    hit = np.arange(k) < n_hits[:, None]  # the set genes measured, now first in each row
+    w = np.take_along_axis(weights, col, axis=1)
+    w[~hit] = 0
+    cw = np.cumsum(w, axis=1)
+    total = cw[:, -1].astype(np.float64)
+    n_miss = n - n_hits
+    ok = (n_hits > 0) & (n_miss > 0) & (total > 0)
+    inv_total = (1.0 / np.where(ok, total, 1.0)).astype(dtype)[:, None]
+    inv_miss = (1.0 / np.where(ok, n_miss, 1)).astype(dtype)[:, None]
+    # running sum just after each set gene: its hit fraction minus the misses above it
+    r -= np.arange(1, k + 1, dtype=r.dtype)
+    after = cw
+    after *= inv_total
+    after -= r.astype(dtype) * inv_miss
+    after[~hit] = 0  # the ends of the running sum, where it is 0
+    top = after.max(axis=1)
+    w *= inv_total
+    after -= w  # just before each set gene
+    bottom = after.min(axis=1)
+    es = np.where(np.abs(top) > np.abs(bottom), top, bottom).astype(np.float64)
+    return np.where(ok, es, np.nan)
+
+
+def wtcs(es_up: np.ndarray, es_down: np.ndarray) -> np.ndarray:
+    """CMap's weighted connectivity score from the up and down enrichment scores.
+
+    ``(es_up - es_down) / 2`` where the two differ in sign, else 0 (Subramanian et al.
+    2017); NaN where either is NaN.
+    """
+    up = np.asarray(es_up, dtype=np.float64)
+    down = np.asarray(es_down, dtype=np.float64)
+    out = np.where(np.sign(up) != np.sign(down), (up - down) / 2.0, 0.0)
+    return np.where(np.isnan(up) | np.isnan(down), np.nan, out)
+
+
+def _as_queries(query: np.ndarray, n_cols: int) -> tuple[np.ndarray, bool]:
+    q = np.asarray(query)
+    single = q.ndim == 1
+    q2 = q[None, :] if single else q
+    if q2.ndim != 2 or q2.shape[1] != n_cols:
+        raise ValueError(
+            f"the query has shape {q.shape}; expected ({n_cols},) or (n_queries, {n_cols}) "
+            "to match the block's gene columns"
+        )
+    return q2, single
+
+
+def cosine(query: np.ndarray, block: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each query with each row, on the genes measured in both.
+
+    Parameters
+    ----------
+    query
+        float ``(n_cols,)`` or ``(n_queries, n_cols)``; NaN = not in the query.
+    block
+        float ``(n_rows, n_cols)``; NaN = not measured.
+
+    Returns
+    -------
+    float64 ``(n_rows,)`` (one query) or ``(n_queries, n_rows)``; NaN where a row shares
+    no gene with a nonzero norm.
+    """
+    x = np.asarray(block)
+    if x.ndim != 2:
+        raise ValueError(f"block must be 2-D (rows × genes), found shape {x.shape}")
+    q2, single = _as_queries(query, x.shape[1])
+    dtype = np.result_type(x.dtype, np.float32)
+    x_nan = np.isnan(x)
+    any_nan = bool(x_nan.any())
+    xz = np.where(x_nan, 0, x).astype(dtype, copy=False) if any_nan else x.astype(dtype, copy=False)
+    q_nan = np.isnan(q2)
+    qz = np.where(q_nan, 0, q2).astype(dtype)
+    dot = xz @ qz.T  # (n_rows, n_queries)
+    if q_nan.any():  # the row's squared norm over each query's genes
+        x_sq = (xz * xz) @ (~q_nan).astype(dtype).T
+    else:
+        x_sq = np.einsum("ij,ij->i", xz, xz)[:, None]
+    # the query's squared norm over each row's genes
+    q_sq = (~x_nan).astype(dtype) @ (qz * qz).T if any_nan else (qz * qz).sum(axis=1)[None, :]
+    denom = np.sqrt(x_sq.astype(np.float64) * q_sq.astype(np.float64))
+    ok = denom > 0
+    out = (np.where(ok, dot / np.where(ok, denom, 1.0), np.nan)).T
+    return out[0] if single else out
+
+
+def rank_rows(values: np.ndarray) -> np.ndarray:
+    """Ascending 1-based ranks along each row, ties given their average rank (float64).
+
+    The rows must hold no NaN.
+    """
+    x = np.asarray(values)
+    n, m = x.shape
+    ranks = np.empty((n, m), dtype=np.float64)
+    if m == 0:
+        return ranks
+    order = np.argsort(x, axis=1)
+    s = np.take_along_axis(x, order, axis=1)
+    idx = np.broadcast_to(np.arange(m), (n, m))
+    starts = np.ones((n, m), dtype=bool)
+    starts[:, 1:] = s[:, 1:] != s[:, :-1]
+    ends = np.ones((n, m), dtype=bool)
+    ends[:, :-1] = starts[:, 1:]
+    first = np.maximum.accumulate(np.where(starts, idx, 0), axis=1)
+    last = np.minimum.accumulate(np.where(ends, idx, m)[:, ::-1], axis=1)[:, ::-1]
+    np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, axis=1)
+    return ranks
+
+
+def _rank_correlation(ranks: np.ndarray, y: np.ndarray, *, distinct: bool) -> np.ndarray:
+    """Pearson correlation of each row of ``ranks`` (ranks 1..m of m genes) with ``y``.
+
+    Ranks of m genes have mean (m + 1) / 2 whatever the ties; ``distinct`` ranks (a
+    permutation of 1..m) have the sum of squared deviations m (m² - 1) / 12.
+    """
+    m = ranks.shape[1]
+    yc = y - y.mean()
+    num = ranks @ yc.astype(ranks.dtype)  # yc sums to 0: the rows need no centering
+    if distinct:
+        ss = np.full(ranks.shape[0], m * (m * m - 1) / 12.0)
+    else:
+        centered = ranks - (m + 1) / 2.0
+        ss = np.einsum("ij,ij->i", centered, centered)
+    den = np.sqrt(ss * float(yc @ yc))
+    ok = den > 0
+    return np.where(ok, num / np.where(ok, den, 1.0), np.nan)
+
+
+def _take(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``x[rows][:, cols]`` (``cols`` a boolean mask), without copies where they are all."""
+    part = x if len(rows) == x.shape[0] else x[rows]
+    return part if bool(cols.all()) else part[:, cols]
+
+
+def _mask_groups(missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows grouped by their pattern of missing genes: (patterns, inverse)."""
+    n, m = missing.shape
+    if n == 0 or not missing.any():
+        return np.zeros((min(n, 1), m), dtype=bool), np.zeros(n, dtype=np.int64)
+    packed = np.packbits(missing, axis=1)
+    pad = (-packed.shape[1]) % 8
+    words = np.pad(packed, ((0, 0), (0, pad))).view(np.uint64)
+    # a 64-bit hash of each pattern, checked below (a collision would merge two patterns)
+    mult = np.random.default_rng(0).integers(1, 2**63, size=words.shape[1], dtype=np.uint64) | 1
+    with np.errstate(over="ignore"):
+        hashes = (words * mult).sum(axis=1, dtype=np.uint64)
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if not np.array_equal(words, words[first][inverse]):  # pragma: no cover - a collision
+        _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+    return missing[first], inverse
+
+
+def spearman(
+    query: np.ndarray,
+    block: np.ndarray,
+    *,
+    ranks: np.ndarray | None = None,
+    n_measured: np.ndarray | None = None,
+) -> np.ndarray:
+    """Spearman correlation of each query with each row, on the genes measured in both.
+
+    The Pearson correlation of the average ranks of the query's and the row's values
+    over their shared genes (ranked afresh within the shared genes, as
+    ``scipy.stats.spearmanr`` on the shared genes would).
+
+    Parameters
+    ----------
+    query
+        float ``(n_cols,)`` or ``(n_queries, n_cols)``; NaN = not in the query.
+    block
+        float ``(n_rows, n_cols)``; NaN = not measured.
+    ranks, n_measured
+        Optional precomputed 1-based descending ranks of each row's values among all its
+        ``n_measured`` genes (as a search index stores them, 0 = not measured). Used for
+        the rows whose measured genes all lie in the block and in the query (their ranks
+        within the shared genes are then these ranks), which saves sorting them; ties
+        are then ordered as the index ordered them.
+
+    Returns
+    -------
+    float64 ``(n_rows,)`` (one query) or ``(n_queries, n_rows)``; NaN where fewer than
+    3 genes are shared or a side is constant.
+    """
+    x = np.asarray(block)
+    if x.ndim != 2:
+        raise ValueError(f"block must be 2-D (rows × genes), found shape {x.shape}")
+    q2, single = _as_queries(query, x.shape[1])
+    if (ranks is None) != (n_measured is None):
+        raise ValueError("give ranks and n_measured together, or neither")
+    n_rows = x.shape[0]
+    out = np.full((q2.shape[0], n_rows), np.nan)
+    patterns, inverse = _mask_groups(np.isnan(x))
+    members = [np.flatnonzero(inverse == g) for g in range(len(patterns))]
+    for qi, q in enumerate(q2):
+        q_in = ~np.isnan(q)
+        for pattern, rows in zip(patterns, members, strict=True):
+            shared = ~pattern & q_in
+            m = int(shared.sum())
+            if m < 3:
+                continue
+            q_rank = rank_rows(q[shared][None, :])[0]
+            slow = rows
+            if ranks is not None and n_measured is not None and not np.any(pattern & ~q_in):
+                # every gene the row has in the block is in the query; if they are all its
+                # measured genes, its stored descending ranks are the ranks to use
+                fast_mask = np.asarray(n_measured)[rows] == m
+                fast, slow = rows[fast_mask], rows[~fast_mask]
+                if len(fast):
+                    r = _take(ranks, fast, shared).astype(np.float32)
+                    # descending ranks: the correlation with ascending ones, negated
+                    out[qi, fast] = -_rank_correlation(r, q_rank, distinct=True)
+            if len(slow):
+                sub = _take(x, slow, shared)
+                out[qi, slow] = _rank_correlation(rank_rows(sub), q_rank, distinct=False)
+    return out[0] if single else out
+
+
+def xsum(
+    values: np.ndarray,
+    ranks: np.ndarray,
+    n_measured: np.ndarray,
+    *,
+    up: np.ndarray,
+    down: np.ndarray,
+    n_extreme: int = 100,
+) -> np.ndarray:
+    """XSum (eXtreme Sum, Cheng et al. 2014) of an up/down gene set query in each row.
+
+    A row's "changed genes" are its ``n_extreme`` top-ranked and ``n_extreme``
+    bottom-ranked measured genes; XSum is the sum of the row's values over the query's
+    up genes among them minus the sum over its down genes among them (0 where none).
+
+    Parameters
+    ----------
+    values
+        float ``(n_rows, n_cols)``; NaN = not measured.
+    ranks
+        int ``(n_rows, n_cols)``: 1-based descending ranks among each row's measured
+        genes (0 = not measured).
+    n_measured
+        int ``(n_rows,)``: measured genes of each row.
+    up, down
+        Column positions (into ``values``) of the query's up and down genes.
+    n_extreme
+        Top and bottom genes of each row that count.
+    """
+    x = np.asarray(values)
+    r = np.asarray(ranks)
+    if x.ndim != 2 or r.shape != x.shape:
+        raise ValueError(f"values {x.shape} and ranks {r.shape} must be equal 2-D shapes")
+    if n_extreme < 1:
+        raise ValueError(f"n_extreme must be at least 1, found {n_extreme}")
+    n = np.asarray(n_measured, dtype=np.int64)[:, None]
+    total = np.zeros(x.shape[0], dtype=np.float64)
+    for cols, sign in (
+        (np.asarray(up, dtype=np.int64), 1.0),
+        (np.asarray(down, dtype=np.int64), -1.0),
+    ):
+        if len(cols) == 0:
+            continue
+        rc = r[:, cols].astype(np.int64)
+        extreme = (rc > 0) & ((rc <= n_extreme) | (rc > n - n_extreme))
+        vals = np.where(extreme, x[:, cols], 0).astype(np.float64)
+        total += sign * vals.sum(axis=1)
+    return total
