@@ -41,12 +41,14 @@ from ..progress import track
 from .vocab import UNKNOWN, Standardizer, Vocabulary
 
 __all__ = [
+    "REQUIRED_COLUMNS",
     "UNKNOWN",
     "VOCAB_NAMES",
     "Batch",
     "DataOptions",
     "Standardizer",
     "TrainingData",
+    "ValueSource",
     "Vocabulary",
     "load_training_data",
     "read_structures",
@@ -56,6 +58,10 @@ logger = logging.getLogger(__name__)
 
 #: The vocabularies of a :class:`TrainingData`.
 VOCAB_NAMES: tuple[str, ...] = ("dataset", "context", "compound", "gene")
+#: Columns a :class:`TrainingData` conditions table must have.
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "condition_id", "dataset", "context", "compound", "log10_dose_uM", "time_h",
+)  # fmt: skip
 #: The standardizers of a :class:`TrainingData`.
 SCALER_NAMES: tuple[str, ...] = ("log10_dose", "time")
 #: Perturbagen names of vehicle conditions (lower case).
@@ -127,9 +133,11 @@ class DataOptions:
 # ---------------------------------------------------------------- sources
 
 
-class _Source(Protocol):
-    """Where the values of the rows come from: ``read`` takes sorted unique row
-    numbers and returns their float32 values (``len(rows)`` × source genes)."""
+class ValueSource(Protocol):
+    """Where the values of the rows come from: ``read`` takes sorted unique row numbers
+    and returns their float32 values (``len(rows)`` × source genes, NaN = not
+    measured); ``description`` says what the source is (``kind`` at least, and a
+    ``build_key`` when it is a store) and goes into split manifests."""
 
     description: dict[str, Any]
 
@@ -168,6 +176,11 @@ class _StoreSource:
             return np.zeros((0, n), dtype=np.float32)
         ids = self.ids[rows].tolist()
         adata = self.comp.effects(ids, genes=self.genes, layer=self.layer, mode=self.mode)
+        if adata.n_obs != len(ids) or list(adata.obs_names) != ids:
+            raise RuntimeError(
+                f"{self.comp.path}: asked for {len(ids)} contrasts, the store returned "
+                f"{adata.n_obs} in another order (first asked: {ids[:2]})"
+            )
         return np.asarray(adata.X, dtype=np.float32)
 
     def close(self) -> None:
@@ -196,6 +209,11 @@ class _ArraySource:
 class TrainingData:
     """Conditions, readout genes, vocabularies and standardizers over one value source.
 
+    Made by :func:`load_training_data`, or directly from a conditions table (at least
+    :data:`REQUIRED_COLUMNS`), a genes frame (index gene id, in value-column order) and a
+    :class:`ValueSource`; vocabularies and standardizers are built from the rows unless
+    given (a saved model's).
+
     Attributes
     ----------
     conditions
@@ -220,13 +238,22 @@ class TrainingData:
         conditions: pd.DataFrame,
         genes: pd.DataFrame,
         *,
-        source: _Source,
+        source: ValueSource,
         vocab: Mapping[str, Vocabulary] | None = None,
         scalers: Mapping[str, Standardizer] | None = None,
         dropped: pd.DataFrame | None = None,
         block_conditions: int = 1024,
         columns: np.ndarray | None = None,
     ) -> None:
+        missing = [c for c in REQUIRED_COLUMNS if c not in conditions.columns]
+        if missing:
+            raise ValueError(
+                f"the conditions table lacks columns {missing}; found {list(conditions.columns)}"
+            )
+        if len(conditions) == 0:
+            raise ValueError("the conditions table has no rows")
+        if len(genes) == 0:
+            raise ValueError("there are no readout genes")
         self.conditions = conditions.reset_index(drop=True)
         self.genes = genes
         self._source = source
@@ -611,7 +638,7 @@ def _load_store(
         store_source = _StoreSource(
             comp, cond["contrast_id"].to_numpy(dtype=object), gene_ids, options=opts, own=own
         )
-        src: _Source = store_source
+        src: ValueSource = store_source
         if opts.in_memory:
             src = _ArraySource(
                 _read_all(store_source, len(cond), opts.block_conditions, progress=progress),
@@ -659,7 +686,7 @@ def _select_genes(
     return genes, None if wanted is None else genes.index.tolist()
 
 
-def _read_all(src: _Source, n: int, block: int, *, progress: bool) -> np.ndarray:
+def _read_all(src: ValueSource, n: int, block: int, *, progress: bool) -> np.ndarray:
     parts = [
         src.read(np.arange(b0, min(b0 + block, n), dtype=np.int64))
         for b0 in track(range(0, n, block), description="read values", enabled=progress)
@@ -765,11 +792,12 @@ def _match_structures(
     compounds = pd.Index(vocab.tokens[1:], name="compound")
     out = pd.Series(np.nan, index=compounds, dtype=object, name="smiles")
     lookups: list[tuple[str, pd.Series]] = [
-        ("compound", pd.Series(compounds.to_numpy(), index=compounds)),
-        ("inchikey", first["compound_inchikey"].reindex(compounds)),
-        ("pubchem_cid", first["pubchem_cid"].reindex(compounds)),
-        ("name", first["perturbagen"].reindex(compounds)),
+        ("compound", pd.Series(compounds.to_numpy(), index=compounds))
     ]
+    for col, ours_col in (("inchikey", "compound_inchikey"), ("pubchem_cid", "pubchem_cid"),
+                          ("name", "perturbagen")):  # fmt: skip
+        if ours_col in first.columns:
+            lookups.append((col, first[ours_col].reindex(compounds)))
     for col, ours in lookups:
         table = structures[[col, "smiles"]].dropna()
         if table.empty:
