@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         load_training_data,
         read_structures,
     )
+    from .splits import SPLIT_KINDS, Split, SplitOptions, load_split, make_split, save_split
 
 #: public name → the module that defines it
 _EXPORTS = {
