@@ -178,10 +178,10 @@ def test_block_checks_its_shapes() -> None:
         ranks=None,
         n_measured=np.array([2, 2], np.int32),
     )
-    Block(**ok)  # type: ignore[arg-type]
+    Block(**ok)
     with pytest.raises(ValueError, match="values have shape"):
-        Block(**{**ok, "values": np.zeros((2, 3), np.float32)})  # type: ignore[arg-type]
+        Block(**{**ok, "values": np.zeros((2, 3), np.float32)})
     with pytest.raises(ValueError, match="sorted ascending"):
-        Block(**{**ok, "cols": np.array([3, 0])})  # type: ignore[arg-type]
+        Block(**{**ok, "cols": np.array([3, 0])})
     with pytest.raises(ValueError, match="n_measured"):
-        Block(**{**ok, "n_measured": np.array([2])})  # type: ignore[arg-type]
+        Block(**{**ok, "n_measured": np.array([2])})
