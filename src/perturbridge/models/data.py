@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ..compendium import Compendium
+from ..ids.chem import quiet_rdkit
 from ..io import atomic_file
 from ..progress import track
 from .vocab import UNKNOWN, Standardizer, Vocabulary
@@ -731,8 +732,6 @@ def read_structures(path: str | os.PathLike[str]) -> pd.DataFrame:
     if raw.empty:
         raise ValueError(f"{path}: the structures table has no rows")
     from rdkit import Chem
-
-    from ..ids.chem import quiet_rdkit
 
     smiles = raw["smiles"].astype(object)
     keys: list[Any] = []

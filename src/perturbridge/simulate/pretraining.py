@@ -55,6 +55,7 @@ import numpy as np
 import pandas as pd
 
 from ..compendium import import_release
+from ..ids.chem import quiet_rdkit
 from .agreement import _effect_layers, _write_release
 
 __all__ = [
@@ -210,8 +211,6 @@ def pretraining_molecules(n: int, *, seed: int = 0) -> pd.DataFrame:
     scaffold × substituent combinations in an order drawn by ``seed``, the first ``n``
     distinct InChIKeys."""
     from rdkit import Chem
-
-    from ..ids.chem import quiet_rdkit
 
     combos = [(s, a, b) for s in SCAFFOLDS for a in SUBSTITUENTS for b in SUBSTITUENTS]
     order = np.random.default_rng([seed, 7]).permutation(len(combos))
