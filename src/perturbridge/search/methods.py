@@ -174,28 +174,50 @@ def _ranks_of(block: Block, method: str) -> np.ndarray:
     return block.ranks
 
 
-def _set_es(block: Block, cols: np.ndarray, weight: float, method: str) -> np.ndarray:
-    """The KS enrichment score of one gene set (store columns) in every row of a block."""
-    if len(cols) == 0:
-        return np.full(block.n_rows, np.nan)
-    pos = block.positions(cols)
-    ranks = _ranks_of(block, method)[:, pos]
-    values = block.values[:, pos]
-    if weight == 0:
-        weights = np.ones(values.shape, dtype=np.float32)
-    elif weight == 1:
-        weights = np.abs(values)
-    else:
-        weights = np.abs(values) ** np.float32(weight)
-    weights[ranks == 0] = 0  # not measured (NaN values) are left out of the set
-    return ks_enrichment(ranks, weights, block.n_measured)
+#: set genes × rows scored in one kernel call (bounds the kernel's temporaries)
+_KS_CHUNK = 1 << 21
+
+
+def _sets_es(block: Block, sets: Sequence[np.ndarray], weight: float, method: str) -> np.ndarray:
+    """The KS enrichment score of each gene set (store columns) in every row of a block.
+
+    Sets of one size go through the kernel together (as extra rows), so that many small
+    sets (random queries) cost few kernel calls.
+    """
+    n = block.n_rows
+    out = np.full((len(sets), n), np.nan)
+    if not any(len(c) for c in sets):
+        return out
+    ranks = _ranks_of(block, method)
+    by_size: dict[int, list[int]] = {}
+    for i, cols in enumerate(sets):
+        if len(cols):
+            by_size.setdefault(len(cols), []).append(i)
+    for k, members in by_size.items():
+        step = max(1, _KS_CHUNK // max(1, n * k))
+        for start in range(0, len(members), step):
+            part = members[start : start + step]
+            pos = np.concatenate([block.positions(sets[i]) for i in part])
+            c = len(part)
+            hit_ranks = ranks[:, pos].reshape(n * c, k)  # row-major: condition, then set
+            values = block.values[:, pos].reshape(n * c, k)
+            if weight == 0:
+                weights = np.ones(values.shape, dtype=np.float32)
+            elif weight == 1:
+                weights = np.abs(values)
+            else:
+                weights = np.abs(values) ** np.float32(weight)
+            weights[hit_ranks == 0] = 0  # not measured (NaN values) are left out of the set
+            es = ks_enrichment(hit_ranks, weights, np.repeat(block.n_measured, c))
+            out[part] = es.reshape(n, c).T
+    return out
 
 
 def _up_down_es(
     queries: Sequence[ResolvedQuery], block: Block, weight: float, method: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    up = np.stack([_set_es(block, q.up_cols, weight, method) for q in queries])
-    down = np.stack([_set_es(block, q.down_cols, weight, method) for q in queries])
+    up = _sets_es(block, [q.up_cols for q in queries], weight, method)
+    down = _sets_es(block, [q.down_cols for q in queries], weight, method)
     return up, down
 
 
