@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from perturbridge.search.methods import Block, get_method
-from perturbridge.search.null import empirical_p, fdr_bh, ncs, random_queries
+from perturbridge.search.null import empirical_p, fdr_bh, ncs, null_rows, random_queries
 from perturbridge.search.queries import Query, ResolvedQuery
 
 
@@ -89,10 +89,14 @@ def test_empirical_p_hand_made() -> None:
 
 
 def _null_p_values(
-    method: str, *, pooled: bool, n_trials: int, n_null: int
+    method: str, *, design: str, n_trials: int, n_null: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """One p-value per trial, of a random query (no signal) in one of 24 random conditions,
-    and the fraction of the null scores that are not 0 (where that p-value came from)."""
+    and the fraction of the null scores that are not 0 (where that p-value came from).
+
+    Designs: ``pooled`` (null scores of every row of the group), ``sampled`` (of 4 rows
+    per group), ``per_condition`` (the row's own null scores).
+    """
     rng = np.random.default_rng(42)
     n_rows, n_cols = 24, 120
     values = rng.normal(size=(n_rows, n_cols)) * rng.gamma(2.0, size=(n_rows, 1))
@@ -106,34 +110,69 @@ def _null_p_values(
         cols = rng.choice(n_cols, size=16, replace=False)
         q = _sets(cols[:8], cols[8:])
         nulls = random_queries(q, n=n_null, n_cols=n_cols, seed=t, strata=strata)
-        scores = score([q, *nulls], block)
-        p = empirical_p(scores[0], scores[1:], groups=groups if pooled else None)
         row = t % n_rows
-        pool = scores[1:, groups == groups[row]] if pooled else scores[1:, row]
+        if design == "sampled":
+            at = null_rows(groups, per_group=4, seed=t)
+            sub = _block(values[at])
+            observed, null = score([q], block)[0], score(nulls, sub)
+            p = empirical_p(observed, null, groups=groups, null_groups=groups[at])
+            pool = null[:, groups[at] == groups[row]]
+        else:
+            scores = score([q, *nulls], block)
+            observed, null = scores[0], scores[1:]
+            pooled = design == "pooled"
+            p = empirical_p(observed, null, groups=groups if pooled else None)
+            pool = null[:, groups == groups[row]] if pooled else null[:, row]
         p_out[t], nonzero[t] = p[row], np.mean(pool != 0)
     return p_out, nonzero
 
 
-@pytest.mark.parametrize(("pooled", "n_null"), [(True, 10), (False, 39)])
-def test_random_queries_give_uniform_p_values(pooled: bool, n_null: int) -> None:
-    p, _ = _null_p_values("ks", pooled=pooled, n_trials=200 if pooled else 150, n_null=n_null)
+@pytest.mark.parametrize(
+    ("design", "n_null"), [("pooled", 10), ("sampled", 10), ("per_condition", 39)]
+)
+def test_random_queries_give_uniform_p_values(design: str, n_null: int) -> None:
+    p, _ = _null_p_values("ks", design=design, n_trials=200, n_null=n_null)
     assert np.isfinite(p).all()
-    if not pooled:  # uniform on {1, ..., R + 1} / (R + 1): spread each level over its step
+    if design == "per_condition":  # uniform on {1, ..., R + 1} / (R + 1): spread each level
         p = p - np.random.default_rng(0).random(len(p)) / (n_null + 1)
     ks = stats.kstest(p, "uniform")
-    print(f"ks, pooled={pooled}: KS D={ks.statistic:.3f} p={ks.pvalue:.3f}")
+    print(f"ks, {design}: KS D={ks.statistic:.3f} p={ks.pvalue:.3f}")
     assert ks.pvalue > 0.01
 
 
 def test_wtcs_p_values_are_uniform_where_the_score_is_not_zero() -> None:
     """WTCS is 0 wherever ES_up and ES_down share a sign: those ties get p near 1
     (conservative); the other p-values are uniform on (0, fraction of nonzero nulls]."""
-    p, nonzero = _null_p_values("wtcs", pooled=True, n_trials=250, n_null=10)
+    p, nonzero = _null_p_values("wtcs", design="pooled", n_trials=250, n_null=10)
     tied = p > nonzero
     assert 0.2 < tied.mean() < 0.8  # a WTCS of 0 is common under the null
     ks = stats.kstest(p[~tied] / nonzero[~tied], "uniform")
     print(f"wtcs: {int((~tied).sum())} nonzero, KS D={ks.statistic:.3f} p={ks.pvalue:.3f}")
     assert ks.pvalue > 0.01
+
+
+def test_null_rows_sample_each_group() -> None:
+    groups = np.array(["x"] * 5 + ["y"] * 30 + ["z"] * 12)
+    at = null_rows(groups, per_group=10, seed=1)
+    assert np.all(np.diff(at) > 0)
+    counts = pd.Series(groups[at]).value_counts().to_dict()
+    assert counts == {"x": 5, "y": 10, "z": 10}
+    np.testing.assert_array_equal(at, null_rows(groups, per_group=10, seed=1))
+    assert not np.array_equal(at, null_rows(groups, per_group=10, seed=2))
+    with pytest.raises(ValueError, match="per_group"):
+        null_rows(groups, per_group=0, seed=0)
+
+
+def test_empirical_p_with_null_on_other_rows() -> None:
+    observed = np.array([0.5, 2.0, -1.0])
+    null = np.array([[0.1, 3.0], [0.6, -0.2]])  # two null rows, of groups g and h
+    p = empirical_p(observed, null, groups=["g", "g", "k"], null_groups=["g", "h"])
+    # group g's pool {0.1, 0.6}: 1 >= 0.5, 0 >= 2; group k has no null → NaN
+    np.testing.assert_allclose(p, [2 / 3, 1 / 3, np.nan])
+    with pytest.raises(ValueError, match="null_groups needs groups"):
+        empirical_p(observed, null, null_groups=["g", "h"])
+    with pytest.raises(ValueError, match="one label per null column"):
+        empirical_p(observed, null, groups=["g", "g", "k"], null_groups=["g"])
 
 
 def test_a_planted_query_is_significant() -> None:

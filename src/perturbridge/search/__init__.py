@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .index import SearchIndex
     from .kernels import cosine, ks_enrichment, spearman, wtcs, xsum
     from .methods import METHODS, Block, SearchMethod, get_method, list_methods
-    from .null import empirical_p, fdr_bh, ncs, random_queries
+    from .null import empirical_p, fdr_bh, ncs, null_rows, random_queries
     from .queries import (
         Query,
         ResolvedQuery,
@@ -50,6 +50,7 @@ _EXPORTS = {
     "ks_enrichment": ".kernels",
     "list_methods": ".methods",
     "ncs": ".null",
+    "null_rows": ".null",
     "queries_from_files": ".queries",
     "random_queries": ".null",
     "read_gene_set": ".queries",
@@ -78,6 +79,7 @@ __all__ = [
     "ks_enrichment",
     "list_methods",
     "ncs",
+    "null_rows",
     "queries_from_files",
     "random_queries",
     "read_gene_set",

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .queries import ResolvedQuery
 
-__all__ = ["empirical_p", "fdr_bh", "ncs", "random_queries"]
+__all__ = ["empirical_p", "fdr_bh", "ncs", "null_rows", "random_queries"]
 
 
 def random_queries(
@@ -92,7 +92,11 @@ def random_queries(
 
 
 def empirical_p(
-    observed: np.ndarray, null: np.ndarray, *, groups: np.ndarray | Sequence[object] | None = None
+    observed: np.ndarray,
+    null: np.ndarray,
+    *,
+    groups: np.ndarray | Sequence[object] | None = None,
+    null_groups: np.ndarray | Sequence[object] | None = None,
 ) -> np.ndarray:
     """Two-sided empirical p-values ``(1 + #{|null| >= |score|}) / (N + 1)``.
 
@@ -101,16 +105,22 @@ def empirical_p(
     observed
         ``(n_rows,)`` scores of one query.
     null
-        ``(R, n_rows)`` scores of ``R`` random queries on the same rows.
+        ``(R, n_rows)`` scores of ``R`` random queries on the same rows, or ``(R, m)``
+        on ``m`` other rows labelled by ``null_groups`` (e.g. a sample of each group's
+        rows, :func:`null_rows`).
     groups
-        A label per row: a row's null is the null scores of every row of its group
-        (``R × group size`` values). None: a row's null is its own ``R`` scores.
+        A label per row: a row's null is the null scores of every (null) row of its
+        group (``R × group size`` values). None: a row's null is its own ``R`` scores.
+    null_groups
+        A label per column of ``null`` where those are not the observed rows (needs
+        ``groups``); a group without null columns gets NaN p-values.
 
     NaN observed scores give NaN; NaN null scores are left out of the null.
     """
     obs = np.asarray(observed, dtype=np.float64)
     nul = np.asarray(null, dtype=np.float64)
-    if obs.ndim != 1 or nul.ndim != 2 or nul.shape[1] != obs.shape[0]:
+    same_rows = null_groups is None
+    if obs.ndim != 1 or nul.ndim != 2 or (same_rows and nul.shape[1] != obs.shape[0]):
         raise ValueError(
             f"observed must be (n_rows,) and null (R, n_rows); found {obs.shape} and {nul.shape}"
         )
@@ -118,26 +128,51 @@ def empirical_p(
     a_null = np.abs(nul)
     p = np.full(obs.shape, np.nan)
     if groups is None:
+        if not same_rows:
+            raise ValueError("null_groups needs groups (the labels of the observed rows)")
         finite = np.isfinite(a_null)
         n_null = finite.sum(axis=0)
         exceed = (np.where(finite, a_null, -np.inf) >= a_obs[None, :]).sum(axis=0)
         ok = np.isfinite(a_obs) & (n_null > 0)
         p[ok] = (1.0 + exceed[ok]) / (n_null[ok] + 1.0)
         return p
-    codes, _ = pd.factorize(np.asarray(groups, dtype=object), use_na_sentinel=False)
-    if codes.shape != obs.shape:
-        raise ValueError(f"groups must hold one label per row ({len(obs)}), found {codes.shape}")
-    order = np.argsort(codes, kind="stable")
-    bounds = np.flatnonzero(np.diff(codes[order])) + 1
-    for rows in np.split(order, bounds):
-        pool = a_null[:, rows].ravel()
+    labels = np.asarray(groups, dtype=object)
+    if labels.shape != obs.shape:
+        raise ValueError(f"groups must hold one label per row ({len(obs)}), found {labels.shape}")
+    null_labels = labels if same_rows else np.asarray(null_groups, dtype=object)
+    if null_labels.shape != (nul.shape[1],):
+        raise ValueError(
+            f"null_groups must hold one label per null column ({nul.shape[1]}), "
+            f"found {null_labels.shape}"
+        )
+    codes, _ = pd.factorize(np.concatenate([labels, null_labels]), use_na_sentinel=False)
+    obs_codes, null_codes = codes[: len(labels)], codes[len(labels) :]
+    null_order = np.argsort(null_codes, kind="stable")
+    starts = np.searchsorted(null_codes[null_order], np.arange(codes.max() + 2))
+    for g in np.unique(obs_codes):
+        rows = np.flatnonzero((obs_codes == g) & np.isfinite(a_obs))
+        pool = a_null[:, null_order[starts[g] : starts[g + 1]]].ravel()
         pool = np.sort(pool[np.isfinite(pool)])
-        ok = rows[np.isfinite(a_obs[rows])]
-        if len(pool) == 0 or len(ok) == 0:
+        if len(pool) == 0 or len(rows) == 0:
             continue
-        exceed = len(pool) - np.searchsorted(pool, a_obs[ok], side="left")
-        p[ok] = (1.0 + exceed) / (len(pool) + 1.0)
+        exceed = len(pool) - np.searchsorted(pool, a_obs[rows], side="left")
+        p[rows] = (1.0 + exceed) / (len(pool) + 1.0)
     return p
+
+
+def null_rows(groups: np.ndarray | Sequence[object], *, per_group: int, seed: int) -> np.ndarray:
+    """Up to ``per_group`` rows of each group, drawn at random: where to score the random
+    queries when the null is pooled per group (sorted row indices)."""
+    if per_group < 1:
+        raise ValueError(f"per_group must be at least 1, found {per_group}")
+    codes, _ = pd.factorize(np.asarray(groups, dtype=object), use_na_sentinel=False)
+    rng = np.random.default_rng(seed)
+    keys = rng.random(len(codes))
+    order = np.lexsort((keys, codes))  # by group, random within
+    sorted_codes = codes[order]
+    first = np.searchsorted(sorted_codes, sorted_codes, side="left")
+    rank_in_group = np.arange(len(codes)) - first
+    return np.sort(order[rank_in_group < per_group])
 
 
 def fdr_bh(p: np.ndarray) -> np.ndarray:
