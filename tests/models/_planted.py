@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from perturbridge.models.data import TrainingData
+from perturbridge.models.splits import Split
 
 #: Real molecules (SMILES), one per compound of the planted data (cycled).
 SMILES = (
@@ -38,21 +39,30 @@ class MemoryValues:
         pass
 
 
-class RowSplit:
-    """A split by fixed row numbers per part, with the manifest a Split carries."""
+def row_split(
+    data: TrainingData, parts: dict[str, np.ndarray], *, target: str | None = "dsA"
+) -> Split:
+    """A compound split of ``data`` by row numbers per part (rows in no part: train)."""
+    part = np.full(len(data), "train", dtype=object)
+    for name, rows in parts.items():
+        part[np.asarray(rows, dtype=np.int64)] = name
+    assignment = pd.Series(
+        part, index=pd.Index(data.conditions["condition_id"], name="condition_id"), name="part"
+    )
+    manifest = {"kind": "compound", "options": {"target_dataset": target}}
+    return Split(kind="compound", assignment=assignment, manifest=manifest)
 
-    def __init__(self, parts: dict[str, np.ndarray], target: str | None = "dsA") -> None:
-        self.parts = {k: np.asarray(v, dtype=np.int64) for k, v in parts.items()}
-        self.kind = "compound"
-        self.manifest = {"kind": "compound", "options": {"target_dataset": target}}
 
-    def rows(self, data: object, part: str) -> np.ndarray:
-        return self.parts.get(part, np.zeros(0, dtype=np.int64))
+def memory(data: TrainingData) -> MemoryValues:
+    """The in-memory values behind planted data (to plant changes in them)."""
+    source = data._source
+    assert isinstance(source, MemoryValues)
+    return source
 
 
 def planted(
     *, n_compounds: int = 24, n_genes: int = 12, noise: float = 0.1, seed: int = 0
-) -> tuple[TrainingData, RowSplit]:
+) -> tuple[TrainingData, Split]:
     """The planted data and a compound hold-out split of ``dsA`` (4 val, 4 test compounds)."""
     rng = np.random.default_rng(seed)
     latent = rng.normal(size=(n_compounds, 3))
@@ -98,13 +108,7 @@ def planted(
     comp = conditions["compound"].to_numpy()
     is_val = in_a & np.isin(comp, list(val_c))
     is_test = in_a & np.isin(comp, list(test_c))
-    split = RowSplit(
-        {
-            "train": np.flatnonzero(~is_val & ~is_test),
-            "val": np.flatnonzero(is_val),
-            "test": np.flatnonzero(is_test),
-        }
-    )
+    split = row_split(data, {"val": np.flatnonzero(is_val), "test": np.flatnonzero(is_test)})
     return data, split
 
 

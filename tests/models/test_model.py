@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,19 @@ from perturbridge.models.options import (  # noqa: E402
     ModelConfig,
     ModelConfigError,
 )
+from perturbridge.models.splits import Split  # noqa: E402
 
-from ._planted import MemoryValues, RowSplit, planted, structures  # noqa: E402
+from ._planted import MemoryValues, planted, structures  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One torch thread: these networks are tiny, and threads only contend."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 
 TINY = ModelConfig(
     dim_dataset=2, dim_context=2, dim_compound=4, dim_gene=3, hidden=(8, 6), dropout=0.0
@@ -164,7 +176,7 @@ def test_morgan_encoder_is_the_rdkit_fingerprint() -> None:
     enc_t, _ = build_encoder(cfg_t, tokens=tokens, compounds=pd.DataFrame(), smiles=smiles)
     assert enc_t.dim == cfg_t.dim_compound
     assert enc_t.projection is not None
-    w = enc_t.projection.weight.detach().numpy()
+    w = enc_t.state_dict()["projection.weight"].numpy()
     with torch.no_grad():
         got = enc_t(torch.tensor([3])).numpy()[0]
     np.testing.assert_allclose(got, w @ enc(torch.tensor([3]))[0].numpy(), rtol=1e-5)
@@ -269,7 +281,7 @@ def test_multi_form_shapes_and_unseen_codes_are_zero() -> None:
     seen = set(info2["in_training"])
     unseen = [c for c in range(1, len(data.vocab["compound"])) if c not in seen]
     assert unseen
-    w = net2.compound.embedding.weight.detach().numpy()
+    w = net2.state_dict()["compound.embedding.weight"].numpy()
     assert not w[unseen].any() and not w[0].any()
     assert w[sorted(seen)].any(axis=1).all()
     out = net(
@@ -294,7 +306,7 @@ def test_frozen_compound_encoder_has_no_trainable_parameters() -> None:
 # ------------------------------------------------------------------ trained model
 
 
-def _model(form: str = "multi") -> tuple[TrainedModel, TrainingData, RowSplit]:
+def _model(form: str = "multi") -> tuple[TrainedModel, TrainingData, Split]:
     data, split = planted()
     torch.manual_seed(1)
     cfg = ModelConfig(**{**TINY.to_dict(), "form": form})
@@ -365,5 +377,5 @@ def test_compound_embeddings_table() -> None:
     first = data.conditions.drop_duplicates("compound").set_index("compound")
     assert table.loc[table.index[3], "pubchem_cid"] == first.loc[table.index[3], "pubchem_cid"]
     assert table["in_training"].all()
-    w = model.net.compound.embedding.weight.detach().numpy()[1:]
+    w = model.net.state_dict()["compound.embedding.weight"].numpy()[1:]
     np.testing.assert_array_equal(table[[f"e{j}" for j in range(4)]].to_numpy(), w)
