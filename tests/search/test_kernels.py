@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 from scipy.spatial import distance
 
+from perturbridge.search import kernels
 from perturbridge.search.kernels import (
     cosine,
     ks_enrichment,
@@ -226,3 +227,19 @@ def test_xsum_equals_a_loop_over_conditions() -> None:
         assert got[i] == pytest.approx(expected, abs=1e-5)
     with pytest.raises(ValueError, match="n_extreme"):
         xsum(values, ranks, n_measured, up=up, down=down, n_extreme=0)
+
+
+def test_correlations_in_pieces_equal_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(16)
+    block = _masked(rng, (50, 20), 0.1)
+    query = rng.normal(size=20)
+    ranks = np.zeros(block.shape, dtype=np.int32)
+    for i, row in enumerate(block):
+        m = ~np.isnan(row)
+        ranks[i, m] = _positions(row[m])
+    n_measured = (~np.isnan(block)).sum(axis=1)
+    whole_cos = cosine(query, block)
+    whole_sp = spearman(query, block, ranks=ranks, n_measured=n_measured)
+    monkeypatch.setattr(kernels, "_CHUNK", 45)  # a few rows at a time
+    np.testing.assert_allclose(cosine(query, block), whole_cos)
+    np.testing.assert_allclose(spearman(query, block, ranks=ranks, n_measured=n_measured), whole_sp)

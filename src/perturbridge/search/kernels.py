@@ -14,7 +14,8 @@ import numpy as np
 
 __all__ = ["cosine", "ks_enrichment", "rank_rows", "spearman", "wtcs", "xsum"]
 
-_BIG = np.iinfo(np.int64).max
+#: elements of a block processed at a time by the correlation kernels (bounds temporaries)
+_CHUNK = 1 << 23
 
 
 def ks_enrichment(
@@ -149,12 +150,21 @@ def cosine(query: np.ndarray, block: np.ndarray) -> np.ndarray:
     if x.ndim != 2:
         raise ValueError(f"block must be 2-D (rows × genes), found shape {x.shape}")
     q2, single = _as_queries(query, x.shape[1])
+    q_nan = np.isnan(q2)
     dtype = np.result_type(x.dtype, np.float32)
+    qz = np.where(q_nan, 0, q2).astype(dtype)
+    out = np.empty((q2.shape[0], x.shape[0]))
+    step = max(1, _CHUNK // max(1, x.shape[1]))  # rows at a time: bounded temporaries
+    for start in range(0, x.shape[0], step):
+        part = x[start : start + step]
+        out[:, start : start + step] = _cosine_rows(part, qz, q_nan, dtype)
+    return out[0] if single else out
+
+
+def _cosine_rows(x: np.ndarray, qz: np.ndarray, q_nan: np.ndarray, dtype: np.dtype) -> np.ndarray:
     x_nan = np.isnan(x)
     any_nan = bool(x_nan.any())
     xz = np.where(x_nan, 0, x).astype(dtype, copy=False) if any_nan else x.astype(dtype, copy=False)
-    q_nan = np.isnan(q2)
-    qz = np.where(q_nan, 0, q2).astype(dtype)
     dot = xz @ qz.T  # (n_rows, n_queries)
     if q_nan.any():  # the row's squared norm over each query's genes
         x_sq = (xz * xz) @ (~q_nan).astype(dtype).T
@@ -164,8 +174,7 @@ def cosine(query: np.ndarray, block: np.ndarray) -> np.ndarray:
     q_sq = (~x_nan).astype(dtype) @ (qz * qz).T if any_nan else (qz * qz).sum(axis=1)[None, :]
     denom = np.sqrt(x_sq.astype(np.float64) * q_sq.astype(np.float64))
     ok = denom > 0
-    out = (np.where(ok, dot / np.where(ok, denom, 1.0), np.nan)).T
-    return out[0] if single else out
+    return (np.where(ok, dot / np.where(ok, denom, 1.0), np.nan)).T
 
 
 def rank_rows(values: np.ndarray) -> np.ndarray:
@@ -208,6 +217,13 @@ def _rank_correlation(ranks: np.ndarray, y: np.ndarray, *, distinct: bool) -> np
     den = np.sqrt(ss * float(yc @ yc))
     ok = den > 0
     return np.where(ok, num / np.where(ok, den, 1.0), np.nan)
+
+
+def _chunks(rows: np.ndarray, width: int) -> list[np.ndarray]:
+    """``rows`` in pieces of at most ``_CHUNK`` elements of ``width`` columns each."""
+    if len(rows) == 0:
+        return []
+    return np.array_split(rows, -(-len(rows) * width // _CHUNK))
 
 
 def _take(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -291,13 +307,13 @@ def spearman(
                 # measured genes, its stored descending ranks are the ranks to use
                 fast_mask = np.asarray(n_measured)[rows] == m
                 fast, slow = rows[fast_mask], rows[~fast_mask]
-                if len(fast):
-                    r = _take(ranks, fast, shared).astype(np.float32)
+                for part in _chunks(fast, m):
+                    r = _take(ranks, part, shared).astype(np.float32)
                     # descending ranks: the correlation with ascending ones, negated
-                    out[qi, fast] = -_rank_correlation(r, q_rank, distinct=True)
-            if len(slow):
-                sub = _take(x, slow, shared)
-                out[qi, slow] = _rank_correlation(rank_rows(sub), q_rank, distinct=False)
+                    out[qi, part] = -_rank_correlation(r, q_rank, distinct=True)
+            for part in _chunks(slow, m):
+                sub = _take(x, part, shared)
+                out[qi, part] = _rank_correlation(rank_rows(sub), q_rank, distinct=False)
     return out[0] if single else out
 
 
