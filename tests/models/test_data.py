@@ -323,3 +323,82 @@ def test_read_structures_errors(tmp_path):
         read_structures(tmp_path / "cid.csv")
     with pytest.raises(FileNotFoundError, match="no structures file"):
         read_structures(tmp_path / "missing.csv")
+
+
+# ------------------------------------------------------------------ shards
+
+
+@pytest.fixture(scope="module")
+def shards(sim, tmp_path_factory):
+    from perturbridge.compendium import export_shards
+
+    out = tmp_path_factory.mktemp("shards") / "shards"
+    export_shards(sim.store, out, rows_per_shard=777)  # conditions straddle shard ends
+    return out
+
+
+def _by_key(d: TrainingData) -> pd.Series:
+    c = d.conditions
+    key = (
+        c["dataset"]
+        + "|"
+        + c["context"]
+        + "|"
+        + c["compound"]
+        + "|"
+        + c["dose_uM"].map("{:g}".format)
+    )
+    return pd.Series(np.arange(len(c)), index=key.to_numpy())
+
+
+def test_shards_read_the_same_values_as_the_store(data, shards):
+    sd = load_training_data(shards)
+    assert sd.source["kind"] == "shards" and sd.source["build_key"] == data.source["build_key"]
+    assert len(sd) == len(data)
+    assert sorted(sd.genes.index) == sorted(data.genes.index)
+    store_pos, shard_pos = _by_key(data), _by_key(sd)
+    assert set(store_pos.index) == set(shard_pos.index)
+    rows = shard_pos[store_pos.index].to_numpy()
+    cols = [list(sd.genes.index).index(g) for g in data.genes.index]
+    got = sd.values(rows)[:, cols]
+    np.testing.assert_array_equal(got, data.values(np.arange(len(data))))
+    # the values live in a memory-mapped file unless asked to stay in memory
+    assert isinstance(sd._source.values, np.memmap)
+    mem = load_training_data(shards, options=DataOptions(in_memory=True))
+    assert not isinstance(mem._source.values, np.memmap)
+    np.testing.assert_array_equal(mem.values(np.arange(len(mem))), sd.values(np.arange(len(sd))))
+    b = next(sd.batches(np.arange(len(sd)), batch_size=50, shuffle=True, seed=0))
+    np.testing.assert_array_equal(b.values, sd.values(b.rows))
+
+
+def test_shards_options_and_errors(shards, tmp_path):
+    import shutil
+
+    only = load_training_data(shards, options=DataOptions(datasets=("sim_b",), genes=("PTG00002",)))
+    assert set(only.conditions["dataset"]) == {"sim_b"} and list(only.genes.index) == ["PTG00002"]
+    with pytest.raises(KeyError, match=r"datasets \['zz'\] are not in the shards"):
+        load_training_data(shards, options=DataOptions(datasets=("zz",)))
+    with pytest.raises(KeyError, match="shards hold gene ids only"):
+        load_training_data(shards, options=DataOptions(genes=("PTG2",)))
+    with pytest.raises(ValueError, match="holds the layer 'logFC', the options ask for 't'"):
+        load_training_data(shards, options=DataOptions(layer="t"))
+    copy = tmp_path / "copy"
+    shutil.copytree(shards, copy)
+    manifest = json.loads((copy / "_manifest.json").read_text())
+    manifest["mode"] = "separate"
+    (copy / "_manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="separate-mode shards"):
+        load_training_data(copy, options=DataOptions(mode="separate"))
+    # the same condition and gene twice (as in a separate-mode export) is an error
+    manifest["mode"] = "group"
+    manifest["shards"] = [*manifest["shards"], manifest["shards"][0]]
+    (copy / "_manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="more than one value for condition"):
+        load_training_data(copy)
+    manifest["shards"] = [*manifest["shards"], "part-99999.parquet"]
+    (copy / "_manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(FileNotFoundError, match=r"missing: \['part-99999.parquet'\]"):
+        load_training_data(copy)
+    (copy / "_manifest.json").write_text(json.dumps({"kind": "other"}))
+    with pytest.raises(ValueError, match="not a training-shards manifest"):
+        load_training_data(copy)

@@ -30,7 +30,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ import pandas as pd
 from ..compendium import Compendium
 from ..io import atomic_file
 from ..progress import track
+from ._sources import ArraySource, StoreSource, ValueSource, read_shards
 from .structures import match_structures, read_structures
 from .vocab import UNKNOWN, Standardizer, Vocabulary
 
@@ -129,79 +130,6 @@ class DataOptions:
                 raise TypeError(f"{name} is a tuple of names, found the string {value!r}")
             if value is not None:
                 object.__setattr__(self, name, tuple(str(v) for v in value))
-
-
-# ---------------------------------------------------------------- sources
-
-
-class ValueSource(Protocol):
-    """Where the values of the rows come from: ``read`` takes sorted unique row numbers
-    and returns their float32 values (``len(rows)`` × source genes, NaN = not
-    measured); ``description`` says what the source is (``kind`` at least, and a
-    ``build_key`` when it is a store) and goes into split manifests."""
-
-    description: dict[str, Any]
-
-    def read(self, rows: np.ndarray) -> np.ndarray: ...
-
-    def close(self) -> None: ...
-
-
-class _StoreSource:
-    def __init__(
-        self,
-        comp: Compendium,
-        ids: np.ndarray,
-        genes: list[str] | None,
-        *,
-        options: DataOptions,
-        own: bool,
-    ) -> None:
-        self.comp = comp
-        self.ids = ids
-        self.genes = genes
-        self.layer = options.layer
-        self.mode = options.mode
-        self.own = own
-        self.description = {
-            "kind": "store",
-            "path": str(comp.path),
-            "build_key": comp.manifest.get("build_key", ""),
-            "layer": options.layer,
-            "mode": options.mode,
-        }
-
-    def read(self, rows: np.ndarray) -> np.ndarray:
-        if len(rows) == 0:
-            n = len(self.genes) if self.genes is not None else len(self.comp.genes())
-            return np.zeros((0, n), dtype=np.float32)
-        ids = self.ids[rows].tolist()
-        adata = self.comp.effects(ids, genes=self.genes, layer=self.layer, mode=self.mode)
-        if adata.n_obs != len(ids) or list(adata.obs_names) != ids:
-            raise RuntimeError(
-                f"{self.comp.path}: asked for {len(ids)} contrasts, the store returned "
-                f"{adata.n_obs} in another order (first asked: {ids[:2]})"
-            )
-        return np.asarray(adata.X, dtype=np.float32)
-
-    def close(self) -> None:
-        if self.own:
-            self.comp.close()
-
-
-class _ArraySource:
-    """Values held in an array (``in_memory``) or a memory-mapped file (shards)."""
-
-    def __init__(self, values: np.ndarray, description: dict[str, Any], keep: Any = None):
-        self.values = values
-        self.description = description
-        self._keep = keep  # a TemporaryDirectory behind a memory map, removed with it
-
-    def read(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(self.values[rows], dtype=np.float32)
-
-    def close(self) -> None:
-        pass
 
 
 # ---------------------------------------------------------------- the data
@@ -636,12 +564,13 @@ def _load_store(
             )
         table = comp.genes()
         genes, gene_ids = _select_genes(table, opts.genes, where=str(comp.path))
-        store_source = _StoreSource(
-            comp, cond["contrast_id"].to_numpy(dtype=object), gene_ids, options=opts, own=own
-        )
+        store_source = StoreSource(
+            comp, cond["contrast_id"].to_numpy(dtype=object), gene_ids,
+            layer=opts.layer, mode=opts.mode, own=own,
+        )  # fmt: skip
         src: ValueSource = store_source
         if opts.in_memory:
-            src = _ArraySource(
+            src = ArraySource(
                 _read_all(store_source, len(cond), opts.block_conditions, progress=progress),
                 dict(store_source.description, in_memory=True),
             )
@@ -656,9 +585,41 @@ def _load_store(
 
 
 def _load_shards(path: Path, opts: DataOptions, *, progress: bool) -> TrainingData:
-    raise NotImplementedError(
-        f"{path}: reading training shards is not available yet; load the store they were "
-        "exported from instead"
+    manifest = json.loads((path / "_manifest.json").read_text(encoding="utf-8"))
+    layer, mode = manifest.get("layer"), manifest.get("mode")
+    if mode == "separate":
+        raise ValueError(
+            f"{path} holds separate-mode shards (one row per replicate contrast, with no "
+            "replicate column): they cannot be read per condition; export the group mode, "
+            "or read the store with mode='separate'"
+        )
+    if mode is not None and mode != opts.mode:
+        raise ValueError(f"{path} holds {mode}-mode shards, the options ask for {opts.mode!r}")
+    if layer is not None and layer != opts.layer:
+        raise ValueError(
+            f"{path} holds the layer {layer!r}, the options ask for {opts.layer!r}; export "
+            "the shards again with that layer, or read the store"
+        )
+    read = read_shards(
+        path,
+        datasets=opts.datasets,
+        genes=opts.genes,
+        finish=lambda raw: _finish_conditions(raw, include_controls=opts.include_controls),
+        in_memory=opts.in_memory,
+        progress=progress,
+    )
+    if read.conditions.empty:
+        raise ValueError(
+            f"no training rows in the shards at {path}; rows left out: "
+            f"{read.dropped['reason'].value_counts().to_dict()}"
+        )
+    source = ArraySource(read.values, read.description)
+    return TrainingData(
+        read.conditions[list(_CONDITION_COLUMNS)],
+        read.genes,
+        source=source,
+        dropped=read.dropped,
+        block_conditions=opts.block_conditions,
     )
 
 
