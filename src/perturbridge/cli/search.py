@@ -24,6 +24,9 @@ __all__ = ["hits_table", "register", "search_cmd"]
 #: Which end of the scores comes first.
 DirectionOption = StrEnum("DirectionOption", ["similar", "opposite"])
 
+#: Order of the hits.
+RankOption = StrEnum("RankOption", ["score", "ncs"])
+
 _SHOWN = ("rank", "compound", "cell_context", "dataset", "assay", "dose_uM", "time_h",
           "score", "ncs", "p", "fdr")  # fmt: skip
 
@@ -101,6 +104,14 @@ def search_cmd(
             "those that reverse it."
         ),
     ] = DirectionOption.similar,
+    rank_by: Annotated[
+        RankOption,
+        typer.Option("--rank-by", help="Order hits by the score or by NCS (wtcs, ks)."),
+    ] = RankOption.score,
+    skip_unmatched: Annotated[
+        bool,
+        typer.Option("--skip-unmatched", help="Leave out queries with no gene in the store."),
+    ] = False,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write the result tables to this folder.")
     ] = None,
@@ -158,6 +169,8 @@ def search_cmd(
             contexts=tuple(context) if context else None,
             times=tuple(time_h) if time_h else None,
             direction=direction.value,  # type: ignore[arg-type]
+            rank_by=rank_by.value,  # type: ignore[arg-type]
+            skip_unmatched=skip_unmatched,
             progress=progress,
         )  # fmt: skip
         queries: list[Any] = (
@@ -174,10 +187,13 @@ def search_cmd(
             _write_figure(res, figure)
     except user_errors() as err:
         fail(err)
-    for name in res.queries["query"]:
+    for name in res.queries.loc[res.queries["skipped"] == "", "query"]:
         console.print(hits_table(res, str(name), limit=show))
     for rec in res.queries.to_dict("records"):
-        if rec["n_unmatched"]:
+        if rec["skipped"]:
+            err_console.print(f"[yellow]left out:[/] {rec['skipped']}", markup=True,
+                              highlight=False)  # fmt: skip
+        elif rec["n_unmatched"]:
             err_console.print(
                 f"[yellow]query {rec['query']}:[/] {rec['n_unmatched']} identifiers match no "
                 f"gene of the store: {str(rec['unmatched'])[:200]}",

@@ -197,7 +197,8 @@ class SearchResult:
         One row per query: ``query``, ``kind`` (``sets``, ``signature`` or
         ``condition``), ``condition_id`` (for a condition query), ``n_up``, ``n_down``,
         ``n_signature`` (genes matched on the store's axis), ``n_unmatched`` and
-        ``unmatched`` (the identifiers that matched no gene).
+        ``unmatched`` (the identifiers that matched no gene), ``skipped`` (why a query
+        with no gene in the store was left out, with ``skip_unmatched``; else empty).
     info
         The options, the store (path, build key), the number of conditions searched and
         how the search ran.
