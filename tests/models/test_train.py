@@ -12,10 +12,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from perturbridge.models.data import load_training_data  # noqa: E402
 from perturbridge.models.embed import embed  # noqa: E402
 from perturbridge.models.model import TrainedModel  # noqa: E402
 from perturbridge.models.options import ModelConfig  # noqa: E402
+from perturbridge.models.splits import SplitOptions, make_split  # noqa: E402
 from perturbridge.models.train import train  # noqa: E402
+from perturbridge.simulate.pretraining import (  # noqa: E402
+    PretrainingDesign,
+    simulate_pretraining_store,
+)
 
 from ._planted import memory, planted, row_split, structures  # noqa: E402
 
@@ -229,3 +235,26 @@ def test_families_target_only_morgan_and_finetune_frozen(tmp_path: Path) -> None
     want = everything.compound_embeddings()
     cols = [f"e{j}" for j in range(cfg.dim_compound)]
     np.testing.assert_array_equal(got[cols].to_numpy(), want[cols].to_numpy())
+
+
+@pytest.mark.slow
+def test_end_to_end_on_a_simulated_store(tmp_path: Path) -> None:
+    """A simulated store → training data → compound split → an all-data model → its
+    embeddings → a frozen fine-tune on the target dataset, every piece through files."""
+    design = PretrainingDesign(n_datasets=2, n_compounds=24, n_contexts=1, n_genes=20)
+    sim = simulate_pretraining_store(tmp_path / "store", design=design)
+    data = load_training_data(sim.store)
+    target = sorted(data.conditions["dataset"].unique())[0]
+    split = make_split(data, kind="compound", options=SplitOptions(target_dataset=target))
+    cfg = _cfg(max_epochs=3, morgan_bits=128)
+    train(data, split, config=cfg, out=tmp_path / "all", structures=sim.structures)
+    model = TrainedModel.load(tmp_path / "all")
+    test = split.rows(data, "test")
+    pred = model.predict(data, test)
+    assert pred.shape == (len(test), data.n_genes) and np.isfinite(pred).all()
+    table = embed(tmp_path / "all", out=tmp_path / "compounds.parquet")
+    frozen = _cfg(max_epochs=2, compound_encoder="pretrained", pretrained=str(table))
+    tuned = train(data, split, config=frozen, family="finetune_frozen", progress=False)
+    # the held-out target compounds were measured in the other dataset: the table knows them
+    held = split.compounds("test")
+    assert held and tuned.compound_embeddings().loc[held, "e0"].abs().sum() > 0
