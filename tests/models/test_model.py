@@ -22,8 +22,10 @@ from perturbridge.models.encoders import (  # noqa: E402
     read_embeddings,
 )
 from perturbridge.models.model import (  # noqa: E402
+    SCALAR_BATCH_VALUES,
     LPMNet,
     TrainedModel,
+    batch_size_for,
     build_net,
     masked_mse,
 )
@@ -379,3 +381,13 @@ def test_compound_embeddings_table() -> None:
     assert table["in_training"].all()
     w = model.net.state_dict()["compound.embedding.weight"].numpy()[1:]
     np.testing.assert_array_equal(table[[f"e{j}" for j in range(4)]].to_numpy(), w)
+
+
+def test_scalar_batches_are_capped() -> None:
+    multi = ModelConfig(hidden=(256, 128))
+    scalar = ModelConfig(form="scalar", hidden=(256, 128))
+    assert batch_size_for(multi, 978, 1024) == 1024
+    capped = batch_size_for(scalar, 978, 1024)
+    assert capped * 978 * 256 <= SCALAR_BATCH_VALUES < (capped + 1) * 978 * 256
+    assert batch_size_for(scalar, 10, 16) == 16
+    assert batch_size_for(scalar, 10**9, 16) == 1

@@ -46,7 +46,7 @@ from .vocab import Standardizer, Vocabulary
 if TYPE_CHECKING:
     from .data import Batch, TrainingData
 
-__all__ = ["LPMNet", "TrainedModel", "masked_mse", "resolve_device"]
+__all__ = ["LPMNet", "TrainedModel", "batch_size_for", "masked_mse", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,19 @@ def resolve_device(device: str) -> torch.device:
             f"{torch.__version__}); use device = 'auto' or 'cpu'"
         )
     return torch.device(device)
+
+
+#: Values (condition × gene × hidden unit) one scalar-form batch may hold per layer.
+SCALAR_BATCH_VALUES: Final = 1 << 25
+
+
+def batch_size_for(config: ModelConfig, n_genes: int, requested: int) -> int:
+    """``requested``, capped in the scalar form so that one layer's activations (rows ×
+    genes × hidden units) stay under :data:`SCALAR_BATCH_VALUES` (128 MB of float32)."""
+    if config.form != "scalar":
+        return requested
+    per_condition = max(1, n_genes * max(config.hidden))
+    return max(1, min(requested, SCALAR_BATCH_VALUES // per_condition))
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -295,6 +308,7 @@ class TrainedModel:
         if len(rows) == 0:
             return out
         data = self._aligned(data)
+        batch_size = batch_size_for(self.config, len(self.genes), batch_size)
         device = resolve_device(self.config.device)
         self.net.to(device).eval()
         seen: list[np.ndarray] = []

@@ -42,7 +42,14 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..io import atomic_file, provenance
-from .model import LPMNet, TrainedModel, build_net, masked_mse, resolve_device
+from .model import (
+    LPMNet,
+    TrainedModel,
+    batch_size_for,
+    build_net,
+    masked_mse,
+    resolve_device,
+)
 from .options import FAMILIES, ModelConfig, target_of
 
 if TYPE_CHECKING:
@@ -275,7 +282,9 @@ class _Run:
         self.net.eval()
         sse_total, n_total = 0.0, 0
         with torch.no_grad():
-            batch_size = max(self.config.batch_size, 1024)
+            batch_size = batch_size_for(
+                self.config, self.data.n_genes, max(self.config.batch_size, 1024)
+            )
             for batch in self.data.batches(rows, batch_size=batch_size, shuffle=False, seed=0):
                 target = torch.as_tensor(batch.values, dtype=torch.float32, device=self.device)
                 sse, n = masked_mse(self.net.predict_batch(batch, self.device), target)
