@@ -85,6 +85,12 @@ def test_embed_from_a_model_file_and_back_into_training(tmp_path: Path) -> None:
         started.compound_embeddings()[cols].to_numpy(),
         model.compound_embeddings()[cols].to_numpy(),
     )
+    # and keeps them through a save and load (the table itself is no longer needed)
+    saved = started.save(tmp_path / "started.pt")
+    path.unlink()
+    pd.testing.assert_frame_equal(
+        TrainedModel.load(saved).compound_embeddings(), started.compound_embeddings()
+    )
 
 
 def test_embed_refuses_a_model_that_learned_nothing(tmp_path: Path) -> None:

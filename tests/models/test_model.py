@@ -308,17 +308,24 @@ def test_frozen_compound_encoder_has_no_trainable_parameters() -> None:
 # ------------------------------------------------------------------ trained model
 
 
-def _model(form: str = "multi") -> tuple[TrainedModel, TrainingData, Split]:
+def _model(form: str = "multi", **changes: object) -> tuple[TrainedModel, TrainingData, Split]:
     data, split = planted()
     torch.manual_seed(1)
-    cfg = ModelConfig(**{**TINY.to_dict(), "form": form})
-    net, info = build_net(cfg, data, train_rows=split.rows(data, "train"))
+    cfg = ModelConfig.from_dict({**TINY.to_dict(), "form": form, **changes})
+    structs = structures(data) if cfg.compound_encoder == "morgan" else None
+    net, info = build_net(cfg, data, train_rows=split.rows(data, "train"), structures=structs)
     return TrainedModel.from_training(config=cfg, data=data, net=net, info=info), data, split
 
 
-@pytest.mark.parametrize("form", ["multi", "scalar"])
-def test_save_load_round_trip(tmp_path: Path, form: str) -> None:
-    model, data, _ = _model(form)
+@pytest.mark.parametrize(
+    ("form", "encoder"),
+    [("multi", "embedding"), ("scalar", "embedding"), ("multi", "morgan"), ("scalar", "morgan")],
+)
+def test_save_load_round_trip(tmp_path: Path, form: str, encoder: str) -> None:
+    trainable = form == "scalar"
+    model, data, _ = _model(
+        form, compound_encoder=encoder, morgan_bits=32, morgan_trainable=trainable
+    )
     rows = np.arange(0, 192, 7)
     before = model.predict(data, rows, batch_size=5)
     path = model.save(tmp_path / "m.pt")
