@@ -73,19 +73,10 @@ def ks_enrichment(
     # float32 weights (a store's values) are summed in float32, others in float64
     dtype = np.float32 if np.asarray(hit_weights).dtype == np.float32 else np.float64
     weights = weights.astype(dtype, copy=False)
-    # sort each row's set genes by rank: one integer sort of rank << bits | column
-    bits = max(1, (k - 1).bit_length())
     beyond = int(n.max()) + 1  # the rank given to unmeasured genes: they sort last
-    key_type: type[np.signedinteger[Any]] = np.int32 if (beyond << bits) < 2**31 else np.int64
-    key = np.where(valid, ranks, beyond).astype(key_type)
-    np.left_shift(key, bits, out=key)
-    np.bitwise_or(key, np.arange(k, dtype=key_type), out=key)
-    key.sort(axis=1)
-    col = key & ((1 << bits) - 1)
-    r = (key >> bits).astype(key_type)
+    r, w = _sort_by_rank(np.where(valid, ranks, beyond), weights)
     n_hits = valid.sum(axis=1)
     hit = np.arange(k) < n_hits[:, None]  # the set genes measured, now first in each row
-    w = np.take_along_axis(weights, col, axis=1)
     w[~hit] = 0
     cw = np.cumsum(w, axis=1)
     total = cw[:, -1].astype(np.float64)
@@ -94,10 +85,11 @@ def ks_enrichment(
     inv_total = (1.0 / np.where(ok, total, 1.0)).astype(dtype)[:, None]
     inv_miss = (1.0 / np.where(ok, n_miss, 1)).astype(dtype)[:, None]
     # running sum just after each set gene: its hit fraction minus the misses above it
-    r -= np.arange(1, k + 1, dtype=r.dtype)
+    misses_above = (r - np.arange(1, k + 1, dtype=r.dtype)).astype(dtype)
+    np.multiply(misses_above, inv_miss, out=misses_above)
     after = cw
     after *= inv_total
-    after -= r.astype(dtype) * inv_miss
+    after -= misses_above
     after[~hit] = 0  # the ends of the running sum, where it is 0
     top = after.max(axis=1)
     w *= inv_total
@@ -105,6 +97,32 @@ def ks_enrichment(
     bottom = after.min(axis=1)
     es = np.where(np.abs(top) > np.abs(bottom), top, bottom).astype(np.float64)
     return np.where(ok, es, np.nan)
+
+
+def _sort_by_rank(ranks: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ranks sorted ascending, and the weights in the same order.
+
+    float32 weights travel in the low half of a 64-bit key whose high half is the rank
+    (one sort, no gather; their bits need no order); others by a sort of
+    ``rank << bits | column`` and a gather.
+    """
+    k = ranks.shape[1]
+    if weights.dtype == np.float32 and np.little_endian:
+        key = ranks.astype(np.int64, order="C")
+        np.left_shift(key, 32, out=key)
+        np.bitwise_or(key, weights.view(np.uint32), out=key)
+        key.sort(axis=1)
+        halves = key.view(np.uint32)  # per value: the low half, then the high half
+        return halves[:, 1::2].view(np.int32), halves[:, 0::2].view(np.float32).copy()
+    bits = max(1, (k - 1).bit_length())
+    big = (int(ranks.max()) << bits) >= 2**31 if ranks.size else False
+    key_type: type[np.signedinteger[Any]] = np.int64 if big else np.int32
+    key = ranks.astype(key_type)
+    np.left_shift(key, bits, out=key)
+    np.bitwise_or(key, np.arange(k, dtype=key_type), out=key)
+    key.sort(axis=1)
+    col = key & ((1 << bits) - 1)
+    return key >> bits, np.take_along_axis(weights, col, axis=1)
 
 
 def wtcs(es_up: np.ndarray, es_down: np.ndarray) -> np.ndarray:
