@@ -15,13 +15,17 @@ from ._fixtures import DEPMAP_CSV, hgnc_text, source_dir, write
 from .test_fetch import serve
 
 runner = CliRunner()
+#: the package sources are read in their own tests (tests/ids/test_parsers_packages.py)
+NO_PKG = ("--packages", "none")
 
 
 @pytest.fixture(scope="module")
 def refs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cli")
     out = root / "refs"
-    r = runner.invoke(app, ["refs", "build", "--from", str(source_dir(root)), "--out", str(out)])
+    r = runner.invoke(
+        app, ["refs", "build", "--from", str(source_dir(root)), "--out", str(out), *NO_PKG]
+    )
     assert r.exit_code == 0, r.output
     return out
 
@@ -37,7 +41,7 @@ def test_every_refs_command_has_help_with_an_example(cmd):
 def test_build_prints_inputs_and_tables(tmp_path: Path, no_network):
     out = tmp_path / "refs"
     r = runner.invoke(
-        app, ["refs", "build", "--from", str(source_dir(tmp_path)), "--out", str(out)]
+        app, ["refs", "build", "--from", str(source_dir(tmp_path)), "--out", str(out), *NO_PKG]
     )
     assert r.exit_code == 0, r.output
     assert "cellosaurus" in r.output
@@ -48,7 +52,7 @@ def test_build_prints_inputs_and_tables(tmp_path: Path, no_network):
 
 def test_build_replaces_a_store_only_with_force(tmp_path: Path, no_network):
     src, out = source_dir(tmp_path), tmp_path / "refs"
-    args = ["refs", "build", "--from", str(src), "--out", str(out)]
+    args = ["refs", "build", "--from", str(src), "--out", str(out), *NO_PKG]
     assert runner.invoke(app, args).exit_code == 0
     before = (out / "manifest.json").read_text()
     r = runner.invoke(app, args)
@@ -63,7 +67,7 @@ def test_build_refuses_a_foreign_folder(tmp_path: Path):
     busy = tmp_path / "busy"
     write(busy / "keep.txt", "x")
     r = runner.invoke(
-        app, ["refs", "build", "--from", str(source_dir(tmp_path)), "--out", str(busy)]
+        app, ["refs", "build", "--from", str(source_dir(tmp_path)), "--out", str(busy), *NO_PKG]
     )
     assert r.exit_code == 2
     assert "refusing to overwrite" in r.output
@@ -118,7 +122,9 @@ def test_resolve_compounds(tmp_path: Path):
     head = real.read_text(encoding="utf-8").splitlines()[:12]  # apomorphine … rolipram
     write(tmp_path / "src" / real.name, "\n".join(head) + "\n")
     refs = tmp_path / "refs"
-    r = runner.invoke(app, ["refs", "build", "--from", str(tmp_path / "src"), "--out", str(refs)])
+    r = runner.invoke(
+        app, ["refs", "build", "--from", str(tmp_path / "src"), "--out", str(refs), *NO_PKG]
+    )
     assert r.exit_code == 0, r.output
     names = write(tmp_path / "names.txt", "(R)-baclofen\nno such compound\n")
     out = tmp_path / "c.tsv"
@@ -183,7 +189,9 @@ def test_fetch_against_a_local_server_then_build(tmp_path: Path, no_network):
         "hgnc_complete_set.txt.gz",
         "sample_info.csv",
     ]
-    r = runner.invoke(app, ["refs", "build", "--from", str(up), "--out", str(tmp_path / "refs")])
+    r = runner.invoke(
+        app, ["refs", "build", "--from", str(up), "--out", str(tmp_path / "refs"), *NO_PKG]
+    )
     assert r.exit_code == 0, r.output
 
 
@@ -206,3 +214,25 @@ def test_fetch_dry_run_and_errors(tmp_path: Path, no_network):
         )  # fmt: skip
     assert r.exit_code == 2
     assert "HTTP 404" in r.output
+
+
+def test_build_with_named_package_sources(tmp_path: Path, no_network, monkeypatch):
+    from perturbridge.ids import store as store_mod
+
+    seen: list[object] = []
+
+    def installed(names=None):
+        seen.append(names)
+        return [], {}
+
+    monkeypatch.setattr(store_mod, "installed_package_sources", installed)
+    src = source_dir(tmp_path)
+    args = ["refs", "build", "--from", str(src), "--out", str(tmp_path / "a")]
+    r = runner.invoke(app, [*args, "--packages", "cellosaurus_cxg, cell_ontology_cxg"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["refs", "build", "--from", str(src), "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    assert seen == [["cellosaurus_cxg", "cell_ontology_cxg"], None]  # None: auto-detect
+    r = runner.invoke(app, [*args[:-1], str(tmp_path / "c"), "--packages", "nope"])
+    assert r.exit_code != 0
+    assert "unknown package sources ['nope']" in " ".join(r.output.split())

@@ -38,19 +38,35 @@ def refs_build(
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing reference store at --out.")
     ] = False,
+    packages: Annotated[
+        str,
+        typer.Option(
+            "--packages",
+            help="Reference files of installed packages to read too: 'auto' (every one "
+            "installed: FDA substance names, Cellosaurus and Cell Ontology builds), 'none', "
+            "or source names separated by commas (fda_unii_names, cellosaurus_cxg, "
+            "cell_ontology_cxg).",
+        ),
+    ] = "auto",
 ) -> None:
     """Build a reference store from local upstream files; never touches the network.
 
     Example:
 
         perturbridge refs build --from upstream/ --out refs
+        perturbridge refs build --from upstream/ --out refs --packages none
     """
     from ..ids.store import RefStore
 
+    choice = packages.strip()
+    sources: list[str] | str = (
+        "auto" if choice == "auto" else [] if choice == "none" else
+        [p.strip() for p in choice.split(",") if p.strip()]
+    )  # fmt: skip
     try:
         store = RefStore.build(
-            source_dir=source, out=out, online_pubchem=online_pubchem, progress=True,
-            overwrite=force,
+            source_dir=source, out=out, online_pubchem=online_pubchem, package_sources=sources,
+            progress=True, overwrite=force,
         )  # fmt: skip
     except user_errors(OSError) as err:
         fail(err)
@@ -67,11 +83,14 @@ def _refs_inputs_table(manifest: dict) -> Table:
         table.add_column(col)
     for inp in manifest.get("inputs", []):
         rows = ", ".join(f"{k} {v:,}" for k, v in inp.get("rows", {}).items())
-        table.add_row(
-            inp["parser"], inp.get("path") or "(built in)", inp.get("version") or "-", rows
-        )
+        version = inp.get("version") or "-"
+        if inp.get("package"):
+            version = f"{version} ({inp['package']} {inp.get('package_version')})"
+        table.add_row(inp["parser"], inp.get("path") or "(built in)", version, rows)
     for un in manifest.get("unmatched_files", []):
         table.add_row("-", un["path"], "-", f"not read: {un['reason']}")
+    for note in manifest.get("notes", []):
+        table.add_row("-", "-", "-", note)
     return table
 
 

@@ -15,9 +15,10 @@ Priority
 When a key is a synonym of several accessions, the kind of synonym decides (lower wins):
 ``user`` and ``accession`` (0), ``name`` (1: Cellosaurus ID, Cell Ontology name, DepMap
 display name), ``ccle_name``/``stripped_name``/``depmap_id`` (2), ``synonym`` (3),
-``lincs_id`` (4). Several accessions at the best level are ambiguous, unless exactly one
-of them is of the preferred species (human by default). Ambiguous inputs keep their
-candidates (a display string) and no accession.
+``lincs_id`` and ``derived`` (4: spellings derived from a name, such as ``H460`` from
+``NCI-H460``; see :mod:`perturbridge.ids.parsers_packages`). Several accessions at the
+best level are ambiguous, unless exactly one of them is of the preferred species (human
+by default). Ambiguous inputs keep their candidates (a display string) and no accession.
 
 Status
 ------
@@ -68,6 +69,7 @@ KIND_PRIORITY: dict[str, int] = {
     "depmap_id": 2,
     "synonym": 3,
     "lincs_id": 4,
+    "derived": 4,
 }
 #: Which source's record (name, sex, disease, …) describes an accession, best first.
 SOURCE_PRIORITY: dict[str, int] = {
@@ -76,6 +78,8 @@ SOURCE_PRIORITY: dict[str, int] = {
     "cell_ontology_builtin": 2,
     "depmap": 3,
     "lincs_cellinfo": 4,
+    "cellosaurus_cxg": 5,
+    "cell_ontology_cxg": 6,
 }
 PLACEHOLDER_PREFIXES = ("DepMap:", "LINCS:")
 _NON_ALNUM = re.compile(r"[^0-9A-Z]")

@@ -68,6 +68,7 @@ def _match_types() -> dict[str, MatchType]:
         MatchType("connectivity", 0.85, "only the InChIKey connectivity block matched"),
         MatchType("input_inchikey", 0.8, "InChIKey not in the reference, reported as given"),
         MatchType("pubchem_online", 0.85, "found by the online PubChem resolver"),
+        MatchType("multi_name", 0.0, "a multi-name cell whose names name different compounds"),
     ]
     names = [MatchType(t.match_type, t.confidence, t.description) for t in NAME_TIERS]
     return {m.name: m for m in ids + names}
@@ -112,6 +113,7 @@ RESULT_COLUMNS: Final[tuple[str, ...]] = (
     "n_parents",
     "candidates",
     "candidate_names",
+    "candidate_sources",
     "matched_key",
     "error",
 )
@@ -512,5 +514,6 @@ def empty_hits() -> pd.DataFrame:
             "mtype": pd.Series([], dtype=object),
             "rec": pd.Series([], dtype=np.int64),
             "block": pd.Series([], dtype=np.int64),
+            "kgrp": pd.Series([], dtype=object),
         }
     )

@@ -35,6 +35,17 @@ of one compound share it):
   alternative pointing at different compounds). ``majority=None`` turns it off.
 - **User synonyms win**: when a hit at the deciding rank comes from a user synonym
   table (source ``user_compound_synonyms``), the other hits of that rank are ignored.
+- **Exact spellings are one level of evidence**: when a name hits at the ``synonym``
+  tier, the hits of the ``normalized_name`` tier (the same letters and digits) count
+  too, so one source's ``17β-estradiol`` cannot hide another source's
+  ``17-beta-estradiol`` with a different structure: the conflict goes to the
+  majority rule, and without a clear majority the answer is ``ambiguous``, with the
+  ``candidates``, their names and the sources that give each (``candidate_sources``).
+- **Names as people type them** (:mod:`perturbridge.ids.name_parts`): a name left
+  unresolved is tried without trailing batch or dose notes (``-batch1``, ``(50 uM)``;
+  ``error`` says what was removed), and a multi-name cell (``Gefitinib///Iressa``,
+  ``a; b``) is resolved part by part: parts that resolve must agree (the unresolved
+  ones are named in ``error``), parts that disagree give ``ambiguous``.
 
 What is reported
 ----------------
@@ -103,6 +114,7 @@ from .compound_index import (
     reference_records,
     structure_donors,
 )
+from .name_parts import split_names, strip_notes
 from .pubchem import PubChemClient
 from .tables import TABLE_COLUMNS
 
@@ -111,6 +123,7 @@ __all__ = ["CompoundResolver", "QueryKind"]
 logger = logging.getLogger(__name__)
 
 QueryKind = Literal["auto", "name", "smiles", "inchi", "inchikey", "brd", "cas", "cid"]
+_EXACT_NAME_TIERS: Final = np.array(["synonym", "normalized_name"], dtype=object)
 _KINDS: Final[tuple[str, ...]] = ("name", "smiles", "inchi", "inchikey", "brd", "cas", "cid")
 
 
@@ -354,6 +367,7 @@ class CompoundResolver:
         uniq = frame.drop_duplicates(["qstr", "kind"]).reset_index(drop=True)
         uniq["qid"] = np.arange(len(uniq))
         result = self._resolve_unique(uniq)
+        self._resolve_typed_names(uniq, result)
         if online is not None:
             self._resolve_online(uniq, result, online)
         table = result.frame().drop(columns=["query", "kind"])
@@ -465,8 +479,14 @@ class CompoundResolver:
         hits = hits[hits["block"].to_numpy() >= 0]
         if hits.empty:
             return empty_hits()
-        best = hits.groupby("qid", sort=False)["rank"].transform("min")
-        hits = hits[hits["rank"].to_numpy() == best.to_numpy()]
+        # the synonym and normalized_name tiers of a name are one level of evidence
+        exact = np.isin(hits["mtype"].to_numpy(), _EXACT_NAME_TIERS)
+        level = np.where(exact, 0, hits["rank"].to_numpy())
+        best = pd.Series(level, index=hits.index).groupby(hits["qid"], sort=False).transform("min")
+        hits = hits[level == best.to_numpy()]
+        exact = np.isin(hits["mtype"].to_numpy(), _EXACT_NAME_TIERS) & ~hits["alt"].to_numpy()
+        hits = hits.assign(kgrp=np.where(exact, "exact", hits["key"].to_numpy()))
+        hits = hits.sort_values(["qid", "rank"], kind="stable")
         user = self._user[hits["rec"].to_numpy()]
         if user.any():
             any_user = pd.Series(user, index=hits.index).groupby(hits["qid"]).transform("any")
@@ -478,7 +498,7 @@ class CompoundResolver:
         cols = ["qid", "block", "share", "majority", "candidates"]
         if hits.empty:
             return pd.DataFrame({c: [] for c in cols})
-        kb = hits[["qid", "key", "block"]].drop_duplicates()
+        kb = hits[["qid", "kgrp", "block"]].drop_duplicates().rename(columns={"kgrp": "key"})
         n_keys = kb.groupby("qid")["key"].nunique()
         per_block = kb.groupby(["qid", "block"]).size().rename("k").reset_index()
         per_block["all_keys"] = per_block["k"].to_numpy() == per_block["qid"].map(n_keys).to_numpy()
@@ -587,19 +607,41 @@ class CompoundResolver:
                 (int(q), int(b)): int(r)
                 for q, b, r in zip(rep["qid"], rep["block"], rep["rec"], strict=True)
             }
+            amb_hits = hits[hits["qid"].isin(amb)]
+            src_of = (
+                pd.DataFrame(
+                    {
+                        "qid": amb_hits["qid"].to_numpy(),
+                        "block": amb_hits["block"].to_numpy(),
+                        "src": self._col["ref_source"][amb_hits["rec"].to_numpy()],
+                    }
+                )
+                .drop_duplicates()
+                .groupby(["qid", "block"])["src"]
+                .agg(lambda v: ",".join(sorted(v)))
+                .to_dict()
+            )
             keys_col: list[tuple[object, ...]] = []
             names_col: list[tuple[object, ...]] = []
+            srcs_col: list[tuple[object, ...]] = []
             for q, blocks in zip(amb, decided["candidates"].to_numpy()[~chosen], strict=True):
-                rs = [rep_by[(int(q), int(b))] for b in blocks if (int(q), int(b)) in rep_by]
+                bs = [int(b) for b in blocks if (int(q), int(b)) in rep_by]
+                rs = [rep_by[(int(q), b)] for b in bs]
                 keys_col.append(tuple(parent_col[r] or inchikey_col[r] for r in rs))
                 names_col.append(tuple(self._display_name(r) for r in rs))
+                srcs_col.append(tuple(src_of.get((int(q), b)) for b in bs))
             res.set(
                 amb,
                 status="ambiguous",
                 match_type=mtype[~chosen],
                 candidates=_objects(keys_col),
                 candidate_names=_objects(names_col),
-                error="several compounds match; see candidates",
+                candidate_sources=_objects(srcs_col),
+                error=[
+                    "several compounds match: "
+                    + "; ".join(f"{n} ({s})" for n, s in zip(nm, sc, strict=True))
+                    for nm, sc in zip(names_col, srcs_col, strict=True)
+                ],
             )
 
         # resolved
@@ -663,6 +705,63 @@ class CompoundResolver:
             return str(info["name"])
         name = self._col["name"][i]
         return str(name) if isinstance(name, str) else None
+
+    # names as typed --------------------------------------------------------------------
+
+    def _resolve_typed_names(self, uniq: pd.DataFrame, res: _Result) -> None:
+        """Unresolved names: without batch/dose notes, then part by part (module notes)."""
+        kinds, qstr = uniq["kind"].to_numpy(), uniq["qstr"].to_numpy()
+        todo = np.flatnonzero((res.cols["status"] == "unresolved") & (kinds == "name"))
+        plans: dict[int, tuple[list[str], str | None]] = {}
+        for i in todo:
+            q = str(qstr[i])
+            parts = split_names(q)
+            if parts is not None:
+                plans[int(i)] = (parts, None)
+                continue
+            stripped = strip_notes(q)
+            if stripped is not None:
+                plans[int(i)] = ([stripped[0]], stripped[1])
+        if not plans:
+            return
+        flat = sorted({p for parts, _ in plans.values() for p in parts})
+        sub = self.resolve(flat, kind="name").set_index("query")
+        for row, (parts, note) in plans.items():
+            at = np.array([row])
+            rows = sub.loc[parts]
+            ok = rows[rows["status"] == "resolved"]
+            blocks = list(dict.fromkeys(ok["connectivity"]))
+            if len(blocks) == 1:
+                best = ok.sort_values("confidence", ascending=False).iloc[0]
+                missing = [
+                    p for p, st in zip(parts, rows["status"], strict=True) if st != "resolved"
+                ]
+                why = note or (
+                    f"names agree: {', '.join(parts)}"
+                    if not missing
+                    else f"resolved by {', '.join(p for p in parts if p not in missing)}; "
+                    f"not resolved: {', '.join(missing)}"
+                )
+                values = {c: best[c] for c in RESULT_COLUMNS if c not in ("query", "kind")}
+                values["confidence"] = float(ok["confidence"].min())
+                values["error"] = why if not best["error"] else f"{why}; {best['error']}"
+                res.set(at, **values)
+            elif len(blocks) > 1:
+                first = ok.drop_duplicates("connectivity")
+                res.set(
+                    at,
+                    status="ambiguous",
+                    match_type="multi_name",
+                    candidates=_objects([tuple(first["parent_inchikey"])]),
+                    candidate_names=_objects([tuple(first["name"])]),
+                    candidate_sources=_objects([tuple(first.index)]),
+                    error="the names of this cell name different compounds: "
+                    + "; ".join(f"{q} → {n}" for q, n in zip(ok.index, ok["name"], strict=True)),
+                )
+            elif (rows["status"] == "ambiguous").any():
+                amb = rows[rows["status"] == "ambiguous"].iloc[0]
+                values = {c: amb[c] for c in RESULT_COLUMNS if c not in ("query", "kind")}
+                res.set(at, **values)
 
     # online ----------------------------------------------------------------------------
 

@@ -52,9 +52,18 @@ Rules, in order
     without it when six letters remain (``levobupivacaine`` → ``bupivacaine``). The
     weakest key: it can only find a stereo variant, whose parent connectivity block is
     the same.
+``spelling_variant`` (tier 7)
+    INN/BAN/USAN and British/American spelling variants meet: the stereo-stripped key
+    is rewritten ``ph`` → ``f``, ``th`` → ``t``, ``ae``/``oe`` → ``e``, ``y`` → ``i``,
+    ``ch``/``c``/``k`` → ``k``, a doubled letter → one, and a final ``e`` goes
+    (``ciclosporin`` = ``cyclosporine``, ``colecalciferol`` = ``cholecalciferol``,
+    ``difenidol`` = ``diphenidol``, ``isoetarine`` = ``isoetharine``,
+    ``beclometasone`` = ``beclomethasone``, ``oestradiol`` = ``estradiol``). The
+    loosest tier, with the lowest confidence: it is only reached when no other tier
+    hits anything, so it never overrides an exact hit. Needs six characters.
 
 Derived keys (tiers 2-6) shorter than three characters, or without a letter, are
-dropped; a stereo-stripped key needs four characters.
+dropped; a stereo-stripped key needs four characters, a spelling variant six.
 
 Examples
 --------
@@ -85,6 +94,7 @@ __all__ = [
     "name_key_table",
     "name_keys",
     "prepare_name",
+    "spelling_variant",
 ]
 
 
@@ -107,6 +117,7 @@ NAME_TIERS: Final[tuple[TierSpec, ...]] = (
     TierSpec(4, "desalted_loose", 0.72, "ester-prone anion words also removed"),
     TierSpec(5, "acid_form", 0.7, "salt of an acid named as the acid"),
     TierSpec(6, "stereo_stripped", 0.6, "stereo descriptors removed"),
+    TierSpec(7, "spelling_variant", 0.5, "INN/BAN/USAN spelling variants folded"),
 )
 
 
@@ -229,6 +240,32 @@ _GLUED_STEREO = re.compile(r"^(levo|dextro|dex|es)([a-z]{6,})$")
 _STEREO_TOKEN = re.compile(r"^(?:\d+[a-z]?[rsez]|[rsez])$")
 _NUMBER = re.compile(r"^\d+$")
 _ALKYL = re.compile(r"^(?:mono|di|tri|tetra|bis)?(?:methyl|ethyl|propyl|isopropyl|butyl|hydrogen)$")
+
+
+_VARIANT_RULES: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
+    (re.compile(r"ph"), "f"),
+    (re.compile(r"th"), "t"),
+    (re.compile(r"ae|oe"), "e"),
+    (re.compile(r"y"), "i"),
+    (re.compile(r"ch|c|k"), "k"),
+    (re.compile(r"([a-z])\1"), r"\1"),
+    (re.compile(r"e$"), ""),
+)
+
+
+def spelling_variant(key: str) -> str | None:
+    """The ``spelling_variant`` key of a stereo-stripped key (``None`` when too short).
+
+    Examples
+    --------
+    >>> spelling_variant("ciclosporin") == spelling_variant("cyclosporine")
+    True
+    >>> spelling_variant("colecalciferol")
+    'kolekalkiferol'
+    """
+    for pattern, repl in _VARIANT_RULES:
+        key = pattern.sub(repl, key)
+    return key if len(key) >= 6 and _LETTER.search(key) else None
 
 
 @lru_cache(maxsize=1_000_000)
@@ -394,6 +431,9 @@ def _name_keys(name: str) -> tuple[NameKey, ...]:
                 keys.extend(NameKey(t, k) for t in range(2, 6))
                 if len(k) >= 4:
                     keys.append(NameKey(6, k))
+                    v = spelling_variant(k)
+                    if v:
+                        keys.append(NameKey(7, v))
             return tuple(keys)
 
     # segments: text tokens, groups with their kind
@@ -446,6 +486,9 @@ def _name_keys(name: str) -> tuple[NameKey, ...]:
         emit(5, acid, alt)
         bare = [_LOCANT_GREEK.sub(r"\1", t) for t in acid if not _is_stereo(t)]
         emit(6, bare, alt, min_len=4)
+        variant = spelling_variant("".join(bare))
+        if variant:
+            emit(7, [variant], alt, min_len=6)
         if bare and not alt:
             m = _GLUED_STEREO.match(bare[0])
             if m:
@@ -499,6 +542,9 @@ def name_key_table(names: Sequence[str]) -> pd.DataFrame:
     parts += [pd.DataFrame({"i": idx[ok], "tier": t, "key": key[ok]}) for t in range(2, 6)]
     ok6 = has_letter & (klen >= 4)
     parts.append(pd.DataFrame({"i": idx[ok6], "tier": 6, "key": key[ok6]}))
+    variants = np.array([spelling_variant(k) for k in key[ok6]], dtype=object)
+    has_v = np.array([v is not None for v in variants], dtype=bool)
+    parts.append(pd.DataFrame({"i": idx[ok6][has_v], "tier": 7, "key": variants[has_v]}))
     fast = pd.concat(parts, ignore_index=True)
     fast["alternative"] = False
     out = pd.concat([slow, fast], ignore_index=True) if len(slow) else fast

@@ -39,7 +39,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -54,6 +54,8 @@ from ._frames import missing_as_none
 from .cell_ontology import CELL_ONTOLOGY_VERSION, SOURCE_BUILTIN, cell_ontology_tables
 from .cells import link_lincs_cells
 from .compound_index import compound_structures
+from .compounds import CompoundResolver
+from .parsers_packages import PACKAGE_SOURCES, SOURCE_FDA, installed_package_sources
 from .reader import MANIFEST, STORE_FORMAT, RefStoreReader, StoreError
 from .tables import TABLE_COLUMNS, RefParser, list_parsers, open_text
 
@@ -175,6 +177,9 @@ class _Build:
     notes: list[str] = field(default_factory=list)
     frames: dict[str, list[pd.DataFrame]] = field(default_factory=dict)
 
+    def has_parser(self, name: str) -> bool:
+        return any(inp["parser"] == name for inp in self.inputs)
+
     def add(self, tables: dict[str, pd.DataFrame], ref_file: str) -> dict[str, int]:
         counts = {}
         for name, df in tables.items():
@@ -216,6 +221,7 @@ class RefStore(RefStoreReader):
         source_dir: str | os.PathLike[str],
         out: str | os.PathLike[str],
         online_pubchem: bool = False,
+        package_sources: Sequence[str] | Literal["auto"] = (),
         progress: bool = False,
         overwrite: bool = False,
     ) -> RefStore:
@@ -238,6 +244,14 @@ class RefStore(RefStoreReader):
             Ask the derived compound step to query PubChem online; the step has no
             online mode, so a build with compound files refuses it (a
             :class:`~perturbridge.ids.reader.StoreError`).
+        package_sources
+            Reference files shipped inside installed packages to read as well (see
+            :mod:`perturbridge.ids.parsers_packages`): their names, or ``"auto"`` for
+            every one that is installed (``refs build`` does that by default). A
+            source whose package is missing is skipped with a note in the manifest;
+            one whose parser already read a file of the ``source_dir`` is not read
+            twice. Their provenance (package, version, file, SHA-256) is in the
+            manifest's ``inputs``.
         progress
             Show a progress bar over the input files.
 
@@ -258,10 +272,12 @@ class RefStore(RefStoreReader):
         if not src.is_dir():
             raise StoreError(f"source folder not found: {src}")
         _check_destination(dest, overwrite=overwrite)
+        _check_package_sources(package_sources)
         state = _Build(source_dir=src)
         files = _input_files(src, dest)
         for path in track(files, description="reading reference files", enabled=progress):
             _read_one(state, path)
+        _add_package_sources(state, package_sources)
         _add_builtin_cell_ontology(state)
         tables = _concat(state)
         derived = _derive(tables, state, online_pubchem=online_pubchem, progress=progress)
@@ -271,7 +287,12 @@ class RefStore(RefStoreReader):
             "package_version": __version__,
             "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "source_dir": str(src.resolve()),
-            "params": {"online_pubchem": online_pubchem},
+            "params": {
+                "online_pubchem": online_pubchem,
+                "package_sources": (
+                    package_sources if isinstance(package_sources, str) else list(package_sources)
+                ),
+            },
             "inputs": state.inputs,
             "unmatched_files": state.unmatched,
             "tables": {
@@ -335,6 +356,12 @@ def _read_one(state: _Build, path: Path) -> None:
         logger.info("%s: not a reference file (%s)", rel, why or "no parser pattern matches")
         return
     logger.info("%s: parser %s", rel, parser.name)
+    _parse_into(state, parser, path, rel, extra={})
+
+
+def _parse_into(
+    state: _Build, parser: RefParser, path: Path, rel: str, *, extra: dict[str, Any]
+) -> None:
     try:
         tables = parser.parse(path)
     except (PerturbridgeError, FileNotFoundError):
@@ -366,8 +393,45 @@ def _read_one(state: _Build, path: Path) -> None:
             "sha256": file_sha256(path),
             "version": version,
             "rows": counts,
+            **extra,
         }
     )
+
+
+def _check_package_sources(wanted: Sequence[str] | Literal["auto"]) -> None:
+    if isinstance(wanted, str):
+        if wanted != "auto":
+            raise ValueError(
+                f"expected package_sources 'auto' or a list of names, found {wanted!r}"
+            )
+        return
+    unknown = [n for n in wanted if n not in PACKAGE_SOURCES]
+    if unknown:
+        raise KeyError(f"unknown package sources {unknown}; known: {sorted(PACKAGE_SOURCES)}")
+
+
+def _add_package_sources(state: _Build, wanted: Sequence[str] | Literal["auto"]) -> None:
+    """Read the reference files of installed packages (``"auto"``: every one found)."""
+    if not isinstance(wanted, str) and not wanted:
+        return
+    found, skipped = installed_package_sources(None if wanted == "auto" else list(wanted))
+    if skipped and wanted != "auto":
+        raise StoreError(
+            "package sources not available: "
+            + "; ".join(f"{n}: {why}" for n, why in skipped.items())
+        )
+    for n, why in skipped.items():
+        state.notes.append(f"package source {n} skipped: {why}")
+    for f in found:
+        if state.has_parser(f.source.parser):
+            state.notes.append(
+                f"package source {f.source.name} not read: the --from folder has a file of "
+                f"the {f.source.parser} parser"
+            )
+            continue
+        parser = next(p for p in list_parsers() if p.name == f.source.parser)
+        extra = {"package": f.source.distribution, "package_version": f.version, "file": f.relpath}
+        _parse_into(state, parser, f.path, f"package:{f.relpath}", extra=extra)
 
 
 def _add_builtin_cell_ontology(state: _Build) -> None:
@@ -413,11 +477,100 @@ def _derive(
                 "parameter: it standardizes the structures the files give; build without it"
             )
         structures = compound_structures(tables["compounds"], progress=progress)
+        if (tables["compounds"]["ref_source"] == SOURCE_FDA).any():
+            report = _link_named_records(tables, structures, progress=progress)
+            derived.append({"step": "link_fda_names", "status": "done", **report})
+            structures = _add_structures(structures, tables["compounds"], progress=progress)
         tables["compound_structures"] = structures.reset_index(drop=True)
         derived.append({"step": "compound_structures", "status": "done", "rows": len(structures)})
     elif online_pubchem:
         state.notes.append("online_pubchem ignored: the build has no compounds table")
     return derived
+
+
+#: Match types accepted when a structureless record is linked by its name at build time
+#: (the name as given, or without its salt words: the same parent).
+_LINK_MATCHES = frozenset({"synonym", "normalized_name", "desalted"})
+
+
+def _link_named_records(
+    tables: dict[str, pd.DataFrame], structures: pd.DataFrame, *, progress: bool
+) -> dict[str, Any]:
+    """Give the FDA substances (names, no structures) the structure their names resolve to.
+
+    Each substance's display and official names are resolved against the structural
+    records of the other sources (exact, normalized or desalted name; the majority rule
+    of :class:`~perturbridge.ids.compounds.CompoundResolver` applies). A substance whose
+    names agree on one parent connectivity block takes the structure (``smiles``,
+    ``inchikey``) of the representative record, with ``linked_by`` saying which
+    record and name; the others (no structure among the names, or names that disagree)
+    are dropped with their synonyms, counted in the report. Done once here so that
+    resolvers never link at load time.
+    """
+    comp, syn = tables["compounds"], tables["compound_synonyms"]
+    is_named = (comp["ref_source"] == SOURCE_FDA).to_numpy()
+    other_syn = syn[(syn["ref_source"] != SOURCE_FDA).to_numpy()]
+    named_syn = syn[(syn["ref_source"] == SOURCE_FDA).to_numpy()]
+    report: dict[str, Any] = {"substances": int(is_named.sum()), "linked": 0, "conflicting": 0}
+    linked = pd.DataFrame(columns=["ref_id", "smiles", "inchikey", "linked_by"])
+    if (~is_named).any():
+        resolver = CompoundResolver.from_tables(
+            compounds=comp[~is_named], compound_synonyms=other_syn, structures=structures
+        )
+        kind = named_syn["name_type"] if "name_type" in named_syn else named_syn["kind"]
+        names = named_syn[kind.isin(["display", "of", "name"]).to_numpy()]
+        out = resolver.resolve(names["synonym"], kind="name")
+        base = out["match_type"].fillna("").str.replace("+majority", "", regex=False)
+        ok = (out["status"] == "resolved").to_numpy() & base.isin(_LINK_MATCHES).to_numpy()
+        hits = pd.DataFrame(
+            {
+                "ref_id": names["ref_id"].to_numpy()[ok],
+                "conn": out["connectivity"].to_numpy()[ok],
+                "smiles": out["smiles"].to_numpy()[ok],
+                "inchikey": out["inchikey"].to_numpy()[ok],
+                "linked_by": [
+                    f"name {q!r} → {s}:{i}"
+                    for q, s, i in zip(
+                        out["query"].to_numpy()[ok],
+                        out["ref_source"].to_numpy()[ok],
+                        out["ref_id"].to_numpy()[ok],
+                        strict=True,
+                    )
+                ],
+            }
+        )
+        n_blocks = hits.groupby("ref_id")["conn"].nunique()
+        report["conflicting"] = int((n_blocks > 1).sum())
+        linked = hits[hits["ref_id"].map(n_blocks).to_numpy() == 1].drop_duplicates("ref_id")
+    keep_ids = set(linked["ref_id"])
+    named = comp[is_named]
+    named = named[named["ref_id"].isin(keep_ids).to_numpy()].drop(columns=["smiles", "inchikey"])
+    named = named.merge(linked.drop(columns="conn"), on="ref_id", how="left")
+    cols = list(comp.columns) + (["linked_by"] if "linked_by" not in comp else [])
+    tables["compounds"] = pd.concat([comp[~is_named], named], ignore_index=True)[cols]
+    drop = (syn["ref_source"] == SOURCE_FDA).to_numpy() & ~syn["ref_id"].isin(keep_ids).to_numpy()
+    tables["compound_synonyms"] = syn[~drop].reset_index(drop=True)
+    report["linked"] = len(keep_ids)
+    report["dropped"] = report["substances"] - len(keep_ids)
+    report["synonyms_dropped"] = int(drop.sum())
+    logger.info(
+        "FDA substances: %d linked to a structure by name, %d dropped",
+        report["linked"],
+        report["dropped"],
+    )
+    return report
+
+
+def _add_structures(
+    structures: pd.DataFrame, compounds: pd.DataFrame, *, progress: bool
+) -> pd.DataFrame:
+    """``structures`` plus the structure strings of ``compounds`` it lacks."""
+    have = set(structures["smiles"])
+    missing = compounds[~compounds["smiles"].isin(have) & compounds["smiles"].notna()]
+    if missing.empty:
+        return structures
+    more = compound_structures(missing[["smiles"]], progress=progress)
+    return pd.concat([structures, more], ignore_index=True)
 
 
 def _write_store(dest: Path, tables: dict[str, pd.DataFrame], manifest: dict[str, Any]) -> None:
