@@ -207,7 +207,7 @@ def _sets_es(block: Block, sets: Sequence[np.ndarray], weight: float, method: st
                 weights = np.abs(values)
             else:
                 weights = np.abs(values) ** np.float32(weight)
-            weights[hit_ranks == 0] = 0  # not measured (NaN values) are left out of the set
+            # unmeasured genes (rank 0, NaN value) are left out of the set by the kernel
             es = ks_enrichment(hit_ranks, weights, np.repeat(block.n_measured, c))
             out[part] = es.reshape(n, c).T
     return out
