@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 from scipy import stats
 
 from perturbridge.compendium import Compendium
-from perturbridge.search import Query, SearchOptions, search
+from perturbridge.search import Query, SearchIndex, SearchOptions, search
 from perturbridge.search.run import _rank_rows
 
 QUERY = "sim_a:SIMCL01:D0-0003:10uM:24h"
@@ -180,3 +182,26 @@ def test_errors(sim_store: Path) -> None:
         SearchOptions(top=0)
     with pytest.raises(ValueError, match="direction must be"):
         SearchOptions(direction="up")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_index_and_effects_give_the_same_result(sim_store: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(sim_store, store)
+    queries: list[Query | str] = [QUERY, Query("sets", up=("SIMG00001", "SIMG00005"),
+                                               down=("SIMG00010",))]  # fmt: skip
+    for method in ("wtcs", "cosine"):
+        qs = queries[:1] if method == "cosine" else queries
+        opts = SearchOptions(method=method, n_null=10, top=40, use_index="never")
+        via_effects = search(store, qs, options=opts)
+        if method == "wtcs":
+            with pytest.raises(ValueError, match="no search index"):
+                search(store, qs, options=replace(opts, use_index="always"))
+            SearchIndex.build(store, progress=False)
+        via_index = search(store, qs, options=replace(opts, use_index="always"))
+        assert via_index.info["blocks_from"] == "index"
+        assert via_effects.info["blocks_from"] == "effects"
+        pd.testing.assert_frame_equal(via_index.hits, via_effects.hits, rtol=1e-6)
+        pd.testing.assert_frame_equal(via_index.compounds, via_effects.compounds, rtol=1e-6)
+        auto = search(store, qs, options=replace(opts, use_index="auto"))
+        assert auto.info["blocks_from"] == "index"

@@ -39,6 +39,7 @@ import pandas as pd
 
 from ..compendium import Compendium
 from ..progress import track
+from .index import SearchIndex
 from .methods import Block, SearchMethod, get_method
 from .null import empirical_p, fdr_bh, ncs, null_rows, random_queries
 from .queries import Query, ResolvedQuery, resolve_query
@@ -372,19 +373,19 @@ def _effect_blocks(
 
 
 def _block_source(comp: Compendium, options: SearchOptions) -> Any:
-    """The store's current search index, or None (blocks from the effects)."""
+    """The store's current search index for the mode and layer searched, or None (blocks
+    from the effects)."""
     if options.use_index == "never":
         return None
     try:
-        from .index import SearchIndex
-    except ImportError:  # pragma: no cover - the index module ships with the package
-        return None
-    try:
-        return SearchIndex.open(comp)
+        return SearchIndex.open(comp, mode=options.mode, layer=options.layer)
     except (FileNotFoundError, KeyError, ValueError) as err:
         if options.use_index == "always":
             raise
-        logger.info("no current search index in %s (%s): reading the effects", comp.path, err)
+        exists = (comp.path / "search" / f"{options.mode}-{options.layer}").exists()
+        (logger.warning if exists else logger.info)(
+            "search index of %s not used (%s): reading the effects", comp.path, err
+        )
         return None
 
 
