@@ -35,7 +35,7 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_query_takes_sets_or_a_signature() -> None:
-    q = Query("q", up=["TP53"], down=("EGFR",))
+    q = Query("q", up=["TP53"], down=("EGFR",))  # type: ignore[arg-type]
     assert q.up == ("TP53",) and q.kind == "sets"
     assert Query("s", signature=pd.Series([1.0], index=["TP53"])).kind == "signature"
     with pytest.raises(ValueError, match="not both"):
@@ -44,6 +44,14 @@ def test_query_takes_sets_or_a_signature() -> None:
         Query("x")
     with pytest.raises(ValueError, match="non-empty name"):
         Query("", up=("TP53",))
+    with pytest.raises(TypeError, match="pandas Series"):
+        Query("x", signature={"TP53": 1.0})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"1 signature values are not finite.*\['EGFR'\]"):
+        Query("x", signature=pd.Series([1.0, np.nan], index=["TP53", "EGFR"]))
+    with pytest.raises(ValueError, match="listed twice"):
+        Query("x", signature=pd.Series([1.0, 2.0], index=["TP53", "TP53"]))
+    with pytest.raises(ValueError, match="must be numbers"):
+        Query("x", signature=pd.Series(["a"], index=["TP53"]))
 
 
 def test_read_gene_set_text_and_grp(tmp_path: Path) -> None:

@@ -59,11 +59,36 @@ class Query:
             )
         if self.signature is None and not has_sets:
             raise ValueError(f"query {self.name!r} is empty: no up, down or signature genes")
+        if self.signature is not None:
+            _check_signature(self.name, self.signature)
 
     @property
     def kind(self) -> str:
         """``"sets"`` or ``"signature"``."""
         return "signature" if self.signature is not None else "sets"
+
+
+def _check_signature(name: str, sig: object) -> None:
+    if not isinstance(sig, pd.Series):
+        raise TypeError(
+            f"query {name!r}: a signature is a pandas Series of gene → value, "
+            f"found {type(sig).__name__}"
+        )
+    if sig.empty:
+        raise ValueError(f"query {name!r}: the signature is empty")
+    try:
+        values = sig.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"query {name!r}: signature values must be numbers ({err})") from err
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise ValueError(
+            f"query {name!r}: {int(bad.sum())} signature values are not finite numbers "
+            f"(first: {list(sig.index[bad][:5])}); leave unmeasured genes out"
+        )
+    dup = sig.index[sig.index.duplicated()]
+    if len(dup):
+        raise ValueError(f"query {name!r}: genes listed twice in the signature: {list(dup[:5])}")
 
 
 @dataclass(frozen=True)
