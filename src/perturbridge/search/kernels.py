@@ -64,9 +64,9 @@ def ks_enrichment(
     n = np.asarray(n_genes, dtype=np.int64)
     if n.shape != (ranks.shape[0],):
         raise ValueError(f"n_genes has shape {n.shape}, expected {(ranks.shape[0],)}")
-    valid = ranks > 0
-    if np.any(ranks < 0) or np.any(ranks > n[:, None]):
+    if ranks.size and (ranks.min() < 0 or (ranks.max() > n.min() and np.any(ranks > n[:, None]))):
         raise ValueError("hit_ranks must lie in 0..n_genes of their row (0 = not measured)")
+    valid = ranks > 0
     n_rows, k = ranks.shape
     if k == 0 or n_rows == 0:
         return np.full(n_rows, np.nan)
