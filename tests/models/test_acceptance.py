@@ -24,7 +24,7 @@ The arms (all trained on the split's training rows of the target dataset, except
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,18 +33,18 @@ import pytest
 
 pytest.importorskip("torch")
 
-from perturbridge.models.data import DataOptions, load_training_data  # noqa: E402
-from perturbridge.models.embed import embed  # noqa: E402
-from perturbridge.models.evaluate import (  # noqa: E402
+from perturbridge.models.data import DataOptions, load_training_data
+from perturbridge.models.embed import embed
+from perturbridge.models.evaluate import (
     EvaluationOptions,
     EvaluationResult,
     combine_seeds,
     evaluate,
 )
-from perturbridge.models.options import ModelConfig  # noqa: E402
-from perturbridge.models.splits import SplitOptions, make_split  # noqa: E402
-from perturbridge.models.train import train  # noqa: E402
-from perturbridge.simulate.pretraining import (  # noqa: E402
+from perturbridge.models.options import ModelConfig
+from perturbridge.models.splits import SplitOptions, make_split
+from perturbridge.models.train import train
+from perturbridge.simulate.pretraining import (
     PretrainingDesign,
     simulate_pretraining_store,
 )
@@ -157,3 +157,58 @@ def test_pretrained_embeddings_win_only_when_datasets_share(tmp_path):
 # --------------------------------------------------------------------------- real data
 
 SHARED = Path(os.environ.get("PERTURBRIDGE_SHARED_DATA", "/work/shared/data"))
+
+
+def _shared(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.is_file():
+        pytest.skip(f"real data not available: {path} (set PERTURBRIDGE_SHARED_DATA)")
+    return path
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_real_l1000_level5_compound_holdout(tmp_path):
+    """CMap level 5 (cmapR, 272 signatures × 978 landmark genes) imported as a store,
+    a compound hold-out split, two small models, the baselines and the ceiling row."""
+    from perturbridge.compendium import Compendium
+    from perturbridge.compendium.signatures import import_signatures
+
+    gctx = _shared("l1000_cmapR", "cmapR_ds_level5_modz_n272x978.gctx")
+    smiles_file = _shared("chemcpa_smiles", "lincs_drugs_smiles.csv")
+    store = tmp_path / "store"
+    import_signatures(store, gctx, dataset="cmap")
+    data = load_training_data(store, options=DataOptions(in_memory=True))
+    brd = pd.read_csv(smiles_file, header=None, names=["brd", "smiles"], dtype=str)
+    brd["smiles"] = brd["smiles"].str.strip()
+    keys = pd.Series(sorted(data.conditions["compound"].unique()))
+    known = brd.set_index("brd")["smiles"].reindex(keys.str.removeprefix("cmap:").to_numpy())
+    structures = pd.DataFrame(
+        {"compound": keys.to_numpy(), "inchikey": pd.NA, "pubchem_cid": pd.NA,
+         "name": pd.NA, "smiles": known.to_numpy()}
+    ).dropna(subset=["smiles"])  # fmt: skip
+    split = make_split(
+        data,
+        kind="compound",
+        options=SplitOptions(seed=0, target_dataset="cmap", test_fraction=0.2, val_fraction=0.2),
+    )
+    cfg = replace(CONFIG, hidden=(128,), max_epochs=15, lr=3e-3, batch_size=32)
+    models = {
+        "learned_id": train(data, split, config=cfg, family="all", progress=False),
+        "morgan": train(
+            data, split, config=cfg, family="morgan_fixed", structures=structures,
+            progress=False,
+        ),
+    }  # fmt: skip
+    with Compendium.open(store) as comp:
+        res = evaluate(models, data, split, structures=structures, store=comp)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(f"\n=== real CMap level 5: {data}; split {split.manifest['counts']} ===")
+        print(f"structures for {len(structures)} of {len(keys)} compound keys")
+        print(res.pooled.drop(columns=["note"]).to_string(index=False, float_format="%.4f"))
+        print(res.pooled[["model", "note"]].to_string(index=False))
+        print(res.ceiling.to_string(index=False))
+    assert set(res.pooled["model"]) == {"zero", "train_mean", "nearest_tanimoto", *models}
+    assert res.pooled["n_conditions"].eq(len(split.rows(data, "test"))).all()
+    assert np.isfinite(res.pooled["mrrmse"]).all()
+    assert len(res.ceiling) >= 1

@@ -79,6 +79,7 @@ def test_zero():
     data, _ = _data()
     p = predict_baseline("zero", data, TRAIN, TEST)
     assert p.values.shape == (4, 3) and not p.values.any()
+    assert p.counts() == {"zero": 4}
 
 
 def test_train_mean_by_hand():
