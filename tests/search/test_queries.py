@@ -103,6 +103,30 @@ def test_read_cmap_query_up_gmt() -> None:
     assert all(q.kind == "sets" and not q.down for q in queries)
 
 
+def test_read_gmx(tmp_path: Path) -> None:
+    path = _write(tmp_path, "q.gmx", "A\tB\n-666\tdesc\nTP53\tEGFR\nBRCA1\t\n\t\n")
+    assert read_gmt(path) == [("A", ("TP53", "BRCA1")), ("B", ("EGFR",))]
+    with pytest.raises(ValueError, match=r"set 'B' \(column 2\) has no gene"):
+        read_gmt(_write(tmp_path, "e.gmx", "A\tB\nx\ty\nTP53\t\n"))
+    with pytest.raises(ValueError, match="non-empty and unique"):
+        read_gmt(_write(tmp_path, "d.gmx", "A\tA\nx\ty\nTP53\tEGFR\n"))
+
+
+@pytest.mark.shared_data
+def test_read_cmap_gmx_and_grp() -> None:
+    gmx = shared_path("l1000_cmapR", "lm_probes.gmx")
+    table = pd.read_csv(gmx, sep="\t", dtype=str)  # independently: one set per column
+    sets = dict(read_gmt(gmx))
+    assert list(sets) == list(table.columns)
+    for name in table.columns:
+        assert set(sets[name]) == set(table[name].iloc[1:].dropna())  # row 0: descriptions
+    print("lm_probes.gmx sets:", {name: len(genes) for name, genes in sets.items()})
+    grp = shared_path("l1000_cmapR", "lm_epsilon_n978.grp")
+    genes = read_gene_set(grp)
+    lines = [g.strip() for g in grp.read_text().splitlines() if g.strip()]
+    assert genes == tuple(lines) and len(genes) == 978
+
+
 def test_read_signature_csv_and_tsv(tmp_path: Path) -> None:
     csv = _write(tmp_path, "sig.csv", "gene,AveExpr,logFC\nTP53,5,1.5\nEGFR,6,-2\n")
     sig = read_signature(csv)

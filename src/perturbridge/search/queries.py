@@ -157,10 +157,14 @@ def read_gene_set(path: PathLike) -> tuple[str, ...]:
 def read_gmt(path: PathLike) -> list[tuple[str, tuple[str, ...]]]:
     """Gene sets from a GMT file: per tab-separated line a name, a description, genes.
 
-    Returns ``(name, genes)`` per set in file order (a gene listed twice in a set is
-    kept once). ValueError naming the line when a line has no gene, a set name repeats,
-    or the file holds no set.
+    A ``.gmx`` file (CMap's column-wise layout: a row of names, a row of descriptions,
+    then the genes of each set down its column) is read as well. Returns ``(name,
+    genes)`` per set in file order (a gene listed twice in a set is kept once).
+    ValueError naming the line or column when a set has no gene, a set name repeats, or
+    the file holds no set.
     """
+    if Path(path).suffix.lower() == ".gmx":
+        return _read_gmx(path)
     sets: list[tuple[str, tuple[str, ...]]] = []
     seen: dict[str, int] = {}
     for number, line in _lines(path, "GMT"):
@@ -180,6 +184,29 @@ def read_gmt(path: PathLike) -> list[tuple[str, tuple[str, ...]]]:
         sets.append((name, tuple(dict.fromkeys(genes))))
     if not sets:
         raise ValueError(f"GMT file {path} holds no gene set")
+    return sets
+
+
+def _read_gmx(path: PathLike) -> list[tuple[str, tuple[str, ...]]]:
+    rows = [line.split("\t") for _, line in _lines(path, "GMX")]
+    if len(rows) < 2:
+        raise ValueError(f"GMX file {path} needs a row of set names and one of descriptions")
+    names = [n.strip() for n in rows[0]]
+    while names and not names[-1]:
+        names.pop()
+    if not names:
+        raise ValueError(f"GMX file {path} holds no gene set")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup or "" in names:
+        raise ValueError(
+            f"GMX file {path}: set names must be non-empty and unique; found {names[:8]}"
+        )
+    sets = []
+    for i, name in enumerate(names):
+        genes = [r[i].strip() for r in rows[2:] if i < len(r) and r[i].strip()]
+        if not genes:
+            raise ValueError(f"GMX file {path}: set {name!r} (column {i + 1}) has no gene")
+        sets.append((name, tuple(dict.fromkeys(genes))))
     return sets
 
 
