@@ -236,3 +236,20 @@ def test_name_key_table_equals_name_keys() -> None:
 def test_name_keys_rejects_non_strings() -> None:
     with pytest.raises(TypeError, match="expected a compound name as str"):
         name_keys(None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("beta-estradiol", "estradiol"),  # a leading Greek letter without a locant
+        ("(+)-JQ1", "jq1"),  # a code keeps three characters
+        ("JQ1", "jq1"),
+        ("17beta-estradiol", "17estradiol"),
+    ],
+)
+def test_stereo_stripped_leading_greek_and_codes(name: str, key: str) -> None:
+    main = [k.key for k in name_keys(name) if k.tier == 6 and not k.alternative]
+    assert main == [key]
+    assert set(name_key_table([name]).query("tier == 6 and not alternative")["key"]) == {key}
+    # stricter tiers keep the Greek letter
+    assert all("beta" in k.key for k in name_keys(name) if k.tier < 6 and "estradiol" in k.key)

@@ -79,7 +79,7 @@ def test_clean_fda_name():
 
 
 def test_parse_fda_unii_names(tmp_path: Path):
-    t = parse_fda_unii_names(write(tmp_path / "UNII_Names.txt", UNII_TXT))
+    t = parse_fda_unii_names(write(tmp_path / "UNII_Names.txt", UNII_TXT), systematic=False)
     comp = t["compounds"].set_index("ref_id")
     assert comp.loc["8A1O1M485B", "name"] == "IMATINIB MESYLATE"
     assert comp["smiles"].isna().all()
@@ -90,7 +90,7 @@ def test_parse_fda_unii_names(tmp_path: Path):
     assert est.set_index("synonym").loc["ESTRADIOL", "kind"] == "name"
     gleevec = syn[syn["synonym"] == "GLEEVEC"].iloc[0]
     assert (gleevec["kind"], gleevec["name_type"]) == ("alias", "bn")
-    with_sys = parse_fda_unii_names(tmp_path / "UNII_Names.txt", systematic=True)
+    with_sys = parse_fda_unii_names(tmp_path / "UNII_Names.txt")
     assert "ESTRA-1,3,5(10)-TRIENE-3,17beta-DIOL" in set(with_sys["compound_synonyms"]["synonym"])
 
 
@@ -99,7 +99,7 @@ def test_parse_fda_errors(tmp_path: Path):
         parse_fda_unii_names(write(tmp_path / "a" / "UNII_Names.txt", "Name\tUNII\nX\tY\n"))
     only_sys = "Name\tTYPE\tUNII\tDisplay Name\nX-1-OL\tsys\tAAAA\tX\n"
     with pytest.raises(FormatError, match="no names of types"):
-        parse_fda_unii_names(write(tmp_path / "b" / "UNII_Names.txt", only_sys))
+        parse_fda_unii_names(write(tmp_path / "b" / "UNII_Names.txt", only_sys), systematic=False)
 
 
 def test_parse_cellosaurus_json_with_derived_spellings(tmp_path: Path):

@@ -49,9 +49,11 @@ Rules, in order
     ``D-``, ``DL-``, ``cis``, ``trans``, ``(E)``, ``(1R,2S)``, …), a Greek letter after
     a locant goes (``18β`` → ``18``, which also meets vendor files where ``β`` was lost
     as ``?``), and a name glued to ``levo``/``dextro``/``dex``/``es`` gets an extra key
-    without it when six letters remain (``levobupivacaine`` → ``bupivacaine``). The
-    weakest key: it can only find a stereo variant, whose parent connectivity block is
-    the same.
+    without it when six letters remain (``levobupivacaine`` → ``bupivacaine``), and a
+    leading ``alpha``/``beta`` without a locant goes (``beta-estradiol`` →
+    ``estradiol``). A weak key: it can only find a stereo variant, whose parent
+    connectivity block is the same. A code of letters and digits keeps three
+    characters (``(+)-JQ1`` → ``jq1``).
 ``spelling_variant`` (tier 7)
     INN/BAN/USAN and British/American spelling variants meet: the stereo-stripped key
     is rewritten ``ph`` → ``f``, ``th`` → ``t``, ``ae``/``oe`` → ``e``, ``y`` → ``i``,
@@ -236,6 +238,7 @@ _STEREO_WORDS: Final[frozenset[str]] = _words(
     "r s rs sr l d dl ld plus minus rac racemic cis trans e z meso exo endo levo dextro"
 )
 _LOCANT_GREEK = re.compile(r"^(\d+[a-z]?)(?:alpha|beta)$")
+_LEADING_GREEK: Final[frozenset[str]] = frozenset({"alpha", "beta"})
 _GLUED_STEREO = re.compile(r"^(levo|dextro|dex|es)([a-z]{6,})$")
 _STEREO_TOKEN = re.compile(r"^(?:\d+[a-z]?[rsez]|[rsez])$")
 _NUMBER = re.compile(r"^\d+$")
@@ -333,6 +336,7 @@ def _special(tok: str) -> bool:
         or bool(_STEREO_TOKEN.match(tok))
         or bool(_GLUED_STEREO.match(tok))
         or bool(_LOCANT_GREEK.match(tok))
+        or tok in _LEADING_GREEK
     )
 
 
@@ -402,6 +406,15 @@ def _acid_form(tokens: list[str], had_cation: bool) -> list[str]:
 
 
 _LETTER = re.compile(r"[a-z]")
+_DIGIT = re.compile(r"[0-9]")
+
+
+def _stereo_min_len(tokens: list[str]) -> int:
+    """Four characters for a stereo-stripped key; three for a code (``JQ1``)."""
+    key = "".join(tokens)
+    return 3 if _DIGIT.search(key) and _LETTER.search(key) else 4
+
+
 _PLAIN = re.compile(r"^[a-z0-9 \-]+$")
 
 
@@ -429,7 +442,7 @@ def _name_keys(name: str) -> tuple[NameKey, ...]:
             k = _derived(toks)
             if k:
                 keys.extend(NameKey(t, k) for t in range(2, 6))
-                if len(k) >= 4:
+                if len(k) >= _stereo_min_len([k]):
                     keys.append(NameKey(6, k))
                     v = spelling_variant(k)
                     if v:
@@ -485,7 +498,9 @@ def _name_keys(name: str) -> tuple[NameKey, ...]:
         acid = _acid_form(loose, had_cation)
         emit(5, acid, alt)
         bare = [_LOCANT_GREEK.sub(r"\1", t) for t in acid if not _is_stereo(t)]
-        emit(6, bare, alt, min_len=4)
+        if len(bare) > 1 and bare[0] in _LEADING_GREEK and len(bare[1]) >= 6:
+            bare = bare[1:]  # beta-estradiol: the position of a group left unsaid
+        emit(6, bare, alt, min_len=_stereo_min_len(bare))
         variant = spelling_variant("".join(bare))
         if variant:
             emit(7, [variant], alt, min_len=6)
@@ -540,7 +555,10 @@ def name_key_table(names: Sequence[str]) -> pd.DataFrame:
     ]
     ok = has_letter & (klen >= 3)
     parts += [pd.DataFrame({"i": idx[ok], "tier": t, "key": key[ok]}) for t in range(2, 6)]
-    ok6 = has_letter & (klen >= 4)
+    has_digit = np.fromiter(
+        (_DIGIT.search(k) is not None for k in fast_key), dtype=bool, count=len(fast_key)
+    )
+    ok6 = has_letter & ((klen >= 4) | ((klen == 3) & has_digit))
     parts.append(pd.DataFrame({"i": idx[ok6], "tier": 6, "key": key[ok6]}))
     variants = np.array([spelling_variant(k) for k in key[ok6]], dtype=object)
     has_v = np.array([v is not None for v in variants], dtype=bool)

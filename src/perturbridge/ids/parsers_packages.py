@@ -28,8 +28,8 @@ FDA substance names
     :meth:`perturbridge.ids.compounds.CompoundResolver.from_tables`), so a brand name
     (``Gleevec``) or a code (``ABT-888``) reaches a structure through its substance.
     FDA spellings are cleaned: ``.BETA.`` → ``beta``, trailing source tags
-    (``ESTRADIOL [INN]``, ``[USP]``, ``[MI]``) removed. Systematic names are kept only
-    when ``systematic=True`` (they are long and rarely typed; OPSIN handles them).
+    (``ESTRADIOL [INN]``, ``[USP]``, ``[MI]``) removed. Systematic names are kept; the
+    build drops every substance that does not link to a structure, with its names.
 Cellosaurus (cellxgene build)
     Accessions and their recommended names only (no synonyms, species or disease in
     this build): ``kind`` ``name`` records, plus two derived spellings (``kind``
@@ -71,7 +71,7 @@ SOURCE_CVCL: Final = "cellosaurus_cxg"
 SOURCE_CL: Final = "cell_ontology_cxg"
 
 _UNII_COLUMNS: Final = ("Name", "TYPE", "UNII", "Display Name")
-#: FDA name types kept by default (``sys``, systematic names, only on request).
+#: FDA name types other than systematic (``sys``) ones.
 FDA_NAME_TYPES: Final = ("of", "cn", "bn", "cd")
 _DOTTED_GREEK = re.compile(
     r"\.(alpha|beta|gamma|delta|epsilon|omega|kappa|lambda|mu|xi|pi|sigma|tau)\.", re.I
@@ -100,7 +100,7 @@ def clean_fda_name(name: str) -> str:
     return s.strip()
 
 
-def parse_fda_unii_names(path: Path, *, systematic: bool = False) -> dict[str, pd.DataFrame]:
+def parse_fda_unii_names(path: Path, *, systematic: bool = True) -> dict[str, pd.DataFrame]:
     """The FDA UNII names list (``UNII_Names.txt``) → ``compounds`` + ``compound_synonyms``.
 
     Parameters
@@ -109,7 +109,7 @@ def parse_fda_unii_names(path: Path, *, systematic: bool = False) -> dict[str, p
         ``UNII_Names.txt`` (tab-separated, columns ``Name``, ``TYPE``, ``UNII``,
         ``Display Name``).
     systematic
-        Also keep systematic (``sys``) names.
+        Keep systematic (``sys``) names too (IUPAC and CAS index names).
 
     Raises
     ------
