@@ -528,19 +528,26 @@ class SearchIndex:
         take = slice(int(local[0]), int(local[-1]) + 1) if contiguous else local
 
         def gather(arr: np.ndarray) -> np.ndarray:
+            """The block's genes × rows of a gene-major segment array."""
             if len(gpos) == arr.shape[0]:
                 return np.asarray(arr[:, take])
-            return np.asarray(arr[gpos][:, take] if not contiguous else arr[gpos, take])
+            return np.asarray(arr[gpos, take] if contiguous else arr[np.ix_(gpos, take)])
 
-        full = len(opos) == len(out_cols)
-        values = np.empty((n, len(out_cols)), dtype=np.float32)
-        if not full:
+        k = len(out_cols)
+        whole = len(opos) == k  # every requested column is measured here: no padding
+        values = np.empty((n, k), dtype=np.float32)
+        if whole:
+            values[...] = gather(seg.values).T
+        else:
             values.fill(np.nan)
-        values[:, opos] = gather(seg.values).T
+            values[:, opos] = gather(seg.values).T
         rk = None
         if ranks:
-            rk = np.zeros((n, len(out_cols)), dtype=np.int32)
-            rk[:, opos] = gather(seg.ranks).T
+            rk = np.empty((n, k), dtype=np.int32) if whole else np.zeros((n, k), dtype=np.int32)
+            if whole:
+                rk[...] = gather(seg.ranks).T
+            else:
+                rk[:, opos] = gather(seg.ranks).T
         return Block(
             rows=seg.rows[local],
             cols=out_cols,
