@@ -230,7 +230,9 @@ def evaluate_cmd(
     except user_errors() as err:
         fail(err)
     console.print(frame_table(summary_view(result.summary), "models and baselines"))
-    console.print(frame_table(result.ceiling, "replicate-agreement ceiling (target dataset)"))
+    console.print(
+        frame_table(ceiling_view(result.ceiling), "replicate-agreement ceiling (target dataset)")
+    )
     console.print(f"wrote {out}")
 
 
@@ -247,9 +249,16 @@ def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
     view = pd.DataFrame(
         {"model": summary["model"], "kind": summary["kind"], "seeds": summary["n_seeds"]}
     )
-    for m in ("mrrmse", "pearson", "pearson_delta", "direction_accuracy", "pooled_rmse"):
+    for m in ("mrrmse", "pearson", "pearson_delta"):
         view[m] = [fmt(a, b) for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_sd"], strict=True)]
     return view
+
+
+def ceiling_view(ceiling: pd.DataFrame) -> pd.DataFrame:
+    """The dataset-level rows of the ceiling table, in a few columns."""
+    rows = ceiling[ceiling["level"] == "all"] if "level" in ceiling else ceiling
+    cols = ["dataset", "metric", "baseline", "observed", "baseline_value", "n_conditions"]
+    return rows.reindex(columns=[c for c in [*cols, "reason"] if c in rows.columns])
 
 
 def embed_cmd(
