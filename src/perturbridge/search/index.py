@@ -531,7 +531,7 @@ class SearchIndex:
             """The block's genes × rows of a gene-major segment array."""
             if len(gpos) == arr.shape[0]:
                 return np.asarray(arr[:, take])
-            return np.asarray(arr[gpos, take] if contiguous else arr[np.ix_(gpos, take)])
+            return np.asarray(arr[gpos, take] if contiguous else arr[np.ix_(gpos, local)])
 
         k = len(out_cols)
         whole = len(opos) == k  # every requested column is measured here: no padding
