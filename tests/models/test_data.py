@@ -402,3 +402,23 @@ def test_shards_options_and_errors(shards, tmp_path):
     (copy / "_manifest.json").write_text(json.dumps({"kind": "other"}))
     with pytest.raises(ValueError, match="not a training-shards manifest"):
         load_training_data(copy)
+
+
+# ------------------------------------------------------------------ the package
+
+
+def test_data_and_splits_load_without_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, perturbridge.models as m, perturbridge.models.data, "
+        "perturbridge.models.splits\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "assert m.make_split is perturbridge.models.splits.make_split\n"
+        "assert 'train' in dir(m)\n"
+        "try:\n    m.no_such_name\nexcept AttributeError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "has no attribute 'no_such_name'" in out.stdout
