@@ -422,3 +422,30 @@ def test_data_and_splits_load_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert "has no attribute 'no_such_name'" in out.stdout
+
+
+@pytest.mark.slow  # a separate-mode release import (about 5 s on a busy machine)
+def test_separate_mode_rows_are_replicate_contrasts(tmp_path):
+    from perturbridge.models.splits import SplitOptions, make_split
+    from perturbridge.simulate import AgreementDesign, simulate_agreement_store
+
+    design = AgreementDesign(
+        n_datasets=2, n_contexts=1, n_compounds=6, doses=(1.0,), n_genes=12, n_replicates=2
+    )
+    store = simulate_agreement_store(tmp_path / "store", design)
+    group = load_training_data(store)
+    sep = load_training_data(store, options=DataOptions(mode="separate"))
+    assert len(sep) == 2 * len(group)
+    assert sep.conditions["contrast_id"].is_unique
+    assert set(sep.conditions["condition_id"]) == set(group.conditions["condition_id"])
+    with Compendium.open(store) as comp:
+        ids = sep.conditions["contrast_id"].iloc[:3].tolist()
+        expected = np.asarray(comp.effects(ids, mode="separate").X)
+    np.testing.assert_array_equal(sep.values(np.arange(3)), expected)
+    split = make_split(sep, kind="compound", options=SplitOptions(target_dataset="sim_a"))
+    parts = pd.Series("", index=sep.conditions.index)
+    for p in ("train", "val", "test"):
+        parts[split.rows(sep, p)] = p
+    assert parts.groupby(sep.conditions["condition_id"]).nunique().max() == 1
+    # the split of the separate rows applies to the group rows of the same store
+    assert len(split.rows(group, "test")) * 2 == len(split.rows(sep, "test"))
