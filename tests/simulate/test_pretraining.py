@@ -62,6 +62,15 @@ def test_store_layout_and_compound_identity(shared):
     assert set(s["compound"]) == set(truth["compounds"])
 
 
+def test_structures_file_reads_back(shared, tmp_path):
+    from perturbridge.models.data import read_structures
+
+    back = read_structures(shared.write_structures(tmp_path / "structures.csv"))
+    assert list(back["compound"]) == list(shared.structures["compound"])
+    assert list(back["inchikey"]) == list(shared.structures["inchikey"])
+    assert back["pubchem_cid"].tolist() == shared.structures["pubchem_cid"].tolist()
+
+
 def test_values_are_the_planted_effect_plus_noise(shared):
     truth = shared.truth
     comps = list(truth["compounds"])

@@ -56,6 +56,7 @@ import pandas as pd
 
 from ..compendium import import_release
 from ..ids.chem import quiet_rdkit
+from ..io import atomic_file
 from .agreement import _effect_layers, _write_release
 
 __all__ = [
@@ -186,7 +187,8 @@ class SimulatedPretraining:
     def write_structures(self, path: str | os.PathLike[str]) -> Path:
         """Write :attr:`structures` as CSV (readable by ``read_structures``)."""
         path = Path(path)
-        self.structures.to_csv(path, index=False)
+        with atomic_file(path) as tmp:
+            self.structures.to_csv(tmp, index=False)
         return path
 
     def effect(
