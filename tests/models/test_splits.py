@@ -94,6 +94,13 @@ def test_pair_swaps_compounds_that_would_be_unseen():
     assert split.manifest["details"]["swaps"] > 0
 
 
+def test_pair_holdout_of_few_compounds_still_has_val_and_test():
+    data = make_data(grid(["d1"], ["k1", "k2"], ["a", "b", "c", "d"]), doses=(1.0,))
+    for seed in range(20):  # 2 or 3 held-out pairs: both parts get a compound every time
+        f = parts_frame(make_split(data, kind="pair", options=SplitOptions(seed=seed)), data)
+        assert {"val", "test"} <= set(f["part"])
+
+
 # ------------------------------------------------------------------ compound
 
 

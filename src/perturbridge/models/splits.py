@@ -10,7 +10,8 @@ or ``test``; every replicate contrast of a condition goes with it.
     one of them is swapped with a training pair of a compound that keeps another
     training pair (so the number held out stays the same). Each compound goes to ``val``
     or to ``test`` as a whole (drawn in proportion to ``val_fraction`` :
-    ``test_fraction``), so the validation and test compounds are disjoint.
+    ``test_fraction``, at least one compound each), so the validation and test compounds
+    are disjoint.
 ``compound``
     Compound hold-out within one target dataset (``target_dataset``): ``test_fraction``
     and ``val_fraction`` of the target dataset's compounds (at least one each) and every
@@ -31,6 +32,12 @@ or ``test``; every replicate contrast of a condition goes with it.
     three or more contexts, ``val_fraction`` of the others (at least one) go to val;
     with two, val is a random ``val_fraction`` of the training conditions (an
     in-distribution validation set, said so in the manifest).
+
+The published splitting code was not available to us: ``pair`` and ``molecule`` follow
+the published description (the fractions, the swaps, the eligibility and ``min_shared``
+rules); where it leaves a choice open (the order of the swaps, how val and test share
+the held-out compounds, what "sample-balanced" fills) the choice is the one written
+here, and the manifest records what each draw did.
 
 A :class:`Split` is saved as a folder (:func:`save_split`): ``assignment.parquet``
 (``condition_id``, ``part``) and ``manifest.json`` (kind, options, seed, counts per part
@@ -215,7 +222,10 @@ def _pair(cond: pd.DataFrame, opts: SplitOptions) -> tuple[dict[str, np.ndarray]
             unswapped += 1
     ratio = opts.val_fraction / (opts.val_fraction + opts.test_fraction)
     held_comps = np.unique(comp[held])
-    side = dict(zip(held_comps, rng.random(len(held_comps)) < ratio, strict=True))
+    draws = rng.random(len(held_comps)) < ratio
+    if len(held_comps) >= 2 and (draws.all() or not draws.any()):
+        draws[rng.integers(len(held_comps))] = not draws[0]  # val and test both get one
+    side = dict(zip(held_comps, draws, strict=True))
     to_val = np.array([held[i] and side.get(comp[i], False) for i in range(n_pairs)], dtype=bool)
     to_test = held & ~to_val
     key = pd.MultiIndex.from_frame(cond[["dataset", "context", "compound"]])
