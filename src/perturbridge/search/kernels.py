@@ -56,7 +56,7 @@ def ks_enrichment(
         raise TypeError(f"hit_ranks must be integers, found {ranks.dtype}")
     if ranks.ndim != 2:
         raise ValueError(f"hit_ranks must be 2-D (rows × set genes), found shape {ranks.shape}")
-    weights = np.abs(np.asarray(hit_weights))
+    weights = np.asarray(hit_weights)
     if weights.shape != ranks.shape:
         raise ValueError(
             f"hit_weights has shape {weights.shape}, hit_ranks {ranks.shape}: they must match"
@@ -66,63 +66,69 @@ def ks_enrichment(
         raise ValueError(f"n_genes has shape {n.shape}, expected {(ranks.shape[0],)}")
     if ranks.size and (ranks.min() < 0 or (ranks.max() > n.min() and np.any(ranks > n[:, None]))):
         raise ValueError("hit_ranks must lie in 0..n_genes of their row (0 = not measured)")
-    valid = ranks > 0
     n_rows, k = ranks.shape
     if k == 0 or n_rows == 0:
         return np.full(n_rows, np.nan)
     # float32 weights (a store's values) are summed in float32, others in float64
-    dtype = np.float32 if np.asarray(hit_weights).dtype == np.float32 else np.float64
-    weights = weights.astype(dtype, copy=False)
-    beyond = int(n.max()) + 1  # the rank given to unmeasured genes: they sort last
-    r, w = _sort_by_rank(np.where(valid, ranks, beyond), weights)
-    n_hits = valid.sum(axis=1)
-    hit = np.arange(k) < n_hits[:, None]  # the set genes measured, now first in each row
-    w[~hit] = 0
+    dtype = np.float32 if weights.dtype == np.float32 else np.float64
+    n_hits = np.count_nonzero(ranks, axis=1)
+    # each row's set genes by rank (unmeasured last): rank - 1 and |weight|, in that order
+    r0, w = _sort_by_rank(ranks, weights)
+    hit = np.arange(k) < n_hits[:, None]  # the measured set genes, first in each row
+    not_hit = ~hit
+    w[not_hit] = 0
     cw = np.cumsum(w, axis=1)
     total = cw[:, -1].astype(np.float64)
     n_miss = n - n_hits
     ok = (n_hits > 0) & (n_miss > 0) & (total > 0)
     inv_total = (1.0 / np.where(ok, total, 1.0)).astype(dtype)[:, None]
     inv_miss = (1.0 / np.where(ok, n_miss, 1)).astype(dtype)[:, None]
-    # running sum just after each set gene: its hit fraction minus the misses above it
-    misses_above = (r - np.arange(1, k + 1, dtype=r.dtype)).astype(dtype)
+    # running sum just after the j-th set gene (rank r_j): W_j / N_R − (r_j − j) / n_miss
+    misses_above = np.empty((n_rows, k), dtype=dtype)
+    np.subtract(r0, np.arange(k, dtype=r0.dtype), out=misses_above, casting="unsafe")
     np.multiply(misses_above, inv_miss, out=misses_above)
     after = cw
-    after *= inv_total
-    after -= misses_above
-    after[~hit] = 0  # the ends of the running sum, where it is 0
+    np.multiply(after, inv_total, out=after)
+    np.subtract(after, misses_above, out=after)
+    after[not_hit] = 0  # the ends of the running sum, where it is 0
     top = after.max(axis=1)
-    w *= inv_total
-    after -= w  # just before each set gene
+    np.multiply(w, inv_total, out=w)
+    np.subtract(after, w, out=after)  # just before each set gene
     bottom = after.min(axis=1)
     es = np.where(np.abs(top) > np.abs(bottom), top, bottom).astype(np.float64)
     return np.where(ok, es, np.nan)
 
 
 def _sort_by_rank(ranks: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's ranks sorted ascending, and the weights in the same order.
+    """Each row's ``rank − 1`` sorted ascending (unmeasured, rank 0, last) and the absolute
+    weights in the same order (float32 weights stay float32, others become float64).
 
-    float32 weights travel in the low half of a 64-bit key whose high half is the rank
-    (one sort, no gather; their bits need no order); others by a sort of
-    ``rank << bits | column`` and a gather.
+    float32 weights travel in the low half of a 64-bit key whose high half is
+    ``rank − 1`` (one sort, no gather: 0 − 1 wraps to the largest key); others by a sort
+    of ``rank << bits | column`` and a gather.
     """
     k = ranks.shape[1]
     if weights.dtype == np.float32 and np.little_endian:
-        key = ranks.astype(np.int64, order="C")
-        np.left_shift(key, 32, out=key)
-        np.bitwise_or(key, weights.view(np.uint32), out=key)
-        key.sort(axis=1)
-        halves = key.view(np.uint32)  # per value: the low half, then the high half
-        return halves[:, 1::2].view(np.int32), halves[:, 0::2].view(np.float32).copy()
+        key = np.empty(ranks.shape, dtype=np.int64)
+        np.subtract(ranks, 1, out=key)
+        ukey = key.view(np.uint64)  # rank 0 → 2**64 − 1: last
+        np.left_shift(ukey, np.uint64(32), out=ukey)
+        np.bitwise_or(ukey, np.ascontiguousarray(weights).view(np.uint32), out=ukey)
+        ukey.sort(axis=1)
+        halves = ukey.view(np.uint32)  # per value: the low half, then the high half
+        w = np.bitwise_and(halves[:, 0::2], np.uint32(0x7FFFFFFF)).view(np.float32)  # |w|
+        return halves[:, 1::2].view(np.int32), w
+    beyond = int(ranks.max()) + 1
     bits = max(1, (k - 1).bit_length())
-    big = (int(ranks.max()) << bits) >= 2**31 if ranks.size else False
+    big = (beyond << bits) >= 2**31
     key_type: type[np.signedinteger[Any]] = np.int64 if big else np.int32
-    key = ranks.astype(key_type)
+    key = np.where(ranks > 0, ranks, beyond).astype(key_type)
     np.left_shift(key, bits, out=key)
     np.bitwise_or(key, np.arange(k, dtype=key_type), out=key)
     key.sort(axis=1)
     col = key & ((1 << bits) - 1)
-    return key >> bits, np.take_along_axis(weights, col, axis=1)
+    w64 = np.abs(np.take_along_axis(weights, col, axis=1).astype(np.float64))
+    return (key >> bits) - 1, w64
 
 
 def wtcs(es_up: np.ndarray, es_down: np.ndarray) -> np.ndarray:
@@ -246,8 +252,8 @@ def _chunks(rows: np.ndarray, width: int) -> list[np.ndarray]:
 
 def _take(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """``x[rows][:, cols]`` (``cols`` a boolean mask), without copies where they are all."""
-    part = x if len(rows) == x.shape[0] else x[rows]
-    return part if bool(cols.all()) else part[:, cols]
+    part = x if len(rows) == x.shape[0] else np.take(x, rows, axis=0)
+    return part if bool(cols.all()) else np.take(part, np.flatnonzero(cols), axis=1)
 
 
 def _mask_groups(missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -378,8 +384,8 @@ def xsum(
     ):
         if len(cols) == 0:
             continue
-        rc = r[:, cols].astype(np.int64)
+        rc = np.take(r, cols, axis=1).astype(np.int64)
         extreme = (rc > 0) & ((rc <= n_extreme) | (rc > n - n_extreme))
-        vals = np.where(extreme, x[:, cols], 0).astype(np.float64)
+        vals = np.where(extreme, np.take(x, cols, axis=1), 0).astype(np.float64)
         total += sign * vals.sum(axis=1)
     return total

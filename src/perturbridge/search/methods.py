@@ -199,12 +199,14 @@ def _sets_es(block: Block, sets: Sequence[np.ndarray], weight: float, method: st
             part = members[start : start + step]
             pos = np.concatenate([block.positions(sets[i]) for i in part])
             c = len(part)
-            hit_ranks = ranks[:, pos].reshape(n * c, k)  # row-major: condition, then set
-            values = block.values[:, pos].reshape(n * c, k)
+            hit_ranks = np.take(ranks, pos, axis=1).reshape(
+                n * c, k
+            )  # row-major: condition, then set
+            values = np.take(block.values, pos, axis=1).reshape(n * c, k)
             if weight == 0:
                 weights = np.ones(values.shape, dtype=np.float32)
             elif weight == 1:
-                weights = np.abs(values)
+                weights = values  # the kernel takes the absolute values
             else:
                 weights = np.abs(values) ** np.float32(weight)
             # unmeasured genes (rank 0, NaN value) are left out of the set by the kernel
@@ -338,8 +340,8 @@ class XSum:
             cols = q.cols
             pos = block.positions(cols)
             out[i] = xsum(
-                block.values[:, pos],
-                ranks[:, pos],
+                np.take(block.values, pos, axis=1),
+                np.take(ranks, pos, axis=1),
                 block.n_measured,
                 up=np.searchsorted(cols, q.up_cols),
                 down=np.searchsorted(cols, q.down_cols),
