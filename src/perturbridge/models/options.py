@@ -150,7 +150,10 @@ class ModelConfig:
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
             out.append(f"weight_decay: expected a number >= 0, found {self.weight_decay!r}")
         dev = self.device
-        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        named = isinstance(dev, str) and (
+            dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())
+        )
+        if not named:
             out.append(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', found {dev!r}")
         if self.compound_encoder == "pretrained" and not self.pretrained:
             out.append(
@@ -227,9 +230,8 @@ class ModelConfig:
             else:
                 v = r.get(data, name, str, default, top)
             values[name] = v
-        if not r.problems:
-            probe = _unchecked(cls, values)
-            r.problems.extend(probe.problems())
+        # values of the wrong type were left out above: check the ranges of the others
+        r.problems.extend(_unchecked(cls, values).problems())
         if r.problems:
             raise ModelConfigError(r.problems, where=where)
         return cls(**values)
