@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -89,3 +90,18 @@ def test_out_that_is_a_file_is_refused(sim_store: Path, tmp_path: Path) -> None:
                               "--out", str(tmp_path / "f")])  # fmt: skip
     assert res.exit_code == 2 and "is a file" in res.output
     assert (tmp_path / "f").read_text() == "x"
+
+
+def test_search_index_then_search(sim_store: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(sim_store, store)
+    res = runner.invoke(app, ["search-index", str(store), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "search index of" in text and "144 conditions × 300 genes" in text
+    assert (store / "search" / "group-logFC" / "index.json").is_file()
+    res = runner.invoke(app, ["search", str(store), "--condition", QUERY, "--top", "3",
+                              "--n-null", "0", "--no-progress"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["search-index", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "error:" in res.output and "Traceback" not in res.output

@@ -14,12 +14,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from ._common import cell, check_out_file, console, err_console, fail, frame_table, user_errors
+from ._common import (
+    Mode,
+    cell,
+    check_out_file,
+    console,
+    err_console,
+    fail,
+    frame_table,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from ..search import SearchResult
 
-__all__ = ["hits_table", "register", "search_cmd"]
+__all__ = ["hits_table", "register", "search_cmd", "search_index_cmd"]
 
 #: Which end of the scores comes first.
 DirectionOption = StrEnum("DirectionOption", ["similar", "opposite"])
@@ -215,6 +224,36 @@ def _write_figure(res: SearchResult, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=120, facecolor="white", metadata={"Software": None})
 
 
+def search_index_cmd(
+    store: Annotated[Path, typer.Argument(help="A compendium store.")],
+    mode: Annotated[Mode, typer.Option(help="Replicate mode of the effects indexed.")] = Mode.group,
+    layer: Annotated[str, typer.Option(help="Effects layer indexed (logFC or t).")] = "logFC",
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Progress bar.")
+    ] = True,
+) -> None:
+    """Write (or bring up to date) the search index of a store: per-condition ranks and
+    values that make a search read only the genes of its queries. Datasets already
+    indexed for the same state are not recomputed.
+
+    Examples:
+
+        perturbridge search-index compendium
+    """
+    from ..search import SearchIndex
+
+    try:
+        index = SearchIndex.build(store, mode=mode.value, layer=layer, progress=progress)  # type: ignore[arg-type]
+    except user_errors() as err:
+        fail(err)
+    console.print(
+        f"search index of {store}: {len(index.conditions):,} conditions × "
+        f"{index.n_genes:,} genes, layer {index.layer} ({index.folder})",
+        highlight=False,
+    )
+
+
 def register(app: typer.Typer) -> None:
-    """Add the ``search`` command to the ``perturbridge`` app."""
+    """Add the ``search`` and ``search-index`` commands to the ``perturbridge`` app."""
     app.command("search")(search_cmd)
+    app.command("search-index")(search_index_cmd)

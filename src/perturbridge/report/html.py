@@ -34,6 +34,7 @@ from . import figures as F
 from .inputs import _Agreement, _compendium, _from_mapping, _from_result, read_agreement_tables
 from .models import render_section as render_models_section
 from .published import write_published_report
+from .search import indexed_search_section
 from .sections import (
     _SECTIONS,
     _build_key_warning,
@@ -210,6 +211,11 @@ def write_report(
     if evaluation_dir is not None:
         extra, model_figures = render_models_section(read_evaluation(evaluation_dir))
         F.save_figures(model_figures, folder)
+    # the search section, when the store has a current search index (report/search.py)
+    search_html, search_figures = indexed_search_section(store)
+    if search_figures:
+        F.save_figures(search_figures, folder)
+    extra += search_html
     document = _render(title=title, comp=comp, ag=ag, figs=figs, options=shown_options, extra=extra)
     with atomic_file(out) as tmp:
         tmp.write_text(document, encoding="utf-8")
