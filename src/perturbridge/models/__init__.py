@@ -14,9 +14,9 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-# Each module adds its names to the TYPE_CHECKING block below once it exists (the type
-# checker then sees the real objects instead of ``Any`` from ``__getattr__``).
+# the type checker sees the real objects (``__getattr__`` gives ``Any``)
 if TYPE_CHECKING:
+    from .baselines import BASELINES
     from .data import (
         Batch,
         DataOptions,
@@ -26,7 +26,12 @@ if TYPE_CHECKING:
         load_training_data,
         read_structures,
     )
+    from .embed import embed
+    from .evaluate import EvaluationOptions, evaluate
+    from .model import TrainedModel
+    from .options import FAMILIES, ModelConfig
     from .splits import SPLIT_KINDS, Split, SplitOptions, load_split, make_split, save_split
+    from .train import train
 
 #: public name → the module that defines it
 _EXPORTS = {
