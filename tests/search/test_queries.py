@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -35,7 +36,8 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_query_takes_sets_or_a_signature() -> None:
-    q = Query("q", up=["TP53"], down=("EGFR",))  # type: ignore[arg-type]
+    a_list: Any = ["TP53"]  # a list given where a tuple is expected
+    q = Query("q", up=a_list, down=("EGFR",))
     assert q.up == ("TP53",) and q.kind == "sets"
     assert Query("s", signature=pd.Series([1.0], index=["TP53"])).kind == "signature"
     with pytest.raises(ValueError, match="not both"):
@@ -45,7 +47,7 @@ def test_query_takes_sets_or_a_signature() -> None:
     with pytest.raises(ValueError, match="non-empty name"):
         Query("", up=("TP53",))
     with pytest.raises(TypeError, match="pandas Series"):
-        Query("x", signature={"TP53": 1.0})  # type: ignore[arg-type]
+        Query("x", signature=cast(Any, {"TP53": 1.0}))
     with pytest.raises(ValueError, match=r"1 signature values are not finite.*\['EGFR'\]"):
         Query("x", signature=pd.Series([1.0, np.nan], index=["TP53", "EGFR"]))
     with pytest.raises(ValueError, match="listed twice"):
@@ -66,6 +68,14 @@ def test_read_gene_set_errors(tmp_path: Path) -> None:
         read_gene_set(_write(tmp_path, "empty.txt", "# nothing\n\n"))
     with pytest.raises(ValueError, match="line 2 holds several fields"):
         read_gene_set(_write(tmp_path, "set.gmt", "TP53\nSET\tdesc\tTP53\tEGFR\n"))
+    binary = tmp_path / "set.bin"
+    binary.write_bytes(b"\xff\xfe\x00TP53")
+    with pytest.raises(ValueError, match="is not UTF-8 text"):
+        read_gene_set(binary)
+    with pytest.raises(FileNotFoundError, match="GMT file not found"):
+        read_gmt(tmp_path)  # a folder
+    with pytest.raises(FileNotFoundError, match="signature file not found"):
+        read_signature(tmp_path / "absent.csv")
 
 
 def test_read_gmt(tmp_path: Path) -> None:
