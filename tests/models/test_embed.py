@@ -98,3 +98,23 @@ def test_embed_refuses_a_model_that_learned_nothing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="nothing was written"):
         embed(model, out=tmp_path / "c.parquet")
     assert not (tmp_path / "c.parquet").exists()
+
+
+def test_package_names_call_the_functions_after_the_modules_are_imported(
+    tmp_path: Path,
+) -> None:
+    """``perturbridge.models.train``/``embed`` are modules and exported functions: once
+    the modules are imported the package names are the modules, which call the functions."""
+    import perturbridge.models as models
+    import perturbridge.models.embed
+    import perturbridge.models.train
+
+    assert callable(models.embed) and callable(models.train)
+    model = _model()
+    path = models.embed(model, out=tmp_path / "c.parquet")
+    assert read_embeddings(path).shape[0] == len(model.compounds)
+    data, split = planted()
+    cfg = ModelConfig.from_dict({**CFG.to_dict(), "max_epochs": 1})
+    trained = models.train(data, split, config=cfg, progress=False)
+    assert isinstance(trained, TrainedModel)
+    assert perturbridge.models.train.train is not None
