@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -171,7 +173,7 @@ def test_kinds_and_missing_ranks_are_clear_errors(values: np.ndarray) -> None:
 
 
 def test_block_checks_its_shapes() -> None:
-    ok = dict(
+    ok: dict[str, Any] = dict(
         rows=np.arange(2),
         cols=np.array([0, 3]),
         values=np.zeros((2, 2), np.float32),
