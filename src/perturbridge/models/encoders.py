@@ -57,12 +57,12 @@ def match_compounds(
 
     A row matches on its ``compound`` column (the compound key), else on ``inchikey``
     (the key's InChIKey, or the key itself), else on ``pubchem_cid`` (``"CID:<cid>"``
-    keys, or the CID ``compounds`` gives for the key), else on ``name``. ``compounds``
-    (index compound key; columns ``inchikey``, ``pubchem_cid``, ``name``, optional) adds
-    what is known about each key.
+    keys, or the CID ``compounds`` gives for the key). ``compounds`` (index compound key;
+    columns ``inchikey``, ``pubchem_cid``, optional) adds what is known about each key.
+    Names are never matched: one name can mean different compounds in two datasets.
     """
     lookups: list[tuple[str, dict[str, int]]] = []
-    for col in ("compound", "inchikey", "pubchem_cid", "name"):
+    for col in ("compound", "inchikey", "pubchem_cid"):
         if col in table.columns:
             keys = table[col].map(_key)
             first: dict[str, int] = {}
@@ -72,8 +72,8 @@ def match_compounds(
             lookups.append((col, first))
     if not lookups:
         raise ValueError(
-            "the compound table has none of the columns compound, inchikey, pubchem_cid, "
-            f"name to match compounds on; columns: {list(table.columns)}"
+            "the compound table has none of the columns compound, inchikey, pubchem_cid "
+            f"to match compounds on; columns: {list(table.columns)}"
         )
     known = compounds if compounds is not None else pd.DataFrame()
     out = np.full(len(tokens), -1, dtype=np.int64)
@@ -83,10 +83,9 @@ def match_compounds(
             "compound": [token],
             "inchikey": [token],
             "pubchem_cid": [token[4:] if token.startswith("CID:") else None],
-            "name": [],
         }
         if info is not None:
-            for col in ("inchikey", "pubchem_cid", "name"):
+            for col in ("inchikey", "pubchem_cid"):
                 if col in info.index:
                     candidates[col].insert(0, _key(info[col]))
         for col, first in lookups:
