@@ -199,9 +199,8 @@ def _sets_es(block: Block, sets: Sequence[np.ndarray], weight: float, method: st
             part = members[start : start + step]
             pos = np.concatenate([block.positions(sets[i]) for i in part])
             c = len(part)
-            hit_ranks = np.take(ranks, pos, axis=1).reshape(
-                n * c, k
-            )  # row-major: condition, then set
+            # rows: each condition's c sets in turn (row-major: condition, then set)
+            hit_ranks = np.take(ranks, pos, axis=1).reshape(n * c, k)
             values = np.take(block.values, pos, axis=1).reshape(n * c, k)
             if weight == 0:
                 weights = np.ones(values.shape, dtype=np.float32)
