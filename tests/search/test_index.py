@@ -75,6 +75,8 @@ def test_blocks_hold_the_store_values_ranks_and_norms(store):
         np.testing.assert_allclose(block.norms, np.sqrt(np.nansum(ref.astype(float) ** 2, 1)))
         seen.extend(block.rows.tolist())
     assert sorted(seen) == sorted(index.conditions["zarr_row"])
+    # the two contexts of a dataset measure the same genes: they share blocks
+    assert [b.n_rows for b in index.blocks(cols=None, ranks=False)] == [10, 10]
     assert len(index.conditions) == len(x)
     assert {"condition_id", "dataset", "assay", "cell_context", "zarr_row"} <= set(
         index.conditions.columns

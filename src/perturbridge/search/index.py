@@ -475,6 +475,9 @@ class SearchIndex:
         if want is not None and len(want) and (want[0] < 0 or want[-1] >= self.n_genes):
             raise KeyError(f"cols must lie in 0..{self.n_genes - 1} (the store's gene columns)")
         selected = None if rows is None else self._select(np.asarray(rows, dtype=np.int64))
+        # segments measuring the same genes share blocks (a store's many small contexts
+        # of one dataset make full blocks, not one small block each)
+        groups: dict[bytes, list[_Piece]] = {}
         for seg in self._segments:
             local = np.flatnonzero(seg.rows >= 0) if selected is None else selected.get(seg.key)
             if local is None or not len(local):
@@ -492,9 +495,23 @@ class SearchIndex:
                     out_cols, opos = want[hit], np.arange(int(hit.sum()))
                 else:
                     out_cols, opos = want, np.flatnonzero(hit)
-            for start in range(0, len(local), block_rows):
-                yield self._block(seg, local[start : start + block_rows], gpos, opos, out_cols,
-                                  ranks=ranks)  # fmt: skip
+            group = groups.setdefault(seg.cols.tobytes() + b"|" + out_cols.tobytes(), [])
+            group.append(_Piece(seg, local, gpos, opos, out_cols))
+        for pieces in groups.values():
+            batch: list[_Piece] = []
+            size = 0
+            for piece in pieces:
+                local = piece.local
+                while len(local):
+                    take = local[: block_rows - size]
+                    batch.append(_Piece(piece.seg, take, piece.gpos, piece.opos, piece.out_cols))
+                    size += len(take)
+                    local = local[len(take) :]
+                    if size == block_rows:
+                        yield self._block(batch, ranks=ranks)
+                        batch, size = [], 0
+            if batch:
+                yield self._block(batch, ranks=ranks)
 
     def _select(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         r = self._rows
@@ -513,49 +530,60 @@ class SearchIndex:
             for k, g in picked.groupby("segment", sort=False)
         }
 
-    def _block(
-        self,
-        seg: _Segment,
-        local: np.ndarray,
-        gpos: np.ndarray,
-        opos: np.ndarray,
-        out_cols: np.ndarray,
-        *,
-        ranks: bool,
-    ) -> Block:
-        n = len(local)
-        contiguous = n > 0 and int(local[-1]) - int(local[0]) + 1 == n
-        take = slice(int(local[0]), int(local[-1]) + 1) if contiguous else local
-
-        def gather(arr: np.ndarray) -> np.ndarray:
-            """The block's genes × rows of a gene-major segment array."""
-            if len(gpos) == arr.shape[0]:
-                return np.asarray(arr[:, take])
-            return np.asarray(arr[gpos, take] if contiguous else arr[np.ix_(gpos, local)])
-
+    def _block(self, pieces: list[_Piece], *, ranks: bool) -> Block:
+        """One block from pieces of segments that share their columns."""
+        out_cols = pieces[0].out_cols
+        n = sum(len(p.local) for p in pieces)
         k = len(out_cols)
-        whole = len(opos) == k  # every requested column is measured here: no padding
+        whole = all(len(p.opos) == k for p in pieces)  # no column to pad
         values = np.empty((n, k), dtype=np.float32)
-        if whole:
-            values[...] = gather(seg.values).T
-        else:
-            values.fill(np.nan)
-            values[:, opos] = gather(seg.values).T
         rk = None
         if ranks:
             rk = np.empty((n, k), dtype=np.int32) if whole else np.zeros((n, k), dtype=np.int32)
-            if whole:
-                rk[...] = gather(seg.ranks).T
-            else:
-                rk[:, opos] = gather(seg.ranks).T
+        if not whole:
+            values.fill(np.nan)
+        start = 0
+        for p in pieces:
+            stop = start + len(p.local)
+            _fill(values[start:stop], p.seg.values, p, whole=whole)
+            if rk is not None:
+                _fill(rk[start:stop], p.seg.ranks, p, whole=whole)
+            start = stop
         return Block(
-            rows=seg.rows[local],
+            rows=np.concatenate([p.seg.rows[p.local] for p in pieces]),
             cols=out_cols,
             values=values,
             ranks=rk,
-            n_measured=seg.n_measured[local],
-            norms=seg.norms[local],
+            n_measured=np.concatenate([p.seg.n_measured[p.local] for p in pieces]),
+            norms=np.concatenate([p.seg.norms[p.local] for p in pieces]),
         )
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Rows ``local`` of a segment, its gene positions ``gpos`` going to the block's
+    column positions ``opos`` of ``out_cols``."""
+
+    seg: _Segment
+    local: np.ndarray
+    gpos: np.ndarray
+    opos: np.ndarray
+    out_cols: np.ndarray
+
+
+def _fill(out: np.ndarray, arr: np.ndarray, p: _Piece, *, whole: bool) -> None:
+    """Copy rows ``p.local`` × genes ``p.gpos`` of a gene-major array into ``out``
+    (rows × block columns), transposed."""
+    local = p.local
+    if int(local[-1]) - int(local[0]) + 1 == len(local):  # contiguous rows: one slice
+        rows = slice(int(local[0]), int(local[-1]) + 1)
+        part = arr[:, rows] if len(p.gpos) == arr.shape[0] else arr[p.gpos, rows]
+    else:
+        part = arr[np.ix_(p.gpos, local)]
+    if whole:
+        out[...] = np.asarray(part).T
+    else:
+        out[:, p.opos] = np.asarray(part).T
 
 
 # --------------------------------------------------------------------------- helpers
