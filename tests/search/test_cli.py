@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from perturbridge.cli import app
+from perturbridge.compendium import Compendium
 
 runner = CliRunner(env={"COLUMNS": "200"})
 QUERY = "sim_a:SIMCL01:D0-0003:10uM:24h"
@@ -105,3 +106,17 @@ def test_search_index_then_search(sim_store: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["search-index", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "error:" in res.output and "Traceback" not in res.output
+
+
+def test_signature_file_query(sim_store: Path, tmp_path: Path) -> None:
+    with Compendium.open(sim_store) as comp:
+        eff = comp.effects([QUERY])
+    sig = pd.DataFrame({"gene": eff.var_names, "logFC": eff.X[0]}).dropna()
+    sig.to_csv(tmp_path / "sig.csv", index=False)
+    res = runner.invoke(app, ["search", str(sim_store), "--signature", str(tmp_path / "sig.csv"),
+                              "--method", "cosine", "--n-null", "0", "--top", "1",
+                              "--out", str(tmp_path / "o"), "--no-progress"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    hits = pd.read_csv(tmp_path / "o" / "hits.tsv", sep="\t")
+    assert hits["condition_id"].tolist() == [QUERY]  # a signature is not its condition
+    assert hits["score"].iloc[0] == pytest.approx(1.0, abs=1e-5)

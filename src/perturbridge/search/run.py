@@ -190,7 +190,8 @@ def _condition_query(comp: Compendium, condition_id: str, *, options: SearchOpti
 def _as_sets(query: Query, set_size: int) -> Query:
     """A signature query as up/down sets: its ``set_size`` largest positive and negative
     values."""
-    assert query.signature is not None
+    if query.signature is None:  # pragma: no cover - only signature queries come here
+        raise TypeError(f"query {query.name!r} has no signature")
     sig = query.signature[np.isfinite(query.signature.to_numpy(dtype=np.float64))]
     sig = sig.astype(np.float64)
     up = sig[sig > 0].sort_values(ascending=False, kind="stable").index[:set_size]
