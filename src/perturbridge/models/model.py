@@ -181,7 +181,8 @@ def build_net(
     """A freshly initialised network for ``data`` (seeded by the caller): the codes never
     seen in ``train_rows`` start at the zero vector (learned embeddings only)."""
     tokens = data.vocab["compound"].tokens
-    smiles = data.smiles(structures) if structures is not None else None
+    morgan = config.compound_encoder == "morgan"
+    smiles = data.smiles(structures) if morgan and structures is not None else None
     encoder, info = build_encoder(
         config, tokens=tokens, compounds=compound_info(data), smiles=smiles
     )
