@@ -16,6 +16,7 @@ from perturbridge.search.methods import (
     SearchMethod,
     get_method,
     list_methods,
+    score_block,
 )
 from perturbridge.search.queries import Query, ResolvedQuery
 
@@ -187,3 +188,20 @@ def test_block_checks_its_shapes() -> None:
         Block(**{**ok, "cols": np.array([3, 0])})
     with pytest.raises(ValueError, match="n_measured"):
         Block(**{**ok, "n_measured": np.array([2])})
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_score_block_in_threads_equals_one_call(name: str) -> None:
+    rng = np.random.default_rng(31)
+    values = rng.normal(size=(3000, 30))
+    values[:700, 20:] = np.nan
+    block = _block(values)
+    if METHODS[name].query_kind == "sets":
+        queries = [_sets("a", [1, 2, 3, 25], [7, 8]), _sets("b", [4, 5], [])]
+    else:
+        queries = [_signature("s", np.arange(30), rng.normal(size=30))]
+    one = get_method(name).score(queries, block)
+    np.testing.assert_array_equal(score_block(get_method(name), queries, block, n_jobs=3), one)
+    np.testing.assert_array_equal(score_block(get_method(name), queries, block, n_jobs=-1), one)
+    with pytest.raises(ValueError, match="n_jobs"):
+        score_block(get_method(name), queries, block, n_jobs=0)

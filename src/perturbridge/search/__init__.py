@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .index import SearchIndex
     from .kernels import cosine, ks_enrichment, spearman, wtcs, xsum
-    from .methods import METHODS, Block, SearchMethod, get_method, list_methods
+    from .methods import METHODS, Block, SearchMethod, get_method, list_methods, score_block
     from .null import empirical_p, fdr_bh, ncs, null_rows, random_queries
     from .queries import (
         Query,
@@ -57,6 +57,7 @@ _EXPORTS = {
     "read_gmt": ".queries",
     "read_signature": ".queries",
     "resolve_query": ".queries",
+    "score_block": ".methods",
     "search": ".run",
     "spearman": ".kernels",
     "wtcs": ".kernels",
@@ -86,6 +87,7 @@ __all__ = [
     "read_gmt",
     "read_signature",
     "resolve_query",
+    "score_block",
     "search",
     "spearman",
     "wtcs",
