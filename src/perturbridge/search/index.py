@@ -276,6 +276,9 @@ class SearchIndex:
         cols = np.load(folder / "cols.npz")
         seg_root = folder.parent / _SEGMENTS
         self._segments: list[_Segment] = []
+        by_segment = rows.groupby("segment", sort=False).indices
+        position = rows["position"].to_numpy(dtype=np.int64)
+        zarr_row = rows["zarr_row"].to_numpy(dtype=np.int64)
         for key in manifest["segments"]:
             d = seg_root / key
             if not (d / "segment.json").is_file():
@@ -284,9 +287,9 @@ class SearchIndex:
                     "outside perturbridge); rebuild the index (SearchIndex.build)"
                 )
             values = np.load(d / "values.npy", mmap_mode="r")
-            part = rows[rows["segment"] == key]
+            at = by_segment.get(key, np.zeros(0, dtype=np.int64))
             zrows = np.full(values.shape[1], -1, dtype=np.int64)
-            zrows[part["position"].to_numpy(dtype=np.int64)] = part["zarr_row"].to_numpy()
+            zrows[position[at]] = zarr_row[at]
             stats = np.load(d / "stats.npz")
             self._segments.append(
                 _Segment(
