@@ -165,6 +165,11 @@ def _n_of(n: int, fraction: float, *, at_least: int = 1) -> int:
     return min(n, max(at_least, round(n * fraction))) if n else 0
 
 
+def _isin(values: np.ndarray, wanted: Any) -> np.ndarray:
+    """``np.isin`` by hashing (NumPy compares object arrays element by element)."""
+    return pd.Series(values).isin(list(wanted)).to_numpy()
+
+
 def _unique_conditions(data: TrainingData) -> pd.DataFrame:
     """One row per condition id (the first of its replicate contrasts)."""
     cols = ["condition_id", "dataset", "context", "compound"]
@@ -268,8 +273,8 @@ def _compound(
     test_c, val_c = order[:n_test], order[n_test : n_test + n_val]
     comp = cond["compound"].to_numpy()
     masks = {
-        "val": in_target & np.isin(comp, val_c),
-        "test": in_target & np.isin(comp, test_c),
+        "val": in_target & _isin(comp, val_c),
+        "test": in_target & _isin(comp, test_c),
     }
     info = {"target_dataset": target, "n_target_compounds": len(comps)}
     return masks, info
@@ -279,7 +284,7 @@ def _molecule(
     cond: pd.DataFrame, opts: SplitOptions
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     rng = np.random.default_rng([opts.seed, 3])
-    where = cond.groupby("compound")["dataset"].nunique()
+    where = cond.groupby("compound")["dataset"].nunique().to_dict()
     comp = cond["compound"].to_numpy()
     ds = cond["dataset"].to_numpy()
     held: dict[tuple[str, str], str] = {}  # (dataset, compound) -> part
@@ -317,8 +322,10 @@ def _molecule(
                     "test": len(parts["test"]), "val": len(parts["val"])}  # fmt: skip
     # a molecule is never held out everywhere it occurs
     released = []
-    for c in sorted(where.index):
-        ds_of = sorted(set(ds[comp == c]))
+    pairs = cond[["compound", "dataset"]].drop_duplicates().sort_values(["compound", "dataset"])
+    datasets_of = pairs.groupby("compound")["dataset"].agg(list).to_dict()
+    for c in sorted({c for _, c in held}):
+        ds_of = datasets_of[c]
         if all((d, c) in held for d in ds_of):
             d = ds_of[int(rng.integers(len(ds_of)))]
             del held[(d, c)]
@@ -350,12 +357,12 @@ def _context(
         n_test = min(_n_of(len(contexts), opts.test_fraction), len(contexts) - 1)
         test_k = contexts[rng.permutation(len(contexts))[:n_test]]
     ctx = cond["context"].to_numpy()
-    test = np.isin(ctx, test_k)
+    test = _isin(ctx, test_k)
     others = np.array([c for c in contexts if c not in set(test_k)], dtype=object)
     if len(others) >= 2:
         n_val = min(_n_of(len(others), opts.val_fraction), len(others) - 1)
         val_k = others[rng.permutation(len(others))[:n_val]]
-        val = np.isin(ctx, val_k)
+        val = _isin(ctx, val_k)
         how = "held-out contexts"
     else:
         train_rows = np.flatnonzero(~test)
