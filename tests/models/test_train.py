@@ -199,10 +199,15 @@ def test_out_folder_rules(tmp_path: Path) -> None:
         train(data, split, config=CFG, family="every")
 
 
-def test_progress_bar_runs() -> None:
+def test_progress_bar_runs(capsys: pytest.CaptureFixture[str]) -> None:
     data, split = planted()
-    model = train(data, split, config=_cfg(max_epochs=1), progress=True)
-    assert len(model.info["history"]) == 1
+    model = train(data, split, config=_cfg(max_epochs=2), progress=True)
+    assert len(model.info["history"]) == 2
+    out = capsys.readouterr().out
+    h = model.info["history"]
+    assert f"epoch 2: train loss {h[1]['train_loss']:.5f}, validation loss" in out
+    quiet = train(data, split, config=_cfg(max_epochs=1), progress=False)
+    assert quiet is not None and "epoch" not in capsys.readouterr().out
 
 
 def test_families_target_only_morgan_and_finetune_frozen(tmp_path: Path) -> None:

@@ -247,10 +247,13 @@ class _Run:
                 st.stopped_early = (
                     cfg.patience > 0 and st.bad_epochs >= cfg.patience and epoch < cfg.max_epochs
                 )
-                logger.info(
-                    "epoch %d: train loss %.5f, validation loss %.5f%s",
-                    epoch, train_loss, val_loss, " (best)" if improved else "",
-                )  # fmt: skip
+                line = (
+                    f"epoch {epoch}: train loss {train_loss:.5f}, validation loss "
+                    f"{val_loss:.5f}{' (best)' if improved else ''}"
+                )
+                logger.info(line)
+                if bar is not None:  # a line per epoch stays above the transient bar
+                    bar.console.print(line, highlight=False)
                 self._save_progress()
 
     def _train_epoch(self, epoch: int, bar: Progress | None, task: Any) -> float:
