@@ -242,3 +242,36 @@ def test_tables_are_plain_frames(tmp_path: Path):
     t = parse_fda_unii_names(write(tmp_path / "UNII_Names.txt", UNII_TXT))
     assert isinstance(t["compounds"], pd.DataFrame)
     assert str(t["compounds"]["pubchem_cid"].dtype) == "Int64"
+
+
+def test_store_name_keys_are_loaded_not_recomputed(tmp_path: Path, monkeypatch, no_network):
+    from perturbridge.ids import compound_index
+    from perturbridge.ids.names import NAME_RULES_VERSION
+
+    st = RefStore.build(source_dir=_structures_dir(tmp_path), out=tmp_path / "refs")
+    step = next(d for d in st.manifest["derived"] if d["step"] == "compound_name_keys")
+    assert step["rules_version"] == NAME_RULES_VERSION and step["rows"] > 0
+    queries = ["Imatinib mesylate", "17-beta-estradiol", "estradiol", "unknownium"]
+    fresh = CompoundResolver.from_tables(
+        compounds=st.table("compounds"), compound_synonyms=st.table("compound_synonyms")
+    ).resolve(queries)
+    real = compound_index.name_key_table
+    calls: list[int] = []
+
+    def counting(names):
+        calls.append(len(names))
+        return real(names)
+
+    monkeypatch.setattr(compound_index, "name_key_table", counting)
+    loaded = CompoundResolver.from_store(st).resolve(queries)
+    # every reference name came with its keys; only the 4 queries were keyed
+    assert calls == [0, len(queries)]
+    pd.testing.assert_frame_equal(loaded, fresh)
+    # keys made by other name rules are not trusted
+    st.manifest["derived"] = [
+        {**d, "rules_version": -1} if d["step"] == "compound_name_keys" else d
+        for d in st.manifest["derived"]
+    ]
+    calls.clear()
+    CompoundResolver.from_store(st)
+    assert calls and calls[0] > 0

@@ -382,8 +382,76 @@ def parent_info(parents: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return out
 
 
-def build_index(records: pd.DataFrame, synonyms: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The key → record index, and the name-key rows (to link structureless records)."""
+NAME_KEY_COLUMNS: Final[tuple[str, ...]] = ("synonym", "rank", "nkey", "alt")
+
+
+def name_key_rows(
+    names: Sequence[str] | np.ndarray, known: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The name keys of distinct ``names`` (columns :data:`NAME_KEY_COLUMNS`).
+
+    ``known`` is a precomputed table of the same columns (the store's
+    ``compound_name_keys``): names it has take their keys from it, the others are
+    computed with :func:`~perturbridge.ids.names.name_key_table`.
+    """
+    uniq = np.asarray(pd.unique(np.asarray(names, dtype=object)), dtype=object)
+    parts = []
+    if known is not None and len(known):
+        have = known[known["synonym"].isin(uniq).to_numpy()]
+        parts.append(have[list(NAME_KEY_COLUMNS)])
+        uniq = uniq[~pd.Index(uniq).isin(pd.unique(have["synonym"]))]
+    table = name_key_table(list(uniq))
+    parts.append(
+        pd.DataFrame(
+            {
+                "synonym": uniq[table["i"].to_numpy()],
+                "rank": table["tier"].to_numpy(),
+                "nkey": table["key"].to_numpy(),
+                "alt": table["alternative"].to_numpy(),
+            }
+        )
+    )
+    out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    return out.astype({"rank": np.int64, "alt": bool})
+
+
+def reference_names(records: pd.DataFrame, synonyms: pd.DataFrame) -> pd.DataFrame:
+    """``rec``, ``synonym``: the names of the records (name-kind synonyms and own names).
+
+    ``records`` needs ``ref_source``, ``ref_id``, ``name`` (a ``compounds`` table will
+    do); ``rec`` is the row position in it. Synonyms of no record are left out.
+    """
+    rid = pd.Series(
+        np.arange(len(records)),
+        index=pd.MultiIndex.from_frame(records[["ref_source", "ref_id"]].astype(str)),
+    )
+    rid = rid[~rid.index.duplicated()]
+    syn = synonyms[synonyms["synonym"].notna() & synonyms["kind"].isin(_NAME_KINDS)]
+    rec = rid.reindex(pd.MultiIndex.from_frame(syn[["ref_source", "ref_id"]].astype(str)))
+    ok = rec.notna().to_numpy()
+    names = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "rec": rec.to_numpy()[ok].astype(np.int64),
+                    "synonym": syn["synonym"].astype(str).to_numpy()[ok],
+                }
+            ),
+            pd.DataFrame({"rec": np.arange(len(records)), "synonym": records["name"].to_numpy()}),
+        ],
+        ignore_index=True,
+    )
+    names = names[_mask(names["synonym"], lambda v: isinstance(v, str) and bool(v.strip()))]
+    return names.drop_duplicates()
+
+
+def build_index(
+    records: pd.DataFrame, synonyms: pd.DataFrame, *, name_keys: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The key → record index, and the name-key rows (to link structureless records).
+
+    ``name_keys``: precomputed keys of names (see :func:`name_key_rows`).
+    """
     rid = pd.Series(
         np.arange(len(records)),
         index=pd.MultiIndex.from_frame(records[["ref_source", "ref_id"]].astype(str)),
@@ -403,25 +471,8 @@ def build_index(records: pd.DataFrame, synonyms: pd.DataFrame) -> tuple[pd.DataF
     syn["synonym"] = syn["synonym"].astype(str)
 
     # names: synonyms of name kinds plus every record's own name
-    names = pd.concat(
-        [
-            syn.loc[syn["kind"].isin(_NAME_KINDS), ["rec", "synonym"]],
-            pd.DataFrame({"rec": np.arange(len(records)), "synonym": records["name"].to_numpy()}),
-        ],
-        ignore_index=True,
-    )
-    names = names[_mask(names["synonym"], lambda v: isinstance(v, str) and bool(v.strip()))]
-    names = names.drop_duplicates()
-    uniq = pd.unique(names["synonym"].to_numpy())
-    table = name_key_table(list(uniq))
-    keys = pd.DataFrame(
-        {
-            "synonym": uniq[table["i"].to_numpy()],
-            "rank": table["tier"].to_numpy(),
-            "nkey": table["key"].to_numpy(),
-            "alt": table["alternative"].to_numpy(),
-        }
-    )
+    names = reference_names(records, synonyms)
+    keys = name_key_rows(pd.unique(names["synonym"].to_numpy()), name_keys)
     name_rows = names.merge(keys, on="synonym")
     name_rows["key"] = name_rows["rank"].astype(str) + KEY_SEP + name_rows["nkey"]
     name_rows = name_rows[["rec", "rank", "key", "alt"]].drop_duplicates(["rec", "key"])

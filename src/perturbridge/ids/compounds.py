@@ -115,6 +115,7 @@ from .compound_index import (
     structure_donors,
 )
 from .name_parts import split_names, strip_notes
+from .names import NAME_RULES_VERSION
 from .pubchem import PubChemClient
 from .tables import TABLE_COLUMNS
 
@@ -186,6 +187,7 @@ class CompoundResolver:
         compound_synonyms: pd.DataFrame,
         structures: pd.DataFrame | None = None,
         majority: float | None = 0.65,
+        name_keys: pd.DataFrame | None = None,
         n_jobs: int = 1,
         progress: bool = False,
     ) -> CompoundResolver:
@@ -202,6 +204,10 @@ class CompoundResolver:
         majority
             The share of support above which one of several candidate blocks is chosen
             (see the module docstring); ``None`` reports every conflict as ambiguous.
+        name_keys
+            Precomputed keys of reference names (a store's ``compound_name_keys``,
+            :func:`~perturbridge.ids.compound_index.name_key_rows`); names it lacks are
+            keyed here.
         n_jobs, progress
             For the RDKit standardization, when it runs.
 
@@ -215,7 +221,7 @@ class CompoundResolver:
         if majority is not None and not 0.5 < majority <= 1.0:
             raise ValueError(f"expected majority in (0.5, 1] or None, found {majority}")
         records = reference_records(compounds, structures, n_jobs=n_jobs, progress=progress)
-        index, name_rows = build_index(records, compound_synonyms)
+        index, name_rows = build_index(records, compound_synonyms, name_keys=name_keys)
         resolver = cls(records, index, majority=majority)
         resolver._link_structureless(name_rows)
         return resolver
@@ -224,17 +230,31 @@ class CompoundResolver:
     def from_store(cls, store: _Store, **kwargs: Any) -> CompoundResolver:
         """A resolver from a reference store (anything with ``.table(name)``).
 
-        Uses the store's ``compound_structures`` table when it has one. Keyword
-        arguments go to :meth:`from_tables`.
+        Uses the store's ``compound_structures`` table when it has one, and its
+        ``compound_name_keys`` when they were made by the name rules of this version
+        (:data:`~perturbridge.ids.names.NAME_RULES_VERSION`, recorded in the manifest).
+        Keyword arguments go to :meth:`from_tables`.
         """
         try:
             structures: pd.DataFrame | None = store.table("compound_structures")
         except (KeyError, FileNotFoundError, PerturbridgeError):
             structures = None
+        name_keys = None
+        manifest = getattr(store, "manifest", {})
+        steps = [d for d in manifest.get("derived", []) if d.get("step") == "compound_name_keys"]
+        if steps and steps[-1].get("rules_version") == NAME_RULES_VERSION:
+            name_keys = store.table("compound_name_keys")
+        elif steps:
+            logger.info(
+                "the store's name keys were made by name rules %s, not %s: recomputed",
+                steps[-1].get("rules_version"),
+                NAME_RULES_VERSION,
+            )
         return cls.from_tables(
             compounds=store.table("compounds"),
             compound_synonyms=store.table("compound_synonyms"),
             structures=structures,
+            name_keys=name_keys,
             **kwargs,
         )
 

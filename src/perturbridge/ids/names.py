@@ -90,6 +90,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "NAME_RULES_VERSION",
     "NAME_TIERS",
     "NameKey",
     "TierSpec",
@@ -98,6 +99,12 @@ __all__ = [
     "prepare_name",
     "spelling_variant",
 ]
+
+
+#: Version of the rules below: a store's precomputed name keys (the derived table
+#: ``compound_name_keys``) are used only when they were made by the same version.
+#: Bump it with every change of a rule.
+NAME_RULES_VERSION: Final = 2
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ Layout of a store folder::
       compounds.parquet          (when compound files were given)
       compound_synonyms.parquet
       compound_structures.parquet  (derived by perturbridge.ids.compound_index)
+      compound_name_keys.parquet   (derived: the name keys of every reference name)
 
 Every table keeps the contract columns of :data:`~perturbridge.ids.tables.TABLE_COLUMNS`
 first (strings; ``pubchem_cid`` as nullable ``Int64``), then any extra columns of its
@@ -53,8 +54,9 @@ from . import parsers_compounds, parsers_genes_cells  # noqa: F401
 from ._frames import missing_as_none
 from .cell_ontology import CELL_ONTOLOGY_VERSION, SOURCE_BUILTIN, cell_ontology_tables
 from .cells import link_lincs_cells
-from .compound_index import compound_structures
+from .compound_index import compound_structures, name_key_rows, reference_names
 from .compounds import CompoundResolver
+from .names import NAME_RULES_VERSION
 from .parsers_packages import PACKAGE_SOURCES, SOURCE_FDA, installed_package_sources
 from .reader import MANIFEST, STORE_FORMAT, RefStoreReader, StoreError
 from .tables import TABLE_COLUMNS, RefParser, list_parsers, open_text
@@ -64,7 +66,7 @@ __all__ = ["RefStore", "link_fda_names", "match_parser"]
 logger = logging.getLogger(__name__)
 
 #: Tables a store may hold besides the contract ones (derived steps).
-DERIVED_TABLES = ("compound_structures",)
+DERIVED_TABLES = ("compound_structures", "compound_name_keys")
 _META_KEY = b"perturbridge.refstore"
 _SKIP_NAMES = frozenset({MANIFEST, "fetch_manifest.json"})
 _DATE_IN_NAME = re.compile(r"(?<!\d)(20\d{2})[-_]?([01]\d)[-_]?([0-3]\d)(?!\d)")
@@ -483,6 +485,19 @@ def _derive(
             structures = _add_structures(structures, tables["compounds"], progress=progress)
         tables["compound_structures"] = structures.reset_index(drop=True)
         derived.append({"step": "compound_structures", "status": "done", "rows": len(structures)})
+        # the keys of every reference name, computed once (resolvers load them)
+        empty = pd.DataFrame(columns=list(TABLE_COLUMNS["compound_synonyms"]))
+        names = reference_names(tables["compounds"], tables.get("compound_synonyms", empty))
+        keys = name_key_rows(pd.unique(names["synonym"].to_numpy()))
+        tables["compound_name_keys"] = keys.reset_index(drop=True)
+        derived.append(
+            {
+                "step": "compound_name_keys",
+                "status": "done",
+                "rows": len(keys),
+                "rules_version": NAME_RULES_VERSION,
+            }
+        )
     elif online_pubchem:
         state.notes.append("online_pubchem ignored: the build has no compounds table")
     return derived

@@ -40,6 +40,12 @@ Derived (written by the store builder, not by a parser):
     ``tautomer_connectivity`` (same block of the parent's ``/KET /15T`` InChIKey),
     ``error`` (why RDKit could not standardize it, else missing).
 
+``compound_name_keys``
+    the keys of every reference name at every tier of :mod:`perturbridge.ids.names`
+    (columns ``synonym``, ``rank`` (the tier), ``nkey``, ``alt``), computed once so
+    that resolvers load them instead of recomputing them; used only when the
+    manifest's ``compound_name_keys`` step has the current ``rules_version``.
+
 A parser may put a version string (a release number, a date) in
 ``DataFrame.attrs["ref_version"]`` of any table it returns; the store records it in its
 manifest, falling back to a date (``20200324``) or quarter (``21Q1``) in the file name.
