@@ -140,7 +140,8 @@ def test_stale_index_is_refused_and_rebuilt_incrementally(store, tmp_path, caplo
     gctx = tmp_path / "l5.gctx"
     _level5(gctx)
     import_signatures(copy, gctx, dataset="cmap")  # the store changes: a new build
-    with pytest.raises(StaleIndexError, match=r"is stale.*rebuild it with SearchIndex.build"):
+    stale = r"is stale.*rebuild it with `perturbridge search-index .*store` \(SearchIndex"
+    with pytest.raises(StaleIndexError, match=stale):
         SearchIndex.open(copy)
     with caplog.at_level(logging.INFO, logger="perturbridge.search.index"):
         new = SearchIndex.build(copy, progress=False)

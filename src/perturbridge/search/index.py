@@ -320,21 +320,19 @@ class SearchIndex:
         folder = Path(folder)
         path = folder / "index.json"
         if not path.is_file():
-            raise StaleIndexError(
-                f"no search index in {folder}; build it with SearchIndex.build(store)"
-            )
+            raise StaleIndexError(f"no search index in {folder}; build it with {_how(folder)}")
         manifest = json.loads(path.read_text(encoding="utf-8"))
         if manifest.get("format") != INDEX_FORMAT:
             raise StaleIndexError(
                 f"{folder}: search index format {manifest.get('format')}, this version reads "
-                f"{INDEX_FORMAT}; rebuild it with SearchIndex.build(store)"
+                f"{INDEX_FORMAT}; rebuild it with {_how(folder)}"
             )
         if build_key is not None and manifest.get("build_key") != build_key:
             raise StaleIndexError(
                 f"the search index {folder} is stale: it was built for store build "
                 f"{str(manifest.get('build_key'))[:12]}…, the store is now at build "
-                f"{build_key[:12]}…; rebuild it with SearchIndex.build(store) (only the "
-                "datasets that changed are re-indexed)"
+                f"{build_key[:12]}…; rebuild it with {_how(folder)} (only the datasets "
+                "that changed are re-indexed)"
             )
         return cls(folder, manifest)
 
@@ -590,6 +588,16 @@ def _fill(out: np.ndarray, arr: np.ndarray, p: _Piece, *, whole: bool) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _how(folder: Path) -> str:
+    """How to (re)build the index of ``folder`` (``<store>/search/<mode>-<layer>``)."""
+    mode, _, layer = folder.name.partition("-")
+    opts = "".join(
+        f" --{k} {v}" for k, v, default in (("mode", mode, "group"), ("layer", layer, "logFC"))
+        if v != default
+    )  # fmt: skip
+    return f"`perturbridge search-index {folder.parent.parent}{opts}` (SearchIndex.build)"
 
 
 def _segment_key(*, sha: str, mode: str, layer: str, genes: Sequence[str]) -> str:
