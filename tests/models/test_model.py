@@ -33,6 +33,7 @@ from perturbridge.models.options import (  # noqa: E402
     FAMILIES,
     ModelConfig,
     ModelConfigError,
+    list_families,
 )
 from perturbridge.models.splits import Split  # noqa: E402
 
@@ -116,6 +117,11 @@ def test_families() -> None:
         "morgan_fixed",
         "morgan_learned",
     ]
+    listed = list_families()
+    assert list(listed["name"]) == list(FAMILIES)
+    assert list(listed["target_only"]) == [False, True, True, True, True]
+    overrides = dict(zip(listed["name"], listed["overrides"], strict=True))
+    assert "compound_encoder='morgan'" in str(overrides["morgan_fixed"])
     base = ModelConfig()
     assert FAMILIES["all"].configure(base) == base
     fixed = FAMILIES["morgan_fixed"].configure(base)

@@ -28,6 +28,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
+import pandas as pd
 
 from ..io._toml import TomlReader, load_toml
 
@@ -394,9 +395,20 @@ def _families() -> Mapping[str, Family]:
 FAMILIES: Final[Mapping[str, Family]] = _families()
 
 
-def list_families() -> list[str]:
-    """The names of the model families."""
-    return list(FAMILIES)
+def list_families() -> pd.DataFrame:
+    """The model families: name, description, target_only, overrides, needs_pretrained."""
+    return pd.DataFrame(
+        [
+            {
+                "name": f.name,
+                "description": f.description,
+                "target_only": f.target_only,
+                "overrides": ", ".join(f"{k}={v!r}" for k, v in f.overrides.items()),
+                "needs_pretrained": f.needs_pretrained,
+            }
+            for f in FAMILIES.values()
+        ]
+    )
 
 
 def target_of(split: Split) -> str | None:
