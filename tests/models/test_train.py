@@ -124,6 +124,9 @@ def test_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     )
     assert all(np.array_equal(wb[k], v) for k, v in _weights(again).items())
     assert len(pd.read_csv(tmp_path / "b" / "history.csv")) == 4
+    # a larger max_epochs continues it
+    train(data, split, config=_cfg(max_epochs=5), out=tmp_path / "b", resume=True, progress=False)
+    assert list(pd.read_csv(tmp_path / "b" / "history.csv")["epoch"]) == [1, 2, 3, 4, 5]
 
 
 def test_early_stopping_keeps_the_best_checkpoint(tmp_path: Path) -> None:
