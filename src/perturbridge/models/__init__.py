@@ -27,7 +27,13 @@ if TYPE_CHECKING:
         read_structures,
     )
     from .embed import embed
-    from .evaluate import EvaluationOptions, evaluate
+    from .evaluate import (
+        EvaluationOptions,
+        EvaluationResult,
+        combine_seeds,
+        evaluate,
+        read_evaluation,
+    )
     from .model import TrainedModel
     from .options import FAMILIES, ModelConfig
     from .splits import SPLIT_KINDS, Split, SplitOptions, load_split, make_split, save_split
@@ -39,6 +45,7 @@ _EXPORTS = {
     "Batch": ".data",
     "DataOptions": ".data",
     "EvaluationOptions": ".evaluate",
+    "EvaluationResult": ".evaluate",
     "FAMILIES": ".options",
     "ModelConfig": ".options",
     "SPLIT_KINDS": ".splits",
@@ -48,11 +55,13 @@ _EXPORTS = {
     "TrainedModel": ".model",
     "TrainingData": ".data",
     "Vocabulary": ".data",
+    "combine_seeds": ".evaluate",
     "embed": ".embed",
     "evaluate": ".evaluate",
     "load_split": ".splits",
     "load_training_data": ".data",
     "make_split": ".splits",
+    "read_evaluation": ".evaluate",
     "read_structures": ".data",
     "save_split": ".splits",
     "train": ".train",
@@ -65,6 +74,7 @@ __all__ = [
     "Batch",
     "DataOptions",
     "EvaluationOptions",
+    "EvaluationResult",
     "ModelConfig",
     "Split",
     "SplitOptions",
@@ -72,11 +82,13 @@ __all__ = [
     "TrainedModel",
     "TrainingData",
     "Vocabulary",
+    "combine_seeds",
     "embed",
     "evaluate",
     "load_split",
     "load_training_data",
     "make_split",
+    "read_evaluation",
     "read_structures",
     "save_split",
     "train",

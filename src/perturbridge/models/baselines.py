@@ -166,7 +166,8 @@ def train_mean_reference(
 def _zero(data: TrainingData, train_rows: np.ndarray, rows: np.ndarray, **_: Any):
     n = len(rows)
     return BaselinePrediction(
-        np.zeros((n, len(data.genes)), dtype=np.float32), np.full(n, "zero", dtype=object).astype(str)
+        np.zeros((n, len(data.genes)), dtype=np.float32),
+        np.full(n, "zero", dtype=object).astype(str),
     )
 
 
