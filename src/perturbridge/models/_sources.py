@@ -153,27 +153,44 @@ def _batches(path: Path, manifest: dict[str, Any], columns: list[str]) -> Iterat
         yield from pf.iter_batches(batch_size=_BATCH_ROWS, columns=columns)
 
 
-def _text(column: Any) -> np.ndarray:
-    """A (dictionary or plain) string column as an object array."""
-    return np.asarray(column.to_pandas(), dtype=object)
+def _codes(column: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes of a (dictionary or plain) string column and the strings they stand
+    for: the dictionary's indices as they are (no string per row is made)."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(column.type):
+        codes = column.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        return codes, np.asarray(column.dictionary.to_pylist(), dtype=object)
+    codes, uniques = pd.factorize(np.asarray(column.to_pylist(), dtype=object))
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
 
 
 def _keys(batch: Any) -> tuple[np.ndarray, list[tuple[Any, ...]]]:
     """Segment number of each row and the key of each segment (rows of one condition are
     contiguous in a shard, so only the rows where a key column changes are looked at)."""
-    cols = [_text(batch.column(c)) for c in _KEYS[:3]]
+    cols = [_codes(batch.column(c)) for c in _KEYS[:3]]
     nums = [np.nan_to_num(batch.column(c).to_numpy(zero_copy_only=False).astype(np.float64),
                           nan=-np.inf) for c in _KEYS[3:]]  # fmt: skip
     n = batch.num_rows
     change = np.zeros(n, dtype=bool)
     if n:
         change[0] = True
-        for c in (*cols, *nums):
+        for c in (*(codes for codes, _ in cols), *nums):
             change[1:] |= c[1:] != c[:-1]
     starts = np.flatnonzero(change)
     seg = np.cumsum(change) - 1
-    keys = [tuple(c[i] for c in cols) + tuple(float(v[i]) for v in nums) for i in starts]
+    keys = [
+        tuple(str(words[codes[i]]) for codes, words in cols) + tuple(float(v[i]) for v in nums)
+        for i in starts
+    ]
     return seg, keys
+
+
+def _gene_codes(batch: Any, gene_index: dict[str, int]) -> np.ndarray:
+    """The gene number (``gene_index``) of each row of a batch."""
+    codes, words = _codes(batch.column("readout_gene"))
+    lut = np.array([gene_index.get(str(w), -1) for w in words], dtype=np.int64)
+    return lut[codes] if len(codes) else np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -199,10 +216,8 @@ def _fill(
         seg, seg_keys = _keys(batch)
         seg_rows = np.array([row_of[index[k]] for k in seg_keys], dtype=np.int64)
         r = seg_rows[seg]
-        gene_codes = np.array(
-            [gene_index[str(g)] for g in _text(batch.column("readout_gene"))], dtype=np.int64
-        )
-        c = col_of[gene_codes]
+        gene_codes = _gene_codes(batch, gene_index)
+        c = np.where(gene_codes >= 0, col_of[gene_codes], -1)
         ok = (r >= 0) & (c >= 0)
         r, c = r[ok], c[ok]
         v = batch.column("value").to_numpy(zero_copy_only=False).astype(np.float32)[ok]
@@ -238,7 +253,8 @@ def read_shards(
         _, keys = _keys(batch)
         for k in keys:
             index.setdefault(k, len(index))
-        for g in pd.unique(_text(batch.column("readout_gene"))):
+        codes, words = _codes(batch.column("readout_gene"))
+        for g in words[np.unique(codes)]:
             gene_index.setdefault(str(g), len(gene_index))
     if not index:
         raise ValueError(f"{path}: the shards hold no rows")
