@@ -155,3 +155,33 @@ def test_errors():
         evaluate({}, data, split, options=EvaluationOptions(part="val"))
     with pytest.raises(KeyError, match="reference model 'x'"):
         evaluate({}, data, split, options=EvaluationOptions(reference="x"))
+
+
+@pytest.mark.slow
+def test_ceiling_is_the_replicate_agreement_of_the_evaluated_target_conditions(tmp_path):
+    from agreement._stores import cross_store
+    from perturbridge.agreement import replicate_agreement
+    from perturbridge.compendium import Compendium
+    from perturbridge.models.data import load_training_data
+    from perturbridge.models.splits import SplitOptions, make_split
+
+    store = cross_store(tmp_path)
+    data = load_training_data(store)
+    split = make_split(
+        data, kind="compound", options=SplitOptions(seed=0, target_dataset="dsA",
+                                                    test_fraction=0.4)
+    )  # fmt: skip
+    rows = split.rows(data, "test")
+    with Compendium.open(store) as comp:
+        res = evaluate({"m": data.values(rows)}, data, split, store=comp)
+        # independently: the replicate agreement of exactly the test conditions of dsA
+        cat = comp.conditions()
+        ids = set(data.conditions.loc[rows, "condition_id"])
+        _, want = replicate_agreement(comp, cat[cat["condition_id"].isin(ids)])
+    assert set(res.ceiling["dataset"]) == {"dsA"}
+    assert (res.ceiling["n_conditions"] > 0).all()
+    assert res.ceiling["n_conditions"].max() == len(rows)
+    pd.testing.assert_frame_equal(
+        res.ceiling.reset_index(drop=True),
+        want[want["dataset"] == "dsA"].reset_index(drop=True),
+    )
