@@ -76,8 +76,21 @@ COMPOUND_COLUMNS = (
 )
 
 
-def _join(values: pd.Series) -> str:
-    return ", ".join(sorted({str(v) for v in values if isinstance(v, str) and v}))
+def _joined(df: pd.DataFrame, keys: list[str], column: str) -> pd.Series:
+    """Per group of ``keys``: the distinct non-empty texts of ``column``, sorted and
+    comma-joined (one Python join per group, not a pandas call per group)."""
+    pairs = df[[*keys, column]].drop_duplicates()
+    vals = pairs[column]
+    pairs = pairs[vals.notna().to_numpy() & (vals.astype(str) != "").to_numpy()]
+    if pairs.empty:
+        return pd.Series(dtype=object, name=column)
+    pairs = pairs.sort_values([*keys, column], kind="stable")
+    k = pairs[keys]
+    starts = np.flatnonzero(k.ne(k.shift()).any(axis=1).to_numpy())
+    ends = np.append(starts[1:], len(pairs))
+    values = pairs[column].astype(str).to_numpy()
+    texts = [", ".join(values[a:b]) for a, b in zip(starts, ends, strict=True)]
+    return pd.Series(texts, index=pd.MultiIndex.from_frame(k.iloc[starts]), name=column)
 
 
 def aggregate_compounds(frame: pd.DataFrame, *, sign: int = 1, alpha: float = 0.05) -> pd.DataFrame:
@@ -160,15 +173,17 @@ def aggregate_compounds(frame: pd.DataFrame, *, sign: int = 1, alpha: float = 0.
         )
         .groupby(keys, sort=False)
         .agg(
-            compound=("compound", _join),
             compound_inchikey=("compound_inchikey", "first"),
             pubchem_cid=("pubchem_cid", "first"),
             n_conditions=("dataset", "size"),
             n_significant=("significant", "sum"),
-            datasets=("dataset", _join),
-            assays=("assay", _join),
         )
     )
+    texts = pd.DataFrame({"query": df["query"], "compound_id": df["compound_id"],
+                          "compound": extra["compound"], "dataset": df["dataset"],
+                          "assay": extra["assay"]})  # fmt: skip
+    for col, name in (("compound", "compound"), ("dataset", "datasets"), ("assay", "assays")):
+        per_cond[name] = _joined(texts, keys, col).reindex(per_cond.index).fillna("")
     out = per_cond.join(per_ctx).reset_index().merge(best, on=keys, how="left")
     out["_order"] = -out["median_score"] * sign
     first_seen = {q: i for i, q in enumerate(pd.unique(df["query"]))}
