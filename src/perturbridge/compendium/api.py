@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from ..ids.compounds import CompoundResolver
+from ..ids.reader import RefStoreReader
 from ..io._resource import Resource
 from ..schema import EFFECT_LAYERS
 from ._common import StoreError
@@ -220,6 +223,7 @@ class Compendium(Resource):
         dataset: str | Sequence[str] | None = None,
         dose: Number | Sequence[Number] | tuple[Number, Number] | None = None,
         time: Number | Sequence[Number] | tuple[Number, Number] | None = None,
+        refs: str | os.PathLike[str] | CompoundResolver | None = None,
     ) -> pd.DataFrame:
         """Conditions (dataset × context × compound × dose × time) matching all filters.
 
@@ -227,7 +231,9 @@ class Compendium(Resource):
         ----------
         compound
             Compound id, InChIKey (or parent InChIKey), upstream id or name
-            (case-insensitive); or a list of them.
+            (case-insensitive); or a list of them. With ``refs``, each is also resolved
+            through the reference store, and the conditions of the parent InChIKey it
+            resolves to match as well (``PLX4032`` finds vemurafenib's conditions).
         context
             Cell context id or name, or a list.
         dataset
@@ -235,6 +241,10 @@ class Compendium(Resource):
         dose, time
             In µM and hours: a number or a list of numbers (matched to a relative
             tolerance of 1e-6), or a ``(low, high)`` tuple (inclusive range).
+        refs
+            A reference store folder (its compound resolver is loaded once per store
+            and kept) or a :class:`~perturbridge.ids.compounds.CompoundResolver`.
+            Ambiguous or unresolved names match by name only.
 
         Returns
         -------
@@ -245,6 +255,8 @@ class Compendium(Resource):
         params: list[Any] = []
         if compound is not None:
             values = [str(v) for v in _as_list(compound)]
+            if refs is not None:
+                values += _compound_aliases(values, refs)
             lowered = [v.lower() for v in values]
             where.append(
                 "(list_has_any([compound_id, compound_inchikey, compound_parent_inchikey, "
@@ -555,3 +567,26 @@ class Compendium(Resource):
             "layers": self.layers,
             "modes": self.modes,
         }
+
+
+@lru_cache(maxsize=2)
+def _store_resolver(path: str, manifest_mtime: float) -> CompoundResolver:
+    return CompoundResolver.from_store(RefStoreReader.open(path))
+
+
+def _compound_aliases(
+    values: list[str], refs: str | os.PathLike[str] | CompoundResolver
+) -> list[str]:
+    """The parent InChIKeys that ``values`` resolve to (those not among them; the
+    InChIKey of a reference record known only by its key)."""
+    if isinstance(refs, CompoundResolver):
+        resolver = refs
+    else:
+        path = Path(refs).resolve()
+        manifest = path / "manifest.json"
+        mtime = manifest.stat().st_mtime if manifest.is_file() else 0.0
+        resolver = _store_resolver(str(path), mtime)
+    out = resolver.resolve(values)
+    ok = out[out["status"] == "resolved"]
+    keys = ok["parent_inchikey"].fillna(ok["inchikey"]).dropna()  # no structure: the key
+    return sorted(set(map(str, keys)) - set(values))
