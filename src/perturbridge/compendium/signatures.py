@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -47,13 +47,13 @@ import numpy as np
 import pandas as pd
 
 from .._version import __version__
-from ..io import atomic_dir, file_sha256, write_h5ad
+from ..io import atomic_dir, atomic_file, file_sha256
 from ..ledger import Ledger
 from ..progress import track
 from ..schema import EFFECT_LAYERS
 from ._common import PlanError, StoreError, digest, safe_name, write_json_atomic
 from ._lock import store_lock
-from ._signature_files import READERS, STAGE
+from ._signature_files import READERS, STAGE, RawSignatures
 from .plan import DEFAULT_ZARR_LAYERS, check_store_path
 from .release import write_ledger
 from .store import (
@@ -144,95 +144,131 @@ def read_signatures(
         A file that does not follow the layout (the message names the file and what is
         missing); ``FileNotFoundError`` for a missing file.
     """
-    import anndata as ad
-
-    _check_kind(kind)
-    _check_layer(layer)
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"signature file not found: {path}")
-    reader, values_of = READERS[kind]
-    raw = reader(path)
-    meta = raw.meta
-    ids = meta.index.astype(str)
-    cell = meta["cell_name"].astype(object)
-    no_cell = cell.isna().to_numpy()
-    if no_cell.any():
-        raise ValueError(
-            f"{path}: {int(no_cell.sum())} signatures have no cell line, e.g. "
-            f"{list(ids[no_cell][:3])}"
-        )
-    sha = file_sha256(path)
+    raw, contexts = _open(path, kind=kind, dataset=dataset, layer=layer)
     effects: dict[str, Any] = {}
     ledgers: dict[str, pd.DataFrame] = {}
-    notes = raw.notes.to_frame()
     n_dropped = 0
-    for ctx in pd.unique(cell.to_numpy()):
-        pos = np.flatnonzero(cell.to_numpy() == ctx)
-        x = values_of(path, pos, raw.gene_rows)
-        led = Ledger()
-        finite = np.isfinite(x).any(axis=1)
-        led.drop(ids[pos[~finite]], stage=STAGE, reason="no_values",
-                 detail="no finite value in the signature")  # fmt: skip
-        pos, x = pos[finite], x[finite]
-        n_dropped += int((~finite).sum())
-        sub = meta.iloc[pos]
-        sig = ids[pos]
-        noted = notes[notes["id"].isin(sig)]
-        plain = sig[~sig.isin(noted["id"])]
-        led.keep(plain, stage=STAGE, detail=f"precomputed signature ({kind})")
-        led.extend(Ledger(noted))
-        obs = pd.DataFrame(
-            {
-                "dataset": pd.Categorical([dataset] * len(pos)),
-                "cell_context": _categorical([ctx] * len(pos)),
-                "cell_name": _categorical([ctx] * len(pos)),
-                "perturbagen": _categorical(sub["perturbagen"]),
-                "compound_id_source": _categorical(sub["compound_id_source"]),
-                "compound_inchikey": _categorical([None] * len(pos)),
-                "compound_parent_inchikey": _categorical([None] * len(pos)),
-                "pubchem_cid": pd.array([pd.NA] * len(pos), dtype="Int64"),
-                "pert_dose_uM": sub["pert_dose_uM"].to_numpy(dtype=float),
-                "pert_time_h": sub["pert_time_h"].to_numpy(dtype=float),
-                "replicate": _categorical([None] * len(pos)),
-                "control_label": pd.Categorical([_CONTROL_LABEL] * len(pos)),
-                "n_treated": pd.array(sub["n_treated"].to_numpy(), dtype="Int64"),
-                "n_control": pd.array([pd.NA] * len(pos), dtype="Int64"),
-                "condition": pd.Categorical(sig),
-                "pert_type": _categorical(sub["pert_type"]),
-                "signature_id": pd.Categorical(sig),
-            },
-            index=pd.Index(sig, name="contrast"),
-        )
-        for c in meta.columns:
-            if c not in obs.columns and c not in ("cell_name",):
-                vals = sub[c]
-                obs[c] = _categorical(vals) if vals.dtype == object else vals.to_numpy()
-        layers = {
-            name: (x if name == layer else np.full(x.shape, np.nan)) for name in EFFECT_LAYERS
-        }
-        eff = ad.AnnData(X=x.copy(), obs=obs, var=raw.var.copy(), layers=layers)
-        eff.uns["perturbridge"] = {
-            "kind": "effects",
-            "value_kind": "zscore",
-            "replicate_mode": "group",
-            "params": {"method": f"precomputed signatures ({kind}); no DE", "layer": layer},
-            "imported_from": {"file": path.name, "sha256": sha, "kind": kind},
-            "layers_filled": [n for n in EFFECT_LAYERS if n != layer],
-            "fields": dict(raw.fields),
-        }
-        effects[str(ctx)] = eff
-        ledgers[str(ctx)] = led.to_frame()
-    info = {
-        "kind": kind,
-        "layer": layer,
-        "n_signatures": len(ids),
+    for ctx, eff, ledger, dropped in contexts:
+        effects[ctx], ledgers[ctx] = eff, ledger
+        n_dropped += dropped
+    return SignatureConversion(effects, ledgers, raw.genes.to_frame(), _info(raw, n_dropped))
+
+
+def _info(raw: RawSignatures, n_dropped: int) -> dict[str, Any]:
+    return {
+        "n_signatures": len(raw.meta),
         "n_dropped": n_dropped,
         "n_genes": len(raw.var),
         "n_gene_rows": len(raw.genes.to_frame()),
         "fields": dict(raw.fields),
     }
-    return SignatureConversion(effects, ledgers, raw.genes.to_frame(), info)
+
+
+_Context = tuple[str, Any, pd.DataFrame, int]
+
+
+def _open(
+    path: Path, *, kind: SignatureKind, dataset: str, layer: str
+) -> tuple[RawSignatures, Iterator[_Context]]:
+    """The file's metadata (checked: fails before any value is read) and an iterator
+    over its cell contexts: ``(context, Effects, ledger, signatures dropped)``, one
+    context in memory at a time."""
+    _check_kind(kind)
+    _check_layer(layer)
+    if not path.is_file():
+        raise FileNotFoundError(f"signature file not found: {path}")
+    reader, values_of = READERS[kind]
+    raw = reader(path)
+    ids = raw.meta.index.astype(str)
+    cell = raw.meta["cell_name"].astype(object).to_numpy()
+    no_cell = pd.isna(cell)
+    if no_cell.any():
+        raise ValueError(
+            f"{path}: {int(no_cell.sum())} signatures have no cell line, e.g. "
+            f"{list(ids[no_cell][:3])}"
+        )
+    source = {"file": path.name, "sha256": file_sha256(path), "kind": kind}
+
+    def contexts() -> Iterator[_Context]:
+        notes = raw.notes.to_frame()
+        for ctx in pd.unique(cell):
+            pos = np.flatnonzero(cell == ctx)
+            x = values_of(path, pos, raw.gene_rows)
+            yield _context(raw, str(ctx), pos, x, notes=notes, dataset=dataset, layer=layer,
+                           source=source)  # fmt: skip
+
+    return raw, contexts()
+
+
+def _context(
+    raw: RawSignatures,
+    ctx: str,
+    pos: np.ndarray,
+    x: np.ndarray,
+    *,
+    notes: pd.DataFrame,
+    dataset: str,
+    layer: str,
+    source: dict[str, str],
+) -> _Context:
+    """The Effects and ledger of the signatures ``pos`` (values ``x``) of one context."""
+    import anndata as ad
+
+    meta = raw.meta
+    ids = meta.index.astype(str)
+    kind = source["kind"]
+    led = Ledger()
+    finite = np.isfinite(x).any(axis=1)
+    led.drop(ids[pos[~finite]], stage=STAGE, reason="no_values",
+             detail="no finite value in the signature")  # fmt: skip
+    pos, x = pos[finite], np.asarray(x[finite], dtype=np.float32)
+    sub = meta.iloc[pos]
+    sig = ids[pos]
+    noted = notes[notes["id"].isin(sig)]
+    led.keep(sig[~sig.isin(noted["id"])], stage=STAGE, detail=f"precomputed signature ({kind})")
+    led.extend(Ledger(noted))
+    n = len(pos)
+    obs = pd.DataFrame(
+        {
+            "dataset": pd.Categorical([dataset] * n),
+            "cell_context": _categorical([ctx] * n),
+            "cell_name": _categorical([ctx] * n),
+            "perturbagen": _categorical(sub["perturbagen"]),
+            "compound_id_source": _categorical(sub["compound_id_source"]),
+            "compound_inchikey": _categorical([None] * n),
+            "compound_parent_inchikey": _categorical([None] * n),
+            "pubchem_cid": pd.array([pd.NA] * n, dtype="Int64"),
+            "pert_dose_uM": sub["pert_dose_uM"].to_numpy(dtype=float),
+            "pert_time_h": sub["pert_time_h"].to_numpy(dtype=float),
+            "replicate": _categorical([None] * n),
+            "control_label": pd.Categorical([_CONTROL_LABEL] * n),
+            "n_treated": pd.array(sub["n_treated"].to_numpy(), dtype="Int64"),
+            "n_control": pd.array([pd.NA] * n, dtype="Int64"),
+            "condition": pd.Categorical(sig),
+            "pert_type": _categorical(sub["pert_type"]),
+            "signature_id": pd.Categorical(sig),
+        },
+        index=pd.Index(sig, name="contrast"),
+    )
+    for c in meta.columns:
+        if c not in obs.columns:
+            vals = sub[c]
+            obs[c] = _categorical(vals) if vals.dtype == object else vals.to_numpy()
+    # float32 like the values; the layers without values are NaN (compressed on disk)
+    empty = np.full(x.shape, np.nan, dtype=np.float32)
+    layers = {name: (x if name == layer else empty) for name in EFFECT_LAYERS}
+    eff = ad.AnnData(X=x.copy(), obs=obs, var=raw.var.copy(), layers=layers)
+    eff.uns["perturbridge"] = {
+        "kind": "effects",
+        "value_kind": "zscore",
+        "replicate_mode": "group",
+        "params": {"method": f"precomputed signatures ({kind}); no DE", "layer": layer},
+        "imported_from": dict(source),
+        "layers_filled": [name for name in EFFECT_LAYERS if name != layer],
+        "fields": dict(raw.fields),
+    }
+    return ctx, eff, led.to_frame(), int((~finite).sum())
 
 
 # ------------------------------------------------------------------------- the store
@@ -250,18 +286,22 @@ def _convert(
     out = cache.root / "tasks" / "signatures" / key
     result = out / "result.json"
     if not result.is_file():
-        conv = read_signatures(path, kind=kind, dataset=dataset, layer=layer)  # type: ignore[arg-type]
-        contexts = []
+        raw, contexts = _open(path, kind=kind, dataset=dataset, layer=layer)  # type: ignore[arg-type]
+        done = []
         taken: set[str] = set()
+        dropped = 0
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_dir(out, replace=True) as tmp:
-            for ctx, eff in conv.effects.items():
+            for ctx, eff, ledger, n_dropped in contexts:  # one context in memory at a time
                 stem = safe_name(ctx, taken=taken)
-                write_h5ad(eff, tmp / f"{stem}_effects.h5ad")
-                write_ledger(conv.ledgers[ctx], tmp / f"{stem}_ledger.parquet")
-                contexts.append({"context": ctx, "file_stem": stem, "n_contrasts": eff.n_obs})
-            write_ledger(conv.gene_ledger, tmp / "genes_ledger.parquet")
-            write_json_atomic(tmp / "result.json", {**conv.info, "contexts": contexts})
+                with atomic_file(tmp / f"{stem}_effects.h5ad") as h5ad:
+                    eff.write_h5ad(h5ad, compression="gzip", compression_opts=1)
+                write_ledger(ledger, tmp / f"{stem}_ledger.parquet")
+                done.append({"context": ctx, "file_stem": stem, "n_contrasts": eff.n_obs})
+                dropped += n_dropped
+            write_ledger(raw.genes.to_frame(), tmp / "genes_ledger.parquet")
+            info = {"kind": kind, "layer": layer, **_info(raw, dropped), "contexts": done}
+            write_json_atomic(tmp / "result.json", info)
     return key, out, dict(json.loads(result.read_text(encoding="utf-8")))
 
 
