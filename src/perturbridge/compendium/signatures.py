@@ -84,7 +84,7 @@ SIGNATURE_KINDS: tuple[str, ...] = get_args(SignatureKind)
 #: The ``source`` of signature datasets in the manifest and the datasets table.
 SOURCE = "signature_import"
 #: Bumped when the conversion changes, so that cached conversions are redone.
-CONVERSION_FORMAT = 1
+CONVERSION_FORMAT = 2
 _CONTROL_LABEL = "none (precomputed signature)"
 
 
