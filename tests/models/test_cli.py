@@ -69,7 +69,9 @@ def test_split_train_evaluate_embed(sim, tmp_path):
     res = _ok(["evaluate", store, "--model", f"id={tmp_path / 'm'}",
                "--model", f"morgan={tmp_path / 'morgan'}", "--split", tmp_path / "split",
                "--structures", sim / "structures.csv", "--k", "5",
-               "--out", tmp_path / "ev"])  # fmt: skip
+               "--out", tmp_path / "ev", "--report", tmp_path / "ev.html"])  # fmt: skip
+    html = (tmp_path / "ev.html").read_text()
+    assert "Models against the trivial baselines" in html and "nearest_tanimoto" in html
     for name in ("zero", "train_mean", "nearest_tanimoto", "id", "morgan", "ceiling"):
         assert name in res.output
     pooled = pd.read_csv(tmp_path / "ev" / "pooled.tsv", sep="\t")

@@ -190,6 +190,9 @@ def evaluate_cmd(
     part: Annotated[str, typer.Option("--part", help="Part to evaluate: test or val.")] = "test",
     k: Annotated[int, typer.Option("--k", help="Genes in the top-k DEG sets.")] = 50,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Also write the HTML models report here.")
+    ] = None,
 ) -> None:
     """Evaluate models on a split beside the trivial baselines (zero, training mean,
     nearest compound by Tanimoto) and the replicate-agreement ceiling.
@@ -209,6 +212,8 @@ def evaluate_cmd(
     from ..models.splits import load_split
 
     specs = _model_args(models)
+    if report is not None:
+        check_out_file(report, option="--report")
     try:
         opts = EvaluationOptions(part=part, k=k)
         sp = load_split(split_dir)
@@ -227,13 +232,17 @@ def evaluate_cmd(
         )
         result.histories = histories
         result.save(out, replace=force)
+        if report is not None:
+            from ..report.models import write_models_report
+
+            write_models_report(result, report)
     except user_errors() as err:
         fail(err)
     console.print(frame_table(summary_view(result.summary), "models and baselines"))
     console.print(
         frame_table(ceiling_view(result.ceiling), "replicate-agreement ceiling (target dataset)")
     )
-    console.print(f"wrote {out}")
+    console.print(f"wrote {out}" + (f" and {report}" if report is not None else ""))
 
 
 def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
