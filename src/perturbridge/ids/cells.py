@@ -15,10 +15,13 @@ Priority
 When a key is a synonym of several accessions, the kind of synonym decides (lower wins):
 ``user`` and ``accession`` (0), ``name`` (1: Cellosaurus ID, Cell Ontology name, DepMap
 display name), ``ccle_name``/``stripped_name``/``depmap_id`` (2), ``synonym`` (3),
-``lincs_id`` and ``derived`` (4: spellings derived from a name, such as ``H460`` from
-``NCI-H460``; see :mod:`perturbridge.ids.parsers_packages`). Several accessions at the
-best level are ambiguous, unless exactly one of them is of the preferred species (human
-by default). Ambiguous inputs keep their candidates (a display string) and no accession.
+``lincs_id`` (4), then the names of secondary sources (the cellxgene builds of
+Cellosaurus and the Cell Ontology, :mod:`perturbridge.ids.parsers_packages`), which
+never override the others: ``secondary_name`` (5), ``secondary_synonym`` and
+``derived`` (6: spellings derived from a name, such as ``H460`` from ``NCI-H460``).
+Several accessions at the best level are ambiguous, unless exactly one of them is of
+the preferred species (human by default). Ambiguous inputs keep their candidates (a
+display string) and no accession.
 
 Status
 ------
@@ -69,7 +72,9 @@ KIND_PRIORITY: dict[str, int] = {
     "depmap_id": 2,
     "synonym": 3,
     "lincs_id": 4,
-    "derived": 4,
+    "secondary_name": 5,
+    "secondary_synonym": 6,
+    "derived": 6,
 }
 #: Which source's record (name, sex, disease, …) describes an accession, best first.
 SOURCE_PRIORITY: dict[str, int] = {

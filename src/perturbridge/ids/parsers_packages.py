@@ -30,15 +30,18 @@ FDA substance names
     FDA spellings are cleaned: ``.BETA.`` → ``beta``, trailing source tags
     (``ESTRADIOL [INN]``, ``[USP]``, ``[MI]``) removed. Systematic names are kept; the
     build drops every substance that does not link to a structure, with its names.
+Both cellxgene builds are secondary sources of cells: their names have the kinds
+``secondary_name``/``secondary_synonym``, weaker than every other source's, so they
+add names and never change what another source resolves.
+
 Cellosaurus (cellxgene build)
     Accessions and their recommended names only (no synonyms, species or disease in
-    this build): ``kind`` ``name`` records, plus two derived spellings (``kind``
+    this build): ``secondary_name`` records, plus two derived spellings (``kind``
     ``derived``, the weakest kind) that people type: the name without an ``NCI-``
     prefix (``NCI-H460`` → ``H460``) and without a ``HEK`` prefix before ``293``
     (``HEK293T`` → ``293T``).
 Cell Ontology (cellxgene build)
-    Terms (``CL:…``), their labels (``name``) and exact synonyms (``synonym``);
-    deprecated terms are skipped.
+    Terms (``CL:…``), their labels and exact synonyms; deprecated terms are skipped.
 """
 
 from __future__ import annotations
@@ -243,7 +246,7 @@ def parse_cellosaurus_json(path: Path) -> dict[str, pd.DataFrame]:
     derived = [(a, d) for a, n in zip(acc, label, strict=True) for d in _derived_cell_names(n)]
     syn = pd.concat(
         [
-            pd.DataFrame({"accession": acc, "synonym": label, "kind": "name"}),
+            pd.DataFrame({"accession": acc, "synonym": label, "kind": "secondary_name"}),
             pd.DataFrame(derived, columns=["accession", "synonym"]).assign(kind="derived"),
         ],
         ignore_index=True,
@@ -270,8 +273,10 @@ def parse_cell_ontology_json(path: Path) -> dict[str, pd.DataFrame]:
         if not k.startswith("CL:") or not isinstance(name, str) or v.get("deprecated"):
             continue
         rows.append((k, name))
-        syn.append((k, name, "name"))
-        syn.extend((k, str(s), "synonym") for s in v.get("synonyms") or () if str(s).strip())
+        syn.append((k, name, "secondary_name"))
+        syn.extend(
+            (k, str(s), "secondary_synonym") for s in v.get("synonyms") or () if str(s).strip()
+        )
     if not rows:
         raise FormatError(f"{path}: no CL: terms with a label; not a Cell Ontology build")
     cells = pd.DataFrame(rows, columns=["accession", "name"]).assign(

@@ -27,7 +27,8 @@ Table contracts (column order is the contract; all ids are strings unless noted)
     ``species``, ``sex``, ``disease``, ``category``, ``ref_source``.
 ``cell_synonyms``
     ``accession``, ``synonym``, ``kind`` (``name``, ``synonym``, ``depmap_id``,
-    ``ccle_name``, ``stripped_name``, ``lincs_id``, ``derived``, ``user``), ``ref_source``.
+    ``ccle_name``, ``stripped_name``, ``lincs_id``, ``secondary_name``,
+    ``secondary_synonym``, ``derived``, ``user``), ``ref_source``.
 
 Derived (written by the store builder, not by a parser):
 
