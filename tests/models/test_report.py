@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from perturbridge.models.evaluate import evaluate
 from perturbridge.report.models import models_figures, summary_table, write_models_report
@@ -47,3 +48,18 @@ def test_report_is_self_contained_with_baselines(tmp_path):
         assert name in html
     assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 3
     assert "http://" not in html and "https://" not in html and "<script" not in html
+
+
+@pytest.mark.slow
+def test_agreement_report_gets_the_models_section(tmp_path):
+    from agreement._stores import cross_store
+    from perturbridge.report import write_report
+
+    store = cross_store(tmp_path)
+    res = _result()
+    res.save(tmp_path / "ev")
+    out = write_report(store, tmp_path / "r.html", evaluation_dir=tmp_path / "ev")
+    html = out.read_text()
+    assert html.count('<section id="models">') == 1
+    assert "Cross-dataset agreement" in html  # the agreement sections are still there
+    assert (tmp_path / "r_figures" / "model_metrics.png").is_file()
