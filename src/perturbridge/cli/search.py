@@ -150,7 +150,7 @@ def search_cmd(
 
         perturbridge search compendium --up up.txt --down down.txt --top 20
 
-        perturbridge search compendium --condition "l1000:A375:vemurafenib:10uM:24h" --method cosine
+        perturbridge search compendium --condition "cmap_l5:CPC006_A375_6H:BRD-K56343971:10"
 
         perturbridge search --list-methods
     """
