@@ -168,8 +168,26 @@ def test_gctx_without_cell_line_is_an_error(tmp_path):
         row_meta=pd.DataFrame({"pr_gene_id": ["1"]}, index=pd.Index(["p"], name="id")),
         col_meta=pd.DataFrame({"pert_iname": ["a"]}, index=pd.Index(["s"], name="id")),
     )
-    with pytest.raises(ValueError, match=r"lacks \['cell'\].*cell_id"):
+    with pytest.raises(ValueError, match=r"lacks \['cell'\].*cell_id.*not CMap's"):
         read_signatures(path, dataset="d")
+
+
+def test_gctx_without_metadata_reads_cmap_signature_ids(tmp_path):
+    path = tmp_path / "ids.gctx"
+    ids = ["ASG001_MCF7_24H:BRD-A79768653-001-01-3:10", "CPC012_SKB_6H_X1:BRD-K81418486:10"]
+    write_gctx(
+        path,
+        np.ones((1, 2), dtype=np.float32),
+        row_meta=pd.DataFrame(index=pd.Index(["5720"], name="id")),
+        col_meta=pd.DataFrame(index=pd.Index(ids, name="id")),
+    )
+    conv = read_signatures(path, dataset="d")
+    mcf7, skb = conv.effects["MCF7"].obs, conv.effects["SKB"].obs
+    assert mcf7["compound_id_source"].tolist() == ["BRD-A79768653-001-01-3"]
+    assert mcf7["perturbagen"].tolist() == ["BRD-A79768653-001-01-3"]  # no name: the id
+    assert (mcf7["pert_time_h"].tolist(), skb["pert_time_h"].tolist()) == ([24.0], [6.0])
+    assert np.isnan(mcf7["pert_dose_uM"].iloc[0])  # the id's dose has no unit: not read
+    assert conv.info["fields"]["cell"] == "signature id (cell)"
 
 
 def test_signatures_join_other_datasets_and_reimport_writes_nothing(tmp_path, level5):

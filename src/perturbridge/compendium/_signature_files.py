@@ -116,7 +116,25 @@ def _gctx_meta(path: Path, f: GCTXFile) -> tuple[pd.DataFrame, dict[str, str], L
     notes = Ledger()
     ids = cm.index.astype(str)
 
+    from_ids: dict[str, np.ndarray] = {}
+    if "cell" not in fields or ("name" not in fields and "compound_id" not in fields):
+        from_ids = _parse_signature_ids(ids)
+        if not from_ids:
+            missing = [k for k in ("cell", "name") if k not in fields]
+            raise ValueError(
+                f"{where}: the column metadata lacks {missing} (CMap fields "
+                f"{[_FIELDS[k] for k in missing]}); found {list(cm.columns)[:15]}, and the "
+                f"signature ids (e.g. {list(ids[:2])}) are not CMap's "
+                "'<plate>_<cell>_<time>:<pert_id>[:<dose>]'; a level 5 GCTX names each "
+                "signature's cell line and compound"
+            )
+        for key in ("cell", "compound_id", "time"):
+            if key not in fields and not (key == "time" and "time_value" in fields):
+                fields[key] = f"signature id ({key})"
+
     def col(key: str) -> np.ndarray:
+        if key in from_ids and fields.get(key, "").startswith("signature id"):
+            return from_ids[key]
         return _text(cm[fields[key]]) if key in fields else np.full(n, None, dtype=object)
 
     def joined(value: str, unit: str) -> np.ndarray:
@@ -163,18 +181,31 @@ def _gctx_meta(path: Path, f: GCTXFile) -> tuple[pd.DataFrame, dict[str, str], L
         },
         index=ids,
     )
-    used = set(fields.values()) | {"pert_type"}
+    used = set(fields.values()) | {"pert_type"}  # (a 'signature id' field is no column)
     for c in cm.columns:
         if c not in used:
             meta[f"upstream_{c}" if c in _STANDARD else c] = cm[c].to_numpy()
-    if "cell" not in fields or ("name" not in fields and "compound_id" not in fields):
-        missing = [k for k in ("cell", "name") if k not in fields]
-        raise ValueError(
-            f"{where}: the column metadata lacks {missing} (CMap fields "
-            f"{[_FIELDS[k] for k in missing]}); found {list(cm.columns)[:15]}; a level 5 "
-            "GCTX names each signature's cell line and compound"
-        )
     return meta, fields, notes
+
+
+#: CMap's signature id: ``<plate>_<cell>_<time>[_<more>]:<pert_id>[:<dose>]``
+_SIG_ID = re.compile(
+    r"^[^:_]+_(?P<cell>[^:_]+)_(?P<time>\d+(?:\.\d+)?)H(?:_[^:]*)?:(?P<pert>[^:]+)(?::[^:]*)?$",
+    re.IGNORECASE,
+)
+
+
+def _parse_signature_ids(ids: pd.Index) -> dict[str, np.ndarray]:
+    """Cell, time and compound id of CMap signature ids, for a file whose column
+    metadata lacks them; empty when an id does not follow the pattern."""
+    found = [_SIG_ID.match(str(i)) for i in ids]
+    if not found or not all(found):
+        return {}
+    return {
+        "cell": np.array([m["cell"] for m in found if m], dtype=object),
+        "time": np.array([f"{m['time']} h" for m in found if m], dtype=object),
+        "compound_id": np.array([m["pert"] for m in found if m], dtype=object),
+    }
 
 
 def _entrez_var(
