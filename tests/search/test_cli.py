@@ -86,6 +86,12 @@ def test_user_errors_are_one_line(
 
 
 def test_out_that_is_a_file_is_refused(sim_store: Path, tmp_path: Path) -> None:
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("mine")
+    res = runner.invoke(app, ["search", str(sim_store), "--condition", QUERY,
+                              "--out", str(tmp_path / "other")])  # fmt: skip
+    assert res.exit_code == 2 and "holds no search result" in res.output
+    assert (tmp_path / "other" / "keep.txt").read_text() == "mine"
     (tmp_path / "f").write_text("x")
     res = runner.invoke(app, ["search", str(sim_store), "--condition", QUERY,
                               "--out", str(tmp_path / "f")])  # fmt: skip

@@ -166,6 +166,14 @@ def search_cmd(
         fail("--gmt-down pairs down sets with the up sets of --gmt; give --gmt too")
     if out is not None and out.exists() and not out.is_dir():
         fail(f"--out {out} is a file; give a folder")
+    # only an earlier search result is replaced
+    if (
+        out is not None
+        and out.is_dir()
+        and any(out.iterdir())
+        and not (out / "search.json").is_file()
+    ):
+        fail(f"--out {out} is a folder that holds no search result; give a new folder")
     if figure is not None:
         check_out_file(figure, option="--figure")
     from ..search import SearchOptions, queries_from_files, search
