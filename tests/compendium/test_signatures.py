@@ -104,7 +104,7 @@ def test_gctx_signatures_enter_the_store_with_their_values(tmp_path, level5):
         assert sorted(sig.index) == SIGS  # every input signature is accounted for
         assert sig.loc["S5", "status"] == "dropped" and sig.loc["S5", "reason"] == "no_values"
         assert sig.loc["S3", "reason"] == "time_unparsed"
-        assert "6 h & 4 h" in sig.loc["S3", "detail"]
+        assert "6 h & 4 h" in str(sig.loc["S3", "detail"])
         genes_led = ledger[ledger["stage"] == "genes"].set_index("id")
         assert sorted(genes_led.index) == PROBES
         assert genes_led.loc["p3_at", "reason"] == "no_entrez_id"
@@ -132,7 +132,7 @@ def test_signaturesearch_layout(tmp_path):
         vor = "lincs:vorinostat__SKB__trt_cp"
         assert cond.loc[vor, "perturbagen"] == "vorinostat"
         assert cond.loc[vor, "cell_context"] == "SKB"
-        assert np.isnan(cond.loc[vor, "pert_dose_uM"]) and np.isnan(cond.loc[vor, "pert_time_h"])
+        assert cond.loc[[vor], ["pert_dose_uM", "pert_time_h"]].isna().all(axis=None)
         genes = ["23645", "5290", "54957", "10"]
         eff = comp.effects([vor, "lincs:x__HL60__trt_cp"], genes=genes)
         np.testing.assert_allclose(eff.X, x[[0, 2]].astype(np.float32))
@@ -153,7 +153,7 @@ def test_signaturesearch_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match=r"no dataset\(s\) \['assay', 'colnames', 'rownames'\]"):
         read_signatures(other, kind="signaturesearch", dataset="d")
     with pytest.raises(ValueError, match="kind must be one of"):
-        read_signatures(other, kind="gct", dataset="d")
+        read_signatures(other, kind="gct", dataset="d")  # type: ignore[arg-type, unused-ignore]
     with pytest.raises(ValueError, match="layer must be an Effects layer"):
         read_signatures(other, kind="signaturesearch", dataset="d", layer="z")
     with pytest.raises(FileNotFoundError, match="signature file not found"):
