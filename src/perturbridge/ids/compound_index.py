@@ -69,6 +69,7 @@ def _match_types() -> dict[str, MatchType]:
         MatchType("input_inchikey", 0.8, "InChIKey not in the reference, reported as given"),
         MatchType("pubchem_online", 0.85, "found by the online PubChem resolver"),
         MatchType("multi_name", 0.0, "a multi-name cell whose names name different compounds"),
+        MatchType("opsin", 0.8, "a systematic name parsed to a structure by OPSIN"),
     ]
     names = [MatchType(t.match_type, t.confidence, t.description) for t in NAME_TIERS]
     return {m.name: m for m in ids + names}

@@ -116,6 +116,7 @@ from .compound_index import (
 )
 from .name_parts import split_names, strip_notes
 from .names import NAME_RULES_VERSION
+from .opsin import looks_systematic, opsin_smiles, opsin_status
 from .pubchem import PubChemClient
 from .tables import TABLE_COLUMNS
 
@@ -388,6 +389,7 @@ class CompoundResolver:
         uniq["qid"] = np.arange(len(uniq))
         result = self._resolve_unique(uniq)
         self._resolve_typed_names(uniq, result)
+        self._resolve_systematic(uniq, result)
         if online is not None:
             self._resolve_online(uniq, result, online)
         table = result.frame().drop(columns=["query", "kind"])
@@ -782,6 +784,35 @@ class CompoundResolver:
                 amb = rows[rows["status"] == "ambiguous"].iloc[0]
                 values = {c: amb[c] for c in RESULT_COLUMNS if c not in ("query", "kind")}
                 res.set(at, **values)
+
+    def _resolve_systematic(self, uniq: pd.DataFrame, res: _Result) -> None:
+        """Unresolved systematic names → OPSIN → structure (when OPSIN is installed)."""
+        kinds, qstr = uniq["kind"].to_numpy(), uniq["qstr"].to_numpy()
+        todo = np.array(
+            [
+                i
+                for i in np.flatnonzero((res.cols["status"] == "unresolved") & (kinds == "name"))
+                if looks_systematic(str(qstr[i]))
+            ],
+            dtype=np.int64,
+        )
+        if todo.size == 0:
+            return
+        jar, why = opsin_status()
+        if jar is None:
+            logger.debug("%d systematic names left unresolved: %s", todo.size, why)
+            return
+        try:
+            smiles = opsin_smiles([str(qstr[i]) for i in todo], jar=jar)
+        except RuntimeError as err:
+            logger.warning("OPSIN not used: %s", err)
+            return
+        got = np.array([s is not None for s in smiles], dtype=bool)
+        rows = todo[got]
+        self._fill_structures(res, rows, [s for s in smiles if s is not None])
+        done = rows[res.cols["status"][rows] == "resolved"]
+        res.set(done, match_type="opsin", confidence=MATCH_TYPES["opsin"].confidence)
+        res.set(done, error="structure from the systematic name (OPSIN)")
 
     # online ----------------------------------------------------------------------------
 
