@@ -124,3 +124,11 @@ def test_query_up_gmt_runs_and_reports_hits(cmapr: Path, skb: Path, tmp_path: Pa
             assert f"query {name}: top 5" in res.output
         for name in left_out:
             assert f"query {name!r}: none of its" in " ".join(res.output.split())
+
+
+def test_assay_restriction(cmapr: Path) -> None:
+    opts = SearchOptions(assays=("L1000",), n_null=0, top=3)
+    res = search(cmapr, VEMURAFENIB_A375, options=opts)
+    assert res.info["n_conditions"] == 272 and set(res.hits["assay"]) == {"L1000"}
+    with pytest.raises(KeyError, match=r"assays \['RNA-seq'\] not in the store.*L1000"):
+        search(cmapr, VEMURAFENIB_A375, options=SearchOptions(assays=("RNA-seq",)))
