@@ -275,7 +275,14 @@ def _context(
 
 
 def _convert(
-    cache: TaskCache, path: Path, sha: str, *, kind: str, dataset: str, layer: str
+    cache: TaskCache,
+    path: Path,
+    sha: str,
+    *,
+    kind: str,
+    dataset: str,
+    layer: str,
+    progress: bool = False,
 ) -> tuple[str, Path, dict[str, Any]]:
     """The conversion of one file in the cache (done once per input SHA-256 and options):
     its key, folder and ``result.json``."""
@@ -292,7 +299,10 @@ def _convert(
         dropped = 0
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_dir(out, replace=True) as tmp:
-            for ctx, eff, ledger, n_dropped in contexts:  # one context in memory at a time
+            n_contexts = raw.meta["cell_name"].nunique()
+            for ctx, eff, ledger, n_dropped in track(  # one context in memory at a time
+                contexts, description="signatures", enabled=progress, total=n_contexts
+            ):
                 stem = safe_name(ctx, taken=taken)
                 with atomic_file(tmp / f"{stem}_effects.h5ad") as h5ad:
                     eff.write_h5ad(h5ad, compression="gzip", compression_opts=1)
@@ -374,9 +384,11 @@ def import_signatures(
             layers.append(layer)
         rows_per_shard = int(params.get("rows_per_shard") or 256)
         sha = cache.checksums([file])[file]
-        key, out, result = _convert(cache, file, sha, kind=kind, dataset=dataset, layer=layer)
+        key, out, result = _convert(
+            cache, file, sha, kind=kind, dataset=dataset, layer=layer, progress=progress
+        )
         effects = []
-        for c in track(result["contexts"], description="signatures", enabled=progress):
+        for c in result["contexts"]:
             eff = out / f"{c['file_stem']}_effects.h5ad"
             effects.append(
                 EffectsPart(
