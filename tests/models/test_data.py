@@ -449,3 +449,39 @@ def test_separate_mode_rows_are_replicate_contrasts(tmp_path):
     assert parts.groupby(sep.conditions["condition_id"]).nunique().max() == 1
     # the split of the separate rows applies to the group rows of the same store
     assert len(split.rows(group, "test")) * 2 == len(split.rows(sep, "test"))
+
+
+def test_prefetched_batches_are_the_same(data):
+    import threading
+
+    rows = np.arange(len(data))
+    plain = list(data.batches(rows, batch_size=16, shuffle=True, seed=3, prefetch=False))
+    ahead = list(data.batches(rows, batch_size=16, shuffle=True, seed=3))
+    assert len(plain) == len(ahead) > 2
+    for a, b in zip(plain, ahead, strict=True):
+        np.testing.assert_array_equal(a.rows, b.rows)
+        np.testing.assert_array_equal(a.values, b.values)
+    # a generator left early waits for its read ahead: no thread is left behind
+    it = data.batches(rows, batch_size=16, shuffle=True, seed=3)
+    next(it)
+    it.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("pb-prefetch")]
+    # an error in the read ahead reaches the caller
+    broken = TrainingData(data.conditions, data.genes, source=Broken(), block_conditions=32)
+    with pytest.raises(OSError, match="disk gone"):
+        list(broken.batches(rows, batch_size=16, shuffle=False))
+
+
+class Broken:
+    def __init__(self):
+        self.description = {"kind": "store"}
+        self.calls = 0
+
+    def read(self, rows):
+        self.calls += 1
+        if self.calls > 1:
+            raise OSError("disk gone")
+        return np.zeros((len(rows), DESIGN.n_genes), dtype=np.float32)
+
+    def close(self):
+        pass

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import threading
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -56,6 +57,9 @@ class ValueSource(Protocol):
 
 
 class StoreSource:
+    """Contrasts of a store, read through ``Compendium.effects`` (one read at a time: the
+    store's DuckDB connection is not shared by threads at once)."""
+
     def __init__(
         self,
         comp: Compendium,
@@ -72,6 +76,7 @@ class StoreSource:
         self.layer = layer
         self.mode = mode
         self.own = own
+        self._lock = threading.Lock()
         self.description = {
             "kind": "store",
             "path": str(comp.path),
@@ -85,7 +90,8 @@ class StoreSource:
             n = len(self.genes) if self.genes is not None else len(self.comp.genes())
             return np.zeros((0, n), dtype=np.float32)
         ids = self.ids[rows].tolist()
-        adata = self.comp.effects(ids, genes=self.genes, layer=self.layer, mode=self.mode)
+        with self._lock:
+            adata = self.comp.effects(ids, genes=self.genes, layer=self.layer, mode=self.mode)
         if adata.n_obs != len(ids) or list(adata.obs_names) != ids:
             raise RuntimeError(
                 f"{self.comp.path}: asked for {len(ids)} contrasts, the store returned "
@@ -95,7 +101,8 @@ class StoreSource:
 
     def close(self) -> None:
         if self.own:
-            self.comp.close()
+            with self._lock:
+                self.comp.close()
 
 
 class ArraySource:

@@ -28,6 +28,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -297,34 +298,56 @@ class TrainingData:
         return out
 
     def batches(
-        self, rows: np.ndarray, *, batch_size: int, shuffle: bool, seed: int = 0
+        self,
+        rows: np.ndarray,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        prefetch: bool = True,
     ) -> Iterator[Batch]:
         """Batches of ``rows`` (the last may be smaller), reading ``block_conditions``
         rows from the source at a time.
 
         With ``shuffle`` the rows are permuted (by ``seed``) before they are cut into
-        blocks, so every batch is a random sample of all rows and memory stays bounded
-        by one block; the same seed gives the same batches.
+        blocks, so every batch is a random sample of all rows; the same seed gives the
+        same batches. With ``prefetch`` (a store source) the next block is read in a
+        background thread while the batches of the current one are used, so memory is
+        bounded by two blocks; a generator left early waits for that read to finish.
         """
         rows = self._check_rows(rows)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, found {batch_size}")
         order = np.random.default_rng(seed).permutation(rows) if shuffle else rows
         block = max(int(batch_size), self.block_conditions // batch_size * batch_size)
-        for b0 in range(0, len(order), block):
-            chunk = order[b0 : b0 + block]
-            vals = self.values(chunk)
-            for s in range(0, len(chunk), batch_size):
-                r = chunk[s : s + batch_size]
-                yield Batch(
-                    rows=r,
-                    dataset=self._codes["dataset"][r],
-                    context=self._codes["context"][r],
-                    compound=self._codes["compound"][r],
-                    log10_dose=self._dose[r],
-                    time=self._time[r],
-                    values=vals[s : s + batch_size],
-                )
+        chunks = [order[b0 : b0 + block] for b0 in range(0, len(order), block)]
+        if not prefetch or len(chunks) < 2 or isinstance(self._source, ArraySource):
+            for chunk in chunks:
+                yield from self._cut(chunk, self.values(chunk), batch_size)
+            return
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pb-prefetch")
+        try:
+            pending = pool.submit(self.values, chunks[0])
+            for i, chunk in enumerate(chunks):
+                vals = pending.result()
+                if i + 1 < len(chunks):
+                    pending = pool.submit(self.values, chunks[i + 1])
+                yield from self._cut(chunk, vals, batch_size)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _cut(self, chunk: np.ndarray, vals: np.ndarray, batch_size: int) -> Iterator[Batch]:
+        for s in range(0, len(chunk), batch_size):
+            r = chunk[s : s + batch_size]
+            yield Batch(
+                rows=r,
+                dataset=self._codes["dataset"][r],
+                context=self._codes["context"][r],
+                compound=self._codes["compound"][r],
+                log10_dose=self._dose[r],
+                time=self._time[r],
+                values=vals[s : s + batch_size],
+            )
 
     # ------------------------------------------------------------ vocabularies
 
