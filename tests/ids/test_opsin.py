@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from perturbridge.ids import compounds as compounds_mod
+from perturbridge.ids import compound_fallbacks as fallbacks_mod
 from perturbridge.ids.compounds import CompoundResolver
 from perturbridge.ids.opsin import looks_systematic, opsin_smiles, opsin_status
 
@@ -43,7 +43,7 @@ def fake_opsin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     jar.parent.mkdir()
     jar.write_bytes(b"")
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    monkeypatch.setattr(compounds_mod, "opsin_status", lambda: (jar, ""))
+    monkeypatch.setattr(fallbacks_mod, "opsin_status", lambda: (jar, ""))
     return jar
 
 

@@ -67,8 +67,10 @@ What is reported
     reported parent InChIKey (names that are Broad ids are used last).
 
 Long because this docstring states the resolution rules in full; the code is one
-resolver class whose steps share its index. Records, the index and query kinds are in
-:mod:`perturbridge.ids.compound_index`, the online client in :mod:`perturbridge.ids.pubchem`.
+resolver class whose steps share its index; the fallbacks for names left unresolved
+(typed names, OPSIN) are in :mod:`perturbridge.ids.compound_fallbacks`. Records, the
+index and query kinds are in :mod:`perturbridge.ids.compound_index`, the online client
+in :mod:`perturbridge.ids.pubchem`.
 
 Examples
 --------
@@ -99,6 +101,7 @@ import pandas as pd
 
 from ..errors import PerturbridgeError
 from .chem import INCHIKEY_PATTERN, standardize_smiles_many
+from .compound_fallbacks import object_array, resolve_systematic, resolve_typed_names
 from .compound_index import (
     CID_PATTERN,
     KEY_SEP,
@@ -114,9 +117,7 @@ from .compound_index import (
     reference_records,
     structure_donors,
 )
-from .name_parts import split_names, strip_notes
 from .names import NAME_RULES_VERSION
-from .opsin import looks_systematic, opsin_smiles, opsin_status
 from .pubchem import PubChemClient
 from .tables import TABLE_COLUMNS
 
@@ -388,8 +389,8 @@ class CompoundResolver:
         uniq = frame.drop_duplicates(["qstr", "kind"]).reset_index(drop=True)
         uniq["qid"] = np.arange(len(uniq))
         result = self._resolve_unique(uniq)
-        self._resolve_typed_names(uniq, result)
-        self._resolve_systematic(uniq, result)
+        resolve_typed_names(self, uniq, result)
+        resolve_systematic(self, uniq, result)
         if online is not None:
             self._resolve_online(uniq, result, online)
         table = result.frame().drop(columns=["query", "kind"])
@@ -561,7 +562,7 @@ class CompoundResolver:
             multi_blocks["qid"].to_numpy(), multi_blocks["block"].to_numpy(), strict=True
         ):
             by_q.setdefault(int(q), []).append(int(b))
-        out["candidates"] = _objects([tuple(by_q.get(int(q), ())) for q in out["qid"]])
+        out["candidates"] = object_array([tuple(by_q.get(int(q), ())) for q in out["qid"]])
         return out
 
     def _support(self, hits: pd.DataFrame) -> pd.DataFrame:
@@ -656,9 +657,9 @@ class CompoundResolver:
                 amb,
                 status="ambiguous",
                 match_type=mtype[~chosen],
-                candidates=_objects(keys_col),
-                candidate_names=_objects(names_col),
-                candidate_sources=_objects(srcs_col),
+                candidates=object_array(keys_col),
+                candidate_names=object_array(names_col),
+                candidate_sources=object_array(srcs_col),
                 error=[
                     "several compounds match: "
                     + "; ".join(f"{n} ({s})" for n, s in zip(nm, sc, strict=True))
@@ -728,92 +729,6 @@ class CompoundResolver:
         name = self._col["name"][i]
         return str(name) if isinstance(name, str) else None
 
-    # names as typed --------------------------------------------------------------------
-
-    def _resolve_typed_names(self, uniq: pd.DataFrame, res: _Result) -> None:
-        """Unresolved names: without batch/dose notes, then part by part (module notes)."""
-        kinds, qstr = uniq["kind"].to_numpy(), uniq["qstr"].to_numpy()
-        todo = np.flatnonzero((res.cols["status"] == "unresolved") & (kinds == "name"))
-        plans: dict[int, tuple[list[str], str | None]] = {}
-        for i in todo:
-            q = str(qstr[i])
-            parts = split_names(q)
-            if parts is not None:
-                plans[int(i)] = (parts, None)
-                continue
-            stripped = strip_notes(q)
-            if stripped is not None:
-                plans[int(i)] = ([stripped[0]], stripped[1])
-        if not plans:
-            return
-        flat = sorted({p for parts, _ in plans.values() for p in parts})
-        sub = self.resolve(flat, kind="name").set_index("query")
-        for row, (parts, note) in plans.items():
-            at = np.array([row])
-            rows = sub.loc[parts]
-            ok = rows[rows["status"] == "resolved"]
-            blocks = list(dict.fromkeys(ok["connectivity"]))
-            if len(blocks) == 1:
-                best = ok.sort_values("confidence", ascending=False).iloc[0]
-                missing = [
-                    p for p, st in zip(parts, rows["status"], strict=True) if st != "resolved"
-                ]
-                why = note or (
-                    f"names agree: {', '.join(parts)}"
-                    if not missing
-                    else f"resolved by {', '.join(p for p in parts if p not in missing)}; "
-                    f"not resolved: {', '.join(missing)}"
-                )
-                values = {c: best[c] for c in RESULT_COLUMNS if c not in ("query", "kind")}
-                values["confidence"] = float(ok["confidence"].min())
-                values["error"] = why if not best["error"] else f"{why}; {best['error']}"
-                res.set(at, **values)
-            elif len(blocks) > 1:
-                first = ok.drop_duplicates("connectivity")
-                res.set(
-                    at,
-                    status="ambiguous",
-                    match_type="multi_name",
-                    candidates=_objects([tuple(first["parent_inchikey"])]),
-                    candidate_names=_objects([tuple(first["name"])]),
-                    candidate_sources=_objects([tuple(first.index)]),
-                    error="the names of this cell name different compounds: "
-                    + "; ".join(f"{q} → {n}" for q, n in zip(ok.index, ok["name"], strict=True)),
-                )
-            elif (rows["status"] == "ambiguous").any():
-                amb = rows[rows["status"] == "ambiguous"].iloc[0]
-                values = {c: amb[c] for c in RESULT_COLUMNS if c not in ("query", "kind")}
-                res.set(at, **values)
-
-    def _resolve_systematic(self, uniq: pd.DataFrame, res: _Result) -> None:
-        """Unresolved systematic names → OPSIN → structure (when OPSIN is installed)."""
-        kinds, qstr = uniq["kind"].to_numpy(), uniq["qstr"].to_numpy()
-        todo = np.array(
-            [
-                i
-                for i in np.flatnonzero((res.cols["status"] == "unresolved") & (kinds == "name"))
-                if looks_systematic(str(qstr[i]))
-            ],
-            dtype=np.int64,
-        )
-        if todo.size == 0:
-            return
-        jar, why = opsin_status()
-        if jar is None:
-            logger.debug("%d systematic names left unresolved: %s", todo.size, why)
-            return
-        try:
-            smiles = opsin_smiles([str(qstr[i]) for i in todo], jar=jar)
-        except RuntimeError as err:
-            logger.warning("OPSIN not used: %s", err)
-            return
-        got = np.array([s is not None for s in smiles], dtype=bool)
-        rows = todo[got]
-        self._fill_structures(res, rows, [s for s in smiles if s is not None])
-        done = rows[res.cols["status"][rows] == "resolved"]
-        res.set(done, match_type="opsin", confidence=MATCH_TYPES["opsin"].confidence)
-        res.set(done, error="structure from the systematic name (OPSIN)")
-
     # online ----------------------------------------------------------------------------
 
     def _resolve_online(self, uniq: pd.DataFrame, res: _Result, client: PubChemClient) -> None:
@@ -840,8 +755,8 @@ class CompoundResolver:
                     np.array([i]),
                     status="ambiguous",
                     match_type="pubchem_online",
-                    candidates=_objects([tuple(h.get("inchikey") for h in hits)]),
-                    candidate_names=_objects([tuple(f"CID {h.get('cid')}" for h in hits)]),
+                    candidates=object_array([tuple(h.get("inchikey") for h in hits)]),
+                    candidate_names=object_array([tuple(f"CID {h.get('cid')}" for h in hits)]),
                     error="PubChem knows several compounds by this name",
                 )
         if not found:
@@ -890,11 +805,3 @@ class _Result:
             dtype="Int64",
         )
         return out
-
-
-def _objects(values: Sequence[object]) -> np.ndarray:
-    """An object array of tuples (numpy would otherwise make a 2-D array of them)."""
-    out = np.empty(len(values), dtype=object)
-    for i, v in enumerate(values):
-        out[i] = v
-    return out
