@@ -192,7 +192,7 @@ def test_real_l1000_level5_compound_holdout(tmp_path):
         kind="compound",
         options=SplitOptions(seed=0, target_dataset="cmap", test_fraction=0.2, val_fraction=0.2),
     )
-    cfg = replace(CONFIG, hidden=(128,), max_epochs=15, lr=3e-3, batch_size=32)
+    cfg = replace(CONFIG, hidden=(128,), max_epochs=8, lr=3e-3, batch_size=32)
     models = {
         "learned_id": train(data, split, config=cfg, family="all", progress=False),
         "morgan": train(

@@ -226,10 +226,12 @@ def evaluate_cmd(
                 histories[f"{name}__{len(loaded[name]) - 1}"] = pd.read_csv(hist)
         first = next(iter(loaded.values()))[0]
         data = load_training_data(store, options=DataOptions(genes=tuple(first.genes.index)))
-        comp = Compendium.open(store) if (store / "manifest.json").is_file() else None
-        result = evaluate(
-            loaded, data, sp, options=opts, structures=_structures(structures), store=comp
-        )
+        st = _structures(structures)
+        if (store / "manifest.json").is_file():  # a store: the ceiling is read from it
+            with Compendium.open(store) as comp:
+                result = evaluate(loaded, data, sp, options=opts, structures=st, store=comp)
+        else:  # training shards: no replicate effects to read
+            result = evaluate(loaded, data, sp, options=opts, structures=st)
         result.histories = histories
         result.save(out, replace=force)
         if report is not None:
