@@ -246,7 +246,7 @@ def test_save_and_load(tmp_path):
         load_split(tmp_path / "nothing")
 
 
-def test_errors():
+def test_errors(caplog):
     data = make_data(grid(["d1"], ["k1"], ["a", "b", "c"]))
     with pytest.raises(KeyError, match="unknown split kind 'random'"):
         make_split(data, kind="random")
@@ -256,6 +256,11 @@ def test_errors():
     other = make_data(grid(["x"], ["k1"], ["a"]))
     with pytest.raises(ValueError, match="none of the 2 conditions"):
         split.rows(other, "train")
+    more = make_data(grid(["d1", "x"], ["k1"], ["a", "b", "c"]))
+    with caplog.at_level("WARNING", logger="perturbridge.models.splits"):
+        rows = split.rows(more, "train")
+    assert "6 of 12 conditions of the data are not in this compound split" in caplog.text
+    assert set(more.conditions["dataset"].to_numpy()[rows]) == {"d1"}
     with pytest.raises(ValueError, match="leaves 'val' empty"):
         make_split(make_data(grid(["d1"], ["k1"], ["a", "b"])), kind="pair")
     for kwargs, message in (

@@ -47,6 +47,7 @@ and dataset, what was held out, the package version and the data source).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -71,6 +72,8 @@ __all__ = [
     "make_split",
     "save_split",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: The parts of a split.
 PARTS: tuple[str, ...] = ("train", "val", "test")
@@ -139,8 +142,9 @@ class Split:
     def rows(self, data: TrainingData, part: str) -> np.ndarray:
         """int64 row numbers of ``data`` in ``part`` (``train``, ``val`` or ``test``).
 
-        Conditions of ``data`` that the split does not know are in no part; a split that
-        knows none of them is an error (it was made for other data)."""
+        Conditions of ``data`` that the split does not know are in no part (logged as a
+        warning); a split that knows none of them is an error (it was made for other
+        data)."""
         if part not in PARTS:
             raise KeyError(f"unknown part {part!r}; parts: {list(PARTS)}")
         parts = data.conditions["condition_id"].map(self.assignment)
@@ -150,6 +154,15 @@ class Split:
                 f"(made for {self.manifest.get('source', {}).get('path', 'other data')}; first "
                 f"condition here: {data.conditions['condition_id'].iloc[0]!r})"
             )
+        unknown = int(parts.isna().sum())
+        if unknown:
+            logger.warning(
+                "%d of %d conditions of the data are not in this %s split (they are in no "
+                "part; first: %r): the split was made for other data (source %s)",
+                unknown, len(data), self.kind,
+                data.conditions["condition_id"][parts.isna()].iloc[0],
+                self.manifest.get("source", {}).get("path", "unknown"),
+            )  # fmt: skip
         return np.flatnonzero((parts == part).to_numpy())
 
     def compounds(self, part: str) -> list[str]:
