@@ -120,3 +120,24 @@ def test_torch_missing_is_one_line(sim, tmp_path, monkeypatch):
                 ["evaluate", sim / "store", "--model", "m", "--split", "s", "--out", "e"],
                 ["embed", sim / "store", "--model", "m", "--out", tmp_path / "c.pq"]):  # fmt: skip
         assert "pip install 'perturbridge[models]'" in _error(cmd)
+
+
+@pytest.mark.parametrize("cmd", ["split", "train", "evaluate", "embed"])
+def test_help_has_an_example_and_loads_no_model_code(cmd):
+    import subprocess
+    import sys
+
+    r = runner.invoke(app, [cmd, "--help"])
+    assert r.exit_code == 0 and "Example" in r.output and f"perturbridge {cmd}" in r.output
+    code = (
+        "import sys\n"
+        "from perturbridge.cli import app\n"
+        "try:\n"
+        f"    app([{cmd!r}, '--help'], prog_name='perturbridge')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('LOADED', [m for m in ('torch', 'perturbridge.models', 'rdkit')"
+        " if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert "LOADED []" in out, out[-300:]
