@@ -43,7 +43,13 @@ from scipy import stats
 from ..agreement import replicate_agreement
 from ..io import atomic_dir, provenance
 from .baselines import BASELINES, predict_baseline
-from .metrics import POOLED_METRICS, condition_metrics, pooled_metrics, summarize_conditions
+from .metrics import (
+    CONDITION_METRICS,
+    POOLED_METRICS,
+    condition_metrics,
+    pooled_metrics,
+    summarize_conditions,
+)
 
 if TYPE_CHECKING:
     from ..compendium import Compendium
@@ -306,12 +312,15 @@ class _Scoring:
         self, name: str, kind: str, seed: int, pred: np.ndarray | None, note: str
     ) -> dict[str, Any]:
         rec: dict[str, Any] = {"model": name, "kind": kind, "seed": seed, "note": note}
-        if pred is None:
-            return rec | dict.fromkeys(METRICS, np.nan) | {"n_conditions": 0, "n_values": 0}
-        table = condition_metrics(pred, self.obs, reference=self.reference, k=self.k)
-        for m, v in pooled_metrics(pred, self.obs).items():
-            rec[f"pooled_{m}" if m != "n_values" else m] = v
-        rec |= summarize_conditions(table)
+        if pred is None:  # a baseline that could not run: in every table, without numbers
+            table = condition_metrics(self.obs, self.obs, k=self.k)
+            table.loc[:, list(CONDITION_METRICS)] = np.nan
+            rec |= dict.fromkeys(METRICS, np.nan) | {"n_conditions": 0, "n_values": 0}
+        else:
+            table = condition_metrics(pred, self.obs, reference=self.reference, k=self.k)
+            for m, v in pooled_metrics(pred, self.obs).items():
+                rec[f"pooled_{m}" if m != "n_values" else m] = v
+            rec |= summarize_conditions(table)
         table.insert(0, "seed", seed)
         table.insert(0, "kind", kind)
         table.insert(0, "model", name)
@@ -431,7 +440,9 @@ def combine_seeds(results: Sequence[EvaluationResult], *, reference: str | None 
     """One result from evaluations of the same models on several splits (one seed each,
     e.g. one split seed and one model seed per result): the tables stacked with the
     result's position as ``seed`` (baselines included: they change with the split), and
-    the summary and paired tests recomputed across them. The ceiling is the first's."""
+    the summary and paired tests recomputed across them. ``condition_id`` of the
+    per-condition table becomes ``<seed>:<condition_id>`` (a condition of two splits is
+    two pairs of the Wilcoxon test). The ceiling is the first result's."""
     if not results:
         raise ValueError("no results to combine")
     pooled, per_cond = [], []
