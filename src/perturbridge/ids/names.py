@@ -53,7 +53,9 @@ Rules, in order
     leading ``alpha``/``beta`` without a locant goes (``beta-estradiol`` →
     ``estradiol``). A weak key: it can only find a stereo variant, whose parent
     connectivity block is the same. A code of letters and digits keeps three
-    characters (``(+)-JQ1`` → ``jq1``).
+    characters (``(+)-JQ1`` → ``jq1``). Built on the ``acid_form`` key, except when
+    ``desalted_loose`` dropped an ester-prone word: then on the ``parenthetical`` key
+    (``estradiol valerate`` → ``estradiolvalerate``, never ``estradiol``).
 ``spelling_variant`` (tier 7)
     INN/BAN/USAN and British/American spelling variants meet: the stereo-stripped key
     is rewritten ``ph`` → ``f``, ``th`` → ``t``, ``ae``/``oe`` → ``e``, ``y`` → ``i``,
@@ -104,7 +106,7 @@ __all__ = [
 #: Version of the rules below: a store's precomputed name keys (the derived table
 #: ``compound_name_keys``) are used only when they were made by the same version.
 #: Bump it with every change of a rule.
-NAME_RULES_VERSION: Final = 2
+NAME_RULES_VERSION: Final = 3
 
 
 @dataclass(frozen=True)
@@ -504,7 +506,11 @@ def _name_keys(name: str) -> tuple[NameKey, ...]:
         emit(4, loose, alt)
         acid = _acid_form(loose, had_cation)
         emit(5, acid, alt)
-        bare = [_LOCANT_GREEK.sub(r"\1", t) for t in acid if not _is_stereo(t)]
+        # stereo stripping never combines with dropping an ester word: estradiol
+        # valerate stays estradiolvalerate here, so beta-estradiol finds estradiol only
+        ester_dropped = not had_cation and _strip_words(toks, _LOOSE_WORDS) != toks
+        bare = [_LOCANT_GREEK.sub(r"\1", t) for t in (toks if ester_dropped else acid)]
+        bare = [t for t in bare if not _is_stereo(t)]
         if len(bare) > 1 and bare[0] in _LEADING_GREEK and len(bare[1]) >= 6:
             bare = bare[1:]  # beta-estradiol: the position of a group left unsaid
         emit(6, bare, alt, min_len=_stereo_min_len(bare))
