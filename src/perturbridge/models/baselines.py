@@ -202,8 +202,8 @@ def morgan_bits(smiles: list[str], *, radius: int = 2, n_bits: int = 2048) -> np
 
 
 def tanimoto_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Tanimoto similarity of every row of ``a`` with every row of ``b`` (boolean
-    fingerprints); two empty fingerprints have similarity 0."""
+    """Tanimoto similarity of every row of ``a`` with every row of ``b`` (fingerprints
+    as booleans or 0/1 numbers); two empty fingerprints have similarity 0."""
     af = np.asarray(a, dtype=np.float32)
     bf = np.asarray(b, dtype=np.float32)
     inter = af @ bf.T
@@ -244,6 +244,7 @@ def _nearest_tanimoto(
     smiles = data.smiles(structures).dropna().astype(str)
     keys = sorted(smiles.index)
     fps = morgan_bits([smiles[k] for k in keys]) if keys else np.zeros((0, 2048), dtype=bool)
+    fps = fps.astype(np.float32)  # once, for the products of tanimoto_matrix
     fp_index = pd.Index(keys)
     conds = data.conditions.copy()
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -270,14 +271,17 @@ def _nearest_tanimoto(
             cand_fp = np.unique(cand["_fp"].to_numpy())  # sorted: ties -> first key
             sim = tanimoto_matrix(fps[test_fp[at]], fps[cand_fp])
             best = cand_fp[np.argmax(sim, axis=1)]
-            for pos, fp, ld, t in zip(
-                at, best, conds["_ld"].iloc[rows[at]], conds["time_h"].iloc[rows[at]], strict=True
-            ):
-                c = cand[cand["_fp"].to_numpy() == fp]
-                order = np.lexsort(
-                    (np.abs(c["_ld"].to_numpy() - ld), (c["time_h"].to_numpy() != t))
-                )
-                chosen[pos] = int(c["_row"].to_numpy()[order[0]])
+            # the chosen compound's rows: same time first, then the nearest log dose
+            c_fp = cand["_fp"].to_numpy()
+            c_ld = cand["_ld"].to_numpy()
+            c_t = cand["time_h"].to_numpy()
+            c_row = cand["_row"].to_numpy()
+            lds = conds["_ld"].to_numpy()[rows[at]]
+            times = conds["time_h"].to_numpy()[rows[at]]
+            for pos, fp, ld, t in zip(at, best, lds, times, strict=True):
+                mine = np.flatnonzero(c_fp == fp)
+                order = np.lexsort((np.abs(c_ld[mine] - ld), c_t[mine] != t))
+                chosen[pos] = int(c_row[mine[order[0]]])
                 how[pos] = label
             todo[at] = False
     mean = train_mean_reference(data, train_rows, rows, block_rows=block_rows)
