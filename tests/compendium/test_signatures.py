@@ -274,3 +274,28 @@ def test_real_signaturesearch_sample_db(tmp_path):
         assert len(cond) == 100 and set(cond["cell_context"]) == {"SKB"}
         eff = comp.effects(["skb:vorinostat__SKB__trt_cp"], genes=genes)
         np.testing.assert_array_equal(eff.X[0], assay)
+
+
+def test_a_build_keeps_imported_signatures(tmp_path, built):
+    """A plan rebuilt into a store that also holds imported signatures keeps them (they
+    are imported datasets, like release imports), and a plan never lists them as removals."""
+    import shutil
+
+    from perturbridge.compendium import build
+    from perturbridge.compendium._common import IMPORTED_SOURCES
+    from perturbridge.compendium.release import SOURCE as RELEASE_SOURCE
+    from perturbridge.compendium.signatures import SOURCE as SIGNATURE_SOURCE
+
+    assert {RELEASE_SOURCE, SIGNATURE_SOURCE} <= set(IMPORTED_SOURCES)
+    folder = tmp_path / "f"
+    shutil.copytree(built["folder"], folder)
+    store = folder / "store"
+    x = _level5(tmp_path / "l5.gctx")
+    import_signatures(store, tmp_path / "l5.gctx", kind="gctx", dataset="cmap")
+    report = build(folder / built["plan"].name)  # no force needed: nothing is removed
+    assert not report.computed
+    with Compendium.open(store) as comp:
+        names = set(comp.table("datasets")["dataset"])
+        assert "cmap" in names and {"sim_counts", "sim_l1000"} <= names
+        n = comp.sql("SELECT count(*) n FROM conditions WHERE dataset = 'cmap'")["n"].iloc[0]
+        assert n == int(np.isfinite(x).any(axis=0).sum())  # S5 has no value at all

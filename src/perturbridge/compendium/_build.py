@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ._common import BuildError, PlanError, digest, write_json_atomic
+from ._common import IMPORTED_SOURCES, BuildError, PlanError, digest, write_json_atomic
 from ._lock import store_lock
 from .executors import Executor, make_executor
 from .plan import BuildPlan, load_plan, slurm_profile_of
@@ -368,22 +368,23 @@ def build(
 
 
 def _imported_datasets(plan: BuildPlan) -> list[str]:
-    """Datasets of the plan's existing store that came from release files
-    (``perturbridge import-release``): a build keeps them beside the plan's datasets. A
-    plan dataset of the same name would replace one silently, so it is an error."""
+    """Datasets of the plan's existing store that were imported (release files or
+    precomputed signatures, :data:`IMPORTED_SOURCES`): a build keeps them beside the
+    plan's datasets. A plan dataset of the same name would replace one silently, so it is
+    an error."""
     if not (plan.store.path / "manifest.json").is_file():
         return []
     manifest = read_manifest(plan.store.path)
     imported = [
-        str(d["name"]) for d in manifest.get("datasets", []) if d.get("source") == "release_import"
+        str(d["name"]) for d in manifest.get("datasets", []) if d.get("source") in IMPORTED_SOURCES
     ]
     clash = sorted(set(imported) & {d.name for d in plan.datasets})
     if clash:
         raise PlanError(
             [
                 f"dataset {name!r} of the plan has the name of a dataset imported into "
-                f"{plan.store.path} from release files; rename one of them (a build never "
-                "replaces an imported dataset)"
+                f"{plan.store.path} (import-release or import-signatures); rename one of them "
+                "(a build never replaces an imported dataset)"
                 for name in clash
             ]
         )
@@ -400,7 +401,7 @@ def _check_removals(plan: BuildPlan, *, force: bool) -> None:
     gone = sorted(
         str(d["name"])
         for d in manifest.get("datasets", [])
-        if d.get("source") != "release_import" and str(d["name"]) not in listed
+        if d.get("source") not in IMPORTED_SOURCES and str(d["name"]) not in listed
     )
     if gone:
         raise PlanError(

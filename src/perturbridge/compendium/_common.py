@@ -15,6 +15,7 @@ from ..errors import PerturbridgeError
 from ..io import atomic_file
 
 __all__ = [
+    "IMPORTED_SOURCES",
     "STORE_FORMAT",
     "STORE_FORMAT_VERSION",
     "STORE_MARKER",
@@ -55,6 +56,11 @@ class BuildError(PerturbridgeError, RuntimeError):
     def __init__(self, task: str, message: str) -> None:
         self.task = task
         super().__init__(f"task {task} failed: {message}")
+
+
+#: ``source`` of the datasets imported into a store rather than built from a plan
+#: (``import-release``, ``import-signatures``): a build keeps them beside its own.
+IMPORTED_SOURCES: tuple[str, ...] = ("release_import", "signature_import")
 
 
 class StoreError(PerturbridgeError, ValueError):
