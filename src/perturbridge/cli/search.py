@@ -128,6 +128,9 @@ def search_cmd(
         Path | None, typer.Option("--figure", help="Write a PNG of the top hits here.")
     ] = None,
     show: Annotated[int, typer.Option(help="Rows printed per query.")] = 20,
+    n_jobs: Annotated[
+        int, typer.Option("--n-jobs", "-j", help="Threads scoring (-1: every core).")
+    ] = -1,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Progress bar.")
     ] = True,
@@ -188,6 +191,7 @@ def search_cmd(
             direction=direction.value,  # type: ignore[arg-type]
             rank_by=rank_by.value,  # type: ignore[arg-type]
             skip_unmatched=skip_unmatched,
+            n_jobs=n_jobs,
             progress=progress,
         )  # fmt: skip
         queries: list[Any] = (

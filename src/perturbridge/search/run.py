@@ -40,7 +40,7 @@ import pandas as pd
 from ..compendium import Compendium
 from ..progress import track
 from .index import SearchIndex
-from .methods import Block, SearchMethod, get_method
+from .methods import Block, SearchMethod, get_method, score_block
 from .null import empirical_p, fdr_bh, ncs, null_rows, random_queries
 from .queries import Query, ResolvedQuery, resolve_query
 from .results import HIT_COLUMNS, SearchResult, aggregate_compounds
@@ -105,6 +105,9 @@ class SearchOptions:
     use_index
         ``auto``: read the store's search index when it has a current one, else the
         effects; ``never``: always the effects; ``always``: the index or an error.
+    n_jobs
+        Threads scoring a block's rows (``-1``: every core, the default: a query is
+        answered while someone waits).
     progress
         Show a progress bar over the blocks.
     """
@@ -127,6 +130,7 @@ class SearchOptions:
     layer: str = "logFC"
     block_rows: int = 65_536
     use_index: Literal["auto", "never", "always"] = "auto"
+    n_jobs: int = -1
     progress: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -145,10 +149,13 @@ class SearchOptions:
             "set_size": self.set_size >= 1,
             "block_rows": self.block_rows >= 1,
             "null_per_group": self.null_per_group is None or self.null_per_group >= 1,
+            "n_jobs": self.n_jobs >= 1 or self.n_jobs == -1,
         }
         bad = [f"{k}={getattr(self, k)!r}" for k, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"SearchOptions: {', '.join(bad)} (n_null >= 0, the others >= 1)")
+            raise ValueError(
+                f"SearchOptions: {', '.join(bad)} (n_null >= 0, n_jobs >= 1 or -1, the others >= 1)"
+            )
         for name, allowed in (("direction", ("similar", "opposite")),
                               ("mode", ("group", "separate")),
                               ("use_index", ("auto", "never", "always")),
@@ -436,7 +443,8 @@ def _score(
         pos = np.searchsorted(zrows, block.rows)
         if (pos >= n).any() or (zrows[np.minimum(pos, n - 1)] != block.rows).any():
             raise RuntimeError("a block holds rows that were not selected")  # a bug
-        out[:, pos] = np.asarray(method.score(queries, block), dtype=np.float64)
+        scores = score_block(method, queries, block, n_jobs=options.n_jobs)
+        out[:, pos] = np.asarray(scores, dtype=np.float64)
     return out
 
 
