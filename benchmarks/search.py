@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from perturbridge.search.index import IndexWriter, SearchIndex
-from perturbridge.search.methods import get_method
+from perturbridge.search.methods import get_method, score_block
 from perturbridge.search.queries import Query, ResolvedQuery
 
 N_GENES = 10_000
@@ -150,9 +150,10 @@ def _run(
     cols = np.unique(np.concatenate([q.cols for q in queries])).astype(np.int64)
     t0, c0 = time.perf_counter(), time.process_time()
     n = 0
-    for block in index.blocks(cols=cols, rows=rows, ranks=needs_ranks):
+    # as search() reads and scores: each dataset's measured columns, every core
+    for block in index.blocks(cols=cols, rows=rows, ranks=needs_ranks, measured_only=True):
         if m is not None:
-            m.score(queries, block)
+            score_block(m, queries, block, n_jobs=-1)
         n += block.n_rows
     return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "rows": n}
 

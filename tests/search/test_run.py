@@ -118,8 +118,8 @@ def test_many_queries_at_once_equal_one_at_a_time(sim_store: Path) -> None:
 
 def test_block_size_and_threads_change_nothing(sim_store: Path) -> None:
     big = search(sim_store, QUERY, options=SearchOptions(n_null=10, top=30, use_index="never"))
-    small = search(sim_store, QUERY, options=SearchOptions(n_null=10, top=30, block_rows=7,
-                                                           use_index="never", n_jobs=1))  # fmt: skip
+    one_thread = SearchOptions(n_null=10, top=30, block_rows=7, use_index="never", n_jobs=1)
+    small = search(sim_store, QUERY, options=one_thread)
     pd.testing.assert_frame_equal(big.hits, small.hits)
     pd.testing.assert_frame_equal(big.compounds, small.compounds)
 

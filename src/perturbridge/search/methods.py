@@ -88,18 +88,16 @@ class Block:
     def n_rows(self) -> int:
         return len(self.rows)
 
-    def positions(self, cols: np.ndarray) -> np.ndarray:
-        """Positions in this block of store gene columns ``cols`` (KeyError if absent)."""
+    def lookup(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions in this block of store gene columns ``cols``, and whether each is
+        there. A column the block lacks is a gene its conditions did not measure (an
+        index hands out only the measured columns of a dataset); its position is 0."""
         cols = np.asarray(cols, dtype=np.int64)
-        pos = np.searchsorted(self.cols, cols)
-        pos = np.minimum(pos, max(len(self.cols) - 1, 0))
-        bad = cols[(len(self.cols) == 0) | (self.cols[pos] != cols)] if len(cols) else cols
-        if len(bad):
-            raise KeyError(
-                f"{len(bad)} gene columns of the query are not in the block: "
-                f"{bad[:5].tolist()} (the block must hold the query's columns)"
-            )
-        return pos
+        if len(self.cols) == 0:
+            return np.zeros(len(cols), dtype=np.int64), np.zeros(len(cols), dtype=bool)
+        pos = np.minimum(np.searchsorted(self.cols, cols), len(self.cols) - 1)
+        there = self.cols[pos] == cols
+        return np.where(there, pos, 0), there
 
 
 @runtime_checkable
@@ -165,7 +163,8 @@ def _signature_matrix(queries: Sequence[ResolvedQuery], block: Block) -> np.ndar
     """The queries' signatures on the block's columns, float32, NaN off the query."""
     out = np.full((len(queries), len(block.cols)), np.nan, dtype=np.float32)
     for i, q in enumerate(queries):
-        out[i, block.positions(q.signature_cols)] = q.signature_values
+        pos, there = block.lookup(q.signature_cols)
+        out[i, pos[there]] = q.signature_values[there]
     return out
 
 
@@ -201,11 +200,18 @@ def _sets_es(block: Block, sets: Sequence[np.ndarray], weight: float, method: st
         step = max(1, _KS_CHUNK // max(1, n * k))
         for start in range(0, len(members), step):
             part = members[start : start + step]
-            pos = np.concatenate([block.positions(sets[i]) for i in part])
+            found = [block.lookup(sets[i]) for i in part]
+            pos = np.concatenate([f[0] for f in found])
             c = len(part)
             # rows: each condition's c sets in turn (row-major: condition, then set)
-            hit_ranks = np.take(ranks, pos, axis=1).reshape(n * c, k)
-            values = np.take(block.values, pos, axis=1).reshape(n * c, k)
+            hit_ranks = np.take(ranks, pos, axis=1)
+            values = np.take(block.values, pos, axis=1)
+            absent = ~np.concatenate([f[1] for f in found])
+            if absent.any():  # genes the block's conditions did not measure
+                hit_ranks[:, absent] = 0
+                values[:, absent] = np.nan
+            hit_ranks = hit_ranks.reshape(n * c, k)
+            values = values.reshape(n * c, k)
             if weight == 0:
                 weights = np.ones(values.shape, dtype=np.float32)
             elif weight == 1:
@@ -341,10 +347,14 @@ class XSum:
         out = np.empty((len(queries), block.n_rows))
         for i, q in enumerate(queries):
             cols = q.cols
-            pos = block.positions(cols)
+            pos, there = block.lookup(cols)
+            values = np.take(block.values, pos, axis=1)
+            hit_ranks = np.take(ranks, pos, axis=1)
+            values[:, ~there] = np.nan  # genes the block's conditions did not measure
+            hit_ranks[:, ~there] = 0
             out[i] = xsum(
-                np.take(block.values, pos, axis=1),
-                np.take(ranks, pos, axis=1),
+                values,
+                hit_ranks,
                 block.n_measured,
                 up=np.searchsorted(cols, q.up_cols),
                 down=np.searchsorted(cols, q.down_cols),

@@ -412,7 +412,11 @@ def _blocks(
         yield from _effect_blocks(comp, sel, cols=cols, ranks=ranks, options=options)
         return
     rows = sel["zarr_row"].to_numpy(dtype=np.int64)
-    yield from index.blocks(cols=cols, rows=rows, ranks=ranks, block_rows=options.block_rows)
+    # only the columns each dataset measures: the methods take a missing column as a gene
+    # not measured, and nothing is padded to the union gene axis
+    yield from index.blocks(
+        cols=cols, rows=rows, ranks=ranks, block_rows=options.block_rows, measured_only=True
+    )
 
 
 # --------------------------------------------------------------------------- scoring
