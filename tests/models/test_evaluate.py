@@ -55,6 +55,8 @@ def test_tables_with_baselines_always_present():
         assert pc["rmse"] == pytest.approx(np.sqrt(np.mean((mean - obs[i]) ** 2)), rel=1e-5)
     # without structures the Tanimoto baseline is there, with a note and no numbers
     assert pooled.loc["nearest_tanimoto", "note"] == "needs compound structures"
+    assert pooled.loc["train_mean", "note"] == "dataset × context: 2"
+    assert pooled.loc["zero", "note"] == "zero: 2"
     assert np.isnan(pooled.loc["nearest_tanimoto", "mrrmse"])
     # every baseline is in every table; one that could not run has no numbers
     assert set(res.per_dataset_context["model"]) == set(pooled.index)

@@ -262,16 +262,18 @@ def evaluate(
         raise ValueError("the split has no 'train' rows in this data")
     obs = data.values(rows)
     keys = data.conditions.iloc[rows][["condition_id", *_KEYS]].reset_index(drop=True)
-    ref = predict_baseline("train_mean", data, train_rows, rows).values
+    mean = predict_baseline("train_mean", data, train_rows, rows)
+    ref = mean.values
     entries: list[tuple[str, str, int, np.ndarray | None, str]] = []
     for b in opts.baselines:
         if BASELINES[b].needs_structures and structures is None:
             entries.append((b, "baseline", 0, None, "needs compound structures"))
             continue
-        if b == "train_mean":
-            entries.append((b, "baseline", 0, ref, ""))
-            continue
-        p = predict_baseline(b, data, train_rows, rows, structures=structures)
+        p = (
+            mean
+            if b == "train_mean"
+            else predict_baseline(b, data, train_rows, rows, structures=structures)
+        )
         how = "; ".join(f"{k}: {v}" for k, v in p.counts().items())
         entries.append((b, "baseline", 0, p.values, how))
     ctx = _Scoring(obs=obs, reference=ref, keys=keys, k=opts.k)
