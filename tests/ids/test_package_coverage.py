@@ -60,7 +60,7 @@ def _needs(*sources: str) -> None:
         pytest.skip("; ".join(f"{k}: {v}" for k, v in skipped.items()))
 
 
-def _link(root: Path, *names: tuple[str, str]) -> Path:
+def _link(root: Path, *names: tuple[str, Path]) -> Path:
     src = root / "src"
     src.mkdir(parents=True, exist_ok=True)
     for name, target in names:
