@@ -13,25 +13,38 @@ The names below load their module on first use (PEP 562).
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from .index import SearchIndex
-    from .kernels import cosine, ks_enrichment, spearman, wtcs, xsum
-    from .methods import METHODS, Block, SearchMethod, get_method, list_methods, score_block
-    from .null import empirical_p, fdr_bh, ncs, null_rows, random_queries
-    from .queries import (
-        Query,
-        ResolvedQuery,
-        queries_from_files,
-        read_gene_set,
-        read_gmt,
-        read_signature,
-        resolve_query,
-    )
-    from .results import SearchResult
-    from .run import SearchOptions, search
+    from .index import SearchIndex as SearchIndex
+    from .kernels import cosine as cosine
+    from .kernels import ks_enrichment as ks_enrichment
+    from .kernels import spearman as spearman
+    from .kernels import wtcs as wtcs
+    from .kernels import xsum as xsum
+    from .methods import METHODS as METHODS
+    from .methods import Block as Block
+    from .methods import SearchMethod as SearchMethod
+    from .methods import get_method as get_method
+    from .methods import list_methods as list_methods
+    from .methods import score_block as score_block
+    from .null import empirical_p as empirical_p
+    from .null import fdr_bh as fdr_bh
+    from .null import ncs as ncs
+    from .null import null_rows as null_rows
+    from .null import random_queries as random_queries
+    from .queries import Query as Query
+    from .queries import ResolvedQuery as ResolvedQuery
+    from .queries import queries_from_files as queries_from_files
+    from .queries import read_gene_set as read_gene_set
+    from .queries import read_gmt as read_gmt
+    from .queries import read_signature as read_signature
+    from .queries import resolve_query as resolve_query
+    from .results import SearchResult as SearchResult
+    from .run import SearchOptions as SearchOptions
+    from .run import search as search
 
 #: public name → the module that defines it
 _EXPORTS = {
@@ -64,52 +77,6 @@ _EXPORTS = {
     "xsum": ".kernels",
 }
 
-__all__ = [
-    "METHODS",
-    "Block",
-    "Query",
-    "ResolvedQuery",
-    "SearchIndex",
-    "SearchMethod",
-    "SearchOptions",
-    "SearchResult",
-    "cosine",
-    "empirical_p",
-    "fdr_bh",
-    "get_method",
-    "ks_enrichment",
-    "list_methods",
-    "ncs",
-    "null_rows",
-    "queries_from_files",
-    "random_queries",
-    "read_gene_set",
-    "read_gmt",
-    "read_signature",
-    "resolve_query",
-    "score_block",
-    "search",
-    "spearman",
-    "wtcs",
-    "xsum",
-]
+__all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module_name = __name__ + _EXPORTS[name]
-    try:
-        module = import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name != module_name:
-            raise
-        # a part of the search package not installed in this tree: the name is absent
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r} ({err})") from err
-    value = getattr(module, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
