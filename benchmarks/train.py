@@ -53,7 +53,7 @@ def _one(store: str, form: str, size: str, n_train: int | None) -> dict[str, Any
     from perturbridge.models.data import DataOptions, load_training_data
     from perturbridge.models.options import ModelConfig
     from perturbridge.models.splits import Split
-    from perturbridge.models.train import train
+    from perturbridge.models.training import train
 
     data = load_training_data(store, options=DataOptions(in_memory=False))
     n = len(data)

@@ -34,8 +34,8 @@ import pytest
 pytest.importorskip("torch")
 
 from perturbridge.models.data import DataOptions, load_training_data
-from perturbridge.models.embed import embed
-from perturbridge.models.evaluate import (
+from perturbridge.models.embedding import embed
+from perturbridge.models.evaluation import (
     EvaluationOptions,
     EvaluationResult,
     combine_seeds,
@@ -43,7 +43,7 @@ from perturbridge.models.evaluate import (
 )
 from perturbridge.models.options import ModelConfig
 from perturbridge.models.splits import SplitOptions, make_split
-from perturbridge.models.train import train
+from perturbridge.models.training import train
 from perturbridge.simulate.pretraining import (
     PretrainingDesign,
     simulate_pretraining_store,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perturbridge.models.evaluate import evaluate
+from perturbridge.models.evaluation import evaluate
 from perturbridge.report.models import models_figures, summary_table, write_models_report
 
 from ._arrays import ArrayData, ArraySplit, conditions
@@ -52,14 +52,20 @@ def test_report_is_self_contained_with_baselines(tmp_path):
 
 @pytest.mark.slow
 def test_agreement_report_gets_the_models_section(tmp_path):
+    from typer.testing import CliRunner
+
     from agreement._stores import cross_store
-    from perturbridge.report import write_report
+    from perturbridge.cli import app
 
     store = cross_store(tmp_path)
     res = _result()
     res.save(tmp_path / "ev")
-    out = write_report(store, tmp_path / "r.html", evaluation_dir=tmp_path / "ev")
+    out = tmp_path / "r.html"
+    args = ["report", str(store), "--out", str(out), "--evaluation", str(tmp_path / "ev")]
+    run = CliRunner().invoke(app, [*args, "--n-boot", "50"])
+    assert run.exit_code == 0, run.output
     html = out.read_text()
     assert html.count('<section id="models">') == 1
+    assert '<li><a href="#models">Models against the trivial baselines</a></li>' in html
     assert "Cross-dataset agreement" in html  # the agreement sections are still there
     assert (tmp_path / "r_figures" / "model_metrics.png").is_file()

@@ -397,6 +397,12 @@ def report_cmd(
     figures: Annotated[
         Path | None, typer.Option("--figures", help="Also write the figures into this folder.")
     ] = None,
+    evaluation: Annotated[
+        Path | None,
+        typer.Option(
+            "--evaluation", help="An evaluation folder (perturbridge evaluate): the models section."
+        ),
+    ] = None,
     identity: IdentityArg = IdentityOption.parent,
     max_log10_dose: MaxDoseArg = 1.0,
     min_compounds: MinCompoundsArg = 10,
@@ -418,7 +424,8 @@ def report_cmd(
     (read from --agreement, or computed with the options given).
 
     An agreement folder of the published profile, or --profile published, gives the
-    report in the layout of the published Tables 4-8.
+    report in the layout of the published Tables 4-8. --evaluation adds the models
+    section; a store with a current search index gets a search section.
 
     Examples:
 
@@ -444,7 +451,10 @@ def report_cmd(
     try:
         from ..report import write_report
 
-        path = write_report(store, out, agreement_dir=agreement, options=opts, figures_dir=figures)
+        path = write_report(
+            store, out, agreement_dir=agreement, options=opts, figures_dir=figures,
+            evaluation_dir=evaluation,
+        )  # fmt: skip
     except user_errors(ImportError) as err:
         fail(err)
     console.print(f"wrote {path}")

@@ -137,7 +137,7 @@ def train_cmd(
     from ..models.data import load_training_data
     from ..models.options import FAMILIES, ModelConfig
     from ..models.splits import load_split
-    from ..models.train import train
+    from ..models.training import train
 
     try:
         cfg = ModelConfig.from_toml(config)
@@ -207,7 +207,7 @@ def evaluate_cmd(
 
     from ..compendium import Compendium
     from ..models.data import DataOptions, load_training_data
-    from ..models.evaluate import EvaluationOptions, evaluate
+    from ..models.evaluation import EvaluationOptions, evaluate
     from ..models.model import TrainedModel
     from ..models.splits import load_split
 
@@ -290,7 +290,7 @@ def embed_cmd(
     _need_torch("embed")
     _check_store(store)
     check_out_file(out)
-    from ..models.embed import embed
+    from ..models.embedding import embed
 
     try:
         path = embed(model, out=out, all_compounds=all_compounds)

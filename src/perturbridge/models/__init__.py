@@ -11,41 +11,43 @@ model import it. A name whose module is missing fails when it is accessed, not o
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-# the type checker sees the real objects (``__getattr__`` gives ``Any``)
-if TYPE_CHECKING:
-    from .baselines import BASELINES
-    from .data import (
-        Batch,
-        DataOptions,
-        Standardizer,
-        TrainingData,
-        Vocabulary,
-        load_training_data,
-        read_structures,
-    )
-    from .embed import embed
-    from .evaluate import (
-        EvaluationOptions,
-        EvaluationResult,
-        combine_seeds,
-        evaluate,
-        read_evaluation,
-    )
-    from .model import TrainedModel
-    from .options import FAMILIES, ModelConfig
-    from .splits import SPLIT_KINDS, Split, SplitOptions, load_split, make_split, save_split
-    from .train import train
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:  # the names for type checkers (re-exported)
+    from .baselines import BASELINES as BASELINES
+    from .data import Batch as Batch
+    from .data import DataOptions as DataOptions
+    from .data import Standardizer as Standardizer
+    from .data import TrainingData as TrainingData
+    from .data import Vocabulary as Vocabulary
+    from .data import load_training_data as load_training_data
+    from .data import read_structures as read_structures
+    from .embedding import embed as embed
+    from .evaluation import EvaluationOptions as EvaluationOptions
+    from .evaluation import EvaluationResult as EvaluationResult
+    from .evaluation import combine_seeds as combine_seeds
+    from .evaluation import evaluate as evaluate
+    from .evaluation import read_evaluation as read_evaluation
+    from .model import TrainedModel as TrainedModel
+    from .options import FAMILIES as FAMILIES
+    from .options import ModelConfig as ModelConfig
+    from .splits import SPLIT_KINDS as SPLIT_KINDS
+    from .splits import Split as Split
+    from .splits import SplitOptions as SplitOptions
+    from .splits import load_split as load_split
+    from .splits import make_split as make_split
+    from .splits import save_split as save_split
+    from .training import train as train
 
 #: public name → the module that defines it
 _EXPORTS = {
     "BASELINES": ".baselines",
     "Batch": ".data",
     "DataOptions": ".data",
-    "EvaluationOptions": ".evaluate",
-    "EvaluationResult": ".evaluate",
+    "EvaluationOptions": ".evaluation",
+    "EvaluationResult": ".evaluation",
     "FAMILIES": ".options",
     "ModelConfig": ".options",
     "SPLIT_KINDS": ".splits",
@@ -55,53 +57,18 @@ _EXPORTS = {
     "TrainedModel": ".model",
     "TrainingData": ".data",
     "Vocabulary": ".data",
-    "combine_seeds": ".evaluate",
-    "embed": ".embed",
-    "evaluate": ".evaluate",
+    "combine_seeds": ".evaluation",
+    "embed": ".embedding",
+    "evaluate": ".evaluation",
     "load_split": ".splits",
     "load_training_data": ".data",
     "make_split": ".splits",
-    "read_evaluation": ".evaluate",
+    "read_evaluation": ".evaluation",
     "read_structures": ".data",
     "save_split": ".splits",
-    "train": ".train",
+    "train": ".training",
 }
 
-__all__ = [
-    "BASELINES",
-    "FAMILIES",
-    "SPLIT_KINDS",
-    "Batch",
-    "DataOptions",
-    "EvaluationOptions",
-    "EvaluationResult",
-    "ModelConfig",
-    "Split",
-    "SplitOptions",
-    "Standardizer",
-    "TrainedModel",
-    "TrainingData",
-    "Vocabulary",
-    "combine_seeds",
-    "embed",
-    "evaluate",
-    "load_split",
-    "load_training_data",
-    "make_split",
-    "read_evaluation",
-    "read_structures",
-    "save_split",
-    "train",
-]
+__all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_EXPORTS[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -18,9 +18,11 @@ separate-mode effects) are stated in a sentence, not left out.
 from __future__ import annotations
 
 import datetime as _dt
+import html
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +31,7 @@ from .._version import __version__
 from ..agreement import AgreementOptions, run_agreement
 from ..agreement.published import read_published
 from ..io import atomic_file
-from ..models.evaluate import read_evaluation
+from ..models.evaluation import read_evaluation
 from . import figures as F
 from .inputs import _Agreement, _compendium, _from_mapping, _from_result, read_agreement_tables
 from .models import render_section as render_models_section
@@ -57,6 +59,10 @@ __all__ = ["write_report"]
 logger = logging.getLogger(__name__)
 
 
+#: the head of a section of the report: its anchor and its title
+_SECTION_HEAD = re.compile(r'<section id="([\w-]+)"><h2>(.*?)</h2>')
+
+
 def _render(
     *,
     title: str,
@@ -67,7 +73,9 @@ def _render(
     extra: str = "",
 ) -> str:
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    nav = "".join(f'<li><a href="#{k}">{_e(v)}</a></li>' for k, v in _SECTIONS)
+    # the optional sections (models, search) are listed after the agreement ones
+    extra_nav = [(m.group(1), html.unescape(m.group(2))) for m in _SECTION_HEAD.finditer(extra)]
+    nav = "".join(f'<li><a href="#{k}">{_e(v)}</a></li>' for k, v in (*_SECTIONS, *extra_nav))
     head = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -1,7 +1,7 @@
 """The models section of the HTML report: an evaluation's metrics beside its baselines.
 
 An evaluation folder (``perturbridge evaluate … --out DIR``, read by
-:func:`~perturbridge.models.evaluate.read_evaluation`) becomes
+:func:`~perturbridge.models.evaluation.read_evaluation`) becomes
 
 * a table of every model and baseline (mean ± SD over seeds of MRRMSE, Pearson,
   Pearson-Δ, DEG direction accuracy, top-k recall and the pooled RMSE), with the paired
@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 
 from .._version import __version__
 from ..io import atomic_file
-from ..models.evaluate import EvaluationResult, read_evaluation
+from ..models.evaluation import EvaluationResult, read_evaluation
 from . import figures as F
 from .tables import _CSS, _e, _empty, _Fig, _figure_html, _frame_table, _p
 

@@ -30,12 +30,10 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -475,18 +473,3 @@ def _bar(enabled: bool) -> Iterator[Progress | None]:
     )
     with Progress(*columns, transient=True) as bar:
         yield bar
-
-
-class _FunctionModule(ModuleType):
-    """This module, callable as :func:`train`.
-
-    The package exports the function ``train`` under this module's name; once the module
-    has been imported, Python binds ``perturbridge.models.train`` to the module, so
-    ``from perturbridge.models import train`` may give the module: calling it calls the
-    function either way."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return train(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _FunctionModule

@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -73,18 +70,3 @@ def embed(
     with atomic_file(path) as tmp:
         pq.write_table(arrow, tmp)
     return path
-
-
-class _FunctionModule(ModuleType):
-    """This module, callable as :func:`embed`.
-
-    The package exports the function ``embed`` under this module's name; once the module
-    has been imported, Python binds ``perturbridge.models.embed`` to the module, so
-    ``from perturbridge.models import embed`` may give the module: calling it calls the
-    function either way."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return embed(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _FunctionModule

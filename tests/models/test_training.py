@@ -13,11 +13,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from perturbridge.models.data import load_training_data  # noqa: E402
-from perturbridge.models.embed import embed  # noqa: E402
+from perturbridge.models.embedding import embed  # noqa: E402
 from perturbridge.models.model import TrainedModel  # noqa: E402
 from perturbridge.models.options import ModelConfig  # noqa: E402
 from perturbridge.models.splits import SplitOptions, make_split  # noqa: E402
-from perturbridge.models.train import train  # noqa: E402
+from perturbridge.models.training import train  # noqa: E402
 from perturbridge.simulate.pretraining import (  # noqa: E402
     PretrainingDesign,
     simulate_pretraining_store,

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from perturbridge.models.evaluate import (
+from perturbridge.models.evaluation import (
     EvaluationOptions,
     combine_seeds,
     evaluate,
