@@ -11,8 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from perturbridge import _demo
-from perturbridge._demo import compendium as demo_compendium
-from perturbridge._demo import l1000 as demo_l1000
+from perturbridge._demo import compendium as demo_compendium, l1000 as demo_l1000
 from perturbridge.cli import app
 from perturbridge.compendium import BuildReport
 

@@ -28,4 +28,4 @@ __all__ = [
 
 
 #: loaded on first use: the ledger needs pandas, and `perturbridge --help` stays fast
-__getattr__, __dir__ = lazy_exports(__name__, {"Ledger": ".ledger"}, globals())
+__getattr__, __dir__ = lazy_exports(__name__, {".ledger": ("Ledger",)}, globals())

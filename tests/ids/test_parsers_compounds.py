@@ -10,8 +10,7 @@ import pytest
 
 from conftest import shared_path
 from perturbridge.errors import FormatError
-from perturbridge.ids import compound_ids
-from perturbridge.ids import parsers_compounds as pc
+from perturbridge.ids import compound_ids, parsers_compounds as pc
 from perturbridge.ids.tables import TABLE_COLUMNS, get_parser, list_parsers
 
 COMPOUND_PARSERS = [

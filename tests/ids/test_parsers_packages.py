@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 
 from perturbridge.errors import FormatError
-from perturbridge.ids import parsers_packages as pp
-from perturbridge.ids import store as store_mod
+from perturbridge.ids import parsers_packages as pp, store as store_mod
 from perturbridge.ids.cells import CellResolver
 from perturbridge.ids.compounds import CompoundResolver
 from perturbridge.ids.parsers_packages import (

@@ -10,8 +10,7 @@ import pytest
 
 from conftest import shared_path
 from perturbridge.errors import FormatError, SchemaError
-from perturbridge.ids import store as store_mod
-from perturbridge.ids import tables
+from perturbridge.ids import store as store_mod, tables
 from perturbridge.ids.reader import STORE_FORMAT, StoreError
 from perturbridge.ids.store import RefStore, match_parser
 from perturbridge.ids.tables import TABLE_COLUMNS, RefParser

@@ -33,8 +33,8 @@ from .cross import (
     baseline_metrics,
     pair_columns,
     peer_rows,
+    summarize as _summarize,
 )
-from .cross import summarize as _summarize
 from .matching import snap_values, usable_conditions
 from .metrics import PAIR_METRICS
 from .options import CompareOptions, PairingOptions

@@ -15,50 +15,38 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._lazy import lazy_exports
+from .._lazy import lazy_exports, public_names
 
 if TYPE_CHECKING:  # the names for type checkers (re-exported)
-    from ._build import BuildReport as BuildReport
-    from ._build import build as build
-    from ._build import plan_tasks as plan_tasks
-    from ._common import BuildError as BuildError
-    from ._common import PlanError as PlanError
-    from ._common import StoreError as StoreError
+    from ._build import BuildReport as BuildReport, build as build, plan_tasks as plan_tasks
+    from ._common import BuildError as BuildError, PlanError as PlanError, StoreError as StoreError
     from .api import Compendium as Compendium
-    from .executors import Executor as Executor
-    from .executors import list_executors as list_executors
-    from .executors import make_executor as make_executor
-    from .export import export_anndata as export_anndata
-    from .export import export_shards as export_shards
+    from .executors import (
+        Executor as Executor,
+        list_executors as list_executors,
+        make_executor as make_executor,
+    )
+    from .export import export_anndata as export_anndata, export_shards as export_shards
     from .importer import import_release as import_release
-    from .plan import BuildPlan as BuildPlan
-    from .plan import load_plan as load_plan
+    from .plan import BuildPlan as BuildPlan, load_plan as load_plan
     from .signatures import import_signatures as import_signatures
     from .store import store_digest as store_digest
     from .tasks import read_task_log as read_task_log
 
-#: public name → the module that defines it
+#: each module → the public names it defines
 _EXPORTS = {
-    "BuildError": "._common",
-    "BuildPlan": ".plan",
-    "BuildReport": "._build",
-    "Compendium": ".api",
-    "Executor": ".executors",
-    "PlanError": "._common",
-    "StoreError": "._common",
-    "build": "._build",
-    "export_anndata": ".export",
-    "export_shards": ".export",
-    "import_release": ".importer",
-    "import_signatures": ".signatures",
-    "list_executors": ".executors",
-    "load_plan": ".plan",
-    "make_executor": ".executors",
-    "plan_tasks": "._build",
-    "read_task_log": ".tasks",
-    "store_digest": ".store",
+    "._build": ("BuildReport", "build", "plan_tasks"),
+    "._common": ("BuildError", "PlanError", "StoreError"),
+    ".api": ("Compendium",),
+    ".executors": ("Executor", "list_executors", "make_executor"),
+    ".export": ("export_anndata", "export_shards"),
+    ".importer": ("import_release",),
+    ".plan": ("BuildPlan", "load_plan"),
+    ".signatures": ("import_signatures",),
+    ".store": ("store_digest",),
+    ".tasks": ("read_task_log",),
 }
 
-__all__ = list(_EXPORTS)
+__all__ = public_names(_EXPORTS)
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -41,8 +41,7 @@ import pandas as pd
 
 from ..errors import FormatError, SchemaError
 from ._frames import missing_as_none, none_where_not
-from .cell_ontology import SOURCE_CSV as CL_CSV_SOURCE
-from .cell_ontology import read_cell_ontology_csv
+from .cell_ontology import SOURCE_CSV as CL_CSV_SOURCE, read_cell_ontology_csv
 from .tables import TABLE_COLUMNS, RefParser, list_parsers, open_text, register_parser
 
 __all__ = [

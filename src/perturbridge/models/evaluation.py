@@ -438,7 +438,9 @@ def paired_tests(
     return pd.DataFrame(out, columns=[*cols, "p_seeds", "n_conditions", "p_conditions"])
 
 
-def combine_seeds(results: Sequence[EvaluationResult], *, reference: str | None = None) -> EvaluationResult:
+def combine_seeds(
+    results: Sequence[EvaluationResult], *, reference: str | None = None
+) -> EvaluationResult:
     """One result from evaluations of the same models on several splits (one seed each,
     e.g. one split seed and one model seed per result): the tables stacked with the
     result's position as ``seed`` (baselines included: they change with the split), and

@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from perturbridge.agreement.published import _kernels as k
-from perturbridge.agreement.published import read_release
+from perturbridge.agreement.published import _kernels as k, read_release
 from perturbridge.agreement.published.retrieval import (
     IDENTITY_COLUMNS,
     RetrievalOptions,

@@ -33,8 +33,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy.stats import rankdata
 
-from . import _kernels as k
-from . import cross
+from . import _kernels as k, cross
 from .inputs import ReleaseData
 from .summary import interval_columns
 

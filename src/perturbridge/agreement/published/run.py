@@ -21,8 +21,11 @@ from ..._version import __version__
 from ..run import INFO_FILE, write_agreement_folder
 from . import cross, replicate, summary
 from .inputs import ReleaseData, open_source
-from .retrieval import RetrievalOptions, published_retrieval
-from .retrieval import retrieval_summary as summarize_retrieval
+from .retrieval import (
+    RetrievalOptions,
+    published_retrieval,
+    retrieval_summary as summarize_retrieval,
+)
 
 __all__ = [
     "TABLES",
