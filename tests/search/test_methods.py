@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -113,10 +114,10 @@ def test_ks_and_wtcs_equal_the_running_sum_walk(values: np.ndarray) -> None:
 
 
 def test_classic_ks_weight(values: np.ndarray) -> None:
-    got = KS(weight=0.0).score([_sets("q", [1, 2, 3, 30], [])], _block(values))[0]
+    got = replace(KS, weight=0.0).score([_sets("q", [1, 2, 3, 30], [])], _block(values))[0]
     for i, row in enumerate(values):
         assert got[i] == pytest.approx(_naive_es(row, np.array([1, 2, 3, 30]), 0.0), abs=1e-5)
-    assert WTCS(weight=0.0).name == "wtcs"
+    assert replace(WTCS, weight=0.0).name == "wtcs"
 
 
 def test_a_block_of_a_subset_of_columns_gives_the_same_scores(values: np.ndarray) -> None:

@@ -275,44 +275,46 @@ class Spearman:
 
 
 @dataclass(frozen=True)
-class KS:
-    """Weighted KS enrichment score: ES(up), −ES(down), or (ES(up) − ES(down)) / 2."""
+class Enrichment:
+    """Weighted KS enrichment scores of a query's up and down sets in each condition's
+    ranking, combined as ``(ES_up − ES_down) / 2`` (one set alone: ``ES_up`` or
+    ``−ES_down``). With ``sign_rule`` (CMap's weighted connectivity score, WTCS;
+    Subramanian et al. 2017) the combined score is 0 where the two ES share a sign.
+    ``weight`` is the exponent of the values that weight the set genes (1: CMap, GSEA)."""
 
-    name: str = "ks"
-    description: str = (
+    name: str
+    description: str
+    sign_rule: bool
+    query_kind: Literal["sets", "signature", "both"] = "sets"
+    needs_all_genes: bool = False
+    higher_is_similar: bool = True
+    needs_ranks: bool = True
+    weight: float = 1.0
+
+    def score(self, queries: Sequence[ResolvedQuery], block: Block) -> np.ndarray:
+        _check_kind(self, queries)
+        up, down = _up_down_es(queries, block, self.weight, self.name)
+        return _combine(queries, up, down, sign_rule=self.sign_rule)
+
+
+#: the weighted KS enrichment score, without the sign rule
+KS = Enrichment(
+    name="ks",
+    description=(
         "weighted Kolmogorov-Smirnov enrichment score of the up set, minus that of the "
         "down set, halved when both are given (no sign rule)"
-    )
-    query_kind: Literal["sets", "signature", "both"] = "sets"
-    needs_all_genes: bool = False
-    higher_is_similar: bool = True
-    needs_ranks: bool = True
-    weight: float = 1.0
+    ),
+    sign_rule=False,
+)
 
-    def score(self, queries: Sequence[ResolvedQuery], block: Block) -> np.ndarray:
-        _check_kind(self, queries)
-        up, down = _up_down_es(queries, block, self.weight, self.name)
-        return _combine(queries, up, down, sign_rule=False)
-
-
-@dataclass(frozen=True)
-class WTCS:
-    """CMap's weighted connectivity score (Subramanian et al. 2017)."""
-
-    name: str = "wtcs"
-    description: str = (
+#: CMap's weighted connectivity score
+WTCS = Enrichment(
+    name="wtcs",
+    description=(
         "CMap weighted connectivity score: (ES_up - ES_down)/2 where the signs differ, else 0"
-    )
-    query_kind: Literal["sets", "signature", "both"] = "sets"
-    needs_all_genes: bool = False
-    higher_is_similar: bool = True
-    needs_ranks: bool = True
-    weight: float = 1.0
-
-    def score(self, queries: Sequence[ResolvedQuery], block: Block) -> np.ndarray:
-        _check_kind(self, queries)
-        up, down = _up_down_es(queries, block, self.weight, self.name)
-        return _combine(queries, up, down, sign_rule=True)
+    ),
+    sign_rule=True,
+)
 
 
 def _combine(
@@ -366,7 +368,7 @@ class XSum:
 # ------------------------------------------------------------------------------ registry
 
 #: the registered methods by name
-METHODS: dict[str, SearchMethod] = {m.name: m for m in (Cosine(), Spearman(), KS(), WTCS(), XSum())}
+METHODS: dict[str, SearchMethod] = {m.name: m for m in (Cosine(), Spearman(), KS, WTCS, XSum())}
 
 
 def get_method(name: str) -> SearchMethod:
