@@ -67,8 +67,11 @@ def test_report_command_calls_write_report(store, tmp_path, monkeypatch):
 
     calls = {}
 
-    def fake(store_arg, out, *, agreement_dir=None, options=None, figures_dir=None):
+    def fake(
+        store_arg, out, *, agreement_dir=None, options=None, figures_dir=None, evaluation_dir=None
+    ):
         calls.update(store=store_arg, out=out, agreement_dir=agreement_dir, options=options)
+        calls.update(evaluation_dir=evaluation_dir)
         out.write_text("<html></html>")
         return out
 
@@ -93,6 +96,7 @@ def test_report_command_calls_write_report(store, tmp_path, monkeypatch):
     )
     assert res.exit_code == 0, res.output
     assert calls["options"]["min_compounds"] == 4 and calls["agreement_dir"] == tmp_path / "agr"
+    assert calls["evaluation_dir"] is None  # no models section unless --evaluation
     assert out.is_file()
 
 
