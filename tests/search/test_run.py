@@ -205,3 +205,36 @@ def test_index_and_effects_give_the_same_result(sim_store: Path, tmp_path: Path)
         pd.testing.assert_frame_equal(via_index.compounds, via_effects.compounds, rtol=1e-6)
         auto = search(store, qs, options=replace(opts, use_index="auto"))
         assert auto.info["blocks_from"] == "index"
+
+
+def test_refs_resolve_symbols_against_a_store_keyed_by_entrez(tmp_path: Path) -> None:
+    """A store of precomputed signatures keyed by Entrez ids (no symbols) answers a
+    query in symbols, aliases and previous symbols through a reference store, exactly as
+    the same query in Entrez ids."""
+    import h5py
+
+    from ids._fixtures import source_dir
+    from perturbridge.compendium.signatures import import_signatures
+    from perturbridge.ids.store import RefStore
+
+    entrez = ["7157", "989", "55016", "64757", "3105", "7849"]  # TP53, SEPTIN7, …, PAX8
+    cols = [f"drug{i}__SKB__trt_cp" for i in range(5)]
+    rng = np.random.default_rng(5)
+    with h5py.File(tmp_path / "db.h5", "w") as f:
+        f["assay"] = rng.normal(size=(len(cols), len(entrez)))
+        f["colnames"] = np.array([c.encode() for c in cols])[None, :]
+        f["rownames"] = np.array([g.encode() for g in entrez])[None, :]
+    store = tmp_path / "store"
+    import_signatures(store, tmp_path / "db.h5", kind="signaturesearch", dataset="skb")
+    refs = tmp_path / "refs"
+    RefStore.build(source_dir=source_dir(tmp_path), out=refs)
+    # P53: an alias of TP53; SEPT7: the previous symbol of SEPTIN7
+    by_symbol = Query("q", up=("P53", "SEPT7"), down=("PAX8",))
+    by_entrez = Query("q", up=("7157", "989"), down=("7849",))
+    opts = SearchOptions(n_null=0, top=5)
+    with pytest.raises(KeyError, match="none of its 3 genes"):
+        search(store, by_symbol, options=opts)
+    via_refs = search(store, by_symbol, options=replace(opts, refs=str(refs)))
+    direct = search(store, by_entrez, options=opts)
+    pd.testing.assert_frame_equal(via_refs.hits, direct.hits)
+    assert via_refs.queries["n_unmatched"].iloc[0] == 0

@@ -128,6 +128,10 @@ def search_cmd(
         Path | None, typer.Option("--figure", help="Write a PNG of the top hits here.")
     ] = None,
     show: Annotated[int, typer.Option(help="Rows printed per query.")] = 20,
+    refs: Annotated[
+        Path | None,
+        typer.Option("--refs", help="Reference store: resolve gene aliases, symbols ↔ Entrez."),
+    ] = None,
     n_jobs: Annotated[
         int, typer.Option("--n-jobs", "-j", help="Threads scoring (-1: every core).")
     ] = -1,
@@ -191,6 +195,7 @@ def search_cmd(
             direction=direction.value,  # type: ignore[arg-type]
             rank_by=rank_by.value,  # type: ignore[arg-type]
             skip_unmatched=skip_unmatched,
+            refs=str(refs) if refs is not None else None,
             n_jobs=n_jobs,
             progress=progress,
         )  # fmt: skip

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ..compendium import Compendium
+from ..ids.genes import GeneResolver
 from ..progress import track
 from .index import SearchIndex
 from .methods import Block, SearchMethod, get_method, score_block
@@ -105,6 +106,11 @@ class SearchOptions:
     use_index
         ``auto``: read the store's search index when it has a current one, else the
         effects; ``never``: always the effects; ``always``: the index or an error.
+    refs
+        A reference store (``perturbridge refs build``): query identifiers that match no
+        gene id or symbol of the store are resolved through its gene tables (aliases,
+        previous symbols, Entrez, Ensembl), e.g. symbols against a store keyed by Entrez
+        ids. ``None``: identifiers must match the store's gene ids or symbols.
     n_jobs
         Threads scoring a block's rows (``-1``: every core, the default: a query is
         answered while someone waits).
@@ -130,6 +136,7 @@ class SearchOptions:
     layer: str = "logFC"
     block_rows: int = 65_536
     use_index: Literal["auto", "never", "always"] = "auto"
+    refs: str | None = None
     n_jobs: int = -1
     progress: bool = field(default=False, compare=False)
 
@@ -221,6 +228,7 @@ def _queries(
     if not items:
         raise ValueError("no query given")
     genes = comp.genes()
+    resolver = GeneResolver.from_store(options.refs) if options.refs is not None else None
     resolved: list[ResolvedQuery] = []
     rows: list[dict[str, Any]] = []
     for item in items:
@@ -240,7 +248,7 @@ def _queries(
             )
         row: dict[str, Any] = {"query": query.name, "kind": kind, "condition_id": cond}
         try:
-            rq = resolve_query(query, genes)
+            rq = resolve_query(query, genes, resolver=resolver)
         except KeyError as err:  # no gene of the query in the store
             why = str(err.args[0]) if err.args else str(err)
             if not options.skip_unmatched:
