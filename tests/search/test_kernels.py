@@ -243,3 +243,19 @@ def test_correlations_in_pieces_equal_at_once(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(kernels, "_CHUNK", 45)  # a few rows at a time
     np.testing.assert_allclose(cosine(query, block), whole_cos)
     np.testing.assert_allclose(spearman(query, block, ranks=ranks, n_measured=n_measured), whole_sp)
+
+
+def test_ks_rows_in_cache_sized_parts_equal_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The KS kernel works on a few thousand rows at a time: the parts (here 7 rows, the
+    last one shorter) give exactly the scores of one pass over every row."""
+    import perturbridge.search.kernels as kernels
+
+    rng = np.random.default_rng(11)
+    n_rows, k, n_genes = 100, 16, 300
+    ranks = np.stack([rng.permutation(n_genes)[:k] + 1 for _ in range(n_rows)]).astype(np.int32)
+    ranks[rng.random(ranks.shape) < 0.1] = 0  # some set genes not measured
+    weights = rng.normal(size=(n_rows, k)).astype(np.float32)
+    n = np.full(n_rows, n_genes)
+    one_pass = ks_enrichment(ranks, weights, n)
+    monkeypatch.setattr(kernels, "_KS_CACHE", 7 * k)
+    np.testing.assert_array_equal(ks_enrichment(ranks, weights, n), one_pass)
