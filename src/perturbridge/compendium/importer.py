@@ -44,7 +44,7 @@ from .store import (
 )
 from .tasks import TaskCache
 
-__all__ = ["import_release"]
+__all__ = ["import_release", "join_and_write", "kept_digests", "kept_parts"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,49 @@ def _origin(entry: Mapping[str, Any]) -> str:
     if entry.get("source") == SOURCE:
         return f"imported from {entry.get('root', 'another release folder')}"
     return f"built from a plan (source {entry.get('source')!r})"
+
+
+def kept_parts(store_path: Path, cache: TaskCache, kept: Sequence[str]) -> list[DatasetPart]:
+    """The store's datasets ``kept`` by an import, as parts written beside its own."""
+    if not kept:
+        return []
+    work = cache.root / "tasks" / "join"
+    work.mkdir(parents=True, exist_ok=True)
+    return read_dataset_parts(store_path, kept, work=work)
+
+
+def kept_digests(others: Sequence[DatasetPart]) -> dict[str, list[str]]:
+    """The content of the kept datasets, for an import's build key."""
+    return {p.name: sorted([p.samples_sha256 or ""] + [e.sha256 for e in p.effects])
+            for p in others}  # fmt: skip
+
+
+def join_and_write(
+    store_path: Path,
+    new_parts: Sequence[DatasetPart],
+    others: Sequence[DatasetPart],
+    *,
+    build_key: str,
+    zarr_layers: Sequence[str],
+    rows_per_shard: int,
+    timings: Mapping[str, Any],
+    progress: bool,
+) -> dict[str, Any]:
+    """Write an import's datasets and the kept ones as the store (under the caller's
+    lock), and its ``timings.json``; returns the manifest."""
+    kept = [p.name for p in others]
+    if kept:
+        logger.info("import into %s keeps its datasets %s", store_path, kept)
+    manifest = write_store(
+        store_path,
+        [*new_parts, *others],
+        zarr_layers=list(zarr_layers),
+        rows_per_shard=rows_per_shard,
+        build_key=build_key,
+        progress=progress,
+    )
+    write_json_atomic(store_path / "timings.json", {**timings, "kept": kept})
+    return manifest
 
 
 def import_release(
@@ -191,14 +234,11 @@ def import_release(
             )  # fmt: skip
         if across_only and ADJ_P_LAYERS[1] not in layers:
             layers.append(ADJ_P_LAYERS[1])
-        work = cache.root / "tasks" / "join"
-        work.mkdir(parents=True, exist_ok=True)
-        others = read_dataset_parts(store_path, kept, work=work) if kept else []
+        others = kept_parts(store_path, cache, kept)
         build_key = digest(
             {"import": sorted(keys), "layers": layers, "rows_per_shard": rows_per_shard,
              "version": __version__, "format": CONVERSION_FORMAT,
-             "kept": {p.name: sorted([p.samples_sha256 or ""] + [e.sha256 for e in p.effects])
-                      for p in others}}
+             "kept": kept_digests(others)}
         )  # fmt: skip
         if store_is_current(store_path, build_key):
             return read_manifest(store_path)
@@ -232,17 +272,8 @@ def import_release(
                     info=info,
                 )
             )
-        if kept:
-            logger.info("import into %s keeps its datasets %s", store_path, kept)
-        manifest = write_store(
-            store_path,
-            new_parts + others,
-            zarr_layers=layers,
-            rows_per_shard=rows_per_shard,
-            build_key=build_key,
+        return join_and_write(
+            store_path, new_parts, others, build_key=build_key, zarr_layers=layers,
+            rows_per_shard=rows_per_shard, timings={"import": str(root_path)},
             progress=progress,
-        )
-        write_json_atomic(
-            store_path / "timings.json", {"import": str(root_path), "kept": kept}
         )  # fmt: skip
-    return manifest

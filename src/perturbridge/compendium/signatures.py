@@ -54,16 +54,15 @@ from ..schema import EFFECT_LAYERS
 from ._common import PlanError, StoreError, digest, safe_name, write_json_atomic
 from ._lock import store_lock
 from ._signature_files import READERS, STAGE, RawSignatures
+from .importer import join_and_write, kept_digests, kept_parts
 from .plan import DEFAULT_ZARR_LAYERS, check_store_path
 from .release import write_ledger
 from .store import (
     DatasetPart,
     EffectsPart,
     mark_store,
-    read_dataset_parts,
     read_manifest,
     store_is_current,
-    write_store,
 )
 from .tasks import TaskCache
 
@@ -401,14 +400,11 @@ def import_signatures(
                     ledger=out / f"{c['file_stem']}_ledger.parquet",
                 )
             )
-        work = cache.root / "tasks" / "join"
-        work.mkdir(parents=True, exist_ok=True)
-        others = read_dataset_parts(store_path, kept, work=work) if kept else []
+        others = kept_parts(store_path, cache, kept)
         build_key = digest(
             {"signatures": key, "dataset": dataset, "layers": layers,
              "rows_per_shard": rows_per_shard, "version": __version__,
-             "kept": {p.name: sorted([p.samples_sha256 or ""] + [e.sha256 for e in p.effects])
-                      for p in others}}
+             "kept": kept_digests(others)}
         )  # fmt: skip
         if store_is_current(store_path, build_key):
             return read_manifest(store_path)
@@ -444,17 +440,8 @@ def import_signatures(
             effects=tuple(effects),
             info=info,
         )
-        if kept:
-            logger.info("import into %s keeps its datasets %s", store_path, kept)
-        manifest = write_store(
-            store_path,
-            [part, *others],
-            zarr_layers=layers,
-            rows_per_shard=rows_per_shard,
-            build_key=build_key,
+        return join_and_write(
+            store_path, [part], others, build_key=build_key, zarr_layers=layers,
+            rows_per_shard=rows_per_shard, timings={"import_signatures": str(file)},
             progress=progress,
-        )
-        write_json_atomic(
-            store_path / "timings.json", {"import_signatures": str(file), "kept": kept}
         )  # fmt: skip
-    return manifest
