@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import anndata as ad
 
 __all__ = [
+    "BIOLOGY_COLUMNS",
     "CONTROL_PERT_TYPES",
     "DE_ENGINES",
     "DE_METHODS",
@@ -87,6 +88,21 @@ ID_STATUSES: tuple[str, ...] = get_args(IdStatus)
 
 #: ``pert_type`` values for which ``is_control`` is true.
 CONTROL_PERT_TYPES: tuple[str, ...] = ("vehicle",)
+
+#: The biological context of a sample or condition, named as in the public release
+#: (CELLxGENE-style): filled from the reference store, ``unknown`` where no source says.
+BIOLOGY_COLUMNS: tuple[str, ...] = (
+    "organism",
+    "tissue",
+    "tissue_ontology_term_id",
+    "disease",
+    "disease_ontology_term_id",
+    "sex",
+    "development_stage",
+    "self_reported_ethnicity",
+    "suspension_type",
+    "tissue_type",
+)
 
 
 @dataclass(frozen=True)
