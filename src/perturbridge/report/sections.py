@@ -14,6 +14,7 @@ from .tables import (
     _baselines,
     _Cell,
     _ci,
+    _close,
     _e,
     _empty,
     _Fig,
@@ -185,10 +186,8 @@ def _section_summary(comp: Mapping[str, Any]) -> str:
     )
     if isinstance(ledger, pd.DataFrame) and not ledger.empty:
         out.append(_frame_table(ledger, max_rows=60))
-    else:
-        out.append(_empty("The ledger of this store is empty (nothing was dropped or noted)."))
-    out.append("</section>")
-    return "".join(out)
+        return _close(out)
+    return _close(out, _empty("The ledger of this store is empty (nothing was dropped or noted)."))
 
 
 def _section_coverage(comp: Mapping[str, Any]) -> str:
@@ -258,8 +257,7 @@ def _section_coverage(comp: Mapping[str, Any]) -> str:
                 "store imported from release DE files has no samples)."
             )
         )
-    out.append("</section>")
-    return "".join(out)
+    return _close(out)
 
 
 def _pairs_overview(pairs: pd.DataFrame, strata: pd.DataFrame) -> str:
@@ -351,8 +349,7 @@ def _section_cross(ag: _Agreement, figs: Mapping[str, _Fig], options: Mapping[st
                 "(option min_compounds). There is nothing to compare across datasets."
             )
         )
-        out.append("</section>")
-        return "".join(out)
+        return _close(out)
     out.append(_pairs_overview(ag.pairs, ag.strata) or _empty("The pairs table is empty."))
     out.append("<h3>Agreement by dataset pair (all contexts)</h3>")
     if pair_rows.empty:
@@ -381,8 +378,7 @@ def _section_cross(ag: _Agreement, figs: Mapping[str, _Fig], options: Mapping[st
                 label="dataset pair (A vs B)",
             )
         )
-    out.append("</section>")
-    return "".join(out)
+    return _close(out)
 
 
 def _section_retrieval(ag: _Agreement, figs: Mapping[str, _Fig]) -> str:
@@ -398,9 +394,7 @@ def _section_retrieval(ag: _Agreement, figs: Mapping[str, _Fig]) -> str:
     out.append(_help_list((F.metric_label(m), METRIC_HELP[m]) for m in F.RETRIEVAL_METRICS))
     summary = F.retrieval_summary(ag.cross_summary, ag.retrieval)
     if summary.empty:
-        out.append(_empty("No retrieval queries: no dataset pair had matched conditions."))
-        out.append("</section>")
-        return "".join(out)
+        return _close(out, _empty("No retrieval queries: no dataset pair had matched conditions."))
     labelled = _labelled(summary, directed=True)
     measures = _metrics(labelled)
     header = ["query → target"]
@@ -438,8 +432,7 @@ def _section_retrieval(ag: _Agreement, figs: Mapping[str, _Fig]) -> str:
         )
     )
     out.append(_figure_html(figs.get("retrieval"), FIGURE_HELP["retrieval"]))
-    out.append("</section>")
-    return "".join(out)
+    return _close(out)
 
 
 def _section_replicate(ag: _Agreement, figs: Mapping[str, _Fig]) -> str:
@@ -455,9 +448,7 @@ def _section_replicate(ag: _Agreement, figs: Mapping[str, _Fig]) -> str:
     )
     rows = _overall(ag.replicate_summary)
     if rows.empty:
-        out.append(_empty("Replicate agreement was not computed (no replicate_summary)."))
-        out.append("</section>")
-        return "".join(out)
+        return _close(out, _empty("Replicate agreement was not computed (no replicate_summary)."))
     has = rows
     if "n_conditions" in rows.columns:
         has = rows[rows["n_conditions"].fillna(0) > 0]
@@ -498,8 +489,7 @@ def _section_replicate(ag: _Agreement, figs: Mapping[str, _Fig]) -> str:
             label="dataset",
         )
     )
-    out.append("</section>")
-    return "".join(out)
+    return _close(out)
 
 
 def _section_dose(ag: _Agreement, figs: Mapping[str, _Fig]) -> str:
@@ -512,8 +502,7 @@ def _section_dose(ag: _Agreement, figs: Mapping[str, _Fig]) -> str:
                 "--dose-sensitivity), or no pair had matches at any tolerance."
             )
         )
-        out.append("</section>")
-        return "".join(out)
+        return _close(out)
     out.append(
         _p(
             "The matching and the summaries recomputed with the largest allowed dose ratio "
@@ -522,8 +511,7 @@ def _section_dose(ag: _Agreement, figs: Mapping[str, _Fig]) -> str:
     )
     out.append(_dose_table(dose))
     out.append(_figure_html(figs.get("dose_sensitivity"), FIGURE_HELP["dose_sensitivity"]))
-    out.append("</section>")
-    return "".join(out)
+    return _close(out)
 
 
 def _dose_table(dose: pd.DataFrame) -> str:
@@ -580,8 +568,7 @@ def _section_excluded(ag: _Agreement) -> str:
     else:
         sort = [c for c in ("dataset", "other_dataset", "status", "reason") if c in ex.columns]
         out.append(_frame_table(ex.sort_values(sort, kind="stable") if sort else ex))
-    out.append("</section>")
-    return "".join(out)
+    return _close(out)
 
 
 def _flatten(prefix: str, value: Any) -> Iterable[tuple[str, Any]]:
@@ -613,8 +600,7 @@ def _section_run(ag: _Agreement, options: Mapping[str, Any]) -> str:
     if info:
         rows = [[k, _text(v)] for k, v in _flatten("", info)]
         out.append(_table(["field", "value"], rows, caption="agreement.json"))
-    out.append("</section>")
-    return "".join(out)
+    return _close(out)
 
 
 def _build_key_warning(ag: _Agreement, summary: Mapping[str, Any]) -> str:

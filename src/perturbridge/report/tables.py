@@ -209,6 +209,14 @@ def _empty(text: str) -> str:
     return f'<p class="empty">{_e(text)}</p>'
 
 
+def _close(out: list[str], empty: str | None = None) -> str:
+    """Close a section being built in ``out`` (after an ``_empty`` note when given)."""
+    if empty is not None:
+        out.append(empty)
+    out.append("</section>")
+    return "".join(out)
+
+
 def _p(text: str, cls: str | None = None) -> str:
     return f'<p class="{cls}">{_e(text)}</p>' if cls else f"<p>{_e(text)}</p>"
 
