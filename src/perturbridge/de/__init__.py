@@ -17,6 +17,7 @@ from .design import ContextDesign, condition_table, control_keys_of, plan_contex
 from .limma import limma_trend
 from .methods import METHODS, MethodMeta, list_methods, method_for, run
 from .options import DEOptions
+from .toptable import decide_tests, p_adjust, top_table
 from .voom import limma_voom
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "contrasts_fit",
     "control_keys_of",
     "cpm",
+    "decide_tests",
     "ebayes",
     "filter_by_expr",
     "fit_condition_plate",
@@ -42,9 +44,11 @@ __all__ = [
     "lm_fit",
     "lm_fit_weighted",
     "method_for",
+    "p_adjust",
     "plan_contexts",
     "run",
     "squeeze_var",
+    "top_table",
     "voom_log_cpm",
     "voom_weights",
 ]
