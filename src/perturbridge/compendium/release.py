@@ -42,7 +42,9 @@ is the contrast ``"<condition> - <control>"``.
   ledger as ``control_row``;
 - rows with the same condition key — cell context, CID (the perturbagen name when the
   CID is missing), dose and time, plus the sample (``id``, else ``replicate``, else the
-  contrast) in separate mode — and the same values in every layer are padding: the
+  contrast) in separate mode and the ``condition`` column when there is one (two
+  compounds with one CID, e.g. two batches of a salt, are two conditions) — and the
+  same values in every layer are padding: the
   first is kept, the others go to the ledger as ``duplicate_contrast``; the same key with
   different values is an error;
 - ``release_row`` keeps each row's position in the file; rows stay in file order;
@@ -105,7 +107,7 @@ _SKIP_DIRS = ("subsampling", "pseudobulk_processed")
 #: The ``source`` of imported datasets in the manifest and the datasets table.
 SOURCE = "release_import"
 #: Bumped when the conversion changes, so that cached conversions are redone.
-CONVERSION_FORMAT = 2
+CONVERSION_FORMAT = 3
 _STAGE = "import"
 
 #: The adjusted p-value layers of the release, in the order the published code prefers.
@@ -379,7 +381,8 @@ def _drop_duplicates(
     if differ:
         raise ValueError(
             f"{where}: {len(differ)} contrasts repeat a condition key (cell context, CID, "
-            f"dose, time{', sample' if len(keys[0]) > 4 else ''}) with different values: "
+            f"dose, time{''.join(', ' + str(k).split(':')[0] for k in keys[0][4:])}) with "
+            "different values: "
             f"{'; '.join(differ[:3])}; identical repeats (batch padding) are collapsed, "
             "differing ones must be resolved in the release file"
         )
@@ -454,9 +457,12 @@ def convert_release_effects(
     if mode == "separate":
         sample = _text(obs, "id", "replicate", default=None)[rows]
         sample = np.where(pd.isna(sample.astype(object)), contrast_all[rows], sample)
-        dup_keys = [(*k, str(s)) for k, s in zip(keys, sample, strict=True)]
+        dup_keys = [(*k, f"sample:{s}") for k, s in zip(keys, sample, strict=True)]
     else:
         dup_keys = list(keys)
+    if "condition" in obs.columns:  # rows of different named conditions are never padding
+        named = obs["condition"].astype(str).to_numpy()[rows]
+        dup_keys = [(*k, f"condition:{c}") for k, c in zip(dup_keys, named, strict=True)]
     if len(rows):
         keep, dropped = _drop_duplicates(
             dup_keys, layer_values, rows, contrast_all[rows], where=where

@@ -1,0 +1,340 @@
+"""export_release: a store in the layout of the public release, read back by
+import-release (round trip) and by the published agreement profile (no column mapping)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from perturbridge.agreement.published import PublishedOptions, read_release, run_published
+from perturbridge.compendium import (
+    Compendium,
+    StoreError,
+    export_release,
+    import_release,
+    release_export as rx,
+)
+from perturbridge.schema import BIOLOGY_COLUMNS
+from perturbridge.simulate import AgreementDesign, simulate_agreement_store
+
+#: the published 24-column obs schema, written out here (not taken from the module)
+RELEASE_24 = [
+    "plate", "well", "cell_type", "perturbagen", "pert_type", "is_control", "pert_dose_uM",
+    "pert_time_h", "suspension_type", "tissue", "tissue_type", "disease", "library",
+    "stimulation", "guide", "dataset", "assay", "development_stage", "organism", "sex",
+    "self_reported_ethnicity", "pubchem_cid", "psbulk_cells", "psbulk_counts",
+]  # fmt: skip
+#: layers compared by the round trip (the acceptance: logFC, t and adjusted p-values)
+COMPARED = ("logFC", "t", "adj.P.Value.within_one_contrast", "adj.P.Value.across_all_contrasts")
+
+
+@pytest.fixture(scope="module")
+def exported(built: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference build (L1000: group + separate, counts: group) exported."""
+    return export_release(built["store"], tmp_path_factory.mktemp("rel") / "release")
+
+
+@pytest.fixture(scope="module")
+def reimported(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    store = tmp_path_factory.mktemp("back") / "store"
+    import_release(exported, store)
+    return store
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+# ------------------------------------------------------------------------ layout
+
+
+def test_tree_layout_and_provenance(exported: Path, built: dict[str, Path]) -> None:
+    assert _files(exported) == [
+        "provenance.json",
+        "sim_counts/group_rep/CVCL_0023_de.h5ad",
+        "sim_counts/group_rep/CVCL_0031_de.h5ad",
+        "sim_counts/sim_counts_processed.h5ad",
+        "sim_l1000/group_rep/A375_de.h5ad",
+        "sim_l1000/group_rep/MCF7_de.h5ad",
+        "sim_l1000/group_rep/PC3_de.h5ad",
+        "sim_l1000/sep_rep/A375_de.h5ad",
+        "sim_l1000/sep_rep/MCF7_de.h5ad",
+        "sim_l1000/sep_rep/PC3_de.h5ad",
+        "sim_l1000/sim_l1000_processed.h5ad",
+    ]
+    prov = json.loads((exported / "provenance.json").read_text())
+    assert prov["store"] == str(built["store"].absolute())
+    counts = prov["datasets"]["sim_counts"]
+    assert any("sep_rep/" in why for why in counts["left_out"])  # group mode only
+    assert prov["datasets"]["sim_l1000"]["left_out"] == []
+    for info in prov["datasets"].values():
+        for f in info["files"]:
+            from perturbridge.io import file_sha256
+
+            assert file_sha256(exported / f["path"]) == f["sha256"]
+            assert file_sha256(built["store"] / f["source"]) == f["source_sha256"]
+    assert counts["var_index"] == "ensembl"
+    assert prov["datasets"]["sim_l1000"]["var_index"] == "store gene ids (not Ensembl)"
+
+
+def test_de_files_have_release_obs_layers_and_var(exported: Path, built: dict[str, Path]) -> None:
+    for mode, folder in (("group", "group_rep"), ("separate", "sep_rep")):
+        out = ad.read_h5ad(exported / "sim_l1000" / folder / "A375_de.h5ad")
+        src = ad.read_h5ad(built["store"] / "effects" / "sim_l1000" / mode / "A375_de.h5ad")
+        assert out.X is None  # release DE files have no X
+        assert list(out.obs.columns[:24]) == RELEASE_24
+        assert set(out.layers) == set(src.layers)
+        assert all(v.dtype == np.float32 for v in out.layers.values())
+        assert out.var_names.tolist() == src.var_names.tolist()
+        assert out.var["symbol"].tolist() == src.var["symbol"].astype(str).tolist()
+        # index "<contrast> - <control>" (the release's), rows in file order
+        want = [f"{c} - {k}" for c, k in zip(src.obs_names, src.obs["control_label"], strict=True)]
+        assert out.obs_names.tolist() == want
+        assert not out.obs["is_control"].any()
+        assert (out.obs["cell_type"].astype(str) == "A375").all()
+        assert (out.obs["guide"] == "none").all()
+        for col in ("tissue", "disease", "sex", "library", "stimulation"):
+            if col not in src.obs:
+                assert (out.obs[col] == "unknown").all(), col
+        assert out.obs["pert_dose_uM"].tolist() == src.obs["pert_dose_uM"].tolist()
+    sep = ad.read_h5ad(built["store"] / "effects" / "sim_l1000" / "separate" / "A375_de.h5ad")
+    group = ad.read_h5ad(exported / "sim_l1000" / "group_rep" / "A375_de.h5ad")
+    # a group row's id is the first replicate's sample (separate rows in file order)
+    first = sep.obs.groupby("condition", observed=True, sort=False)["sample_id"].first()
+    assert group.obs["id"].astype(str).tolist() == [
+        str(first[c]) for c in group.obs["condition"].astype(str)
+    ]
+    # ... and its plate and well are that sample's
+    samples = ad.read_h5ad(built["store"] / "samples" / "sim_l1000.h5ad").obs
+    ids = group.obs["id"].astype(str)
+    assert group.obs["plate"].astype(str).tolist() == samples.loc[ids, "plate"].astype(str).tolist()
+    assert group.obs["well"].astype(str).tolist() == samples.loc[ids, "well"].astype(str).tolist()
+
+
+def test_processed_files(exported: Path, built: dict[str, Path]) -> None:
+    for name in ("sim_l1000", "sim_counts"):
+        out = ad.read_h5ad(exported / name / f"{name}_processed.h5ad")
+        src = ad.read_h5ad(built["store"] / "samples" / f"{name}.h5ad")
+        assert list(out.obs.columns[:24]) == RELEASE_24
+        assert out.obs_names.tolist() == src.obs_names.tolist()
+        assert out.X.dtype == np.float32
+        np.testing.assert_array_equal(out.X, np.asarray(src.X).astype(np.float32))
+        assert out.obs["is_control"].tolist() == src.obs["is_control"].tolist()
+        assert (
+            out.obs["pert_type"].astype(str).tolist() == src.obs["pert_type"].astype(str).tolist()
+        )
+        assert (out.obs["dataset"] == name).all()
+        assert out.obs["plate"].astype(str).tolist() == src.obs["plate"].astype(str).tolist()
+        for col in BIOLOGY_COLUMNS:
+            if col in out.obs and col not in src.obs:
+                assert (out.obs[col] == "unknown").all(), col
+        assert out.obs["pubchem_cid"].isna().all()  # the simulated compounds have no CID
+    counts = ad.read_h5ad(exported / "sim_counts" / "sim_counts_processed.h5ad").obs
+    src = ad.read_h5ad(built["store"] / "samples" / "sim_counts.h5ad").obs
+    assert counts["psbulk_cells"].tolist() == src["n_cells"].astype(float).tolist()
+    assert counts["psbulk_counts"].tolist() == src["total_counts"].tolist()
+    wells = ad.read_h5ad(exported / "sim_l1000" / "sim_l1000_processed.h5ad").obs
+    assert wells["psbulk_cells"].isna().all()  # L1000 wells are not pseudobulks
+
+
+def test_release_obs_sentinels_by_hand() -> None:
+    obs = pd.DataFrame(
+        {
+            "cell_context": ["A375", "A375", "MCF7"],
+            "perturbagen": ["DMSO", "vemurafenib", "x"],
+            "is_control": [True, False, False],
+            "pert_dose_uM": [0.0, 10.0, np.nan],
+            "pert_time_h": [24.0, 24.0, 6.0],
+            "pubchem_cid": pd.array([pd.NA, 42611257, 7], dtype="Int64"),
+            "sex": ["female", None, ""],
+            "plate": ["P1", "P1", None],
+        },
+        index=["a", "b", "c"],
+    )
+    out = rx.release_obs(obs, dataset="d", assay="L1000")
+    assert list(out.columns[:24]) == RELEASE_24
+    assert out.index.tolist() == ["a", "b", "c"]
+    assert out["pert_type"].tolist() == ["vehicle", "compound", "compound"]
+    assert out["sex"].tolist() == ["female", "unknown", "unknown"]
+    assert out["plate"].tolist() == ["P1", "P1", "unknown"]
+    assert out["tissue"].tolist() == ["unknown"] * 3
+    assert out["guide"].tolist() == ["none"] * 3
+    assert out["assay"].tolist() == ["L1000"] * 3
+    assert out["pubchem_cid"].tolist()[1:] == ["42611257", "7"]
+    assert pd.isna(out["pubchem_cid"].tolist()[0])
+    assert np.isnan(out["pert_dose_uM"].iloc[2]) and out["pert_dose_uM"].iloc[0] == 0.0
+    assert out["psbulk_cells"].isna().all() and out["psbulk_counts"].isna().all()
+
+
+def test_release_obs_errors() -> None:
+    with pytest.raises(ValueError, match="dataset 'd': obs has no cell_context"):
+        rx.release_obs(pd.DataFrame({"perturbagen": ["x"]}), dataset="d", assay="a")
+    bad = pd.DataFrame({"cell_context": ["A"], "pubchem_cid": ["CID x"]})
+    with pytest.raises(
+        ValueError, match=r"pubchem_cid has values that are not numbers: \['CID x'\]"
+    ):
+        rx.release_obs(bad, dataset="d", assay="a")
+
+
+def test_release_var_ensembl_from_column() -> None:
+    var = pd.DataFrame(
+        {"symbol": ["A", None], "ensembl_gene_id": ["ENSG000001", "ENSG000002"]},
+        index=["10", "20"],
+    )
+    out, kind = rx._release_var(var)
+    assert kind == "ensembl"
+    assert out.index.tolist() == ["ENSG000001", "ENSG000002"]
+    assert out["gene_id"].tolist() == ["10", "20"]
+    assert out["symbol"].tolist() == ["A", ""]
+
+
+# ------------------------------------------------------------------------ round trip
+
+
+def test_round_trip_conditions(built: dict[str, Path], reimported: Path) -> None:
+    with Compendium.open(built["store"]) as a, Compendium.open(reimported) as b:
+        ca = a.conditions().drop(columns=["zarr_row_group"]).reset_index(drop=True)
+        cb = b.conditions().drop(columns=["zarr_row_group"]).reset_index(drop=True)
+        assert len(ca) == 86
+        pd.testing.assert_frame_equal(ca, cb, check_dtype=False, check_categorical=False)
+
+
+@pytest.mark.parametrize("mode", ["group", "separate"])
+def test_round_trip_values_max_diff_is_float32_rounding(
+    built: dict[str, Path], reimported: Path, mode: str
+) -> None:
+    """The release stores float32: every value comes back as float32(original),
+    exactly (max |diff| = 0 against the float32-rounded original)."""
+    key = ["condition"] if mode == "group" else ["condition", "sample_id"]
+    folder = built["store"] / "effects"
+    pairs = sorted(folder.glob(f"*/{mode}/*_de.h5ad"))
+    assert pairs
+    for path in pairs:
+        rel = path.relative_to(folder)
+        src = ad.read_h5ad(path)
+        back = ad.read_h5ad(reimported / "effects" / rel)
+        a = src.obs.reset_index()[key].astype(str).agg("|".join, axis=1)
+        b = back.obs.reset_index()[key].astype(str).agg("|".join, axis=1)
+        assert a.tolist() == b.tolist(), rel
+        assert back.var_names.tolist() == src.var_names.tolist()
+        for layer in COMPARED:
+            want = np.asarray(src.layers[layer]).astype(np.float32).astype(np.float64)
+            got = np.asarray(back.layers[layer])
+            np.testing.assert_array_equal(got, want, err_msg=f"{rel} {layer}")
+            # and the float32 rounding is all there is
+            diff = np.nanmax(np.abs(got - np.asarray(src.layers[layer])))
+            assert diff <= np.nanmax(np.abs(src.layers[layer])) * 2.0**-24
+
+
+def test_round_trip_through_the_api_is_exact(built: dict[str, Path], reimported: Path) -> None:
+    with Compendium.open(built["store"]) as a, Compendium.open(reimported) as b:
+        for mode in ("group", "separate"):
+            ta = a.contrasts(mode=mode).sort_values(["condition_id", "sample_id"])
+            tb = b.contrasts(mode=mode).sort_values(["condition_id", "sample_id"])
+            assert ta["condition_id"].tolist() == tb["condition_id"].tolist()
+            for layer in COMPARED:
+                ea = a.effects(ta, layer=layer, mode=mode)
+                eb = b.effects(tb, layer=layer, mode=mode)
+                xb = eb[:, ea.var_names].X
+                assert np.array_equal(ea.X, xb, equal_nan=True), (mode, layer)
+
+
+# ------------------------------------------------------------------------ published
+
+
+def test_published_profile_reads_the_export(exported: Path) -> None:
+    """The reader of the published profile takes the tree as it is."""
+    data = read_release(exported)
+    assert data.names == ["sim_counts", "sim_l1000"]
+    l1000 = data["sim_l1000"]
+    assert sorted(l1000.group) == ["A375", "MCF7", "PC3"]
+    assert sorted(l1000.replicate) == ["A375", "MCF7", "PC3"]
+    assert l1000.processed is not None and len(l1000.processed) == 216
+    assert l1000.group["A375"].adj_p_layer == "adj.P.Value.within_one_contrast"
+    assert l1000.processed["is_control"].sum() == 72  # DMSO wells of the simulation
+
+
+@pytest.fixture(scope="module")
+def agreement_trees(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A simulated two-dataset release (with CIDs), imported and exported again."""
+    base = tmp_path_factory.mktemp("agree")
+    design = AgreementDesign(
+        n_datasets=2, n_contexts=1, n_compounds=12, doses=(1.0, 10.0), n_genes=40,
+        n_replicates=2, n_controls=3,
+    )  # fmt: skip
+    simulate_agreement_store(base / "store", design, seed=1, release_dir=base / "orig")
+    return base / "orig", export_release(base / "store", base / "exported")
+
+
+def test_published_tables_of_the_export_equal_the_original(
+    agreement_trees: tuple[Path, Path],
+) -> None:
+    orig, exported = agreement_trees
+    assert not (exported / "sim_a" / "sim_a_processed.h5ad").exists()  # imported: no Samples
+    prov = json.loads((exported / "provenance.json").read_text())
+    assert "no Samples" in prov["datasets"]["sim_a"]["left_out"][0]
+    opts = PublishedOptions(n_boot=50)
+    want = run_published(orig, options=opts)
+    got = run_published(exported, options=opts)
+    assert len(got.pairs) > 0 and len(got.summary) > 0 and len(got.replicate_conditions) > 0
+    for name, frame in want.tables.items():
+        pd.testing.assert_frame_equal(got.tables[name], frame, obj=name)
+
+
+# ------------------------------------------------------------------------ errors
+
+
+def test_export_errors(built: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    with pytest.raises(FileExistsError, match="is not empty"):
+        export_release(built["store"], tmp_path / "full")
+    with pytest.raises(KeyError, match=r"datasets \['nope'\] have no Effects in the store"):
+        export_release(built["store"], tmp_path / "a", datasets=["nope"])
+    with pytest.raises(ValueError, match="block_rows must be >= 1"):
+        export_release(built["store"], tmp_path / "b", block_rows=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]
+
+
+def test_export_one_dataset_small_blocks(built: dict[str, Path], tmp_path: Path) -> None:
+    out = export_release(built["store"], tmp_path / "r", datasets=["sim_counts"], block_rows=3)
+    assert sorted(p.name for p in out.iterdir()) == ["provenance.json", "sim_counts"]
+    src = ad.read_h5ad(built["store"] / "effects" / "sim_counts" / "group" / "CVCL_0031_de.h5ad")
+    got = ad.read_h5ad(out / "sim_counts" / "group_rep" / "CVCL_0031_de.h5ad")
+    np.testing.assert_array_equal(got.layers["t"], src.layers["t"].astype(np.float32))
+
+
+def test_no_half_written_tree(
+    built: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    real = rx._write_de_file
+
+    def failing(*args: object, **kwargs: object) -> list[str]:
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rx, "_write_de_file", failing)
+    with pytest.raises(OSError, match="disk full"):
+        export_release(built["store"], tmp_path / "r")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_damaged_store_file_is_an_error(built: dict[str, Path], tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(built["store"], store, ignore=shutil.ignore_patterns(".cache"))
+    path = store / "effects" / "sim_counts" / "group" / "CVCL_0023_de.h5ad"
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match=r"CVCL_0023_de.h5ad does not match the store's manifest"):
+        export_release(store, tmp_path / "r")
+    assert not (tmp_path / "r").exists()
