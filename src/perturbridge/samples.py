@@ -10,9 +10,25 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .schema import SAMPLE_COLUMNS, ValueKind, check_unique_index, validate_samples
+from .schema import (
+    BIOLOGY_COLUMNS,
+    BIOLOGY_SOURCE,
+    SAMPLE_COLUMNS,
+    UNKNOWN,
+    ValueKind,
+    check_unique_index,
+    validate_samples,
+)
 
-__all__ = ["MAX_COUNT", "build_samples", "check_count_matrix", "coerce_obs", "empty_samples"]
+__all__ = [
+    "MAX_COUNT",
+    "biology_values",
+    "build_samples",
+    "check_count_matrix",
+    "coerce_obs",
+    "empty_samples",
+    "with_biology",
+]
 
 #: Counts from here on are not all exact in float64 (2**53): refused as not counts.
 MAX_COUNT = float(2**53)
@@ -22,7 +38,9 @@ _SHOW = 5
 def coerce_obs(obs: pd.DataFrame) -> pd.DataFrame:
     """Return a copy of ``obs`` with the schema columns in their schema dtypes.
 
-    Missing schema columns are added (empty); extra columns are kept as they are.
+    Missing schema columns are added (empty); the biology columns
+    (:data:`~perturbridge.schema.BIOLOGY_COLUMNS` and ``biology_source``) follow them,
+    categorical, ``unknown`` where missing; extra columns are kept as they are.
     """
     out = obs.copy()
     out.index = out.index.astype(str)
@@ -40,8 +58,49 @@ def coerce_obs(obs: pd.DataFrame) -> pd.DataFrame:
         else:
             numbers: Any = pd.to_numeric(s, errors="raise")
             out[col.name] = pd.array(numbers, dtype="Int64")
-    front = [c.name for c in SAMPLE_COLUMNS]
+    for name in (*BIOLOGY_COLUMNS, BIOLOGY_SOURCE):
+        out[name] = biology_values(out[name] if name in out.columns else None, len(out))
+    front = [c.name for c in SAMPLE_COLUMNS] + [*BIOLOGY_COLUMNS, BIOLOGY_SOURCE]
     return out[front + [c for c in out.columns if c not in front]]
+
+
+def with_biology(obs: pd.DataFrame, facts: Mapping[str, str], *, source: str) -> pd.DataFrame:
+    """A copy of ``obs`` with the biology ``facts`` of a dataset (e.g. sci-Plex:
+    ``{"suspension_type": "nucleus"}``) set where the column is still ``unknown``, and
+    ``biology_source`` noting ``column=source`` for each value set.
+
+    Raises ``KeyError`` for a fact that is not a biology column.
+    """
+    bad = [k for k in facts if k not in BIOLOGY_COLUMNS]
+    if bad:
+        raise KeyError(f"not biology columns: {bad}; biology columns: {list(BIOLOGY_COLUMNS)}")
+    out = obs.copy()
+    n = len(out)
+    src = np.asarray(
+        biology_values(out.get(BIOLOGY_SOURCE), n), dtype=object
+    )
+    for name, value in facts.items():
+        cur = np.asarray(biology_values(out.get(name), n), dtype=object)
+        todo = cur == UNKNOWN
+        cur[todo] = str(value)
+        out[name] = pd.Categorical(cur)
+        note = f"{name}={source}"
+        src[todo] = [note if s == UNKNOWN else f"{s}; {note}" for s in src[todo]]
+    out[BIOLOGY_SOURCE] = pd.Categorical(src)
+    return out
+
+
+def biology_values(values: pd.Series | None, n: int) -> pd.Categorical:
+    """A biology column as stored: categorical strings, ``unknown`` where missing or
+    blank (``values`` ``None``: all ``unknown``)."""
+    if values is None:
+        return pd.Categorical([UNKNOWN] * n)
+    s = values.astype(object)
+    text = [
+        UNKNOWN if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else str(v)
+        for v in s.to_numpy()
+    ]
+    return pd.Categorical([t if t.strip() else UNKNOWN for t in text])
 
 
 def _values(x: Any) -> tuple[np.ndarray, np.ndarray]:

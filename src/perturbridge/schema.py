@@ -3,7 +3,10 @@
 **Samples** is an AnnData with one row per well/sample (pseudobulk for single-cell
 data). ``obs`` holds the columns of :data:`SAMPLE_COLUMNS`, ``var`` is indexed by gene
 id and has a ``symbol`` column, ``X`` holds counts or log expression and
-``uns["perturbridge"]["value_kind"]`` says which.
+``uns["perturbridge"]["value_kind"]`` says which. After the schema columns come the
+biology columns of :data:`BIOLOGY_COLUMNS` (organism, tissue, disease, sex, …: strings,
+``unknown`` where no source says) and :data:`BIOLOGY_SOURCE`, where each value came from
+(see ``docs/metadata.md``).
 
 **Effects** is an AnnData with one row per contrast (a treated condition against its
 matched vehicle), ``var`` as in Samples, and the layers of :data:`EFFECT_LAYERS`
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BIOLOGY_COLUMNS",
+    "BIOLOGY_SOURCE",
+    "BIOLOGY_VOCABULARIES",
     "CONTROL_PERT_TYPES",
     "DE_ENGINES",
     "DE_METHODS",
@@ -39,6 +44,7 @@ __all__ = [
     "PERT_TYPES",
     "REPLICATE_MODES",
     "SAMPLE_COLUMNS",
+    "UNKNOWN",
     "VALUE_KINDS",
     "Column",
     "DEEngine",
@@ -47,6 +53,7 @@ __all__ = [
     "OrphanVehicles",
     "ReplicateMode",
     "ValueKind",
+    "check_biology",
     "check_unique_index",
     "empty_samples_obs",
     "validate_effects",
@@ -103,6 +110,18 @@ BIOLOGY_COLUMNS: tuple[str, ...] = (
     "suspension_type",
     "tissue_type",
 )
+#: The value of a biology column that no source gives.
+UNKNOWN = "unknown"
+#: The provenance of the biology columns of a row: ``;``-joined ``column=source`` pairs
+#: (e.g. ``sex=depmap_sample_info; suspension_type=dataset:sciplex``), one column so that
+#: it travels with the row into every table. Display only, never parsed back.
+BIOLOGY_SOURCE = "biology_source"
+#: Controlled vocabularies of the biology columns that have one (``unknown`` included).
+BIOLOGY_VOCABULARIES: dict[str, tuple[str, ...]] = {
+    "sex": ("female", "male", UNKNOWN),
+    "suspension_type": ("cell", "nucleus", UNKNOWN),
+    "tissue_type": ("cell line", "primary cell", "tissue", UNKNOWN),
+}
 
 
 @dataclass(frozen=True)
@@ -271,6 +290,34 @@ def _check_var(var: pd.DataFrame, *, where: str) -> None:
         raise SchemaError("symbol", "var must have a 'symbol' column", where=f"{where} var")
 
 
+def check_biology(df: pd.DataFrame, *, where: str) -> None:
+    """Check the biology columns of ``df`` that are present (all strings, none missing,
+    controlled vocabularies, ``"<age>-year-old stage"`` or ``unknown`` for
+    ``development_stage``); columns that are absent are not checked (frames written
+    before the columns existed)."""
+    for name in (c for c in (*BIOLOGY_COLUMNS, BIOLOGY_SOURCE) if c in df.columns):
+        s = df[name]
+        missing = s.isna().to_numpy()
+        _check_rows(df, missing, name, f"must not be missing (use {UNKNOWN!r})", where)
+        values = s.astype(str)
+        allowed = BIOLOGY_VOCABULARIES.get(name)
+        if allowed is not None:
+            _check_rows(
+                df, ~values.isin(allowed).to_numpy(), name, f"must be one of {allowed}", where
+            )
+        elif name == "development_stage":
+            ok = values.str.fullmatch(r"\d+-year-old stage") | (values == UNKNOWN)
+            _check_rows(
+                df, ~ok.to_numpy(), name, f"must be '<age>-year-old stage' or {UNKNOWN!r}", where
+            )
+        elif name.endswith("_ontology_term_id"):
+            ok = values.str.fullmatch(r"[A-Za-z]+[:_][A-Za-z0-9]+") | (values == UNKNOWN)
+            _check_rows(df, ~ok.to_numpy(), name, f"must be an ontology id or {UNKNOWN!r}", where)
+        else:
+            empty = (values.str.strip() == "").to_numpy()
+            _check_rows(df, empty, name, f"must not be empty (use {UNKNOWN!r})", where)
+
+
 def validate_samples(adata: ad.AnnData, *, where: str = "Samples") -> None:
     """Check that ``adata`` follows the Samples schema.
 
@@ -313,6 +360,7 @@ def validate_samples(adata: ad.AnnData, *, where: str = "Samples") -> None:
     _check_rows(
         obs, ~np.isfinite(time) | (time < 0), "pert_time_h", "must be finite and >= 0", where
     )
+    check_biology(obs, where=where)
     _check_var(adata.var, where=where)
     meta = adata.uns.get("perturbridge")
     if not isinstance(meta, Mapping) or meta.get("value_kind") not in VALUE_KINDS:
@@ -329,6 +377,7 @@ def validate_effects(adata: ad.AnnData, *, where: str = "Effects") -> None:
     check_unique_index(adata.obs.index, what="contrast", where=f"{where} obs")
     for col in EFFECT_OBS_COLUMNS:
         _check_column(adata.obs, col, where=f"{where} obs")
+    check_biology(adata.obs, where=where)
     _check_var(adata.var, where=where)
     missing = [name for name in EFFECT_LAYERS if name not in adata.layers]
     if missing:

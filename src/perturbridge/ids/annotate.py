@@ -15,6 +15,13 @@ after reading the upstream files:
   is kept; otherwise ``cell_name`` is resolved and ``cell_context`` becomes the
   Cellosaurus / Cell Ontology accession. ``cell_status`` as for compounds; an unresolved
   cell keeps its upstream name as ``cell_context``.
+- **Biology** (with a ``cells`` table): the biology columns
+  (:data:`~perturbridge.schema.BIOLOGY_COLUMNS`) that are still ``unknown`` are filled
+  from the cell context's reference records (:class:`~perturbridge.ids.biology.CellBiology`:
+  organism, tissue, disease, sex, development stage, …); values the adapter stated for
+  its dataset stay. ``biology_source`` gets ``column=source`` for each filled value. A
+  reference store without the biology fields (built before them) fills what it has and
+  notes the rest in the ledger (stage ``ids_biology``, reason ``reference_fields_missing``).
 - **Genes** (optional): ``var`` is re-keyed by current Ensembl gene id with
   :func:`~perturbridge.ids.genes.collapse_genes` (counts of one gene are summed; log
   values need an explicit ``gene_rule``). Input genes without an Ensembl id stay, under
@@ -49,9 +56,10 @@ import pandas as pd
 from scipy import sparse
 
 from ..ledger import Ledger
-from ..samples import coerce_obs
-from ..schema import validate_samples
+from ..samples import biology_values, coerce_obs
+from ..schema import BIOLOGY_COLUMNS, BIOLOGY_SOURCE, UNKNOWN, validate_samples
 from ._frames import missing_as_none, none_where_not
+from .biology import CellBiology
 from .cells import CellResolver
 from .compounds import CompoundResolver
 from .genes import GeneResolver, collapse_genes
@@ -72,11 +80,12 @@ COMPOUND_QUERIES: tuple[tuple[str, str], ...] = (
 
 @dataclass
 class IdentityResolvers:
-    """The three resolvers, built once from a reference store and reused."""
+    """The resolvers, built once from a reference store and reused."""
 
     compounds: CompoundResolver | None = None
     cells: CellResolver | None = None
     genes: GeneResolver | None = None
+    biology: CellBiology | None = None
 
     @classmethod
     def from_store(cls, store: RefStoreReader | str) -> IdentityResolvers:
@@ -86,6 +95,7 @@ class IdentityResolvers:
             compounds=CompoundResolver.from_store(st) if "compounds" in names else None,
             cells=CellResolver.from_store(st) if "cells" in names else None,
             genes=GeneResolver.from_store(st) if "genes" in names else None,
+            biology=CellBiology.from_store(st) if "cells" in names else None,
         )
 
 
@@ -195,6 +205,55 @@ def _resolve_cells(obs: pd.DataFrame, resolver: CellResolver, ledger: Ledger) ->
                 ledger.keep(ids[mask], stage="ids_cells", reason=reason, detail=detail)
     obs["cell_context"] = new_ctx
     obs["cell_status"] = status
+    return obs
+
+
+#: Columns filled together (a label and its ontology id).
+_BIOLOGY_UNITS: tuple[tuple[str, ...], ...] = tuple(
+    (c, f"{c}_ontology_term_id") if f"{c}_ontology_term_id" in BIOLOGY_COLUMNS else (c,)
+    for c in BIOLOGY_COLUMNS
+    if not c.endswith("_ontology_term_id")
+)
+
+
+def _fill_biology(obs: pd.DataFrame, biology: CellBiology, ledger: Ledger) -> pd.DataFrame:
+    obs = obs.copy()
+    n = len(obs)
+    names = [*BIOLOGY_COLUMNS, BIOLOGY_SOURCE]
+    cur = pd.DataFrame(
+        {c: np.asarray(biology_values(obs.get(c), n), dtype=object) for c in names},
+        index=obs.index,
+    )
+    cur["_ctx"] = obs["cell_context"].astype(str).to_numpy()
+    keys = cur.drop_duplicates().reset_index(drop=True)
+    filled = []
+    for rec in keys.to_dict("records"):
+        ref = biology.lookup([rec["_ctx"]]).iloc[0]
+        src = biology.sources(rec["_ctx"])
+        new = dict(rec)
+        added: dict[str, str] = {}
+        for unit in _BIOLOGY_UNITS:
+            if all(rec[c] == UNKNOWN for c in unit) and ref[unit[0]] != UNKNOWN:
+                new.update({c: ref[c] for c in unit})
+                if unit[0] in src:
+                    added[unit[0]] = src[unit[0]]
+        if added:
+            parts = [] if rec[BIOLOGY_SOURCE] == UNKNOWN else [rec[BIOLOGY_SOURCE]]
+            new[BIOLOGY_SOURCE] = "; ".join(parts + [f"{k}={v}" for k, v in added.items()])
+        filled.append(new)
+    table = pd.DataFrame(filled, columns=keys.columns)
+    pos = pd.MultiIndex.from_frame(keys).get_indexer(pd.MultiIndex.from_frame(cur[keys.columns]))
+    for c in names:
+        obs[c] = pd.Categorical(table[c].to_numpy(dtype=object)[pos])
+    if biology.missing_fields:
+        ledger.keep(
+            obs.index.astype(str),
+            stage="ids_biology",
+            reason="reference_fields_missing",
+            detail=f"the reference store has no {', '.join(biology.missing_fields)} for cells "
+            "(built before these fields): rebuild it with `perturbridge refs build` to fill "
+            "them",
+        )
     return obs
 
 
@@ -317,6 +376,8 @@ def annotate_samples(
         obs = _resolve_compounds(obs, resolvers.compounds, ledger)
     if resolvers.cells is not None:
         obs = _resolve_cells(obs, resolvers.cells, ledger)
+    if resolvers.biology is not None:
+        obs = _fill_biology(obs, resolvers.biology, ledger)
     out = ad.AnnData(
         X=samples.X, obs=coerce_obs(obs), var=samples.var.copy(), uns=dict(samples.uns)
     )

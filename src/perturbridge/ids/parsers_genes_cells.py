@@ -305,15 +305,38 @@ def _disease(di: list[str]) -> str | None:
     return "; ".join(dict.fromkeys(names)) or None
 
 
+def _site(cc: list[str]) -> tuple[str | None, str | None]:
+    """``CC   Derived from site: In situ; Skin; UBERON=UBERON_0002097.`` → the site and
+    its UBERON id."""
+    for v in cc:
+        if v.startswith("Derived from site:"):
+            parts = [p.strip().rstrip(".") for p in v.split(":", 1)[1].split(";")]
+            uberon = next((p.split("=", 1)[1] for p in parts if p.startswith("UBERON=")), None)
+            names = [p for p in parts[1:] if p and "=" not in p]
+            return (names[0] if names else None), uberon
+    return None, None
+
+
+def _ncit(di: list[str]) -> str | None:
+    for v in di:
+        db, _, rest = v.partition(";")
+        if db.strip() == "NCIt" and rest.strip():
+            return "NCIT:" + rest.split(";", 1)[0].strip()
+    return None
+
+
 def parse_cellosaurus(path: Path) -> dict[str, pd.DataFrame]:
     """Cellosaurus flat file (``cellosaurus.txt``) → ``cells`` and ``cell_synonyms``.
 
     Reads the ExPASy line format: ``ID`` (recommended name), ``AC`` (accession), ``SY``
     (``;``-separated synonyms), ``OX`` (species after ``!``), ``SX`` (sex), ``DI``
     (``NCIt; C3512; Lung adenocarcinoma`` → the disease name), ``CA`` (category), ``DR``
-    (cross references; ``DepMap; ACH-…`` becomes a ``depmap_id`` synonym), each record
-    ended by ``//``. Records of every species are kept (the resolver prefers human ones).
-    The release is read from the header (``Version: 48.0``).
+    (cross references; ``DepMap; ACH-…`` becomes a ``depmap_id`` synonym), ``AG`` (age
+    at sampling), ``CC   Derived from site:`` (site and UBERON id), each record ended by
+    ``//``. Extra columns (:data:`perturbridge.ids.biology.BIOLOGY_FIELDS`): ``age``,
+    ``tissue``, ``tissue_ontology_term_id``, ``disease_ontology_term_id`` (the first
+    NCIt disease, ``NCIT:C3510``). Records of every species are kept (the resolver
+    prefers human ones). The release is read from the header (``Version: 48.0``).
     """
     cells: list[tuple[str | None, ...]] = []
     syns: list[tuple[str, str, str]] = []
@@ -324,6 +347,7 @@ def parse_cellosaurus(path: Path) -> dict[str, pd.DataFrame]:
             name = rec.get("ID", [None])[0]
             if not acc or not name:
                 raise FormatError(f"{path}:{start}: record without an ID or AC line")
+            site, uberon = _site(rec.get("CC", []))
             cells.append(
                 (
                     acc,
@@ -332,6 +356,10 @@ def parse_cellosaurus(path: Path) -> dict[str, pd.DataFrame]:
                     rec.get("SX", [None])[0],
                     _disease(rec.get("DI", [])),
                     rec.get("CA", [None])[0],
+                    rec.get("AG", [None])[0],
+                    site,
+                    uberon.replace("_", ":", 1) if uberon else None,
+                    _ncit(rec.get("DI", [])),
                 )
             )
             syns.append((acc, name, "name"))
@@ -345,8 +373,9 @@ def parse_cellosaurus(path: Path) -> dict[str, pd.DataFrame]:
         raise FormatError(f"{path}: no Cellosaurus records (ID … // blocks) found")
     m = _RELEASE.search("\n".join(header))
     version = m.group(1) if m else None
-    out_cells = pd.DataFrame(cells, columns=list(TABLE_COLUMNS["cells"])[:-1])
-    out_cells["ref_source"] = "cellosaurus"
+    extra = ["age", "tissue", "tissue_ontology_term_id", "disease_ontology_term_id"]
+    out_cells = pd.DataFrame(cells, columns=list(TABLE_COLUMNS["cells"])[:-1] + extra)
+    out_cells.insert(len(TABLE_COLUMNS["cells"]) - 1, "ref_source", "cellosaurus")
     out_syn = pd.DataFrame(syns, columns=["accession", "synonym", "kind"]).drop_duplicates()
     out_syn["ref_source"] = "cellosaurus"
     out_cells.attrs["ref_version"] = version
@@ -366,6 +395,10 @@ _DEPMAP_COLUMNS = {
     "RRID": "RRID",
     "sex": "Sex",
     "primary_disease": "OncotreePrimaryDisease",
+    "age": "Age",
+    "lineage": "OncotreeLineage",
+    "lineage_subtype": "OncotreeSubtype",
+    "ethnicity": "PatientRace",
 }
 
 
@@ -376,6 +409,17 @@ def _col(df: pd.DataFrame, name: str) -> pd.Series:
     return pd.Series([None] * len(df), index=df.index, dtype=object)
 
 
+def _joined(*columns: pd.Series) -> pd.Series:
+    """Row-wise ``|``-join of the present, distinct values of ``columns`` (``None`` when
+    none)."""
+
+    def row(values: tuple[object, ...]) -> str | None:
+        kept = dict.fromkeys(str(v).strip() for v in values if isinstance(v, str) and v.strip())
+        return "|".join(kept) or None
+
+    return pd.Series([row(v) for v in zip(*columns, strict=True)], index=columns[0].index)
+
+
 def parse_depmap_sample_info(path: Path) -> dict[str, pd.DataFrame]:
     """DepMap ``sample_info.csv`` (or ``Model.csv``) → ``cells`` and ``cell_synonyms``.
 
@@ -384,7 +428,10 @@ def parse_depmap_sample_info(path: Path) -> dict[str, pd.DataFrame]:
     (``A549_LUNG``), ``stripped_name`` (``A549``), ``name`` (``cell_line_name`` where the
     release has it) and ``synonym`` (each entry of the comma-separated ``alias``).
     Disease: ``primary_disease``, else ``disease`` (21Q1 files), else the Oncotree
-    disease (``Model.csv``).
+    disease (``Model.csv``). Extra columns
+    (:data:`perturbridge.ids.biology.BIOLOGY_FIELDS`): ``age``, ``tissue`` (``lineage``),
+    ``disease_terms`` (``disease_subtype``, ``lineage_subtype`` and the disease, most
+    specific first), ``ethnicity`` (``PatientRace`` of ``Model.csv``).
     """
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
@@ -424,6 +471,16 @@ def parse_depmap_sample_info(path: Path) -> dict[str, pd.DataFrame]:
             "disease": disease,
             "category": None,
             "ref_source": "depmap",
+            "age": _col(df, "age"),
+            "tissue": _col(df, "lineage"),
+            "tissue_ontology_term_id": None,
+            "disease_terms": _joined(
+                _col(df, "disease_subtype"),
+                _col(df, "lineage_subtype").str.replace("_", " "),
+                disease,
+            ),
+            "disease_ontology_term_id": None,
+            "ethnicity": _col(df, "ethnicity"),
         }
     )[keep]
     base = pd.DataFrame({"accession": acc, "alias": _col(df, "alias")})[keep]
@@ -460,7 +517,10 @@ def parse_lincs_cellinfo(path: Path) -> dict[str, pd.DataFrame]:
     accession; otherwise the placeholder ``LINCS:<cell_id>``, linked at build time by
     name through the other tables. Sex comes from ``gender``/``donor_sex``, disease from
     ``primary_disease``/``cell_histology``/``subtype``, category from ``cell_type``.
-    ``ccle_name`` and ``cell_alias`` columns, where present, add synonyms.
+    ``ccle_name`` and ``cell_alias`` columns, where present, add synonyms. Extra columns
+    (:data:`perturbridge.ids.biology.BIOLOGY_FIELDS`): ``age`` (``donor_age``),
+    ``tissue`` (``primary_site``, else ``cell_lineage``), ``disease_terms`` (``subtype``,
+    ``cell_histology``, ``primary_disease``), ``ethnicity`` (``donor_ethnicity``).
     """
     try:
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_values=[""])
@@ -496,6 +556,16 @@ def parse_lincs_cellinfo(path: Path) -> dict[str, pd.DataFrame]:
             "disease": _first_col(df, "primary_disease", "cell_histology", "subtype")[cid.index],
             "category": _first_col(df, "cell_type")[cid.index],
             "ref_source": "lincs_cellinfo",
+            "age": _first_col(df, "donor_age")[cid.index],
+            "tissue": _first_col(df, "primary_site", "cell_lineage")[cid.index],
+            "tissue_ontology_term_id": None,
+            "disease_terms": _joined(
+                _first_col(df, "subtype"),
+                _first_col(df, "cell_histology"),
+                _first_col(df, "primary_disease"),
+            )[cid.index],
+            "disease_ontology_term_id": None,
+            "ethnicity": _first_col(df, "donor_ethnicity")[cid.index],
         }
     )
     syn = [pd.DataFrame({"accession": acc, "synonym": cid, "kind": "lincs_id"})]

@@ -31,7 +31,7 @@ from scipy import sparse
 from ..errors import FormatError, SchemaError, UnitError
 from ..io import provenance
 from ..ledger import Ledger
-from ..samples import build_samples, empty_samples
+from ..samples import build_samples, empty_samples, with_biology
 from ..units import parse_quantity, time_to_h
 from ._base import IngestResult
 from ._tables import _first
@@ -41,6 +41,7 @@ __all__ = [
     "MISSING_TOKENS",
     "STAGE",
     "Accounts",
+    "DatasetFacts",
     "Origin",
     "Triage",
     "categorical",
@@ -384,6 +385,23 @@ class Origin:
     inputs: Sequence[str | os.PathLike[str]]
     params: Mapping[str, Any]
     where: str
+    #: Biology every sample of the dataset shares, as its adapter states it.
+    biology: DatasetFacts | None = None
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    """Biology columns every sample of a dataset shares, stated by its adapter as data
+    (``{"suspension_type": "nucleus"}`` for sci-Plex): set on the Samples where still
+    ``unknown``, with ``biology_source`` ``column=dataset:<adapter>``. Cell-line facts
+    (sex, disease, tissue, …) come from the reference store instead
+    (:func:`perturbridge.ids.annotate.annotate_samples`)."""
+
+    adapter: str
+    values: Mapping[str, str]
+
+    def apply(self, obs: pd.DataFrame) -> pd.DataFrame:
+        return with_biology(obs, self.values, source=f"dataset:{self.adapter}")
 
 
 def assemble(
@@ -425,6 +443,8 @@ def assemble(
         x, obs = x[~empty], obs.loc[~empty]
     obs = obs.copy()
     obs["total_counts"] = np.asarray(x.sum(axis=1), dtype=float).ravel()
+    if origin.biology is not None:
+        obs = origin.biology.apply(obs)
     prov = provenance(step="ingest", inputs=list(origin.inputs), params=dict(origin.params))
     samples = build_samples(
         x,

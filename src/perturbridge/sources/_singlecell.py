@@ -317,6 +317,8 @@ def finish_samples(
     x = sparse.csr_matrix(x)
     obs = obs.copy()
     obs["total_counts"] = np.asarray(x.sum(axis=1), dtype=float).ravel()
+    if origin.biology is not None:
+        obs = origin.biology.apply(obs)
     prov = samples_provenance(step="ingest", inputs=origin.inputs, params=origin.params)
     samples = build_samples(x, obs, var, value_kind="counts", provenance=prov, where=origin.where)
     samples.uns["perturbridge"]["pseudobulk_params"] = pseudobulk_params
