@@ -46,9 +46,13 @@ class FDistFit:
 
 @dataclass(frozen=True)
 class SqueezeResult:
+    """``df_prior``, ``var_prior``, ``var_post`` per gene; ``df2`` the prior degrees of
+    freedom of the (robust) F fit, before any per-gene shrinkage of outliers."""
+
     df_prior: FloatArray
     var_prior: FloatArray
     var_post: FloatArray
+    df2: float = np.nan
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class EBayesResult:
     df_prior: FloatArray  # genes
     df_total: FloatArray  # genes
     var_prior: FloatArray  # coefficients
+    df2: float = np.nan  # prior df of the F fit (robust: before outlier shrinkage)
 
 
 # ---------------------------------------------------------------- F distribution helpers
@@ -320,7 +325,7 @@ def squeeze_var(
     if n == 0:
         raise ValueError("var is empty")
     if n == 1:
-        return SqueezeResult(np.zeros(1), var.copy(), var.copy())
+        return SqueezeResult(np.zeros(1), var.copy(), var.copy(), 0.0)
     var = np.where(df_arr == 0, 0.0, var)
     if robust:
         fit = fit_f_dist_robustly(var, df_arr, covariate=covariate, winsor_tail_p=winsor_tail_p)
@@ -337,7 +342,7 @@ def squeeze_var(
     var_post[fin] = (df_arr[fin] * var[fin] + df_prior[fin] * var_prior[fin]) / (
         df_arr[fin] + df_prior[fin]
     )
-    return SqueezeResult(df_prior, var_prior, var_post)
+    return SqueezeResult(df_prior, var_prior, var_post, float(fit.df2))
 
 
 # ---------------------------------------------------------------- tmixture / eBayes
@@ -521,4 +526,5 @@ def ebayes(
         df_prior=sq.df_prior,
         df_total=df_total,
         var_prior=var_prior,
+        df2=sq.df2,
     )

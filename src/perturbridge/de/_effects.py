@@ -17,7 +17,7 @@ from scipy import stats
 from ..io import provenance
 from ..ledger import Ledger
 from ..schema import EFFECT_LAYERS, EFFECT_OBS_COLUMNS, ReplicateMode, validate_effects
-from ._ebayes import ebayes
+from ._ebayes import EBayesOptions, EBayesResult, ebayes
 from ._rstats import p_adjust_bh
 from .design import STAGE, ContextDesign, plan_contexts
 from .options import DEOptions
@@ -32,6 +32,7 @@ __all__ = [
     "design_params",
     "drop_low_expression",
     "drop_no_df",
+    "ebayes_record",
     "effect_layer_names",
     "effects_of",
     "moderate_context",
@@ -161,6 +162,35 @@ def _bh_all(p: np.ndarray) -> np.ndarray:
     return p_adjust_bh(p.ravel()).reshape(p.shape)
 
 
+def ebayes_record(eb: EBayesResult, *, options: DEOptions, fit_id: str) -> dict[str, Any]:
+    """The eBayes hyper-parameters of one fit as plain scalars (``uns["ebayes"]``).
+
+    ``df_prior``: the prior degrees of freedom (``inf`` allowed; with ``robust`` the
+    value of the F fit before outlier genes are shrunk, the per-gene values go to
+    ``var["df_prior"]``); ``s2_prior``: the prior variance, or with ``trend`` its mean
+    over genes as ``s2_prior_mean`` (the per-gene trend goes to ``var["s2_prior"]``).
+    """
+    ebo = EBayesOptions()
+    rec: dict[str, Any] = {
+        "fit_id": fit_id,
+        "method": "eBayes",
+        "trend": bool(options.trend),
+        "robust": bool(options.robust),
+        "proportion": float(ebo.proportion),
+        "stdev_coef_lim": [float(v) for v in ebo.stdev_coef_lim],
+        "df_prior": float(eb.df2) if options.robust else float(eb.df_prior[0]),
+        "n_genes": int(eb.s2_prior.size),
+    }
+    if options.robust:
+        rec["winsor_tail_p"] = [float(v) for v in ebo.winsor_tail_p]
+        rec["df_prior_min"] = float(np.min(eb.df_prior))
+    if options.trend:
+        rec["s2_prior_mean"] = float(np.mean(eb.s2_prior))
+    else:
+        rec["s2_prior"] = float(eb.s2_prior[0])
+    return rec
+
+
 def moderate_context(
     fit: ContextFit,
     obs: pd.DataFrame,
@@ -224,7 +254,7 @@ def moderate_context(
     }
     if options.stdev_scaled:
         layers[STDEV_SCALED] = place(scaled)
-    del margin, scaled, eb
+    del margin, scaled
     meta = contrast_meta(
         obs,
         design,
@@ -233,6 +263,12 @@ def moderate_context(
         n_plate_columns_not_estimable=fit.n_plate_columns_not_estimable,
         mode=mode,
     )
+    meta.attrs["ebayes"] = ebayes_record(eb, options=options, fit_id=design.fit_id)
+    meta.attrs["ebayes_genes"] = {
+        "df_prior": place(eb.df_prior[None, :], genes_first=False)[0],
+        "s2_prior": place(eb.s2_prior[None, :], genes_first=False)[0],
+    }
+    del eb
     ledger.keep(design.treated, stage=STAGE, detail=design.fit_id)
     return meta, layers
 
@@ -249,6 +285,12 @@ def assemble(
     """One Effects AnnData from the blocks (metadata, layers) of every fit, with the
     run's parameters and provenance in ``uns["perturbridge"]``."""
     var = samples.var.copy() if var is None else var.copy()
+    # what fits report beside their layers (eBayes priors, QC tables) rides in the
+    # metadata's attrs; taken out before the metadata are concatenated
+    extras: list[dict[str, Any]] = [{str(k): v for k, v in b[0].attrs.items()} for b in blocks]
+    sizes = [len(b[0]) for b in blocks]
+    for b in blocks:
+        b[0].attrs.clear()
     if not blocks:
         obs = pd.DataFrame(
             {
@@ -289,6 +331,12 @@ def assemble(
         var=var,
         layers={k: np.asarray(v) for k, v in layers.items()},
     )
+    _attach_ebayes(eff, extras, sizes)
+    qc = [e["quality_weights"] for e in extras if "quality_weights" in e]
+    if qc:
+        table = pd.concat(qc, ignore_index=True)
+        table.index = table.index.astype(str)
+        eff.uns["quality_weights"] = table
     upstream = dict(samples.uns.get("perturbridge", {}))
     eff.uns["perturbridge"] = {
         "kind": "effects",
@@ -299,6 +347,43 @@ def assemble(
         "provenance": provenance(step="de", params=params),
     }
     return eff
+
+
+#: Keys of a fit's eBayes record that are settings of the run (the same for every fit).
+_SHARED = ("method", "trend", "robust", "proportion", "stdev_coef_lim", "winsor_tail_p")
+
+
+def _attach_ebayes(eff: ad.AnnData, extras: list[dict[str, Any]], sizes: list[int]) -> None:
+    """The eBayes hyper-parameters of the fits in ``eff``: ``uns["ebayes"]`` (the run's
+    settings and, for one fit, its ``df_prior`` and ``s2_prior``/``s2_prior_mean``),
+    ``uns["ebayes_fits"]`` (one row per fit, with the contrast rows
+    ``contrast_start:contrast_stop`` it estimated) and the per-gene priors: with one
+    fit ``var["df_prior"]`` (robust) and ``var["s2_prior"]`` (trend), with several fits
+    ``varm["df_prior"]`` / ``varm["s2_prior"]`` (genes × fits, in the table's order).
+    Engines that do not report priors (the R engine) leave all of them out."""
+    records: list[dict[str, Any]] = [e["ebayes"] for e in extras if "ebayes" in e]
+    if not extras or len(records) < len(extras):
+        return
+    genes = [e["ebayes_genes"] for e in extras]
+    stops = np.cumsum(sizes)
+    table = pd.DataFrame(
+        [{k: v for k, v in r.items() if k not in _SHARED} for r in records],
+        index=pd.Index([str(i) for i in range(len(records))], name="fit"),
+    )
+    table["contrast_start"] = stops - np.array(sizes)
+    table["contrast_stop"] = stops
+    first = records[0]
+    shared = {k: first[k] for k in _SHARED if k in first}
+    wanted = [k for k, on in (("df_prior", first["robust"]), ("s2_prior", first["trend"])) if on]
+    if len(records) == 1:
+        eff.uns["ebayes"] = {**shared, **{k: v for k, v in first.items() if k not in _SHARED}}
+        for k in wanted:
+            eff.var[k] = genes[0][k]
+    else:
+        eff.uns["ebayes"] = {**shared, "n_fits": len(records)}
+        for k in wanted:
+            eff.varm[k] = np.column_stack([g[k] for g in genes])
+    eff.uns["ebayes_fits"] = table
 
 
 def plan_fits(

@@ -18,6 +18,7 @@ where by default one fit per dataset × context holds them all.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import anndata as ad
@@ -36,11 +37,15 @@ from ._effects import (
     moderate_context,
     plan_fits,
 )
-from ._linear import fit_condition_plate
+from ._linear import design_structure, fit_condition_plate
+from ._quality import reml_weights
 from .design import ContextDesign
 from .options import DEOptions
+from .quality import check_size, dense_design, quality_table, sample_weighted_contrasts
 
 __all__ = ["limma_trend"]
+
+logger = logging.getLogger(__name__)
 
 #: Samples per block when log expression is checked for missing values.
 _CHECK_ROWS = 1024
@@ -117,6 +122,9 @@ def limma_trend(
         "trend": opts.trend,
         "confint": opts.confint,
         "method": "limma-trend",
+        # only when on: the parameters (and the digests of results) of a run without
+        # quality weights stay as they were
+        **({"quality_weights": True} if opts.quality_weights else {}),
     }
     effects = effects_of(blocks, samples, mode=mode, params=params, options=opts)
     return DEResult(effects, ledger)
@@ -149,6 +157,8 @@ def _fit_context(
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]] | None:
     """Fit one context; returns contrast metadata and layers (contrasts × genes)."""
     assert options.chunk_size is not None  # set by DEOptions.with_defaults
+    if options.quality_weights:
+        return _fit_context_weighted(x, obs, design, mode=mode, options=options, ledger=ledger)
     fit = fit_condition_plate(
         x,
         design.condition_codes,
@@ -173,3 +183,47 @@ def _fit_context(
         n_plate_columns_not_estimable=int((~fit.plate_estimable).sum()),
     )
     return moderate_context(estimates, obs, design, mode=mode, options=options, ledger=ledger)
+
+
+def _fit_context_weighted(
+    x: np.ndarray,
+    obs: pd.DataFrame,
+    design: ContextDesign,
+    *,
+    mode: ReplicateMode,
+    options: DEOptions,
+    ledger: Ledger,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]] | None:
+    """One context with sample quality weights: ``arrayWeights`` (REML) → ``lmFit``
+    with the weights → ``contrasts.fit``; the block's metadata carries the QC table."""
+    check_size(design)
+    structure = design_structure(
+        design.condition_codes,
+        design.plate_codes,
+        n_conditions=len(design.levels),
+        n_plates=len(design.plate_levels),
+    )
+    n_coef = structure.k + int(structure.keep.sum())
+    if len(design.rows) - n_coef <= 0:
+        drop_no_df(design, ledger)
+        return None
+    aw, status = reml_weights(x, dense_design(structure))
+    if status != "converged":
+        logger.info("%s: arrayWeights: %s", design.fit_id, status)
+    t_idx = design.levels.get_indexer(design.treated)
+    c_idx = design.levels.get_indexer(pd.Index(design.control))
+    logfc, su, sigma, df = sample_weighted_contrasts(x, structure, aw, treated=t_idx, control=c_idx)
+    estimates = ContextFit(
+        logfc=logfc,
+        stdev_unscaled=np.broadcast_to(su, logfc.shape),
+        sigma=sigma,
+        df_residual=df,
+        amean=x.mean(axis=0),
+        n_per_condition=structure.n_per_condition,
+        n_plate_columns_not_estimable=int((~structure.keep).sum()),
+    )
+    meta, layers = moderate_context(
+        estimates, obs, design, mode=mode, options=options, ledger=ledger
+    )
+    meta.attrs["quality_weights"] = quality_table(design, obs, aw, method="reml", status=status)
+    return meta, layers

@@ -40,6 +40,11 @@ class DEOptions:
     chunk_size
         Genes per block in the residual computation; ``None`` is the method's default
         (limma-trend: 4096, limma-voom: 512).
+    quality_weights
+        Estimate one quality weight per sample in each fit and use it in the fit:
+        limma's ``arrayWeights`` (REML) for limma-trend, ``voomWithQualityWeights`` for
+        limma-voom (see :mod:`perturbridge.de.quality`); the weights and the flagged
+        samples go to the Effects' ``uns["quality_weights"]`` table.
     filter_genes, normalization, span, allow_non_integer, keep_weights
         limma-voom only: edgeR ``filterByExpr`` with the design, per fit; the
         ``calcNormFactors`` method; the ``lowess`` span of the voom trend; accept
@@ -47,7 +52,8 @@ class DEOptions:
         ``DEResult.diagnostics``.
 
     The R engine uses the design options (``orphan_vehicles``,
-    ``fit_per_control_group``, ``stdev_scaled``) and limma's defaults for the rest.
+    ``fit_per_control_group``, ``stdev_scaled``), ``quality_weights`` and limma's
+    defaults for the rest.
     """
 
     orphan_vehicles: OrphanVehicles = "drop"
@@ -63,6 +69,7 @@ class DEOptions:
     span: float = 0.5
     allow_non_integer: bool = False
     keep_weights: bool = False
+    quality_weights: bool = False
 
     def with_defaults(self, *, trend: bool, chunk_size: int) -> DEOptions:
         """These options with a method's defaults for the unset ``trend`` and

@@ -36,6 +36,7 @@ from ._linear import design_structure
 from ._rstats import p_adjust_bh
 from .design import STAGE, ContextDesign
 from .options import DEOptions
+from .quality import quality_table
 
 __all__ = ["R_LAYERS", "RResult", "limma_r", "r_limma_status", "run_r_limma"]
 
@@ -94,6 +95,7 @@ def run_r_limma(
     method: Literal["trend", "voom"] = "trend",
     weights: bool = False,
     fit_rows: np.ndarray | None = None,
+    quality_weights: bool = False,
 ) -> RResult:
     """R limma on one context, the same analysis as perturbridge's engines.
 
@@ -115,6 +117,9 @@ def run_r_limma(
     how
         ``"all"``: all contrasts in one ``contrasts.fit`` + ``eBayes`` (R at its best);
         ``"per_contrast"``: one call per contrast (how the published pipeline ran).
+    quality_weights
+        Sample quality weights: ``arrayWeights(y, design)`` then ``lmFit(weights =)``
+        (trend) or ``voomWithQualityWeights`` (voom); ``extra["sample_weights"]``.
     fit_rows
         voom only: fit only these genes (0-based positions among the genes kept by
         the filter), for timing R on a subset; the other genes are NaN.
@@ -125,6 +130,10 @@ def run_r_limma(
     write_r_inputs(x, design, workdir)
     rows_file = workdir / "fit_rows.txt"
     rows_file.unlink(missing_ok=True)
+    for stale in ("quality_weights", "R_sample_weights.txt"):
+        (workdir / stale).unlink(missing_ok=True)
+    if quality_weights:
+        (workdir / "quality_weights").write_text("")
     if fit_rows is not None:
         np.savetxt(rows_file, np.asarray(fit_rows, dtype=int) + 1, fmt="%d")
     script = resources.files("perturbridge.de").joinpath("r/limma.R")
@@ -140,6 +149,12 @@ def run_r_limma(
         raise RuntimeError(f"R limma failed:\n{proc.stderr[-2000:]}")
     layers = {name: np.loadtxt(workdir / f"R_{name}.txt", ndmin=2).T for name in R_LAYERS}
     extra: dict[str, np.ndarray] = {}
+    if quality_weights:
+        extra["sample_weights"] = np.loadtxt(workdir / "R_sample_weights.txt", ndmin=1)
+    for name in ("df.prior", "s2.prior"):
+        path = workdir / f"R_{name}.txt"
+        if how == "all" and path.exists():
+            extra[name.replace(".", "_")] = np.loadtxt(path, ndmin=1)
     if method == "voom":
         keep = np.loadtxt(workdir / "R_keep.txt", ndmin=1).astype(bool)
         extra["keep"] = keep
@@ -178,7 +193,8 @@ def limma_r(
     samples our engines fit. ``adj.P.Value.across_all_contrasts`` is BH over R's
     p-values of the fit. ``mode`` and ``control_keys`` as for the other engines; of
     ``options`` (:class:`~perturbridge.de.DEOptions`) R uses ``orphan_vehicles``,
-    ``fit_per_control_group`` and ``stdev_scaled``, and limma's defaults for the rest.
+    ``fit_per_control_group``, ``stdev_scaled`` and ``quality_weights``, and limma's
+    defaults for the rest.
     """
     opts = options or DEOptions()
     why = r_limma_status()
@@ -211,6 +227,7 @@ def limma_r(
                 design,
                 workdir=Path(tmp) / f"ctx{i}",
                 method=method,
+                quality_weights=opts.quality_weights,
             )
             if method == "voom":
                 drop_low_expression(ledger, samples.var_names, r.extra["keep"], design)
@@ -237,6 +254,14 @@ def limma_r(
                 n_plate_columns_not_estimable=int((~st.keep).sum()),
                 mode=mode,
             )
+            if opts.quality_weights:
+                meta.attrs["quality_weights"] = quality_table(
+                    design,
+                    samples.obs.iloc[design.rows],
+                    r.extra["sample_weights"],
+                    method="genebygene" if method == "voom" else "reml",
+                    status="R",
+                )
             ledger.keep(design.treated, stage=STAGE, detail=design.fit_id)
             blocks.append((meta, layers))
             tested.append(r.extra.get("keep", np.ones(samples.n_vars, dtype=bool)))
@@ -246,6 +271,7 @@ def limma_r(
         "engine": "R",
         "robust": True,
         "trend": method == "trend",
+        **({"quality_weights": True} if opts.quality_weights else {}),
     }
     # as our engine: Effects keep the genes tested in at least one fit
     union = np.logical_or.reduce(tested) if tested else np.ones(samples.n_vars, dtype=bool)

@@ -33,10 +33,12 @@ from ._effects import (
     plan_fits,
 )
 from ._linear import DesignStructure, design_structure, fit_condition_plate
+from ._quality import array_weights_gene_by_gene, fit_sample_weighted
 from ._voom import voom_log_cpm, voom_weights
 from ._weighted import fit_condition_plate_weighted
 from .design import STAGE, ContextDesign
 from .options import DEOptions
+from .quality import check_size, dense_design, quality_table
 
 __all__ = ["check_counts", "limma_voom"]
 
@@ -177,6 +179,9 @@ def limma_voom(
         "filter_genes": opts.filter_genes,
         "normalization": opts.normalization,
         "method": "limma-voom",
+        # only when on: the parameters (and the digests of results) of a run without
+        # quality weights stay as they were
+        **({"quality_weights": True} if opts.quality_weights else {}),
     }
     var = samples.var.iloc[np.flatnonzero(tested)] if designs else samples.var
     effects = effects_of(blocks, samples, mode=mode, params=params, options=opts, var=var)
@@ -214,6 +219,8 @@ def _voom_context(
     eff_lib = lib * nf
     diag.update(keep=keep, lib_size=lib, norm_factors=nf)
     y = voom_log_cpm(kept, eff_lib)
+    if options.quality_weights:
+        check_size(design)
     fit0 = fit_condition_plate(
         y, design.condition_codes, design.plate_codes, n_conditions=n_cond, n_plates=n_plates
     )
@@ -230,6 +237,12 @@ def _voom_context(
         df_residual=fit0.df_residual,
         span=options.span,
     )
+    aw = None
+    if options.quality_weights:
+        w, aw = _quality_weights(
+            kept, y, w, structure, eff_lib=eff_lib, amean=fit0.amean, span=options.span
+        )
+        diag["sample_weights"] = aw
     if options.keep_weights:
         diag["weights"] = w
     assert options.chunk_size is not None  # set by DEOptions.with_defaults
@@ -256,4 +269,36 @@ def _voom_context(
         genes=None if keep[tested].all() else (np.flatnonzero(keep[tested]), int(tested.sum())),
     )
     meta["n_genes_tested"] = int(keep.sum())
+    if aw is not None:
+        meta.attrs["quality_weights"] = quality_table(design, obs, aw, method="genebygene")
     return (meta, layers), diag
+
+
+def _quality_weights(
+    counts: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    structure: DesignStructure,
+    *,
+    eff_lib: np.ndarray,
+    amean: np.ndarray,
+    span: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``voomWithQualityWeights`` after the first voom (``w``): gene-by-gene
+    ``arrayWeights`` with the voom weights, voom again with ``lmFit(weights = aw)``,
+    ``arrayWeights`` again. Returns the final weights (voom's × the sample weights,
+    samples × genes) and the sample weights."""
+    xd = dense_design(structure)
+    aw = array_weights_gene_by_gene(y, xd, weights=w)
+    fit = fit_sample_weighted(y, xd, aw)
+    w2 = voom_weights(
+        counts,
+        eff_lib,
+        fitted=fit.fitted,
+        sigma=fit.sigma,
+        amean=amean,
+        df_residual=fit.df_residual,
+        span=span,
+    )
+    aw = array_weights_gene_by_gene(y, xd, weights=w2)
+    return w2 * aw[:, None], aw

@@ -10,13 +10,16 @@
 # (condition, plate per sample, in the column order of expr.txt), levels.txt (condition
 # levels in design order), plates.txt (plate levels), contrasts.tsv (treated, control).
 # Writes R_<layer>.txt matrices (genes x contrasts): topTable's columns, stdev.unscaled
-# (fit$stdev.unscaled) and stdev.scaled (fit$stdev.unscaled * sqrt(fit$s2.post)), and
-# timings.tsv.
+# (fit$stdev.unscaled) and stdev.scaled (fit$stdev.unscaled * sqrt(fit$s2.post)),
+# timings.tsv and, with "all", R_df.prior.txt / R_s2.prior.txt (per gene).
 args <- commandArgs(trailingOnly = TRUE)
 dir <- args[1]
 how <- if (length(args) >= 2) args[2] else "all"
 method <- if (length(args) >= 3) args[3] else "trend"
 want_weights <- length(args) >= 4 && args[4] == "weights"
+# sample quality weights (arrayWeights / voomWithQualityWeights) when DIR/quality_weights
+# exists; the weights go to R_sample_weights.txt
+qw <- file.exists(file.path(dir, "quality_weights"))
 suppressMessages(library(limma))
 t0 <- proc.time()[["elapsed"]]
 lev <- readLines(file.path(dir, "levels.txt"))
@@ -44,7 +47,9 @@ if (method == "voom") {
   dge <- calcNormFactors(dge)
   t1 <- proc.time()[["elapsed"]]
   t_prep <- t1 - t_read
-  v <- voom(dge, design)
+  v <- if (qw) voomWithQualityWeights(dge, design) else voom(dge, design)
+  if (qw) write(format(v$targets$sample.weights, digits = 17),
+                file.path(dir, "R_sample_weights.txt"), ncolumns = 1)
   t_voom <- proc.time()[["elapsed"]] - t1
   # optional: fit only some of the kept genes (benchmarks time R on a gene subset)
   if (file.exists(file.path(dir, "fit_rows.txt"))) {
@@ -60,7 +65,13 @@ if (method == "voom") {
                                 row.names = FALSE, col.names = FALSE)
   trend <- FALSE
 } else {
-  fit <- suppressWarnings(lmFit(y, design))
+  if (qw) {
+    aw <- arrayWeights(y, design)  # method "auto": REML for complete data
+    write(format(aw, digits = 17), file.path(dir, "R_sample_weights.txt"), ncolumns = 1)
+    fit <- suppressWarnings(lmFit(y, design, weights = aw))
+  } else {
+    fit <- suppressWarnings(lmFit(y, design))
+  }
   trend <- TRUE
 }
 t_fit <- proc.time()[["elapsed"]]
@@ -92,6 +103,11 @@ if (how == "per_contrast") {
   eb <- eBayes(contrasts.fit(fit, C), trend = trend, robust = TRUE)
   t_ebayes <- proc.time()[["elapsed"]] - t1
   for (j in seq_len(nrow(ct))) fill(eb, j, j)
+  # the eBayes hyper-parameters per gene (one eBayes for the fit)
+  write(format(rep_len(eb$df.prior, nrow(y)), digits = 17), file.path(dir, "R_df.prior.txt"),
+        ncolumns = 1)
+  write(format(rep_len(eb$s2.prior, nrow(y)), digits = 17), file.path(dir, "R_s2.prior.txt"),
+        ncolumns = 1)
 }
 for (l in layers) write.table(out[[l]], file.path(dir, paste0("R_", l, ".txt")),
                               row.names = FALSE, col.names = FALSE)
