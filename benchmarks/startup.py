@@ -3,8 +3,13 @@
 Runs the installed ``perturbridge`` command (the one next to this Python) in child
 processes and reports, as JSON:
 
-- ``help_s``: the median wall time of 5 runs of ``perturbridge --help``,
-  ``perturbridge build --help`` and ``perturbridge ingest l1000 --help``;
+- ``help``: for ``perturbridge --help`` and the help of every command and subcommand
+  (``ingest <adapter>`` included), the median wall time and CPU time (user + system,
+  ``getrusage(RUSAGE_CHILDREN)``) of 5 runs; ``help_max`` names the slowest of the
+  commands other than ``ingest <adapter>`` (whose help is made from the adapter module,
+  which imports pandas and AnnData) and the slowest adapter's help;
+- ``load_average``: ``/proc/loadavg`` before and after (timings on a busy machine are
+  longer: compare CPU times, or runs side by side);
 - ``query``: the peak RSS (MB, ``getrusage(RUSAGE_CHILDREN)``) and wall time of
   ``perturbridge query STORE "SELECT … FROM range(80000000)" --limit 5`` on a small
   simulated store, and of ``SELECT 1`` for comparison;
@@ -19,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -27,25 +34,69 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 COMMAND = str(Path(sys.executable).with_name("perturbridge"))
-HELP = {
-    "perturbridge --help": ["--help"],
-    "perturbridge build --help": ["build", "--help"],
-    "perturbridge ingest l1000 --help": ["ingest", "l1000", "--help"],
-}
 BIG_QUERY = "SELECT range AS a, range * 2 AS b FROM range(80000000)"
 
 
 def _wall(cmd: list[str]) -> float:
+    return _run(cmd)[0]
+
+
+def _run(cmd: list[str]) -> tuple[float, float]:
+    """Wall and CPU time (user + system) of ``cmd`` in a child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def _median(cmd: list[str], repeats: int) -> float:
     _wall(cmd)  # warm the file cache
     return round(statistics.median(_wall(cmd) for _ in range(repeats)), 3)
+
+
+def _help_times(argv: list[str], repeats: int) -> dict[str, float]:
+    """Median wall and CPU time of ``perturbridge <argv> --help``."""
+    cmd = [COMMAND, *argv, "--help"]
+    _run(cmd)  # warm the file cache
+    runs = [_run(cmd) for _ in range(repeats)]
+    return {
+        "wall_s": round(statistics.median(w for w, _ in runs), 3),
+        "cpu_s": round(statistics.median(c for _, c in runs), 3),
+    }
+
+
+def _commands() -> tuple[list[list[str]], set[str]]:
+    """Every command path of the CLI (``[]`` for the app itself), and the names of the
+    ``ingest`` commands made from an adapter."""
+    import typer
+
+    from perturbridge.cli import app
+    from perturbridge.sources import ADAPTERS
+
+    def walk(group: Any, ctx: Any, path: list[str]) -> list[list[str]]:
+        out = []
+        for name in group.list_commands(ctx):
+            cmd = group.get_command(ctx, name)
+            out.append([*path, name])
+            if hasattr(cmd, "list_commands"):
+                out += walk(cmd, typer.Context(cmd, info_name=name, parent=ctx), [*path, name])
+        return out
+
+    root = typer.main.get_command(app)
+    adapters = {f"ingest {n}" for n in ADAPTERS if n != "l1000"}
+    return [[], *walk(root, typer.Context(root), [])], adapters
+
+
+def _loadavg() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().strip()
+    except OSError:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _peak_mb(cmd: list[str]) -> tuple[float, float]:
@@ -95,6 +146,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="Runs per help command.")
     args = parser.parse_args()
+    load_before = _loadavg()
+    paths, adapters = _commands()
+    helps = {" ".join(["perturbridge", *p]): _help_times(p, args.repeats) for p in paths}
+
+    def slowest(names: list[str]) -> dict[str, Any]:
+        name = max(names, key=lambda n: helps[n]["wall_s"])
+        return {"command": name, **helps[name]}
+
+    own = [n for n in helps if n.removeprefix("perturbridge ") not in adapters]
+    from_adapters = [n for n in helps if n.removeprefix("perturbridge ") in adapters]
     with tempfile.TemporaryDirectory() as tmp:
         store = str(_store(Path(tmp)))
         big_mb, big_s = _peak_mb([COMMAND, "query", store, BIG_QUERY, "--limit", "5"])
@@ -102,7 +163,9 @@ def main() -> None:
     report = {
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "help_s": {name: _median([COMMAND, *argv], args.repeats) for name, argv in HELP.items()},
+        "load_average": {"before": load_before, "after": _loadavg()},
+        "help_max": {"commands": slowest(own), "ingest_adapters": slowest(from_adapters)},
+        "help": helps,
         "import_s": _median([sys.executable, "-c", "import perturbridge.cli"], args.repeats),
         "query": {
             "limit5_over_80M_rows": {"peak_rss_mb": big_mb, "wall_s": big_s},

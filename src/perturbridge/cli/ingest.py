@@ -2,15 +2,18 @@
 
 ``ingest l1000`` has named options; every other adapter gets a command made from its
 :attr:`~perturbridge.sources.SourceAdapter.cli_parameters` (inputs with ``--input
-NAME=PATH``, other parameters with ``--set NAME=VALUE``). Those commands are made when
-the ``ingest`` group is listed or one of them is called, so the adapters (and their
-heavy imports) load only then.
+NAME=PATH``, other parameters with ``--set NAME=VALUE``). Such a command is made when
+it is called (or asked for its help), so an adapter (and its heavy imports) loads only
+then; ``perturbridge ingest --help`` lists the adapters without importing them.
 """
 
 from __future__ import annotations
 
+import ast
+import tokenize
 from collections.abc import Mapping
 from enum import StrEnum
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -38,22 +41,55 @@ __all__ = ["ingest_app", "sources_app"]
 
 
 class _IngestGroup(TyperGroup):
-    """The ``ingest`` group: the command of a registered adapter other than ``l1000``
-    is made when it is looked up (to run it, or for the group's help)."""
+    """The ``ingest`` group: the command of an adapter other than ``l1000`` is made when
+    it is called (or asked for its help), which imports that adapter; the group's help
+    lists the adapters by their module's summary line, read without importing them."""
 
     # ``Any``: the click types are typer's vendored click
     def list_commands(self, ctx: Any) -> list[str]:
-        from ..sources import source_names
+        from ..sources import ADAPTERS
 
-        return [*super().list_commands(ctx), *(n for n in source_names() if n not in self.commands)]
+        return [
+            *super().list_commands(ctx),
+            *(n for n in ADAPTERS if n not in self.commands),
+        ]
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        if cmd_name not in self.commands:
-            from ..sources import get_source, source_names
+        if cmd_name in self.commands:
+            return super().get_command(ctx, cmd_name)
+        from ..sources import ADAPTERS
 
-            if cmd_name in source_names():
-                self.add_command(_adapter_command(get_source(cmd_name)), cmd_name)
-        return super().get_command(ctx, cmd_name)
+        if cmd_name not in ADAPTERS:
+            return None
+        return typer.core.TyperCommand(cmd_name, help=_adapter_summary(cmd_name))
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] not in self.commands:
+            from .. import sources
+
+            if args[0] in sources.ADAPTERS:
+                self.add_command(_adapter_command(sources.get_source(args[0])), args[0])
+        return super().resolve_command(ctx, args)
+
+
+def _adapter_summary(name: str) -> str:
+    """The first line of the docstring of the adapter module of ``name``, read from the
+    first tokens of its source file (the module is not imported)."""
+    from .. import sources as package
+
+    spec = find_spec(package.ADAPTERS[name], package.__name__)
+    doc = ""
+    if spec is not None and spec.origin is not None:
+        with open(spec.origin, "rb") as f:
+            for tok in tokenize.tokenize(f.readline):
+                if tok.type == tokenize.STRING:
+                    doc = str(ast.literal_eval(tok.string)).strip()
+                if tok.type not in _BEFORE_DOCSTRING:
+                    break
+    return doc.partition("\n")[0] or f"Ingest {name} data into Samples."
+
+
+_BEFORE_DOCSTRING = (tokenize.ENCODING, tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE)
 
 
 ingest_app = typer.Typer(

@@ -7,13 +7,18 @@ import sys
 from abc import ABC
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from importlib import import_module
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-import anndata as ad
 import pandas as pd
 
-from ..ledger import Ledger
+from . import ADAPTERS
+
+if TYPE_CHECKING:
+    import anndata as ad
+
+    from ..ledger import Ledger
 
 __all__ = [
     "CliParameter",
@@ -197,20 +202,31 @@ def register_source(*, name: str, assay: str, value_kind: str) -> Callable[[A], 
 
 
 def source_names() -> list[str]:
-    """Names of the registered adapters, in registration order."""
-    return list(_REGISTRY)
+    """Names of the adapters: the package's (:data:`~perturbridge.sources.ADAPTERS`, not
+    imported by this), then those registered elsewhere, in registration order."""
+    return [*ADAPTERS, *(name for name in _REGISTRY if name not in ADAPTERS)]
+
+
+def _registered(name: str) -> type[SourceAdapter] | None:
+    """The adapter class of ``name``, its module imported first when it is one of the
+    package's; ``None`` when there is none."""
+    if name not in _REGISTRY and name in ADAPTERS:
+        import_module(ADAPTERS[name], __package__)
+        if name not in _REGISTRY:
+            raise RuntimeError(f"module {ADAPTERS[name]} does not register source {name!r}")
+    return _REGISTRY.get(name)
 
 
 def get_source(name: str) -> SourceAdapter:
-    """An adapter instance by name."""
-    try:
-        return _REGISTRY[name]()
-    except KeyError:
-        raise KeyError(f"unknown source {name!r}; known: {sorted(_REGISTRY)}") from None
+    """An adapter instance by name (its module is imported on first use)."""
+    cls = _registered(name)
+    if cls is None:
+        raise KeyError(f"unknown source {name!r}; known: {sorted(source_names())}")
+    return cls()
 
 
 def list_sources() -> pd.DataFrame:
-    """The registered adapters: name, assay, value kind, expected files, description."""
+    """The adapters (all imported): name, assay, value kind, expected files, description."""
     return pd.DataFrame(
         [
             {
@@ -220,7 +236,8 @@ def list_sources() -> pd.DataFrame:
                 "expected_files": ", ".join(c.expected_files),
                 "description": c.description,
             }
-            for c in _REGISTRY.values()
+            for c in map(_registered, source_names())
+            if c is not None
         ],
         columns=["name", "assay", "value_kind", "expected_files", "description"],
     )

@@ -1,0 +1,147 @@
+"""Start-up: ``perturbridge --help`` and every command's help import no heavy library.
+
+Each check runs the help of many commands in one child process and records, after each,
+which heavy modules ``sys.modules`` holds, so that the first command to import one is
+named. (An import-based check: timings are in ``benchmarks/startup.py``.)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from perturbridge.cli import app
+from perturbridge.sources import ADAPTERS
+
+#: What no ``--help`` may import (a compute library, the store's engine, the models).
+HEAVY = (
+    "anndata",
+    "dask",
+    "duckdb",
+    "h5py",
+    "matplotlib",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "rdkit",
+    "scipy",
+    "torch",
+    "zarr",
+)
+#: The help of ``ingest <adapter>`` is made from the adapter, whose module imports
+#: pandas and AnnData; it still loads none of these.
+ADAPTER_HEAVY = ("duckdb", "matplotlib", "rdkit", "torch")
+
+_PROBE = """
+import json, sys
+import typer
+from perturbridge.cli import app
+from perturbridge.sources import ADAPTERS
+
+heavy, adapter_heavy = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+
+
+def walk(group, ctx, path):
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        yield (*path, name), getattr(cmd, "commands", None) is not None
+        if hasattr(cmd, "list_commands"):
+            sub = typer.Context(cmd, info_name=name, parent=ctx)
+            yield from walk(cmd, sub, (*path, name))
+
+
+root = typer.main.get_command(app)
+ingest = root.get_command(typer.Context(root), "ingest")
+lazy = {("ingest", n) for n in ingest.list_commands(typer.Context(ingest))
+        if n not in ingest.commands}
+paths = [()] + [p for p, _ in walk(root, typer.Context(root), ())]
+order = [p for p in paths if p not in lazy] + sorted(lazy)
+loaded = {}
+for path in order:
+    try:
+        root.main([*path, "--help"], prog_name="perturbridge")
+    except SystemExit as exit:
+        if exit.code:
+            loaded[" ".join(path)] = ["exit code %s" % exit.code]
+            continue
+    watch = adapter_heavy if path in lazy else heavy
+    loaded[" ".join(path) or "(top)"] = [m for m in watch if m in sys.modules]
+    adapters = [n for n in ADAPTERS if "perturbridge.sources" + ADAPTERS[n] in sys.modules]
+    loaded["adapters after " + (" ".join(path) or "(top)")] = adapters
+print("RESULT" + json.dumps(loaded))
+"""
+
+
+def _probe() -> dict[str, list[str]]:
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, json.dumps(HEAVY), json.dumps(ADAPTER_HEAVY)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(json.loads(out.rpartition("RESULT")[2]))
+
+
+@pytest.fixture(scope="module")
+def loaded() -> dict[str, list[str]]:
+    return _probe()
+
+
+def test_every_help_is_checked(loaded: dict[str, list[str]]) -> None:
+    expected = {"(top)", "ingest", "refs", "sources", "build", "query", "de"}
+    expected |= {f"ingest {name}" for name in ADAPTERS} | {"refs build", "sources list"}
+    assert expected <= set(loaded), sorted(expected - set(loaded))
+
+
+def test_no_help_imports_a_heavy_library(loaded: dict[str, list[str]]) -> None:
+    """In run order: the first command listed is the one that imported the library."""
+    wrong = {c: mods for c, mods in loaded.items() if mods and not c.startswith("adapters ")}
+    assert not wrong, f"--help imported heavy modules: {wrong}"
+
+
+def test_ingest_help_lists_each_adapter_by_its_module_summary() -> None:
+    import importlib
+
+    r = CliRunner().invoke(app, ["ingest", "--help"])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.replace("│", " ").split())  # the help's lines unwrapped
+    for name, module in ADAPTERS.items():
+        if name == "l1000":  # its own command, with its own help
+            continue
+        doc = importlib.import_module(module, "perturbridge.sources").__doc__ or ""
+        summary = doc.strip().splitlines()[0]
+        assert f" {name} {summary}" in text, (name, summary)
+
+
+def test_an_adapter_loads_when_its_command_is_asked_for(loaded: dict[str, list[str]]) -> None:
+    """The helps of the other commands import no adapter, that of ``ingest <name>`` only
+    that adapter (the probe asks the adapters' commands last, in name order)."""
+    lazy = sorted(f"ingest {n}" for n in ADAPTERS if n != "l1000")
+    after = {
+        k.removeprefix("adapters after "): v for k, v in loaded.items() if k.startswith("adapters ")
+    }
+    assert {cmd: v for cmd, v in after.items() if cmd not in lazy and v} == {}
+    assert after[lazy[0]] == [lazy[0].split()[1]]
+
+
+def test_every_registered_adapter_is_declared_and_listed() -> None:
+    from perturbridge.sources import get_source, list_sources
+
+    listing = list_sources()
+    assert list(ADAPTERS) == listing["name"].tolist()[: len(ADAPTERS)]
+    for name, module in ADAPTERS.items():
+        assert get_source(name).__module__.startswith("perturbridge.sources" + module)
+    with pytest.raises(KeyError, match=r"unknown source 'nope'; known: .*'vcpi'"):
+        get_source("nope")
+
+
+def test_a_declared_module_that_registers_nothing_is_an_error(monkeypatch) -> None:
+    from perturbridge.sources import _base
+
+    monkeypatch.setattr(_base, "ADAPTERS", {"ghost": "._tables"})
+    with pytest.raises(RuntimeError, match=r"module \._tables does not register source 'ghost'"):
+        _base.get_source("ghost")
