@@ -235,7 +235,7 @@ def main() -> None:
             work / "counts", args.count_samples, n_genes=args.count_genes, seed=args.seed
         )
         simulate_s = time.perf_counter() - t0
-        plan = write_plan(work, gctx, mapping, workers=args.workers, separate=args.separate)
+        plan = write_plan(work, gctx, mapping, workers=args.n_jobs, separate=args.separate)
         rss_before = _rss_mb(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         report = build(plan)
@@ -264,7 +264,7 @@ def main() -> None:
             "machine": {
                 "python": platform.python_version(),
                 "cpu_count": os.cpu_count(),
-                "executor": f"local, {args.workers} worker processes",
+                "executor": f"local, {args.n_jobs} worker processes",
             },
             "simulate_and_write_s": round(simulate_s, 1),
             "build": {

@@ -99,3 +99,42 @@ def test_other_layouts_are_not_taken_for_row_sharded(tmp_path, data):
         str(tmp_path / "v3.zarr"), shape=data.shape, chunks=(16, 37), dtype="float32"
     )
     assert row_sharded_layout(plain3) is None
+
+
+def test_p_value_arrays_store_neg_log10_and_read_back_p(tmp_path):
+    from perturbridge.compendium._footprint import NEG_LOG10, encode_p
+
+    rng = np.random.default_rng(5)
+    p = 10.0 ** -rng.uniform(0, 300, size=(20, 9))
+    p[3, 4] = np.nan
+    group = zarr.open_group(str(tmp_path / "p.zarr"), mode="w", zarr_format=3)
+    lay = create_row_sharded(group, "P.Value", n_rows=20, n_cols=9, rows_per_shard=8,
+                             encoding=NEG_LOG10)  # fmt: skip
+    with ShardWriter(lay) as w:
+        for s, a in enumerate(range(0, 20, 8)):
+            w.write(s, encode_p(p[a : a + 8]))
+    arr = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")["P.Value"]
+    assert arr.attrs["perturbridge"] == {"encoding": "-log10"}
+    layout = row_sharded_layout(arr)
+    assert layout is not None and layout.encoding == NEG_LOG10
+    rows = np.array([0, 3, 9, 19])
+    stored = read_rows(layout, rows, decode=False)
+    with np.errstate(invalid="ignore"):
+        exact = -np.log10(p[rows])  # what the array holds, to float32 precision
+    np.testing.assert_allclose(stored, exact, rtol=2.0**-24)
+    got = read_rows(layout, rows).astype(np.float64)  # p, as float32
+    ok = p[rows] > 1.2e-38
+    np.testing.assert_allclose(got[ok], p[rows][ok], rtol=1e-4)
+    assert (got[~ok & np.isfinite(p[rows])] < 1.2e-38).all()  # underflow: the float32 range
+    assert np.isnan(got[1, 4])
+
+
+def test_an_unknown_value_encoding_is_refused(tmp_path, data):
+    _write(tmp_path / "a.zarr", data, rows_per_shard=16)
+    arr = zarr.open_group(str(tmp_path / "a.zarr"), mode="r+")["x"]
+    arr.attrs["perturbridge"] = {"encoding": "sqrt"}
+    with pytest.raises(StoreError, match="unknown value encoding 'sqrt'"):
+        row_sharded_layout(arr)
+    with pytest.raises(ValueError, match="encoding must be"):
+        create_row_sharded(zarr.open_group(str(tmp_path / "b.zarr"), mode="w", zarr_format=3),
+                           "x", n_rows=2, n_cols=2, rows_per_shard=2, encoding="sqrt")  # fmt: skip

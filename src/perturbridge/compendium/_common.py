@@ -31,7 +31,9 @@ __all__ = [
 
 #: The ``format`` of a store's ``manifest.json`` and marker file.
 STORE_FORMAT = "perturbridge-compendium"
-STORE_FORMAT_VERSION = 1
+#: 2: float32 compressed Effects files without ``X``, Blosc-zstd arrays, p-value arrays as
+#: ``-log10(p)`` (see ``_footprint``); version 1 stores are read as they are.
+STORE_FORMAT_VERSION = 2
 #: A file that marks a folder as a perturbridge store (written before any other file).
 STORE_MARKER = ".perturbridge-store"
 

@@ -18,6 +18,7 @@ from .._version import __version__
 from ..io import file_sha256, write_h5ad
 from ..progress import track
 from ._common import PlanError, StoreError, digest, safe_name, write_json_atomic
+from ._footprint import storage_effects
 from ._lock import store_lock
 from .plan import DEFAULT_ZARR_LAYERS, check_store_path
 from .release import (
@@ -210,7 +211,7 @@ def import_release(
                 )
                 out_dir.mkdir(parents=True, exist_ok=True)
                 write_ledger(conv.ledger, ledger)
-                write_h5ad(conv.effects, out)
+                write_h5ad(storage_effects(conv.effects), out, compress=True)
             if f.mode == "group":
                 group_out[(f.dataset, f.context)] = out
             obs = read_obs(out)

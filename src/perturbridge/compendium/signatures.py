@@ -47,11 +47,12 @@ import numpy as np
 import pandas as pd
 
 from .._version import __version__
-from ..io import atomic_dir, atomic_file, file_sha256
+from ..io import atomic_dir, file_sha256, write_h5ad
 from ..ledger import Ledger
 from ..progress import track
 from ..schema import EFFECT_LAYERS
 from ._common import PlanError, StoreError, digest, safe_name, write_json_atomic
+from ._footprint import storage_effects
 from ._lock import store_lock
 from ._signature_files import READERS, STAGE, RawSignatures
 from .importer import join_and_write, kept_digests, kept_parts
@@ -303,8 +304,7 @@ def _convert(
                 contexts, description="signatures", enabled=progress, total=n_contexts
             ):
                 stem = safe_name(ctx, taken=taken)
-                with atomic_file(tmp / f"{stem}_effects.h5ad") as h5ad:
-                    eff.write_h5ad(h5ad, compression="gzip", compression_opts=1)
+                write_h5ad(storage_effects(eff), tmp / f"{stem}_effects.h5ad", compress=True)
                 write_ledger(ledger, tmp / f"{stem}_ledger.parquet")
                 done.append({"context": ctx, "file_stem": stem, "n_contrasts": eff.n_obs})
                 dropped += n_dropped

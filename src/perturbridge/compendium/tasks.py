@@ -44,6 +44,7 @@ from ..io import file_sha256, write_h5ad
 from ..ledger import Ledger
 from ..sources import get_source
 from ._common import BuildError, canonical_json, digest, safe_name, strip_times, write_json_atomic
+from ._footprint import storage_effects
 from ._lock import exclusive_lock
 
 __all__ = [
@@ -416,7 +417,7 @@ def _run_ingest(p: Mapping[str, Any], out: Path) -> dict[str, Any]:
     samples.uns = strip_times(dict(samples.uns))
     _strings_with_gaps_as_categories(samples.obs)
     _strings_with_gaps_as_categories(samples.var)
-    write_h5ad(samples, out / SAMPLES_FILE)
+    write_h5ad(samples, out / SAMPLES_FILE, compress=True)
     _write_ledger(res.ledger.to_frame(), out / LEDGER_FILE)
     contexts = []
     taken: set[str] = set()
@@ -531,7 +532,7 @@ def _run_de(p: Mapping[str, Any], out: Path) -> dict[str, Any]:
         condition = effects.obs_names.to_numpy(dtype=str)
     effects.obs["condition"] = pd.Categorical(condition)
     effects.uns = strip_times(dict(effects.uns))
-    write_h5ad(effects, out / EFFECTS_FILE)
+    write_h5ad(storage_effects(effects), out / EFFECTS_FILE, compress=True)
     frame = ledger.to_frame()
     _write_ledger(frame, out / LEDGER_FILE)
     return {

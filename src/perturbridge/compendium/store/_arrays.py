@@ -15,20 +15,25 @@ from ..._version import __version__
 from ...io import file_sha256
 from ...progress import track
 from .._common import StoreError
+from .._footprint import NEG_LOG10, encode_p, is_p_layer
 from .._shards import ShardWriter, create_row_sharded
 from ._catalog import EffectsFile
 
 __all__ = ["write_zarr"]
 
 
-def _read_rows(ds: Any, a: int, b: int) -> np.ndarray:
+def _read_rows(ds: Any, a: int, b: int, *, p_values: bool) -> np.ndarray:
+    """Rows ``a:b`` of a layer as float32 (``-log10`` of them for p-value layers,
+    computed from the stored precision)."""
     import h5py
 
     if isinstance(ds, h5py.Dataset):
-        return np.asarray(ds[a:b], dtype=np.float32)
-    from anndata.io import sparse_dataset
+        x = np.asarray(ds[a:b])
+    else:
+        from anndata.io import sparse_dataset
 
-    return np.asarray(sparse_dataset(ds)[a:b].toarray(), dtype=np.float32)
+        x = np.asarray(sparse_dataset(ds)[a:b].toarray())
+    return encode_p(x) if p_values else np.asarray(x, dtype=np.float32)
 
 
 def write_zarr(
@@ -62,6 +67,8 @@ def write_zarr(
                 "columns": "catalog/genes.parquet: zarr_col",
                 "layers": list(layers),
                 "layout": "row-sharded: one row per inner chunk, rows_per_shard rows a file",
+                "p_values": "layers of p-values store -log10(p) (array attribute "
+                "perturbridge.encoding = '-log10')",
                 "version": __version__,
             }
         }
@@ -69,7 +76,15 @@ def write_zarr(
     cols = [gene_pos.reindex(ef.var.index.astype(str)).to_numpy(dtype=np.int64) for ef in files]
     shard_records: dict[str, dict[str, Any]] = {}
     for layer in track(layers, description=f"zarr {mode}", enabled=progress):
-        lay = create_row_sharded(root, layer, n_rows=n_rows, n_cols=n_genes, rows_per_shard=cr)
+        p_values = is_p_layer(layer)
+        lay = create_row_sharded(
+            root,
+            layer,
+            n_rows=n_rows,
+            n_cols=n_genes,
+            rows_per_shard=cr,
+            encoding=NEG_LOG10 if p_values else None,
+        )
         cr = lay.rows_per_shard
         buf = np.full((cr, n_genes), np.nan, dtype=np.float32)
         filled = 0
@@ -84,7 +99,9 @@ def write_zarr(
                     pos = 0
                     while pos < n:
                         take = min(cr - filled, n - pos)
-                        buf[filled : filled + take][:, col] = _read_rows(ds, pos, pos + take)
+                        buf[filled : filled + take][:, col] = _read_rows(
+                            ds, pos, pos + take, p_values=p_values
+                        )
                         filled += take
                         pos += take
                         if filled == cr:
