@@ -110,19 +110,27 @@ def _failed_well_samples():
 
 
 @pytest.mark.r_oracle
-def test_trend_with_quality_weights_matches_r(tmp_path: Path, r_oracle):
+@pytest.mark.parametrize("quality_design", ["fit", "plate"])
+def test_trend_with_quality_weights_matches_r(tmp_path: Path, r_oracle, quality_design):
     samples, bad = _failed_well_samples()
-    res = limma_trend(samples, **engine_kw(quality_weights=True, stdev_scaled=True))
+    res = limma_trend(
+        samples,
+        **engine_kw(quality_weights=True, quality_design=quality_design, stdev_scaled=True),
+    )
     (design,), _ = plan_contexts(samples, mode="group")
     r = run_r_limma(
-        np.asarray(samples.X)[design.rows], design, workdir=tmp_path, quality_weights=True
+        np.asarray(samples.X)[design.rows],
+        design,
+        workdir=tmp_path,
+        quality_weights="plate" if quality_design == "plate" else True,
     )
     qc = res.effects.uns["quality_weights"]
     assert list(qc.columns) == list(QC_COLUMNS)
     np.testing.assert_allclose(qc["weight"], r.extra["sample_weights"], rtol=1e-6, atol=0)
     assert_parity(res.effects, r.layers)  # the weighted fit: limma's tolerances
     assert qc.loc[qc["flagged"], "sample_id"].tolist() == [bad]
-    assert res.effects.uns["perturbridge"]["params"]["quality_weights"] is True
+    params = res.effects.uns["perturbridge"]["params"]
+    assert params["quality_weights"] is True and params["quality_design"] == quality_design
 
 
 @pytest.mark.r_oracle
@@ -179,3 +187,43 @@ def test_too_large_fits_are_refused_before_the_work():
     big = type(design)(**{**design.__dict__, "rows": np.arange(MAX_SAMPLES + 1)})
     with pytest.raises(ValueError, match=f"limited to {MAX_SAMPLES} samples per fit"):
         check_size(big)
+
+
+def test_quality_design_is_checked():
+    with pytest.raises(ValueError, match="quality_design must be 'fit' or 'plate'"):
+        engine_kw(quality_design="genes")
+    samples = count_samples(seed=2, n_genes=60)
+    with pytest.raises(ValueError, match="quality_design='plate' is for limma-trend"):
+        limma_voom(samples, **engine_kw(quality_weights=True, quality_design="plate"))
+
+
+def _extreme_calls(effects) -> int:
+    """Gene × contrast cells with |log2FC| > 5 and BH-adjusted p (within the contrast)
+    below 0.05."""
+    lfc = np.asarray(effects.layers["logFC"])
+    adj = np.asarray(effects.layers["adj.P.Value.within_one_contrast"])
+    return int(((np.abs(lfc) > 5) & (adj < 0.05)).sum())
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_real_ljp005_plate_extreme_calls_with_weights_on_and_off(capsys):
+    """The real L1000 level 3 plate LJP005 (A375, 24 h): one well per treated condition,
+    26 vehicle wells. Weights estimated with the plate design flag the wells far from
+    their plate and remove part of the extreme calls they drive (docs/de.md)."""
+    from conftest import shared_path
+    from perturbridge.sources import read_l1000
+
+    samples = read_l1000(shared_path("l1000_cmapPy", "test_l1000.gct")).samples
+    off = limma_trend(samples).effects
+    on = limma_trend(samples, **engine_kw(quality_weights=True, quality_design="plate")).effects
+    n_off, n_on = _extreme_calls(off), _extreme_calls(on)
+    qc = on.uns["quality_weights"]
+    with capsys.disabled():
+        print(
+            f"\nLJP005 |log2FC| > 5 and adj.P < 0.05: weights off {n_off}, "
+            f"on (plate design) {n_on}; {int(qc['flagged'].sum())} of {len(qc)} wells flagged"
+        )
+    assert n_on < n_off
+    assert qc["flagged"].sum() >= 5
+    assert (qc["status"] == "converged").all()

@@ -41,7 +41,13 @@ from ._linear import design_structure, fit_condition_plate
 from ._quality import reml_weights
 from .design import ContextDesign
 from .options import DEOptions
-from .quality import check_size, dense_design, quality_table, sample_weighted_contrasts
+from .quality import (
+    check_size,
+    dense_design,
+    plate_design,
+    quality_table,
+    sample_weighted_contrasts,
+)
 
 __all__ = ["limma_trend"]
 
@@ -124,7 +130,11 @@ def limma_trend(
         "method": "limma-trend",
         # only when on: the parameters (and the digests of results) of a run without
         # quality weights stay as they were
-        **({"quality_weights": True} if opts.quality_weights else {}),
+        **(
+            {"quality_weights": True, "quality_design": opts.quality_design}
+            if opts.quality_weights
+            else {}
+        ),
     }
     effects = effects_of(blocks, samples, mode=mode, params=params, options=opts)
     return DEResult(effects, ledger)
@@ -207,7 +217,8 @@ def _fit_context_weighted(
     if len(design.rows) - n_coef <= 0:
         drop_no_df(design, ledger)
         return None
-    aw, status = reml_weights(x, dense_design(structure))
+    full = options.quality_design == "fit"
+    aw, status = reml_weights(x, dense_design(structure) if full else plate_design(structure))
     if status != "converged":
         logger.info("%s: arrayWeights: %s", design.fit_id, status)
     t_idx = design.levels.get_indexer(design.treated)

@@ -7,7 +7,10 @@ from typing import Literal
 
 from ..schema import OrphanVehicles
 
-__all__ = ["DEOptions", "Normalization"]
+__all__ = ["DEOptions", "Normalization", "QualityDesign"]
+
+#: The designs sample quality weights can be estimated with (``DEOptions.quality_design``).
+QualityDesign = Literal["fit", "plate"]
 
 #: edgeR ``calcNormFactors`` methods of limma-voom.
 Normalization = Literal["TMM", "upperquartile", "none"]
@@ -45,6 +48,13 @@ class DEOptions:
         limma's ``arrayWeights`` (REML) for limma-trend, ``voomWithQualityWeights`` for
         limma-voom (see :mod:`perturbridge.de.quality`); the weights and the flagged
         samples go to the Effects' ``uns["quality_weights"]`` table.
+    quality_design
+        limma-trend: the design the weights are estimated with. ``"fit"`` (limma's
+        ``arrayWeights(y, design)``): the fit's own design; a sample alone in its
+        condition has no residual there and keeps a weight of about 1. ``"plate"``:
+        ``~0 + plate`` (the plate means), so that every sample, replicated or not,
+        is weighed by its distance from its plate; the fit then uses the full design
+        with these weights. See :mod:`perturbridge.de.quality` for the trade-off.
     filter_genes, normalization, span, allow_non_integer, keep_weights
         limma-voom only: edgeR ``filterByExpr`` with the design, per fit; the
         ``calcNormFactors`` method; the ``lowess`` span of the voom trend; accept
@@ -70,6 +80,13 @@ class DEOptions:
     allow_non_integer: bool = False
     keep_weights: bool = False
     quality_weights: bool = False
+    quality_design: QualityDesign = "fit"
+
+    def __post_init__(self) -> None:
+        if self.quality_design not in ("fit", "plate"):
+            raise ValueError(
+                f"quality_design must be 'fit' or 'plate', got {self.quality_design!r}"
+            )
 
     def with_defaults(self, *, trend: bool, chunk_size: int) -> DEOptions:
         """These options with a method's defaults for the unset ``trend`` and

@@ -33,6 +33,7 @@ __all__ = [
     "QC_COLUMNS",
     "check_size",
     "dense_design",
+    "plate_design",
     "quality_table",
     "sample_weighted_contrasts",
 ]
@@ -76,6 +77,11 @@ def check_size(design: ContextDesign) -> None:
 def dense_design(structure: DesignStructure) -> FloatArray:
     """The ``~0 + condition + plate`` design (samples × (K + estimable plates))."""
     return np.hstack([structure.cmat.T.toarray(), structure.pmat.T.toarray()])
+
+
+def plate_design(structure: DesignStructure) -> FloatArray:
+    """``~0 + plate``: one indicator column per plate (one column of ones for a plate)."""
+    return np.eye(structure.n_plates)[structure.plate]
 
 
 def sample_weighted_contrasts(

@@ -95,7 +95,7 @@ def run_r_limma(
     method: Literal["trend", "voom"] = "trend",
     weights: bool = False,
     fit_rows: np.ndarray | None = None,
-    quality_weights: bool = False,
+    quality_weights: bool | Literal["plate"] = False,
 ) -> RResult:
     """R limma on one context, the same analysis as perturbridge's engines.
 
@@ -119,7 +119,8 @@ def run_r_limma(
         ``"per_contrast"``: one call per contrast (how the published pipeline ran).
     quality_weights
         Sample quality weights: ``arrayWeights(y, design)`` then ``lmFit(weights =)``
-        (trend) or ``voomWithQualityWeights`` (voom); ``extra["sample_weights"]``.
+        (trend; ``"plate"``: ``arrayWeights(y, model.matrix(~0 + plate))``) or
+        ``voomWithQualityWeights`` (voom); ``extra["sample_weights"]``.
     fit_rows
         voom only: fit only these genes (0-based positions among the genes kept by
         the filter), for timing R on a subset; the other genes are NaN.
@@ -133,7 +134,7 @@ def run_r_limma(
     for stale in ("quality_weights", "R_sample_weights.txt"):
         (workdir / stale).unlink(missing_ok=True)
     if quality_weights:
-        (workdir / "quality_weights").write_text("")
+        (workdir / "quality_weights").write_text("plate" if quality_weights == "plate" else "")
     if fit_rows is not None:
         np.savetxt(rows_file, np.asarray(fit_rows, dtype=int) + 1, fmt="%d")
     script = resources.files("perturbridge.de").joinpath("r/limma.R")
@@ -227,7 +228,11 @@ def limma_r(
                 design,
                 workdir=Path(tmp) / f"ctx{i}",
                 method=method,
-                quality_weights=opts.quality_weights,
+                quality_weights=(
+                    "plate"
+                    if opts.quality_weights and opts.quality_design == "plate"
+                    else opts.quality_weights
+                ),
             )
             if method == "voom":
                 drop_low_expression(ledger, samples.var_names, r.extra["keep"], design)

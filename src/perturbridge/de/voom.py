@@ -131,6 +131,12 @@ def limma_voom(
     if kind != "counts":
         raise ValueError(f"limma-voom needs counts, these Samples hold {kind!r}; use limma_trend")
     x = samples.layers[opts.layer] if opts.layer is not None else samples.X
+    if opts.quality_weights and opts.quality_design != "fit":
+        raise ValueError(
+            "limma-voom estimates quality weights with the fit's design "
+            f"(voomWithQualityWeights); quality_design={opts.quality_design!r} is for "
+            "limma-trend"
+        )
     check_counts(x, samples, allow_non_integer=opts.allow_non_integer)
     obs = samples.obs
     designs, ledger = plan_fits(samples, mode=mode, control_keys=control_keys, options=opts)

@@ -19,7 +19,9 @@ method <- if (length(args) >= 3) args[3] else "trend"
 want_weights <- length(args) >= 4 && args[4] == "weights"
 # sample quality weights (arrayWeights / voomWithQualityWeights) when DIR/quality_weights
 # exists; the weights go to R_sample_weights.txt
+# (limma-trend: estimated with the plate design ~0 + plate when the file says "plate")
 qw <- file.exists(file.path(dir, "quality_weights"))
+qw_plate <- qw && identical(readLines(file.path(dir, "quality_weights"), warn = FALSE), "plate")
 suppressMessages(library(limma))
 t0 <- proc.time()[["elapsed"]]
 lev <- readLines(file.path(dir, "levels.txt"))
@@ -66,7 +68,8 @@ if (method == "voom") {
   trend <- FALSE
 } else {
   if (qw) {
-    aw <- arrayWeights(y, design)  # method "auto": REML for complete data
+    # method "auto": REML for complete data
+    aw <- if (qw_plate) arrayWeights(y, model.matrix(~0 + plate)) else arrayWeights(y, design)
     write(format(aw, digits = 17), file.path(dir, "R_sample_weights.txt"), ncolumns = 1)
     fit <- suppressWarnings(lmFit(y, design, weights = aw))
   } else {
