@@ -27,12 +27,12 @@ import pandas as pd
 from ..ids.compounds import CompoundResolver
 from ..ids.reader import RefStoreReader
 from ..io._resource import Resource
-from ..schema import EFFECT_LAYERS
+from ..schema import BIOLOGY_COLUMNS, BIOLOGY_VOCABULARIES, EFFECT_LAYERS, UNKNOWN
 from ._common import StoreError
 from ._shards import ShardDigest, read_rows, row_sharded_layout
 from ._sql import DUCKDB_VECTOR, interruptible, locked_connection, read_only_statement, with_limit
 from .store import CATALOG_TABLES, StoreLayout, changed_files, check_store, read_manifest
-from .store._catalog import read_obs_var
+from .store._catalog import CATALOG_BIOLOGY, read_obs_var
 from .store._verify import check_file
 
 if TYPE_CHECKING:
@@ -224,6 +224,7 @@ class Compendium(Resource):
         dose: Number | Sequence[Number] | tuple[Number, Number] | None = None,
         time: Number | Sequence[Number] | tuple[Number, Number] | None = None,
         refs: str | os.PathLike[str] | CompoundResolver | None = None,
+        **biology: str | Sequence[str],
     ) -> pd.DataFrame:
         """Conditions (dataset × context × compound × dose × time) matching all filters.
 
@@ -245,11 +246,23 @@ class Compendium(Resource):
             A reference store folder (its compound resolver is loaded once per store
             and kept) or a :class:`~perturbridge.ids.compounds.CompoundResolver`.
             Ambiguous or unresolved names match by name only.
+        **biology
+            Biology columns (:data:`~perturbridge.schema.BIOLOGY_COLUMNS`): a value or
+            a list, case-insensitive; ``disease`` and ``tissue`` match the label or the
+            ontology id (``disease="MONDO:0005105"``, ``tissue="skin of body"``);
+            ``sex``, ``tissue_type`` and ``suspension_type`` must be values of their
+            vocabularies (``sex="female"``, ``tissue_type="primary cell"``).
 
         Returns
         -------
         pandas.DataFrame
-            Rows of ``catalog/conditions.parquet``, ordered by dataset and id.
+            Rows of ``catalog/conditions.parquet``, ordered by dataset, cell context,
+            compound, dose (numerically), time and id. A store built before the biology
+            columns gives them as ``unknown``.
+
+        Examples
+        --------
+        >>> comp.conditions(disease="melanoma", sex="female", time=24)  # doctest: +SKIP
         """
         where: list[str] = []
         params: list[Any] = []
@@ -288,11 +301,27 @@ class Compendium(Resource):
                 where.append("(" + " OR ".join(f"abs({column} - ?) <= ?" for _ in nums) + ")")
                 for v in nums:
                     params += [v, _NUM_TOL * max(abs(v), 1e-12)]
-        query = "SELECT * FROM conditions"
+        for column, wanted in biology.items():
+            clause, values = _biology_filter(column, wanted)
+            where.append(clause)
+            params += values
+        query = f"SELECT * FROM {self._view_with_biology('conditions')}"
         if where:
             query += " WHERE " + " AND ".join(where)
-        query += " ORDER BY dataset, condition_id"
+        query += (
+            " ORDER BY dataset, cell_context, compound_id, pert_dose_uM, pert_time_h, condition_id"
+        )
         return self.sql(query, params)
+
+    def _view_with_biology(self, table: str) -> str:
+        """``table``, or a subquery adding the biology columns as ``unknown`` where the
+        store was built before them."""
+        have = set(self.sql(f"DESCRIBE {table}")["column_name"])
+        missing = [c for c in CATALOG_BIOLOGY if c not in have]
+        if not missing:
+            return table
+        extra = ", ".join(f"'{UNKNOWN}' AS {c}" for c in missing)
+        return f"(SELECT *, {extra} FROM {table}) AS {table}"
 
     def contrasts(
         self,
@@ -305,7 +334,9 @@ class Compendium(Resource):
         if mode not in ("group", "separate"):
             raise ValueError(f"mode must be 'group' or 'separate', found {mode!r}")
         if conditions is None:
-            return self.sql("SELECT * FROM contrasts WHERE mode = ? ORDER BY zarr_row", [mode])
+            return _biology_columns(
+                self.sql("SELECT * FROM contrasts WHERE mode = ? ORDER BY zarr_row", [mode])
+            )
         ids = self._ids(conditions)
         sel = pd.DataFrame({"_id": ids, "_order": np.arange(len(ids), dtype=np.int64)})
         con = self.con
@@ -331,7 +362,7 @@ class Compendium(Resource):
                 f"store (first: {missing[:5]}); modes in the store: {self.modes}"
             )
         out = out.sort_values(["_order", "zarr_row"], kind="stable").drop(columns=["_order", "_id"])
-        return out.drop_duplicates("contrast_id").reset_index(drop=True)
+        return _biology_columns(out.drop_duplicates("contrast_id").reset_index(drop=True))
 
     @staticmethod
     def _ids(conditions: pd.DataFrame | pd.Series | Sequence[str]) -> list[str]:
@@ -567,6 +598,34 @@ class Compendium(Resource):
             "layers": self.layers,
             "modes": self.modes,
         }
+
+
+def _biology_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the biology columns (``unknown`` for a store built before them)."""
+    for col in CATALOG_BIOLOGY:
+        if col not in frame.columns:
+            frame[col] = UNKNOWN
+    return frame
+
+
+def _biology_filter(column: str, value: str | Sequence[str]) -> tuple[str, list[Any]]:
+    """The SQL condition and parameters of a biology filter of :meth:`Compendium.conditions`."""
+    if column not in BIOLOGY_COLUMNS:
+        raise TypeError(
+            f"conditions() got an unexpected keyword argument {column!r}; filters: compound, "
+            f"context, dataset, dose, time, refs and the biology columns {list(BIOLOGY_COLUMNS)}"
+        )
+    values = [str(v).strip().lower() for v in _as_list(value)]
+    allowed = BIOLOGY_VOCABULARIES.get(column)
+    if allowed is not None:
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            raise ValueError(f"{column} must be one of {list(allowed)}, found {bad}")
+    columns = [column]
+    if f"{column}_ontology_term_id" in BIOLOGY_COLUMNS:
+        columns.append(f"{column}_ontology_term_id")
+    clause = " OR ".join(f"lower({c}) IN (SELECT unnest(?::VARCHAR[]))" for c in columns)
+    return f"({clause})", [values] * len(columns)
 
 
 @lru_cache(maxsize=2)

@@ -15,6 +15,13 @@ readout_gene   string     gene id of the readout
 log10_dose_uM  float32    log10 of the dose in µM
 time_h         float32    time after treatment in hours
 value          float32    the effect (``layer``, logFC by default)
+organism, …    string     the biology columns of the condition
+                          (:data:`~perturbridge.schema.BIOLOGY_COLUMNS`:
+                          ``organism``, ``tissue``, ``tissue_ontology_term_id``,
+                          ``disease``, ``disease_ontology_term_id``, ``sex``,
+                          ``development_stage``, ``self_reported_ethnicity``,
+                          ``suspension_type``, ``tissue_type``; ``unknown``
+                          where no source says)
 ============== ========== ===================================================
 
 Unmeasured genes (NaN) are left out. Rows follow the store order (contrast, then gene),
@@ -22,7 +29,8 @@ so the same store gives the same shards.
 
 :func:`export_anndata` writes one AnnData (conditions × genes) for evaluation tools in
 the cell-eval / PerturBench style: ``obs`` has ``perturbation``, ``condition``,
-``cell_type``, ``dose_uM``, ``time_h``, ``dataset``, ``control``.
+``cell_type``, ``dose_uM``, ``time_h``, ``dataset``, ``control`` and the biology
+columns.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import pandas as pd
 
 from ..io import atomic_dir, atomic_file, write_h5ad
 from ..progress import track
+from ..schema import BIOLOGY_COLUMNS
 from ._common import canonical_json
 from .api import Compendium
 from .store import compound_ids
@@ -55,6 +64,7 @@ SHARD_COLUMNS: tuple[str, ...] = (
     "log10_dose_uM",
     "time_h",
     "value",
+    *BIOLOGY_COLUMNS,
 )
 
 
@@ -71,6 +81,7 @@ def _schema() -> Any:
             ("log10_dose_uM", pa.float32()),
             ("time_h", pa.float32()),
             ("value", pa.float32()),
+            *((name, text) for name in BIOLOGY_COLUMNS),
         ]
     )
 
@@ -169,6 +180,7 @@ def _write_shards(
     with np.errstate(divide="ignore", invalid="ignore"):
         log_dose = np.where(dose > 0, np.log10(dose), np.nan).astype(np.float32)
     time = contrasts["pert_time_h"].to_numpy(dtype=np.float32)
+    biology = [_codes(contrasts[name]) for name in BIOLOGY_COLUMNS]
 
     shards: list[Path] = []
     pending: list[pa.Table] = []
@@ -207,6 +219,10 @@ def _write_shards(
                 pa.array(log_dose[rows]),
                 pa.array(time[rows]),
                 pa.array(values[r, g]),
+                *(
+                    pa.DictionaryArray.from_arrays(pa.array(codes[rows]), dictionary)
+                    for codes, dictionary in biology
+                ),
             ],
             schema=schema,
         )
@@ -248,9 +264,10 @@ def export_anndata(
 
     ``obs`` carries ``perturbation`` (compound id), ``perturbation_name``,
     ``condition`` (condition id), ``cell_type`` (cell context), ``dose_uM``,
-    ``time_h``, ``dataset`` and ``control`` (False: every row is a treated condition
-    against its vehicle). With ``measured_in_all``, only genes without NaN in any
-    selected row are kept.
+    ``time_h``, ``dataset``, ``control`` (False: every row is a treated condition
+    against its vehicle) and the biology columns
+    (:data:`~perturbridge.schema.BIOLOGY_COLUMNS`). With ``measured_in_all``, only genes
+    without NaN in any selected row are kept.
     """
     comp = store if isinstance(store, Compendium) else Compendium.open(store)
     try:
@@ -272,6 +289,7 @@ def export_anndata(
             "time_h": obs["pert_time_h"].to_numpy(dtype=float),
             "dataset": pd.Categorical(obs["dataset"].astype(str)),
             "control": np.zeros(len(obs), dtype=bool),
+            **{name: pd.Categorical(obs[name].astype(str)) for name in BIOLOGY_COLUMNS},
         },
         index=obs.index,
     )

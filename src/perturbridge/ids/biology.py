@@ -273,9 +273,7 @@ class CellBiology:
         if missing:
             raise KeyError(f"table 'cells' lacks columns {missing}; found {list(cells.columns)}")
         self.missing_fields = tuple(f for f in BIOLOGY_FIELDS if f not in cells.columns)
-        self.ontologies: Ontologies | None = (
-            load_ontologies() if isinstance(ontologies, str) else ontologies
-        )
+        self._ontologies = ontologies  # "auto": loaded when a text first needs a term
         rec = cells[cells["accession"].notna()].copy()
         for col in ("species", "sex", "disease", "category", *BIOLOGY_FIELDS):
             if col not in rec.columns:
@@ -283,6 +281,13 @@ class CellBiology:
         self._records = {str(acc): grp for acc, grp in rec.groupby("accession", sort=False)}
         self._cache: dict[str, dict[str, str]] = {}
         self._sources: dict[str, dict[str, str]] = {}
+
+    @property
+    def ontologies(self) -> Ontologies | None:
+        """The MONDO/UBERON labels in use (loaded on first use when ``"auto"``)."""
+        if isinstance(self._ontologies, str):
+            self._ontologies = load_ontologies()
+        return self._ontologies
 
     @classmethod
     def from_store(
@@ -368,12 +373,12 @@ class CellBiology:
         out: dict[str, str],
         sources: dict[str, str],
     ) -> None:
-        onto = self.ontologies
         first_text: tuple[str, str] | None = None
         for src, r in recs:
             given = r["tissue_ontology_term_id"]
             if _present(given) and _present(r["tissue"]):
                 term = str(given).replace("_", ":", 1)
+                onto = self.ontologies
                 label = onto.labels.get(term, str(r["tissue"])) if onto else str(r["tissue"])
                 out["tissue"], out["tissue_ontology_term_id"] = label, term
                 sources["tissue"] = src
@@ -387,6 +392,7 @@ class CellBiology:
                 out["tissue_ontology_term_id"], out["tissue"] = hit
                 sources["tissue"] = src
                 return
+            onto = self.ontologies
             found = onto.find("UBERON", key) if onto else None
             if found is not None and onto is not None:
                 term = found

@@ -14,11 +14,12 @@ import pandas as pd
 
 from ...io import atomic_file
 from ...ledger import LEDGER_COLUMNS
-from ...schema import SAMPLE_COLUMNS
+from ...schema import BIOLOGY_COLUMNS, BIOLOGY_SOURCE, SAMPLE_COLUMNS, UNKNOWN
 from .._common import StoreError, safe_name
 from ._layout import DatasetPart, EffectsPart, StoreLayout, read_manifest
 
 __all__ = [
+    "CATALOG_BIOLOGY",
     "EffectsFile",
     "catalog_tables",
     "compound_ids",
@@ -46,6 +47,43 @@ _CONTRAST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("df_residual", "Int64"),
     ("n_genes_tested", "Int64"),
 )
+
+
+#: The biology columns of the ``samples``, ``contrasts`` and ``conditions`` tables (last,
+#: in this order; ``unknown`` where no source says).
+CATALOG_BIOLOGY: tuple[str, ...] = (*BIOLOGY_COLUMNS, BIOLOGY_SOURCE)
+
+
+def _context_biology(samples: pd.DataFrame) -> pd.DataFrame:
+    """The biology of each (dataset, cell context) of the samples table: a column's value
+    where the context's samples agree on it, else ``unknown``."""
+    keys = ["dataset", "cell_context"]
+    cols = list(CATALOG_BIOLOGY)
+    if samples.empty or not set(cols) <= set(samples.columns):
+        return pd.DataFrame(columns=keys + cols)
+    uniq = samples[keys + cols].astype(str).drop_duplicates()
+    n = uniq.groupby(keys, sort=False)[cols].nunique()
+    first = uniq.groupby(keys, sort=False)[cols].first()
+    out = first.where(n == 1, UNKNOWN)
+    return out.reset_index()
+
+
+def _with_biology(contrasts: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
+    """``contrasts`` with the biology columns: the Effects file's own where it has them,
+    else those of its (dataset, cell context) in the samples table, else ``unknown``."""
+    ctx = _context_biology(samples)
+    out = contrasts.copy()
+    keys = pd.MultiIndex.from_frame(out[["dataset", "cell_context"]].astype(str))
+    pos = pd.MultiIndex.from_frame(ctx[["dataset", "cell_context"]].astype(str)).get_indexer(keys)
+    for col in CATALOG_BIOLOGY:
+        own = out[col].astype(object) if col in out.columns else pd.Series(None, index=out.index)
+        fill = np.full(len(out), UNKNOWN, dtype=object)
+        if len(ctx):
+            hit = pos >= 0
+            fill[hit] = ctx[col].to_numpy(dtype=object)[pos[hit]]
+        has = own.notna().to_numpy() & (own.astype(str) != UNKNOWN).to_numpy()
+        out[col] = np.where(has, own.astype(str).to_numpy(), fill)
+    return out[[c for c in out.columns if c not in CATALOG_BIOLOGY] + list(CATALOG_BIOLOGY)]
 
 
 def _to_arrow_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -124,6 +162,8 @@ def _contrast_table(files: list[EffectsFile]) -> pd.DataFrame:
         }
         for name, kind in _CONTRAST_COLUMNS:
             data[name] = _column(obs, name, kind)
+        for name in CATALOG_BIOLOGY:  # an Effects file's own (e.g. imported), else None
+            data[name] = _column(obs, name, "str")
         data["effects_file"] = ef.rel
         data["file_row"] = np.arange(n, dtype=np.int64)
         data["zarr_row"] = np.arange(start, start + n, dtype=np.int64)
@@ -177,6 +217,8 @@ def _condition_table(contrasts: pd.DataFrame) -> pd.DataFrame:
     )
     n_sep = sep.groupby("condition_id", sort=False).size()
     out["n_separate"] = n_sep.reindex(out["condition_id"]).fillna(0).astype(np.int64).to_numpy()
+    for col in CATALOG_BIOLOGY:
+        out[col] = first[col].to_numpy() if col in first.columns else UNKNOWN
     return out.sort_values(["dataset", "condition_id"], kind="stable").reset_index(drop=True)
 
 
@@ -287,9 +329,14 @@ def _samples_table(parts: Sequence[DatasetPart], layout: StoreLayout) -> pd.Data
                 df[col.name] = obs[col.name].to_numpy(dtype=bool)
             else:
                 df[col.name] = _column(obs, col.name, kind)
+        for name in CATALOG_BIOLOGY:  # Samples written before the biology columns: unknown
+            values = _column(obs, name, "str")
+            df[name] = np.where(pd.isna(values), UNKNOWN, values)
         frames.append(df)
     if not frames:
-        return pd.DataFrame(columns=["sample_id"] + [c.name for c in SAMPLE_COLUMNS])
+        return pd.DataFrame(
+            columns=["sample_id"] + [c.name for c in SAMPLE_COLUMNS] + list(CATALOG_BIOLOGY)
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -354,11 +401,11 @@ def catalog_tables(
 ) -> dict[str, pd.DataFrame]:
     """Every catalog table of a store of ``parts``: ``effects_files`` in Zarr row order,
     ``samples_var`` the genes of each dataset's Samples, ``layout`` where they are."""
-    contrasts = _contrast_table(effects_files)
+    samples = _samples_table(parts, layout)
+    contrasts = _with_biology(_contrast_table(effects_files), samples)
     contrasts = contrasts.sort_values(["mode", "zarr_row"], kind="stable").reset_index(drop=True)
     conditions = _condition_table(contrasts)
     genes = _gene_table(effects_files, samples_var)
-    samples = _samples_table(parts, layout)
     return {
         "datasets": _dataset_table(parts, contrasts, conditions),
         "samples": samples,
