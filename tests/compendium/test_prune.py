@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perturbridge.compendium import Compendium, build
+from perturbridge.compendium import Compendium, PruneReport, build, prune
 from perturbridge.compendium._common import StoreError
 from perturbridge.compendium._lock import store_lock
-from perturbridge.compendium.prune import PruneReport, prune
 from perturbridge.compendium.store import verify_store
 
 

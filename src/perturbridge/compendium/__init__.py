@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the names for type checkers (re-exported)
     from .export import export_anndata as export_anndata, export_shards as export_shards
     from .importer import import_release as import_release
     from .plan import BuildPlan as BuildPlan, load_plan as load_plan
+    from .prune import PruneReport as PruneReport, prune as prune
     from .release_export import export_release as export_release
     from .signatures import import_signatures as import_signatures
     from .store import store_digest as store_digest
@@ -43,6 +44,7 @@ _EXPORTS = {
     ".export": ("export_anndata", "export_shards"),
     ".importer": ("import_release",),
     ".plan": ("BuildPlan", "load_plan"),
+    ".prune": ("PruneReport", "prune"),
     ".release_export": ("export_release",),
     ".signatures": ("import_signatures",),
     ".store": ("store_digest",),
