@@ -58,6 +58,7 @@ __all__ = [
     "ENGINES",
     "EXECUTOR_KINDS",
     "MODES",
+    "QUALITY_DESIGNS",
     "BuildPlan",
     "DESettings",
     "DatasetPlan",
@@ -102,7 +103,10 @@ class DESettings:
     (the original pipeline's choice) or ``keep`` vehicle samples at a time (and
     control-key values) with no treated sample. ``fit_per_control_group``: one fit per
     value of the control keys instead of one per context. ``stdev_scaled``: add the
-    Effects layer ``stdev.scaled``.
+    Effects layer ``stdev.scaled``. ``quality_weights``: estimate one quality weight
+    per sample in each fit (limma ``arrayWeights`` / ``voomWithQualityWeights``, see
+    :mod:`perturbridge.de.quality`); ``quality_design``: ``fit`` or ``plate`` (the
+    design limma-trend estimates them with).
     """
 
     modes: tuple[str, ...] = ("group",)
@@ -115,6 +119,8 @@ class DESettings:
     orphan_vehicles: str = "drop"
     fit_per_control_group: bool = False
     stdev_scaled: bool = False
+    quality_weights: bool = False
+    quality_design: str = "fit"
 
     def params(self) -> dict[str, Any]:
         """The settings that change a DE result (``modes`` select tasks, not results)."""
@@ -128,6 +134,12 @@ class DESettings:
             "orphan_vehicles": self.orphan_vehicles,
             "fit_per_control_group": self.fit_per_control_group,
             "stdev_scaled": self.stdev_scaled,
+            # only when on, so that the task keys of plans without them stay as they were
+            **(
+                {"quality_weights": True, "quality_design": self.quality_design}
+                if self.quality_weights
+                else {}
+            ),
         }
 
 
@@ -367,7 +379,12 @@ _DE_KEYS = (
     "orphan_vehicles",
     "fit_per_control_group",
     "stdev_scaled",
+    "quality_weights",
+    "quality_design",
 )
+
+#: Values of ``quality_design`` (see :class:`perturbridge.de.DEOptions`).
+QUALITY_DESIGNS: tuple[str, ...] = ("fit", "plate")
 
 
 def _de_settings(
@@ -395,6 +412,12 @@ def _de_settings(
         r.problem(
             f"{where}.orphan_vehicles: expected one of {list(ORPHAN_VEHICLES)}, found {orphans!r}"
         )
+    quality_design = r.get(data, "quality_design", str, base.quality_design, where)
+    if quality_design not in QUALITY_DESIGNS:
+        r.problem(
+            f"{where}.quality_design: expected one of {list(QUALITY_DESIGNS)}, "
+            f"found {quality_design!r}"
+        )
     return DESettings(
         modes=tuple(m for m in MODES if m in modes),  # fixed order
         engine=engine,
@@ -408,6 +431,8 @@ def _de_settings(
             data, "fit_per_control_group", bool, base.fit_per_control_group, where
         ),
         stdev_scaled=r.get(data, "stdev_scaled", bool, base.stdev_scaled, where),
+        quality_weights=r.get(data, "quality_weights", bool, base.quality_weights, where),
+        quality_design=quality_design,
     )
 
 
