@@ -201,3 +201,57 @@ def test_writer_chunks_equal_one_array(tmp_path):
     assert np.load(tmp_path / "search/segments/a/ranks.npy").dtype == np.int16
     with pytest.raises(ValueError, match=r"expected \(rows, 4\)"):
         w.write_segment("c", x[:, :3], genes=["g1", "g2", "g3", "g4"])
+
+
+def _writer_index(tmp_path: Path) -> tuple[SearchIndex, dict[str, np.ndarray]]:
+    """An index written directly: segment ``big`` of 1,500 rows × 12 genes (large enough
+    for blocks of its own) and ``small`` of 30 rows × 8 of the genes (some NaN)."""
+    rng = np.random.default_rng(8)
+    genes = [f"g{i:02d}" for i in range(12)]
+    cols = {"big": np.arange(12), "small": np.array([0, 2, 3, 5, 6, 8, 9, 11])}
+    data = {"big": rng.normal(size=(1500, 12)).astype(np.float32),
+            "small": rng.normal(size=(30, 8)).astype(np.float32)}  # fmt: skip
+    data["small"][4, 2] = np.nan
+    w = IndexWriter(tmp_path / "search")
+    rows = []
+    start = 0
+    for key in ("big", "small"):
+        x = data[key]
+        w.write_segment(key, x, genes=[genes[c] for c in cols[key]])
+        rows.append(pd.DataFrame({"zarr_row": np.arange(start, start + len(x)), "segment": key,
+                                  "position": np.arange(len(x))}))  # fmt: skip
+        start += len(x)
+    folder = w.commit(build_key="k", mode="group", layer="logFC", n_genes=12,
+                      rows=pd.concat(rows, ignore_index=True), cols=cols)  # fmt: skip
+    return SearchIndex.load(folder), data
+
+
+def test_blocks_are_gene_major_views_of_the_index_where_they_can_be(tmp_path):
+    index, data = _writer_index(tmp_path)
+    big, small = data["big"], data["small"]
+    blocks = list(index.blocks(cols=None, ranks=True, block_rows=1000, measured_only=True))
+    assert [b.n_rows for b in blocks] == [1000, 500, 30]
+    seg = {s.key: s for s in index._segments}
+    for b in blocks:
+        # gene-major: a gene's values over the block's rows lie side by side
+        assert b.values.strides[0] == b.values.itemsize and b.ranks is not None
+        assert b.ranks.dtype == np.int16 and b.ranks.strides[0] == b.ranks.itemsize
+        x = big[b.rows] if b.n_rows > 30 else small
+        np.testing.assert_array_equal(b.values, x)
+        want = np.array([_ranks_reference(r) for r in x])
+        np.testing.assert_array_equal(b.ranks, want)
+        assert b.complete  # every gene of its segment
+    # a segment's consecutive rows × all its genes: no copy
+    assert np.shares_memory(blocks[0].values, seg["big"].values)
+    assert np.shares_memory(blocks[1].ranks, seg["big"].ranks)
+    # some of the genes: copies, not complete; padded columns of another dataset: NaN, 0
+    cols = np.array([1, 2, 11])
+    for b in index.blocks(cols=cols, ranks=True, block_rows=1000):
+        assert not b.complete
+        x = big[b.rows][:, cols] if b.n_rows > 30 else np.c_[np.full(30, np.nan), small[:, [1, 7]]]
+        np.testing.assert_array_equal(b.values, x)
+        assert b.ranks is not None and (b.ranks[:, 0] == 0).all() == (b.n_rows == 30)
+    # rows that are not consecutive: a copy with the same content
+    picked = np.array([3, 7, 1200, 1499])
+    (b,) = index.blocks(cols=None, rows=picked, ranks=False, measured_only=True)
+    np.testing.assert_array_equal(b.values, big[picked])

@@ -9,9 +9,12 @@ from scipy import stats
 from scipy.spatial import distance
 
 from perturbridge.search import kernels
+from perturbridge.search.index import rank_descending
 from perturbridge.search.kernels import (
     cosine,
+    cosine_measured,
     ks_enrichment,
+    ks_enrichment_of_values,
     rank_rows,
     spearman,
     wtcs,
@@ -60,7 +63,14 @@ def test_ks_equals_gseapy_prerank_on_random_cases(weight: float) -> None:
             (np.abs(values[members]) ** weight)[None, :],
             np.array([n]),
         )[0]
-        assert ours == pytest.approx(_gseapy_es(values, members, weight), abs=1e-6)
+        expected = _gseapy_es(values, members, weight)
+        assert ours == pytest.approx(expected, abs=1e-6)
+        # the kernel that sorts the values themselves (weights = |value| ** weight)
+        of_values = ks_enrichment_of_values(
+            values[members][None, :], _positions(values)[members][None, :], np.array([n]),
+            weight=weight,
+        )[0]  # fmt: skip
+        assert of_values == pytest.approx(expected, abs=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -107,6 +117,52 @@ def test_ks_many_rows_at_once_equal_one_by_one_and_ignore_unmeasured() -> None:
     np.testing.assert_allclose(f32, together, atol=1e-5)
 
 
+@pytest.mark.parametrize("weight", [0.0, 1.0, 1.5])
+def test_ks_of_values_equals_ks_enrichment(weight: float) -> None:
+    """Sorting values and ranks apart gives ks_enrichment's scores: bit for bit on
+    float32 values (the same operations), ties, unmeasured genes, any rank dtype and
+    memory order (a gene-major block is read as it is)."""
+    rng = np.random.default_rng(17)
+    for trial in range(12):
+        n_rows, n_genes = int(rng.integers(1, 200)), int(rng.integers(3, 150))
+        x = rng.normal(size=(n_rows, n_genes)).astype(np.float32)
+        if trial % 3 == 0:
+            x = (np.round(x * 2) / 2).astype(np.float32)  # ties (and zeros of both signs)
+        if trial % 4 == 1:
+            x[rng.random(x.shape) < 0.2] = np.nan  # unmeasured
+        ranks, n = rank_descending(x), (~np.isnan(x)).sum(axis=1)
+        cols = np.sort(rng.choice(n_genes, int(rng.integers(1, n_genes + 1)), replace=False))
+        hv, hr = x[:, cols], ranks[:, cols]
+        weights = np.ones(hv.shape, np.float32) if weight == 0 else np.abs(hv) ** np.float32(weight)
+        want = ks_enrichment(hr, weights, n)
+        for dtype in (np.int16, np.int32, np.int64):
+            gene_major = ks_enrichment_of_values(
+                np.ascontiguousarray(hv.T).T, np.ascontiguousarray(hr.T.astype(dtype)).T, n,
+                weight=weight,
+            )  # fmt: skip
+            np.testing.assert_array_equal(gene_major, want)
+        w64 = np.ones(hv.shape) if weight == 0 else np.abs(hv.astype(np.float64)) ** weight
+        np.testing.assert_allclose(
+            ks_enrichment_of_values(hv.astype(np.float64), hr, n, weight=weight),
+            ks_enrichment(hr, w64, n),
+            atol=1e-12,
+        )
+
+
+def test_ks_of_values_checks_its_input() -> None:
+    with pytest.raises(ValueError, match="equal 2-D shapes"):
+        ks_enrichment_of_values(np.ones((1, 2)), np.array([[1, 2, 3]]), np.array([5]))
+    with pytest.raises(TypeError, match="integers"):
+        ks_enrichment_of_values(np.ones((1, 1)), np.array([[1.0]]), np.array([5]))
+    with pytest.raises(ValueError, match=r"0\.\.n_genes"):
+        ks_enrichment_of_values(np.ones((1, 1)), np.array([[6]]), np.array([5]))
+    with pytest.raises(ValueError, match="n_genes has shape"):
+        ks_enrichment_of_values(np.ones((1, 1)), np.array([[1]]), np.array([5, 5]))
+    assert ks_enrichment_of_values(
+        np.ones((2, 0)), np.ones((2, 0), int), np.array([3, 3])
+    ).shape == (2,)
+
+
 def test_ks_undefined_rows_are_nan() -> None:
     ranks = np.array([[0, 0], [1, 2], [1, 2]])
     weights = np.array([[1.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
@@ -149,6 +205,27 @@ def test_cosine_equals_the_definition_on_shared_genes() -> None:
             expected = 1 - distance.cosine(row[m], q[m])
             assert got[qi, i] == pytest.approx(expected, abs=1e-5)
     assert cosine(queries[0], block).shape == (30,)
+
+
+@pytest.mark.parametrize("n_queries", [1, 3, 7])
+def test_cosine_measured_equals_the_definition(n_queries: int) -> None:
+    rng = np.random.default_rng(19)
+    block = rng.normal(size=(40, 25)).astype(np.float32)
+    block[5] = 0  # norm 0: NaN
+    queries = rng.normal(size=(n_queries, 25))
+    norms = np.sqrt((block.astype(np.float64) ** 2).sum(axis=1))
+    for layout in (block, np.asfortranarray(block)):
+        got = cosine_measured(queries, layout, norms)
+        assert got.shape == (n_queries, 40)
+        assert np.isnan(got[:, 5]).all()
+        for qi, q in enumerate(queries):
+            for i in (0, 1, 17, 39):
+                expected = 1 - distance.cosine(block[i].astype(np.float64), q)
+                assert got[qi, i] == pytest.approx(expected, abs=1e-6)
+        np.testing.assert_allclose(got, cosine(queries, block), atol=1e-6)
+    assert cosine_measured(queries[0], block, norms).shape == (40,)
+    with pytest.raises(ValueError, match="norms has shape"):
+        cosine_measured(queries, block, norms[:3])
 
 
 def test_cosine_without_shared_genes_is_nan() -> None:

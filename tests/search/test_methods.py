@@ -236,3 +236,36 @@ def test_score_block_in_threads_equals_one_call(name: str) -> None:
     np.testing.assert_array_equal(score_block(get_method(name), queries, block, n_jobs=-1), one)
     with pytest.raises(ValueError, match="n_jobs"):
         score_block(get_method(name), queries, block, n_jobs=0)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_a_gene_major_block_and_its_stored_norms_give_the_same_scores(
+    values: np.ndarray, name: str
+) -> None:
+    """An index block is gene-major with int16 ranks, and says whether it holds every
+    measured gene (``complete``: cosine then uses the stored norms): the scores are
+    those of a row-major block without these."""
+    block = _block(values)
+    assert block.ranks is not None
+    norms = np.sqrt(np.nansum(values.astype(np.float32).astype(np.float64) ** 2, axis=1))
+    gene_major = replace(
+        block,
+        values=np.ascontiguousarray(block.values.T).T,
+        ranks=np.ascontiguousarray(block.ranks.T.astype(np.int16)).T,
+        norms=norms,
+        complete=True,
+    )
+    if METHODS[name].query_kind == "sets":
+        queries = [_sets("a", [1, 4, 7, 50], [10, 11, 55]), _sets("b", [2, 3], [])]
+    else:  # all the columns (the stored norms), and some (NaN off the query)
+        rng = np.random.default_rng(4)
+        queries = [
+            _signature("all", np.arange(60), rng.normal(size=60)),
+            _signature("some", np.arange(0, 60, 2), rng.normal(size=30)),
+        ]
+    want = get_method(name).score(queries, block)
+    np.testing.assert_allclose(get_method(name).score(queries, gene_major), want, atol=1e-6)
+    # rows 4.. measure every column, rows 0-3 not: both paths in one block
+    assert (block.n_measured[:4] < 60).all() and (block.n_measured[4:] == 60).all()
+    one_query = get_method(name).score(queries[:1], gene_major)
+    np.testing.assert_allclose(one_query, want[:1], atol=1e-6)

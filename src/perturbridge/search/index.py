@@ -70,6 +70,8 @@ logger = logging.getLogger(__name__)
 INDEX_FORMAT = 1
 _SEARCH_DIR = "search"
 _SEGMENTS = "segments"
+#: A segment's rows make blocks of their own (not copied into a shared block) from this many.
+_OWN_BLOCK_ROWS = 1024
 #: Rows read from the store per step while building (bounded by bytes too).
 _BUILD_BYTES = 256 << 20
 _ROW_COLUMNS = (
@@ -503,6 +505,14 @@ class SearchIndex:
             size = 0
             for piece in pieces:
                 local = piece.local
+                if len(local) >= _OWN_BLOCK_ROWS:
+                    # a large piece makes blocks of its own: no copy into a shared block
+                    # (its values are then views of the index's pages where it can be)
+                    for start in range(0, len(local), block_rows):
+                        part = local[start : start + block_rows]
+                        own = _Piece(piece.seg, part, piece.gpos, piece.opos, piece.out_cols)
+                        yield self._block([own], ranks=ranks)
+                    continue
                 while len(local):
                     take = local[: block_rows - size]
                     batch.append(_Piece(piece.seg, take, piece.gpos, piece.opos, piece.out_cols))
@@ -532,31 +542,23 @@ class SearchIndex:
         }
 
     def _block(self, pieces: list[_Piece], *, ranks: bool) -> Block:
-        """One block from pieces of segments that share their columns."""
+        """One block from pieces of segments that share their columns, gene-major (a
+        gene's values over the rows side by side, as on disk); a single piece of
+        consecutive rows × all its segment's genes is a view of the index's pages."""
         out_cols = pieces[0].out_cols
-        n = sum(len(p.local) for p in pieces)
-        k = len(out_cols)
-        whole = all(len(p.opos) == k for p in pieces)  # no column to pad
-        values = np.empty((n, k), dtype=np.float32)
+        values = _gather([p.seg.values for p in pieces], pieces, np.float32, np.nan)
         rk = None
         if ranks:
-            rk = np.empty((n, k), dtype=np.int32) if whole else np.zeros((n, k), dtype=np.int32)
-        if not whole:
-            values.fill(np.nan)
-        start = 0
-        for p in pieces:
-            stop = start + len(p.local)
-            _fill(values[start:stop], p.seg.values, p, whole=whole)
-            if rk is not None:
-                _fill(rk[start:stop], p.seg.ranks, p, whole=whole)
-            start = stop
+            dtype = np.result_type(*[p.seg.ranks.dtype for p in pieces])
+            rk = _gather([p.seg.ranks for p in pieces], pieces, dtype, 0).T
         return Block(
             rows=np.concatenate([p.seg.rows[p.local] for p in pieces]),
             cols=out_cols,
-            values=values,
+            values=values.T,
             ranks=rk,
             n_measured=np.concatenate([p.seg.n_measured[p.local] for p in pieces]),
             norms=np.concatenate([p.seg.norms[p.local] for p in pieces]),
+            complete=all(len(p.gpos) == len(p.seg.cols) for p in pieces),
         )
 
 
@@ -572,19 +574,39 @@ class _Piece:
     out_cols: np.ndarray
 
 
-def _fill(out: np.ndarray, arr: np.ndarray, p: _Piece, *, whole: bool) -> None:
-    """Copy rows ``p.local`` × genes ``p.gpos`` of a gene-major array into ``out``
-    (rows × block columns), transposed."""
+def _stripes(arr: np.ndarray, p: _Piece) -> np.ndarray:
+    """Genes ``p.gpos`` × rows ``p.local`` of a gene-major array: a view where the rows
+    are consecutive and every gene is wanted, else a copy."""
     local = p.local
     if int(local[-1]) - int(local[0]) + 1 == len(local):  # contiguous rows: one slice
         rows = slice(int(local[0]), int(local[-1]) + 1)
         part = arr[:, rows] if len(p.gpos) == arr.shape[0] else arr[p.gpos, rows]
     else:
         part = arr[np.ix_(p.gpos, local)]
-    if whole:
-        out[...] = np.asarray(part).T
-    else:
-        out[:, p.opos] = np.asarray(part).T
+    return np.asarray(part)
+
+
+def _gather(arrays: list[np.ndarray], pieces: list[_Piece], dtype: Any, fill: float) -> np.ndarray:
+    """The pieces' stripes side by side, ``(len(out_cols), rows)``; ``fill`` in the
+    columns a piece's segment does not measure."""
+    k = len(pieces[0].out_cols)
+    if len(pieces) == 1 and len(pieces[0].opos) == k:
+        part = _stripes(arrays[0], pieces[0])
+        return part if part.dtype == dtype else part.astype(dtype)
+    n = sum(len(p.local) for p in pieces)
+    whole = all(len(p.opos) == k for p in pieces)  # no column to pad
+    out = np.empty((k, n), dtype=dtype)
+    if not whole:
+        out.fill(fill)
+    start = 0
+    for arr, p in zip(arrays, pieces, strict=True):
+        stop = start + len(p.local)
+        if whole:
+            out[:, start:stop] = _stripes(arr, p)
+        else:
+            out[p.opos, start:stop] = _stripes(arr, p)
+        start = stop
+    return out
 
 
 # --------------------------------------------------------------------------- helpers

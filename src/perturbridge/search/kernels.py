@@ -12,7 +12,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["cosine", "ks_enrichment", "rank_rows", "spearman", "wtcs", "xsum"]
+__all__ = [
+    "cosine",
+    "cosine_measured",
+    "ks_enrichment",
+    "ks_enrichment_of_values",
+    "rank_rows",
+    "spearman",
+    "wtcs",
+    "xsum",
+]
 
 #: elements of a block processed at a time by the correlation kernels (bounds temporaries)
 _CHUNK = 1 << 18
@@ -148,6 +157,131 @@ def _sort_by_rank(ranks: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, n
     return (key >> bits) - 1, w64
 
 
+def ks_enrichment_of_values(
+    hit_values: np.ndarray,
+    hit_ranks: np.ndarray,
+    n_genes: np.ndarray,
+    *,
+    weight: float = 1.0,
+) -> np.ndarray:
+    """:func:`ks_enrichment` of a gene set whose weights are the rows' own values.
+
+    The same score as ``ks_enrichment(hit_ranks, abs(hit_values) ** weight, n_genes)``
+    (equal within float32 rounding), for ranks that are the descending ranks of the
+    values they come with, as a search index or :class:`~perturbridge.search.methods.Block`
+    holds them: then a row's set genes ordered by rank are its set genes ordered by value,
+    descending, and the values and the ranks can be sorted apart (two narrow sorts, no
+    packed keys and no gather).
+
+    Parameters
+    ----------
+    hit_values
+        float ``(n_rows, k)``: the values of the set's genes in each row (NaN = not
+        measured). Any memory order: a gene-major array (``values_by_gene.T``) is read
+        without a copy.
+    hit_ranks
+        int ``(n_rows, k)``: their 1-based descending ranks among the row's ``n_genes``
+        measured genes (0 = not measured; ties ranked in any order).
+    n_genes
+        int ``(n_rows,)``: measured genes of each row.
+    weight
+        The exponent ``p`` of the weights ``|value|**p``.
+
+    Returns
+    -------
+    float64 ``(n_rows,)``, NaN where :func:`ks_enrichment` gives NaN.
+
+    Notes
+    -----
+    Per part of ``_KS_CACHE`` elements: the values (negated, so NaN sorts last) and
+    ``rank - 1`` (as unsigned, so an unmeasured gene sorts last) are each sorted along
+    the row, then the running sum at each set gene is computed set-gene-major (row
+    vectors of the part's conditions: the cumulative sum, the maximum and the minimum
+    over the set genes are then element-wise operations). Rows with an unmeasured set
+    gene go through :func:`ks_enrichment`.
+    """
+    values = np.asarray(hit_values)
+    ranks = np.asarray(hit_ranks)
+    if not np.issubdtype(ranks.dtype, np.integer):
+        raise TypeError(f"hit_ranks must be integers, found {ranks.dtype}")
+    if ranks.ndim != 2 or values.shape != ranks.shape:
+        raise ValueError(
+            f"hit_values {values.shape} and hit_ranks {ranks.shape} must be equal 2-D shapes "
+            "(rows × set genes)"
+        )
+    n = np.asarray(n_genes, dtype=np.int64)
+    if n.shape != (ranks.shape[0],):
+        raise ValueError(f"n_genes has shape {n.shape}, expected {(ranks.shape[0],)}")
+    n_rows, k = ranks.shape
+    if k == 0 or n_rows == 0:
+        return np.full(n_rows, np.nan)
+    if ranks.min() < 0 or (ranks.max() > n.min() and np.any(ranks > n[:, None])):
+        raise ValueError("hit_ranks must lie in 0..n_genes of their row (0 = not measured)")
+    if not np.issubdtype(values.dtype, np.floating) or values.dtype == np.float16:
+        values = values.astype(np.float64)
+    out = np.empty(n_rows)
+    step = max(1, _KS_CACHE // k)
+    for start in range(0, n_rows, step):
+        part = slice(start, start + step)
+        out[part] = _ks_values_rows(values[part], ranks[part], n[part], weight)
+    return out
+
+
+def _ks_values_rows(
+    values: np.ndarray, ranks: np.ndarray, n: np.ndarray, weight: float
+) -> np.ndarray:
+    """:func:`ks_enrichment_of_values` of checked inputs (one cache-sized part)."""
+    c, k = ranks.shape
+    dtype = values.dtype
+    # the values descending (negated, ascending: NaN last), row-major for the sort
+    v = np.empty((c, k), dtype=dtype)
+    np.negative(values, out=v)
+    v.sort(axis=1)
+    # rank − 1, ascending; an unmeasured gene (rank 0) wraps to the largest key: last
+    unsigned = np.dtype(f"u{ranks.dtype.itemsize}")
+    r = np.empty((c, k), dtype=ranks.dtype)
+    np.subtract(ranks, 1, out=r)
+    ru = r.view(unsigned)
+    ru.sort(axis=1)
+    partial = np.isnan(v[:, -1]) | (ru[:, -1] == np.iinfo(unsigned).max)
+    # set-gene-major from here: row j holds the j-th set gene (by rank) of every condition
+    w = np.empty((k, c), dtype=dtype)
+    if weight == 0:
+        w.fill(1)
+    else:
+        np.abs(v.T, out=w)
+        if weight != 1:
+            np.power(w, dtype.type(weight), out=w)
+    cw = np.empty_like(w)  # cumulative weight of the set genes up to each
+    cw[0] = w[0]
+    for j in range(1, k):
+        np.add(cw[j - 1], w[j], out=cw[j])
+    total = cw[-1].astype(np.float64)
+    n_miss = n - k
+    ok = (n_miss > 0) & (total > 0) & ~partial
+    inv_total = (1.0 / np.where(ok, total, 1.0)).astype(dtype)
+    inv_miss = (1.0 / np.where(ok, n_miss, 1)).astype(dtype)
+    # the running sum just after the j-th set gene: cw_j / total − (r_j − j) / n_miss (the
+    # operations of ks_enrichment, in its order: the same float32 roundings)
+    misses = np.empty((k, c), dtype=r.dtype)
+    np.subtract(r.T, np.arange(k, dtype=r.dtype)[:, None], out=misses)
+    after = cw
+    np.multiply(after, inv_total, out=after)
+    np.subtract(after, np.multiply(misses, inv_miss, dtype=dtype), out=after)
+    top = after.max(axis=0)
+    np.multiply(w, inv_total, out=w)
+    np.subtract(after, w, out=after)  # just before each set gene
+    bottom = after.min(axis=0)
+    es = np.where(np.abs(top) > np.abs(bottom), top, bottom).astype(np.float64)
+    es = np.where(ok, es, np.nan)
+    if partial.any():  # an unmeasured set gene: that row's set is its measured genes
+        rows = np.flatnonzero(partial)
+        sub = np.asarray(values[rows])
+        weights = np.ones(sub.shape, dtype) if weight == 0 else np.abs(sub) ** dtype.type(weight)
+        es[rows] = ks_enrichment(np.asarray(ranks[rows]), weights, n[rows])
+    return es
+
+
 def wtcs(es_up: np.ndarray, es_down: np.ndarray) -> np.ndarray:
     """CMap's weighted connectivity score from the up and down enrichment scores.
 
@@ -199,6 +333,48 @@ def cosine(query: np.ndarray, block: np.ndarray) -> np.ndarray:
     for start in range(0, x.shape[0], step):
         part = x[start : start + step]
         out[:, start : start + step] = _cosine_rows(part, qz, q_nan, dtype)
+    return out[0] if single else out
+
+
+def cosine_measured(query: np.ndarray, block: np.ndarray, norms: np.ndarray) -> np.ndarray:
+    """:func:`cosine` where neither side has a NaN, given the rows' L2 norms.
+
+    One matrix product (float32 where the block is float32, as :func:`cosine`), divided
+    by the rows' ``norms`` (as a search index stores them) and the queries' norms: no
+    pass over the block besides the product, which reads a gene-major block (a search
+    index's, ``values_by_gene.T``) in place.
+
+    Parameters
+    ----------
+    query
+        float ``(n_cols,)`` or ``(n_queries, n_cols)``, no NaN.
+    block
+        float ``(n_rows, n_cols)``, no NaN (every gene measured in every row).
+    norms
+        ``(n_rows,)``: the L2 norm of each row.
+
+    Returns
+    -------
+    float64 ``(n_rows,)`` (one query) or ``(n_queries, n_rows)``; NaN where a side has
+    norm 0.
+    """
+    x = np.asarray(block)
+    if x.ndim != 2:
+        raise ValueError(f"block must be 2-D (rows × genes), found shape {x.shape}")
+    q2, single = _as_queries(query, x.shape[1])
+    r_norm = np.asarray(norms, dtype=np.float64)
+    if r_norm.shape != (x.shape[0],):
+        raise ValueError(f"norms has shape {r_norm.shape}, expected {(x.shape[0],)}")
+    dtype = np.result_type(x.dtype, np.float32)
+    q = q2.astype(dtype)
+    q_norm = np.sqrt(np.einsum("ij,ij->i", q2, q2, dtype=np.float64))
+    xd = x if x.dtype == dtype else x.astype(dtype)
+    # a few queries: one matrix-vector product each (BLAS's gemm is slow for so few)
+    dot = xd @ q.T if len(q) > 4 else np.stack([xd @ qi for qi in q], axis=1)
+    dot = dot.T
+    denom = q_norm[:, None] * r_norm[None, :]
+    ok = denom > 0
+    out = np.where(ok, dot / np.where(ok, denom, 1.0), np.nan)
     return out[0] if single else out
 
 
@@ -280,7 +456,7 @@ def _mask_groups(missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros((min(n, 1), m), dtype=bool), np.zeros(n, dtype=np.int64)
     packed = np.packbits(missing, axis=1)
     pad = (-packed.shape[1]) % 8
-    words = np.pad(packed, ((0, 0), (0, pad))).view(np.uint64)
+    words = np.ascontiguousarray(np.pad(packed, ((0, 0), (0, pad)))).view(np.uint64)
     # a 64-bit hash of each pattern, checked below (a collision would merge two patterns)
     mult = np.random.default_rng(0).integers(1, 2**63, size=words.shape[1], dtype=np.uint64) | 1
     with np.errstate(over="ignore"):

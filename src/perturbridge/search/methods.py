@@ -10,17 +10,20 @@ them as a table.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import ThreadpoolController
 
-from .kernels import cosine, ks_enrichment, spearman, wtcs, xsum
+from .kernels import cosine, cosine_measured, ks_enrichment_of_values, spearman, wtcs, xsum
 from .queries import ResolvedQuery
 
 __all__ = [
@@ -50,16 +53,22 @@ class Block:
         int64 store gene columns of ``values`` / ``ranks``, sorted ascending.
     values
         float32 ``(len(rows), len(cols))``; NaN = the gene is not measured in that
-        condition.
+        condition. Any memory order: a search index hands out gene-major arrays (a
+        gene's values over the rows side by side; often a view of the index's pages).
     ranks
-        int32 ``(len(rows), len(cols))`` or None: the 1-based rank of the gene in the
-        condition's signature sorted by value descending among **all** its measured
-        genes (not only ``cols``); 0 = not measured.
+        int16 or int32 ``(len(rows), len(cols))`` or None: the 1-based rank of the gene
+        in the condition's signature sorted by value descending among **all** its
+        measured genes (not only ``cols``); 0 = not measured. The ranks of the values
+        they come with (the set methods rely on it).
     n_measured
         int32 ``(len(rows),)``: measured genes per condition (over all genes).
     norms
         float64 ``(len(rows),)`` or None: the L2 norm of each condition's measured
         values over all genes, where an index offers it.
+    complete
+        True when ``cols`` hold every gene that any condition of the block measures: a
+        condition with ``n_measured == len(cols)`` then has no NaN in ``values`` and
+        ``norms`` is its norm over ``cols``.
     """
 
     rows: np.ndarray
@@ -68,6 +77,7 @@ class Block:
     ranks: np.ndarray | None
     n_measured: np.ndarray
     norms: np.ndarray | None = None
+    complete: bool = False
 
     def __post_init__(self) -> None:
         n, k = len(self.rows), len(self.cols)
@@ -185,13 +195,16 @@ def _sets_es(block: Block, sets: Sequence[np.ndarray], weight: float, method: st
     """The KS enrichment score of each gene set (store columns) in every row of a block.
 
     Sets of one size go through the kernel together (as extra rows), so that many small
-    sets (random queries) cost few kernel calls.
+    sets (random queries) cost few kernel calls. The set genes' values and ranks are
+    gathered gene-major (whole gene rows of an index's gene-major block) and handed to
+    :func:`~perturbridge.search.kernels.ks_enrichment_of_values` without a transpose.
     """
     n = block.n_rows
     out = np.full((len(sets), n), np.nan)
     if not any(len(c) for c in sets):
         return out
-    ranks = _ranks_of(block, method)
+    by_gene = block.values.T  # (cols, rows): gene rows side by side for an index block
+    ranks_by_gene = _ranks_of(block, method).T
     by_size: dict[int, list[int]] = {}
     for i, cols in enumerate(sets):
         if len(cols):
@@ -201,26 +214,23 @@ def _sets_es(block: Block, sets: Sequence[np.ndarray], weight: float, method: st
         for start in range(0, len(members), step):
             part = members[start : start + step]
             found = [block.lookup(sets[i]) for i in part]
-            pos = np.concatenate([f[0] for f in found])
             c = len(part)
-            # rows: each condition's c sets in turn (row-major: condition, then set)
-            hit_ranks = np.take(ranks, pos, axis=1)
-            values = np.take(block.values, pos, axis=1)
-            absent = ~np.concatenate([f[1] for f in found])
+            pos = np.stack([f[0] for f in found], axis=1)  # (k, c): set gene j of set i
+            # (k, c, n): set gene × set × condition, so each set's rows follow in turn
+            values = np.take(by_gene, pos, axis=0)
+            hit_ranks = np.take(ranks_by_gene, pos, axis=0)
+            absent = ~np.stack([f[1] for f in found], axis=1)
             if absent.any():  # genes the block's conditions did not measure
-                hit_ranks[:, absent] = 0
-                values[:, absent] = np.nan
-            hit_ranks = hit_ranks.reshape(n * c, k)
-            values = values.reshape(n * c, k)
-            if weight == 0:
-                weights = np.ones(values.shape, dtype=np.float32)
-            elif weight == 1:
-                weights = values  # the kernel takes the absolute values
-            else:
-                weights = np.abs(values) ** np.float32(weight)
+                hit_ranks[absent] = 0
+                values[absent] = np.nan
             # unmeasured genes (rank 0, NaN value) are left out of the set by the kernel
-            es = ks_enrichment(hit_ranks, weights, np.repeat(block.n_measured, c))
-            out[part] = es.reshape(n, c).T
+            es = ks_enrichment_of_values(
+                values.reshape(k, c * n).T,
+                hit_ranks.reshape(k, c * n).T,
+                np.tile(block.n_measured, c),
+                weight=weight,
+            )
+            out[part] = es.reshape(c, n)
     return out
 
 
@@ -248,9 +258,26 @@ class Cosine:
 
     def score(self, queries: Sequence[ResolvedQuery], block: Block) -> np.ndarray:
         _check_kind(self, queries)
-        return cosine(_signature_matrix(queries, block), block.values).reshape(
-            len(queries), block.n_rows
-        )
+        q = _signature_matrix(queries, block)
+        norms = block.norms
+        full_q = ~np.isnan(q).any(axis=1)
+        if not (block.complete and norms is not None and full_q.any()):
+            return cosine(q, block.values).reshape(len(queries), block.n_rows)
+        # a query with every column of the block and a condition measuring every column
+        # (no NaN on either side): one matrix product and the stored norms
+        fast = np.asarray(block.n_measured) == len(block.cols)
+        if fast.all():
+            out = np.empty((len(queries), block.n_rows))
+            out[full_q] = cosine_measured(q[full_q], block.values, norms)
+            if not full_q.all():
+                out[~full_q] = cosine(q[~full_q], block.values)
+            return out
+        out = cosine(q, block.values).reshape(len(queries), block.n_rows)
+        if fast.any():
+            rows = np.flatnonzero(fast)
+            values = np.take(block.values, rows, axis=0)
+            out[np.ix_(full_q, rows)] = cosine_measured(q[full_q], values, norms[rows])
+        return out
 
 
 @dataclass(frozen=True)
@@ -409,9 +436,21 @@ def score_block(
         return method.score(queries, block)
     bounds = np.linspace(0, block.n_rows, n_parts + 1).astype(int)
     parts = [_row_slice(block, slice(a, b)) for a, b in pairwise(bounds.tolist())]
-    with ThreadPoolExecutor(max_workers=n_parts) as pool:
+    # one BLAS thread per part: the parts are the threads (BLAS threads on top of them
+    # would wait on each other for the same cores)
+    with _blas_limit(1), ThreadPoolExecutor(max_workers=n_parts) as pool:
         scores = list(pool.map(lambda part: method.score(queries, part), parts))
     return np.concatenate(scores, axis=1)
+
+
+@functools.cache
+def _threadpools() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def _blas_limit(n: int) -> contextlib.AbstractContextManager[Any]:
+    """At most ``n`` BLAS threads inside the ``with`` (process-wide, as BLAS's own)."""
+    return _threadpools().limit(limits=n, user_api="blas")
 
 
 def _row_slice(block: Block, rows: slice) -> Block:
@@ -423,6 +462,7 @@ def _row_slice(block: Block, rows: slice) -> Block:
         ranks=None if block.ranks is None else block.ranks[rows],
         n_measured=block.n_measured[rows],
         norms=None if block.norms is None else block.norms[rows],
+        complete=block.complete,
     )
 
 
