@@ -81,8 +81,10 @@ def _commands() -> tuple[list[list[str]], set[str]]:
     def walk(group: Any, ctx: Any, path: list[str]) -> list[list[str]]:
         out = []
         for name in group.list_commands(ctx):
-            cmd = group.get_command(ctx, name)
             out.append([*path, name])
+            if name not in group.commands:  # made when looked up (an adapter's): not yet
+                continue
+            cmd = group.get_command(ctx, name)
             if hasattr(cmd, "list_commands"):
                 out += walk(cmd, typer.Context(cmd, info_name=name, parent=ctx), [*path, name])
         return out

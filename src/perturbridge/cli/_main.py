@@ -11,7 +11,18 @@ import typer
 from rich.logging import RichHandler
 
 from .._version import __version__
-from . import agreement, compendium, de, demo, ingest, models, refs, search, signatures
+from . import (
+    agreement,
+    compendium,
+    de,
+    demo,
+    effects,
+    ingest,
+    models,
+    refs,
+    search,
+    signatures,
+)
 from ._common import console, err_console
 
 __all__ = ["app", "main"]
@@ -57,6 +68,7 @@ def _main(
 de.register(app)
 demo.register(app)
 compendium.register(app)
+effects.register(app)
 signatures.register(app)
 search.register(app)
 agreement.register(app)

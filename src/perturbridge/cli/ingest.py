@@ -42,34 +42,35 @@ __all__ = ["ingest_app", "sources_app"]
 
 class _IngestGroup(TyperGroup):
     """The ``ingest`` group: the command of an adapter other than ``l1000`` is made when
-    it is called (or asked for its help), which imports that adapter; the group's help
-    lists the adapters by their module's summary line, read without importing them."""
+    it is looked up, which imports that adapter; the group's own help lists the
+    adapters by their module's summary line, read without importing them."""
+
+    _listing = False  # True while the group's help is written
 
     # ``Any``: the click types are typer's vendored click
     def list_commands(self, ctx: Any) -> list[str]:
         from ..sources import ADAPTERS
 
-        return [
-            *super().list_commands(ctx),
-            *(n for n in ADAPTERS if n not in self.commands),
-        ]
+        return [*super().list_commands(ctx), *(n for n in ADAPTERS if n not in self.commands)]
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name in self.commands:
             return super().get_command(ctx, cmd_name)
-        from ..sources import ADAPTERS
+        from .. import sources
 
-        if cmd_name not in ADAPTERS:
+        if cmd_name not in sources.ADAPTERS:
             return None
-        return typer.core.TyperCommand(cmd_name, help=_adapter_summary(cmd_name))
+        if self._listing:
+            return typer.core.TyperCommand(cmd_name, help=_adapter_summary(cmd_name))
+        self.add_command(_adapter_command(sources.get_source(cmd_name)), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
-    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
-        if args and args[0] not in self.commands:
-            from .. import sources
-
-            if args[0] in sources.ADAPTERS:
-                self.add_command(_adapter_command(sources.get_source(args[0])), args[0])
-        return super().resolve_command(ctx, args)
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
 
 
 def _adapter_summary(name: str) -> str:
