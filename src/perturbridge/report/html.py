@@ -36,6 +36,7 @@ from . import figures as F
 from .inputs import _Agreement, _compendium, _from_mapping, _from_result, read_agreement_tables
 from .models import render_section as render_models_section
 from .published import write_published_report
+from .qc import store_qc_section
 from .search import indexed_search_section
 from .sections import (
     _SECTIONS,
@@ -224,6 +225,8 @@ def write_report(
     if search_figures:
         F.save_figures(search_figures, folder)
     extra += search_html
+    # the sample quality weights of the store's DE runs, when it has them (report/qc.py)
+    extra += store_qc_section(store)
     document = _render(title=title, comp=comp, ag=ag, figs=figs, options=shown_options, extra=extra)
     with atomic_file(out) as tmp:
         tmp.write_text(document, encoding="utf-8")
