@@ -9,6 +9,8 @@ import pytest
 from perturbridge.errors import FormatError, SchemaError, UnitError
 from perturbridge.ledger import Ledger
 from perturbridge.sources._common import (
+    DATASET_FACTS,
+    DatasetFacts,
     Triage,
     is_missing,
     parse_bools,
@@ -153,3 +155,18 @@ def test_read_wide_counts_layouts(tmp_path, style):
     np.testing.assert_array_equal(wc.x.toarray(), df[["s3", "s1"]].to_numpy().T)
     with pytest.raises(SchemaError, match=r"'s9'.*missing"):
         read_wide_counts(path, what="counts", samples=["s9"])
+
+
+def test_dataset_facts_are_set_where_unknown_with_their_source():
+    facts = DatasetFacts.human("x", "nucleus", "primary cell", tissue=("blood", "UBERON:0000178"))
+    assert facts.values["disease"] == "normal"  # primary cells: of donors of no disease
+    obs = pd.DataFrame({"sex": ["male", None], "suspension_type": ["cell", ""]}, index=["a", "b"])
+    out = facts.apply(obs)
+    assert out["suspension_type"].tolist() == ["cell", "nucleus"]  # a given value stays
+    assert out["tissue"].tolist() == ["blood", "blood"]
+    assert out["sex"].tolist() == ["male", None]  # not a fact: left to the schema
+    source = out["biology_source"].astype(str).tolist()
+    assert source[0].count("dataset:x") == 6  # every fact but suspension_type
+    assert "suspension_type=dataset:x" in source[1]
+    assert DATASET_FACTS["sciplex"].values["suspension_type"] == "nucleus"
+    assert set(DATASET_FACTS) >= {"cigs", "dilimap", "gdpx2", "op3", "sciplex", "tahoe", "vcpi"}

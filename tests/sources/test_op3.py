@@ -201,3 +201,10 @@ def test_unknown_cell_type_is_kept_by_name(fixture, tmp_path, caplog):
     res = read_op3(path)
     assert "Dendritic cells" in set(res.samples.obs["cell_context"])
     assert "Dendritic cells" in caplog.text
+
+
+def test_samples_are_primary_blood_cells_of_healthy_donors(ingested):
+    obs = ingested.samples.obs.drop_duplicates("dataset").iloc[0]
+    assert (obs["tissue_type"], obs["suspension_type"]) == ("primary cell", "cell")
+    assert (obs["tissue"], obs["tissue_ontology_term_id"]) == ("blood", "UBERON:0000178")
+    assert (obs["disease"], obs["disease_ontology_term_id"]) == ("normal", "PATO:0000461")

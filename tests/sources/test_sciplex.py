@@ -246,3 +246,11 @@ def test_flat_plan_keys_are_grouped_into_the_filters(fixture, ingested):
     assert (res.samples.X != ingested.samples.X).nnz == 0
     with pytest.raises(TypeError, match="give filters= or its fields"):
         adapter.reader_kwargs({"filters": FILTERS, "min_cells": 2})
+
+
+def test_samples_state_that_sciplex_profiles_nuclei(ingested):
+    obs = ingested.samples.obs
+    assert set(obs["suspension_type"]) == {"nucleus"}
+    assert set(obs["tissue_type"]) == {"cell line"} and set(obs["organism"]) == {"Homo sapiens"}
+    assert set(obs["sex"]) == {"unknown"}  # a cell-line fact: from the references
+    assert all("suspension_type=dataset:sciplex" in s for s in obs["biology_source"])

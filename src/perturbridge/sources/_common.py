@@ -37,6 +37,7 @@ from ._base import IngestResult
 from ._tables import _first
 
 __all__ = [
+    "DATASET_FACTS",
     "GENE_STAGE",
     "MISSING_TOKENS",
     "STAGE",
@@ -385,8 +386,12 @@ class Origin:
     inputs: Sequence[str | os.PathLike[str]]
     params: Mapping[str, Any]
     where: str
-    #: Biology every sample of the dataset shares, as its adapter states it.
-    biology: DatasetFacts | None = None
+
+    @property
+    def biology(self) -> DatasetFacts | None:
+        """What every sample of the adapter's datasets shares (:data:`DATASET_FACTS` of
+        ``params["source"]``)."""
+        return DATASET_FACTS.get(str(self.params.get("source", "")))
 
 
 @dataclass(frozen=True)
@@ -400,8 +405,61 @@ class DatasetFacts:
     adapter: str
     values: Mapping[str, str]
 
+    @classmethod
+    def human(
+        cls,
+        adapter: str,
+        suspension_type: str,
+        tissue_type: str,
+        *,
+        tissue: tuple[str, str] | None = None,
+    ) -> DatasetFacts:
+        """Human samples of ``suspension_type`` and ``tissue_type``; ``tissue`` as
+        (UBERON label, id) when all samples share one. Primary cells are of donors
+        without disease (``normal``, ``PATO:0000461``)."""
+        values = {
+            "organism": "Homo sapiens",
+            "suspension_type": suspension_type,
+            "tissue_type": tissue_type,
+        }
+        if tissue is not None:
+            values["tissue"], values["tissue_ontology_term_id"] = tissue
+        if tissue_type == "primary cell":
+            values["disease"], values["disease_ontology_term_id"] = "normal", "PATO:0000461"
+        return cls(adapter, values)
+
     def apply(self, obs: pd.DataFrame) -> pd.DataFrame:
         return with_biology(obs, self.values, source=f"dataset:{self.adapter}")
+
+
+#: What every sample of an adapter's datasets shares, as the adapter's documentation
+#: states it (cell-line facts such as sex, disease and tissue come from the reference
+#: store instead). Applied when the Samples are built (:func:`assemble`,
+#: :func:`~perturbridge.sources._singlecell.finish_samples`).
+DATASET_FACTS: dict[str, DatasetFacts] = {
+    f.adapter: f
+    for f in (
+        # HTS2 / HiMAP-seq of lysed HEK293T and MDA-MB-231 cells
+        DatasetFacts.human("cigs", "cell", "cell line"),
+        # bulk SMART-seq of primary human hepatocytes
+        DatasetFacts.human("dilimap", "cell", "primary cell", tissue=("liver", "UBERON:0002107")),
+        # DRUG-seq of lysed U2OS cells
+        DatasetFacts.human("drugseq_moabox", "cell", "cell line"),
+        # DRUG-seq of four primary human cell types
+        DatasetFacts.human("gdpx2", "cell", "primary cell"),
+        # single cells of PBMC from healthy donors
+        DatasetFacts.human("op3", "cell", "primary cell", tissue=("blood", "UBERON:0000178")),
+        # sci-RNA-seq3 profiles nuclei (A549, K562, MCF7)
+        DatasetFacts.human("sciplex", "nucleus", "cell line"),
+        # single cells of 50 cancer cell lines (Parse GigaLab)
+        DatasetFacts.human("tahoe", "cell", "cell line"),
+        # DRUG-seq of lysed THP-1 cells
+        DatasetFacts.human("vcpi", "cell", "cell line"),
+        # L1000 lysates of whole cells, lines and primary cells (for the L1000 reader,
+        # which builds its Samples itself)
+        DatasetFacts("l1000", {"organism": "Homo sapiens", "suspension_type": "cell"}),
+    )
+}
 
 
 def assemble(

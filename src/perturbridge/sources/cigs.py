@@ -74,7 +74,6 @@ from ._common import (
     GENE_STAGE,
     STAGE,
     Accounts,
-    DatasetFacts,
     Origin,
     Triage,
     assemble,
@@ -636,7 +635,6 @@ def read_cigs(
             genes=gene_ids,
         ),
         origin=Origin(
-            biology=BIOLOGY,
             inputs=[p for part in parts for p in part.files] + ([comp_path] if comp_path else []),
             params={
                 "source": "cigs",
@@ -735,13 +733,6 @@ def _sample_obs(
         },
         index=part.ids[kept],
     )
-
-
-#: Biology every sample shares: HEK293T and MDA-MB-231 lines, lysed whole cells. Cell-line facts
-#: come from the references.
-BIOLOGY = DatasetFacts(
-    "cigs", {"organism": "Homo sapiens", "suspension_type": "cell", "tissue_type": "cell line"}
-)
 
 
 @register_source(name="cigs", assay="HTS2 / HiMAP-seq", value_kind="counts")

@@ -58,7 +58,6 @@ from ._base import (
 from ._common import (
     STAGE,
     Accounts,
-    DatasetFacts,
     Origin,
     Triage,
     assemble,
@@ -386,7 +385,6 @@ def read_dilimap(
         var,
         accounts=Accounts(ledger, samples=ids, genes=genes.index),
         origin=Origin(
-            biology=BIOLOGY,
             inputs=[path],
             params={
                 "source": "dilimap",
@@ -433,22 +431,6 @@ def _qc_metrics(
         part = np.asarray(x[:, mito].sum(axis=1), dtype=float).ravel() if mito.size else 0 * totals
         pct = 100 * np.divide(part, totals, out=np.zeros_like(totals), where=totals > 0)
     return {"log_total": log_total, "total_thr": total_thr, "pct_mt": pct}
-
-
-#: Biology every sample shares: primary human hepatocytes (liver) of donors. Cell-line facts come
-#: from the references.
-BIOLOGY = DatasetFacts(
-    "dilimap",
-    {
-        "organism": "Homo sapiens",
-        "suspension_type": "cell",
-        "tissue_type": "primary cell",
-        "tissue": "liver",
-        "tissue_ontology_term_id": "UBERON:0002107",
-        "disease": "normal",
-        "disease_ontology_term_id": "PATO:0000461",
-    },
-)
 
 
 @register_source(name="dilimap", assay="SMART-seq bulk RNA-seq", value_kind="counts")

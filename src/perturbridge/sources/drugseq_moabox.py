@@ -48,7 +48,6 @@ from ..units import dose_to_uM
 from ._base import CliParameter, IngestResult, SourceAdapter, dataset_parameter, register_source
 from ._common import (
     Accounts,
-    DatasetFacts,
     Origin,
     Triage,
     assemble,
@@ -376,7 +375,6 @@ def read_drugseq_moabox(
         var,
         accounts=Accounts(ledger, samples=triage.ids, genes=genes),
         origin=Origin(
-            biology=BIOLOGY,
             inputs=[meta_path, *count_paths, *(p for p in (cmp_path, robust_path, map_path) if p)],
             params={
                 "source": "drugseq_moabox",
@@ -387,13 +385,6 @@ def read_drugseq_moabox(
             where=where,
         ),
     )
-
-
-#: Biology every sample shares: U2OS, lysed whole cells. Cell-line facts come from the references.
-BIOLOGY = DatasetFacts(
-    "drugseq_moabox",
-    {"organism": "Homo sapiens", "suspension_type": "cell", "tissue_type": "cell line"},
-)
 
 
 @register_source(name="drugseq_moabox", assay="DRUG-seq", value_kind="counts")

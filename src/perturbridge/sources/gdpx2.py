@@ -47,7 +47,6 @@ from ..units import dose_to_uM
 from ._base import CliParameter, IngestResult, SourceAdapter, dataset_parameter, register_source
 from ._common import (
     Accounts,
-    DatasetFacts,
     Origin,
     Triage,
     assemble,
@@ -391,27 +390,12 @@ def _read(
         var,
         accounts=Accounts(ledger, samples=triage.ids, genes=genes),
         origin=Origin(
-            biology=BIOLOGY,
             inputs=inputs,
             params={"source": "gdpx2", "dataset": dataset, "n_repeated_metadata_rows": n_repeated},
             where=where,
         ),
         control_match_keys=CONTROL_MATCH_KEYS,
     )
-
-
-#: Biology every sample shares: four primary human cell types, lysed whole cells. Cell-line facts
-#: come from the references.
-BIOLOGY = DatasetFacts(
-    "gdpx2",
-    {
-        "organism": "Homo sapiens",
-        "suspension_type": "cell",
-        "tissue_type": "primary cell",
-        "disease": "normal",
-        "disease_ontology_term_id": "PATO:0000461",
-    },
-)
 
 
 @register_source(name="gdpx2", assay="DRUG-seq", value_kind="counts")

@@ -45,7 +45,6 @@ from ._base import (
 )
 from ._common import (
     Accounts,
-    DatasetFacts,
     Origin,
     Triage,
     assemble,
@@ -225,28 +224,11 @@ def _read_op3(
         var,
         accounts=Accounts(ledger, samples=ids, genes=genes),
         origin=Origin(
-            biology=BIOLOGY,
             inputs=[path],
             params={"source": "op3", "dataset": dataset, "layer": layer},
             where=where,
         ),
     )
-
-
-#: Biology every sample shares: PBMC of healthy donors, single cells. Cell-line facts come from the
-#: references.
-BIOLOGY = DatasetFacts(
-    "op3",
-    {
-        "organism": "Homo sapiens",
-        "suspension_type": "cell",
-        "tissue_type": "primary cell",
-        "tissue": "blood",
-        "tissue_ontology_term_id": "UBERON:0000178",
-        "disease": "normal",
-        "disease_ontology_term_id": "PATO:0000461",
-    },
-)
 
 
 @register_source(name="op3", assay="scRNA-seq pseudobulk", value_kind="counts")

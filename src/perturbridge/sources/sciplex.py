@@ -68,7 +68,6 @@ from ._base import (
 from ._common import (
     STAGE,
     Accounts,
-    DatasetFacts,
     Origin,
     Triage,
     categorical,
@@ -277,7 +276,6 @@ def read_sciplex(
         var_out,
         accounts=Accounts(ledger, samples=counts.obs_names, genes=genes.index, cells=obs_in.index),
         origin=Origin(
-            biology=BIOLOGY,
             inputs=[path],
             params={
                 "source": "sciplex",
@@ -441,14 +439,6 @@ def _samples(
     missing = is_missing(obs["compound_smiles"])
     logger.debug("%d samples without SMILES", int(missing.sum()))
     return obs, triage
-
-
-#: Biology every sample shares: A549, K562 and MCF7 lines; sci-RNA-seq3 profiles nuclei. Cell-line
-#: facts come from the references.
-BIOLOGY = DatasetFacts(
-    "sciplex",
-    {"organism": "Homo sapiens", "suspension_type": "nucleus", "tissue_type": "cell line"},
-)
 
 
 @register_source(name="sciplex", assay="sci-Plex pseudobulk", value_kind="counts")

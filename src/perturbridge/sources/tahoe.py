@@ -63,7 +63,6 @@ from ._base import CliParameter, IngestResult, SourceAdapter, dataset_parameter,
 from ._common import (
     STAGE,
     Accounts,
-    DatasetFacts,
     Origin,
     Triage,
     categorical,
@@ -379,7 +378,6 @@ def read_tahoe(
         # no cells: they are checked per plate file (cell ids may repeat across plates)
         accounts=Accounts(ledger, samples=obs_all.index, genes=genes.index),
         origin=Origin(
-            biology=BIOLOGY,
             inputs=[*files, *([manifest.path] if manifest is not None else [])],
             params={
                 "source": "tahoe",
@@ -607,13 +605,6 @@ def _check_one_condition(
             f"{where}: {len(multi)} sample(s) carry several {f['drugconc']!r} values, e.g. "
             f"sample {s!r} on plate {p!r}: {values[:_SHOW]}; a sample is one treatment well"
         )
-
-
-#: Biology every sample shares: 50 cancer cell lines, single cells (Parse GigaLab). Cell-line facts
-#: come from the references.
-BIOLOGY = DatasetFacts(
-    "tahoe", {"organism": "Homo sapiens", "suspension_type": "cell", "tissue_type": "cell line"}
-)
 
 
 @register_source(name="tahoe", assay="Tahoe-100M pseudobulk", value_kind="counts")

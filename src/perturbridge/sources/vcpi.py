@@ -38,7 +38,6 @@ from ..units import dose_to_uM
 from ._base import CliParameter, IngestResult, SourceAdapter, dataset_parameter, register_source
 from ._common import (
     Accounts,
-    DatasetFacts,
     Origin,
     Triage,
     assemble,
@@ -245,18 +244,11 @@ def read_vcpi(
         var,
         accounts=Accounts(ledger, samples=triage.ids, genes=wc.genes),
         origin=Origin(
-            biology=BIOLOGY,
             inputs=[meta_path, count_path, *([chem_path] if chem_path else [])],
             params={"source": "vcpi", "dataset": dataset, "default_dose_unit": default_dose_unit},
             where=where,
         ),
     )
-
-
-#: Biology every sample shares: THP-1, lysed whole cells. Cell-line facts come from the references.
-BIOLOGY = DatasetFacts(
-    "vcpi", {"organism": "Homo sapiens", "suspension_type": "cell", "tissue_type": "cell line"}
-)
 
 
 @register_source(name="vcpi", assay="DRUG-seq", value_kind="counts")
