@@ -82,3 +82,32 @@ def test_several_fits_keep_one_row_and_one_column_each(tmp_path: Path):
     back = ad.read_h5ad(tmp_path / "e.h5ad")
     assert back.uns["ebayes_fits"]["fit_id"].tolist() == fits["fit_id"].tolist()
     assert bool(back.uns["ebayes"]["robust"]) is True
+
+
+@pytest.mark.r_oracle
+def test_r_engine_reports_the_same_priors(tmp_path: Path, r_oracle):
+    from test_voom import count_samples
+
+    from perturbridge.de import limma_voom
+    from perturbridge.de.r_limma import limma_r
+
+    trend = synthetic_samples(seed=4, n_genes=120, n_compounds=2, times=(24.0,))
+    counts = count_samples(seed=3, n_genes=200, contexts=("U2OS", "HEK293"))
+    for samples, method, ours in (
+        (trend, "trend", limma_trend(trend).effects),
+        (counts, "voom", limma_voom(counts).effects),
+    ):
+        r = limma_r(samples, method=method, workdir=tmp_path).effects
+        assert r.uns["ebayes"]["trend"] is (method == "trend")
+        fits_ours, fits_r = ours.uns["ebayes_fits"], r.uns["ebayes_fits"]
+        assert fits_ours["fit_id"].tolist() == fits_r["fit_id"].tolist()
+        np.testing.assert_allclose(fits_r["df_prior"], fits_ours["df_prior"], rtol=1e-6)
+        for name in ("df_prior", "s2_prior"):
+            mine = ours.var[name] if name in ours.var else ours.varm.get(name)
+            theirs = r.var[name] if name in r.var else r.varm.get(name)
+            if mine is None:
+                assert theirs is None, name
+                continue
+            mine, theirs = np.asarray(mine, dtype=float), np.asarray(theirs, dtype=float)
+            assert (np.isnan(mine) == np.isnan(theirs)).all(), name  # untested genes
+            np.testing.assert_allclose(theirs, mine, rtol=1e-6, err_msg=name)

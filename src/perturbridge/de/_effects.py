@@ -360,7 +360,7 @@ def _attach_ebayes(eff: ad.AnnData, extras: list[dict[str, Any]], sizes: list[in
     ``contrast_start:contrast_stop`` it estimated) and the per-gene priors: with one
     fit ``var["df_prior"]`` (robust) and ``var["s2_prior"]`` (trend), with several fits
     ``varm["df_prior"]`` / ``varm["s2_prior"]`` (genes × fits, in the table's order).
-    Engines that do not report priors (the R engine) leave all of them out."""
+    Blocks without priors leave all of them out."""
     records: list[dict[str, Any]] = [e["ebayes"] for e in extras if "ebayes" in e]
     if not extras or len(records) < len(extras):
         return

@@ -15,13 +15,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 
 from ..progress import track
 from ..schema import ReplicateMode, validate_samples
+from ._ebayes import EBayesOptions
 from ._effects import (
     STDEV_SCALED,
     DEResult,
@@ -259,6 +261,7 @@ def limma_r(
                 n_plate_columns_not_estimable=int((~st.keep).sum()),
                 mode=mode,
             )
+            _r_priors(meta, r, design, trend=method == "trend", n_genes=samples.n_vars)
             if opts.quality_weights:
                 meta.attrs["quality_weights"] = quality_table(
                     design,
@@ -281,6 +284,42 @@ def limma_r(
     # as our engine: Effects keep the genes tested in at least one fit
     union = np.logical_or.reduce(tested) if tested else np.ones(samples.n_vars, dtype=bool)
     blocks = [(m, {k: v[:, union] for k, v in lay.items()}) for m, lay in blocks]
+    for m, _ in blocks:
+        m.attrs["ebayes_genes"] = {k: v[union] for k, v in m.attrs["ebayes_genes"].items()}
     var = samples.var.iloc[np.flatnonzero(union)]
     effects = effects_of(blocks, samples, mode=mode, params=params, options=opts, var=var)
     return DEResult(effects, ledger)
+
+
+def _r_priors(
+    meta: pd.DataFrame, r: RResult, design: ContextDesign, *, trend: bool, n_genes: int
+) -> None:
+    """R's eBayes priors of one fit (``eBayes(robust = TRUE)``) in the block's attrs, in
+    the form :func:`~perturbridge.de._effects.ebayes_record` gives them (the scalar
+    ``df_prior`` of a robust fit: the largest per-gene value, that of the genes R did not
+    find outlying)."""
+    keep = r.extra.get("keep", np.ones(n_genes, dtype=bool))
+    genes = {}
+    for name in ("df_prior", "s2_prior"):
+        full = np.full(n_genes, np.nan)
+        full[keep] = r.extra[name]
+        genes[name] = full
+    ebo = EBayesOptions()
+    rec: dict[str, Any] = {
+        "fit_id": design.fit_id,
+        "method": "eBayes",
+        "trend": trend,
+        "robust": True,
+        "proportion": float(ebo.proportion),
+        "stdev_coef_lim": [float(v) for v in ebo.stdev_coef_lim],
+        "df_prior": float(np.max(r.extra["df_prior"])),
+        "n_genes": int(keep.sum()),
+        "winsor_tail_p": [float(v) for v in ebo.winsor_tail_p],
+        "df_prior_min": float(np.min(r.extra["df_prior"])),
+    }
+    if trend:
+        rec["s2_prior_mean"] = float(np.mean(r.extra["s2_prior"]))
+    else:
+        rec["s2_prior"] = float(r.extra["s2_prior"][0])
+    meta.attrs["ebayes"] = rec
+    meta.attrs["ebayes_genes"] = genes
