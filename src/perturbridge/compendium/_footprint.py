@@ -15,8 +15,8 @@ Statistics are computed in float64 (:mod:`perturbridge.de`); only storage narrow
 
 Rounding: a float32 value differs from the float64 statistic by at most 2^-24 of its
 magnitude (half a unit in the last place of a 24-bit significand); ``-log10(p)``
-decoded back to ``p`` differs by at most about ``ln(10) * -log10(p) * 2^-24`` relative
-(for p = 1e-10, 4e-6 relative). See ``docs/compendium.md`` ("Footprint").
+decoded back to float32 ``p`` differs by at most ``(2 * ln(10) * -log10(p) + 6) * 2^-24``
+relative (for p = 1e-10, 3e-6). See ``docs/compendium.md`` ("Footprint").
 """
 
 from __future__ import annotations
@@ -57,11 +57,20 @@ def encode_p(p: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
+_MINUS_LN10 = np.float32(-np.log(10.0))
+
+
 def decode_p(x: np.ndarray) -> np.ndarray:
-    """``p`` from :func:`encode_p`'s values, as float32 (computed in float64)."""
-    with np.errstate(over="ignore", under="ignore"):
-        p = np.power(10.0, -np.asarray(x, dtype=np.float64))
-    return p.astype(np.float32)
+    """``p`` from :func:`encode_p`'s values, as float32.
+
+    Computed in float32 (``exp(-ln(10) * x)``, vectorized: a 1,000-condition slice of
+    20,000 genes decodes in a few hundredths of a second): within
+    ``(2 * ln(10) * x + 6) * 2^-24`` relative of the float64 p-value for p above
+    float32's smallest normal number (1.2e-38); smaller p-values underflow as float32
+    does.
+    """
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        return np.exp(np.asarray(x, dtype=np.float32) * _MINUS_LN10)
 
 
 def _storage_dtype(layer: str, values: np.ndarray) -> type[np.floating]:
