@@ -403,6 +403,67 @@ def repair_cmd(
     console.print(f"{store}: consistent, every file matches the manifest", highlight=False)
 
 
+def prune_cmd(
+    store: StoreArg,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Remove the entries (default: only list them).")
+    ] = False,
+    cache: Annotated[
+        Path | None, typer.Option(help="The task cache (default: STORE/.cache).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Entries listed.", min=0)] = 20,
+) -> None:
+    """Remove the task cache entries the store's current build does not use.
+
+    A dry run unless --apply: lists what would go (outputs of earlier plans, temporary
+    folders of interrupted tasks, work files of finished updates) and the bytes it
+    would free. The store's own task outputs stay, so building the same plan again
+    computes nothing. Do not prune a cache that several stores share.
+
+    Example:
+
+        perturbridge prune compendium
+
+        perturbridge prune compendium --apply
+    """
+    from ..compendium import prune
+
+    try:
+        report = prune(store, dry_run=not apply, cache=cache)
+    except _store_errors() as err:
+        fail(err)
+    entries = report.entries
+    if entries.empty:
+        console.print(f"{store}: nothing to prune", highlight=False)
+        return
+    by_reason = entries.groupby("reason", sort=True)["bytes"].agg(["size", "sum"]).reset_index()
+    by_reason.columns = ["reason", "entries", "bytes"]
+    by_reason["size"] = [_size(b) for b in by_reason["bytes"]]
+    console.print(frame_table(by_reason, "cache entries the store does not use"))
+    listed = entries.head(limit).assign(size=[_size(b) for b in entries["bytes"].head(limit)])
+    console.print(frame_table(listed[["path", "size", "reason"]]))
+    if len(entries) > limit:
+        console.print(f"({limit} of {len(entries):,} entries listed; --limit)", highlight=False)
+    n = f"{len(entries):,} entr{'y' if len(entries) == 1 else 'ies'}"
+    if report.dry_run:
+        console.print(
+            f"would free {_size(report.bytes_freed)} ({n}); run with --apply to remove them",
+            highlight=False,
+        )
+    else:
+        console.print(f"freed {_size(report.bytes_freed)} ({n} removed)", highlight=False)
+
+
+def _size(n_bytes: int) -> str:
+    """A byte count for people: ``512 B``, ``1.5 KB``, ``2.3 GB`` (powers of 1000)."""
+    value = float(n_bytes)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
 def register(app: typer.Typer) -> None:
     """Add the compendium commands to the ``perturbridge`` app."""
     app.command("build")(build_cmd)
@@ -412,3 +473,4 @@ def register(app: typer.Typer) -> None:
     app.command("import-release")(import_cmd)
     app.command("verify")(verify_cmd)
     app.command("repair")(repair_cmd)
+    app.command("prune")(prune_cmd)
