@@ -581,6 +581,8 @@ def _stripes(arr: np.ndarray, p: _Piece) -> np.ndarray:
     if int(local[-1]) - int(local[0]) + 1 == len(local):  # contiguous rows: one slice
         rows = slice(int(local[0]), int(local[-1]) + 1)
         part = arr[:, rows] if len(p.gpos) == arr.shape[0] else arr[p.gpos, rows]
+    elif len(p.gpos) == arr.shape[0]:  # every gene: a take per gene row (faster than ix_)
+        part = np.take(arr, local, axis=1)
     else:
         part = arr[np.ix_(p.gpos, local)]
     return np.asarray(part)

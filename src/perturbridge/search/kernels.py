@@ -193,12 +193,12 @@ def ks_enrichment_of_values(
 
     Notes
     -----
-    Per part of ``_KS_CACHE`` elements: the values (negated, so NaN sorts last) and
-    ``rank - 1`` (as unsigned, so an unmeasured gene sorts last) are each sorted along
-    the row, then the running sum at each set gene is computed set-gene-major (row
-    vectors of the part's conditions: the cumulative sum, the maximum and the minimum
-    over the set genes are then element-wise operations). Rows with an unmeasured set
-    gene go through :func:`ks_enrichment`.
+    Per part of ``_KS_CACHE`` elements, set-gene-major: the values (negated, so NaN
+    sorts last) and ``rank - 1`` (as unsigned, so an unmeasured gene sorts last) are
+    each sorted per condition, then the running sum at each set gene is computed with
+    rows of the part's conditions (the cumulative sum, the maximum and the minimum over
+    the set genes are element-wise operations). Rows with an unmeasured set gene go
+    through :func:`ks_enrichment`.
     """
     values = np.asarray(hit_values)
     ranks = np.asarray(hit_ranks)
@@ -231,25 +231,23 @@ def _ks_values_rows(
     values: np.ndarray, ranks: np.ndarray, n: np.ndarray, weight: float
 ) -> np.ndarray:
     """:func:`ks_enrichment_of_values` of checked inputs (one cache-sized part)."""
-    c, k = ranks.shape
+    k = ranks.shape[1]
     dtype = values.dtype
-    # the values descending (negated, ascending: NaN last), row-major for the sort
-    v = np.empty((c, k), dtype=dtype)
-    np.negative(values, out=v)
-    v.sort(axis=1)
+    # set-gene-major (k, c): each row holds one position of the conditions' sets, so
+    # the sorts run down the columns and the cumulative sum, maximum and minimum over
+    # the set genes are element-wise operations on rows of c conditions
+    w = np.negative(values.T, order="C")  # descending values, ascending: NaN last
+    w.sort(axis=0)
     # rank − 1, ascending; an unmeasured gene (rank 0) wraps to the largest key: last
     unsigned = np.dtype(f"u{ranks.dtype.itemsize}")
-    r = np.empty((c, k), dtype=ranks.dtype)
-    np.subtract(ranks, 1, out=r)
+    r = np.subtract(ranks.T, 1, dtype=ranks.dtype, order="C")
     ru = r.view(unsigned)
-    ru.sort(axis=1)
-    partial = np.isnan(v[:, -1]) | (ru[:, -1] == np.iinfo(unsigned).max)
-    # set-gene-major from here: row j holds the j-th set gene (by rank) of every condition
-    w = np.empty((k, c), dtype=dtype)
+    ru.sort(axis=0)
+    partial = np.isnan(w[-1]) | (ru[-1] == (1 << 8 * unsigned.itemsize) - 1)
     if weight == 0:
         w.fill(1)
     else:
-        np.abs(v.T, out=w)
+        np.abs(w, out=w)
         if weight != 1:
             np.power(w, dtype.type(weight), out=w)
     cw = np.empty_like(w)  # cumulative weight of the set genes up to each
@@ -263,8 +261,8 @@ def _ks_values_rows(
     inv_miss = (1.0 / np.where(ok, n_miss, 1)).astype(dtype)
     # the running sum just after the j-th set gene: cw_j / total − (r_j − j) / n_miss (the
     # operations of ks_enrichment, in its order: the same float32 roundings)
-    misses = np.empty((k, c), dtype=r.dtype)
-    np.subtract(r.T, np.arange(k, dtype=r.dtype)[:, None], out=misses)
+    misses = r
+    np.subtract(r, np.arange(k, dtype=r.dtype)[:, None], out=misses)
     after = cw
     np.multiply(after, inv_total, out=after)
     np.subtract(after, np.multiply(misses, inv_miss, dtype=dtype), out=after)

@@ -385,6 +385,7 @@ def _effect_blocks(
             ranks=r,
             n_measured=measured.sum(axis=1).astype(np.int32),
             norms=norms,
+            complete=len(take) == n_genes,
         )
 
 
