@@ -180,13 +180,19 @@ def test_failed_well_is_downweighted_and_its_false_calls_go():
     assert err_weighted < 0.7 * err_plain, (err_weighted, err_plain)
 
 
-def test_too_large_fits_are_refused_before_the_work():
+def test_too_large_fits_are_refused_before_the_work(monkeypatch):
+    import perturbridge.de.quality as quality
+
     samples = synthetic_samples(seed=1, n_genes=20, n_compounds=1, times=(24.0,))
     (design,), _ = plan_contexts(samples, mode="group")
     check_size(design)  # small: fine
-    big = type(design)(**{**design.__dict__, "rows": np.arange(MAX_SAMPLES + 1)})
-    with pytest.raises(ValueError, match=f"limited to {MAX_SAMPLES} samples per fit"):
-        check_size(big)
+    monkeypatch.setattr(quality, "MAX_SAMPLES", len(design.rows) - 1)
+    called = []
+    monkeypatch.setattr("perturbridge.de.limma.reml_weights", lambda *a, **k: called.append(1))
+    with pytest.raises(ValueError, match=r"synthetic/A375: \d+ samples in one fit; .* limited"):
+        limma_trend(samples, **engine_kw(quality_weights=True))
+    assert not called  # refused before any weights were estimated
+    assert MAX_SAMPLES == 4000
 
 
 def test_quality_design_is_checked():

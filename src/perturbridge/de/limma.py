@@ -110,6 +110,9 @@ def limma_trend(
     _check_finite(x, samples)
     obs = samples.obs
     designs, ledger = plan_fits(samples, mode=mode, control_keys=control_keys, options=opts)
+    if opts.quality_weights:  # every fit, before any work
+        for design in designs:
+            check_size(design)
     blocks: list[tuple[pd.DataFrame, dict[str, np.ndarray]]] = []
     for design in track(designs, description="limma-trend", enabled=progress):
         out = _fit_context(
@@ -206,7 +209,6 @@ def _fit_context_weighted(
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]] | None:
     """One context with sample quality weights: ``arrayWeights`` (REML) → ``lmFit``
     with the weights → ``contrasts.fit``; the block's metadata carries the QC table."""
-    check_size(design)
     structure = design_structure(
         design.condition_codes,
         design.plate_codes,

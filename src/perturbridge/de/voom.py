@@ -140,6 +140,9 @@ def limma_voom(
     check_counts(x, samples, allow_non_integer=opts.allow_non_integer)
     obs = samples.obs
     designs, ledger = plan_fits(samples, mode=mode, control_keys=control_keys, options=opts)
+    if opts.quality_weights:  # every fit, before any work
+        for design in designs:
+            check_size(design)
     # genes: filterByExpr per fit; Effects keep the genes tested in at least one fit
     keeps = []
     for design in designs:
@@ -225,8 +228,6 @@ def _voom_context(
     eff_lib = lib * nf
     diag.update(keep=keep, lib_size=lib, norm_factors=nf)
     y = voom_log_cpm(kept, eff_lib)
-    if options.quality_weights:
-        check_size(design)
     fit0 = fit_condition_plate(
         y, design.condition_codes, design.plate_codes, n_conditions=n_cond, n_plates=n_plates
     )
