@@ -32,7 +32,7 @@ OutputFormat = StrEnum("OutputFormat", ["table", "tsv", "csv", "json"])
 
 
 #: What ``export`` writes.
-ExportKind = StrEnum("ExportKind", ["shards", "anndata"])
+ExportKind = StrEnum("ExportKind", ["shards", "anndata", "release"])
 
 
 def _store_errors() -> tuple[type[BaseException], ...]:
@@ -253,8 +253,10 @@ def info_cmd(
 
 def export_cmd(
     store: StoreArg,
-    out: Annotated[Path, typer.Option("--out", help="Folder (shards) or .h5ad (anndata).")],
-    to: Annotated[ExportKind, typer.Option("--to", help="shards or anndata.")] = (
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder (shards, release) or .h5ad (anndata).")
+    ],
+    to: Annotated[ExportKind, typer.Option("--to", help="shards, anndata or release.")] = (
         ExportKind.shards
     ),
     mode: Annotated[Mode, typer.Option(help="Replicate mode.")] = Mode.group,
@@ -264,18 +266,32 @@ def export_cmd(
         list[str] | None, typer.Option("--dataset", help="Only this dataset (repeatable).")
     ] = None,
 ) -> None:
-    """Export LPM-style training shards (Parquet) or an AnnData for evaluation tools.
+    """Export LPM-style training shards (Parquet), an AnnData for evaluation tools, or
+    the store in the layout of the public release.
+
+    --to release writes <dataset>/group_rep/<context>_de.h5ad, <dataset>/sep_rep/
+    (datasets with separate-mode contrasts) and <dataset>/<dataset>_processed.h5ad
+    into a new or empty folder, with every layer and both modes (--layer, --mode and
+    --rows-per-shard do not apply); import-release reads it back.
 
     Example:
 
         perturbridge export compendium --to shards --out shards/
         perturbridge export compendium --to anndata --out eval.h5ad --dataset sciplex
+        perturbridge export compendium --to release --out release/
     """
-    from ..compendium import Compendium, export_anndata, export_shards
+    from ..compendium import Compendium, export_anndata, export_release, export_shards
 
+    if to is ExportKind.release and (layer != "logFC" or mode is not Mode.group):
+        fail("--to release writes every layer of both modes: leave out --layer and --mode")
     try:
         with Compendium.open(store) as comp:
-            if to is ExportKind.shards:
+            if to is ExportKind.release:
+                path = export_release(comp, out, datasets=dataset, progress=True)
+                files = sorted(p for p in path.rglob("*.h5ad"))
+                n_sets = len({p.relative_to(path).parts[0] for p in files})
+                console.print(f"wrote {path}: {len(files):,} .h5ad files of {n_sets} datasets")
+            elif to is ExportKind.shards:
                 shards = export_shards(
                     comp,
                     out,
