@@ -29,6 +29,7 @@ def coverage(frame: pd.DataFrame) -> pd.Series:
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow  # a reference store of the DepMap and LINCS tables, MONDO and UBERON loaded
 def test_ljp005_samples_carry_the_biology_of_a375(tmp_path: Path):
     pytest.importorskip("cellxgene_ontology_guide", reason="the refs extra is not installed")
     src = tmp_path / "src"
