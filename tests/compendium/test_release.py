@@ -57,3 +57,47 @@ def test_identical_rows_of_one_named_condition_are_padding(tmp_path: Path) -> No
     conv = convert_release_effects(path, dataset="ds", mode="group", context="X")
     assert conv.effects.n_obs == 1
     assert conv.ledger["reason"].tolist() == ["duplicate_contrast"]
+
+
+def test_gene_id_column_gives_the_genes(tmp_path: Path) -> None:
+    """Trees written by export_release keep the store's gene ids in var["gene_id"]."""
+    lfc = np.array([[0.0, 1.0, 2.0, 3.0], [1.0, 1.0, 1.0, 1.0]])
+    path = _write(tmp_path, {**BASE, "condition": ["c1", "c2"]}, lfc)
+    adata = ad.read_h5ad(path)
+    adata.var["gene_id"] = ["g1", "g2", "g3", "g4"]
+    adata.var["symbol"] = ["A", "B", "C", "D"]
+    adata.write_h5ad(path)
+    eff = convert_release_effects(path, dataset="ds", mode="group", context="X").effects
+    assert eff.var_names.tolist() == ["g1", "g2", "g3", "g4"]
+    assert eff.var["ensembl_gene_id"].tolist() == GENES
+    assert eff.var["symbol"].tolist() == ["A", "B", "C", "D"]
+    assert "gene_id" not in eff.var
+
+
+def test_gene_id_column_with_gaps_or_repeats_is_not_used(tmp_path: Path) -> None:
+    lfc = np.zeros((2, 4))
+    for ids in (["g1", None, "g3", "g4"], ["g1", "g1", "g3", "g4"]):
+        path = _write(tmp_path, {**BASE, "condition": ["c1", "c2"]}, lfc)
+        adata = ad.read_h5ad(path)
+        adata.var["gene_id"] = pd.Categorical(ids)
+        adata.write_h5ad(path)
+        eff = convert_release_effects(path, dataset="ds", mode="group", context="X").effects
+        assert eff.var_names.tolist() == GENES
+
+
+def test_biology_columns_are_kept(tmp_path: Path) -> None:
+    lfc = np.zeros((2, 4))
+    obs: dict[str, list[object]] = {
+        **BASE,
+        "condition": ["c1", "c2"],
+        "organism": ["Homo sapiens", None],
+    }
+    path = _write(tmp_path, {**obs, "sex": ["female", "female"]}, lfc)
+    eff = convert_release_effects(path, dataset="ds", mode="group", context="X").effects
+    assert eff.obs["organism"].tolist() == ["Homo sapiens", "unknown"]
+    assert eff.obs["sex"].tolist() == ["female", "female"]
+    assert eff.obs["biology_source"].tolist() == ["release file X_de.h5ad"] * 2
+    assert "tissue" not in eff.obs  # absent in the file: left to the catalog's default
+    path = _write(tmp_path, {**obs, "biology_source": ["DepMap", "DepMap"]}, lfc)
+    eff = convert_release_effects(path, dataset="ds", mode="group", context="X").effects
+    assert eff.obs["biology_source"].tolist() == ["DepMap", "DepMap"]

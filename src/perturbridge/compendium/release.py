@@ -54,7 +54,17 @@ is the contrast ``"<condition> - <control>"``.
   that the replicates of one condition share it;
 - ``control_label`` from the part of the contrast after ``" - "``; ``n_treated`` from an
   ``n_treated`` / ``n_replicates`` column, else (group mode) the treated samples of the
-  processed file with the same key; ``n_control`` is unknown and left missing.
+  processed file with the same key; ``n_control`` from an ``n_control`` column, else
+  unknown and left missing;
+- the biology columns (``organism``, ``tissue``, ``disease``, …:
+  :data:`~perturbridge.schema.BIOLOGY_COLUMNS`) are kept where the file has them
+  (``unknown`` for an empty value), with ``biology_source`` from the file, else
+  ``release file <name>``;
+- genes: the ``var`` index (Ensembl ids in the release), or the ``gene_id`` column when
+  every gene has a distinct one (trees written by
+  :func:`~perturbridge.compendium.export_release` keep the store's gene ids there, so
+  that an exported store imports with the same genes); the release index is then kept
+  as ``ensembl_gene_id``.
 
 :func:`~perturbridge.compendium.importer.import_release` converts each file (cached by
 the SHA-256 of its inputs) and writes a store from them.
@@ -74,7 +84,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import atomic_file, file_sha256
-from ..schema import EFFECT_LAYERS
+from ..schema import BIOLOGY_COLUMNS, BIOLOGY_SOURCE, EFFECT_LAYERS, UNKNOWN
 from ._common import strip_times
 
 __all__ = [
@@ -107,7 +117,7 @@ _SKIP_DIRS = ("subsampling", "pseudobulk_processed")
 #: The ``source`` of imported datasets in the manifest and the datasets table.
 SOURCE = "release_import"
 #: Bumped when the conversion changes, so that cached conversions are redone.
-CONVERSION_FORMAT = 3
+CONVERSION_FORMAT = 4
 _STAGE = "import"
 
 #: The adjusted p-value layers of the release, in the order the published code prefers.
@@ -540,8 +550,14 @@ def convert_release_effects(
     for col in ("id", "plate", "well", "perturbation_label"):
         if col in sub.columns:
             new_obs["sample_id" if col == "id" else col] = pd.Categorical(_text(sub, col))
-    var = src.var.copy()
-    var.index = var.index.astype(str)
+    biology = [c for c in BIOLOGY_COLUMNS if c in sub.columns]
+    for col in biology:  # the release's biological context (organism, tissue, ...)
+        new_obs[col] = pd.Categorical(_text(sub, col, default=UNKNOWN))
+    if BIOLOGY_SOURCE in sub.columns:
+        new_obs[BIOLOGY_SOURCE] = pd.Categorical(_text(sub, BIOLOGY_SOURCE, default=UNKNOWN))
+    elif biology:
+        new_obs[BIOLOGY_SOURCE] = pd.Categorical([f"release file {path.name}"] * n)
+    var = _store_gene_ids(src.var)
     genes = var.index.to_numpy(dtype=object)
     symbol = _text(var, "symbol") if "symbol" in var.columns else np.full(len(var), None)
     var["symbol"] = np.where(pd.isna(symbol.astype(object)), genes, symbol).astype(str)
@@ -577,6 +593,25 @@ def convert_release_effects(
     }
     frame = pd.DataFrame(ledger, columns=["id", "stage", "status", "reason", "detail"])
     return ReleaseConversion(eff, frame.astype(str))
+
+
+def _store_gene_ids(var: pd.DataFrame) -> pd.DataFrame:
+    """``var`` indexed by gene id: the ``gene_id`` column where a tree written by
+    ``export_release`` has it (every value present and unique; the store's own gene ids,
+    so that the round trip gives back the same genes) with the release's index kept as
+    ``ensembl_gene_id`` when it differs; else the release's index."""
+    out = var.copy()
+    out.index = out.index.astype(str)
+    if "gene_id" not in out.columns:
+        return out
+    ids = out.pop("gene_id").astype(object)
+    text = ids.map(lambda v: "" if v is None or pd.isna(v) else str(v).strip())
+    if (text == "").any() or text.duplicated().any():
+        return out
+    if not (text.to_numpy() == out.index.to_numpy()).all():
+        out["ensembl_gene_id"] = out.index.to_numpy()
+    out.index = pd.Index(text.to_numpy(dtype=str))
+    return out
 
 
 def _plain_uns(uns: dict[str, Any]) -> dict[str, Any]:

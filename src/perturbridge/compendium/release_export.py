@@ -36,7 +36,7 @@ import pandas as pd
 from .._version import __version__
 from ..io import atomic_dir, file_sha256
 from ..progress import track
-from ..schema import BIOLOGY_COLUMNS, EFFECT_LAYERS
+from ..schema import BIOLOGY_COLUMNS, BIOLOGY_SOURCE, EFFECT_LAYERS
 from ._common import StoreError, canonical_json
 from .api import Compendium
 from .release import ADJ_P_LAYERS
@@ -82,8 +82,13 @@ RELEASE_OBS_COLUMNS: tuple[str, ...] = (
     "psbulk_cells",
     "psbulk_counts",
 )
-#: Columns after the 24 in every exported file: the ontology ids of the biology columns.
-ONTOLOGY_COLUMNS: tuple[str, ...] = ("tissue_ontology_term_id", "disease_ontology_term_id")
+#: Columns after the 24 in every exported file: the ontology ids of the biology columns
+#: and where the biology came from.
+ONTOLOGY_COLUMNS: tuple[str, ...] = (
+    "tissue_ontology_term_id",
+    "disease_ontology_term_id",
+    BIOLOGY_SOURCE,
+)
 #: Columns after those in DE files: the first replicate's sample ``id`` (read by the
 #: published profile) and what ``import-release`` needs to give back the same store.
 DE_EXTRA_COLUMNS: tuple[str, ...] = (
@@ -111,6 +116,8 @@ _PROVENANCE = "provenance.json"
 _TEXT_SENTINEL = dict.fromkeys(
     ("plate", "well", "library", "stimulation", *BIOLOGY_COLUMNS), UNKNOWN
 ) | {"guide": NO_GUIDE}
+#: The biology columns of the catalog's contrasts table (its values win in DE files).
+_BIOLOGY = (*BIOLOGY_COLUMNS, BIOLOGY_SOURCE)
 
 
 @dataclass
@@ -238,9 +245,11 @@ def _de_obs(
     mode: str,
     sample_obs: pd.DataFrame | None,
     sep_obs: pd.DataFrame | None,
+    biology: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The ``obs`` of a release DE file: the 24 columns, the ontology ids, then
-    :data:`DE_EXTRA_COLUMNS`; the index is ``"<contrast> - <control>"``."""
+    :data:`DE_EXTRA_COLUMNS`; the index is ``"<contrast> - <control>"``. ``biology``:
+    the catalog's biology columns of the file's rows (in file order), which win."""
     n = len(obs)
     if mode == "separate" and "sample_id" in obs.columns:
         ids = _empty_as_none(_text(obs, "sample_id", ""))
@@ -253,12 +262,15 @@ def _de_obs(
         if known.any():
             rows = sample_obs.reindex(pd.Index(np.where(known, ids, "").astype(str)))
             for col in ("plate", "well", "pert_type", "library", "stimulation", "guide",
-                        "n_cells", "total_counts", "assay", *BIOLOGY_COLUMNS):  # fmt: skip
+                        "n_cells", "total_counts", "assay", *_BIOLOGY):  # fmt: skip
                 if col in base.columns or col not in rows.columns:
                     continue
                 vals = rows[col].astype(object).to_numpy()
                 vals[~known] = None
                 base[col] = pd.Series(vals, index=base.index, dtype=object)
+    if biology is not None:
+        for col in biology.columns:
+            base[col] = biology[col].astype(object).to_numpy()
     base["is_control"] = False  # a contrast is never a control row
     if "pert_type" in base.columns:
         pt = base["pert_type"].astype(object)
@@ -444,6 +456,17 @@ def _export(
                 return value
         return UNKNOWN
 
+    bio_cols = [c for c in _BIOLOGY if c in contrasts.columns]
+
+    def biology_of(rel: str, n: int) -> pd.DataFrame | None:
+        """The catalog's biology of the rows of one Effects file, in file order."""
+        if not bio_cols:
+            return None
+        rows = contrasts[contrasts["effects_file"] == rel].sort_values("file_row")
+        if rows["file_row"].tolist() != list(range(n)):
+            raise StoreError(f"{comp.path}: the catalog does not list the {n} rows of {rel}")
+        return rows[bio_cols].reset_index(drop=True)
+
     uns_base = {"pipeline": "perturbridge export release", "perturbridge_version": __version__}
     jobs: list[tuple[str, Any]] = [("effects", r) for r in files.itertuples(index=False)]
     jobs += [("samples", name) for name in names]
@@ -483,7 +506,7 @@ def _export(
                 sep_obs = _read_frame(comp.path / sep_rel, "obs")
         new_obs = _de_obs(
             obs, dataset=name, assay=assay_of(name), mode=mode,
-            sample_obs=samples_of(name), sep_obs=sep_obs,
+            sample_obs=samples_of(name), sep_obs=sep_obs, biology=biology_of(rel, len(obs)),
         )  # fmt: skip
         var, kind_ = _release_var(_read_frame(src, "var"))
         reports[name].var_index = kind_
