@@ -21,6 +21,7 @@ from ._ebayes import EBayesOptions, EBayesResult, ebayes
 from ._rstats import p_adjust_bh
 from .design import STAGE, ContextDesign, plan_contexts
 from .options import DEOptions
+from .quality import check_size
 
 __all__ = [
     "STDEV_SCALED",
@@ -394,14 +395,19 @@ def plan_fits(
     options: DEOptions,
 ) -> tuple[list[ContextDesign], Ledger]:
     """The fits of a run: :func:`~perturbridge.de.plan_contexts` with the design
-    options of ``options``."""
-    return plan_contexts(
+    options of ``options``; with quality weights, every fit's size is checked before
+    any work (:func:`~perturbridge.de.quality.check_size`)."""
+    designs, ledger = plan_contexts(
         samples,
         mode=mode,
         control_keys=control_keys,
         orphan_vehicles=options.orphan_vehicles,
         fit_per_control_group=options.fit_per_control_group,
     )
+    if options.quality_weights:
+        for design in designs:
+            check_size(design)
+    return designs, ledger
 
 
 def effects_of(

@@ -42,7 +42,6 @@ from ._quality import reml_weights
 from .design import ContextDesign
 from .options import DEOptions
 from .quality import (
-    check_size,
     dense_design,
     plate_design,
     quality_table,
@@ -110,9 +109,6 @@ def limma_trend(
     _check_finite(x, samples)
     obs = samples.obs
     designs, ledger = plan_fits(samples, mode=mode, control_keys=control_keys, options=opts)
-    if opts.quality_weights:  # every fit, before any work
-        for design in designs:
-            check_size(design)
     blocks: list[tuple[pd.DataFrame, dict[str, np.ndarray]]] = []
     for design in track(designs, description="limma-trend", enabled=progress):
         out = _fit_context(

@@ -38,7 +38,7 @@ from ._voom import voom_log_cpm, voom_weights
 from ._weighted import fit_condition_plate_weighted
 from .design import STAGE, ContextDesign
 from .options import DEOptions
-from .quality import check_size, dense_design, quality_table
+from .quality import dense_design, quality_table
 
 __all__ = ["check_counts", "limma_voom"]
 
@@ -140,9 +140,6 @@ def limma_voom(
     check_counts(x, samples, allow_non_integer=opts.allow_non_integer)
     obs = samples.obs
     designs, ledger = plan_fits(samples, mode=mode, control_keys=control_keys, options=opts)
-    if opts.quality_weights:  # every fit, before any work
-        for design in designs:
-            check_size(design)
     # genes: filterByExpr per fit; Effects keep the genes tested in at least one fit
     keeps = []
     for design in designs:
