@@ -38,6 +38,7 @@ __all__ = [
     "effects_of",
     "moderate_context",
     "plan_fits",
+    "run_params",
 ]
 
 #: The optional Effects layer ``stdev.unscaled * sqrt(s2.post)`` (the original release
@@ -75,6 +76,28 @@ def dense_rows(x: Any, rows: np.ndarray | slice) -> np.ndarray:
     """Rows of a (dense, sparse or backed) matrix as a dense float array."""
     block = x[rows]
     return np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=float)
+
+
+def run_params(
+    method: str, *, mode: ReplicateMode, options: DEOptions, **extra: Any
+) -> dict[str, Any]:
+    """A run's parameters as recorded in the Effects ``uns`` (before the design
+    options): mode, eBayes options, the method's own ``extra`` options, the method and,
+    only when on, the quality weights (so that the parameters, and the digests of
+    results, of runs without them stay as they were)."""
+    return {
+        "mode": mode,
+        "robust": options.robust,
+        "trend": options.trend,
+        "confint": options.confint,
+        **extra,
+        "method": method,
+        **(
+            {"quality_weights": True, "quality_design": options.quality_design}
+            if options.quality_weights
+            else {}
+        ),
+    }
 
 
 def design_params(options: DEOptions) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from ._effects import (
     effects_of,
     moderate_context,
     plan_fits,
+    run_params,
 )
 from ._linear import design_structure, fit_condition_plate
 from ._quality import reml_weights
@@ -121,20 +122,7 @@ def limma_trend(
         )
         if out is not None:
             blocks.append(out)
-    params = {
-        "mode": mode,
-        "robust": opts.robust,
-        "trend": opts.trend,
-        "confint": opts.confint,
-        "method": "limma-trend",
-        # only when on: the parameters (and the digests of results) of a run without
-        # quality weights stay as they were
-        **(
-            {"quality_weights": True, "quality_design": opts.quality_design}
-            if opts.quality_weights
-            else {}
-        ),
-    }
+    params = run_params("limma-trend", mode=mode, options=opts)
     effects = effects_of(blocks, samples, mode=mode, params=params, options=opts)
     return DEResult(effects, ledger)
 

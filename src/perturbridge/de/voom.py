@@ -31,6 +31,7 @@ from ._effects import (
     effects_of,
     moderate_context,
     plan_fits,
+    run_params,
 )
 from ._linear import DesignStructure, design_structure, fit_condition_plate
 from ._quality import array_weights_gene_by_gene, fit_sample_weighted
@@ -176,19 +177,14 @@ def limma_voom(
         )
         if out is not None:
             blocks.append(out)
-    params = {
-        "mode": mode,
-        "robust": opts.robust,
-        "trend": opts.trend,
-        "confint": opts.confint,
-        "span": opts.span,
-        "filter_genes": opts.filter_genes,
-        "normalization": opts.normalization,
-        "method": "limma-voom",
-        # only when on: the parameters (and the digests of results) of a run without
-        # quality weights stay as they were
-        **({"quality_weights": True} if opts.quality_weights else {}),
-    }
+    params = run_params(
+        "limma-voom",
+        mode=mode,
+        options=opts,
+        span=opts.span,
+        filter_genes=opts.filter_genes,
+        normalization=opts.normalization,
+    )
     var = samples.var.iloc[np.flatnonzero(tested)] if designs else samples.var
     effects = effects_of(blocks, samples, mode=mode, params=params, options=opts, var=var)
     return DEResult(effects, ledger, diagnostics)
