@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from perturbridge.search.index import IndexWriter, SearchIndex
-from perturbridge.search.methods import get_method, score_block
+from perturbridge.search.methods import get_method, score_blocks
 from perturbridge.search.queries import Query, ResolvedQuery
 
 N_GENES = 10_000
@@ -149,12 +149,13 @@ def _run(
     needs_ranks = m.needs_ranks if m else True
     cols = np.unique(np.concatenate([q.cols for q in queries])).astype(np.int64)
     t0, c0 = time.perf_counter(), time.process_time()
-    n = 0
-    # as search() reads and scores: each dataset's measured columns, every core
-    for block in index.blocks(cols=cols, rows=rows, ranks=needs_ranks, measured_only=True):
-        if m is not None:
-            score_block(m, queries, block, n_jobs=-1)
-        n += block.n_rows
+    # as search() reads and scores: each dataset's measured columns, every core, the next
+    # block read while one is scored
+    blocks = index.blocks(cols=cols, rows=rows, ranks=needs_ranks, measured_only=True)
+    if m is None:
+        n = sum(block.n_rows for block in blocks)
+    else:
+        n = sum(block.n_rows for block, _ in score_blocks(m, queries, blocks, n_jobs=-1))
     return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "rows": n}
 
 

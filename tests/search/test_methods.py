@@ -18,6 +18,7 @@ from perturbridge.search.methods import (
     get_method,
     list_methods,
     score_block,
+    score_blocks,
 )
 from perturbridge.search.queries import Query, ResolvedQuery
 
@@ -236,6 +237,16 @@ def test_score_block_in_threads_equals_one_call(name: str) -> None:
     np.testing.assert_array_equal(score_block(get_method(name), queries, block, n_jobs=-1), one)
     with pytest.raises(ValueError, match="n_jobs"):
         score_block(get_method(name), queries, block, n_jobs=0)
+    # several blocks: each one's scores, in order, the next read while one is scored
+    parts = [replace(block, rows=block.rows[a:b], values=block.values[a:b],
+                     ranks=None if block.ranks is None else block.ranks[a:b],
+                     n_measured=block.n_measured[a:b])
+             for a, b in ((0, 2500), (2500, 2600), (2600, 3000))]  # fmt: skip
+    for n_jobs in (1, 2):
+        got = list(score_blocks(get_method(name), queries, iter(parts), n_jobs=n_jobs))
+        assert [b.n_rows for b, _ in got] == [2500, 100, 400]
+        # (float32 matrix products of other sizes may round differently)
+        np.testing.assert_allclose(np.concatenate([s for _, s in got], axis=1), one, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from .index import SearchIndex as SearchIndex
     from .kernels import (
         cosine as cosine,
+        cosine_measured as cosine_measured,
         ks_enrichment as ks_enrichment,
+        ks_enrichment_of_values as ks_enrichment_of_values,
         spearman as spearman,
         wtcs as wtcs,
         xsum as xsum,
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
         get_method as get_method,
         list_methods as list_methods,
         score_block as score_block,
+        score_blocks as score_blocks,
     )
     from .null import (
         empirical_p as empirical_p,
@@ -56,8 +59,24 @@ if TYPE_CHECKING:
 #: each module → the public names it defines
 _EXPORTS = {
     ".index": ("SearchIndex",),
-    ".kernels": ("cosine", "ks_enrichment", "spearman", "wtcs", "xsum"),
-    ".methods": ("Block", "METHODS", "SearchMethod", "get_method", "list_methods", "score_block"),
+    ".kernels": (
+        "cosine",
+        "cosine_measured",
+        "ks_enrichment",
+        "ks_enrichment_of_values",
+        "spearman",
+        "wtcs",
+        "xsum",
+    ),
+    ".methods": (
+        "Block",
+        "METHODS",
+        "SearchMethod",
+        "get_method",
+        "list_methods",
+        "score_block",
+        "score_blocks",
+    ),
     ".null": ("empirical_p", "fdr_bh", "ncs", "null_rows", "random_queries"),
     ".queries": (
         "Query",

@@ -41,7 +41,7 @@ from ..compendium import Compendium
 from ..ids.genes import GeneResolver
 from ..progress import track
 from .index import SearchIndex
-from .methods import Block, SearchMethod, get_method, score_block
+from .methods import Block, SearchMethod, get_method, score_blocks
 from .null import empirical_p, fdr_bh, ncs, null_rows, random_queries
 from .queries import Query, ResolvedQuery, resolve_query
 from .results import HIT_COLUMNS, SearchResult, aggregate_compounds
@@ -452,11 +452,11 @@ def _score(
     zrows = rows["zarr_row"].to_numpy(dtype=np.int64)
     blocks = _blocks(comp, index, rows, cols=cols, method=method, options=options)
     total = math.ceil(n / options.block_rows) if index is not None else None
-    for block in track(blocks, description="search", enabled=options.progress, total=total):
+    tracked = track(blocks, description="search", enabled=options.progress, total=total)
+    for block, scores in score_blocks(method, queries, tracked, n_jobs=options.n_jobs):
         pos = np.searchsorted(zrows, block.rows)
         if (pos >= n).any() or (zrows[np.minimum(pos, n - 1)] != block.rows).any():
             raise RuntimeError("a block holds rows that were not selected")  # a bug
-        scores = score_block(method, queries, block, n_jobs=options.n_jobs)
         out[:, pos] = np.asarray(scores, dtype=np.float64)
     return out
 
