@@ -110,6 +110,11 @@ def test_de_files_have_release_obs_layers_and_var(exported: Path, built: dict[st
     assert group.obs["id"].astype(str).tolist() == [
         str(first[c]) for c in group.obs["condition"].astype(str)
     ]
+    # without separate-mode rows (the counts dataset) the id is the contrast name
+    src = ad.read_h5ad(built["store"] / "effects" / "sim_counts" / "group" / "CVCL_0023_de.h5ad")
+    got = ad.read_h5ad(exported / "sim_counts" / "group_rep" / "CVCL_0023_de.h5ad")
+    assert got.obs["id"].astype(str).tolist() == src.obs_names.tolist()
+    assert (got.obs["plate"] == "unknown").all() and got.obs["psbulk_cells"].isna().all()
     # ... and its plate and well are that sample's
     samples = ad.read_h5ad(built["store"] / "samples" / "sim_l1000.h5ad").obs
     ids = group.obs["id"].astype(str)

@@ -424,7 +424,11 @@ def _export(
     comp: Compendium, out: Path, datasets: Sequence[str] | None, *, progress: bool,
     block_rows: int,
 ) -> dict[str, Any]:  # fmt: skip
-    contrasts = comp.table("contrasts")
+    have = set(comp.sql("DESCRIBE contrasts")["column_name"])
+    bio_cols = [c for c in _BIOLOGY if c in have]  # stores of earlier versions lack them
+    cols = ", ".join(f'"{c}"' for c in ("dataset", "mode", "effects_file", "file_row", *bio_cols))
+    contrasts = comp.sql(f"SELECT {cols} FROM contrasts ORDER BY effects_file, file_row")
+    rows_of = contrasts.groupby("effects_file", sort=False).indices
     files = (
         contrasts[["dataset", "mode", "effects_file"]]
         .drop_duplicates()
@@ -456,13 +460,11 @@ def _export(
                 return value
         return UNKNOWN
 
-    bio_cols = [c for c in _BIOLOGY if c in contrasts.columns]
-
     def biology_of(rel: str, n: int) -> pd.DataFrame | None:
         """The catalog's biology of the rows of one Effects file, in file order."""
         if not bio_cols:
             return None
-        rows = contrasts[contrasts["effects_file"] == rel].sort_values("file_row")
+        rows = contrasts.iloc[rows_of[rel]]
         if rows["file_row"].tolist() != list(range(n)):
             raise StoreError(f"{comp.path}: the catalog does not list the {n} rows of {rel}")
         return rows[bio_cols].reset_index(drop=True)
