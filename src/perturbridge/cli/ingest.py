@@ -27,12 +27,16 @@ from ._common import (
     check_out_file,
     console,
     fail,
+    frame_table,
     print_samples,
     user_errors,
     write_samples,
 )
 
 if TYPE_CHECKING:
+    import anndata as ad
+    import pandas as pd
+
     from ..sources import IngestResult, SourceAdapter
     from ..sources._base import CliParameter
     from ..sources.l1000 import Genes
@@ -176,17 +180,90 @@ def ingest_l1000(
     except user_errors() as err:
         fail(err)
     print_samples(res, out, label=level3.name if level3 is not None else str(folder))
+    _print_coverage(res, refs)
 
 
 def _annotated(res: IngestResult, refs: Path | None) -> IngestResult:
-    """Resolve identities through the reference store, when one is given."""
+    """Resolve identities through the reference store, when one is given, and record the
+    store (its path and the SHA-256 of its manifest) in the Samples' provenance."""
     if refs is None:
         return res
     from ..ids.annotate import IdentityResolvers, annotate_samples
+    from ..io import file_sha256
 
     samples, notes = annotate_samples(res.samples, IdentityResolvers.from_store(str(refs)))
     res.ledger.extend(notes)
+    meta = dict(samples.uns.get("perturbridge", {}))
+    meta["provenance"] = {
+        **dict(meta.get("provenance", {})),
+        "references": {
+            "path": str(refs.resolve()),
+            "manifest_sha256": file_sha256(refs / "manifest.json"),
+        },
+    }
+    samples.uns["perturbridge"] = meta
     return type(res)(samples, res.ledger)
+
+
+#: The identity statuses of the coverage table, in its column order.
+STATUSES = ("resolved", "ambiguous", "unresolved")
+
+
+def identity_coverage(samples: ad.AnnData) -> pd.DataFrame:
+    """How many compounds (names of treated samples), cells (cell names) and genes
+    (``var`` rows) resolved, were ambiguous or stayed unresolved: counts per identity
+    (rows) and status (columns), and their ``total``.
+
+    A name whose samples got different statuses counts once, under its best status
+    (resolved, then ambiguous); a gene status outside the three (e.g. ``no_ensembl``)
+    counts as ``other``. Identities the reference store has no tables for (no status
+    column, or no status at all) are left out.
+    """
+    import pandas as pd
+
+    obs, var = samples.obs, samples.var
+    treated = obs[~obs["is_control"].astype(bool)]
+    parts = {
+        "compounds": (treated, "perturbagen", "compound_status"),
+        "cells": (obs, "cell_name", "cell_status"),
+    }
+    labels = dict(enumerate([*STATUSES, "other"]))
+    counts: dict[str, pd.Series] = {}
+    for what, (frame, name, column) in parts.items():
+        if column not in frame.columns or frame[column].isna().all():
+            continue
+        status = frame[column].astype("string").fillna("other")
+        rank = status.map({s: i for i, s in enumerate(STATUSES)}).fillna(len(STATUSES))
+        best = rank.groupby(frame[name].astype(str).to_numpy()).min()
+        counts[what] = best.astype(int).map(labels).value_counts()
+    if "gene_status" in var.columns:
+        status = var["gene_status"].astype("string").fillna("other")
+        counts["genes"] = status.where(status.isin(STATUSES), "other").value_counts()
+    table = pd.DataFrame(
+        [[int(c.get(s, 0)) for s in labels.values()] for c in counts.values()],
+        index=pd.Index(list(counts), name="identity"),
+        columns=list(labels.values()),
+    )
+    table["total"] = table.sum(axis=1)
+    return table
+
+
+def _print_coverage(res: IngestResult, refs: Path | None) -> None:
+    if refs is None:
+        return
+    table = identity_coverage(res.samples)
+    if not table["other"].any():
+        table = table.drop(columns=["other"])
+    shown = table.copy()
+    for col in shown.columns.drop("total"):
+        pct = 100 * table[col] / table["total"].clip(lower=1)
+        shown[col] = [f"{n:,} ({p:.1f} %)" for n, p in zip(table[col], pct, strict=True)]
+    console.print(frame_table(shown.reset_index(), f"identities resolved through {refs}"))
+    missing = [what for what in ("compounds", "cells", "genes") if what not in table.index]
+    if missing:
+        console.print(
+            f"not resolved (no tables for them in {refs}): {', '.join(missing)}", highlight=False
+        )
 
 
 def _parse_assignments(items: list[str], option: str) -> dict[str, list[str]]:
@@ -268,6 +345,7 @@ def _adapter_command(adapter: SourceAdapter) -> Any:
         except user_errors(TypeError) as err:
             fail(err)
         print_samples(res, out, label=name)
+        _print_coverage(res, refs)
 
     files = ", ".join(adapter.expected_files) or "see the parameters"
     command.__doc__ = (
