@@ -258,6 +258,37 @@ def test_collapse_log_first_and_max_mean(matrix_case):
     assert best2.report.set_index("input").loc["TP53", "action"] == "dropped_rule"
 
 
+def test_collapse_keeps_the_upstream_var_columns(matrix_case):
+    x, var, mapping = matrix_case
+    # L1000-like columns: Entrez id, probe id, landmark flag (one value per input column)
+    var = var.assign(
+        entrez_id=[f"e{i}" for i in range(8)],
+        probe_id=pd.Categorical([f"p{i}" for i in range(8)]),
+        is_landmark=[True, False, True, True, True, True, False, True],
+        mean=np.arange(8.0),
+        symbol=[f"up{i}" for i in range(8)],  # the resolved symbol replaces it
+    )
+    summed = collapse_genes(x, var, mapping, value_kind="counts").var
+    # TP53 ← TP53 (0) + P53 (1); SEPTIN7 ← SEPT7 (2) + SEPTIN7 (6); HLA-A ← HLA.A (7):
+    # the values of the first input column of each gene
+    assert summed["entrez_id"].tolist() == ["e0", "e2", "e7"]
+    assert summed["probe_id"].tolist() == ["p0", "p2", "p7"]
+    assert summed["is_landmark"].tolist() == [True, True, True]
+    assert str(summed["is_landmark"].dtype) == "boolean"
+    assert summed["mean"].tolist() == [0.0, 2.0, 7.0]
+    assert summed["symbol"].tolist() == ["TP53", "SEPTIN7", "HLA-A"]
+    # with max_mean, the values of the column that was kept
+    x2 = x.copy()
+    x2[:, 1] = 100.0
+    best = collapse_genes(x2, var, mapping, value_kind="log", rule="max_mean").var
+    assert best["entrez_id"].tolist() == ["e1", "e2", "e7"]
+    assert best["is_landmark"].tolist() == [False, True, True]
+    # genes added afterwards without the columns get missing values, not mixed types
+    more = pd.concat([best, pd.DataFrame({"symbol": ["X"]}, index=["ENSG_X"])])
+    assert str(more["is_landmark"].dtype) == "boolean"
+    assert pd.isna(more["is_landmark"].iloc[-1]) and pd.isna(more["entrez_id"].iloc[-1])
+
+
 def test_collapse_without_collisions_needs_no_rule(resolver):
     cols = ["TP53", "HLA-A"]
     x = np.arange(4.0).reshape(2, 2)

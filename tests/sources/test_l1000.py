@@ -504,19 +504,8 @@ def test_geo_phase2_spellings_prefixed_inchikeys_and_long_brd_ids(tmp_path, real
 
 def test_geo_probe_keyed_level3_with_real_probe_ids(tmp_path, real_genes, real_perts):
     """The 22,268-row releases key the GCTX by probe; gene_info then carries ``pr_id``."""
-    fx = _geo_fixture(tmp_path, 2, real_genes, real_perts)
+    _probe_keyed(tmp_path, real_genes, real_perts)
     probes = real_genes["pr_id"].tolist()
-    with GCTXFile(fx["level3"]) as f:
-        cols = f.col_ids
-    write_gctx(
-        fx["level3"],
-        fx["data"],
-        row_meta=pd.DataFrame(index=pd.Index(probes, name="id")),
-        col_meta=pd.DataFrame(index=cols),
-    )
-    info = tmp_path / "GSE70138_Broad_LINCS_gene_info_2017-03-06.txt"
-    gi = real_genes[["pr_id", "pr_gene_id", "pr_gene_symbol", "pr_is_lm", "pr_is_bing"]]
-    gi.to_csv(info, sep="\t", index=False)
     res = read_l1000(folder=tmp_path, phase=2, genes="all")
     var = res.samples.var
     assert var.index.tolist() == real_genes["pr_gene_id"].tolist()  # keyed by Entrez id
@@ -693,3 +682,64 @@ def test_real_plate_with_real_pert_info(tmp_path):
     known = pd.read_csv(shared_path(*PERTINFO), sep="\t", usecols=["pert_id"])["pert_id"]
     assert not trt.loc[trt["compound_inchikey"].isna(), "compound_id_source"].isin(known).any()
     assert res.samples.n_vars == 978
+
+
+@pytest.fixture(scope="module")
+def hgnc_genes():
+    from perturbridge.ids.genes import GeneResolver
+    from perturbridge.ids.tables import get_parser
+
+    tables = get_parser("hgnc").parse(shared_path("reference_hgnc", "hgnc_complete_set.txt.gz"))
+    return GeneResolver(tables["genes"], tables["gene_synonyms"])
+
+
+def _probe_keyed(tmp_path: Path, real_genes: pd.DataFrame, real_perts: pd.DataFrame) -> dict:
+    """A phase 2 series whose GCTX is keyed by probe ids (gene_info carries ``pr_id``)."""
+    fx = _geo_fixture(tmp_path, 2, real_genes, real_perts)
+    with GCTXFile(fx["level3"]) as f:
+        cols = f.col_ids
+    write_gctx(
+        fx["level3"],
+        fx["data"],
+        row_meta=pd.DataFrame(index=pd.Index(real_genes["pr_id"].tolist(), name="id")),
+        col_meta=pd.DataFrame(index=cols),
+    )
+    info = tmp_path / "GSE70138_Broad_LINCS_gene_info_2017-03-06.txt"
+    gi = real_genes[["pr_id", "pr_gene_id", "pr_gene_symbol", "pr_is_lm", "pr_is_bing"]]
+    gi.to_csv(info, sep="\t", index=False)
+    return fx
+
+
+def test_annotated_genes_keep_the_l1000_columns_into_effects(
+    tmp_path, real_genes, real_perts, hgnc_genes
+):
+    import anndata as ad
+
+    from perturbridge.de import run
+    from perturbridge.ids.annotate import IdentityResolvers, annotate_samples
+    from perturbridge.schema import validate_effects
+
+    _probe_keyed(tmp_path, real_genes, real_perts)
+    res = read_l1000(folder=tmp_path, phase=2, genes="all")
+    samples, _notes = annotate_samples(
+        res.samples, IdentityResolvers(genes=hgnc_genes), gene_rule="first"
+    )
+    validate_samples(samples)
+    var = samples.var
+    # the fixture's gene table, independently: Entrez id → probe id, landmark flag
+    genes = real_genes.set_index("pr_gene_id")
+    resolved = var["gene_status"] == "resolved"
+    assert resolved.sum() >= 25 and var.index[resolved].str.startswith("ENSG").all()
+    assert var["entrez_id"].notna().all()
+    assert var["probe_id"].tolist() == genes.loc[var["entrez_id"], "pr_id"].tolist()
+    landmark = (genes.loc[var["entrez_id"], "pr_is_lm"] == 1).tolist()
+    assert var["is_landmark"].tolist() == landmark and 0 < sum(landmark) < len(var)
+    # written and read back, then carried into the effects
+    samples.write_h5ad(tmp_path / "samples.h5ad")
+    back = ad.read_h5ad(tmp_path / "samples.h5ad")
+    assert back.var["probe_id"].astype(str).tolist() == var["probe_id"].tolist()
+    effects = run(back).effects
+    validate_effects(effects)
+    for col in ("entrez_id", "probe_id", "is_landmark"):
+        got = effects.var[col].astype(object).tolist()
+        assert got == back.var.loc[effects.var_names, col].astype(object).tolist()

@@ -440,7 +440,8 @@ class GeneCollapse:
         Samples × genes, columns in the order of ``var``.
     var
         One row per output gene, indexed by ``ensembl_gene_id``: ``symbol``,
-        ``hgnc_id``, ``n_inputs`` (input columns combined into it).
+        ``hgnc_id``, ``n_inputs`` (input columns combined into it), then the other
+        columns of the input ``var`` (:func:`upstream_var_columns`).
     report
         One row per input column: ``input``, ``position``, ``ensembl_gene_id``,
         ``action`` (``kept``, ``summed``, ``dropped_rule``, ``dropped_unresolved``,
@@ -450,6 +451,35 @@ class GeneCollapse:
     matrix: NDArray[np.floating[Any]] | sp.csr_matrix
     var: pd.DataFrame
     report: pd.DataFrame
+
+
+#: ``var`` columns that :func:`collapse_genes` makes (never taken from the input ``var``).
+COLLAPSE_COLUMNS = ("symbol", "hgnc_id", "n_inputs", "gene_status", "ensembl_gene_id")
+
+
+def upstream_var_columns(
+    var: pd.DataFrame, positions: np.ndarray, *, index: pd.Index
+) -> pd.DataFrame:
+    """The input ``var`` columns at ``positions`` (one per output gene), under ``index``.
+
+    Every column but :data:`COLLAPSE_COLUMNS` is kept (L1000: ``entrez_id``,
+    ``probe_id``, ``is_landmark``, ``is_bing``), with the value of the output gene's
+    representative input column (the first, or the one its ``rule`` chose). Booleans
+    become the nullable ``boolean`` dtype and text stays text with ``None`` for missing,
+    so that genes added later without them (unresolved genes kept under their id) get
+    missing values, not a column of mixed types.
+    """
+    cols = [c for c in var.columns if c not in COLLAPSE_COLUMNS]
+    out = pd.DataFrame(index=index)
+    for c in cols:
+        values = var[c].iloc[positions]
+        if pd.api.types.is_bool_dtype(values.dtype):
+            out[c] = pd.array(values.to_numpy(), dtype="boolean")
+        elif isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object:
+            out[c] = missing_as_none(values.astype(object)).to_numpy()
+        else:
+            out[c] = values.to_numpy()
+    return out
 
 
 def collapse_genes(
@@ -565,6 +595,7 @@ def collapse_genes(
     out_matrix = out_matrix.tocsr() if hasattr(out_matrix, "tocsr") else np.asarray(out_matrix)
     n_in = kept.groupby("ens", sort=False)["pos"].size().reindex(order).to_numpy()
     first_pos = kept.drop_duplicates("ens").set_index("ens")["pos"].reindex(order).to_numpy()
+    rep_pos = first_pos if rule in (None, "sum") else chosen["pos"].to_numpy()
     new_var = pd.DataFrame(
         {
             "symbol": row["symbol"].to_numpy()[first_pos],
@@ -573,6 +604,7 @@ def collapse_genes(
         },
         index=pd.Index(order, name="ensembl_gene_id"),
     )
+    new_var = pd.concat([new_var, upstream_var_columns(var, rep_pos, index=new_var.index)], axis=1)
     report = pd.DataFrame(
         {
             "input": ids.to_numpy(),
