@@ -66,6 +66,24 @@ def test_frames_of_older_stores_get_unknown_columns():
     assert all(out[c].iloc[0] == UNKNOWN for c in BIO)
 
 
+def test_a_store_built_before_the_columns_gives_them_as_unknown(tmp_path: Path):
+    import duckdb
+
+    comp = Compendium(tmp_path, {})
+    comp._con = duckdb.connect()
+    comp._con.execute(
+        "CREATE TABLE conditions AS SELECT * FROM (VALUES ('d:2', 'd', 'A', 'c', 10.0, 24.0), "
+        "('d:1', 'd', 'A', 'c', 2.0, 24.0)) t(condition_id, dataset, cell_context, "
+        "compound_id, pert_dose_uM, pert_time_h)"
+    )
+    every = comp.conditions()
+    assert every["condition_id"].tolist() == ["d:1", "d:2"]  # dose 2 before dose 10
+    assert all((every[c] == UNKNOWN).all() for c in BIO)
+    assert comp.conditions(sex="female").empty
+    assert len(comp.conditions(sex="unknown", disease="UNKNOWN")) == 2
+    comp.close()
+
+
 # ------------------------------------------------------------------ a store with references
 
 

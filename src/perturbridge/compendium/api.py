@@ -68,6 +68,8 @@ class Compendium(Resource):
         #: Effects files whose SHA-256 was checked (once per open)
         self._checked_files: set[str] = set()
         self._digests: dict[str, Any] = {}
+        #: catalog table → the FROM clause that gives it with the biology columns
+        self._views: dict[str, str] = {}
 
     # ----------------------------------------------------------- lifecycle
 
@@ -316,12 +318,12 @@ class Compendium(Resource):
     def _view_with_biology(self, table: str) -> str:
         """``table``, or a subquery adding the biology columns as ``unknown`` where the
         store was built before them."""
-        have = set(self.sql(f"DESCRIBE {table}")["column_name"])
-        missing = [c for c in CATALOG_BIOLOGY if c not in have]
-        if not missing:
-            return table
-        extra = ", ".join(f"'{UNKNOWN}' AS {c}" for c in missing)
-        return f"(SELECT *, {extra} FROM {table}) AS {table}"
+        if table not in self._views:
+            have = set(self.sql(f"DESCRIBE {table}")["column_name"])
+            missing = [c for c in CATALOG_BIOLOGY if c not in have]
+            extra = ", ".join(f"'{UNKNOWN}' AS {c}" for c in missing)
+            self._views[table] = f"(SELECT *, {extra} FROM {table}) AS {table}" if extra else table
+        return self._views[table]
 
     def contrasts(
         self,
