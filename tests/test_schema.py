@@ -8,7 +8,12 @@ import pytest
 
 from perturbridge.errors import SchemaError
 from perturbridge.samples import build_samples, coerce_obs
-from perturbridge.schema import SAMPLE_COLUMNS, empty_samples_obs, validate_samples
+from perturbridge.schema import (
+    BIOLOGY_COLUMNS,
+    SAMPLE_COLUMNS,
+    empty_samples_obs,
+    validate_samples,
+)
 
 
 def good_obs(n: int = 4) -> pd.DataFrame:
@@ -162,3 +167,37 @@ def test_the_vocabularies_are_the_values_of_their_types():
         assert getattr(schema, values) == get_args(getattr(schema, literal)), literal
     assert schema.REPLICATE_MODES == ("group", "separate")
     assert schema.ID_STATUSES == ("resolved", "ambiguous", "unresolved")
+
+
+def test_biology_columns_are_added_as_unknown_and_checked():
+    obs = make(good_obs()).obs
+    assert list(obs.columns[len(SAMPLE_COLUMNS) : len(SAMPLE_COLUMNS) + len(BIOLOGY_COLUMNS)]) == [
+        *BIOLOGY_COLUMNS
+    ]
+    assert (obs[list(BIOLOGY_COLUMNS)] == "unknown").all().all()
+    given = good_obs().assign(sex="female", development_stage="54-year-old stage")
+    assert set(make(given).obs["sex"]) == {"female"}
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "rule"),
+    [
+        ("sex", "F", r"'sex'.*must be one of \('female', 'male', 'unknown'\).*s0='F'"),
+        ("tissue_type", "cells", r"'tissue_type'.*must be one of"),
+        ("suspension_type", "nuclei", r"'suspension_type'.*must be one of"),
+        ("development_stage", "54 years", r"'development_stage'.*'<age>-year-old stage'"),
+        ("disease_ontology_term_id", "melanoma", r"'disease_ontology_term_id'.*ontology id"),
+    ],
+)
+def test_biology_vocabularies(column, value, rule):
+    adata = make(good_obs())
+    adata.obs[column] = value
+    with pytest.raises(SchemaError, match=rule):
+        validate_samples(adata)
+
+
+def test_biology_values_must_not_be_missing():
+    adata = make(good_obs())
+    adata.obs["tissue"] = pd.Categorical([None, "skin", "skin", "skin"])
+    with pytest.raises(SchemaError, match=r"'tissue'.*must not be missing \(use 'unknown'\)"):
+        validate_samples(adata)
