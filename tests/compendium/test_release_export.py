@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any, Literal
 
 import anndata as ad
 import numpy as np
@@ -128,8 +129,8 @@ def test_processed_files(exported: Path, built: dict[str, Path]) -> None:
         src = ad.read_h5ad(built["store"] / "samples" / f"{name}.h5ad")
         assert list(out.obs.columns[:24]) == RELEASE_24
         assert out.obs_names.tolist() == src.obs_names.tolist()
-        assert out.X.dtype == np.float32
-        np.testing.assert_array_equal(out.X, np.asarray(src.X).astype(np.float32))
+        assert out.X.dtype == src.X.dtype  # the Samples' own values, not rounded
+        np.testing.assert_array_equal(out.X, np.asarray(src.X))
         assert out.obs["is_control"].tolist() == src.obs["is_control"].tolist()
         assert (
             out.obs["pert_type"].astype(str).tolist() == src.obs["pert_type"].astype(str).tolist()
@@ -243,7 +244,8 @@ def _same_effects(a: Compendium, b: Compendium) -> None:
     ``-log10(p)``, computed from the float64 original in one store and from its float32
     rounding in the other). Genes only the first has (measured in Samples, never in an
     Effects file) are NaN there."""
-    for mode in a.modes:
+    modes: tuple[Literal["group", "separate"], ...] = ("group", "separate")
+    for mode in [m for m in modes if m in a.modes]:
         ta = a.contrasts(mode=mode).sort_values(["condition_id", "sample_id"], kind="stable")
         tb = b.contrasts(mode=mode).sort_values(["condition_id", "sample_id"], kind="stable")
         assert ta["condition_id"].tolist() == tb["condition_id"].tolist()
@@ -362,7 +364,7 @@ def test_no_half_written_tree(
     calls = []
     real = rx._write_de_file
 
-    def failing(*args: object, **kwargs: object) -> list[str]:
+    def failing(*args: Any, **kwargs: Any) -> list[str]:
         calls.append(1)
         if len(calls) == 3:
             raise OSError("disk full")

@@ -339,14 +339,16 @@ def _write_skeleton(path: Path, obs: pd.DataFrame, var: pd.DataFrame, uns: dict[
     adata.write_h5ad(path)
 
 
-def _copy_rows(src: Any, dst_group: Any, name: str, *, block_rows: int) -> None:
-    """Copy a 2-D HDF5 dataset as ``float32``, ``block_rows`` rows at a time."""
+def _copy_rows(
+    src: Any, dst_group: Any, name: str, *, block_rows: int, dtype: Any = _FLOAT
+) -> None:
+    """Copy a 2-D HDF5 dataset as ``dtype``, ``block_rows`` rows at a time."""
     n, m = src.shape
-    dst = dst_group.create_dataset(name, shape=(n, m), dtype=_FLOAT)
+    dst = dst_group.create_dataset(name, shape=(n, m), dtype=dtype)
     dst.attrs["encoding-type"] = "array"
     dst.attrs["encoding-version"] = "0.2.0"
     for r0 in range(0, n, block_rows):
-        dst[r0 : r0 + block_rows] = np.asarray(src[r0 : r0 + block_rows], dtype=_FLOAT)
+        dst[r0 : r0 + block_rows] = np.asarray(src[r0 : r0 + block_rows], dtype=dtype)
 
 
 def _write_de_file(
@@ -382,7 +384,8 @@ def _write_processed(
     uns: dict[str, Any],
     block_rows: int,
 ) -> None:
-    """The sample-level file: the Samples' ``X`` as ``float32``, release ``obs``/``var``."""
+    """The sample-level file: the Samples' ``X`` in its own dtype (large counts are not
+    rounded to float32), release ``obs``/``var``."""
     import h5py
     from anndata.io import read_elem, write_elem
 
@@ -392,9 +395,9 @@ def _write_processed(
             del dst["X"]
         x = src["X"]
         if isinstance(x, h5py.Dataset):
-            _copy_rows(x, dst, "X", block_rows=block_rows)
+            _copy_rows(x, dst, "X", block_rows=block_rows, dtype=x.dtype)
         else:  # sparse: compact already
-            write_elem(dst, "X", read_elem(x).astype(_FLOAT))
+            write_elem(dst, "X", read_elem(x))
 
 
 def _read_frame(path: Path, key: str) -> pd.DataFrame:
