@@ -13,14 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import shared_path
 from perturbridge.agreement.published import PublishedOptions, read_release, run_published
 from perturbridge.compendium import (
     Compendium,
     StoreError,
+    build,
     export_release,
     import_release,
     release_export as rx,
 )
+from perturbridge.io import file_sha256
 from perturbridge.schema import BIOLOGY_COLUMNS
 from perturbridge.simulate import AgreementDesign, simulate_agreement_store
 
@@ -76,8 +79,6 @@ def test_tree_layout_and_provenance(exported: Path, built: dict[str, Path]) -> N
     assert prov["datasets"]["sim_l1000"]["left_out"] == []
     for info in prov["datasets"].values():
         for f in info["files"]:
-            from perturbridge.io import file_sha256
-
             assert file_sha256(exported / f["path"]) == f["sha256"]
             assert file_sha256(built["store"] / f["source"]) == f["source_sha256"]
     assert counts["var_index"] == "ensembl"
@@ -386,3 +387,40 @@ def test_damaged_store_file_is_an_error(built: dict[str, Path], tmp_path: Path) 
     with pytest.raises(StoreError, match=r"CVCL_0023_de.h5ad does not match the store's manifest"):
         export_release(store, tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------------------ real data
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow  # a build of the real plate (two modes), an export and an import
+def test_round_trip_of_the_real_ljp005_plate(tmp_path: Path) -> None:
+    """The LJP005 A375 plate (354 wells: 328 treated, 26 DMSO) built, exported, read by
+    the published reader and imported again."""
+    plate = shared_path("l1000_cmapPy", "test_l1000.gct")
+    (tmp_path / "plan.toml").write_text(
+        '[store]\npath = "store"\n[executor]\nn_jobs = 1\n[[datasets]]\nname = "ljp005"\n'
+        f'source = "l1000"\ninputs = {{ level3 = "{plate}" }}\n'
+        'de = { modes = ["group", "separate"] }\n'
+    )
+    build(tmp_path / "plan.toml")
+    store = tmp_path / "store"
+    out = export_release(store, tmp_path / "release")
+    processed = ad.read_h5ad(out / "ljp005" / "ljp005_processed.h5ad").obs
+    assert list(processed.columns[:24]) == RELEASE_24
+    assert len(processed) == 354 and int(processed["is_control"].sum()) == 26
+    assert set(processed["cell_type"].astype(str)) == {"A375"}
+    assert (processed.loc[processed["is_control"], "perturbagen"] == "DMSO").all()
+    assert (processed.loc[processed["is_control"], "pert_type"] == "vehicle").all()
+    assert (processed["pert_time_h"] == 24.0).all()
+    data = read_release(out)
+    ds = data["ljp005"]
+    assert ds.processed is not None and int(ds.processed["is_control"].sum()) == 26
+    assert sorted(ds.group) == sorted(ds.replicate) == ["A375"]
+    import_release(out, tmp_path / "back")
+    with Compendium.open(store) as a, Compendium.open(tmp_path / "back") as b:
+        ca = a.conditions().drop(columns=["zarr_row_group"]).reset_index(drop=True)
+        cb = b.conditions().drop(columns=["zarr_row_group"]).reset_index(drop=True)
+        assert len(ca) == 328
+        pd.testing.assert_frame_equal(ca, cb, check_dtype=False, check_categorical=False)
+        _same_effects(a, b)
