@@ -6,6 +6,11 @@ A thin layer over :mod:`perturbridge.agreement`; the app adds the commands with
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -96,30 +101,76 @@ RetrievalArg = Annotated[
 ]
 
 
-def _ours(args: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Our profile's options among a command's arguments (``locals()`` at its start):
-    as keywords of ``AgreementOptions``, and the flags given a non-default value (the
-    published profile has fixed definitions, so they would be silently ignored there)."""
-    opts = {
-        "identity": args["identity"].value,
-        "max_log10_dose": args["max_log10_dose"],
-        "min_compounds": args["min_compounds"],
-        "alpha": args["alpha"],
-        "lfc_min": args["lfc_min"],
-        "zscore": args["zscore"].value,
-        "metrics": _split(args["metrics"]),
-        "score": args["score"].value,
-        "max_peers": args["max_peers"],
-        "n_boot": args["n_boot"],
-        "seed": args["seed"],
-        "dose_sensitivity": args["dose_sensitivity"],
-    }
-    changed = [
-        "--" + name.replace("_", "-")
-        for name, default in _DEFAULTS.items()
-        if args[name] != default
+#: The options of our profile that ``agreement`` and ``report`` share, declared once:
+#: name → (typed annotation, default). :func:`with_our_options` adds them to a command.
+OUR_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "identity": (IdentityArg, IdentityOption.parent),
+    "max_log10_dose": (MaxDoseArg, 1.0),
+    "min_compounds": (MinCompoundsArg, 10),
+    "alpha": (AlphaArg, 0.05),
+    "lfc_min": (LfcArg, None),
+    "zscore": (ZScoreArg, ZScoreOption.none),
+    "metrics": (MetricsArg, None),
+    "score": (ScoreArg, ScoreOption.euclidean),
+    "max_peers": (PeersArg, 50),
+    "n_boot": (BootArg, 2000),
+    "seed": (SeedArg, 0),
+    "dose_sensitivity": (DoseSensArg, False),
+}
+#: Options of our profile that the published profile takes too.
+_SHARED_WITH_PUBLISHED = frozenset({"n_boot"})
+
+
+@dataclass(frozen=True)
+class OurOptions:
+    """The values given for :data:`OUR_OPTIONS` on a command line."""
+
+    values: Mapping[str, Any]
+
+    def keywords(self) -> dict[str, Any]:
+        """As keywords of :class:`~perturbridge.agreement.options.AgreementOptions`."""
+        out = {k: v.value if isinstance(v, StrEnum) else v for k, v in self.values.items()}
+        out["metrics"] = _split(out["metrics"])
+        return out
+
+    def changed(self) -> list[str]:
+        """The flags given a non-default value that the published profile does not take
+        (its definitions are fixed, so they would be silently ignored there)."""
+        return [
+            "--" + name.replace("_", "-")
+            for name, (_, default) in OUR_OPTIONS.items()
+            if name not in _SHARED_WITH_PUBLISHED and self.values[name] != default
+        ]
+
+
+def with_our_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` with :data:`OUR_OPTIONS` in place of its parameter ``ours``, which
+    receives them as one :class:`OurOptions`."""
+    sig = inspect.signature(command)
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    added = [
+        inspect.Parameter(name, kind, annotation=annotation, default=default)
+        for name, (annotation, default) in OUR_OPTIONS.items()
     ]
-    return opts, changed
+    params: list[inspect.Parameter] = []
+    for prm in sig.parameters.values():
+        params += added if prm.name == "ours" else [prm]
+    if len(params) == len(sig.parameters):
+        raise TypeError(f"{command.__name__} has no parameter 'ours'")
+    hints = typing.get_type_hints(command, include_extras=True)
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        ours = OurOptions({name: kwargs.pop(name) for name in OUR_OPTIONS})
+        command(**kwargs, ours=ours)
+
+    wrapper.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=[p.replace(annotation=hints.get(p.name, p.annotation)) for p in params]
+    )
+    wrapper.__annotations__ = {p.name: hints.get(p.name, p.annotation) for p in params} | {
+        "return": None
+    }
+    return wrapper
 
 
 def agreement_table(res: Any) -> Table:
@@ -171,21 +222,11 @@ def agreement_table(res: Any) -> Table:
     return table
 
 
+@with_our_options
 def agreement_cmd(
     store: Annotated[Path, typer.Argument(help="A compendium store.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (tables).")],
-    identity: IdentityArg = IdentityOption.parent,
-    max_log10_dose: MaxDoseArg = 1.0,
-    min_compounds: MinCompoundsArg = 10,
-    alpha: AlphaArg = 0.05,
-    lfc_min: LfcArg = None,
-    zscore: ZScoreArg = ZScoreOption.none,
-    metrics: MetricsArg = None,
-    score: ScoreArg = ScoreOption.euclidean,
-    max_peers: PeersArg = 50,
-    n_boot: BootArg = 2000,
-    seed: SeedArg = 0,
-    dose_sensitivity: DoseSensArg = False,
+    ours: OurOptions = OurOptions({}),
     progress: ProgressArg = True,
     profile: ProfileArg = ProfileOption.perturbridge,
     weighting: WeightingArg = WeightingOption.auto,
@@ -206,7 +247,7 @@ def agreement_cmd(
 
         perturbridge agreement release/ --profile published --out published
     """
-    opts, changed = _ours(locals())
+    opts, changed = ours.keywords(), ours.changed()
     if profile == ProfileOption.published:
         _published_agreement(
             store,
@@ -214,7 +255,7 @@ def agreement_cmd(
             changed=changed,
             weighting=weighting.value,
             datasets=_split(datasets),
-            n_boot=n_boot,
+            n_boot=opts["n_boot"],
             replicates=replicates,
             retrieval=retrieval,
             progress=progress,
@@ -237,21 +278,6 @@ def agreement_cmd(
         f"retrieval queries, {counts.get('replicate_conditions', 0):,} conditions with "
         f"replicates; wrote {out}"
     )
-
-
-_DEFAULTS = {
-    "identity": IdentityOption.parent,
-    "max_log10_dose": 1.0,
-    "min_compounds": 10,
-    "alpha": 0.05,
-    "lfc_min": None,
-    "zscore": ZScoreOption.none,
-    "metrics": None,
-    "score": ScoreOption.euclidean,
-    "max_peers": 50,
-    "seed": 0,
-    "dose_sensitivity": False,
-}
 
 
 def _published_table(res: Any) -> Table:
@@ -387,6 +413,7 @@ def _published_report(
     console.print(f"wrote {path} (published profile, {res.weighting} weighting)")
 
 
+@with_our_options
 def report_cmd(
     store: Annotated[Path, typer.Argument(help="A compendium store.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The HTML report to write.")],
@@ -403,18 +430,7 @@ def report_cmd(
             "--evaluation", help="An evaluation folder (perturbridge evaluate): the models section."
         ),
     ] = None,
-    identity: IdentityArg = IdentityOption.parent,
-    max_log10_dose: MaxDoseArg = 1.0,
-    min_compounds: MinCompoundsArg = 10,
-    alpha: AlphaArg = 0.05,
-    lfc_min: LfcArg = None,
-    zscore: ZScoreArg = ZScoreOption.none,
-    metrics: MetricsArg = None,
-    score: ScoreArg = ScoreOption.euclidean,
-    max_peers: PeersArg = 50,
-    n_boot: BootArg = 2000,
-    seed: SeedArg = 0,
-    dose_sensitivity: DoseSensArg = False,
+    ours: OurOptions = OurOptions({}),
     profile: ProfileArg = ProfileOption.perturbridge,
     weighting: WeightingArg = WeightingOption.auto,
     datasets: DatasetsArg = None,
@@ -433,7 +449,7 @@ def report_cmd(
 
         perturbridge report release/ --profile published --out published.html
     """
-    opts, changed = _ours(locals())
+    opts, changed = ours.keywords(), ours.changed()
     if agreement is not None and profile == ProfileOption.published:
         from ..report.html import _profile_of
 
@@ -445,7 +461,7 @@ def report_cmd(
     if profile == ProfileOption.published and agreement is None:
         _published_report(
             store, out, changed=changed, figures=figures, weighting=weighting.value,
-            datasets=_split(datasets), n_boot=n_boot, retrieval=retrieval,
+            datasets=_split(datasets), n_boot=opts["n_boot"], retrieval=retrieval,
         )  # fmt: skip
         return
     try:
