@@ -28,9 +28,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "USER_ERRORS",
+    "CompoundFilter",
+    "ContextFilter",
+    "DatasetFilter",
+    "DoseFilter",
     "LedgerOutArg",
     "Mode",
     "RefsArg",
+    "TimeFilter",
     "cell",
     "check_out_file",
     "console",
@@ -88,6 +93,21 @@ RefsArg = Annotated[
         "--refs",
         help="Reference store (perturbridge refs build): resolve compounds, cells and genes.",
     ),
+]
+#: Filters of a store's conditions (``Compendium.conditions``), each repeatable.
+CompoundFilter = Annotated[
+    list[str] | None,
+    typer.Option("--compound", help="Compound id, InChIKey, upstream id or name (repeatable)."),
+]
+ContextFilter = Annotated[
+    list[str] | None, typer.Option("--context", help="Cell context id or name (repeatable).")
+]
+DatasetFilter = Annotated[
+    list[str] | None, typer.Option("--dataset", help="Dataset name (repeatable).")
+]
+DoseFilter = Annotated[list[float] | None, typer.Option("--dose", help="Dose in µM (repeatable).")]
+TimeFilter = Annotated[
+    list[float] | None, typer.Option("--time", help="Time in hours (repeatable).")
 ]
 LedgerOutArg = Annotated[
     Path | None, typer.Option("--ledger", help="Also write the ledger as TSV here.")

@@ -15,7 +15,19 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
-from ._common import Mode, check_out_file, console, fail, frame_table, user_errors
+from ._common import (
+    CompoundFilter,
+    ContextFilter,
+    DatasetFilter,
+    DoseFilter,
+    Mode,
+    TimeFilter,
+    check_out_file,
+    console,
+    fail,
+    frame_table,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -71,22 +83,11 @@ def _store_errors() -> tuple[type[BaseException], ...]:
 
 def effects_cmd(
     store: Annotated[Path, typer.Argument(help="Compendium store folder.")],
-    compound: Annotated[
-        list[str] | None,
-        typer.Option("--compound", help="Compound id, InChIKey, upstream id or name (repeatable)."),
-    ] = None,
-    context: Annotated[
-        list[str] | None, typer.Option("--context", help="Cell context id or name (repeatable).")
-    ] = None,
-    dataset: Annotated[
-        list[str] | None, typer.Option("--dataset", help="Dataset name (repeatable).")
-    ] = None,
-    dose: Annotated[
-        list[float] | None, typer.Option("--dose", help="Dose in µM (repeatable).")
-    ] = None,
-    time: Annotated[
-        list[float] | None, typer.Option("--time", help="Time in hours (repeatable).")
-    ] = None,
+    compound: CompoundFilter = None,
+    context: ContextFilter = None,
+    dataset: DatasetFilter = None,
+    dose: DoseFilter = None,
+    time: TimeFilter = None,
     genes: Annotated[
         list[str] | None,
         typer.Option(
