@@ -60,17 +60,18 @@ def encode_p(p: np.ndarray) -> np.ndarray:
 _MINUS_LN10 = np.float32(-np.log(10.0))
 
 
-def decode_p(x: np.ndarray) -> np.ndarray:
+def decode_p(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     """``p`` from :func:`encode_p`'s values, as float32.
 
     Computed in float32 (``exp(-ln(10) * x)``, vectorized: a 1,000-condition slice of
     20,000 genes decodes in a few hundredths of a second): within
     ``(2 * ln(10) * x + 6) * 2^-24`` relative of the float64 p-value for p above
     float32's smallest normal number (1.2e-38); smaller p-values underflow as float32
-    does.
+    does. ``out``: a float32 array to write into (may be ``x`` itself).
     """
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        return np.exp(np.asarray(x, dtype=np.float32) * _MINUS_LN10)
+        y = np.multiply(np.asarray(x, dtype=np.float32), _MINUS_LN10, out=out)
+        return np.exp(y, out=y)
 
 
 def _storage_dtype(layer: str, values: np.ndarray) -> type[np.floating]:

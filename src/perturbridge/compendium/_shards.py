@@ -367,7 +367,10 @@ def read_rows(
                 out[i] = row
         finally:
             os.close(fd)
+        if to_p:  # in place, in this thread: NumPy releases the GIL
+            decode_p(out[a:b], out=out[a:b])
 
+    to_p = decode and layout.encoding == NEG_LOG10
     n = len(starts)
     if threads <= 1 or n == 1:
         for k in range(n):
@@ -375,6 +378,4 @@ def read_rows(
     else:
         with ThreadPoolExecutor(min(threads, n)) as pool:
             list(pool.map(one_shard, range(n)))
-    if decode and layout.encoding == NEG_LOG10:
-        return decode_p(out)
     return out
