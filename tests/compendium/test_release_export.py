@@ -112,11 +112,22 @@ def test_de_files_have_release_obs_layers_and_var(exported: Path, built: dict[st
     assert group.obs["id"].astype(str).tolist() == [
         str(first[c]) for c in group.obs["condition"].astype(str)
     ]
-    # without separate-mode rows (the counts dataset) the id is the contrast name
+    # without separate-mode rows (the counts dataset): the first treated sample of the
+    # same context, compound, dose and time, and that sample's plate, well and cells
     src = ad.read_h5ad(built["store"] / "effects" / "sim_counts" / "group" / "CVCL_0023_de.h5ad")
-    got = ad.read_h5ad(exported / "sim_counts" / "group_rep" / "CVCL_0023_de.h5ad")
-    assert got.obs["id"].astype(str).tolist() == src.obs_names.tolist()
-    assert (got.obs["plate"] == "unknown").all() and got.obs["psbulk_cells"].isna().all()
+    got = ad.read_h5ad(exported / "sim_counts" / "group_rep" / "CVCL_0023_de.h5ad").obs
+    wells = ad.read_h5ad(built["store"] / "samples" / "sim_counts.h5ad").obs
+    for (_, row), (_, out_row) in zip(src.obs.iterrows(), got.iterrows(), strict=True):
+        same = wells[
+            (wells["cell_context"] == row["cell_context"])
+            & (wells["perturbagen"] == row["perturbagen"])
+            & (wells["pert_dose_uM"] == row["pert_dose_uM"])
+            & (wells["pert_time_h"] == row["pert_time_h"])
+            & ~wells["is_control"]
+        ]
+        assert out_row["id"] == same.index[0]
+        assert out_row["plate"] == same["plate"].iloc[0]
+        assert out_row["psbulk_cells"] == same["n_cells"].iloc[0]
     # ... and its plate and well are that sample's
     samples = ad.read_h5ad(built["store"] / "samples" / "sim_l1000.h5ad").obs
     ids = group.obs["id"].astype(str)

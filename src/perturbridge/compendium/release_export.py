@@ -237,6 +237,43 @@ def _first_samples(obs: pd.DataFrame, sep_obs: pd.DataFrame | None) -> np.ndarra
     return out
 
 
+_KEY_COLUMNS = ("cell_context", "compound_id_source", "perturbagen", "pert_dose_uM", "pert_time_h")
+
+
+def _keys(obs: pd.DataFrame) -> list[tuple[str, ...]] | None:
+    """Treated-condition keys of rows (context, upstream compound id, name, dose and time
+    as ``%.12g``), or ``None`` when ``obs`` lacks a key column."""
+    if not set(_KEY_COLUMNS) <= set(obs.columns):
+        return None
+    cols: list[Sequence[str]] = [_text(obs, c, "").tolist() for c in _KEY_COLUMNS[:3]]
+    cols += [[f"{v:.12g}" for v in _floats(obs, c)] for c in _KEY_COLUMNS[3:]]
+    return list(zip(*cols, strict=True))
+
+
+def _matching_samples(obs: pd.DataFrame, sample_obs: pd.DataFrame | None) -> np.ndarray:
+    """Per Effects row, the first treated sample (in Samples order) with the row's key,
+    where exactly one row of the file has that key (else ``None``: the key does not say
+    which condition a sample belongs to, e.g. vehicles matched on extra columns)."""
+    out = np.full(len(obs), None, dtype=object)
+    if sample_obs is None:
+        return out
+    row_keys, sample_keys = _keys(obs), _keys(sample_obs)
+    if row_keys is None or sample_keys is None:
+        return out
+    treated = ~sample_obs["is_control"].fillna(False).to_numpy(dtype=bool)
+    first: dict[tuple[str, ...], str] = {}
+    for key, sid, ok in zip(sample_keys, sample_obs.index.astype(str), treated, strict=True):
+        if ok:
+            first.setdefault(key, sid)
+    seen: dict[tuple[str, ...], int] = {}
+    for key in row_keys:
+        seen[key] = seen.get(key, 0) + 1
+    for i, key in enumerate(row_keys):
+        if seen[key] == 1:
+            out[i] = first.get(key)
+    return out
+
+
 def _de_obs(
     obs: pd.DataFrame,
     *,
@@ -255,6 +292,9 @@ def _de_obs(
         ids = _empty_as_none(_text(obs, "sample_id", ""))
     else:
         ids = _first_samples(obs, sep_obs)
+        if sample_obs is not None and "is_control" in sample_obs.columns:
+            by_key = _matching_samples(obs, sample_obs)
+            ids = np.where(pd.isna(ids.astype(object)), by_key, ids)
     # the columns Effects do not carry come from the first replicate's sample
     base = obs.copy()
     if sample_obs is not None:
