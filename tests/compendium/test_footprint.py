@@ -17,7 +17,7 @@ from perturbridge.compendium._footprint import (
     is_p_layer,
     storage_effects,
 )
-from perturbridge.io import write_h5ad
+from perturbridge.io import file_sha256, write_h5ad
 
 EPS32 = 2.0**-24  # float32 rounding: half a unit in the last place, relative
 
@@ -156,3 +156,50 @@ def test_store_serves_p_values_from_neg_log10_arrays(built: dict[str, Path]) -> 
             x = -np.log10(exact)
             bound = (2 * np.log(10) * x + 6) * EPS32 * exact
             assert np.all(np.abs(got - exact) <= bound), layer
+
+
+def test_a_format_1_store_of_plain_p_values_is_read_as_it_is(
+    built: dict[str, Path], tmp_path: Path
+) -> None:
+    """Stores of format 1 hold plain p-values (no encoding attribute): read unchanged."""
+    import json
+    import shutil
+
+    import zarr
+
+    from perturbridge.compendium import Compendium
+    from perturbridge.compendium._shards import (
+        ShardWriter,
+        create_row_sharded,
+        read_rows,
+        row_sharded_layout,
+    )
+
+    store = tmp_path / "store"
+    shutil.copytree(built["store"], store, ignore=shutil.ignore_patterns(".cache", ".lock"))
+    path = store / "zarr" / "group.zarr"
+    layout = row_sharded_layout(zarr.open_group(str(path), mode="r")["P.Value"])
+    assert layout is not None
+    p = read_rows(layout, np.arange(layout.n_rows))  # decoded: what a format 1 array held
+    shutil.rmtree(path / "P.Value")
+    group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+    lay = create_row_sharded(group, "P.Value", n_rows=layout.n_rows, n_cols=layout.n_cols,
+                             rows_per_shard=layout.rows_per_shard)  # fmt: skip
+    with ShardWriter(lay) as w:
+        for s, a in enumerate(range(0, lay.n_rows, lay.rows_per_shard)):
+            w.write(s, p[a : a + lay.rows_per_shard])
+    with pytest.warns(UserWarning, match="Consolidated metadata"):
+        zarr.consolidate_metadata(str(path))
+    manifest = json.loads((store / "manifest.json").read_text())
+    manifest["format_version"] = 1
+    files = manifest["zarr"]["files"]
+    for s, rec in w.records.items():
+        files[f"zarr/group.zarr/P.Value/c/{s}/0"] = rec.record()
+    for meta in path.rglob("zarr.json"):  # the array's and the group's (consolidated)
+        rel = meta.relative_to(store).as_posix()
+        files[rel] = {"bytes": meta.stat().st_size, "sha256": file_sha256(meta)}
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    with Compendium.open(store) as comp:
+        rows = comp.contrasts(mode="group")
+        got = comp.effects(rows, layer="P.Value").X
+    np.testing.assert_array_equal(got, p[rows["zarr_row"].to_numpy()])
