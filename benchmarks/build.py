@@ -289,6 +289,8 @@ def main() -> None:
                 "bytes_effects": _du(store / "effects"),
                 "bytes_samples": _du(store / "samples"),
                 "bytes_catalog": _du(store / "catalog"),
+                "bytes_task_cache_not_counted": _du(store / ".cache"),
+                "format_version": report.manifest["format_version"],
             },
         }
         print(json.dumps(result, indent=2))
