@@ -443,8 +443,9 @@ def _chunks(rows: np.ndarray, width: int) -> list[np.ndarray]:
 
 def _take(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """``x[rows][:, cols]`` (``cols`` a boolean mask), without copies where they are all."""
-    part = x if len(rows) == x.shape[0] else np.take(x, rows, axis=0)
-    return part if bool(cols.all()) else np.take(part, np.flatnonzero(cols), axis=1)
+    # (indexing, not np.take: np.take first copies a strided view, e.g. a gene-major block)
+    part = x if len(rows) == x.shape[0] else x[rows]
+    return part if bool(cols.all()) else part[:, np.flatnonzero(cols)]
 
 
 def _mask_groups(missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -575,8 +576,8 @@ def xsum(
     ):
         if len(cols) == 0:
             continue
-        rc = np.take(r, cols, axis=1).astype(np.int64)
+        rc = r[:, cols].astype(np.int64)
         extreme = (rc > 0) & ((rc <= n_extreme) | (rc > n - n_extreme))
-        vals = np.where(extreme, np.take(x, cols, axis=1), 0).astype(np.float64)
+        vals = np.where(extreme, x[:, cols], 0).astype(np.float64)
         total += sign * vals.sum(axis=1)
     return total

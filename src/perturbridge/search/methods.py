@@ -219,8 +219,9 @@ def _sets_es(block: Block, sets: Sequence[np.ndarray], weight: float, method: st
             c = len(part)
             pos = np.stack([f[0] for f in found], axis=1)  # (k, c): set gene j of set i
             # (k, c, n): set gene × set × condition, so each set's rows follow in turn
-            values = np.take(by_gene, pos, axis=0)
-            hit_ranks = np.take(ranks_by_gene, pos, axis=0)
+            # (indexing, not np.take: np.take first copies a strided view whole)
+            values = by_gene[pos]
+            hit_ranks = ranks_by_gene[pos]
             absent = ~np.stack([f[1] for f in found], axis=1)
             if absent.any():  # genes the block's conditions did not measure
                 hit_ranks[absent] = 0
@@ -277,7 +278,7 @@ class Cosine:
         out = cosine(q, block.values).reshape(len(queries), block.n_rows)
         if fast.any():
             rows = np.flatnonzero(fast)
-            values = np.take(block.values, rows, axis=0)
+            values = block.values[rows]
             out[np.ix_(full_q, rows)] = cosine_measured(q[full_q], values, norms[rows])
         return out
 
@@ -379,8 +380,8 @@ class XSum:
         for i, q in enumerate(queries):
             cols = q.cols
             pos, there = block.lookup(cols)
-            values = np.take(block.values, pos, axis=1)
-            hit_ranks = np.take(ranks, pos, axis=1)
+            values = block.values[:, pos]
+            hit_ranks = ranks[:, pos]
             values[:, ~there] = np.nan  # genes the block's conditions did not measure
             hit_ranks[:, ~there] = 0
             out[i] = xsum(
