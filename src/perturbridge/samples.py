@@ -76,9 +76,7 @@ def with_biology(obs: pd.DataFrame, facts: Mapping[str, str], *, source: str) ->
         raise KeyError(f"not biology columns: {bad}; biology columns: {list(BIOLOGY_COLUMNS)}")
     out = obs.copy()
     n = len(out)
-    src = np.asarray(
-        biology_values(out.get(BIOLOGY_SOURCE), n), dtype=object
-    )
+    src = np.asarray(biology_values(out.get(BIOLOGY_SOURCE), n), dtype=object)
     for name, value in facts.items():
         cur = np.asarray(biology_values(out.get(name), n), dtype=object)
         todo = cur == UNKNOWN
