@@ -84,6 +84,7 @@ def test_several_fits_keep_one_row_and_one_column_each(tmp_path: Path):
     assert bool(back.uns["ebayes"]["robust"]) is True
 
 
+@pytest.mark.slow
 @pytest.mark.r_oracle
 def test_r_engine_reports_the_same_priors(tmp_path: Path, r_oracle):
     from test_voom import count_samples

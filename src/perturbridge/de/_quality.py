@@ -186,9 +186,9 @@ def reml_weights(
                 if g < 2:
                     return np.ones(n), "converged"
         h = np.sum(q**2, axis=1)
-        hh = (q @ q.T) ** 2
-        info = z.T @ ((1 - 2 * h)[:, None] * z) + z.T @ hh @ z
-        info2 = info[1:, 1:] - np.outer(info[1:, 0], info[0, 1:]) / info[0, 0]
+        m = (q @ q.T) ** 2
+        m[np.diag_indices(n)] += 1 - 2 * h
+        info2 = _schur_of_z(m, z, contr=var_design is None)
         zz = np.mean(w[:, None] * resid**2 / s2[None, :], axis=1) - (1 - h)
         info2 = g * info2 + prior_info
         zz = g * zz + prior_n * (w - 1)
@@ -205,6 +205,19 @@ def reml_weights(
         if it == maxiter:
             return w, "iteration limit reached"
     return w, "converged"
+
+
+def _schur_of_z(m: FloatArray, z: FloatArray, *, contr: bool) -> FloatArray:
+    """``info[-1, -1] - info[-1, 1] info[1, -1] / info[1, 1]`` of ``info = Z' M Z``
+    (``M`` symmetric, ``Z = [1, Z2]``); with ``Z2 = contr.sum`` written out in O(n²)."""
+    if not contr:
+        info = z.T @ m @ z
+        return info[1:, 1:] - np.outer(info[1:, 0], info[0, 1:]) / info[0, 0]
+    rows = m.sum(axis=1)
+    i00 = float(rows.sum())
+    i0k = rows[:-1] - rows[-1]
+    ikk = m[:-1, :-1] - m[:-1, -1][:, None] - m[-1, :-1][None, :] + m[-1, -1]
+    return ikk - np.outer(i0k, i0k) / i00
 
 
 def array_weights_gene_by_gene(
