@@ -7,9 +7,14 @@ import stat
 import time
 from pathlib import Path
 
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
 import pytest
+from scipy import sparse
 
-from perturbridge.io import atomic_dir, atomic_file
+from perturbridge.io import atomic_dir, atomic_file, write_h5ad
 from perturbridge.io._atomic import STALE_PART_S, dir_mode, file_mode
 
 
@@ -103,3 +108,24 @@ def test_stale_temporaries_of_killed_writes_are_removed(tmp_path):
         (tmp / "f").write_text("x")
     assert not stale_dir.exists()
     assert fresh.exists()  # another writer may still be using it
+
+
+def test_write_h5ad_compressed_round_trips_every_kind_of_element(tmp_path):
+    rng = np.random.default_rng(0)
+    counts = sparse.random(40, 30, density=0.3, format="csr", random_state=1) * 100
+    a = ad.AnnData(
+        X=counts.astype(np.float32),
+        obs=pd.DataFrame({"plate": ["p1", "p2"] * 20}, index=[f"s{i}" for i in range(40)]),
+        var=pd.DataFrame(index=[f"g{i}" for i in range(30)]),
+        uns={"n": 3, "name": "x", "nested": {"v": 1.5}},  # scalars take no filters
+    )
+    a.layers["dense"] = rng.normal(size=(40, 30)).astype(np.float32)
+    path = write_h5ad(a, tmp_path / "a.h5ad", compress=True)
+    b = ad.read_h5ad(path)
+    assert (b.X != a.X).nnz == 0
+    np.testing.assert_array_equal(b.layers["dense"], a.layers["dense"])
+    assert b.uns["n"] == 3 and b.uns["nested"]["v"] == 1.5
+    assert b.obs["plate"].tolist() == a.obs["plate"].tolist()
+    with h5py.File(path) as f:
+        assert f["layers"]["dense"].compression == "gzip" and f["layers"]["dense"].shuffle
+        assert f["X"]["data"].compression == "gzip"
