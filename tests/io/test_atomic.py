@@ -112,7 +112,7 @@ def test_stale_temporaries_of_killed_writes_are_removed(tmp_path):
 
 def test_write_h5ad_compressed_round_trips_every_kind_of_element(tmp_path):
     rng = np.random.default_rng(0)
-    counts = sparse.random(40, 30, density=0.3, format="csr", random_state=1) * 100
+    counts = sparse.csr_matrix(sparse.random(40, 30, density=0.3, random_state=1) * 100)
     a = ad.AnnData(
         X=counts.astype(np.float32),
         obs=pd.DataFrame({"plate": ["p1", "p2"] * 20}, index=[f"s{i}" for i in range(40)]),
