@@ -318,8 +318,9 @@ def _de_obs(
     frame = release_obs(base, dataset=dataset, assay=assay)
     contrast = obs.index.astype(str).to_numpy()
     ctrl = _text(obs, "control_label", "")
-    index = [
-        c if " - " in c or not k else f"{c} - {k}" for c, k in zip(contrast, ctrl, strict=True)
+    index = [  # imported contrasts already end with their control
+        c if not k or c.endswith(f" - {k}") else f"{c} - {k}"
+        for c, k in zip(contrast, ctrl, strict=True)
     ]
     frame.index = pd.Index(index)
     fallback = np.where(pd.isna(ids.astype(object)), contrast, ids).astype(object)
