@@ -3,7 +3,9 @@
 :func:`run` is the entry point: it picks the method (:func:`list_methods`) from the
 Samples' value kind and runs it with perturbridge's engine (numerically equal to R
 limma/edgeR) or through R (:func:`perturbridge.de.r_limma.limma_r`). :class:`DEOptions`
-holds the options every method shares.
+holds the options every method shares. :func:`top_table` and :func:`decide_tests` are
+limma's ``topTable`` and ``decideTests`` on the Effects; sample quality weights
+(``arrayWeights``, ``voomWithQualityWeights``) are in :mod:`perturbridge.de.quality`.
 """
 
 from ..schema import OrphanVehicles, ReplicateMode

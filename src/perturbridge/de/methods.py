@@ -120,7 +120,9 @@ def run(
         Further ``obs`` columns a treated condition must share with its vehicle;
         default: those the source adapter declared, if any.
     options
-        Design, voom and eBayes options (:class:`~perturbridge.de.DEOptions`).
+        Design, voom, eBayes and sample quality weight options
+        (:class:`~perturbridge.de.DEOptions`; quality weights:
+        :mod:`perturbridge.de.quality`).
     progress
         Show a progress bar over fits.
 
