@@ -100,3 +100,26 @@ def test_prune_refuses_while_the_store_is_busy(rebuilt: dict) -> None:
 def test_prune_needs_a_complete_store(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="not a perturbridge compendium store"):
         prune(tmp_path)
+
+
+def test_import_conversions_are_kept_while_the_store_holds_their_files(rebuilt: dict) -> None:
+    store = rebuilt["store"]
+    cache = store / ".cache" / "tasks"
+    held = cache / "import" / ("a" * 64)  # its Effects file is in the store
+    gone = cache / "import" / ("b" * 64)
+    for d in (held, gone):
+        d.mkdir(parents=True)
+    (held / "effects.h5ad").write_bytes(
+        (store / "effects" / "sim_l1000" / "group" / "A375_de.h5ad").read_bytes()
+    )
+    (gone / "effects.h5ad").write_bytes(b"an older conversion")
+    (cache / "join").mkdir(exist_ok=True)
+    (cache / "join" / "ledger.parquet").write_bytes(b"x" * 10)
+    report = prune(store)
+    reasons = dict(zip(report.entries["path"], report.entries["reason"], strict=True))
+    assert reasons == {
+        f"tasks/import/{'b' * 64}": "import conversion not used by the store",
+        "tasks/join/ledger.parquet": "work file of a finished store update",
+    }
+    prune(store, dry_run=False)
+    assert held.is_dir() and not gone.exists() and not (cache / "join" / "ledger.parquet").exists()

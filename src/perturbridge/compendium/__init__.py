@@ -20,6 +20,7 @@ from .._lazy import lazy_exports, public_names
 if TYPE_CHECKING:  # the names for type checkers (re-exported)
     from ._build import BuildReport as BuildReport, build as build, plan_tasks as plan_tasks
     from ._common import BuildError as BuildError, PlanError as PlanError, StoreError as StoreError
+    from ._prune import PruneReport as PruneReport, prune as prune
     from .api import Compendium as Compendium
     from .executors import (
         Executor as Executor,
@@ -29,7 +30,6 @@ if TYPE_CHECKING:  # the names for type checkers (re-exported)
     from .export import export_anndata as export_anndata, export_shards as export_shards
     from .importer import import_release as import_release
     from .plan import BuildPlan as BuildPlan, load_plan as load_plan
-    from .prune import PruneReport as PruneReport, prune as prune
     from .release_export import export_release as export_release
     from .signatures import import_signatures as import_signatures
     from .store import store_digest as store_digest
@@ -39,12 +39,12 @@ if TYPE_CHECKING:  # the names for type checkers (re-exported)
 _EXPORTS = {
     "._build": ("BuildReport", "build", "plan_tasks"),
     "._common": ("BuildError", "PlanError", "StoreError"),
+    "._prune": ("PruneReport", "prune"),
     ".api": ("Compendium",),
     ".executors": ("Executor", "list_executors", "make_executor"),
     ".export": ("export_anndata", "export_shards"),
     ".importer": ("import_release",),
     ".plan": ("BuildPlan", "load_plan"),
-    ".prune": ("PruneReport", "prune"),
     ".release_export": ("export_release",),
     ".signatures": ("import_signatures",),
     ".store": ("store_digest",),
