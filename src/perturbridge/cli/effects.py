@@ -46,14 +46,15 @@ ROW_COLUMNS = (
     "cell_context",
     "cell_name",
     "perturbagen",
-    "compound_id",
+    "compound_inchikey",
     "pert_dose_uM",
     "pert_time_h",
     "replicate",
+    "condition_id",
     "contrast_id",
 )
 #: Columns written with --out but not printed.
-PRINT_HIDDEN = ("cell_name", "compound_id", "contrast_id")
+PRINT_HIDDEN = ("cell_name", "compound_inchikey", "condition_id", "contrast_id")
 #: Printed column names.
 PRINT_NAMES = {
     "cell_context": "context",
