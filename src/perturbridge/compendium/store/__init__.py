@@ -11,10 +11,12 @@ Layout::
                                                between two builds of the same plan)
       samples/<dataset>.h5ad                   Samples (rows sorted by cell context)
       effects/<dataset>/<mode>/<context>_de.h5ad   Effects, one file per context
+                                               (float32 layers, gzip; see ``_footprint``)
       zarr/<mode>.zarr/<layer>                 contrasts × union genes, float32, NaN
                                                where a gene was not measured
                                                (Zarr format 3, one row per inner chunk,
                                                ``chunk_conditions`` rows per shard file;
+                                               Blosc-zstd; p-value layers hold -log10(p);
                                                consolidated metadata)
       catalog/{datasets,samples,conditions,contrasts,genes,compounds,contexts,ledger}.parquet
       .cache/                                  the task cache (default place; see tasks)
