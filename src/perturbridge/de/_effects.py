@@ -16,7 +16,14 @@ from scipy import stats
 
 from ..io import provenance
 from ..ledger import Ledger
-from ..schema import EFFECT_LAYERS, EFFECT_OBS_COLUMNS, ReplicateMode, validate_effects
+from ..schema import (
+    BIOLOGY_COLUMNS,
+    BIOLOGY_SOURCE,
+    EFFECT_LAYERS,
+    EFFECT_OBS_COLUMNS,
+    ReplicateMode,
+    validate_effects,
+)
 from ._ebayes import EBayesOptions, EBayesResult, ebayes
 from ._rstats import p_adjust_bh
 from .design import STAGE, ContextDesign, plan_contexts
@@ -178,6 +185,9 @@ def contrast_meta(
     )
     if mode == "separate":
         meta["sample_id"] = rep.index.to_numpy(dtype=str)
+    for name in (*BIOLOGY_COLUMNS, BIOLOGY_SOURCE):  # one context: its samples' biology
+        if name in rep.columns:
+            meta[name] = rep[name].astype(str).to_numpy()
     return meta
 
 
