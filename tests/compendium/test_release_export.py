@@ -362,6 +362,8 @@ def test_export_errors(built: dict[str, Path], tmp_path: Path) -> None:
         export_release(built["store"], tmp_path / "full")
     with pytest.raises(KeyError, match=r"datasets \['nope'\] have no Effects in the store"):
         export_release(built["store"], tmp_path / "a", datasets=["nope"])
+    with pytest.raises(TypeError, match="datasets must be a list of dataset names, not the"):
+        export_release(built["store"], tmp_path / "a", datasets="sim_counts")
     with pytest.raises(ValueError, match="block_rows must be >= 1"):
         export_release(built["store"], tmp_path / "b", block_rows=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]

@@ -633,6 +633,8 @@ def export_release(
     """
     if block_rows < 1:
         raise ValueError(f"block_rows must be >= 1, found {block_rows}")
+    if isinstance(datasets, str):
+        raise TypeError(f"datasets must be a list of dataset names, not the string {datasets!r}")
     target = Path(out)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise FileExistsError(f"{target} is not empty; export into a new or empty folder")
