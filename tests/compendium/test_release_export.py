@@ -23,9 +23,11 @@ from perturbridge.compendium import (
     import_release,
     release_export as rx,
 )
-from perturbridge.io import file_sha256
+from perturbridge.io import file_sha256, write_h5ad
 from perturbridge.schema import BIOLOGY_COLUMNS
-from perturbridge.simulate import AgreementDesign, simulate_agreement_store
+from perturbridge.simulate import AgreementDesign, simulate_agreement_store, simulate_counts
+
+from ._fixtures import COUNTS_MODULE
 
 #: the published 24-column obs schema, written out here (not taken from the module)
 RELEASE_24 = [
@@ -350,6 +352,61 @@ def test_published_tables_of_the_export_equal_the_original(
     assert len(got.pairs) > 0 and len(got.summary) > 0 and len(got.replicate_conditions) > 0
     for name, frame in want.tables.items():
         pd.testing.assert_frame_equal(got.tables[name], frame, obj=name)
+
+
+def _counts_with_cids(path: Path, seed: int) -> Path:
+    """Count Samples of one cell line whose compounds have CIDs (drugNNNN → 5000 + N)."""
+    samples = simulate_counts(
+        n_genes=150, n_plates=2, conditions_per_plate=18, vehicles_per_plate=4, seed=seed
+    ).samples
+    names = samples.obs["perturbagen"].astype(str)
+    samples.obs["pubchem_cid"] = pd.array(
+        [pd.NA if n == "DMSO" else 5000 + int(n[4:]) for n in names], dtype="Int64"
+    )
+    samples.uns["perturbridge"] = {"kind": "samples", "value_kind": "counts", "provenance": {}}
+    for col in ("dataset", "assay", "plate", "well", "cell_context", "cell_name"):
+        samples.obs[col] = pd.Categorical(samples.obs[col].astype(str))
+    return write_h5ad(samples, path)
+
+
+def test_published_sample_pairs_weighting_reads_the_processed_files(tmp_path: Path) -> None:
+    """Two built count datasets with CIDs: the profile weighs matched conditions by the
+    processed samples of the export (sample_pairs), and its sample counts are those of
+    the store's Samples."""
+    parts = [f'[store]\npath = "store"\n[build]\nimports = ["{COUNTS_MODULE}"]\n']
+    for i in range(2):
+        h5ad = _counts_with_cids(tmp_path / f"counts{i}.h5ad", seed=i)
+        parts.append(
+            f'[[datasets]]\nname = "d{i}"\nsource = "test_counts_h5ad"\n'
+            f'inputs = {{ h5ad = "{h5ad}" }}\nde = {{ modes = ["group"] }}\n'
+        )
+    (tmp_path / "plan.toml").write_text("[executor]\nn_jobs = 1\n" + "\n".join(parts))
+    build(tmp_path / "plan.toml")
+    out = export_release(tmp_path / "store", tmp_path / "release")
+    res = run_published(out, options=PublishedOptions(n_boot=50, replicates=False))
+    assert res.weighting == "sample_pairs"
+    pairs = res.pairs
+    assert len(pairs) >= 10 and (pairs["n_sample_pairs"] > 1).any()
+
+    samples = {
+        d: ad.read_h5ad(tmp_path / "store" / "samples" / f"{d}.h5ad").obs for d in ("d0", "d1")
+    }
+
+    def n_samples(dataset: str, cid: str, dose: float, time: str) -> int:
+        obs = samples[dataset]
+        hit = (
+            (obs["pubchem_cid"].astype("Int64").astype(str) == cid)
+            & (obs["pert_dose_uM"] == dose)
+            & (obs["pert_time_h"].map(lambda v: f"{v:.12g}") == time)
+            & ~obs["is_control"]
+        )
+        return int(hit.sum())
+
+    for row in pairs.itertuples(index=False):
+        left = n_samples("d0", row.pubchem_cid, row.left_dose_uM, row.time_key)
+        right = n_samples("d1", row.pubchem_cid, row.right_dose_uM, row.time_key)
+        assert (row.n_left_samples, row.n_right_samples) == (left, right)
+        assert row.n_sample_pairs == left * right
 
 
 # ------------------------------------------------------------------------ errors
