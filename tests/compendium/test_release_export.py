@@ -144,6 +144,7 @@ def test_processed_files(exported: Path, built: dict[str, Path]) -> None:
         assert list(out.obs.columns[:24]) == RELEASE_24
         assert out.obs_names.tolist() == src.obs_names.tolist()
         assert out.X.dtype == src.X.dtype  # the Samples' own values, not rounded
+        assert out.uns["value_kind"] == src.uns["perturbridge"]["value_kind"]
         np.testing.assert_array_equal(out.X, np.asarray(src.X))
         assert out.obs["is_control"].tolist() == src.obs["is_control"].tolist()
         assert (
@@ -392,7 +393,7 @@ def test_published_sample_pairs_weighting_reads_the_processed_files(tmp_path: Pa
         d: ad.read_h5ad(tmp_path / "store" / "samples" / f"{d}.h5ad").obs for d in ("d0", "d1")
     }
 
-    def n_samples(dataset: str, cid: str, dose: float, time: str) -> int:
+    def n_samples(dataset: str, cid: Any, dose: Any, time: Any) -> int:
         obs = samples[dataset]
         hit = (
             (obs["pubchem_cid"].astype("Int64").astype(str) == cid)

@@ -497,6 +497,14 @@ def _export(
             sample_cache[name] = _read_frame(path, "obs") if path.is_file() else None
         return sample_cache[name]
 
+    def value_kind_of(name: str) -> str:
+        """What the Samples' X holds (``counts``, ``log_expression``, ...)."""
+        if "value_kind" in table.columns and name in table.index:
+            value = table.loc[name, "value_kind"]
+            if isinstance(value, str) and value:
+                return value
+        return UNKNOWN
+
     def assay_of(name: str) -> str:
         if table is not None and name in table.index and "assay" in table.columns:
             value = table.loc[name, "assay"]
@@ -534,7 +542,8 @@ def _export(
             target.parent.mkdir(parents=True, exist_ok=True)
             _write_processed(
                 src, target, obs=release_obs(sobs, dataset=name, assay=assay_of(name)),
-                var=var, uns={**uns_base, "kind": "processed"}, block_rows=block_rows,
+                var=var, block_rows=block_rows,
+                uns={**uns_base, "kind": "processed", "value_kind": value_kind_of(name)},
             )  # fmt: skip
             reports[name].files.append(
                 {"path": target.relative_to(out).as_posix(), "source": rel,
