@@ -36,7 +36,7 @@ import pandas as pd
 from .._version import __version__
 from ..io import atomic_dir, file_sha256
 from ..progress import track
-from ..schema import BIOLOGY_COLUMNS, BIOLOGY_SOURCE, EFFECT_LAYERS
+from ..schema import BIOLOGY_COLUMNS, BIOLOGY_SOURCE, EFFECT_LAYERS, UNKNOWN
 from ._common import StoreError, canonical_json
 from .api import Compendium
 from .release import ADJ_P_LAYERS
@@ -107,8 +107,6 @@ DE_EXTRA_COLUMNS: tuple[str, ...] = (
 RELEASE_LAYERS: tuple[str, ...] = (*EFFECT_LAYERS, "stdev.scaled")
 #: Replicate mode of the store → mode folder of the release.
 MODE_FOLDERS: Mapping[str, str] = {"group": "group_rep", "separate": "sep_rep"}
-#: Text sentinel of the release: no source says (CELLxGENE's ``unknown``).
-UNKNOWN = "unknown"
 #: ``guide`` of a chemically perturbed sample: there is no guide.
 NO_GUIDE = "none"
 _FLOAT = np.float32
