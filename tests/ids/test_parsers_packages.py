@@ -243,13 +243,19 @@ def test_tables_are_plain_frames(tmp_path: Path):
     assert str(t["compounds"]["pubchem_cid"].dtype) == "Int64"
 
 
-def test_store_name_keys_are_loaded_not_recomputed(tmp_path: Path, monkeypatch, no_network):
+def test_store_lookup_and_name_keys_are_loaded_not_recomputed(
+    tmp_path: Path, monkeypatch, no_network, caplog
+):
     from perturbridge.ids import compound_index
+    from perturbridge.ids.compound_lookup import LOOKUP_STEP, LOOKUP_VERSION
     from perturbridge.ids.names import NAME_RULES_VERSION
 
     st = RefStore.build(source_dir=_structures_dir(tmp_path), out=tmp_path / "refs")
     step = next(d for d in st.manifest["derived"] if d["step"] == "compound_name_keys")
     assert step["rules_version"] == NAME_RULES_VERSION and step["rows"] > 0
+    lookup = next(d for d in st.manifest["derived"] if d["step"] == LOOKUP_STEP)
+    assert lookup["version"] == LOOKUP_VERSION and lookup["majority"] == 0.65
+    assert set(lookup["rows"]) <= set(st.tables)
     queries = ["Imatinib mesylate", "17-beta-estradiol", "estradiol", "unknownium"]
     fresh = CompoundResolver.from_tables(
         compounds=st.table("compounds"), compound_synonyms=st.table("compound_synonyms")
@@ -262,15 +268,28 @@ def test_store_name_keys_are_loaded_not_recomputed(tmp_path: Path, monkeypatch, 
         return real(names)
 
     monkeypatch.setattr(compound_index, "name_key_table", counting)
+    # the saved lookup: only the 4 queries are keyed, the answers are the same
     loaded = CompoundResolver.from_store(st).resolve(queries)
-    # every reference name came with its keys; only the 4 queries were keyed
-    assert calls == [0, len(queries)]
+    assert calls == [len(queries)]
     pd.testing.assert_frame_equal(loaded, fresh)
+    # another majority threshold, or a lookup of another version: built from the
+    # tables, with the saved name keys (every reference name came with its keys)
+    calls.clear()
+    CompoundResolver.from_store(st, majority=0.8)
+    assert calls == [0]
+
+    def with_step(name: str, **changes: object) -> list[dict]:
+        return [{**d, **changes} if d["step"] == name else d for d in st.manifest["derived"]]
+
+    st.manifest["derived"] = with_step(LOOKUP_STEP, version=-1)
+    calls.clear()
+    with caplog.at_level("INFO", logger="perturbridge.ids.compound_lookup"):
+        again = CompoundResolver.from_store(st).resolve(queries)
+    assert calls == [0, len(queries)]
+    assert "refs build --force" in caplog.text
+    pd.testing.assert_frame_equal(again, fresh)
     # keys made by other name rules are not trusted
-    st.manifest["derived"] = [
-        {**d, "rules_version": -1} if d["step"] == "compound_name_keys" else d
-        for d in st.manifest["derived"]
-    ]
+    st.manifest["derived"] = with_step("compound_name_keys", rules_version=-1)
     calls.clear()
     CompoundResolver.from_store(st)
     assert calls and calls[0] > 0

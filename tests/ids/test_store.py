@@ -263,21 +263,24 @@ def _compound_parser(monkeypatch) -> None:
 def test_derived_compound_structures_use_the_compound_module(tmp_path: Path, monkeypatch):
     _compound_parser(monkeypatch)
     seen = {}
+    real = store_mod.compound_structures
 
     def compound_structures(compounds_df: pd.DataFrame, *, progress: bool) -> pd.DataFrame:
         seen["rows"] = len(compounds_df)
-        return compounds_df[["ref_id"]].assign(parent_inchikey="X")
+        return real(compounds_df, progress=progress).assign(parent_inchikey="X")
 
     monkeypatch.setattr(store_mod, "compound_structures", compound_structures)
     write(tmp_path / "src" / "tcmp_20200324.txt", "x\n")
     st = RefStore.build(source_dir=tmp_path / "src", out=tmp_path / "refs")
     assert seen == {"rows": 2}
     assert "compound_structures" in st.tables
-    assert st.table("compound_structures")["parent_inchikey"].tolist() == ["X", "X"]
+    assert set(st.table("compound_structures")["parent_inchikey"]) == {"X"}
     cmp_ = st.table("compounds")
     assert str(cmp_["pubchem_cid"].dtype) == "Int64"
     assert cmp_["pubchem_cid"].isna().tolist() == [False, True]
-    assert {"step": "compound_structures", "status": "done", "rows": 2} in st.manifest["derived"]
+    n_structures = len(st.table("compound_structures"))
+    step = {"step": "compound_structures", "status": "done", "rows": n_structures}
+    assert step in st.manifest["derived"]
     tcmp = next(i for i in st.manifest["inputs"] if i["parser"] == "tcmp")
     assert tcmp["version"] == "2020-03-24"
     with pytest.raises(StoreError, match="no online_pubchem parameter"):

@@ -348,10 +348,26 @@ def structure_donors(structured: pd.DataFrame) -> dict[int, int]:
     return dict(zip(first["block"].to_numpy(), first.index.to_numpy(), strict=True))
 
 
-def parent_info(parents: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Per parent InChIKey: preferred name, most frequent CID, a representative id."""
+#: Columns of :func:`parent_table`.
+PARENT_COLUMNS: Final[tuple[str, ...]] = (
+    "parent_inchikey",
+    "name",
+    "pubchem_cid",
+    "ref_source",
+    "ref_id",
+)
+
+
+def parent_table(parents: pd.DataFrame) -> pd.DataFrame:
+    """Per parent InChIKey: preferred name, most frequent CID, a representative id.
+
+    ``parents`` are reference records with a ``parent_inchikey``; returns one row per
+    parent key with :data:`PARENT_COLUMNS` (``pubchem_cid`` as ``Int64``).
+    """
     if parents.empty:
-        return {}
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in PARENT_COLUMNS}).astype(
+            {"pubchem_cid": "Int64"}
+        )
     p = parents.assign(
         is_brd=_mask(
             parents["name"], lambda v: not isinstance(v, str) or bool(BRD_PATTERN.match(v))
@@ -369,18 +385,37 @@ def parent_info(parents: pd.DataFrame) -> dict[str, dict[str, Any]]:
         .drop_duplicates("parent_inchikey")
         .set_index("parent_inchikey")["pubchem_cid"]
     )
-    out: dict[str, dict[str, Any]] = {}
-    for key, name, src, rid in zip(
-        first.index, first["name"], first["ref_source"], first["ref_id"], strict=True
-    ):
-        c = cid.get(key)
-        out[key] = {
+    names = first["name"].astype(object)
+    return pd.DataFrame(
+        {
+            "parent_inchikey": first.index.to_numpy(dtype=object),
+            "name": none_where_not(names, _mask(names, lambda v: isinstance(v, str))).to_numpy(),
+            "pubchem_cid": pd.array(cid.reindex(first.index).to_numpy(), dtype="Int64"),
+            "ref_source": first["ref_source"].to_numpy(dtype=object),
+            "ref_id": first["ref_id"].to_numpy(dtype=object),
+        }
+    )
+
+
+def parent_info(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """A :func:`parent_table` as a dict: parent InChIKey → its other columns (CID an int)."""
+    cids = [None if pd.isna(c) else int(c) for c in table["pubchem_cid"]]
+    return {
+        key: {
             "name": name if isinstance(name, str) else None,
-            "pubchem_cid": None if c is None or pd.isna(c) else int(c),
+            "pubchem_cid": c,
             "ref_source": src,
             "ref_id": rid,
         }
-    return out
+        for key, name, c, src, rid in zip(
+            table["parent_inchikey"].to_numpy(),
+            table["name"].to_numpy(),
+            cids,
+            table["ref_source"].to_numpy(),
+            table["ref_id"].to_numpy(),
+            strict=True,
+        )
+    }
 
 
 NAME_KEY_COLUMNS: Final[tuple[str, ...]] = ("synonym", "rank", "nkey", "alt")
@@ -515,19 +550,33 @@ def build_index(
 # query helpers
 
 
-def query_keys(qstr: np.ndarray, kinds: np.ndarray) -> pd.DataFrame:
-    """The ranked lookup keys of every query (``qid``, ``rank``, ``key``, ``alt``, ``mtype``)."""
+def query_keys(
+    qstr: np.ndarray, kinds: np.ndarray, *, name_keys: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The ranked lookup keys of every query (``qid``, ``rank``, ``key``, ``alt``, ``mtype``).
+
+    ``name_keys``: precomputed keys of names (:func:`name_key_rows`); name queries it
+    covers take their keys from it (the same rows, in the same order).
+    """
     rows: list[tuple[int, int, str, bool, str]] = []
     is_name = np.flatnonzero(kinds == "name")
     tiers = np.array([t.match_type for t in NAME_TIERS], dtype=object)
-    table = name_key_table([qstr[i] for i in is_name])
+    if name_keys is None:
+        table = name_key_table([qstr[i] for i in is_name])
+        qid, rank = is_name[table["i"].to_numpy()], table["tier"].to_numpy()
+        nkey, alt = table["key"].to_numpy(), table["alternative"].to_numpy()
+    else:
+        asked = pd.DataFrame({"qid": is_name, "synonym": qstr[is_name]})
+        table = asked.merge(name_key_rows(asked["synonym"].to_numpy(), name_keys), on="synonym")
+        qid, rank = table["qid"].to_numpy(), table["rank"].to_numpy()
+        nkey, alt = table["nkey"].to_numpy(), table["alt"].to_numpy()
     names = pd.DataFrame(
         {
-            "qid": is_name[table["i"].to_numpy()],
-            "rank": table["tier"].to_numpy(),
-            "key": table["tier"].astype(str).to_numpy() + KEY_SEP + table["key"].to_numpy(),
-            "alt": table["alternative"].to_numpy(),
-            "mtype": tiers[table["tier"].to_numpy()],
+            "qid": qid,
+            "rank": rank,
+            "key": rank.astype(str).astype(object) + KEY_SEP + nkey.astype(object),
+            "alt": alt,
+            "mtype": tiers[rank],
         }
     )
     for i, (q, k) in enumerate(zip(qstr, kinds, strict=True)):

@@ -113,10 +113,12 @@ from .compound_index import (
     detect_kind,
     empty_hits,
     parent_info,
+    parent_table,
     query_keys,
     reference_records,
     structure_donors,
 )
+from .compound_lookup import LOOKUP_TABLES, saved_lookup
 from .names import NAME_RULES_VERSION
 from .pubchem import PubChemClient
 from .tables import TABLE_COLUMNS
@@ -147,7 +149,14 @@ class CompoundResolver:
     otherwise adds about a millisecond per distinct structure).
     """
 
-    def __init__(self, records: pd.DataFrame, index: pd.DataFrame, *, majority: float | None):
+    def __init__(
+        self,
+        records: pd.DataFrame,
+        index: pd.DataFrame,
+        *,
+        majority: float | None,
+        parents: pd.DataFrame | None = None,
+    ):
         self._records = records
         self._index = index
         self._majority = majority
@@ -158,7 +167,9 @@ class CompoundResolver:
         self._refresh_columns()
         self._user = (records["ref_source"] == USER_SOURCE).to_numpy()
         self._source_code = pd.factorize(records["ref_source"])[0]
-        parents = records[records["parent_inchikey"].notna()]
+        if parents is None:
+            parents = parent_table(records[records["parent_inchikey"].notna()])
+        self._parents = parents
         self._parent_info = parent_info(parents)
 
     def _refresh_columns(self) -> None:
@@ -232,11 +243,20 @@ class CompoundResolver:
     def from_store(cls, store: _Store, **kwargs: Any) -> CompoundResolver:
         """A resolver from a reference store (anything with ``.table(name)``).
 
-        Uses the store's ``compound_structures`` table when it has one, and its
+        Loads the lookup the store saved (:mod:`perturbridge.ids.compound_lookup`) when
+        it is current; otherwise builds it with :meth:`from_tables` from the store's
+        tables, using its ``compound_structures`` table when it has one, and its
         ``compound_name_keys`` when they were made by the name rules of this version
         (:data:`~perturbridge.ids.names.NAME_RULES_VERSION`, recorded in the manifest).
         Keyword arguments go to :meth:`from_tables`.
         """
+        majority = kwargs.get("majority", 0.65)
+        saved = saved_lookup(store, majority=majority)
+        if saved is not None:
+            if majority is not None and not 0.5 < majority <= 1.0:
+                raise ValueError(f"expected majority in (0.5, 1] or None, found {majority}")
+            records, index, parents = (saved[t] for t in LOOKUP_TABLES)
+            return cls(records, index, majority=majority, parents=parents)
         try:
             structures: pd.DataFrame | None = store.table("compound_structures")
         except (KeyError, FileNotFoundError, PerturbridgeError):
@@ -298,7 +318,8 @@ class CompoundResolver:
                 if block >= 0
             ]
             self._copy_structures(by_name)
-        self._parent_info = parent_info(self._records[self._records["parent_inchikey"].notna()])
+        self._parents = parent_table(self._records[self._records["parent_inchikey"].notna()])
+        self._parent_info = parent_info(self._parents)
         self._refresh_columns()
         logger.info(
             "%d of %d records without structure linked to one through their CID or name",
@@ -330,6 +351,14 @@ class CompoundResolver:
         self._block[target] = self._block[donor]
         rec["block"] = self._block
 
+    def lookup_tables(self) -> dict[str, pd.DataFrame]:
+        """The lookup as the tables a store saves (:mod:`~perturbridge.ids.compound_lookup`).
+
+        :meth:`from_store` loads them instead of building the lookup again.
+        """
+        records, index, parents = self._records, self._index, self._parents
+        return dict(zip(LOOKUP_TABLES, (records, index, parents), strict=True))
+
     # ----------------------------------------------------------------------------------
     # properties
 
@@ -337,6 +366,11 @@ class CompoundResolver:
     def records(self) -> pd.DataFrame:
         """The reference records with their standardized structures (a copy)."""
         return self._records.drop(columns=["block", "prio"]).copy()
+
+    @property
+    def majority(self) -> float | None:
+        """The majority threshold of the resolver (``None``: off)."""
+        return self._majority
 
     @property
     def n_compounds(self) -> int:
@@ -358,6 +392,7 @@ class CompoundResolver:
         *,
         kind: QueryKind | Sequence[str] = "auto",
         online: PubChemClient | None = None,
+        name_keys: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
         """Resolve many queries at once.
 
@@ -373,6 +408,10 @@ class CompoundResolver:
             A :class:`PubChemClient` to ask about names, CAS numbers, CIDs and Broad ids
             the reference leaves unresolved. ``None`` (the default) never touches the
             network.
+        name_keys
+            Precomputed keys of names
+            (:func:`~perturbridge.ids.compound_index.name_key_rows`): name queries it
+            covers are not keyed again (the store builder passes the keys it made).
 
         Returns
         -------
@@ -388,7 +427,7 @@ class CompoundResolver:
         frame["qstr"] = [v.strip() if isinstance(v, str) else None for v in values]
         uniq = frame.drop_duplicates(["qstr", "kind"]).reset_index(drop=True)
         uniq["qid"] = np.arange(len(uniq))
-        result = self._resolve_unique(uniq)
+        result = self._resolve_unique(uniq, name_keys=name_keys)
         resolve_typed_names(self, uniq, result)
         resolve_systematic(self, uniq, result)
         if online is not None:
@@ -432,7 +471,9 @@ class CompoundResolver:
 
     # the engine ------------------------------------------------------------------------
 
-    def _resolve_unique(self, uniq: pd.DataFrame) -> _Result:
+    def _resolve_unique(
+        self, uniq: pd.DataFrame, *, name_keys: pd.DataFrame | None = None
+    ) -> _Result:
         kinds = uniq["kind"].to_numpy()
         qstr = uniq["qstr"].to_numpy()
         res = _Result(len(uniq))
@@ -444,7 +485,7 @@ class CompoundResolver:
         if is_struct.size:
             self._fill_structures(res, is_struct, [str(qstr[i]) for i in is_struct])
 
-        keys = query_keys(qstr, kinds)
+        keys = query_keys(qstr, kinds, name_keys=name_keys)
         hits = self._hits(keys)
         decided = self._decide(hits)
         self._fill_decided(res, decided, hits)

@@ -68,7 +68,12 @@ if TYPE_CHECKING:
 __all__ = ["GeneCollapse", "GeneResolver", "collapse_genes", "gene_coverage"]
 
 #: Symbol kinds by priority (lower wins).
-SYMBOL_PRIORITY: dict[str, int] = {"symbol": 0, "prev": 1, "alias": 2, "ensembl_name": 3}
+SYMBOL_PRIORITY: dict[str, int] = {
+    "symbol": 0,
+    "prev": 1,
+    "alias": 2,
+    "ensembl_name": 3,
+}
 #: ``hgnc_id`` prefix of genes known only from an Ensembl/GENCODE gene table.
 ENSEMBL_ONLY_PREFIX = "ENSEMBL:"
 RESULT_COLUMNS = (
@@ -176,22 +181,40 @@ def best_per_key(s: pd.DataFrame, target: str) -> pd.DataFrame:
     """Collapse ``(key, target, kind, prio)`` rows to one row per key (vectorized).
 
     Keeps the rows of the best (lowest) priority of each key and returns, indexed by
-    key: ``n`` (distinct targets at that priority), ``kind``, ``prio``, ``candidates``
-    (``;``-joined targets, display only) and ``target`` itself where ``n`` is 1.
+    key (sorted): ``n`` (distinct targets at that priority), ``kind``, ``prio``,
+    ``candidates`` (``;``-joined targets in sorted order, display only) and ``target``
+    itself where ``n`` is 1. Among rows of one key, priority and target, the first in
+    input order gives the ``kind``.
     """
-    s = s.sort_values(["key", "prio", target], kind="stable").drop_duplicates(["key", target])
-    s = s[s["prio"].to_numpy() == s.groupby("key", sort=False)["prio"].transform("min").to_numpy()]
-    n = s.groupby("key", sort=False)[target].transform("size")
-    first = s.drop_duplicates("key").set_index("key")
+    kcode, keys = pd.factorize(s["key"], sort=True)
+    tcode, targets = pd.factorize(s[target], sort=True)
+    prio = s["prio"].to_numpy()
+    order = np.lexsort((tcode, prio, kcode))  # stable: ties keep the input order
+    kc, tc, pr = kcode[order], tcode[order], prio[order]
+    # one row per (key, target): the first, of the best priority of that pair
+    new_pair = np.ones(len(order), dtype=bool)
+    new_pair[1:] = (kc[1:] != kc[:-1]) | (tc[1:] != tc[:-1])
+    order, kc, tc, pr = order[new_pair], kc[new_pair], tc[new_pair], pr[new_pair]
+    # the rows of each key's best priority (its first row after the sort)
+    starts = np.ones(len(order), dtype=bool)
+    starts[1:] = kc[1:] != kc[:-1]
+    group = np.cumsum(starts) - 1
+    best = pr == pr[starts][group]
+    order, kc, tc, group = order[best], kc[best], tc[best], group[best]
+    n = np.bincount(group)
+    first = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    kind = s["kind"].to_numpy(dtype=object)
+    candidates = np.asarray(targets, dtype=object)[tc[first]]
+    multi = n[group] > 1
+    if multi.any():
+        names = np.asarray(targets, dtype=object)[tc[multi]]
+        joined = pd.Series(names).groupby(group[multi], sort=True).agg(";".join)
+        candidates[joined.index.to_numpy()] = joined.to_numpy()
     out = pd.DataFrame(
-        {"n": n.groupby(s["key"], sort=False).first(), "kind": first["kind"], "prio": first["prio"]}
+        {"n": n, "kind": kind[order[first]], "prio": prio[order[first]], "candidates": candidates},
+        index=pd.Index(np.asarray(keys, dtype=object)[kc[first]], name="key"),
     )
-    out["candidates"] = first[target]
-    multi = s[n.to_numpy() > 1]
-    if len(multi):
-        joined = multi.groupby("key", sort=False)[target].agg(";".join)
-        out.loc[joined.index, "candidates"] = joined
-    out[target] = none_where_not(first[target], out["n"] == 1)
+    out[target] = none_where_not(out["candidates"], out["n"] == 1)
     return out
 
 

@@ -12,6 +12,9 @@ Layout of a store folder::
       compound_synonyms.parquet
       compound_structures.parquet  (derived by perturbridge.ids.compound_index)
       compound_name_keys.parquet   (derived: the name keys of every reference name)
+      compound_records.parquet     (derived: the compound resolver's lookup, see
+      compound_lookup.parquet       perturbridge.ids.compound_lookup)
+      compound_parents.parquet
 
 Every table keeps the contract columns of :data:`~perturbridge.ids.tables.TABLE_COLUMNS`
 first (strings; ``pubchem_cid`` as nullable ``Int64``), then any extra columns of its
@@ -42,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from .._version import __version__
@@ -55,6 +59,7 @@ from ._frames import missing_as_none
 from .cell_ontology import CELL_ONTOLOGY_VERSION, SOURCE_BUILTIN, cell_ontology_tables
 from .cells import link_lincs_cells
 from .compound_index import compound_structures, name_key_rows, reference_names
+from .compound_lookup import LOOKUP_TABLES, lookup_step
 from .compounds import CompoundResolver
 from .names import NAME_RULES_VERSION
 from .parsers_packages import PACKAGE_SOURCES, SOURCE_FDA, installed_package_sources
@@ -66,7 +71,7 @@ __all__ = ["RefStore", "link_fda_names", "match_parser"]
 logger = logging.getLogger(__name__)
 
 #: Tables a store may hold besides the contract ones (derived steps).
-DERIVED_TABLES = ("compound_structures", "compound_name_keys")
+DERIVED_TABLES = ("compound_structures", "compound_name_keys", *LOOKUP_TABLES)
 _META_KEY = b"perturbridge.refstore"
 _SKIP_NAMES = frozenset({MANIFEST, "fetch_manifest.json"})
 _DATE_IN_NAME = re.compile(r"(?<!\d)(20\d{2})[-_]?([01]\d)[-_]?([0-3]\d)(?!\d)")
@@ -479,16 +484,18 @@ def _derive(
                 "parameter: it standardizes the structures the files give; build without it"
             )
         structures = compound_structures(tables["compounds"], progress=progress)
+        # the keys of every reference name, computed once (the FDA linking and the
+        # resolvers that load the store use them); the names of FDA substances are keyed
+        # once they are linked (most are not, and are dropped)
+        empty = pd.DataFrame(columns=list(TABLE_COLUMNS["compound_synonyms"]))
+        keys = _name_keys(tables["compounds"], tables.get("compound_synonyms", empty))
         if (tables["compounds"]["ref_source"] == SOURCE_FDA).any():
-            report = link_fda_names(tables, structures, progress=progress)
+            report = link_fda_names(tables, structures, name_keys=keys, progress=progress)
             derived.append({"step": "link_fda_names", "status": "done", **report})
             structures = _add_structures(structures, tables["compounds"], progress=progress)
+            keys = _name_keys(tables["compounds"], tables["compound_synonyms"], known=keys)
         tables["compound_structures"] = structures.reset_index(drop=True)
         derived.append({"step": "compound_structures", "status": "done", "rows": len(structures)})
-        # the keys of every reference name, computed once (resolvers load them)
-        empty = pd.DataFrame(columns=list(TABLE_COLUMNS["compound_synonyms"]))
-        names = reference_names(tables["compounds"], tables.get("compound_synonyms", empty))
-        keys = name_key_rows(pd.unique(names["synonym"].to_numpy()))
         tables["compound_name_keys"] = keys.reset_index(drop=True)
         derived.append(
             {
@@ -498,9 +505,47 @@ def _derive(
                 "rules_version": NAME_RULES_VERSION,
             }
         )
+        # the resolver's lookup, built once (resolvers load it: perturbridge.ids.compound_lookup)
+        resolver = CompoundResolver.from_tables(
+            compounds=tables["compounds"],
+            compound_synonyms=tables.get("compound_synonyms", empty),
+            structures=tables["compound_structures"],
+            name_keys=tables["compound_name_keys"],
+        )
+        lookup = resolver.lookup_tables()
+        tables.update(lookup)
+        rows = {name: len(df) for name, df in lookup.items()}
+        derived.append(lookup_step(majority=resolver.majority, rows=rows))
     elif online_pubchem:
         state.notes.append("online_pubchem ignored: the build has no compounds table")
     return derived
+
+
+def _name_keys(
+    compounds: pd.DataFrame, synonyms: pd.DataFrame, *, known: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The name keys of the reference names.
+
+    Without ``known`` (before linking): those of the other sources, and of the FDA
+    names that linking resolves (not the other names of FDA substances, most of which
+    are dropped with their substance); with ``known``: of every name, taken from
+    ``known`` where it has them.
+    """
+    if known is None:
+        fda = (synonyms["ref_source"] == SOURCE_FDA).to_numpy()
+        link = _fda_link_names(synonyms[fda])["synonym"].to_numpy()
+        compounds = compounds[(compounds["ref_source"] != SOURCE_FDA).to_numpy()]
+        names = reference_names(compounds, synonyms[~fda])["synonym"].to_numpy()
+        return name_key_rows(pd.unique(np.concatenate([names, link])))
+    names = reference_names(compounds, synonyms)["synonym"].to_numpy()
+    return name_key_rows(pd.unique(names), known)
+
+
+def _fda_link_names(fda_synonyms: pd.DataFrame) -> pd.DataFrame:
+    """The synonyms of FDA substances that :func:`link_fda_names` resolves."""
+    syn = fda_synonyms
+    kind = syn["name_type"] if "name_type" in syn else syn["kind"]
+    return syn[kind.isin(["display", "of", "name"]).to_numpy()]
 
 
 #: Match types accepted when a structureless record is linked by its name at build time
@@ -509,7 +554,11 @@ _LINK_MATCHES = frozenset({"synonym", "normalized_name", "desalted"})
 
 
 def link_fda_names(
-    tables: dict[str, pd.DataFrame], structures: pd.DataFrame, *, progress: bool = False
+    tables: dict[str, pd.DataFrame],
+    structures: pd.DataFrame,
+    *,
+    name_keys: pd.DataFrame | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Give the FDA substances (names, no structures) the structure their names resolve to.
 
@@ -523,21 +572,26 @@ def link_fda_names(
     resolvers never link at load time.
 
     ``tables`` (``compounds`` and ``compound_synonyms``) is updated in place;
-    ``structures`` is the ``compound_structures`` table of the other sources.
+    ``structures`` is the ``compound_structures`` table of the other sources;
+    ``name_keys``, precomputed keys of the reference names and of the FDA names to
+    link (:func:`~perturbridge.ids.compound_index.name_key_rows`), saves keying them
+    here.
     """
     comp, syn = tables["compounds"], tables["compound_synonyms"]
     is_named = (comp["ref_source"] == SOURCE_FDA).to_numpy()
     other_syn = syn[(syn["ref_source"] != SOURCE_FDA).to_numpy()]
     named_syn = syn[(syn["ref_source"] == SOURCE_FDA).to_numpy()]
     report: dict[str, Any] = {"substances": int(is_named.sum()), "linked": 0, "conflicting": 0}
-    linked = pd.DataFrame(columns=["ref_id", "smiles", "inchikey", "linked_by"])
+    linked = pd.DataFrame(columns=["ref_id", "conn", "smiles", "inchikey", "linked_by"])
     if (~is_named).any():
         resolver = CompoundResolver.from_tables(
-            compounds=comp[~is_named], compound_synonyms=other_syn, structures=structures
+            compounds=comp[~is_named],
+            compound_synonyms=other_syn,
+            structures=structures,
+            name_keys=name_keys,
         )
-        kind = named_syn["name_type"] if "name_type" in named_syn else named_syn["kind"]
-        names = named_syn[kind.isin(["display", "of", "name"]).to_numpy()]
-        out = resolver.resolve(names["synonym"], kind="name")
+        names = _fda_link_names(named_syn)
+        out = resolver.resolve(names["synonym"], kind="name", name_keys=name_keys)
         base = out["match_type"].fillna("").str.replace("+majority", "", regex=False)
         ok = (out["status"] == "resolved").to_numpy() & base.isin(_LINK_MATCHES).to_numpy()
         hits = pd.DataFrame(
@@ -582,13 +636,29 @@ def link_fda_names(
 def _add_structures(
     structures: pd.DataFrame, compounds: pd.DataFrame, *, progress: bool
 ) -> pd.DataFrame:
-    """``structures`` plus the structure strings of ``compounds`` it lacks."""
-    have = set(structures["smiles"])
-    missing = compounds[~compounds["smiles"].isin(have) & compounds["smiles"].notna()]
-    if missing.empty:
+    """``structures`` plus the structure strings of ``compounds`` it lacks.
+
+    The FDA substances took the canonical SMILES of the records they were linked to:
+    the standardized row of that canonical SMILES is the row it came from (same
+    structure), copied under the new string instead of standardized a second time.
+    Only strings no row has as its canonical SMILES are standardized.
+    """
+    have = pd.Index(structures["smiles"].dropna())
+    smiles = compounds["smiles"]
+    missing = pd.unique(smiles[~smiles.isin(have) & smiles.notna()].to_numpy())
+    if missing.size == 0:
         return structures
-    more = compound_structures(missing[["smiles"]], progress=progress)
-    return pd.concat([structures, more], ignore_index=True)
+    ok = structures[structures["error"].isna() & structures["canonical_smiles"].notna()]
+    donors = ok.drop_duplicates("canonical_smiles").set_index("canonical_smiles", drop=False)
+    known = pd.Index(missing).isin(donors.index)
+    copied = donors.loc[missing[known]].reset_index(drop=True)
+    copied["smiles"] = copied["canonical_smiles"].to_numpy()
+    parts = [structures, copied[structures.columns]]
+    if (~known).any():
+        parts.append(
+            compound_structures(pd.DataFrame({"smiles": missing[~known]}), progress=progress)
+        )
+    return pd.concat(parts, ignore_index=True)
 
 
 def _write_store(dest: Path, tables: dict[str, pd.DataFrame], manifest: dict[str, Any]) -> None:

@@ -1,0 +1,94 @@
+"""The compound resolver's lookup, saved in a reference store and loaded from it.
+
+Building a :class:`~perturbridge.ids.compounds.CompoundResolver` from the reference
+tables joins records with their structures, keys every reference name, builds the key
+index and links the records without a structure: seconds for a store of 40,000
+compounds, paid by every process that loads the store. The store builder does it once
+and saves the result as three derived tables:
+
+``compound_records``
+    the reference records as the resolver holds them (structures joined, structureless
+    records linked, a connectivity ``block`` code and a source ``prio`` per record);
+``compound_lookup``
+    the key index: ``key`` (a lookup key of :mod:`perturbridge.ids.compound_index`),
+    ``rec`` (the row of ``compound_records``);
+``compound_parents``
+    per parent InChIKey: the preferred name, CID and a representative record
+    (:func:`~perturbridge.ids.compound_index.parent_table`).
+
+The manifest's ``compound_lookup`` step records :data:`LOOKUP_VERSION`, the name rules
+version and the majority threshold they were made with; a resolver loads them only
+when all three are current, and otherwise rebuilds the lookup in memory (as for stores
+built before the step existed) with a log message that says to rebuild the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final, Protocol
+
+import numpy as np
+import pandas as pd
+
+from .names import NAME_RULES_VERSION
+
+__all__ = ["LOOKUP_STEP", "LOOKUP_TABLES", "LOOKUP_VERSION", "lookup_step", "saved_lookup"]
+
+logger = logging.getLogger(__name__)
+
+#: Version of the saved lookup's layout and of the rules that make it; bump it when
+#: :func:`~perturbridge.ids.compound_index.reference_records`,
+#: :func:`~perturbridge.ids.compound_index.build_index` or the linking of structureless
+#: records change what they produce.
+LOOKUP_VERSION: Final = 1
+LOOKUP_STEP: Final = "compound_lookup"
+LOOKUP_TABLES: Final[tuple[str, ...]] = ("compound_records", "compound_lookup", "compound_parents")
+_INT_COLUMNS: Final = {"compound_records": ("block", "prio"), "compound_lookup": ("rec",)}
+
+
+class _Store(Protocol):
+    def table(self, name: str) -> pd.DataFrame: ...
+
+
+def lookup_step(*, majority: float | None, rows: dict[str, int]) -> dict[str, Any]:
+    """The manifest entry of a saved lookup made with ``majority``."""
+    return {
+        "step": LOOKUP_STEP,
+        "status": "done",
+        "version": LOOKUP_VERSION,
+        "rules_version": NAME_RULES_VERSION,
+        "majority": majority,
+        "rows": rows,
+    }
+
+
+def saved_lookup(store: _Store, *, majority: float | None) -> dict[str, pd.DataFrame] | None:
+    """The saved lookup tables of ``store`` if they are current for ``majority``, else None.
+
+    Integer columns come back as NumPy ``int64`` (Parquet readers give ``Int64``).
+    """
+    manifest = getattr(store, "manifest", None) or {}
+    steps = [d for d in manifest.get("derived", []) if d.get("step") == LOOKUP_STEP]
+    if not steps:
+        if any(d.get("step") == "compound_structures" for d in manifest.get("derived", [])):
+            logger.info(
+                "the reference store has no saved compound lookup: built in memory; rebuild "
+                "the store (`perturbridge refs build --force`) to load it in a fraction of "
+                "the time"
+            )
+        return None
+    step = steps[-1]
+    want = {"version": LOOKUP_VERSION, "rules_version": NAME_RULES_VERSION, "majority": majority}
+    stale = {k: step.get(k) for k, v in want.items() if step.get(k) != v}
+    if stale:
+        logger.info(
+            "the store's compound lookup was made with %s, not %s: built in memory; rebuild "
+            "the store (`perturbridge refs build --force`) to load it",
+            stale,
+            {k: want[k] for k in stale},
+        )
+        return None
+    out = {name: store.table(name) for name in LOOKUP_TABLES}
+    for name, cols in _INT_COLUMNS.items():
+        out[name] = out[name].astype({c: np.int64 for c in cols})
+    return out
