@@ -23,6 +23,7 @@ from perturbridge.ids.reader import StoreError
 from perturbridge.ids.store import RefStore, match_parser
 
 from ._fixtures import write
+from .test_parsers_orgdb import write_orgdb
 
 # the public UNII list's layout (real UNIIs and display names of these substances)
 UNII_TXT = (
@@ -174,6 +175,7 @@ def fake_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "fda_unii_names": write(pkg / "UNII_Names.txt", UNII_TXT),
         "cellosaurus_cxg": _zst(pkg / "CVCL-ontology-55.0.json.zst", CVCL),
         "cell_ontology_cxg": _zst(pkg / "CL-ontology-v2026-03-26.json.zst", CL),
+        "org_hs_eg_db": write_orgdb(pkg / "org.Hs.eg.sqlite"),
     }
 
     def installed(names=None):

@@ -73,9 +73,13 @@ SYMBOL_PRIORITY: dict[str, int] = {
     "prev": 1,
     "alias": 2,
     "ensembl_name": 3,
+    "ncbi_symbol": 4,
+    "ncbi_alias": 5,
 }
 #: ``hgnc_id`` prefix of genes known only from an Ensembl/GENCODE gene table.
 ENSEMBL_ONLY_PREFIX = "ENSEMBL:"
+#: ``hgnc_id`` prefix of genes known only from NCBI Entrez Gene (``org.Hs.eg.db``).
+ENTREZ_ONLY_PREFIX = "ENTREZ:"
 RESULT_COLUMNS = (
     "input",
     "hgnc_id",
@@ -177,6 +181,41 @@ def _merge_ensembl_only(
     return genes, syn.drop_duplicates()
 
 
+def _merge_entrez_only(
+    genes: pd.DataFrame, gene_synonyms: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fold the genes of NCBI Entrez Gene (``org.Hs.eg.db``) into the others.
+
+    An Entrez gene whose Entrez id another record lists (HGNC) is that record: its row
+    is dropped and its symbols become weak synonyms of it. Its ids (``entrez``,
+    ``ensembl``) are added only where no other record has them, so that a second source
+    never makes an id ambiguous. The genes no other record knows stay ``ENTREZ:<id>``.
+    """
+    key = genes["hgnc_id"].astype(str)
+    ent_only = key.str.startswith(ENTREZ_ONLY_PREFIX).to_numpy()
+    if not ent_only.any():
+        return genes, gene_synonyms
+    others = genes[~ent_only].dropna(subset=["entrez_id"])
+    others = others.drop_duplicates("entrez_id", keep=False)
+    by_entrez = dict(zip(others["entrez_id"].astype(str), others["hgnc_id"], strict=True))
+    ent = genes[ent_only]
+    remap = {
+        k: by_entrez[str(e)]
+        for k, e in zip(ent["hgnc_id"], ent["entrez_id"], strict=True)
+        if str(e) in by_entrez
+    }
+    genes = genes[~genes["hgnc_id"].isin(list(remap)).to_numpy()]
+    ids = gene_synonyms["hgnc_id"].astype(str)
+    from_entrez = ids.str.startswith(ENTREZ_ONLY_PREFIX).to_numpy()
+    is_id = gene_synonyms["kind"].isin(["entrez", "ensembl"]).to_numpy()
+    known = gene_synonyms[~from_entrez & is_id]
+    pairs = pd.MultiIndex.from_frame(gene_synonyms[["kind", "synonym"]].astype(str))
+    taken = pairs.isin(pd.MultiIndex.from_frame(known[["kind", "synonym"]].astype(str)))
+    syn = gene_synonyms[~(from_entrez & is_id & taken)]
+    syn = syn.assign(hgnc_id=syn["hgnc_id"].map(remap).fillna(syn["hgnc_id"]))
+    return genes, syn.drop_duplicates()
+
+
 def best_per_key(s: pd.DataFrame, target: str) -> pd.DataFrame:
     """Collapse ``(key, target, kind, prio)`` rows to one row per key (vectorized).
 
@@ -248,6 +287,7 @@ class GeneResolver:
             if missing:
                 raise KeyError(f"table {name!r} lacks columns {missing}; found {list(df.columns)}")
         genes, gene_synonyms = _merge_ensembl_only(genes, gene_synonyms)
+        genes, gene_synonyms = _merge_entrez_only(genes, gene_synonyms)
         g = genes.drop_duplicates("hgnc_id").set_index("hgnc_id")
         self._genes = g[["symbol", "ensembl_gene_id", "entrez_id"]]
         syn = gene_synonyms[["hgnc_id", "synonym", "kind"]].dropna()

@@ -1,6 +1,6 @@
 """Reference tables shipped inside Python packages made for the field (read offline).
 
-Two installed packages carry reference data that ``refs build`` reads without a network:
+Installed packages carry reference data that ``refs build`` reads without a network:
 
 ===========================  ==============================  ==========================
 source                       package file                    tables
@@ -11,6 +11,9 @@ source                       package file                    tables
                              ``data/CVCL-ontology-*.json.zst``
 ``cell_ontology_cxg``        ``cellxgene_ontology_guide``    cells, cell_synonyms
                              ``data/CL-ontology-*.json.zst``
+``org_hs_eg_db``             R ``org.Hs.eg.db`` (Debian      genes, gene_synonyms
+                             ``r-bioc-org.hs.eg.db``)
+                             ``extdata/org.Hs.eg.sqlite``
 ===========================  ==============================  ==========================
 
 Each is also a registered file parser, so the same files can be put into a ``--from``
@@ -48,16 +51,18 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import pandas as pd
 
 from ..errors import FormatError
+from .parsers_orgdb import SOURCE_ORGDB
 from .tables import RefParser, list_parsers, register_parser
 
 __all__ = [
@@ -314,6 +319,9 @@ class PackageSource:
     parser: str
     description: str
     pick: Callable[[list[str]], str] | None = None
+    #: ``python``: a distribution found by :mod:`importlib.metadata`; ``r``: an R
+    #: package (as Debian installs Bioconductor's) found in the R library folders.
+    language: Literal["python", "r"] = "python"
 
 
 def _newest(paths: list[str]) -> str:
@@ -350,8 +358,23 @@ PACKAGE_SOURCES: Final[dict[str, PackageSource]] = {
             "Cell Ontology terms and synonyms (cellxgene build)",
             pick=_newest,
         ),
+        PackageSource(
+            SOURCE_ORGDB,
+            "org.Hs.eg.db",
+            "extdata/org.Hs.eg.sqlite",
+            SOURCE_ORGDB,
+            "NCBI Entrez genes, Ensembl ids, aliases (Bioconductor org.Hs.eg.db)",
+            language="r",
+        ),
     )
 }
+
+#: Where R packages are looked for (after ``R_LIBS``, ``R_LIBS_USER``, ``R_LIBS_SITE``).
+R_LIBRARIES: Final = (
+    "/usr/local/lib/R/site-library",
+    "/usr/lib/R/site-library",
+    "/usr/lib/R/library",
+)
 
 
 @dataclass(frozen=True)
@@ -391,6 +414,13 @@ def installed_package_sources(
     skipped: dict[str, str] = {}
     for n in want:
         src = PACKAGE_SOURCES[n]
+        if src.language == "r":
+            hit = _find_r_package_file(src)
+            if isinstance(hit, str):
+                skipped[n] = hit
+            else:
+                found.append(hit)
+            continue
         try:
             dist = metadata.distribution(src.distribution)
         except metadata.PackageNotFoundError:
@@ -407,6 +437,36 @@ def installed_package_sources(
             continue
         found.append(FoundPackageFile(src, path, rel, dist.version))
     return found, skipped
+
+
+def _r_libraries() -> list[Path]:
+    dirs = [
+        d
+        for var in ("R_LIBS", "R_LIBS_USER", "R_LIBS_SITE")
+        for d in os.environ.get(var, "").split(os.pathsep)
+        if d.strip()
+    ]
+    return [Path(d) for d in (*dirs, *R_LIBRARIES)]
+
+
+def _find_r_package_file(src: PackageSource) -> FoundPackageFile | str:
+    """The file of an R package source, or why it is not there."""
+    for lib in _r_libraries():
+        pkg = lib / src.distribution
+        if not (pkg / "DESCRIPTION").is_file():
+            continue
+        files = sorted(str(p.relative_to(pkg)) for p in pkg.glob(src.pattern) if p.is_file())
+        desc = (pkg / "DESCRIPTION").read_text(errors="replace")
+        m = re.search(r"^Version:\s*(\S+)", desc, re.MULTILINE)
+        version = m.group(1) if m else "unknown"
+        if not files:
+            return f"R package {src.distribution} {version} in {lib} has no file {src.pattern}"
+        rel = (src.pick or (lambda p: sorted(p)[-1]))(files)
+        return FoundPackageFile(src, pkg / rel, rel, version)
+    return (
+        f"R package {src.distribution} is not installed (looked in "
+        f"{', '.join(str(d) for d in _r_libraries())}; Debian: r-bioc-{src.distribution.lower()})"
+    )
 
 
 # the same parsers, for files copied into a --from folder

@@ -54,7 +54,7 @@ from ..io._atomic import atomic_dir, file_sha256
 from ..progress import track
 
 # the parser modules register their parsers (tables.list_parsers) when imported
-from . import parsers_compounds, parsers_genes_cells  # noqa: F401
+from . import parsers_compounds, parsers_genes_cells, parsers_orgdb  # noqa: F401
 from ._frames import missing_as_none
 from .cell_ontology import CELL_ONTOLOGY_VERSION, SOURCE_BUILTIN, cell_ontology_tables
 from .cells import link_lincs_cells
