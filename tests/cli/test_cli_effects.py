@@ -127,3 +127,39 @@ def test_top_table_of_one_condition(store: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(top["logFC"], lfc, rtol=1e-6)
     # the 7 smallest p-values of the condition's measured genes
     np.testing.assert_allclose(top["P.Value"], np.sort(p_all[~np.isnan(p_all)])[:7], rtol=1e-6)
+
+
+@pytest.mark.shared_data
+def test_the_real_ljp005_plate_answers(tmp_path: Path) -> None:
+    """The real LJP005 A375 plate, built into a store: a compound's doses in numeric
+    order, and the top table of one condition against the store's own adjusted p."""
+    from conftest import shared_path
+    from perturbridge.compendium import build
+
+    plate = shared_path("l1000_cmapPy", "test_l1000.gct")
+    (tmp_path / "plan.toml").write_text(
+        '[store]\npath = "store"\n[executor]\nn_jobs = 1\n[[datasets]]\nname = "ljp005"\n'
+        f'source = "l1000"\ninputs = {{ level3 = "{plate}" }}\nde = {{ modes = ["group"] }}\n'
+    )
+    build(tmp_path / "plan.toml")
+    store = tmp_path / "store"
+    with Compendium.open(store) as comp:
+        conds = comp.conditions()
+        doses = conds.groupby("perturbagen")["pert_dose_uM"].nunique()
+        compound = str(doses.idxmax())  # the compound with the most doses
+        genes = comp.genes()["symbol"].dropna().astype(str).head(3).tolist()
+        one = conds[conds["perturbagen"] == compound].iloc[-1]
+        adj = comp.effects(one["condition_id"], layer="adj.P.Value.within_one_contrast").X[0]
+    out = tmp_path / "e.csv"
+    code, text = _run(store, "--compound", compound, "--genes", ",".join(genes), "--out", out)
+    assert code == 0, text
+    got = pd.read_csv(out)
+    assert set(got["symbol"]) == set(genes)
+    for _, part in got.groupby("symbol"):
+        assert part["pert_dose_uM"].is_monotonic_increasing and part["pert_dose_uM"].nunique() > 2
+    top = tmp_path / "top.csv"
+    code, text = _run(store, "--compound", compound, "--dose", one["pert_dose_uM"], "--time",
+                      one["pert_time_h"], "--top", "10", "--out", top)  # fmt: skip
+    assert code == 0, text
+    table = pd.read_csv(top)
+    np.testing.assert_allclose(table["adj.P.Val"], np.sort(adj[~np.isnan(adj)])[:10], rtol=1e-5)
