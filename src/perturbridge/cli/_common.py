@@ -91,7 +91,8 @@ RefsArg = Annotated[
     Path | None,
     typer.Option(
         "--refs",
-        help="Reference store (perturbridge refs build): resolve compounds, cells and genes.",
+        help="Reference store (perturbridge refs build): resolve compounds, cells and genes "
+        "(prints how many resolved; the store goes in the provenance).",
     ),
 ]
 #: Filters of a store's conditions (``Compendium.conditions``), each repeatable.
