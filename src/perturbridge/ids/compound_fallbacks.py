@@ -3,7 +3,8 @@
 Called by :meth:`perturbridge.ids.compounds.CompoundResolver.resolve` on the distinct
 queries after the reference lookup: names as people type them (batch and dose notes,
 multi-name cells; :mod:`perturbridge.ids.name_parts`), then systematic names through
-OPSIN when it is installed (:mod:`perturbridge.ids.opsin`). Each fills the rows of the
+OPSIN when it is installed (:mod:`perturbridge.ids.opsin`), and, when asked for, the
+online PubChem resolver (:mod:`perturbridge.ids.pubchem`). Each fills the rows of the
 resolver's result table that it resolves and leaves the others as they are.
 """
 
@@ -16,11 +17,12 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from .compound_index import MATCH_TYPES, RESULT_COLUMNS
+from .compound_index import CID_PATTERN, MATCH_TYPES, RESULT_COLUMNS
 from .name_parts import split_names, strip_notes
 from .opsin import looks_systematic, opsin_smiles, opsin_status
+from .pubchem import PubChemClient
 
-__all__ = ["object_array", "resolve_systematic", "resolve_typed_names"]
+__all__ = ["object_array", "resolve_online", "resolve_systematic", "resolve_typed_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -127,3 +129,50 @@ def resolve_systematic(resolver: _Resolver, uniq: pd.DataFrame, res: _Rows) -> N
     done = rows[res.cols["status"][rows] == "resolved"]
     res.set(done, match_type="opsin", confidence=MATCH_TYPES["opsin"].confidence)
     res.set(done, error="structure from the systematic name (OPSIN)")
+
+
+def resolve_online(
+    resolver: _Resolver, uniq: pd.DataFrame, res: _Rows, client: PubChemClient
+) -> None:
+    """Names, CAS numbers, CIDs and Broad ids left unresolved: asked of PubChem online."""
+    kinds = uniq["kind"].to_numpy()
+    qstr = uniq["qstr"].to_numpy()
+    todo = np.flatnonzero(
+        (res.cols["status"] == "unresolved") & np.isin(kinds, ["name", "cas", "cid", "brd"])
+    )
+    found: dict[int, dict[str, Any]] = {}
+    for i in todo:
+        q = str(qstr[i])
+        m = CID_PATTERN.match(q)
+        hits = (
+            client.lookup_cid(int(m.group(1))) if kinds[i] == "cid" and m else client.lookup_name(q)
+        )
+        hits = [h for h in hits if h.get("smiles")]
+        blocks = {str(h.get("inchikey") or "")[:14] for h in hits}
+        if hits and len(blocks) == 1:
+            found[int(i)] = hits[0]
+        elif len(blocks) > 1:
+            res.set(
+                np.array([i]),
+                status="ambiguous",
+                match_type="pubchem_online",
+                candidates=object_array([tuple(h.get("inchikey") for h in hits)]),
+                candidate_names=object_array([tuple(f"CID {h.get('cid')}" for h in hits)]),
+                error="PubChem knows several compounds by this name",
+            )
+    if not found:
+        return
+    rows = np.array(sorted(found), dtype=np.int64)
+    resolver._fill_structures(res, rows, [str(found[int(i)]["smiles"]) for i in rows])
+    done = rows[res.cols["status"][rows] == "resolved"]
+    cids = [found[int(i)].get("cid") for i in done]
+    res.set(done, match_type="pubchem_online", confidence=MATCH_TYPES["pubchem_online"].confidence)
+    no_cid = np.array([res.cols["pubchem_cid"][i] is None for i in done], dtype=bool)
+    res.set(done[no_cid], pubchem_cid=[c for c, n in zip(cids, no_cid, strict=True) if n])
+    no_ref = np.array([res.cols["ref_source"][i] is None for i in done], dtype=bool)
+    res.set(
+        done[no_ref],
+        ref_source="pubchem_online",
+        ref_id=[str(c) for c, n in zip(cids, no_ref, strict=True) if n],
+        name=qstr[done[no_ref]],
+    )

@@ -618,3 +618,31 @@ def empty_hits() -> pd.DataFrame:
             "kgrp": pd.Series([], dtype=object),
         }
     )
+
+
+class ResultRows:
+    """The result columns of the distinct queries, as object arrays filled by row sets."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.cols: dict[str, np.ndarray] = {
+            c: np.full(n, None, dtype=object) for c in RESULT_COLUMNS
+        }
+        self.cols["status"][:] = "unresolved"
+        self.cols["confidence"] = np.zeros(n)
+        self.cols["n_records"] = np.zeros(n, dtype=np.int64)
+        self.cols["n_parents"] = np.zeros(n, dtype=np.int64)
+
+    def set(self, rows: np.ndarray, **values: Any) -> None:
+        if len(rows) == 0:
+            return
+        for col, value in values.items():
+            self.cols[col][rows] = value
+
+    def frame(self) -> pd.DataFrame:
+        out = pd.DataFrame({c: self.cols[c] for c in RESULT_COLUMNS})
+        out["pubchem_cid"] = pd.array(
+            [None if v is None or pd.isna(v) else int(v) for v in self.cols["pubchem_cid"]],
+            dtype="Int64",
+        )
+        return out

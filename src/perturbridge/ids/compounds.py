@@ -101,13 +101,18 @@ import pandas as pd
 
 from ..errors import PerturbridgeError
 from .chem import INCHIKEY_PATTERN, standardize_smiles_many
-from .compound_fallbacks import object_array, resolve_systematic, resolve_typed_names
+from .compound_fallbacks import (
+    object_array,
+    resolve_online,
+    resolve_systematic,
+    resolve_typed_names,
+)
 from .compound_index import (
-    CID_PATTERN,
     KEY_SEP,
     MATCH_TYPES,
     RESULT_COLUMNS,
     USER_SOURCE,
+    ResultRows,
     build_index,
     check_columns,
     detect_kind,
@@ -431,7 +436,7 @@ class CompoundResolver:
         resolve_typed_names(self, uniq, result)
         resolve_systematic(self, uniq, result)
         if online is not None:
-            self._resolve_online(uniq, result, online)
+            resolve_online(self, uniq, result, online)
         table = result.frame().drop(columns=["query", "kind"])
         table["qstr"] = uniq["qstr"].to_numpy()
         table["kind"] = uniq["kind"].to_numpy()
@@ -473,10 +478,10 @@ class CompoundResolver:
 
     def _resolve_unique(
         self, uniq: pd.DataFrame, *, name_keys: pd.DataFrame | None = None
-    ) -> _Result:
+    ) -> ResultRows:
         kinds = uniq["kind"].to_numpy()
         qstr = uniq["qstr"].to_numpy()
-        res = _Result(len(uniq))
+        res = ResultRows(len(uniq))
         res.cols["query"][:] = qstr
         res.cols["kind"][:] = kinds
 
@@ -505,7 +510,7 @@ class CompoundResolver:
         res.set(np.flatnonzero(kinds == "missing"), error="missing query")
         return res
 
-    def _fill_structures(self, res: _Result, rows: np.ndarray, structures: list[str]) -> None:
+    def _fill_structures(self, res: ResultRows, rows: np.ndarray, structures: list[str]) -> None:
         std = standardize_smiles_many(structures)
         ok = std["error"].isna().to_numpy()
         res.set(rows[~ok], error=std["error"].to_numpy()[~ok])
@@ -646,7 +651,7 @@ class CompoundResolver:
             }
         )
 
-    def _fill_decided(self, res: _Result, decided: pd.DataFrame, hits: pd.DataFrame) -> None:
+    def _fill_decided(self, res: ResultRows, decided: pd.DataFrame, hits: pd.DataFrame) -> None:
         if decided.empty:
             return
         qid = decided["qid"].to_numpy().astype(np.int64)
@@ -769,80 +774,3 @@ class CompoundResolver:
             return str(info["name"])
         name = self._col["name"][i]
         return str(name) if isinstance(name, str) else None
-
-    # online ----------------------------------------------------------------------------
-
-    def _resolve_online(self, uniq: pd.DataFrame, res: _Result, client: PubChemClient) -> None:
-        kinds = uniq["kind"].to_numpy()
-        qstr = uniq["qstr"].to_numpy()
-        todo = np.flatnonzero(
-            (res.cols["status"] == "unresolved") & np.isin(kinds, ["name", "cas", "cid", "brd"])
-        )
-        found: dict[int, dict[str, Any]] = {}
-        for i in todo:
-            q = str(qstr[i])
-            m = CID_PATTERN.match(q)
-            hits = (
-                client.lookup_cid(int(m.group(1)))
-                if kinds[i] == "cid" and m
-                else client.lookup_name(q)
-            )
-            hits = [h for h in hits if h.get("smiles")]
-            blocks = {str(h.get("inchikey") or "")[:14] for h in hits}
-            if hits and len(blocks) == 1:
-                found[int(i)] = hits[0]
-            elif len(blocks) > 1:
-                res.set(
-                    np.array([i]),
-                    status="ambiguous",
-                    match_type="pubchem_online",
-                    candidates=object_array([tuple(h.get("inchikey") for h in hits)]),
-                    candidate_names=object_array([tuple(f"CID {h.get('cid')}" for h in hits)]),
-                    error="PubChem knows several compounds by this name",
-                )
-        if not found:
-            return
-        rows = np.array(sorted(found), dtype=np.int64)
-        self._fill_structures(res, rows, [str(found[int(i)]["smiles"]) for i in rows])
-        done = rows[res.cols["status"][rows] == "resolved"]
-        cids = [found[int(i)].get("cid") for i in done]
-        res.set(
-            done, match_type="pubchem_online", confidence=MATCH_TYPES["pubchem_online"].confidence
-        )
-        no_cid = np.array([res.cols["pubchem_cid"][i] is None for i in done], dtype=bool)
-        res.set(done[no_cid], pubchem_cid=[c for c, n in zip(cids, no_cid, strict=True) if n])
-        no_ref = np.array([res.cols["ref_source"][i] is None for i in done], dtype=bool)
-        res.set(
-            done[no_ref],
-            ref_source="pubchem_online",
-            ref_id=[str(c) for c, n in zip(cids, no_ref, strict=True) if n],
-            name=qstr[done[no_ref]],
-        )
-
-
-class _Result:
-    """The result columns of the distinct queries, as object arrays filled by row sets."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.cols: dict[str, np.ndarray] = {
-            c: np.full(n, None, dtype=object) for c in RESULT_COLUMNS
-        }
-        self.cols["status"][:] = "unresolved"
-        self.cols["confidence"] = np.zeros(n)
-        self.cols["n_records"] = np.zeros(n, dtype=np.int64)
-        self.cols["n_parents"] = np.zeros(n, dtype=np.int64)
-
-    def set(self, rows: np.ndarray, **values: Any) -> None:
-        if len(rows) == 0:
-            return
-        for col, value in values.items():
-            self.cols[col][rows] = value
-
-    def frame(self) -> pd.DataFrame:
-        out = pd.DataFrame({c: self.cols[c] for c in RESULT_COLUMNS})
-        out["pubchem_cid"] = pd.array(
-            [None if v is None or pd.isna(v) else int(v) for v in self.cols["pubchem_cid"]],
-            dtype="Int64",
-        )
-        return out
