@@ -118,10 +118,11 @@ def test_ks_many_rows_at_once_equal_one_by_one_and_ignore_unmeasured() -> None:
 
 
 @pytest.mark.parametrize("weight", [0.0, 1.0, 1.5])
-def test_ks_of_values_equals_ks_enrichment(weight: float) -> None:
+def test_ks_of_values_equals_ks_enrichment(weight: float, monkeypatch: pytest.MonkeyPatch) -> None:
     """Sorting values and ranks apart gives ks_enrichment's scores: bit for bit on
     float32 values (the same operations), ties, unmeasured genes, any rank dtype and
-    memory order (a gene-major block is read as it is)."""
+    memory order (a gene-major block is read as it is), in parts of a few rows."""
+    monkeypatch.setattr(kernels, "_KS_VALUES_CACHE", 2000)
     rng = np.random.default_rng(17)
     for trial in range(12):
         n_rows, n_genes = int(rng.integers(1, 200)), int(rng.integers(3, 150))
