@@ -427,8 +427,9 @@ def score_block(
     Every score of a condition depends on that condition alone, so the parts are scored
     apart and put side by side: the result equals ``method.score``. NumPy releases the
     GIL in its sorts, reductions and arithmetic, so the threads run in parallel (about
-    1.8× faster on 2 cores for the set methods). ``n_jobs=-1`` uses every core. The
-    correlation methods already run their matrix products on BLAS threads.
+    1.8× faster on 2 cores for the set methods). ``n_jobs=-1`` uses every core. While
+    the parts are scored, BLAS (the correlation methods' matrix products) runs one thread
+    per part (the limit is process-wide, as BLAS's own setting).
     """
     n_jobs = _n_jobs(n_jobs)
     parts = _parts(block, n_jobs)
@@ -452,7 +453,8 @@ def score_blocks(
 
     As :func:`score_block`, each block's rows are split over ``n_jobs`` threads; the
     next block is read (``blocks`` is iterated) while the previous one is scored, so
-    reading a search index overlaps scoring. At most two blocks are held at a time.
+    reading a search index overlaps scoring. At most two blocks are held at a time. With
+    ``n_jobs > 1``, BLAS runs one thread per part until the iteration ends.
     """
     n_jobs = _n_jobs(n_jobs)
     if n_jobs == 1:
