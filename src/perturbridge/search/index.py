@@ -42,6 +42,7 @@ is stale: :meth:`SearchIndex.open` refuses it and says how to rebuild it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -54,6 +55,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from .._version import __version__
 from ..compendium import Compendium, StoreError
@@ -271,16 +273,22 @@ class SearchIndex:
         self.mode = str(manifest["mode"])
         self.layer = str(manifest["layer"])
         self.build_key = str(manifest["build_key"])
-        rows = pd.read_parquet(folder / "rows.parquet")
-        rows = rows.sort_values("zarr_row", kind="stable").reset_index(drop=True)
-        self._rows = rows
-        self.conditions = rows.drop(columns=["segment", "position"])
+        # the row table as Arrow (fast); it becomes a DataFrame, :attr:`conditions`, on
+        # first use only (its strings take most of the time of an open)
+        table = pq.read_table(folder / "rows.parquet")
+        self._table = table
+        order = np.argsort(table["zarr_row"].to_numpy(), kind="stable")
+        zarr_row = table["zarr_row"].to_numpy().astype(np.int64)[order]
+        position = table["position"].to_numpy().astype(np.int64)[order]
+        segment = table["segment"].combine_chunks().dictionary_encode()
+        codes = segment.indices.to_numpy(zero_copy_only=False).astype(np.int64)[order]
+        names = [str(x) for x in segment.dictionary.to_pylist()]
+        self._zarr_row, self._position = zarr_row, position
+        self._segment_code, self._segment_names = codes, names
+        by_segment = {names[c]: at for c, at in _by_code(codes).items()}
         cols = np.load(folder / "cols.npz")
         seg_root = folder.parent / _SEGMENTS
         self._segments: list[_Segment] = []
-        by_segment = rows.groupby("segment", sort=False).indices
-        position = rows["position"].to_numpy(dtype=np.int64)
-        zarr_row = rows["zarr_row"].to_numpy(dtype=np.int64)
         for key in manifest["segments"]:
             d = seg_root / key
             if not (d / "segment.json").is_file():
@@ -306,9 +314,17 @@ class SearchIndex:
             )
         self._segments.sort(key=lambda s: int(s.rows[s.rows >= 0].min()) if len(s.rows) else 0)
 
+    @functools.cached_property
+    def conditions(self) -> pd.DataFrame:
+        """The indexed rows (see the class docs), sorted by ``zarr_row``; made on first
+        use from the row table read at open."""
+        rows = self._table.to_pandas()
+        rows = rows.sort_values("zarr_row", kind="stable").reset_index(drop=True)
+        return rows.drop(columns=["segment", "position"])
+
     def __repr__(self) -> str:
         return (
-            f"SearchIndex({str(self.folder)!r}: {len(self.conditions):,} conditions × "
+            f"SearchIndex({str(self.folder)!r}: {len(self._zarr_row):,} conditions × "
             f"{self.n_genes:,} genes, {len(self._segments)} segments, layer {self.layer!r})"
         )
 
@@ -525,21 +541,19 @@ class SearchIndex:
                 yield self._block(batch, ranks=ranks)
 
     def _select(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        r = self._rows
-        zr = r["zarr_row"].to_numpy(dtype=np.int64)
+        zr = self._zarr_row
         pos = np.searchsorted(zr, rows)
         pos = np.minimum(pos, len(zr) - 1)
-        bad = rows[zr[pos] != rows]
+        bad = rows[zr[pos] != rows] if len(zr) else rows
         if len(bad):
             raise KeyError(
                 f"{len(bad)} rows are not in the search index (first: {bad[:5].tolist()}); "
                 f"it holds the {self.mode}-mode rows of the store"
             )
-        picked = r.iloc[np.unique(pos)]
-        return {
-            str(k): np.sort(g["position"].to_numpy(dtype=np.int64))
-            for k, g in picked.groupby("segment", sort=False)
-        }
+        picked = np.unique(pos)
+        codes = self._segment_code[picked]
+        positions = self._position[picked]
+        return {self._segment_names[c]: np.sort(positions[at]) for c, at in _by_code(codes).items()}
 
     def _block(self, pieces: list[_Piece], *, ranks: bool) -> Block:
         """One block from pieces of segments that share their columns, gene-major (a
@@ -572,6 +586,16 @@ class _Piece:
     gpos: np.ndarray
     opos: np.ndarray
     out_cols: np.ndarray
+
+
+def _by_code(codes: np.ndarray) -> dict[int, np.ndarray]:
+    """Positions of each value of ``codes``, ascending (a group-by on integer codes)."""
+    order = np.argsort(codes, kind="stable")
+    values, starts = np.unique(codes[order], return_index=True)
+    stops = [*starts[1:].tolist(), len(codes)]
+    return {
+        int(v): order[a:b] for v, a, b in zip(values.tolist(), starts.tolist(), stops, strict=True)
+    }
 
 
 def _stripes(arr: np.ndarray, p: _Piece) -> np.ndarray:
