@@ -229,6 +229,7 @@ def _writer_index(tmp_path: Path) -> tuple[SearchIndex, dict[str, np.ndarray]]:
 def test_blocks_are_gene_major_views_of_the_index_where_they_can_be(tmp_path):
     index, data = _writer_index(tmp_path)
     big, small = data["big"], data["small"]
+    assert index.n_conditions == len(index.conditions) == 1530
     blocks = list(index.blocks(cols=None, ranks=True, block_rows=1000, measured_only=True))
     assert [b.n_rows for b in blocks] == [1000, 500, 30]
     seg = {s.key: s for s in index._segments}

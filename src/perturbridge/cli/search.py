@@ -264,7 +264,7 @@ def search_index_cmd(
     except user_errors() as err:
         fail(err)
     console.print(
-        f"search index of {store}: {len(index.conditions):,} conditions × "
+        f"search index of {store}: {index.n_conditions:,} conditions × "
         f"{index.n_genes:,} genes, layer {index.layer} ({index.folder})",
         highlight=False,
     )

@@ -314,6 +314,11 @@ class SearchIndex:
             )
         self._segments.sort(key=lambda s: int(s.rows[s.rows >= 0].min()) if len(s.rows) else 0)
 
+    @property
+    def n_conditions(self) -> int:
+        """The number of indexed rows (without making :attr:`conditions`)."""
+        return len(self._zarr_row)
+
     @functools.cached_property
     def conditions(self) -> pd.DataFrame:
         """The indexed rows (see the class docs), sorted by ``zarr_row``; made on first
@@ -324,7 +329,7 @@ class SearchIndex:
 
     def __repr__(self) -> str:
         return (
-            f"SearchIndex({str(self.folder)!r}: {len(self._zarr_row):,} conditions × "
+            f"SearchIndex({str(self.folder)!r}: {self.n_conditions:,} conditions × "
             f"{self.n_genes:,} genes, {len(self._segments)} segments, layer {self.layer!r})"
         )
 
