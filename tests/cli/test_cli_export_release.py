@@ -42,9 +42,9 @@ def test_release_tree_and_round_trip(store: Path, tmp_path: Path) -> None:
             "WHERE dataset IN ('demo_l1000', 'demo_op3') GROUP BY 1 ORDER BY 1"
         )
     folder = {"group": "group_rep", "separate": "sep_rep"}
-    for row in n_contexts.itertuples(index=False):
-        files = list((out / row.dataset / folder[row.mode]).glob("*_de.h5ad"))
-        assert len(files) == row.n, (row, files)
+    for dataset, mode, n in n_contexts[["dataset", "mode", "n"]].to_numpy().tolist():
+        files = list((out / str(dataset) / folder[str(mode)]).glob("*_de.h5ad"))
+        assert len(files) == n, (dataset, mode, files)
     assert not (out / "demo_op3" / "sep_rep").exists()  # op3: group mode only
     n_files = sum(n_contexts["n"]) + 2  # and one <dataset>_processed.h5ad each
     assert f"wrote {out}: {n_files} .h5ad files of 2 datasets" in text
