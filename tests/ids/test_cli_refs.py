@@ -84,6 +84,27 @@ def test_info(refs: Path):
     assert "not a reference store" in r.output
 
 
+def test_info_says_when_the_compound_lookup_must_be_rebuilt(tmp_path: Path, refs: Path):
+    import json
+    import shutil
+
+    r = runner.invoke(app, ["refs", "info", str(refs)])
+    assert "compound lookup" not in r.output
+    old = tmp_path / "old"
+    shutil.copytree(refs, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    # a store built before the lookup was saved: compound structures, no lookup
+    manifest["derived"] = [
+        *(d for d in manifest.get("derived", []) if d["step"] != "compound_lookup"),
+        {"step": "compound_structures", "status": "done", "rows": 1},
+    ]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    r = runner.invoke(app, ["refs", "info", str(old)])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "no saved compound lookup" in text and "refs build --force" in text
+
+
 def test_resolve_genes_from_a_plain_list(tmp_path: Path, refs: Path):
     genes = write(tmp_path / "genes.txt", "TP53\nSEPT7\n2024-09-07 00:00:00\nDDD4\nnope\n\n")
     out = tmp_path / "genes.tsv"

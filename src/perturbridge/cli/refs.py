@@ -178,6 +178,7 @@ def refs_info(refs: Annotated[Path, typer.Argument(help="Reference store folder.
 
         perturbridge refs info refs
     """
+    from ..ids.compound_lookup import REBUILD_HINT, lookup_problem
     from ..ids.store import RefStore
 
     try:
@@ -205,6 +206,9 @@ def refs_info(refs: Annotated[Path, typer.Argument(help="Reference store folder.
         console.print(
             f"derived {step['step']}: {step['status']}" + (f" ({details})" if details else "")
         )
+    problem = lookup_problem(m)
+    if problem:
+        console.print(f"note: {problem}: compound resolvers build it at every load; {REBUILD_HINT}")
     for note in m.get("notes", []):
         console.print(f"note: {note}")
 

@@ -32,7 +32,14 @@ import pandas as pd
 
 from .names import NAME_RULES_VERSION
 
-__all__ = ["LOOKUP_STEP", "LOOKUP_TABLES", "LOOKUP_VERSION", "lookup_step", "saved_lookup"]
+__all__ = [
+    "LOOKUP_STEP",
+    "LOOKUP_TABLES",
+    "LOOKUP_VERSION",
+    "lookup_problem",
+    "lookup_step",
+    "saved_lookup",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +50,9 @@ logger = logging.getLogger(__name__)
 LOOKUP_VERSION: Final = 1
 LOOKUP_STEP: Final = "compound_lookup"
 LOOKUP_TABLES: Final[tuple[str, ...]] = ("compound_records", "compound_lookup", "compound_parents")
+REBUILD_HINT: Final = (
+    "rebuild the store (`perturbridge refs build --force`) to load it in a fraction of the time"
+)
 _INT_COLUMNS: Final = {"compound_records": ("block", "prio"), "compound_lookup": ("rec",)}
 
 
@@ -62,32 +72,38 @@ def lookup_step(*, majority: float | None, rows: dict[str, int]) -> dict[str, An
     }
 
 
+def lookup_problem(manifest: dict[str, Any], *, majority: float | None = 0.65) -> str | None:
+    """Why a store (its ``manifest``) has no usable saved lookup for ``majority``; None
+    when it has one (or has no compounds at all)."""
+    derived = manifest.get("derived", [])
+    steps = [d for d in derived if d.get("step") == LOOKUP_STEP]
+    if not steps:
+        if any(d.get("step") == "compound_structures" for d in derived):
+            return "the reference store has no saved compound lookup (built before it existed)"
+        return None
+    step = steps[-1]
+    want = {"version": LOOKUP_VERSION, "rules_version": NAME_RULES_VERSION, "majority": majority}
+    stale = {k: step.get(k) for k, v in want.items() if step.get(k) != v}
+    if stale:
+        return (
+            f"the store's compound lookup was made with {stale}, not "
+            f"{ {k: want[k] for k in stale} }"
+        )
+    return None
+
+
 def saved_lookup(store: _Store, *, majority: float | None) -> dict[str, pd.DataFrame] | None:
     """The saved lookup tables of ``store`` if they are current for ``majority``, else None.
 
     Integer columns come back as NumPy ``int64`` (Parquet readers give ``Int64``).
     """
     manifest = getattr(store, "manifest", None) or {}
-    steps = [d for d in manifest.get("derived", []) if d.get("step") == LOOKUP_STEP]
-    if not steps:
-        if any(d.get("step") == "compound_structures" for d in manifest.get("derived", [])):
-            logger.info(
-                "the reference store has no saved compound lookup: built in memory; rebuild "
-                "the store (`perturbridge refs build --force`) to load it in a fraction of "
-                "the time"
-            )
+    problem = lookup_problem(manifest, majority=majority)
+    if problem:
+        logger.info("%s: built in memory; %s", problem, REBUILD_HINT)
         return None
-    step = steps[-1]
-    want = {"version": LOOKUP_VERSION, "rules_version": NAME_RULES_VERSION, "majority": majority}
-    stale = {k: step.get(k) for k, v in want.items() if step.get(k) != v}
-    if stale:
-        logger.info(
-            "the store's compound lookup was made with %s, not %s: built in memory; rebuild "
-            "the store (`perturbridge refs build --force`) to load it",
-            stale,
-            {k: want[k] for k in stale},
-        )
-        return None
+    if not any(d.get("step") == LOOKUP_STEP for d in manifest.get("derived", [])):
+        return None  # a store without compounds
     out = {name: store.table(name) for name in LOOKUP_TABLES}
     for name, cols in _INT_COLUMNS.items():
         out[name] = out[name].astype({c: np.int64 for c in cols})
