@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -143,3 +145,17 @@ def test_summary(comp):
     assert s["modes"] == ["group", "separate"]
     assert set(s["contrasts"]) == {"group", "separate"}
     assert {"stage", "status", "reason", "n"} <= set(s["ledger"].columns)
+
+
+def test_fits_table_holds_the_ebayes_priors_of_every_effects_file(comp, built):
+    fits = comp.table("fits")
+    contrasts = comp.table("contrasts")
+    assert set(fits["effects_file"]) == set(contrasts["effects_file"])
+    for rel, rows in fits.groupby("effects_file"):
+        uns = ad.read_h5ad(Path(built["store"]) / rel, backed="r").uns
+        want = uns["ebayes_fits"]
+        assert len(rows) == len(want)
+        assert np.allclose(rows["df_prior"].to_numpy(float), want["df_prior"].to_numpy(float))
+        assert rows["trend"].astype(bool).tolist() == [bool(uns["ebayes"]["trend"])] * len(rows)
+    assert (fits["df_prior"].to_numpy(float) > 0).all()
+    assert comp.table("quality_weights").empty  # no plan of this store asks for weights

@@ -5,8 +5,8 @@ A DE run with quality weights (``DEOptions(quality_weights=True)``, plans'
 ``uns["quality_weights"]`` (:mod:`perturbridge.de.quality`: a row per sample with its
 fit, plate, condition, weight, whether it is flagged, the estimation method and its
 status). :func:`qc_section` renders such a table; :func:`store_qc_section` is what the
-report (:func:`~perturbridge.report.write_report`) adds: the section when the store's
-catalog has a ``quality_weights`` table, nothing otherwise.
+report (:func:`~perturbridge.report.write_report`) adds: the section for the rows of
+the store's ``quality_weights`` catalog table, nothing when it has none.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def qc_section(table: pd.DataFrame | None) -> str:
 
 
 def store_qc_section(store: str | os.PathLike[str] | Compendium) -> str:
-    """The section when the store's catalog has a ``quality_weights`` table, else ``""``."""
+    """The section when the store's ``quality_weights`` table has rows, else ``""``."""
     if isinstance(store, Compendium):
         return _from(store)
     with Compendium.open(store) as comp:
@@ -104,4 +104,7 @@ def store_qc_section(store: str | os.PathLike[str] | Compendium) -> str:
 
 
 def _from(comp: Compendium) -> str:
-    return qc_section(comp.table(TABLE)) if TABLE in comp.tables else ""
+    if TABLE not in comp.tables:
+        return ""
+    table = comp.table(TABLE)
+    return qc_section(table) if len(table) else ""

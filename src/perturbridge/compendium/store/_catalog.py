@@ -112,6 +112,59 @@ def read_obs_var(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         return read_elem(f["obs"]), read_elem(f["var"])
 
 
+def read_uns(path: Path, key: str) -> Any:
+    """``uns[key]`` of an AnnData file, ``None`` when it has none."""
+    import h5py
+    from anndata.io import read_elem
+
+    with h5py.File(path, "r") as f:
+        uns = f.get("uns")
+        return read_elem(uns[key]) if uns is not None and key in uns else None
+
+
+#: The columns every ``fits`` row starts with (the Effects file it belongs to).
+_FIT_KEYS: tuple[str, ...] = ("dataset", "mode", "effects_file", "fit")
+#: Settings of a DE run kept in ``uns["ebayes"]`` and repeated on each of its fits.
+_FIT_SETTINGS: tuple[str, ...] = ("method", "trend", "robust", "proportion", "winsor_tail_p")
+
+
+def _fit_tables(files: list[EffectsFile], layout: StoreLayout) -> dict[str, pd.DataFrame]:
+    """The ``fits`` table (the eBayes hyper-parameters of every fit: ``uns["ebayes_fits"]``
+    with the run's settings of ``uns["ebayes"]``) and the ``quality_weights`` table (the
+    sample weights of the fits that used them: ``uns["quality_weights"]``), one block of
+    rows per Effects file; files without them (imports, precomputed signatures) add none."""
+    fits: list[pd.DataFrame] = []
+    weights: list[pd.DataFrame] = []
+    for ef in files:
+        path = layout.root / ef.rel
+        keys = {"dataset": ef.dataset, "mode": ef.part.mode, "effects_file": ef.rel}
+        table = read_uns(path, "ebayes_fits")
+        if isinstance(table, pd.DataFrame) and not table.empty:
+            run = read_uns(path, "ebayes") or {}
+            frame = table.reset_index(names="fit")
+            for name in _FIT_SETTINGS:
+                if name in run and name not in frame.columns:
+                    value = run[name]  # winsor_tail_p is a pair: kept as "0.05,0.1"
+                    frame[name] = (
+                        value if np.ndim(value) == 0 else ",".join(str(v) for v in np.ravel(value))
+                    )
+            fits.append(frame.assign(**keys))
+        qc = read_uns(path, "quality_weights")
+        if isinstance(qc, pd.DataFrame) and not qc.empty:
+            weights.append(qc.reset_index(drop=True).assign(**keys))
+    return {
+        "fits": _keyed(fits, _FIT_KEYS),
+        "quality_weights": _keyed(weights, _FIT_KEYS[:3]),
+    }
+
+
+def _keyed(frames: list[pd.DataFrame], keys: tuple[str, ...]) -> pd.DataFrame:
+    if not frames:
+        return pd.DataFrame(columns=list(keys))
+    out = pd.concat(frames, ignore_index=True)
+    return out[list(keys) + [c for c in out.columns if c not in keys]]
+
+
 def _column(obs: pd.DataFrame, name: str, kind: str) -> Any:
     n = len(obs)
     if name not in obs.columns:
@@ -415,6 +468,7 @@ def catalog_tables(
         "compounds": _compound_table(conditions),
         "contexts": _context_table(conditions, samples),
         "ledger": _ledger_table(parts),
+        **_fit_tables(effects_files, layout),
     }
 
 

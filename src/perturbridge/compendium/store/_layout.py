@@ -38,6 +38,8 @@ CATALOG_TABLES: tuple[str, ...] = (
     "compounds",
     "contexts",
     "ledger",
+    "fits",
+    "quality_weights",
 )
 #: Folders replaced as a whole by an update, in the order of the commit: the catalog
 #: first, so that a reader who checks the catalog after reading (``Compendium.effects``)
