@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint r-oracle browser bench clean
+.PHONY: demo test test-fast lint r-oracle browser refdata bench clean
 
 $(BIN)/perturbridge: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +23,16 @@ r-oracle:
 browser:
 	@sh scripts/install_browser.sh
 
-## test: install, get the R oracle and the browser (outside any namespace), run the gates
+## refdata: optional reference data from Debian (as root): org.Hs.eg.db's gene table
+refdata:
+	@sh scripts/install_refdata.sh
+
+## test: install, get the R oracle, the browser and the optional reference data (outside
+## any namespace), run the gates
 ## (ruff check, ruff format --check, mypy), then the test suite with networking disabled:
 ## pytest runs in a network namespace with only loopback when `unshare -n` works (root,
 ## util-linux, iproute2); otherwise it runs normally and says why
-test: $(BIN)/perturbridge r-oracle browser
+test: $(BIN)/perturbridge r-oracle browser refdata
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy

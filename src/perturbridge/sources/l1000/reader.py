@@ -68,6 +68,7 @@ from ...samples import build_samples
 from ...units import dose_to_uM, time_to_h
 from .._base import IngestResult, SourceAdapter, register_source
 from .._common import (
+    DATASET_FACTS,
     GENE_STAGE,
     Triage,
     categorical,
@@ -657,6 +658,7 @@ def _read_l1000(
     x = level.read(gctx_col[kept], gene_pos, chunk_size=chunk_size, progress=progress)
     params = {"source": "l1000", "dataset": dataset, "genes": genes, "phase": files.phase or 0}
     prov = provenance(step="ingest", inputs=files.inputs(), params=params)
+    obs = DATASET_FACTS["l1000"].apply(obs)
     samples = build_samples(
         x, obs, var, value_kind="log_expression", provenance=prov, where=str(path)
     )
