@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..schema import BIOLOGY_COLUMNS, BIOLOGY_SOURCE, UNKNOWN
@@ -278,7 +279,10 @@ class CellBiology:
         for col in ("species", "sex", "disease", "category", *BIOLOGY_FIELDS):
             if col not in rec.columns:
                 rec[col] = None
-        self._records = {str(acc): grp for acc, grp in rec.groupby("accession", sort=False)}
+        keys = rec["accession"].astype(str).to_numpy()
+        order = np.argsort(keys, kind="stable")  # a record's lines keep their order
+        self._keys = keys[order]  # sorted: an accession's lines by binary search
+        self._records = rec.iloc[order].reset_index(drop=True)
         self._cache: dict[str, dict[str, str]] = {}
         self._sources: dict[str, dict[str, str]] = {}
 
@@ -313,9 +317,10 @@ class CellBiology:
             return self._cache[accession]
         out = dict.fromkeys((*BIOLOGY_COLUMNS, BIOLOGY_SOURCE), UNKNOWN)
         sources: dict[str, str] = {}
-        grp = self._records.get(accession)
-        if grp is not None:
-            self._fill(accession, grp, out, sources)
+        lo = int(np.searchsorted(self._keys, accession, side="left"))
+        hi = int(np.searchsorted(self._keys, accession, side="right"))
+        if hi > lo:
+            self._fill(accession, self._records.iloc[lo:hi], out, sources)
         out[BIOLOGY_SOURCE] = join_sources(sources)
         self._cache[accession] = out
         self._sources[accession] = sources
