@@ -511,6 +511,8 @@ def _run_de(p: Mapping[str, Any], out: Path) -> dict[str, Any]:
         robust=spec["robust"],
         trend=spec.get("trend"),
         confint=spec["confint"],
+        quality_weights=spec.get("quality_weights", False),
+        quality_design=spec.get("quality_design", "fit"),
     )
     method = de.method_for(samples)  # the one run picks: voom for counts, else trend
     res = de.run(
