@@ -605,11 +605,6 @@ def test_quality_weight_options_are_part_of_the_de_task_key():
     assert len({key(base), key(on), key(plate)}) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="compendium/tasks.py _run_de builds DEOptions without quality_weights / "
-    "quality_design from the task's DE parameters (needs the two keyword lines there)",
-)
 def test_quality_weight_options_reach_the_engine(tmp_path):
     import anndata as ad
 

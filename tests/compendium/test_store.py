@@ -169,3 +169,38 @@ def test_read_manifest_errors(tmp_path):
                                             '"format_version": 99}')  # fmt: skip
     with pytest.raises(StoreError, match="newer than this perturbridge"):
         read_manifest(tmp_path)
+
+
+def test_catalog_keeps_each_effects_files_fits_and_quality_weights(tmp_path):
+    from perturbridge.compendium.store._catalog import EffectsFile, _fit_tables
+    from perturbridge.compendium.store._layout import EffectsPart, StoreLayout
+
+    def effects_file(name: str, weights: bool) -> EffectsFile:
+        eff = ad.AnnData(np.zeros((2, 3), dtype=np.float32))
+        tail = np.array([0.05, 0.1])
+        eff.uns["ebayes"] = {"method": "limma", "trend": True, "robust": True,
+                             "proportion": 0.01, "winsor_tail_p": tail}  # fmt: skip
+        eff.uns["ebayes_fits"] = pd.DataFrame(
+            {"df_prior": [3.5, 4.0], "s2_prior_mean": [0.2, 0.3]},
+            index=pd.Index(["0", "1"], name="fit"),
+        )
+        if weights:
+            eff.uns["quality_weights"] = pd.DataFrame(
+                {"sample_id": ["a", "b"], "weight": [1.2, 0.1], "flagged": [False, True]},
+                index=pd.Index(["0", "1"]),
+            )
+        eff.write_h5ad(tmp_path / f"{name}.h5ad")
+        part = EffectsPart(
+            mode="group", context=name, file_stem=name, path=tmp_path / f"{name}.h5ad",
+            sha256="", n_contrasts=2,
+        )  # fmt: skip
+        return EffectsFile("ds", part, f"{name}.h5ad", eff.obs, eff.var)
+
+    tables = _fit_tables([effects_file("x", True), effects_file("y", False)], StoreLayout(tmp_path))
+    fits, qc = tables["fits"], tables["quality_weights"]
+    assert fits["effects_file"].tolist() == ["x.h5ad", "x.h5ad", "y.h5ad", "y.h5ad"]
+    assert fits["df_prior"].tolist() == [3.5, 4.0, 3.5, 4.0]
+    assert fits["fit"].tolist() == ["0", "1", "0", "1"]
+    assert set(fits["winsor_tail_p"]) == {"0.05,0.1"} and fits["trend"].all()
+    assert qc["effects_file"].tolist() == ["x.h5ad", "x.h5ad"]  # y used no weights
+    assert qc["weight"].tolist() == [1.2, 0.1] and qc["flagged"].tolist() == [False, True]
