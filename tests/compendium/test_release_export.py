@@ -422,13 +422,13 @@ def test_export_errors(built: dict[str, Path], tmp_path: Path) -> None:
         export_release(built["store"], tmp_path / "a", datasets=["nope"])
     with pytest.raises(TypeError, match="datasets must be a list of dataset names, not the"):
         export_release(built["store"], tmp_path / "a", datasets="sim_counts")
-    with pytest.raises(ValueError, match="block_rows must be >= 1"):
-        export_release(built["store"], tmp_path / "b", block_rows=0)
+    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+        export_release(built["store"], tmp_path / "b", chunk_size=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]
 
 
 def test_export_one_dataset_small_blocks(built: dict[str, Path], tmp_path: Path) -> None:
-    out = export_release(built["store"], tmp_path / "r", datasets=["sim_counts"], block_rows=3)
+    out = export_release(built["store"], tmp_path / "r", datasets=["sim_counts"], chunk_size=3)
     assert sorted(p.name for p in out.iterdir()) == ["provenance.json", "sim_counts"]
     src = ad.read_h5ad(built["store"] / "effects" / "sim_counts" / "group" / "CVCL_0031_de.h5ad")
     got = ad.read_h5ad(out / "sim_counts" / "group_rep" / "CVCL_0031_de.h5ad")

@@ -17,7 +17,7 @@ The tree is what :func:`~perturbridge.compendium.import_release` and the ``publi
 agreement profile read, without any column mapping.
 
 Effects are copied from the store's own Effects files (full precision, every row in
-file order) in row blocks, so memory is bounded by ``block_rows`` rows of one layer;
+file order) in row blocks, so memory is bounded by ``chunk_size`` rows of one layer;
 the export is built in a sibling folder and renamed onto ``out`` at the end.
 """
 
@@ -379,15 +379,15 @@ def _write_skeleton(path: Path, obs: pd.DataFrame, var: pd.DataFrame, uns: dict[
 
 
 def _copy_rows(
-    src: Any, dst_group: Any, name: str, *, block_rows: int, dtype: Any = _FLOAT
+    src: Any, dst_group: Any, name: str, *, chunk_size: int, dtype: Any = _FLOAT
 ) -> None:
-    """Copy a 2-D HDF5 dataset as ``dtype``, ``block_rows`` rows at a time."""
+    """Copy a 2-D HDF5 dataset as ``dtype``, ``chunk_size`` rows at a time."""
     n, m = src.shape
     dst = dst_group.create_dataset(name, shape=(n, m), dtype=dtype)
     dst.attrs["encoding-type"] = "array"
     dst.attrs["encoding-version"] = "0.2.0"
-    for r0 in range(0, n, block_rows):
-        dst[r0 : r0 + block_rows] = np.asarray(src[r0 : r0 + block_rows], dtype=dtype)
+    for r0 in range(0, n, chunk_size):
+        dst[r0 : r0 + chunk_size] = np.asarray(src[r0 : r0 + chunk_size], dtype=dtype)
 
 
 def _write_de_file(
@@ -397,7 +397,7 @@ def _write_de_file(
     obs: pd.DataFrame,
     var: pd.DataFrame,
     uns: dict[str, Any],
-    block_rows: int,
+    chunk_size: int,
 ) -> list[str]:
     """A release DE file: no ``X``; the store file's layers as ``float32``."""
     import h5py
@@ -410,7 +410,7 @@ def _write_de_file(
         if "logFC" not in written:
             raise StoreError(f"{src_path}: no 'logFC' layer; layers: {have}")
         for name in written:
-            _copy_rows(src["layers"][name], dst["layers"], name, block_rows=block_rows)
+            _copy_rows(src["layers"][name], dst["layers"], name, chunk_size=chunk_size)
     return written
 
 
@@ -421,7 +421,7 @@ def _write_processed(
     obs: pd.DataFrame,
     var: pd.DataFrame,
     uns: dict[str, Any],
-    block_rows: int,
+    chunk_size: int,
 ) -> None:
     """The sample-level file: the Samples' ``X`` in its own dtype (large counts are not
     rounded to float32), release ``obs``/``var``."""
@@ -434,7 +434,7 @@ def _write_processed(
             del dst["X"]
         x = src["X"]
         if isinstance(x, h5py.Dataset):
-            _copy_rows(x, dst, "X", block_rows=block_rows, dtype=x.dtype)
+            _copy_rows(x, dst, "X", chunk_size=chunk_size, dtype=x.dtype)
         else:  # sparse: compact already
             write_elem(dst, "X", read_elem(x))
 
@@ -464,7 +464,7 @@ def _check_file(comp: Compendium, rel: str) -> str:
 
 def _export(
     comp: Compendium, out: Path, datasets: Sequence[str] | None, *, progress: bool,
-    block_rows: int,
+    chunk_size: int,
 ) -> dict[str, Any]:  # fmt: skip
     have = set(comp.sql("DESCRIBE contrasts")["column_name"])
     bio_cols = [c for c in _BIOLOGY if c in have]  # stores of earlier versions lack them
@@ -540,7 +540,7 @@ def _export(
             target.parent.mkdir(parents=True, exist_ok=True)
             _write_processed(
                 src, target, obs=release_obs(sobs, dataset=name, assay=assay_of(name)),
-                var=var, block_rows=block_rows,
+                var=var, chunk_size=chunk_size,
                 uns={**uns_base, "kind": "processed", "value_kind": value_kind_of(name)},
             )  # fmt: skip
             reports[name].files.append(
@@ -568,7 +568,7 @@ def _export(
             raise StoreError(f"{rel}: replicate mode {mode!r} has no release folder")
         target = out / name / folder / Path(rel).name
         layers = _write_de_file(
-            src, target, obs=new_obs, var=var, block_rows=block_rows,
+            src, target, obs=new_obs, var=var, chunk_size=chunk_size,
             uns={**uns_base, "kind": "de", "replicate_mode": mode, "value_kind": "logFC"},
         )  # fmt: skip
         adj = [x for x in ADJ_P_LAYERS if x in layers]
@@ -609,7 +609,7 @@ def export_release(
     *,
     datasets: Sequence[str] | None = None,
     progress: bool = False,
-    block_rows: int = 4096,
+    chunk_size: int = 4096,
 ) -> Path:
     """Write a store in the layout of the public release (``docs/release.md``).
 
@@ -626,7 +626,7 @@ def export_release(
         Only these datasets (default: all with Effects).
     progress
         Show a progress bar (one step per file).
-    block_rows
+    chunk_size
         Rows copied at a time (bounds memory).
 
     Returns
@@ -638,8 +638,8 @@ def export_release(
     --------
     >>> export_release("compendium", "release")  # doctest: +SKIP
     """
-    if block_rows < 1:
-        raise ValueError(f"block_rows must be >= 1, found {block_rows}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, found {chunk_size}")
     if isinstance(datasets, str):
         raise TypeError(f"datasets must be a list of dataset names, not the string {datasets!r}")
     target = Path(out)
@@ -652,7 +652,7 @@ def export_release(
     )
     try:
         with atomic_dir(target) as tmp:
-            record = _export(comp, tmp, datasets, progress=progress, block_rows=block_rows)
+            record = _export(comp, tmp, datasets, progress=progress, chunk_size=chunk_size)
             for info in record["datasets"].values():
                 for f in info["files"]:
                     f["sha256"] = file_sha256(tmp / f["path"])
