@@ -108,6 +108,12 @@ def limma_voom(
 ) -> DEResult:
     """limma-voom effects of every treated condition against its matched vehicle.
 
+    Per fit (a context, or a context's control group): genes kept by edgeR's
+    ``filterByExpr``, normalization factors (TMM by default), log-CPM with voom's precision weights
+    from the fit's mean–variance trend (or ``voomWithQualityWeights``' sample weights
+    as well), the weighted linear model, the contrasts against the vehicle and eBayes
+    without a trend, as R's ``voom`` → ``lmFit`` → ``contrasts.fit`` → ``eBayes``.
+
     Parameters
     ----------
     samples
@@ -125,6 +131,12 @@ def limma_voom(
         ``trend=False`` and ``chunk_size=512``.
     progress
         Show a progress bar over contexts.
+
+    Returns
+    -------
+    DEResult
+        As for :func:`~perturbridge.de.limma_trend`; genes no fit tested are left out
+        of the Effects with the reason in the ledger (``low_expression``).
     """
     opts = (options or DEOptions()).with_defaults(trend=False, chunk_size=512)
     validate_samples(samples)

@@ -249,11 +249,12 @@ def _up_down_es(
 
 
 @dataclass(frozen=True)
-class Cosine:
-    """Cosine similarity of the query signature and each condition on shared genes."""
+class _SignatureCorrelation:
+    """A correlation of each signature query with each condition on shared genes: the
+    query's values against the block's, one score per (query, condition)."""
 
-    name: str = "cosine"
-    description: str = "cosine similarity of a signature query and each condition (shared genes)"
+    name: str
+    description: str
     query_kind: Literal["sets", "signature", "both"] = "signature"
     needs_all_genes: bool = False
     higher_is_similar: bool = True
@@ -261,21 +262,37 @@ class Cosine:
 
     def score(self, queries: Sequence[ResolvedQuery], block: Block) -> np.ndarray:
         _check_kind(self, queries)
-        q = _signature_matrix(queries, block)
+        return self._correlate(_signature_matrix(queries, block), block)
+
+    def _correlate(self, q: np.ndarray, block: Block) -> np.ndarray:
+        """Scores ``(n_queries, block.n_rows)`` of the query matrix ``q`` (NaN: gene not in
+        the query)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Cosine(_SignatureCorrelation):
+    """Cosine similarity of the query signature and each condition on shared genes."""
+
+    name: str = "cosine"
+    description: str = "cosine similarity of a signature query and each condition (shared genes)"
+
+    def _correlate(self, q: np.ndarray, block: Block) -> np.ndarray:
+        n_queries = q.shape[0]
         norms = block.norms
         full_q = ~np.isnan(q).any(axis=1)
         if not (block.complete and norms is not None and full_q.any()):
-            return cosine(q, block.values).reshape(len(queries), block.n_rows)
+            return cosine(q, block.values).reshape(n_queries, block.n_rows)
         # a query with every column of the block and a condition measuring every column
         # (no NaN on either side): one matrix product and the stored norms
         fast = np.asarray(block.n_measured) == len(block.cols)
         if fast.all():
-            out = np.empty((len(queries), block.n_rows))
+            out = np.empty((n_queries, block.n_rows))
             out[full_q] = cosine_measured(q[full_q], block.values, norms)
             if not full_q.all():
                 out[~full_q] = cosine(q[~full_q], block.values)
             return out
-        out = cosine(q, block.values).reshape(len(queries), block.n_rows)
+        out = cosine(q, block.values).reshape(n_queries, block.n_rows)
         if fast.any():
             rows = np.flatnonzero(fast)
             values = block.values[rows]
@@ -284,24 +301,18 @@ class Cosine:
 
 
 @dataclass(frozen=True)
-class Spearman:
+class Spearman(_SignatureCorrelation):
     """Spearman correlation of the query signature and each condition on shared genes."""
 
     name: str = "spearman"
     description: str = "Spearman correlation of a signature query and each condition (shared genes)"
-    query_kind: Literal["sets", "signature", "both"] = "signature"
-    needs_all_genes: bool = False
-    higher_is_similar: bool = True
-    needs_ranks: bool = False
 
-    def score(self, queries: Sequence[ResolvedQuery], block: Block) -> np.ndarray:
-        _check_kind(self, queries)
-        q = _signature_matrix(queries, block)
+    def _correlate(self, q: np.ndarray, block: Block) -> np.ndarray:
         if block.ranks is not None:
             out = spearman(q, block.values, ranks=block.ranks, n_measured=block.n_measured)
         else:
             out = spearman(q, block.values)
-        return out.reshape(len(queries), block.n_rows)
+        return out.reshape(q.shape[0], block.n_rows)
 
 
 @dataclass(frozen=True)
