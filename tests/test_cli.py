@@ -184,48 +184,6 @@ def test_de_options_of_the_original_pipeline(tmp_path):
     assert not np.allclose(dropped.layers["t"][a375], kept.layers["t"][a375])
 
 
-def test_adapters_declare_the_parameters_their_reader_takes():
-    """`ingest <source>` takes what the adapter declares (typed, not read from annotation
-    text); each declared parameter is one of the reader's, with the reader's default."""
-    import dataclasses
-    import inspect
-
-    from perturbridge.sources import get_source, source_names
-
-    for name in source_names():
-        adapter = get_source(name)
-        if name == "l1000" or not type(adapter).__module__.startswith("perturbridge.sources"):
-            continue  # l1000 has its own command; other adapters are the tests' own
-        # the reader's defaults, an options object's fields in place of the object
-        defaults = {}
-        for prm in inspect.signature(adapter.reader()).parameters.values():
-            group = adapter.option_groups.get(prm.name)
-            if group is None:
-                defaults[prm.name] = prm.default
-            else:
-                defaults.update({f.name: f.default for f in dataclasses.fields(group)})
-        assert adapter.cli_parameters, name
-        for p in adapter.cli_parameters:
-            assert p.name in defaults, (name, p.name)
-            default = defaults[p.name]
-            assert p.required == (default is inspect.Parameter.empty), (name, p.name)
-            assert p.required or p.default == default, (name, p.name, p.default, default)
-
-
-def test_cli_parameter_converts_by_its_type():
-    from perturbridge.sources._base import CliParameter
-
-    assert CliParameter("n", int).convert("12") == 12
-    assert CliParameter("x", float).convert("0.5") == 0.5
-    assert CliParameter("p", Path).convert("a/b.h5ad") == Path("a/b.h5ad")
-    assert CliParameter("b", bool).convert("yes") is True
-    assert CliParameter("f", Path, multiple=True).convert("a.tsv, b.tsv,") == ("a.tsv", "b.tsv")
-    with pytest.raises(ValueError, match="n must be a whole number, got 'x'"):
-        CliParameter("n", int).convert("x")
-    with pytest.raises(ValueError, match="b must be true or false, got 'maybe'"):
-        CliParameter("b", bool).convert("maybe")
-
-
 def test_ingest_set_with_a_bad_number_is_a_usage_error(tmp_path):
     r = runner.invoke(
         app, ["ingest", "vcpi", "--out", str(tmp_path / "s.h5ad"), "--set", "chunk_size=many"]
@@ -242,8 +200,9 @@ def test_cli_choices_are_the_library_vocabularies():
 
 
 def test_help_loads_no_library():
-    """`perturbridge --help` (and a command's help) imports no adapter, no AnnData and
-    none of the compute parts: those load in the command that runs them."""
+    """`perturbridge --help` (and a command's help) imports no adapter (only their
+    declarations), no AnnData and none of the compute parts: those load in the command
+    that runs them (tests/cli/test_cli_help.py checks the help of every command)."""
     import subprocess
     import sys
 
@@ -255,7 +214,7 @@ def test_help_loads_no_library():
         "        app(args, prog_name='perturbridge')\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "heavy = ('anndata', 'perturbridge.sources', 'perturbridge.de', 'duckdb',\n"
+        "heavy = ('anndata', 'perturbridge.sources._base', 'perturbridge.de', 'duckdb',\n"
         "         'perturbridge.compendium', 'perturbridge.agreement', 'matplotlib')\n"
         "print('LOADED', [m for m in heavy if m in sys.modules])\n"
     )

@@ -1,10 +1,11 @@
 """``perturbridge ingest <source>`` and ``perturbridge sources``.
 
 ``ingest l1000`` has named options; every other adapter gets a command made from its
-:attr:`~perturbridge.sources.SourceAdapter.cli_parameters` (inputs with ``--input
+declaration in :data:`perturbridge.sources.ADAPTERS` (inputs with ``--input
 NAME=PATH``, other parameters with ``--set NAME=VALUE``). Such a command is made when
-it is called (or asked for its help), so an adapter (and its heavy imports) loads only
-then; ``perturbridge ingest --help`` lists the adapters without importing them.
+it is looked up, from the declaration alone: the adapter (and pandas, AnnData with it)
+loads when the command runs, not for ``perturbridge ingest --help`` nor for
+``perturbridge ingest <name> --help``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
+from ..sources import ADAPTERS
 from ._common import (
     LedgerOutArg,
     RefsArg,
@@ -37,36 +39,31 @@ if TYPE_CHECKING:
     import anndata as ad
     import pandas as pd
 
-    from ..sources import IngestResult, SourceAdapter
-    from ..sources._base import CliParameter
+    from ..sources import CliParameter, IngestResult, SourceDeclaration
     from ..sources.l1000 import Genes
 
 __all__ = ["ingest_app", "sources_app"]
 
 
 class _IngestGroup(TyperGroup):
-    """The ``ingest`` group: the command of an adapter other than ``l1000`` is made when
-    it is looked up, which imports that adapter; the group's own help lists the
-    adapters by their module's summary line, read without importing them."""
+    """The ``ingest`` group: the command of an adapter other than ``l1000`` is made from
+    its declaration when it is looked up; the group's own help lists the adapters by
+    their module's summary line, read without importing them."""
 
     _listing = False  # True while the group's help is written
 
     # ``Any``: the click types are typer's vendored click
     def list_commands(self, ctx: Any) -> list[str]:
-        from ..sources import ADAPTERS
-
         return [*super().list_commands(ctx), *(n for n in ADAPTERS if n not in self.commands)]
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name in self.commands:
             return super().get_command(ctx, cmd_name)
-        from .. import sources
-
-        if cmd_name not in sources.ADAPTERS:
+        if cmd_name not in ADAPTERS:
             return None
         if self._listing:
             return typer.core.TyperCommand(cmd_name, help=_adapter_summary(cmd_name))
-        self.add_command(_adapter_command(sources.get_source(cmd_name)), cmd_name)
+        self.add_command(_adapter_command(ADAPTERS[cmd_name]), cmd_name)
         return super().get_command(ctx, cmd_name)
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
@@ -80,9 +77,7 @@ class _IngestGroup(TyperGroup):
 def _adapter_summary(name: str) -> str:
     """The first line of the docstring of the adapter module of ``name``, read from the
     first tokens of its source file (the module is not imported)."""
-    from .. import sources as package
-
-    spec = find_spec(package.ADAPTERS[name], package.__name__)
+    spec = find_spec(ADAPTERS[name].module, "perturbridge.sources")
     doc = ""
     if spec is not None and spec.origin is not None:
         with open(spec.origin, "rb") as f:
@@ -303,8 +298,9 @@ def _params_help(params: Mapping[str, CliParameter]) -> str:
     return "\n\n".join(lines)
 
 
-def _adapter_command(adapter: SourceAdapter) -> Any:
-    """``perturbridge ingest <name>`` of an adapter, from its CLI declarations."""
+def _adapter_command(adapter: SourceDeclaration) -> Any:
+    """``perturbridge ingest <name>`` of an adapter, from its declaration (the adapter is
+    imported when the command runs)."""
     name = adapter.name
     params = {p.name: p for p in adapter.cli_parameters}
 
@@ -339,8 +335,10 @@ def _adapter_command(adapter: SourceAdapter) -> Any:
             except ValueError as err:
                 raise typer.BadParameter(str(err)) from err
         check_out_file(out)
+        from ..sources import get_source  # the adapter, with pandas and AnnData
+
         try:
-            res = _annotated(adapter.ingest(**kwargs), refs)
+            res = _annotated(get_source(name).ingest(**kwargs), refs)
             write_samples(res, out, ledger_out=ledger_out)
         except user_errors(TypeError) as err:
             fail(err)

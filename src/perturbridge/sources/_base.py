@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import pandas as pd
 
-from . import ADAPTERS
+from ._declarations import ADAPTERS, CliParameter
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from ..ledger import Ledger
 
 __all__ = [
-    "CliParameter",
     "IngestResult",
     "SourceAdapter",
     "get_source",
@@ -39,58 +38,14 @@ class IngestResult:
     ledger: Ledger
 
 
-@dataclass(frozen=True)
-class CliParameter:
-    """A parameter of an adapter's reader as ``perturbridge ingest <name>`` takes it:
-    files with ``--input NAME=PATH``, other values with ``--set NAME=VALUE``.
-
-    ``type`` is what the value becomes (``Path``, ``str``, ``int``, ``float`` or
-    ``bool``); a ``multiple`` parameter takes several values (a name repeated in
-    ``--input``, or comma-separated) and becomes a tuple of strings. ``default`` is shown
-    in the help; the reader's own default applies when the parameter is not given.
-    """
-
-    name: str
-    type: type[Path] | type[str] | type[int] | type[float] | type[bool] = str
-    help: str = ""
-    default: object = None
-    required: bool = False
-    multiple: bool = False
-
-    def convert(self, value: str) -> object:
-        """The command-line string ``value`` as the reader takes it; a ``ValueError``
-        names the parameter and the value when it is not of the parameter's type."""
-        if self.multiple:
-            return tuple(v.strip() for v in value.split(",") if v.strip())
-        if self.type is bool:
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(f"{self.name} must be true or false, got {value!r}")
-            return value.lower() in ("true", "1", "yes")
-        if self.type is int or self.type is float:
-            try:
-                return self.type(value)
-            except ValueError:
-                kind = "a whole number" if self.type is int else "a number"
-                raise ValueError(f"{self.name} must be {kind}, got {value!r}") from None
-        return self.type(value)
-
-
-def dataset_parameter(default: str) -> CliParameter:
-    """The ``dataset`` parameter every adapter takes: the name of the dataset in the
-    Samples and the store, ``default`` when not given."""
-    return CliParameter("dataset", str, "Dataset name.", default)
-
-
-def h5ad_parameters(what: str, *, required: bool = True) -> tuple[CliParameter, CliParameter]:
-    """The ``h5ad`` input (``what`` it holds) and the ``layer`` holding its counts."""
-    return (
-        CliParameter("h5ad", Path, what, required=required),
-        CliParameter("layer", str, "Layer holding the counts (default: X)."),
-    )
-
-
 class SourceAdapter(ABC):
-    """An upstream dataset family: reads its native files into Samples + ledger."""
+    """An upstream dataset family: reads its native files into Samples + ledger.
+
+    The package's adapters get :attr:`name`, :attr:`assay`, :attr:`value_kind`,
+    :attr:`description`, :attr:`expected_files` and :attr:`cli_parameters` from their
+    declaration (:data:`~perturbridge.sources.ADAPTERS`) when registered; another
+    adapter (a plug-in) sets them itself.
+    """
 
     name: ClassVar[str]
     assay: ClassVar[str]
@@ -182,23 +137,49 @@ _REGISTRY: dict[str, type[SourceAdapter]] = {}
 A = TypeVar("A", bound=type[SourceAdapter])
 
 
-def register_source(*, name: str, assay: str, value_kind: str) -> Callable[[A], A]:
+def register_source(
+    *, name: str, assay: str | None = None, value_kind: str | None = None
+) -> Callable[[A], A]:
     """Class decorator that adds an adapter to the registry under ``name``.
 
-    ``name`` is the adapter's key (``perturbridge ingest <name>``, plans), ``assay`` the
-    assay of its datasets and ``value_kind`` what its Samples ``X`` holds
-    (``"counts"`` or ``"log_expression"``, or how the adapter declares it); they become
-    the class's attributes.
+    ``name`` is the adapter's key (``perturbridge ingest <name>``, plans). An adapter of
+    the package takes its assay, value kind, description, expected files and CLI
+    parameters from its declaration in :data:`~perturbridge.sources.ADAPTERS`, and
+    declares none of them again. Any other adapter gives ``assay`` (of its datasets) and
+    ``value_kind`` (what its Samples ``X`` holds: ``"counts"`` or ``"log_expression"``)
+    here and sets the others on its class.
     """
+    declared = ADAPTERS.get(name)
+    if declared is not None and (assay is not None or value_kind is not None):
+        raise TypeError(
+            f"source {name!r} is declared in perturbridge.sources.ADAPTERS: "
+            "register it by name only"
+        )
+    if declared is None and (assay is None or value_kind is None):
+        raise TypeError(f"source {name!r}: give assay= and value_kind=")
 
     def add(cls: A) -> A:
         if name in _REGISTRY:
             raise ValueError(f"source {name!r} is already registered")
-        cls.name, cls.assay, cls.value_kind = name, assay, value_kind
+        if declared is None:
+            cls.name, cls.assay, cls.value_kind = name, str(assay), str(value_kind)
+        else:
+            again = sorted(set(_DECLARED) & set(vars(cls)))
+            if again:
+                raise TypeError(
+                    f"source {name!r}: {again} are declared in perturbridge.sources.ADAPTERS, "
+                    f"not on {cls.__qualname__}"
+                )
+            for attr in _DECLARED:
+                setattr(cls, attr, getattr(declared, attr))
         _REGISTRY[name] = cls
         return cls
 
     return add
+
+
+#: What an adapter of the package takes from its declaration.
+_DECLARED = ("name", "assay", "value_kind", "description", "expected_files", "cli_parameters")
 
 
 def source_names() -> list[str]:
@@ -211,9 +192,10 @@ def _registered(name: str) -> type[SourceAdapter] | None:
     """The adapter class of ``name``, its module imported first when it is one of the
     package's; ``None`` when there is none."""
     if name not in _REGISTRY and name in ADAPTERS:
-        import_module(ADAPTERS[name], __package__)
+        module = ADAPTERS[name].module
+        import_module(module, __package__)
         if name not in _REGISTRY:
-            raise RuntimeError(f"module {ADAPTERS[name]} does not register source {name!r}")
+            raise RuntimeError(f"module {module} does not register source {name!r}")
     return _REGISTRY.get(name)
 
 
@@ -226,7 +208,9 @@ def get_source(name: str) -> SourceAdapter:
 
 
 def list_sources() -> pd.DataFrame:
-    """The adapters (all imported): name, assay, value kind, expected files, description."""
+    """The adapters: name, assay, value kind, expected files, description (the package's
+    from their declarations, without importing them)."""
+    about = [ADAPTERS.get(name) or _registered(name) for name in source_names()]
     return pd.DataFrame(
         [
             {
@@ -236,7 +220,7 @@ def list_sources() -> pd.DataFrame:
                 "expected_files": ", ".join(c.expected_files),
                 "description": c.description,
             }
-            for c in map(_registered, source_names())
+            for c in about
             if c is not None
         ],
         columns=["name", "assay", "value_kind", "expected_files", "description"],

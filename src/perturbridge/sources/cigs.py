@@ -60,7 +60,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -69,7 +69,7 @@ from scipy import sparse
 from ..errors import FormatError
 from ..ledger import Ledger
 from ..units import dose_to_uM
-from ._base import CliParameter, IngestResult, SourceAdapter, dataset_parameter, register_source
+from ._base import IngestResult, SourceAdapter, register_source
 from ._common import (
     GENE_STAGE,
     STAGE,
@@ -735,24 +735,6 @@ def _sample_obs(
     )
 
 
-@register_source(name="cigs", assay="HTS2 / HiMAP-seq", value_kind="counts")
+@register_source(name="cigs")
 class CIGSSource(SourceAdapter):
     """CIGS MCE / TCM targeted counts (HTS2, HiMAP-seq) in HEK293T and MDA-MB-231."""
-
-    description: ClassVar[str] = (
-        "CIGS: MCE bioactive (HTS2) and TCM (HiMAP-seq) compounds, 3,407 targeted genes, "
-        "HEK293T and MDA-MB-231, six subsets with fixed dose and 24 h"
-    )
-    expected_files: ClassVar[tuple[str, ...]] = (
-        *(f"{s.counts_file} + {s.metadata_file}" for s in SUBSETS),
-        f"{COMPOUND_TABLE} (optional compound table)",
-    )
-    cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
-        CliParameter("folder", Path, "Folder of the CIGS subsets.", required=True),
-        CliParameter("subsets", str, "Subsets to read (default: all).", multiple=True),
-        CliParameter("compounds", Path, "Compound table (optional)."),
-        dataset_parameter("cigs"),
-        CliParameter("exclude_plates", str, "Plates left out.", EXCLUDED_PLATES, multiple=True),
-        CliParameter("iqr_factor", float, "IQR factor of the sample QC.", 1.5),
-        CliParameter("positive_controls", str, "Controls.", POSITIVE_CONTROLS, multiple=True),
-    )

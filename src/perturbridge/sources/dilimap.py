@@ -48,11 +48,8 @@ from numpy.typing import NDArray
 
 from ..ledger import Ledger
 from ._base import (
-    CliParameter,
     IngestResult,
     SourceAdapter,
-    dataset_parameter,
-    h5ad_parameters,
     register_source,
 )
 from ._common import (
@@ -433,27 +430,8 @@ def _qc_metrics(
     return {"log_total": log_total, "total_thr": total_thr, "pct_mt": pct}
 
 
-@register_source(name="dilimap", assay="SMART-seq bulk RNA-seq", value_kind="counts")
+@register_source(name="dilimap")
 class DILImapSource(SourceAdapter):
     """DILImap bulk SMART-seq counts in primary human hepatocytes (.h5ad)."""
 
-    description: ClassVar[str] = (
-        "DILImap: ~300 compounds at four doses in primary human hepatocytes (24 h), "
-        "with LDH, total-RNA, mitochondrial and cross-replicate QC"
-    )
-    expected_files: ClassVar[tuple[str, ...]] = (
-        "training_data_counts.h5ad / validation_data_counts.h5ad (obs: COMPOUND, "
-        "CONCENTRATION_UM, TIMEPOINT_HOURS, PLATE_NAME, WELL_ID, DOSE_LEVEL, LDH_QC, …; "
-        "var: symbols with gene_id)",
-    )
     option_groups: ClassVar[Mapping[str, type[Any]]] = {"qc": DilimapQC}
-    cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
-        *h5ad_parameters("The DILImap .h5ad."),
-        dataset_parameter("dilimap"),
-        CliParameter("vehicle", str, "Vehicle compound.", VEHICLE),
-        CliParameter("dose_merge_log10", float, "Doses this close (log10) are one.", 0.05),
-        CliParameter("total_rna_sd", float, "Sample QC: total RNA SDs.", 2.5),
-        CliParameter("max_mito_percent", float, "Sample QC: largest mito %.", 9.0),
-        CliParameter("min_rep_corr", float, "Sample QC: least replicate correlation.", 0.99),
-        CliParameter("rep_corr_sd", float, "Sample QC: replicate correlation SDs.", 3.0),
-    )

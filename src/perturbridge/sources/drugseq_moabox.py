@@ -37,7 +37,6 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -45,7 +44,7 @@ from scipy import sparse
 
 from ..errors import FormatError, SchemaError
 from ..units import dose_to_uM
-from ._base import CliParameter, IngestResult, SourceAdapter, dataset_parameter, register_source
+from ._base import IngestResult, SourceAdapter, register_source
 from ._common import (
     Accounts,
     Origin,
@@ -387,25 +386,6 @@ def read_drugseq_moabox(
     )
 
 
-@register_source(name="drugseq_moabox", assay="DRUG-seq", value_kind="counts")
+@register_source(name="drugseq_moabox")
 class DrugseqMoABoxSource(SourceAdapter):
     """Novartis DRUG-seq U2OS MoA Box: plate-well metadata + per-plate UMI counts."""
-
-    description: ClassVar[str] = "Novartis DRUG-seq U2OS MoA Box UMI counts + plate-well metadata"
-    expected_files: ClassVar[tuple[str, ...]] = (
-        "DRUGseq_U2OS_MoABox_plate_wells_metadata_public.txt",
-        "UMI count tables, genes (SYMBOL,grch38_<chr>) × <plate_barcode>_<well_index>",
-        "MoABox_compounds_metadata.txt (optional)",
-        "robust_RC_ReferenceControl_DMSO_wells.txt (optional)",
-        "gene.ID → Ensembl v98 table (optional)",
-    )
-    cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
-        CliParameter("metadata", Path, "Sample metadata table.", required=True),
-        CliParameter("counts", Path, "Count table(s).", required=True, multiple=True),
-        CliParameter("compounds", Path, "Compound table (optional)."),
-        CliParameter("robust_controls", Path, "Robust-control table (optional)."),
-        CliParameter("gene_mapping", Path, "Gene mapping table (optional)."),
-        CliParameter("positive_controls", str, "Controls.", POSITIVE_CONTROLS, multiple=True),
-        dataset_parameter("novartis_drugseq_u2os_moabox"),
-        CliParameter("chunk_size", int, "Genes read per chunk.", 256),
-    )

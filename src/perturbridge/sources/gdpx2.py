@@ -35,7 +35,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,7 +44,7 @@ from scipy import sparse
 from ..errors import FormatError, SchemaError
 from ..ids.cell_ontology import dataset_cell_contexts
 from ..units import dose_to_uM
-from ._base import CliParameter, IngestResult, SourceAdapter, dataset_parameter, register_source
+from ._base import IngestResult, SourceAdapter, register_source
 from ._common import (
     Accounts,
     Origin,
@@ -398,20 +398,6 @@ def _read(
     )
 
 
-@register_source(name="gdpx2", assay="DRUG-seq", value_kind="counts")
+@register_source(name="gdpx2")
 class GDPx2Source(SourceAdapter):
     """Ginkgo GDPx2 DRUG-seq in four primary cell types (Datapoints package or .h5ad)."""
-
-    description: ClassVar[str] = "Ginkgo GDPx2 DRUG-seq, four primary human cell types"
-    expected_files: ClassVar[tuple[str, ...]] = (
-        "Metadata.csv",
-        "GDPx2-GeneCounts.h5",
-        "or: curated <gdpx2>.h5ad (obs pert_name, pert_dose, pert_time, sample_type, …)",
-    )
-    cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
-        CliParameter("metadata", Path, "Sample metadata table."),
-        CliParameter("counts", Path, "Count table."),
-        CliParameter("h5ad", Path, "An .h5ad instead of the tables."),
-        dataset_parameter("ginkgo_gdpx2"),
-        CliParameter("chunk_size", int, "Genes read per chunk.", 256),
-    )

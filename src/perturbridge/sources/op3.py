@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,11 +36,8 @@ import pandas as pd
 from ..errors import SchemaError
 from ..ids.cell_ontology import dataset_cell_contexts
 from ._base import (
-    CliParameter,
     IngestResult,
     SourceAdapter,
-    dataset_parameter,
-    h5ad_parameters,
     register_source,
 )
 from ._common import (
@@ -231,16 +228,6 @@ def _read_op3(
     )
 
 
-@register_source(name="op3", assay="scRNA-seq pseudobulk", value_kind="counts")
+@register_source(name="op3")
 class OP3Source(SourceAdapter):
     """OP3 / Open Problems NeurIPS 2023 PBMC pseudobulk (.h5ad, counts, gene symbols)."""
-
-    description: ClassVar[str] = "Open Problems NeurIPS 2023 PBMC pseudobulk counts (.h5ad)"
-    expected_files: ClassVar[tuple[str, ...]] = (
-        "<pseudobulk>.h5ad (obs: cell_type, sm_name, sm_lincs_id, SMILES, control, dose_uM, "
-        "timepoint_hr, plate_name, well, donor_id, …; var index: gene symbols)",
-    )
-    cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
-        *h5ad_parameters("The OP3 .h5ad."),
-        dataset_parameter("op3_neurips2023"),
-    )

@@ -58,11 +58,8 @@ from ..errors import FormatError
 from ..pseudobulk import PseudobulkOptions, pseudobulk
 from ..units import dose_to_uM
 from ._base import (
-    CliParameter,
     IngestResult,
     SourceAdapter,
-    dataset_parameter,
-    h5ad_parameters,
     register_source,
 )
 from ._common import (
@@ -441,30 +438,8 @@ def _samples(
     return obs, triage
 
 
-@register_source(name="sciplex", assay="sci-Plex pseudobulk", value_kind="counts")
+@register_source(name="sciplex")
 class SciPlexSource(SourceAdapter):
     """sci-Plex3 single cells (scPerturb / LaminDB / authors' h5ad), pseudobulked."""
 
-    description: ClassVar[str] = (
-        "sci-Plex3 (A549, K562, MCF7; 188 compounds × 4 doses) single cells, "
-        "pseudobulked per plate × well hash × cell line × condition"
-    )
-    expected_files: ClassVar[tuple[str, ...]] = (
-        "<sciplex3>.h5ad (cells × Ensembl genes, raw counts CSR; obs: cell line, "
-        "product_name/perturbation/pert_compound, dose (+dose_unit), time, replicate, "
-        "top_oligo_P/plate_oligo, top_oligo_W/well_oligo)",
-    )
     option_groups: ClassVar[Mapping[str, type[Any]]] = {"filters": SciplexFilters}
-    cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
-        *h5ad_parameters("Cells × genes counts (.h5ad)."),
-        dataset_parameter("sciplex3"),
-        CliParameter("min_counts", float, "Drop cells with fewer counts.", 100),
-        CliParameter("min_genes", int, "Drop cells with fewer detected genes.", 50),
-        CliParameter("max_mito_fraction", float, "Drop cells above this mito fraction.", 0.1),
-        CliParameter("quality_gene", str, "Nucleus-quality gene, e.g. MALAT1."),
-        CliParameter("quality_min_fraction", float, "Least fraction on the quality gene.", 0.0),
-        CliParameter("min_cells", int, "Drop pseudobulks with fewer cells.", 1),
-        CliParameter("default_dose_unit", str, "Unit of doses given without one.", "nM"),
-        CliParameter("chunk_size", int, "Cells read per chunk.", 100_000),
-        CliParameter("progress", bool, "Show progress.", False),
-    )

@@ -59,7 +59,7 @@ from ..errors import FormatError, SchemaError
 from ..ledger import Ledger
 from ..pseudobulk import PseudobulkOptions, pseudobulk
 from ..units import dose_to_uM
-from ._base import CliParameter, IngestResult, SourceAdapter, dataset_parameter, register_source
+from ._base import IngestResult, SourceAdapter, register_source
 from ._common import (
     STAGE,
     Accounts,
@@ -607,34 +607,11 @@ def _check_one_condition(
         )
 
 
-@register_source(name="tahoe", assay="Tahoe-100M pseudobulk", value_kind="counts")
+@register_source(name="tahoe")
 class TahoeSource(SourceAdapter):
     """Tahoe-100M: one .h5ad per plate (+ obs_metadata.parquet), pseudobulked per plate."""
 
-    description: ClassVar[str] = (
-        "Tahoe-100M (50 cancer cell lines pooled per well, 379 drugs × 3 doses, 14 plates), "
-        "pseudobulked per plate × sample well × cell line"
-    )
-    expected_files: ClassVar[tuple[str, ...]] = (
-        "<folder>/plate<N>_filt_Vevo_Tahoe100M_WServicesFrom_ParseGigalab.h5ad (one per plate; "
-        "obs: drug, drugname_drugconc, cell_line/Cell_ID_Cellosaur, plate, sample, BARCODE)",
-        "obs_metadata.parquet (optional manifest: BARCODE_SUB_LIB_ID, plate, …)",
-    )
     option_groups: ClassVar[Mapping[str, type[Any]]] = {
         "plates": TahoePlates,
         "filters": TahoeFilters,
     }
-    cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
-        CliParameter("folder", Path, "Folder of the Tahoe-100M plate .h5ad files.", required=True),
-        CliParameter("obs_parquet", Path, "Cell metadata Parquet (optional)."),
-        CliParameter("pattern", str, "File name pattern of the plates.", "*.h5ad"),
-        CliParameter("layer", str, "Layer holding the counts (default: X)."),
-        dataset_parameter("tahoe100m"),
-        CliParameter("vehicle", str, "Vehicle compound.", VEHICLE),
-        CliParameter("time_h", float, "Treatment time (h).", 24.0),
-        CliParameter("min_counts", float, "Drop cells with fewer counts.", 0),
-        CliParameter("min_genes", int, "Drop cells with fewer detected genes.", 0),
-        CliParameter("min_cells", int, "Drop pseudobulks with fewer cells.", 1),
-        CliParameter("chunk_size", int, "Cells read per chunk.", 100_000),
-        CliParameter("progress", bool, "Show progress.", False),
-    )

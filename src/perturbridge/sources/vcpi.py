@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from ..units import dose_to_uM
-from ._base import CliParameter, IngestResult, SourceAdapter, dataset_parameter, register_source
+from ._base import IngestResult, SourceAdapter, register_source
 from ._common import (
     Accounts,
     Origin,
@@ -251,21 +249,6 @@ def read_vcpi(
     )
 
 
-@register_source(name="vcpi", assay="DRUG-seq", value_kind="counts")
+@register_source(name="vcpi")
 class VCPISource(SourceAdapter):
     """VCPI DRUG-seq (THP-1): metadata CSV, wide counts parquet, chemistry CSV."""
-
-    description: ClassVar[str] = "VCPI-0001/0002 DRUG-seq in THP-1 (Ginkgo Datapoints)"
-    expected_files: ClassVar[tuple[str, ...]] = (
-        "metadata-<job>.csv",
-        "vcpi_<job>_counts.parquet (gene_id × sequenced_id)",
-        "chemistry-<job>.csv (optional)",
-    )
-    cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
-        CliParameter("metadata", Path, "Sample metadata table.", required=True),
-        CliParameter("counts", Path, "Count table.", required=True),
-        CliParameter("chemistry", Path, "Compound chemistry table (optional)."),
-        dataset_parameter("vcpi"),
-        CliParameter("default_dose_unit", str, "Unit of doses given without one.", "nM"),
-        CliParameter("chunk_size", int, "Genes read per chunk.", 256),
-    )

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,7 @@ from ...ledger import Ledger
 from ...samples import build_samples
 from ...schema import PERT_TYPES
 from ...units import parse_dose, parse_time
-from .._base import CliParameter, IngestResult, SourceAdapter, register_source
+from .._base import IngestResult, SourceAdapter, register_source
 from .._common import (
     STAGE,
     Accounts,
@@ -516,26 +516,9 @@ def _obs(
     return obs
 
 
-@register_source(
-    name="generic",
-    assay="any (declared in the mapping)",
-    value_kind="declared: counts or log_expression",
-)
+@register_source(name="generic")
 class GenericSource(SourceAdapter):
     """Any .h5ad or expression table + metadata, described by a TOML mapping file."""
-
-    description: ClassVar[str] = (
-        "any .h5ad or count/expression table + metadata, via a TOML mapping"
-    )
-    expected_files: ClassVar[tuple[str, ...]] = (
-        "mapping.toml (see docs/generic.md)",
-        ".h5ad, or a CSV/TSV/parquet table (genes × samples or samples × genes)",
-        "metadata table (CSV/TSV/parquet; optional for .h5ad)",
-    )
-    cli_parameters: ClassVar[tuple[CliParameter, ...]] = (
-        CliParameter("mapping", Path, "The mapping file (TOML).", required=True),
-        CliParameter("chunk_size", int, "Rows read per chunk.", 256),
-    )
 
     def declared_files(self, params: Mapping[str, Any]) -> list[tuple[str, Path]]:
         """The data files the mapping names, labelled ``mapping:<key>`` (e.g.

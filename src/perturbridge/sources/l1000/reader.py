@@ -665,14 +665,8 @@ def _read_l1000(
     return IngestResult(samples, ledger)
 
 
-@register_source(name="l1000", assay="L1000", value_kind="log_expression")
+@register_source(name="l1000")
 class L1000Source(SourceAdapter):
     """LINCS L1000 level 3: one GCTX/GCT (+ inst_info), or a GEO series (GSE92742/GSE70138)."""
 
-    description: ClassVar[str] = "LINCS L1000 level 3 GCTX/GCT + inst_info; GEO GSE92742/GSE70138"
-    expected_files: ClassVar[tuple[str, ...]] = (
-        "level 3 *.gctx or *.gct (GEO: *_Level3_INF_mlr12k_n*x12328*.gctx)",
-        "inst_info (optional when the GCT(X) has column metadata)",
-        "gene_info, cell_info, pert_info (GEO series; optional)",
-    )
     option_groups: ClassVar[Mapping[str, type[Any]]] = {"tables": L1000Tables}
