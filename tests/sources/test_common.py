@@ -119,9 +119,20 @@ def test_triage_first_reason_wins_and_ledger_accounts():
 
 
 def test_replicate_rank():
-    keys = pd.DataFrame({"k": ["a", "a", "b", "a"]})
-    order = pd.DataFrame({"plate": ["2", "1", "1", "3"]})
-    assert replicate_rank(keys, order).tolist() == ["2", "1", "1", "3"]
+    obs = pd.DataFrame({"k": ["a", "a", "b", "a"], "plate": ["2", "1", "1", "3"]})
+    assert replicate_rank(obs, by=["k"], order=["plate"]).tolist() == ["2", "1", "1", "3"]
+    # by default: the wells of a condition numbered by plate, then well
+    obs = pd.DataFrame(
+        {
+            "cell_name": ["A", "A", "A", "B"],
+            "compound_id_source": "c",
+            "pert_dose_uM": 1.0,
+            "pert_time_h": 24.0,
+            "plate": ["P1", "P1", "P0", "P0"],
+            "well": ["B01", "A02", "C03", "A01"],
+        }
+    )
+    assert replicate_rank(obs).tolist() == ["3", "2", "1", "1"]
 
 
 def test_files_and_tables(tmp_path):

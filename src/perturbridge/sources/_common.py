@@ -32,11 +32,12 @@ from ..errors import FormatError, SchemaError, UnitError
 from ..io import provenance
 from ..ledger import Ledger
 from ..samples import build_samples, empty_samples, with_biology
-from ..units import parse_quantity, time_to_h
+from ..units import dose_to_uM, parse_quantity, time_to_h
 from ._base import IngestResult
 from ._tables import _first
 
 __all__ = [
+    "CONDITION",
     "DATASET_FACTS",
     "GENE_STAGE",
     "MISSING_TOKENS",
@@ -46,12 +47,15 @@ __all__ = [
     "Origin",
     "Triage",
     "categorical",
+    "doses_uM",
     "is_missing",
     "parse_bools",
+    "parse_hours",
     "parse_numbers",
     "record_genes",
     "replicate_rank",
     "resolve_columns",
+    "spike_in_drops",
     "spike_in_mask",
     "split_quantity",
     "time_to_hours",
@@ -231,6 +235,33 @@ def time_to_hours(
     return time_to_h(vals, u, where=f"{where} column {column!r}", ignore=~np.isfinite(vals))
 
 
+def parse_hours(values: pd.Series, *, column: str, where: str) -> NDArray[np.float64]:
+    """Times such as ``24h``, ``30min`` or ``24`` (hours) in hours; missing stays NaN
+    (:func:`split_quantity`, then :func:`time_to_hours`)."""
+    num, unit = split_quantity(values, column=column, where=where, default_unit="h")
+    return time_to_hours(num, unit, column=column, where=where)
+
+
+def doses_uM(
+    values: NDArray[np.float64],
+    units: str | NDArray[np.object_],
+    *,
+    treated: NDArray[np.bool_],
+    vehicle: NDArray[np.bool_],
+    where: str,
+) -> NDArray[np.float64]:
+    """Each sample's dose in µM: ``values`` in ``units`` (one unit, or one per sample)
+    for the ``treated`` samples that have a number, 0 for the ``vehicle``, NaN for the
+    others (a treated sample left NaN is then dropped by
+    :meth:`Triage.drop_unusable_dose_time`). ``where`` names the unit column in errors.
+    """
+    dose = np.where(vehicle, 0.0, np.nan)
+    check = treated & np.isfinite(values)
+    unit = np.broadcast_to(np.asarray(units, dtype=object), dose.shape)
+    dose[check] = dose_to_uM(values[check], unit[check], where=where)
+    return dose
+
+
 def to_int64(values: NDArray[np.float64]) -> Any:
     """Whole numbers as a nullable ``Int64`` array (NaN becomes ``<NA>``)."""
     arr = np.round(np.asarray(values, dtype=float))
@@ -240,6 +271,13 @@ def to_int64(values: NDArray[np.float64]) -> Any:
 def spike_in_mask(gene_ids: Iterable[str]) -> NDArray[np.bool_]:
     """True for ERCC spike-in ids (``ERCC-00002``), false for genes such as ``ERCC1``."""
     return np.array([bool(_SPIKE_IN.match(str(g))) for g in gene_ids], dtype=bool)
+
+
+def spike_in_drops(*gene_names: Iterable[str]) -> dict[str, tuple[NDArray[np.bool_], str]]:
+    """The ``drops`` of :func:`record_genes` that drop ERCC spike-ins (``spike_in``): the
+    genes whose name in any of ``gene_names`` (ids, symbols; one per gene) is one."""
+    spike = np.logical_or.reduce([spike_in_mask(names) for names in gene_names])
+    return {"spike_in": (np.asarray(spike, dtype=bool), "ERCC spike-in")}
 
 
 def categorical(values: Any) -> pd.Categorical:
@@ -530,10 +568,17 @@ def _drop_kept(ledger: Ledger, ids: pd.Index, *, reason: str, detail: str) -> Le
     return Ledger(frame)
 
 
-def replicate_rank(keys: pd.DataFrame, order: pd.DataFrame) -> np.ndarray:
-    """``"1"``, ``"2"``, … : each row's rank among the rows with the same ``keys``,
-    in the order of ``order`` (e.g. plate, well)."""
-    sort = np.lexsort([order[c].astype(str).to_numpy() for c in reversed(order.columns)])
+#: The columns of a condition, whose samples :func:`replicate_rank` numbers.
+CONDITION = ("cell_name", "compound_id_source", "pert_dose_uM", "pert_time_h")
+
+
+def replicate_rank(
+    obs: pd.DataFrame, *, by: Sequence[str] = CONDITION, order: Sequence[str] = ("plate", "well")
+) -> NDArray[np.object_]:
+    """``"1"``, ``"2"``, … : each row's rank among the rows with the same values in the
+    columns ``by`` (a condition), in the order of the columns ``order`` (plate, well)."""
+    keys = obs[list(by)]
+    sort = np.lexsort([obs[c].astype(str).to_numpy() for c in reversed(order)])
     ranked = keys.iloc[sort].astype(str).groupby(list(keys.columns), sort=False).cumcount() + 1
     out = np.empty(len(keys), dtype=object)
     out[sort] = ranked.astype(str).to_numpy()

@@ -609,8 +609,7 @@ def read_cigs(
     needs_rank = obs["replicate"] == ""
     if needs_rank.any():
         rank = replicate_rank(
-            obs[["dataset", "cell_context", "compound_id_source", "pert_dose_uM"]],
-            obs[["plate", "well"]],
+            obs, by=("dataset", "cell_context", "compound_id_source", "pert_dose_uM")
         )
         obs["replicate"] = np.where(needs_rank, rank, obs["replicate"])
     for c in ("compound_cas", "cigs_subset", "symbol_fix"):

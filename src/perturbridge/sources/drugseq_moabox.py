@@ -43,7 +43,6 @@ import pandas as pd
 from scipy import sparse
 
 from ..errors import FormatError, SchemaError
-from ..units import dose_to_uM
 from ._base import IngestResult, SourceAdapter, register_source
 from ._common import (
     Accounts,
@@ -51,13 +50,13 @@ from ._common import (
     Triage,
     assemble,
     categorical,
+    doses_uM,
     is_missing,
+    parse_hours,
     parse_numbers,
     record_genes,
     resolve_columns,
-    spike_in_mask,
-    split_quantity,
-    time_to_hours,
+    spike_in_drops,
     well_from_row_col,
 )
 from ._tables import check_unique, read_table, read_wide_counts, require_file, wide_table_columns
@@ -255,18 +254,15 @@ def read_drugseq_moabox(
     cmpd = col["compound_id"]
     dose_raw = parse_numbers(col["dose"], column=f["dose"], where=where)
     unit = col["dose_unit"].to_numpy() if "dose_unit" in col else "uM"
-    time_num, time_unit = split_quantity(
-        col["time"], column=f["time"], where=where, default_unit="h"
-    )
-    time = time_to_hours(time_num, time_unit, column=f["time"], where=where)
+    time = parse_hours(col["time"], column=f["time"], where=where)
     is_rc = wtype.eq("RC").to_numpy()
     is_sa = wtype.eq("SA").to_numpy()
     treated = is_sa & ~cmpd.isin(list(positive_controls)).to_numpy()
-    dose = np.where(is_rc, 0.0, np.nan)
-    check = treated & np.isfinite(dose_raw)
-    dose[check] = dose_to_uM(
-        dose_raw[check],
-        unit if isinstance(unit, str) else unit[check],
+    dose = doses_uM(
+        dose_raw,
+        unit,
+        treated=treated,
+        vehicle=is_rc,
         where=f"{where} column {f.get('dose_unit', 'unit')!r}",
     )
 
@@ -330,10 +326,7 @@ def read_drugseq_moabox(
     if genes is None:  # pragma: no cover - _counts_files never returns an empty list
         raise ValueError("no UMI count table given")
     x = sparse.vstack(blocks).tocsr()[pd.Index(order).get_indexer(kept_ids)]
-    spike = spike_in_mask(genes)
-    keep_gene = record_genes(
-        ledger, genes, drops={"spike_in": (spike, "ERCC spike-in")} if spike.any() else None
-    )
+    keep_gene = record_genes(ledger, genes, drops=spike_in_drops(genes))
     names = (
         col["compound_name"]
         if "compound_name" in col

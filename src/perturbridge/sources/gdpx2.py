@@ -43,24 +43,8 @@ from scipy import sparse
 
 from ..errors import FormatError, SchemaError
 from ..ids.cell_ontology import dataset_cell_contexts
-from ..units import dose_to_uM
+from . import _common as common
 from ._base import IngestResult, SourceAdapter, register_source
-from ._common import (
-    Accounts,
-    Origin,
-    Triage,
-    assemble,
-    categorical,
-    parse_bools,
-    parse_numbers,
-    record_genes,
-    replicate_rank,
-    resolve_columns,
-    spike_in_mask,
-    split_quantity,
-    time_to_hours,
-    well_from_row_col,
-)
 from ._tables import check_unique, h5ad_rows, open_h5ad, read_table, require_file
 
 __all__ = ["GDPx2Source", "read_gdpx2"]
@@ -242,7 +226,7 @@ def read_gdpx2(
     meta_path = require_file(metadata, what="GDPx2 metadata table (Metadata.csv)")
     count_path = require_file(counts, what="GDPx2 counts file (GDPx2-GeneCounts.h5)")
     table = read_table(meta_path, what="GDPx2 metadata table")
-    f = resolve_columns(
+    f = common.resolve_columns(
         table.columns,
         FIELD_ALIASES,
         required=("sample",),
@@ -282,7 +266,7 @@ def _read(
 ) -> IngestResult:
     """Standardize a GDPx2 metadata table against the samples and genes of its counts."""
     sample_ids, genes, symbols = counts.sample_ids, counts.genes, counts.symbols
-    f = resolve_columns(
+    f = common.resolve_columns(
         table.columns,
         FIELD_ALIASES,
         required=("sample", *REQUIRED),
@@ -305,21 +289,22 @@ def _read(
     is_vehicle = stype.str.startswith(VEHICLE_SAMPLE_TYPE).to_numpy()
     is_pos = stype.str.startswith(POSITIVE_SAMPLE_TYPE).to_numpy()
     if "is_pos_control" in col:
-        is_pos |= parse_bools(col["is_pos_control"], column=f["is_pos_control"], where=where)
+        is_pos |= common.parse_bools(col["is_pos_control"], column=f["is_pos_control"], where=where)
     treated = ~is_vehicle & ~is_pos
     if "dose_unit" in col:
-        dose_num = parse_numbers(col["dose"], column=f["dose"], where=where)
+        dose_num = common.parse_numbers(col["dose"], column=f["dose"], where=where)
         dose_unit = col["dose_unit"].to_numpy(dtype=object)
     else:
-        dose_num, dose_unit = split_quantity(col["dose"], column=f["dose"], where=where)
-    dose = np.where(is_vehicle, 0.0, np.nan)
-    check = treated & np.isfinite(dose_num)
-    dose[check] = dose_to_uM(
-        dose_num[check], dose_unit[check], where=f"{where} column {f.get('dose_unit', f['dose'])!r}"
+        dose_num, dose_unit = common.split_quantity(col["dose"], column=f["dose"], where=where)
+    dose = common.doses_uM(
+        dose_num,
+        dose_unit,
+        treated=treated,
+        vehicle=is_vehicle,
+        where=f"{where} column {f.get('dose_unit', f['dose'])!r}",
     )
-    t_num, t_unit = split_quantity(col["time"], column=f["time"], where=where, default_unit="h")
-    time = time_to_hours(t_num, t_unit, column=f["time"], where=where)
-    pct, pct_unit = split_quantity(
+    time = common.parse_hours(col["time"], column=f["time"], where=where)
+    pct, pct_unit = common.split_quantity(
         col["percent_dmso"], column=f["percent_dmso"], where=where, default_unit="%"
     )
     bad_pct = np.isfinite(pct) & (pct_unit != "%")
@@ -329,7 +314,7 @@ def _read(
             f"{sorted(set(pct_unit[bad_pct]))[:5]}"
         )
 
-    triage = Triage(ids, unmatched=extra_ids, unmatched_detail="not in the metadata")
+    triage = common.Triage(ids, unmatched=extra_ids, unmatched_detail="not in the metadata")
     triage.drop(~ids.isin(sample_ids), "missing_counts", "no sample in the counts")
     triage.drop(is_pos, "positive_control", col["sample_type"].to_numpy())
     triage.drop_unusable_dose_time(
@@ -339,10 +324,9 @@ def _read(
     ledger = triage.ledger(kept_detail=pert_type)
     kept = np.flatnonzero(triage.kept)
 
-    spike = spike_in_mask(genes) | spike_in_mask(symbols)
-    keep_gene = record_genes(ledger, genes, drops={"spike_in": (spike, "ERCC spike-in")})
+    keep_gene = common.record_genes(ledger, genes, drops=common.spike_in_drops(genes, symbols))
     well = (
-        well_from_row_col(col["row"], col["col"], where=where, columns=(f["row"], f["col"]))
+        common.well_from_row_col(col["row"], col["col"], where=where, columns=(f["row"], f["col"]))
         if "row" in col and "col" in col
         else col["well"].to_numpy()
     )
@@ -368,28 +352,25 @@ def _read(
     ).iloc[kept]
     for qc in QC_COLUMNS:
         if qc in table.columns:
-            obs[qc] = parse_numbers(table[qc].iloc[kept], column=qc, where=where)
-    obs["replicate"] = replicate_rank(
-        obs[["cell_name", "compound_id_source", "pert_dose_uM", "pert_time_h"]],
-        obs[["plate", "well"]],
-    )
+            obs[qc] = common.parse_numbers(table[qc].iloc[kept], column=qc, where=where)
+    obs["replicate"] = common.replicate_rank(obs)
     obs = obs.copy()
     contexts, unknown = dataset_cell_contexts(obs["cell_name"].astype(str), dataset="gdpx2")
     obs["cell_context"] = contexts  # cell types named by their Cell Ontology term
     if unknown:
         logger.warning("GDPx2 cell types without a known CL id, kept by name: %s", unknown)
-    obs["sample_type"] = categorical(obs["sample_type"])
+    obs["sample_type"] = common.categorical(obs["sample_type"])
     x = counts.read_rows(sample_ids.get_indexer(ids[kept]))
     var = pd.DataFrame(
         {"symbol": np.asarray(symbols, dtype=object)[keep_gene]},
         index=pd.Index(genes[keep_gene], name="gene_id"),
     )
-    return assemble(
+    return common.assemble(
         x[:, np.flatnonzero(keep_gene)],
         obs,
         var,
-        accounts=Accounts(ledger, samples=triage.ids, genes=genes),
-        origin=Origin(
+        accounts=common.Accounts(ledger, samples=triage.ids, genes=genes),
+        origin=common.Origin(
             inputs=inputs,
             params={"source": "gdpx2", "dataset": dataset, "n_repeated_metadata_rows": n_repeated},
             where=where,

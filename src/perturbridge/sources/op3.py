@@ -51,7 +51,7 @@ from ._common import (
     parse_numbers,
     record_genes,
     resolve_columns,
-    spike_in_mask,
+    spike_in_drops,
     to_int64,
 )
 from ._tables import check_unique, h5ad_rows, open_h5ad, require_file
@@ -163,10 +163,7 @@ def _read_op3(
 
     genes = pd.Index(var_in.index.astype(str))
     check_unique(genes, column="var index", where=f"{where} var", what="gene symbols")
-    spike = spike_in_mask(genes)
-    keep_gene = record_genes(
-        ledger, genes, drops={"spike_in": (spike, "ERCC spike-in")} if spike.any() else None
-    )
+    keep_gene = record_genes(ledger, genes, drops=spike_in_drops(genes))
 
     kept = np.flatnonzero(triage.kept)
     well = (

@@ -250,10 +250,7 @@ def read_sciplex(
     obs["cell_context"] = obs["cell_name"].astype(str).to_numpy()  # the cell line as given
     obs.insert(0, "dataset", dataset)
     if "replicate" not in text:
-        obs["replicate"] = replicate_rank(
-            obs[["cell_name", "compound_id_source", "pert_dose_uM", "pert_time_h"]],
-            obs[["plate", "well"]],
-        )
+        obs["replicate"] = replicate_rank(obs)
     for c in ("compound_smiles", "compound_cas", "compound_catalog", "target", "pathway"):
         obs[c] = categorical(obs[c])
     var_out = pd.DataFrame(

@@ -359,8 +359,7 @@ def read_tahoe(
     kept = np.flatnonzero(triage.kept)
     obs = obs_all.iloc[kept].drop(columns=["_n_drugs"])
     obs["replicate"] = replicate_rank(
-        obs[["cell_context", "compound_id_source", "pert_dose_uM", "pert_time_h"]],
-        obs[["plate", "well"]],
+        obs, by=("cell_context", "compound_id_source", "pert_dose_uM", "pert_time_h")
     )
     for c in ("drugname_drugconc", "tahoe_sample", "dose_source"):
         obs[c] = categorical(obs[c])

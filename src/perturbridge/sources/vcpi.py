@@ -32,24 +32,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from ..units import dose_to_uM
+from . import _common as common
 from ._base import IngestResult, SourceAdapter, register_source
-from ._common import (
-    Accounts,
-    Origin,
-    Triage,
-    assemble,
-    categorical,
-    parse_bools,
-    parse_numbers,
-    record_genes,
-    replicate_rank,
-    resolve_columns,
-    spike_in_mask,
-    split_quantity,
-    time_to_hours,
-    well_from_row_col,
-)
 from ._tables import check_unique, read_table, read_wide_counts, require_file, wide_table_columns
 
 __all__ = ["VCPISource", "read_vcpi"]
@@ -96,9 +80,9 @@ def _attach_chemistry(obs: pd.DataFrame, chemistry: pd.DataFrame | None) -> pd.D
         key, by = out["compound_id_source"].astype(str), "user_compound_id"
     chem = chemistry.drop_duplicates(by).set_index(by)
     if "inchi_key" in chem.columns:
-        out["compound_inchikey"] = categorical(chem["inchi_key"].reindex(key).to_numpy())
+        out["compound_inchikey"] = common.categorical(chem["inchi_key"].reindex(key).to_numpy())
     if "smiles" in chem.columns:
-        out["compound_smiles"] = categorical(chem["smiles"].reindex(key).to_numpy())
+        out["compound_smiles"] = common.categorical(chem["smiles"].reindex(key).to_numpy())
     return out
 
 
@@ -142,7 +126,7 @@ def read_vcpi(
     )
     where = str(meta_path)
     table = read_table(meta_path, what="VCPI metadata table")
-    f = resolve_columns(
+    f = common.resolve_columns(
         table.columns, FIELD_ALIASES, required=REQUIRED, where=where, what="VCPI metadata"
     )
     col = {k: table[v].astype(str).str.strip() for k, v in f.items()}
@@ -152,23 +136,24 @@ def read_vcpi(
     extra_ids = pd.Index(sorted(set(count_cols) - set(ids)), dtype=str)
     name = col["compound_id"]
     is_vehicle = name.str.upper().isin([v.upper() for v in VEHICLE_NAMES]).to_numpy()
-    control = parse_bools(col["is_control"], column=f["is_control"], where=where)
-    dose_raw = parse_numbers(col["dose"], column=f["dose"], where=where)
+    control = common.parse_bools(col["is_control"], column=f["is_control"], where=where)
+    dose_raw = common.parse_numbers(col["dose"], column=f["dose"], where=where)
     unit = (
         col["dose_unit"].replace("", default_dose_unit).to_numpy()
         if "dose_unit" in col
         else np.full(len(ids), default_dose_unit, dtype=object)
     )
     treated = ~is_vehicle & ~control
-    check = treated & np.isfinite(dose_raw)
-    dose = np.where(is_vehicle, 0.0, np.nan)
-    dose[check] = dose_to_uM(
-        dose_raw[check], unit[check], where=f"{where} column {f.get('dose_unit', 'unit')!r}"
+    dose = common.doses_uM(
+        dose_raw,
+        unit,
+        treated=treated,
+        vehicle=is_vehicle,
+        where=f"{where} column {f.get('dose_unit', 'unit')!r}",
     )
-    t_num, t_unit = split_quantity(col["time"], column=f["time"], where=where, default_unit="h")
-    time = time_to_hours(t_num, t_unit, column=f["time"], where=where)
+    time = common.parse_hours(col["time"], column=f["time"], where=where)
 
-    triage = Triage(ids, unmatched=extra_ids, unmatched_detail=f"not in {meta_path.name}")
+    triage = common.Triage(ids, unmatched=extra_ids, unmatched_detail=f"not in {meta_path.name}")
     triage.drop(~ids.isin(count_cols), "missing_counts", f"no column in {count_path.name}")
     triage.drop(control & ~is_vehicle, "positive_control", name.to_numpy())
     triage.drop_unusable_dose_time(
@@ -181,7 +166,7 @@ def read_vcpi(
     chem = None
     if chem_path is not None:
         chem = read_table(chem_path, what="VCPI chemistry table")
-        resolve_columns(
+        common.resolve_columns(
             chem.columns,
             {"user_compound_id": ("user_compound_id",), "smiles": ("smiles",)},
             required=("user_compound_id", "smiles"),
@@ -192,9 +177,10 @@ def read_vcpi(
     wc = read_wide_counts(
         count_path, what="VCPI counts table", samples=list(ids[kept]), chunk_size=chunk_size
     )
-    spike = spike_in_mask(wc.genes)
-    keep_gene = record_genes(ledger, wc.genes, drops={"spike_in": (spike, "ERCC spike-in")})
-    well = well_from_row_col(col["row"], col["col"], where=where, columns=(f["row"], f["col"]))
+    keep_gene = common.record_genes(ledger, wc.genes, drops=common.spike_in_drops(wc.genes))
+    well = common.well_from_row_col(
+        col["row"], col["col"], where=where, columns=(f["row"], f["col"])
+    )
     obs = pd.DataFrame(
         {
             "dataset": dataset,
@@ -223,25 +209,22 @@ def read_vcpi(
         if qc in table.columns:
             vals = table[qc].iloc[kept]
             obs[qc] = (
-                parse_bools(vals, column=qc, where=where)
+                common.parse_bools(vals, column=qc, where=where)
                 if qc == "is_edge"
-                else parse_numbers(vals, column=qc, where=where)
+                else common.parse_numbers(vals, column=qc, where=where)
             )
-    obs["replicate"] = replicate_rank(
-        obs[["cell_name", "compound_id_source", "pert_dose_uM", "pert_time_h"]],
-        obs[["plate", "well"]],
-    )
+    obs["replicate"] = common.replicate_rank(obs)
     obs = _attach_chemistry(obs, chem)
     for c in ("compound_uuid", "compound_smiles", "job_id", "dose_source"):
-        obs[c] = categorical(obs[c])
+        obs[c] = common.categorical(obs[c])
     genes = wc.genes[keep_gene]
     var = pd.DataFrame({"symbol": genes.to_numpy()}, index=pd.Index(genes, name="gene_id"))
-    return assemble(
+    return common.assemble(
         wc.x[:, np.flatnonzero(keep_gene)],
         obs,
         var,
-        accounts=Accounts(ledger, samples=triage.ids, genes=wc.genes),
-        origin=Origin(
+        accounts=common.Accounts(ledger, samples=triage.ids, genes=wc.genes),
+        origin=common.Origin(
             inputs=[meta_path, count_path, *([chem_path] if chem_path else [])],
             params={"source": "vcpi", "dataset": dataset, "default_dose_unit": default_dose_unit},
             where=where,

@@ -507,8 +507,7 @@ def _obs(
         obs["replicate"] = required("replicate", rep)[kept]
     else:
         obs["replicate"] = replicate_rank(
-            obs[["dataset", "cell_context", "compound_id_source", "pert_dose_uM", "pert_time_h"]],
-            obs[["plate", "well"]],
+            obs, by=("dataset", "cell_context", "compound_id_source", "pert_dose_uM", "pert_time_h")
         )
     for c in dict.fromkeys([*m.keep_columns, *m.control_match_keys]):
         obs[c] = categorical(t[c].to_numpy(dtype=object)[kept])
