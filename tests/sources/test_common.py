@@ -12,12 +12,15 @@ from perturbridge.sources._common import (
     DATASET_FACTS,
     DatasetFacts,
     Triage,
+    doses_uM,
     is_missing,
     parse_bools,
+    parse_hours,
     parse_numbers,
     record_genes,
     replicate_rank,
     resolve_columns,
+    spike_in_drops,
     spike_in_mask,
     split_quantity,
     time_to_hours,
@@ -58,6 +61,35 @@ def test_time_to_hours_and_unknown_unit():
     v, u = split_quantity(pd.Series(["3 weeks"]), column="t", where="f")
     with pytest.raises(UnitError, match=r"f column 't'.*weeks"):
         time_to_hours(v, u, column="t", where="f")
+
+
+def test_parse_hours_is_split_quantity_then_hours():
+    times = pd.Series(["24h", "30 min", "6", "NA"])
+    np.testing.assert_allclose(parse_hours(times, column="t", where="f"), [24, 0.5, 6, np.nan])
+    with pytest.raises(UnitError, match=r"f column 't'.*weeks"):
+        parse_hours(pd.Series(["3 weeks"]), column="t", where="f")
+
+
+def test_doses_uM_of_treated_vehicle_and_others():
+    values = np.array([1000.0, 5.0, np.nan, 2.0, 0.1])
+    treated = np.array([True, True, True, False, False])
+    vehicle = np.array([False, False, False, True, False])
+    got = doses_uM(values, "nM", treated=treated, vehicle=vehicle, where="f column 'unit'")
+    np.testing.assert_allclose(got, [1.0, 0.005, np.nan, 0.0, np.nan])
+    units = np.array(["uM", "mM", "nM", "%", "nM"], dtype=object)  # the vehicle's % is not read
+    got = doses_uM(values, units, treated=treated, vehicle=vehicle, where="f column 'unit'")
+    np.testing.assert_allclose(got, [1000.0, 5000.0, np.nan, 0.0, np.nan])
+    with pytest.raises(UnitError, match=r"f column 'unit'.*furlong"):
+        doses_uM(
+            values[:1], "furlong", treated=treated[:1], vehicle=vehicle[:1], where="f column 'unit'"
+        )
+
+
+def test_spike_in_drops_by_id_or_symbol():
+    ((reason, (mask, detail)),) = spike_in_drops(["ENSG1", "ERCC-00002", "G3"]).items()
+    assert (reason, detail, mask.tolist()) == ("spike_in", "ERCC spike-in", [False, True, False])
+    drops = spike_in_drops(["G1", "G2", "G3"], ["ERCC-00002", "ERCC1", "MT-ND1"])
+    assert drops["spike_in"][0].tolist() == [True, False, False]
 
 
 def test_bools_wells_spikes_missing():
