@@ -105,6 +105,27 @@ def test_info_says_when_the_compound_lookup_must_be_rebuilt(tmp_path: Path, refs
     assert "no saved compound lookup" in text and "refs build --force" in text
 
 
+def test_info_says_when_the_cell_and_gene_lookups_must_be_rebuilt(tmp_path: Path, refs: Path):
+    import json
+    import shutil
+
+    r = runner.invoke(app, ["refs", "info", str(refs)])
+    assert "resolvers build it" not in r.output
+    old = tmp_path / "old"
+    shutil.copytree(refs, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["derived"] = [d for d in manifest["derived"] if d["step"] != "cell_lookup"]
+    for d in manifest["derived"]:
+        if d["step"] == "gene_lookup":
+            d["version"] = 0
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    r = runner.invoke(app, ["refs", "info", str(old)])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "no saved cell_lookup (built before it existed): cell resolvers build it" in text
+    assert "gene_lookup was made with {'version': 0}, not {'version': 1}: gene resolvers" in text
+
+
 def test_resolve_genes_from_a_plain_list(tmp_path: Path, refs: Path):
     genes = write(tmp_path / "genes.txt", "TP53\nSEPT7\n2024-09-07 00:00:00\nDDD4\nnope\n\n")
     out = tmp_path / "genes.tsv"

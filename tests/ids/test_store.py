@@ -11,6 +11,7 @@ import pytest
 from conftest import shared_path
 from perturbridge.errors import FormatError, SchemaError
 from perturbridge.ids import store as store_mod, tables
+from perturbridge.ids.biology import load_ontologies
 from perturbridge.ids.reader import STORE_FORMAT, StoreError
 from perturbridge.ids.store import RefStore, match_parser
 from perturbridge.ids.tables import TABLE_COLUMNS, RefParser
@@ -25,8 +26,13 @@ def built(tmp_path: Path) -> RefStore:
 
 
 def test_build_writes_contract_tables_and_manifest(built: RefStore, tmp_path: Path):
-    assert built.tables == ["cell_synonyms", "cells", "gene_synonyms", "genes"]
-    for name in built.tables:
+    contract = ["cell_synonyms", "cells", "gene_synonyms", "genes"]
+    # plus the saved lookups of the cell and gene resolvers (ids.cells, ids.genes)
+    saved = ["cell_lookup", "cell_records", "gene_ids", "gene_records", "gene_symbols"]
+    if load_ontologies() is not None:  # and MONDO/UBERON when their package is installed
+        saved += ["ontology_labels", "ontology_texts"]
+    assert built.tables == sorted([*saved, *contract])
+    for name in contract:
         df = built.table(name)
         assert tuple(df.columns[: len(TABLE_COLUMNS[name])]) == TABLE_COLUMNS[name]
         assert df.columns[-1] == "ref_file"
@@ -88,7 +94,10 @@ def test_depmap_line_without_rrid_gets_a_placeholder(built: RefStore):
 
 def test_table_reads_columns_and_names_missing_tables(built: RefStore):
     assert list(built.table("genes", columns=["symbol"]).columns) == ["symbol"]
-    with pytest.raises(KeyError, match=r"no table 'compounds'.*it has \['cell_synonyms'"):
+    with pytest.raises(
+        KeyError,
+        match=r"no table 'compounds'.*it has \['cell_lookup', 'cell_records', 'cell_synonyms'",
+    ):
         built.table("compounds")
 
 

@@ -178,7 +178,10 @@ def refs_info(refs: Annotated[Path, typer.Argument(help="Reference store folder.
 
         perturbridge refs info refs
     """
+    from ..ids.cells import CELL_LOOKUP_STEP, cell_lookup_params
     from ..ids.compound_lookup import REBUILD_HINT, lookup_problem
+    from ..ids.genes import GENE_LOOKUP_STEP, gene_lookup_params
+    from ..ids.keyed import step_problem
     from ..ids.store import RefStore
 
     try:
@@ -209,6 +212,17 @@ def refs_info(refs: Annotated[Path, typer.Argument(help="Reference store folder.
     problem = lookup_problem(m)
     if problem:
         console.print(f"note: {problem}: compound resolvers build it at every load; {REBUILD_HINT}")
+    saved = {
+        "cell": ("cells", CELL_LOOKUP_STEP, cell_lookup_params("Homo sapiens")),
+        "gene": ("genes", GENE_LOOKUP_STEP, gene_lookup_params()),
+    }
+    for what, (needs, step_name, params) in saved.items():
+        has = needs in m.get("tables", {})
+        problem = step_problem(m, step_name, params=params) if has else None
+        if problem:
+            console.print(
+                f"note: {problem}: {what} resolvers build it at every load; {REBUILD_HINT}"
+            )
     for note in m.get("notes", []):
         console.print(f"note: {note}")
 

@@ -36,6 +36,13 @@ extra); without that package diseases keep their source's text and id ``unknown`
 A reference store built before the biology fields existed (no ``age``, ``tissue``, …
 columns in ``cells``) still works: those fields are ``unknown`` and
 :attr:`CellBiology.missing_fields` names them (annotation notes them in the ledger).
+
+Reading the two ontologies from their JSON files takes a second or more per process.
+``refs build`` saves their labels and synonyms in the store (tables
+``ontology_labels`` and ``ontology_texts``, manifest step ``ontologies`` with the
+MONDO and UBERON versions); :meth:`CellBiology.from_store` uses them when the installed
+``cellxgene-ontology-guide`` ships the same versions (:func:`saved_ontologies`), and
+reads the package's files otherwise.
 """
 
 from __future__ import annotations
@@ -44,16 +51,20 @@ import importlib
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ..schema import BIOLOGY_COLUMNS, BIOLOGY_SOURCE, UNKNOWN
+from .keyed import KeyedRows, lookup_step, saved_step
 from .reader import RefStoreReader
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "BIOLOGY_FIELDS",
@@ -67,6 +78,8 @@ __all__ = [
     "join_sources",
     "load_ontologies",
     "normalize_sex",
+    "ontology_tables",
+    "saved_ontologies",
 ]
 
 #: Extra columns of the reference ``cells`` table that carry biology (after the
@@ -216,22 +229,42 @@ class Ontologies:
 _PACKAGE = "cellxgene_ontology_guide"
 
 
+ONTOLOGY_STEP = "ontologies"
+ONTOLOGY_TABLES = ("ontology_labels", "ontology_texts")
+#: Version of the saved ontology tables' layout.
+ONTOLOGY_LOOKUP_VERSION = 1
+_PREFIXES = ("MONDO", "UBERON")
+_SEP = "\x1f"
+
+
+def _installed_versions() -> dict[str, str] | None:
+    """The MONDO and UBERON versions the installed ``cellxgene-ontology-guide`` ships
+    (its small ``latest_ontology_info.json``); ``None`` without the package."""
+    try:
+        consts = importlib.import_module(f"{_PACKAGE}._constants")
+    except ImportError:
+        return None
+    with open(os.path.join(consts.DATA_ROOT, "latest_ontology_info.json")) as fh:
+        info = json.load(fh)["ontologies"]
+    return {p: str(info[p]["version"]) for p in _PREFIXES}
+
+
 @lru_cache(maxsize=1)
 def load_ontologies() -> Ontologies | None:
     """MONDO and UBERON as ``cellxgene-ontology-guide`` ships them (its latest
     versions); ``None`` when the package is not installed."""
     try:
         versions_mod = importlib.import_module(f"{_PACKAGE}.supported_versions")
-        consts = importlib.import_module(f"{_PACKAGE}._constants")
     except ImportError:
         return None
-    with open(os.path.join(consts.DATA_ROOT, "latest_ontology_info.json")) as fh:
-        info = json.load(fh)["ontologies"]
+    installed = _installed_versions()
+    if installed is None:
+        return None
     labels: dict[str, str] = {}
     index: dict[str, dict[str, tuple[str, ...]]] = {}
     versions: dict[str, str] = {}
-    for prefix in ("MONDO", "UBERON"):
-        version = str(info[prefix]["version"])
+    for prefix in _PREFIXES:
+        version = installed[prefix]
         terms = versions_mod.load_ontology_file(f"{prefix}-ontology-{version}.json.zst")
         versions[prefix] = version
         by_label: dict[str, list[str]] = {}
@@ -250,6 +283,86 @@ def load_ontologies() -> Ontologies | None:
     return Ontologies(versions=versions, labels=labels, index=index)
 
 
+def ontology_tables(onto: Ontologies) -> dict[str, pd.DataFrame]:
+    """``onto`` as the tables a reference store saves: ``ontology_labels`` (``term``,
+    ``label``) and ``ontology_texts`` (``key`` = prefix and lower-case text, ``terms``:
+    the ids, ``;``-joined in order)."""
+    labels = pd.DataFrame({"term": list(onto.labels), "label": list(onto.labels.values())})
+    keys = [f"{p}{_SEP}{t}" for p, idx in onto.index.items() for t in idx]
+    terms = [";".join(v) for idx in onto.index.values() for v in idx.values()]
+    return {
+        "ontology_labels": labels,
+        "ontology_texts": pd.DataFrame({"key": keys, "terms": terms}),
+    }
+
+
+def ontology_step(onto: Ontologies) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """The tables and the manifest step that save ``onto`` in a reference store."""
+    tables = ontology_tables(onto)
+    params = {"version": ONTOLOGY_LOOKUP_VERSION, "versions": dict(onto.versions)}
+    return tables, lookup_step(ONTOLOGY_STEP, params=params, tables=tables)
+
+
+class _SavedMapping(Mapping[str, Any]):
+    """A saved table read as a mapping, one key at a time (answers cached)."""
+
+    def __init__(self, rows: KeyedRows, value: str, *, split: bool = False) -> None:
+        self._rows, self._value, self._split = rows, value, split
+        self._cache: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._cache:
+            hit = self._rows.reindex([key])[self._value].iloc[0]
+            if not isinstance(hit, str):
+                self._cache[key] = None
+            else:
+                self._cache[key] = tuple(hit.split(";")) if self._split else hit
+        found = self._cache[key]
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows.frame()[self._rows.key].tolist())
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+class _PrefixView(Mapping[str, tuple[str, ...]]):
+    """The saved texts of one ontology: lower-case text → term ids."""
+
+    def __init__(self, texts: _SavedMapping, prefix: str) -> None:
+        self._texts, self._prefix = texts, prefix
+
+    def __getitem__(self, text: str) -> tuple[str, ...]:
+        return tuple(self._texts[f"{self._prefix}{_SEP}{text}"])
+
+    def __iter__(self) -> Iterator[str]:
+        head = f"{self._prefix}{_SEP}"
+        return (k[len(head) :] for k in self._texts if k.startswith(head))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def saved_ontologies(store: RefStoreReader) -> Ontologies | None:
+    """The MONDO and UBERON tables a store saved, when they are of the versions the
+    installed ``cellxgene-ontology-guide`` ships (what :func:`load_ontologies` would
+    read); ``None`` otherwise (logged)."""
+    installed = _installed_versions()
+    if installed is None:
+        return None
+    params = {"version": ONTOLOGY_LOOKUP_VERSION, "versions": installed}
+    saved = saved_step(store, ONTOLOGY_STEP, params=params)
+    if saved is None:
+        return None
+    texts = _SavedMapping(KeyedRows(saved["ontology_texts"], "key"), "terms", split=True)
+    labels = _SavedMapping(KeyedRows(saved["ontology_labels"], "term"), "label")
+    index = {p: _PrefixView(texts, p) for p in _PREFIXES}
+    return Ontologies(versions=installed, labels=labels, index=index)
+
+
 class CellBiology:
     """The biology columns of cell context accessions, from a reference ``cells`` table.
 
@@ -257,7 +370,9 @@ class CellBiology:
     ----------
     cells
         The ``cells`` table of a reference store (contract columns plus the extra
-        columns of :data:`BIOLOGY_FIELDS`; missing extras are ``unknown``).
+        columns of :data:`BIOLOGY_FIELDS`; missing extras are ``unknown``). As an Arrow
+        table (what :meth:`from_store` gives) it is not converted whole: the lines of
+        the accessions asked for are read when they are first asked for.
     ontologies
         MONDO/UBERON labels; ``"auto"`` loads them from ``cellxgene-ontology-guide``
         when installed, ``None`` uses none.
@@ -269,13 +384,26 @@ class CellBiology:
     ... # doctest: +SKIP
     """
 
-    def __init__(self, cells: pd.DataFrame, *, ontologies: Ontologies | str | None = "auto"):
-        missing = [c for c in ("accession", "ref_source") if c not in cells.columns]
+    def __init__(
+        self, cells: pd.DataFrame | pa.Table, *, ontologies: Ontologies | str | None = "auto"
+    ):
+        columns = list(cells.columns) if isinstance(cells, pd.DataFrame) else cells.column_names
+        missing = [c for c in ("accession", "ref_source") if c not in columns]
         if missing:
-            raise KeyError(f"table 'cells' lacks columns {missing}; found {list(cells.columns)}")
-        self.missing_fields = tuple(f for f in BIOLOGY_FIELDS if f not in cells.columns)
+            raise KeyError(f"table 'cells' lacks columns {missing}; found {columns}")
+        self.missing_fields = tuple(f for f in BIOLOGY_FIELDS if f not in columns)
         self._ontologies = ontologies  # "auto": loaded when a text first needs a term
-        rec = cells[cells["accession"].notna()].copy()
+        self._store: RefStoreReader | None = None  # its saved ontologies, if current
+        self._cache: dict[str, dict[str, str]] = {}
+        self._sources: dict[str, dict[str, str]] = {}
+        # an Arrow table is read per batch of accessions (_load); a frame at once
+        self._table = None if isinstance(cells, pd.DataFrame) else KeyedRows(cells, "accession")
+        self._loaded: set[str] = set()
+        self._set_records(cells if isinstance(cells, pd.DataFrame) else cells.slice(0, 0))
+
+    def _set_records(self, cells: pd.DataFrame | pa.Table) -> None:
+        rec = cells if isinstance(cells, pd.DataFrame) else cells.to_pandas()
+        rec = rec[rec["accession"].notna()].copy()
         for col in ("species", "sex", "disease", "category", *BIOLOGY_FIELDS):
             if col not in rec.columns:
                 rec[col] = None
@@ -283,29 +411,42 @@ class CellBiology:
         order = np.argsort(keys, kind="stable")  # a record's lines keep their order
         self._keys = keys[order]  # sorted: an accession's lines by binary search
         self._records = rec.iloc[order].reset_index(drop=True)
-        self._cache: dict[str, dict[str, str]] = {}
-        self._sources: dict[str, dict[str, str]] = {}
+
+    def _load(self, accessions: Iterable[str]) -> None:
+        """Read the lines of ``accessions`` from the Arrow table (when there is one)."""
+        if self._table is None:
+            return
+        todo = [a for a in accessions if a not in self._cache and a not in self._loaded]
+        if todo:
+            self._set_records(self._table.rows(todo))
+            self._loaded = set(todo)
 
     @property
     def ontologies(self) -> Ontologies | None:
         """The MONDO/UBERON labels in use (loaded on first use when ``"auto"``)."""
         if isinstance(self._ontologies, str):
-            self._ontologies = load_ontologies()
+            saved = saved_ontologies(self._store) if self._store is not None else None
+            self._ontologies = saved if saved is not None else load_ontologies()
         return self._ontologies
 
     @classmethod
     def from_store(
         cls, store: RefStoreReader | str | os.PathLike[str], **kwargs: Any
     ) -> CellBiology:
-        """From the ``cells`` table of a reference store."""
+        """From the ``cells`` table of a reference store, with the ontologies it saved
+        when they are current (:func:`saved_ontologies`) and ``ontologies`` is not
+        given."""
         st = store if isinstance(store, RefStoreReader) else RefStoreReader.open(store)
-        return cls(st.table("cells"), **kwargs)
+        bio = cls(st.arrow_table("cells"), **kwargs)
+        bio._store = st
+        return bio
 
     def lookup(self, accessions: Iterable[object]) -> pd.DataFrame:
         """One row per distinct accession (the index): the biology columns but
         ``suspension_type`` (``unknown``) and ``biology_source``. An accession that is
         not in the table (an unresolved name) is ``unknown`` throughout."""
         keys = list(dict.fromkeys(str(a) for a in accessions))
+        self._load(keys)
         rows = [self._one(k) for k in keys]
         return pd.DataFrame(rows, index=pd.Index(keys, dtype=object),
                             columns=[*BIOLOGY_COLUMNS, BIOLOGY_SOURCE])  # fmt: skip
@@ -315,6 +456,7 @@ class CellBiology:
     def _one(self, accession: str) -> dict[str, str]:
         if accession in self._cache:
             return self._cache[accession]
+        self._load([accession])
         out = dict.fromkeys((*BIOLOGY_COLUMNS, BIOLOGY_SOURCE), UNKNOWN)
         sources: dict[str, str] = {}
         lo = int(np.searchsorted(self._keys, accession, side="left"))

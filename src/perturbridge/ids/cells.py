@@ -30,6 +30,19 @@ vocabulary of every resolver of :mod:`perturbridge.ids`). An ``unresolved`` inpu
 matched only a source-local ``DepMap:…``/``LINCS:…`` record (see
 :mod:`perturbridge.ids.parsers_genes_cells`) keeps that placeholder as its ``accession``;
 other unresolved and ambiguous inputs have none.
+
+Saved lookup
+------------
+Keying the synonyms and choosing the best accession per key takes a second or two for
+the 180,000 synonyms of a store with the Cellosaurus. ``refs build`` does it once and
+saves the result as two tables, ``cell_records`` (the record of the best source per
+accession) and ``cell_lookup`` (per key: ``n``, ``kind``, ``prio``, ``candidates``,
+``accession``), with a manifest step ``cell_lookup`` that records
+:data:`CELL_LOOKUP_VERSION`, a digest of the priority tables above and the preferred
+species. :meth:`CellResolver.from_store` reads them as Arrow tables and looks up only
+the keys of each call (:class:`~perturbridge.ids.keyed.KeyedRows`); a store without
+them, or with a lookup made by other rules or for another species, is keyed in memory
+as before (same answers, more time).
 """
 
 from __future__ import annotations
@@ -42,12 +55,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._frames import missing_as_none, none_where_not
+from ._frames import RESOLUTION_COLUMNS, missing_as_none, none_where_not
 from .cell_ontology import cell_ontology_tables
 from .genes import best_per_key
+from .keyed import KeyedRows, lookup_step, rules_digest, saved_step
 from .reader import RefStoreReader
 
-__all__ = ["CCLE_TISSUES", "CellResolver", "cell_key", "link_lincs_cells", "strip_ccle_suffix"]
+__all__ = [
+    "CCLE_TISSUES",
+    "CELL_LOOKUP_STEP",
+    "CELL_LOOKUP_TABLES",
+    "CELL_LOOKUP_VERSION",
+    "CellResolver",
+    "cell_key",
+    "link_lincs_cells",
+    "strip_ccle_suffix",
+]
 
 #: CCLE name suffixes (tissue of origin) stripped by the normalization.
 CCLE_TISSUES: frozenset[str] = frozenset(
@@ -87,20 +110,15 @@ SOURCE_PRIORITY: dict[str, int] = {
     "cell_ontology_cxg": 6,
 }
 PLACEHOLDER_PREFIXES = ("DepMap:", "LINCS:")
+#: Version of the saved cell lookup (its tables and the rules that make them).
+CELL_LOOKUP_VERSION = 1
+CELL_LOOKUP_STEP = "cell_lookup"
+CELL_LOOKUP_TABLES = ("cell_records", "cell_lookup")
+_RECORD_COLUMNS = ("name", "species", "sex", "disease", "category")
 _NON_ALNUM = re.compile(r"[^0-9A-Z]")
-RESULT_COLUMNS = (
-    "input",
-    "accession",
-    "name",
-    "species",
-    "sex",
-    "disease",
-    "category",
-    "match_type",
-    "normalization",
-    "status",
-    "candidates",
-)
+_LOOKUP_COLUMNS = ["n", "kind", "prio", "candidates", "accession"]
+#: Columns of :meth:`CellResolver.resolve`.
+RESULT_COLUMNS = ("input", "accession", *_RECORD_COLUMNS, *RESOLUTION_COLUMNS, "candidates")
 
 
 def cell_key(name: object) -> str:
@@ -161,8 +179,10 @@ class CellResolver:
             cells = pd.concat([cells, extra["cells"]], ignore_index=True)
             cell_synonyms = pd.concat([cell_synonyms, extra["cell_synonyms"]], ignore_index=True)
         self.species = species
-        self._records = self._make_records(cells)
-        self._lookup = self._make_lookup(cell_synonyms)
+        records = self._make_records(cells)
+        lookup = self._make_lookup(cell_synonyms, records, species)
+        self._records = KeyedRows(records.reset_index(), "accession")
+        self._lookup = KeyedRows(lookup.reset_index(), "key")
 
     @classmethod
     def from_store(
@@ -172,14 +192,35 @@ class CellResolver:
         species: str | None = "Homo sapiens",
         cell_ontology_csv: str | os.PathLike[str] | None = None,
     ) -> CellResolver:
-        """A resolver over the ``cells`` and ``cell_synonyms`` tables of a store."""
+        """A resolver over the ``cells`` and ``cell_synonyms`` tables of a store.
+
+        Loads the lookup the store saved when it was made by the rules of this version
+        for ``species`` (see the module docstring); otherwise, and with a
+        ``cell_ontology_csv``, keys the tables in memory.
+        """
         st = store if isinstance(store, RefStoreReader) else RefStoreReader.open(store)
+        if cell_ontology_csv is None:
+            saved = saved_step(st, CELL_LOOKUP_STEP, params=cell_lookup_params(species))
+            if saved is not None:
+                return cls._from_saved(saved, species=species)
         return cls(
             st.table("cells"),
             st.table("cell_synonyms"),
             species=species,
             cell_ontology_csv=cell_ontology_csv,
         )
+
+    @classmethod
+    def _from_saved(cls, saved: Mapping[str, Any], *, species: str | None) -> CellResolver:
+        self = cls.__new__(cls)
+        self.species = species
+        self._records = KeyedRows(saved["cell_records"], "accession")
+        self._lookup = KeyedRows(saved["cell_lookup"], "key")
+        return self
+
+    def lookup_tables(self) -> dict[str, pd.DataFrame]:
+        """The lookup as the tables a store saves (``cell_records``, ``cell_lookup``)."""
+        return {"cell_records": self._records.frame(), "cell_lookup": self._lookup.frame()}
 
     # ----------------------------------------------------------------------------------
 
@@ -189,7 +230,7 @@ class CellResolver:
         rec = rec[rec["accession"].notna()]
         rec["_prio"] = rec["ref_source"].map(SOURCE_PRIORITY).fillna(9)
         rec = rec.sort_values(["accession", "_prio"], kind="stable")
-        cols = ["name", "species", "sex", "disease", "category"]
+        cols = list(_RECORD_COLUMNS)
         for c in cols:
             if c not in rec.columns:
                 rec[c] = None
@@ -197,26 +238,27 @@ class CellResolver:
         rec = rec.drop_duplicates("accession").set_index("accession")[cols]
         return missing_as_none(rec)
 
-    def _make_lookup(self, syn: pd.DataFrame) -> pd.DataFrame:
+    @staticmethod
+    def _make_lookup(syn: pd.DataFrame, records: pd.DataFrame, species: str | None) -> pd.DataFrame:
         s = syn.loc[
             syn["accession"].notna() & syn["synonym"].notna(), ["accession", "synonym", "kind"]
         ]
         acc = pd.DataFrame(
-            {"accession": self._records.index, "synonym": self._records.index, "kind": "accession"}
+            {"accession": records.index, "synonym": records.index, "kind": "accession"}
         )
         s = pd.concat([s, acc], ignore_index=True)
         s["key"] = s["synonym"].map(cell_key)
         s["prio"] = s["kind"].map(KIND_PRIORITY).fillna(9).astype(int)
         s = s[s["key"] != ""]
         out = best_per_key(s, "accession")
-        if self.species and (out["n"] > 1).any():
+        if species and (out["n"] > 1).any():
             # tie-break: exactly one candidate of the preferred species
             amb = out.index[out["n"] > 1]
             c = s[s["key"].isin(amb)]
             c = c[c["prio"].to_numpy() == out.loc[c["key"], "prio"].to_numpy()]
             c = c.drop_duplicates(["key", "accession"])
-            sp_ = self._records["species"].reindex(c["accession"]).to_numpy()
-            pref = c[sp_ == self.species]
+            sp_ = records["species"].reindex(c["accession"]).to_numpy()
+            pref = c[sp_ == species]
             one = pref.groupby("key")["accession"].agg(["size", "first"])
             one = one[one["size"] == 1]
             out.loc[one.index, "accession"] = one["first"]
@@ -241,7 +283,7 @@ class CellResolver:
             lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip()
         )
         key = text.map(cell_key)
-        hit = self._lookup.reindex(key.to_numpy())
+        hit = self._lookup.reindex(key.to_numpy())[_LOOKUP_COLUMNS]
         hit.index = uniq.index
         norm = pd.Series("", index=uniq.index, dtype=object)
         miss = hit["n"].isna()
@@ -250,7 +292,7 @@ class CellResolver:
             has = stripped.notna()
             if has.any():
                 idx = stripped[has].index
-                alt = self._lookup.reindex(stripped[has].map(cell_key).to_numpy())
+                alt = self._lookup.reindex(stripped[has].map(cell_key).to_numpy())[_LOOKUP_COLUMNS]
                 alt.index = idx
                 found = alt["n"].notna()
                 hit.loc[idx[found.to_numpy()]] = alt[found]
@@ -265,7 +307,7 @@ class CellResolver:
                 np.where(_is_placeholder(acc.fillna("")), "unresolved", "resolved"),
             ),
         )
-        rec = self._records.reindex(acc.fillna("").to_numpy())
+        rec = self._records.reindex(acc.fillna("").to_numpy())[list(_RECORD_COLUMNS)]
         rec.index = uniq.index
         res = pd.DataFrame(
             {
@@ -285,6 +327,22 @@ class CellResolver:
         res = missing_as_none(res)
         pos = pd.Index(uniq).get_indexer(inputs)
         return res.iloc[pos].reset_index(drop=True)
+
+
+def cell_lookup_params(species: str | None) -> dict[str, Any]:
+    """What a saved cell lookup must have been made with to be used (its manifest step)."""
+    return {
+        "version": CELL_LOOKUP_VERSION,
+        "rules": rules_digest(KIND_PRIORITY, SOURCE_PRIORITY, sorted(CCLE_TISSUES)),
+        "species": species,
+    }
+
+
+def cell_lookup_step(resolver: CellResolver) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """The tables and the manifest step that save ``resolver``'s lookup in a store."""
+    tables = resolver.lookup_tables()
+    step = lookup_step(CELL_LOOKUP_STEP, params=cell_lookup_params(resolver.species), tables=tables)
+    return tables, step
 
 
 def coverage(resolved: pd.DataFrame) -> dict[str, Any]:

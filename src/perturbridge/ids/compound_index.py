@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import PerturbridgeError, SchemaError
-from ._frames import missing_as_none, none_where_not
+from ._frames import int_objects, missing_as_none, none_where_not
 from .chem import (
     INCHIKEY_PATTERN,
     STRUCTURE_COLUMNS,
@@ -397,25 +397,38 @@ def parent_table(parents: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def parent_info(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """A :func:`parent_table` as a dict: parent InChIKey → its other columns (CID an int)."""
-    cids = [None if pd.isna(c) else int(c) for c in table["pubchem_cid"]]
-    return {
-        key: {
+class ParentInfo:
+    """A :func:`parent_table` looked up by parent InChIKey: ``get(key)`` gives its other
+    columns as a dict (CID an int) or ``None``. Only the key → row map is built up
+    front (a dict of 30,000 rows of dicts took 0.2 s of every store load)."""
+
+    def __init__(self, table: pd.DataFrame) -> None:
+        keys = table["parent_inchikey"].to_numpy(dtype=object)
+        self._row = dict(zip(keys.tolist(), range(len(keys)), strict=True))
+        self._name = table["name"].to_numpy(dtype=object)
+        self._cid = int_objects(table["pubchem_cid"])
+        self._source = table["ref_source"].to_numpy(dtype=object)
+        self._ref_id = table["ref_id"].to_numpy(dtype=object)
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        i = self._row.get(key)
+        if i is None:
+            return None
+        name = self._name[i]
+        return {
             "name": name if isinstance(name, str) else None,
-            "pubchem_cid": c,
-            "ref_source": src,
-            "ref_id": rid,
+            "pubchem_cid": self._cid[i],
+            "ref_source": self._source[i],
+            "ref_id": self._ref_id[i],
         }
-        for key, name, c, src, rid in zip(
-            table["parent_inchikey"].to_numpy(),
-            table["name"].to_numpy(),
-            cids,
-            table["ref_source"].to_numpy(),
-            table["ref_id"].to_numpy(),
-            strict=True,
-        )
-    }
+
+
+def parent_info(table: pd.DataFrame) -> ParentInfo:
+    """A :func:`parent_table` as a lookup: parent InChIKey → its other columns."""
+    return ParentInfo(table)
 
 
 NAME_KEY_COLUMNS: Final[tuple[str, ...]] = ("synonym", "rank", "nkey", "alt")

@@ -25,12 +25,15 @@ built before the step existed) with a log message that says to rebuild the store
 from __future__ import annotations
 
 import logging
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import numpy as np
 import pandas as pd
 
 from .names import NAME_RULES_VERSION
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "LOOKUP_STEP",
@@ -92,10 +95,15 @@ def lookup_problem(manifest: dict[str, Any], *, majority: float | None = 0.65) -
     return None
 
 
-def saved_lookup(store: _Store, *, majority: float | None) -> dict[str, pd.DataFrame] | None:
+def saved_lookup(
+    store: _Store, *, majority: float | None
+) -> dict[str, pd.DataFrame | pa.Table] | None:
     """The saved lookup tables of ``store`` if they are current for ``majority``, else None.
 
-    Integer columns come back as NumPy ``int64`` (Parquet readers give ``Int64``).
+    Integer columns come back as NumPy ``int64`` (Parquet readers give ``Int64``). The
+    key index (``compound_lookup``, a million keys and more) comes as an Arrow table
+    when the store can read one (``arrow_table``): the resolver looks keys up in it
+    without converting it (:class:`~perturbridge.ids.keyed.KeyedRows`).
     """
     manifest = getattr(store, "manifest", None) or {}
     problem = lookup_problem(manifest, majority=majority)
@@ -104,7 +112,12 @@ def saved_lookup(store: _Store, *, majority: float | None) -> dict[str, pd.DataF
         return None
     if not any(d.get("step") == LOOKUP_STEP for d in manifest.get("derived", [])):
         return None  # a store without compounds
-    out = {name: store.table(name) for name in LOOKUP_TABLES}
-    for name, cols in _INT_COLUMNS.items():
-        out[name] = out[name].astype({c: np.int64 for c in cols})
+    out: dict[str, pd.DataFrame | pa.Table] = {}
+    arrow = getattr(store, "arrow_table", None)
+    for name in LOOKUP_TABLES:
+        if name == "compound_lookup" and arrow is not None:
+            out[name] = arrow(name)
+            continue
+        df = store.table(name)
+        out[name] = df.astype({c: np.int64 for c in _INT_COLUMNS.get(name, ())})
     return out

@@ -100,6 +100,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import PerturbridgeError
+from ._frames import int_objects
 from .chem import INCHIKEY_PATTERN, standardize_smiles_many
 from .compound_fallbacks import (
     object_array,
@@ -124,6 +125,7 @@ from .compound_index import (
     structure_donors,
 )
 from .compound_lookup import LOOKUP_TABLES, saved_lookup
+from .keyed import KeyedRows
 from .names import NAME_RULES_VERSION
 from .pubchem import PubChemClient
 from .tables import TABLE_COLUMNS
@@ -157,13 +159,15 @@ class CompoundResolver:
     def __init__(
         self,
         records: pd.DataFrame,
-        index: pd.DataFrame,
+        index: pd.DataFrame | KeyedRows,
         *,
         majority: float | None,
         parents: pd.DataFrame | None = None,
     ):
         self._records = records
-        self._index = index
+        # key → record rows, looked up per call (an Arrow table: no pandas conversion of
+        # the 1.5 million keys of a large store at load time)
+        self._index = index if isinstance(index, KeyedRows) else KeyedRows(index, "key")
         self._majority = majority
         self._block = records["block"].to_numpy()
         self._prio = records["prio"].to_numpy()
@@ -190,9 +194,7 @@ class CompoundResolver:
             "connectivity",
         ):
             self._col[c] = rec[c].to_numpy(dtype=object)
-        self._col["pubchem_cid"] = np.array(
-            [None if pd.isna(v) else int(v) for v in rec["pubchem_cid"]], dtype=object
-        )
+        self._col["pubchem_cid"] = int_objects(rec["pubchem_cid"])
 
     # ----------------------------------------------------------------------------------
     # construction
@@ -261,7 +263,7 @@ class CompoundResolver:
             if majority is not None and not 0.5 < majority <= 1.0:
                 raise ValueError(f"expected majority in (0.5, 1] or None, found {majority}")
             records, index, parents = (saved[t] for t in LOOKUP_TABLES)
-            return cls(records, index, majority=majority, parents=parents)
+            return cls(records, KeyedRows(index, "key"), majority=majority, parents=parents)
         try:
             structures: pd.DataFrame | None = store.table("compound_structures")
         except (KeyError, FileNotFoundError, PerturbridgeError):
@@ -361,7 +363,7 @@ class CompoundResolver:
 
         :meth:`from_store` loads them instead of building the lookup again.
         """
-        records, index, parents = self._records, self._index, self._parents
+        records, index, parents = self._records, self._index.frame(), self._parents
         return dict(zip(LOOKUP_TABLES, (records, index, parents), strict=True))
 
     # ----------------------------------------------------------------------------------
@@ -540,7 +542,8 @@ class CompoundResolver:
         """Reference records hit at each query's strongest rank with a hit."""
         if keys.empty:
             return empty_hits()
-        hits = keys.merge(self._index, on="key", how="inner", sort=False)
+        index = self._index.rows(pd.unique(keys["key"].to_numpy()))
+        hits = keys.merge(index, on="key", how="inner", sort=False)
         if hits.empty:
             return empty_hits()
         rec = hits["rec"].to_numpy()

@@ -22,6 +22,7 @@ from ..errors import PerturbridgeError
 
 if TYPE_CHECKING:
     import duckdb
+    import pyarrow as pa
 
 __all__ = ["MANIFEST", "STORE_FORMAT", "RefStoreReader", "StoreError"]
 
@@ -106,18 +107,31 @@ class RefStoreReader:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        if name not in self.manifest.get("tables", {}):
-            raise KeyError(
-                f"reference store {self.path} has no table {name!r}; it has {self.tables}. "
-                "Rebuild it with the upstream file that provides it (see `perturbridge refs "
-                "info`)"
-            )
+        self._check_table(name)
         tbl = pq.read_table(
             self.path / f"{name}.parquet", columns=list(columns) if columns else None
         )
         mapping = {pa.int64(): pd.Int64Dtype()}
         df = tbl.to_pandas(types_mapper=mapping.get)
         return df
+
+    def arrow_table(self, name: str, *, columns: Sequence[str] | None = None) -> pa.Table:
+        """One table as an Arrow table (no conversion to pandas: a tenth of the time for
+        a large table of strings); the errors of :meth:`table`."""
+        import pyarrow.parquet as pq
+
+        self._check_table(name)
+        return pq.read_table(
+            self.path / f"{name}.parquet", columns=list(columns) if columns else None
+        )
+
+    def _check_table(self, name: str) -> None:
+        if name not in self.manifest.get("tables", {}):
+            raise KeyError(
+                f"reference store {self.path} has no table {name!r}; it has {self.tables}. "
+                "Rebuild it with the upstream file that provides it (see `perturbridge refs "
+                "info`)"
+            )
 
     def duckdb(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with one view per table."""

@@ -15,6 +15,13 @@ Layout of a store folder::
       compound_records.parquet     (derived: the compound resolver's lookup, see
       compound_lookup.parquet       perturbridge.ids.compound_lookup)
       compound_parents.parquet
+      cell_records.parquet       (derived: the cell resolver's lookup, see
+      cell_lookup.parquet         perturbridge.ids.cells)
+      gene_records.parquet       (derived: the gene resolver's lookup, see
+      gene_symbols.parquet        perturbridge.ids.genes)
+      gene_ids.parquet
+      ontology_labels.parquet    (derived: MONDO and UBERON for the biology columns,
+      ontology_texts.parquet      see perturbridge.ids.biology)
 
 Every table keeps the contract columns of :data:`~perturbridge.ids.tables.TABLE_COLUMNS`
 first (strings; ``pubchem_cid`` as nullable ``Int64``), then any extra columns of its
@@ -56,11 +63,13 @@ from ..progress import track
 # the parser modules register their parsers (tables.list_parsers) when imported
 from . import parsers_compounds, parsers_genes_cells, parsers_orgdb  # noqa: F401
 from ._frames import missing_as_none
+from .biology import ONTOLOGY_TABLES, load_ontologies, ontology_step
 from .cell_ontology import CELL_ONTOLOGY_VERSION, SOURCE_BUILTIN, cell_ontology_tables
-from .cells import link_lincs_cells
+from .cells import CELL_LOOKUP_TABLES, CellResolver, cell_lookup_step, link_lincs_cells
 from .compound_index import compound_structures, name_key_rows, reference_names
 from .compound_lookup import LOOKUP_TABLES, lookup_step
 from .compounds import CompoundResolver
+from .genes import GENE_LOOKUP_TABLES, GeneResolver, gene_lookup_step
 from .names import NAME_RULES_VERSION
 from .parsers_packages import PACKAGE_SOURCES, SOURCE_FDA, installed_package_sources
 from .reader import MANIFEST, STORE_FORMAT, RefStoreReader, StoreError
@@ -71,7 +80,14 @@ __all__ = ["RefStore", "link_fda_names", "match_parser"]
 logger = logging.getLogger(__name__)
 
 #: Tables a store may hold besides the contract ones (derived steps).
-DERIVED_TABLES = ("compound_structures", "compound_name_keys", *LOOKUP_TABLES)
+DERIVED_TABLES = (
+    "compound_structures",
+    "compound_name_keys",
+    *LOOKUP_TABLES,
+    *CELL_LOOKUP_TABLES,
+    *GENE_LOOKUP_TABLES,
+    *ONTOLOGY_TABLES,
+)
 _META_KEY = b"perturbridge.refstore"
 _SKIP_NAMES = frozenset({MANIFEST, "fetch_manifest.json"})
 _DATE_IN_NAME = re.compile(r"(?<!\d)(20\d{2})[-_]?([01]\d)[-_]?([0-3]\d)(?!\d)")
@@ -475,6 +491,20 @@ def _derive(
         cells, syn, report = link_lincs_cells(tables["cells"], tables["cell_synonyms"])
         tables["cells"], tables["cell_synonyms"] = cells, syn
         derived.append({"step": "link_lincs_cells", "status": "done", **report})
+        # the cell resolver's lookup, keyed once (perturbridge.ids.cells: saved lookup)
+        lookup, step = cell_lookup_step(CellResolver(cells, syn))
+        tables.update(lookup)
+        derived.append(step)
+        onto = load_ontologies()
+        if onto is not None:  # MONDO/UBERON for the biology columns, read once
+            lookup, step = ontology_step(onto)
+            tables.update(lookup)
+            derived.append(step)
+    if "genes" in tables and "gene_synonyms" in tables:
+        # the gene resolver's lookup, keyed once (perturbridge.ids.genes: saved lookup)
+        lookup, step = gene_lookup_step(GeneResolver(tables["genes"], tables["gene_synonyms"]))
+        tables.update(lookup)
+        derived.append(step)
     # compound structures, standardized once with RDKit
     if "compounds" in tables:
         if online_pubchem:
