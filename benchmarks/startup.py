@@ -3,21 +3,25 @@
 Runs the installed ``perturbridge`` command (the one next to this Python) in child
 processes and reports, as JSON:
 
-- ``help``: for ``perturbridge --help`` and the help of every command and subcommand
-  (``ingest <adapter>`` included), the median wall time and CPU time (user + system,
-  ``getrusage(RUSAGE_CHILDREN)``) of 5 runs; ``help_max`` names the slowest of the
-  commands other than ``ingest <adapter>`` (whose help is made from the adapter module,
-  which imports pandas and AnnData) and the slowest adapter's help;
+- ``help``: for ``perturbridge --help`` and the help of every command, subcommand and
+  ``ingest <adapter>``, the best (least) wall time and CPU time (user + system,
+  ``getrusage(RUSAGE_CHILDREN)``) of 3 runs, each a fresh process; ``help_max`` names
+  the slowest of the commands and the slowest of the ``ingest <adapter>`` helps (made
+  from the adapters' declarations), ``help_over_0_6_s`` those whose best wall time is
+  0.6 s or more;
 - ``load_average``: ``/proc/loadavg`` before and after (timings on a busy machine are
   longer: compare CPU times, or runs side by side);
 - ``query``: the peak RSS (MB, ``getrusage(RUSAGE_CHILDREN)``) and wall time of
   ``perturbridge query STORE "SELECT … FROM range(80000000)" --limit 5`` on a small
   simulated store, and of ``SELECT 1`` for comparison;
-- ``import_s``: the median time of ``python -c "import perturbridge.cli"``.
+- ``import_s``: the best time of ``python -c "import perturbridge.cli"``.
 
 Usage::
 
-    python benchmarks/startup.py [--repeats 5] [--only help|query]
+    python benchmarks/startup.py [--repeats 3] [--only help|query] [--baseline DIR]
+
+``--baseline DIR`` times the helps of another source tree too (``DIR/src`` first on
+``PYTHONPATH``), interleaved with this one's, for before/after figures.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import json
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,30 +47,40 @@ def _wall(cmd: list[str]) -> float:
     return _run(cmd)[0]
 
 
-def _run(cmd: list[str]) -> tuple[float, float]:
+def _run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """Wall and CPU time (user + system) of ``cmd`` in a child process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
-def _median(cmd: list[str], repeats: int) -> float:
+def _best(cmd: list[str], repeats: int) -> float:
     _wall(cmd)  # warm the file cache
-    return round(statistics.median(_wall(cmd) for _ in range(repeats)), 3)
+    return round(min(_wall(cmd) for _ in range(repeats)), 3)
 
 
-def _help_times(argv: list[str], repeats: int) -> dict[str, float]:
-    """Median wall and CPU time of ``perturbridge <argv> --help``."""
+def _help_times(argv: list[str], repeats: int, *, baseline: Path | None = None) -> dict[str, float]:
+    """Best wall and CPU time of ``perturbridge <argv> --help`` (a fresh process each);
+    with ``baseline`` (a source tree), also those of that tree's package, run
+    interleaved with this one's (``baseline_wall_s``, ``baseline_cpu_s``)."""
     cmd = [COMMAND, *argv, "--help"]
-    _run(cmd)  # warm the file cache
-    runs = [_run(cmd) for _ in range(repeats)]
-    return {
-        "wall_s": round(statistics.median(w for w, _ in runs), 3),
-        "cpu_s": round(statistics.median(c for _, c in runs), 3),
-    }
+    envs: dict[str, dict[str, str] | None] = {"": None}
+    if baseline is not None:
+        envs["baseline_"] = {**os.environ, "PYTHONPATH": str(baseline / "src")}
+    for env in envs.values():
+        _run(cmd, env)  # warm the file cache
+    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in envs}
+    for _ in range(repeats):
+        for key, env in envs.items():
+            runs[key].append(_run(cmd, env))
+    out = {}
+    for key, got in runs.items():
+        out[f"{key}wall_s"] = round(min(w for w, _ in got), 3)
+        out[f"{key}cpu_s"] = round(min(c for _, c in got), 3)
+    return out
 
 
 def _commands() -> tuple[list[list[str]], set[str]]:
@@ -146,7 +159,13 @@ def _store(folder: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="Runs per help command.")
+    parser.add_argument("--repeats", type=int, default=3, help="Runs per help command.")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="A source tree (e.g. `git archive REV src | tar -x -C DIR`) whose help timings "
+        "are taken too, interleaved with this one's.",
+    )
     parser.add_argument(
         "--only", choices=["help", "query"], help="Only the help timings, or only the query."
     )
@@ -155,7 +174,10 @@ def main() -> None:
     paths, adapters = _commands()
     if args.only == "query":
         paths = []
-    helps = {" ".join(["perturbridge", *p]): _help_times(p, args.repeats) for p in paths}
+    helps = {
+        " ".join(["perturbridge", *p]): _help_times(p, args.repeats, baseline=args.baseline)
+        for p in paths
+    }
 
     def slowest(names: list[str]) -> dict[str, Any]:
         if not names:
@@ -166,11 +188,13 @@ def main() -> None:
     own = [n for n in helps if n.removeprefix("perturbridge ") not in adapters]
     from_adapters = [n for n in helps if n.removeprefix("perturbridge ") in adapters]
     report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "python": platform.python_version(),
         "machine": platform.machine(),
         "help_max": {"commands": slowest(own), "ingest_adapters": slowest(from_adapters)},
+        "help_over_0_6_s": sorted(n for n, t in helps.items() if t["wall_s"] >= 0.6),
         "help": helps,
-        "import_s": _median([sys.executable, "-c", "import perturbridge.cli"], args.repeats),
+        "import_s": _best([sys.executable, "-c", "import perturbridge.cli"], args.repeats),
     }
     if args.only != "help":
         with tempfile.TemporaryDirectory() as tmp:

@@ -2,25 +2,21 @@
 
 ``ingest l1000`` has named options; every other adapter gets a command made from its
 declaration in :data:`perturbridge.sources.ADAPTERS` (inputs with ``--input
-NAME=PATH``, other parameters with ``--set NAME=VALUE``). Such a command is made when
-it is looked up, from the declaration alone: the adapter (and pandas, AnnData with it)
-loads when the command runs, not for ``perturbridge ingest --help`` nor for
-``perturbridge ingest <name> --help``.
+NAME=PATH``, other parameters with ``--set NAME=VALUE``). The declaration alone makes
+the command and its help: the adapter (and pandas, AnnData with it) loads when the
+command runs, not for ``perturbridge ingest --help`` nor ``perturbridge ingest <name>
+--help``.
 """
 
 from __future__ import annotations
 
-import ast
-import tokenize
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
-from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.table import Table
-from typer.core import TyperGroup
 
 from ..sources import ADAPTERS
 from ._common import (
@@ -45,55 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["ingest_app", "sources_app"]
 
 
-class _IngestGroup(TyperGroup):
-    """The ``ingest`` group: the command of an adapter other than ``l1000`` is made from
-    its declaration when it is looked up; the group's own help lists the adapters by
-    their module's summary line, read without importing them."""
-
-    _listing = False  # True while the group's help is written
-
-    # ``Any``: the click types are typer's vendored click
-    def list_commands(self, ctx: Any) -> list[str]:
-        return [*super().list_commands(ctx), *(n for n in ADAPTERS if n not in self.commands)]
-
-    def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        if cmd_name in self.commands:
-            return super().get_command(ctx, cmd_name)
-        if cmd_name not in ADAPTERS:
-            return None
-        if self._listing:
-            return typer.core.TyperCommand(cmd_name, help=_adapter_summary(cmd_name))
-        self.add_command(_adapter_command(ADAPTERS[cmd_name]), cmd_name)
-        return super().get_command(ctx, cmd_name)
-
-    def format_help(self, ctx: Any, formatter: Any) -> None:
-        self._listing = True
-        try:
-            super().format_help(ctx, formatter)
-        finally:
-            self._listing = False
-
-
-def _adapter_summary(name: str) -> str:
-    """The first line of the docstring of the adapter module of ``name``, read from the
-    first tokens of its source file (the module is not imported)."""
-    spec = find_spec(ADAPTERS[name].module, "perturbridge.sources")
-    doc = ""
-    if spec is not None and spec.origin is not None:
-        with open(spec.origin, "rb") as f:
-            for tok in tokenize.tokenize(f.readline):
-                if tok.type == tokenize.STRING:
-                    doc = str(ast.literal_eval(tok.string)).strip()
-                if tok.type not in _BEFORE_DOCSTRING:
-                    break
-    return doc.partition("\n")[0] or f"Ingest {name} data into Samples."
-
-
-_BEFORE_DOCSTRING = (tokenize.ENCODING, tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE)
-
-
 ingest_app = typer.Typer(
-    cls=_IngestGroup,
     help="Read an upstream dataset into validated Samples.",
     no_args_is_help=True,
 )
@@ -298,7 +246,7 @@ def _params_help(params: Mapping[str, CliParameter]) -> str:
     return "\n\n".join(lines)
 
 
-def _adapter_command(adapter: SourceDeclaration) -> Any:
+def _adapter_command(adapter: SourceDeclaration) -> Callable[..., None]:
     """``perturbridge ingest <name>`` of an adapter, from its declaration (the adapter is
     imported when the command runs)."""
     name = adapter.name
@@ -355,9 +303,12 @@ def _adapter_command(adapter: SourceDeclaration) -> Any:
         f"    perturbridge ingest {name} --input "
         f"{next(iter(params), 'path')}=FILE --out samples.h5ad"
     )
-    single = typer.Typer()
-    single.command(name)(command)
-    return typer.main.get_command(single)
+    return command
+
+
+for _declared in ADAPTERS.values():
+    if _declared.cli_parameters:  # l1000 has its own command, above
+        ingest_app.command(_declared.name)(_adapter_command(_declared))
 
 
 @sources_app.callback(invoke_without_command=True)
