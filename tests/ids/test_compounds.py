@@ -365,7 +365,7 @@ def test_forced_and_per_query_kinds(resolver: CompoundResolver) -> None:
     out = resolver.resolve(["2244", "aspirin"], kind=["cid", "auto"])
     assert out["kind"].tolist() == ["cid", "name"]
     with pytest.raises(ValueError, match="expected kind 'auto' or one of"):
-        resolver.resolve(["x"], kind="gene")  # type: ignore[arg-type]
+        resolver.resolve(["x"], kind="gene")
     with pytest.raises(ValueError, match="one kind per query"):
         resolver.resolve(["x", "y"], kind=["name"])
     with pytest.raises(ValueError, match="unknown query kinds"):
@@ -679,16 +679,12 @@ def test_sciplex_names_agree_with_their_smiles(real_resolver: CompoundResolver) 
     resolved = out["status"] == "resolved"
     has_truth = truth["connectivity"].notna()
     agree = (out["connectivity"] == truth["connectivity"])[resolved & has_truth]
-    agree_taut = (
-        out["parent_inchikey"].map(
-            lambda k: (
-                real_resolver.records.drop_duplicates("parent_inchikey")
-                .set_index("parent_inchikey")["tautomer_connectivity"]
-                .get(k)
-            )
-        )
-        == truth["tautomer_connectivity"]
-    )[resolved & has_truth]
+    taut_of_parent = real_resolver.records.drop_duplicates("parent_inchikey").set_index(
+        "parent_inchikey"
+    )["tautomer_connectivity"]
+    agree_taut = (out["parent_inchikey"].map(taut_of_parent) == truth["tautomer_connectivity"])[
+        resolved & has_truth
+    ]
     print(
         f"\nsci-Plex: {int(resolved.sum())}/{len(out)} resolved ({resolved.mean():.1%}); "
         f"{int(agree.sum())}/{len(agree)} agree with the file's SMILES on the parent "

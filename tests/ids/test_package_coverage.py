@@ -108,6 +108,11 @@ def test_cell_coverage_before_and_after_each_source(tmp_path, cell_lists, no_net
         st = RefStore.build(source_dir=src, out=tmp_path / step, package_sources=sources)
         res = CellResolver.from_store(st)
         results[step] = {name: res.resolve(values) for name, values in cell_lists.items()}
+    # the lookup the last store saved answers as the one keyed from its tables, for
+    # every name and synonym it holds (and the lists)
+    rebuilt = CellResolver(st.table("cells"), st.table("cell_synonyms"))
+    every = [*st.table("cell_synonyms")["synonym"], *[v for x in cell_lists.values() for v in x]]
+    pd.testing.assert_frame_equal(res.resolve(every), rebuilt.resolve(every))
     print()
     for name in cell_lists:
         line = ", ".join(f"{s}: {_fraction(results[s][name]['status'])}" for s in steps)
@@ -144,7 +149,11 @@ def compound_store(tmp_path_factory: pytest.TempPathFactory) -> RefStore:
     return RefStore.build(source_dir=src, out=root / "refs", package_sources=[SOURCE_FDA])
 
 
-def _resolvers(store: RefStore) -> dict[str, CompoundResolver]:
+@pytest.fixture(scope="module")
+def resolvers(compound_store: RefStore) -> dict[str, CompoundResolver]:
+    """Built once for the module: the shared files alone and with the FDA names (from
+    the tables), and the lookup the store saved (loaded)."""
+    store = compound_store
     comp, syn = store.table("compounds"), store.table("compound_synonyms")
     structures = store.table("compound_structures")
     shared = (comp["ref_source"] != SOURCE_FDA).to_numpy()
@@ -155,11 +164,14 @@ def _resolvers(store: RefStore) -> dict[str, CompoundResolver]:
     after = CompoundResolver.from_tables(
         compounds=comp, compound_synonyms=syn, structures=structures
     )
-    return {"shared files": before, f"+ {SOURCE_FDA}": after}
+    return {
+        "shared files": before,
+        f"+ {SOURCE_FDA}": after,
+        "saved": CompoundResolver.from_store(store),
+    }
 
 
-def test_compound_coverage_before_and_after_fda_names(compound_store, no_network):
-    resolvers = _resolvers(compound_store)
+def test_compound_coverage_before_and_after_fda_names(resolvers, no_network):
     sciplex = pd.read_csv(shared_path("sciplex_trapnell", "Supplementary_Table_3.txt"), sep="\t")
     drugs = sciplex[["name", "SMILES"]].dropna().drop_duplicates("name").reset_index(drop=True)
     truth = standardize_smiles_many(drugs["SMILES"])["connectivity"]
@@ -167,6 +179,7 @@ def test_compound_coverage_before_and_after_fda_names(compound_store, no_network
     tahoe = [n for n in tahoe if n.strip()]
     print()
     resolved: dict[str, list[int]] = {"sci-Plex3": [], "Tahoe": [], "issue 17": []}
+    answers: dict[str, list[pd.DataFrame]] = {}
     for step, res in resolvers.items():
         sp = res.resolve(drugs["name"], kind="name")
         ok = sp["status"] == "resolved"
@@ -174,6 +187,9 @@ def test_compound_coverage_before_and_after_fda_names(compound_store, no_network
         agree = (sp["connectivity"] == truth)[judged]
         th = res.resolve(tahoe, kind="name")
         ex = res.resolve(list(EXPECTED_COMPOUNDS), kind="name")
+        answers[step] = [sp, th, ex]
+        if step == "saved":
+            continue
         print(
             f"{step}: sci-Plex3 {_fraction(sp['status'])}, {int(agree.sum())}/{len(agree)} "
             f"agree with the file's SMILES; Tahoe {_fraction(th['status'])}; "
@@ -185,6 +201,9 @@ def test_compound_coverage_before_and_after_fda_names(compound_store, no_network
         assert agree.mean() >= 0.95
     for name, counts in resolved.items():
         assert counts[-1] >= counts[0], f"{name} lost coverage: {counts}"
+    # the lookup the store saved answers as the one built from its tables
+    for saved, rebuilt in zip(answers["saved"], answers[f"+ {SOURCE_FDA}"], strict=True):
+        pd.testing.assert_frame_equal(saved, rebuilt)
     after = resolvers[f"+ {SOURCE_FDA}"]
     out = after.resolve(list(EXPECTED_COMPOUNDS), kind="name").set_index("query")
     wrong = {q: out.loc[q, "connectivity"] for q, c in EXPECTED_COMPOUNDS.items()
@@ -192,10 +211,10 @@ def test_compound_coverage_before_and_after_fda_names(compound_store, no_network
     assert not wrong
 
 
-def test_17beta_estradiol_is_never_estradiol_valerate(compound_store, no_network):
+def test_17beta_estradiol_is_never_estradiol_valerate(resolvers, no_network):
     # LINCS names estradiol valerate's structure "17-beta-estradiol" (BRD-K66766661);
     # the FDA names list gives the name to estradiol: the answer shows the conflict
-    after = _resolvers(compound_store)[f"+ {SOURCE_FDA}"]
+    after = resolvers["saved"]
     for spelling in ("17β-estradiol", "17beta-estradiol", "17-beta-estradiol"):
         hit = after.resolve_one(spelling, kind="name")
         assert hit["connectivity"] != ESTRADIOL_VALERATE
