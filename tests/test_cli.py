@@ -135,17 +135,15 @@ def test_ingest_generic_command_end_to_end(tmp_path):
     assert r.exit_code == 2 and not (tmp_path / "x").exists()
 
 
-@pytest.mark.slow
-def test_the_demo_ends_with_agreement_tables_and_the_report(tmp_path, capsys):
+@pytest.mark.slow  # the demo (one session fixture shared with the demo tests)
+def test_the_demo_ends_with_agreement_tables_and_the_report(demo_run):
     from perturbridge.agreement import read_agreement
-    from perturbridge.cli.demo import _demo_agreement
 
-    _demo_agreement(tmp_path, seed=0)
-    out = capsys.readouterr().out
-    assert "deg_spearman" in out and "direction" in out
-    html = (tmp_path / "report.html").read_text()
+    assert demo_run.exit_code == 0, demo_run.output[-2000:]
+    assert "deg_spearman" in demo_run.output and "direction" in demo_run.output
+    html = (demo_run.out / "report.html").read_text()
     assert html.count("<img") >= 3 and "<table" in html
-    res = read_agreement(tmp_path / "agreement_demo" / "agreement")
+    res = read_agreement(demo_run.out / "agreement_demo" / "agreement")
     cs = res.cross_summary
     sel = cs[(cs["level"] == "all") & (cs["baseline"] == "cross_centroid_a")]
     delta = sel.groupby("metric")["delta"].mean()
