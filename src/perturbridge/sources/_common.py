@@ -4,11 +4,14 @@ Every helper raises with a message that names the file (``where``), the column a
 first offending values, so an adapter never has to build those messages itself:
 
 * :func:`resolve_columns` finds each field under one of its accepted spellings;
-* :func:`parse_numbers`, :func:`split_quantity`, :func:`parse_bools` read values and
-  reject the unparseable ones by name (missing values stay missing: they go to the
-  ledger, not to an error);
+* :func:`parse_numbers`, :func:`split_quantity`, :func:`parse_bools`,
+  :func:`parse_hours` read values and reject the unparseable ones by name (missing
+  values stay missing: they go to the ledger, not to an error); :func:`doses_uM` gives
+  the treated samples' doses in µM and the vehicle's 0;
 * :class:`Triage` assigns each input sample the first drop reason that applies and
-  writes kept and dropped samples to the ledger;
+  writes kept and dropped samples to the ledger; :func:`record_genes` does the same for
+  genes (:func:`spike_in_drops`: the ERCC spike-in rule);
+* :func:`replicate_rank` numbers the samples of each condition by plate and well;
 
 Reading the upstream files themselves (tables, count matrices, ``.h5ad``) is
 :mod:`._tables`.
