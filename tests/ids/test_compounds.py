@@ -26,7 +26,9 @@ from perturbridge.ids.compound_index import (
     detect_kind,
 )
 from perturbridge.ids.compounds import CompoundResolver
+from perturbridge.ids.parsers_packages import SOURCE_FDA
 from perturbridge.ids.pubchem import OfflineError, PubChemClient, PubChemError
+from perturbridge.ids.store import RefStore
 
 IMATINIB = "Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1"
 IMATINIB_KEY = "KTUFNOKKBVMGRW-UHFFFAOYSA-N"
@@ -648,24 +650,17 @@ def test_resolver_uses_pubchem_only_when_asked(
 
 
 @pytest.fixture(scope="module")
-def real_resolver() -> CompoundResolver:
-    from perturbridge.ids import parsers_compounds as pc
-
-    parts = [
-        pc.parse_lincs_compoundinfo(
-            shared_path("l1000_signatureSearch", "lincs_pert_info2.tsv.gz")
-        ),
-        pc.parse_lincs_pertinfo(shared_path("l1000_dhimmel_lincs", "pertinfo.tsv.gz")),
-        pc.parse_repurposing_samples(
-            shared_path("reference_compounds_repurposing_hub", "repurposing_samples_20200324.txt")
-        ),
-        pc.parse_repurposing_drugs(
-            shared_path("reference_compounds_repurposing_hub", "repurposing_drugs_20200324.txt")
-        ),
-    ]
-    comp = pd.concat([p["compounds"] for p in parts], ignore_index=True)
-    syn = pd.concat([p["compound_synonyms"] for p in parts], ignore_index=True)
-    return CompoundResolver.from_tables(compounds=comp, compound_synonyms=syn, n_jobs=2)
+def real_resolver(shared_compound_store: RefStore) -> CompoundResolver:
+    """The LINCS (compoundinfo, pertinfo) and Repurposing Hub tables, with the structures
+    the session's store standardized (conftest.py), without the FDA names."""
+    st = shared_compound_store
+    comp, syn = st.table("compounds"), st.table("compound_synonyms")
+    return CompoundResolver.from_tables(
+        compounds=comp[(comp["ref_source"] != SOURCE_FDA).to_numpy()],
+        compound_synonyms=syn[(syn["ref_source"] != SOURCE_FDA).to_numpy()],
+        structures=st.table("compound_structures"),
+        name_keys=st.table("compound_name_keys"),
+    )
 
 
 @pytest.mark.shared_data

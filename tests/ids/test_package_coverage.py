@@ -136,17 +136,10 @@ def test_cell_coverage_before_and_after_each_source(tmp_path, cell_lists, no_net
 
 
 @pytest.fixture(scope="module")
-def compound_store(tmp_path_factory: pytest.TempPathFactory) -> RefStore:
+def compound_store(shared_compound_store: RefStore) -> RefStore:
+    """The session's store of the shared compound tables and the FDA names (conftest.py)."""
     _needs(SOURCE_FDA)
-    root = tmp_path_factory.mktemp("coverage")
-    hub = "reference_compounds_repurposing_hub"
-    src = _link(
-        root,
-        ("repurposing_samples_20200324.txt", shared_path(hub, "repurposing_samples_20200324.txt")),
-        ("repurposing_drugs_20200324.txt", shared_path(hub, "repurposing_drugs_20200324.txt")),
-        ("pertinfo.tsv.gz", shared_path("l1000_dhimmel_lincs", "pertinfo.tsv.gz")),
-    )
-    return RefStore.build(source_dir=src, out=root / "refs", package_sources=[SOURCE_FDA])
+    return shared_compound_store
 
 
 @pytest.fixture(scope="module")
