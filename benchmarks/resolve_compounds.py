@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -86,8 +88,8 @@ def _synthetic(
     # one SMILES per distinct real compound, single fragment, plain SMILES
     ok = structures[structures["error"].isna()].drop_duplicates("tautomer_connectivity")
     smiles = ok["smiles"].astype(str)
-    pool = smiles[smiles.str.match(r"^(?:C(?!l)|c)") & ~smiles.str.contains(r"[.|]")]
-    pool = pool.to_numpy()
+    plain = smiles.str.match(r"^(?:C(?!l)|c)") & ~smiles.str.contains(r"[.|]")
+    pool = smiles[plain].to_numpy()
     # distinct (structure, number of added carbons) pairs: distinct new compounds
     n_chain = 8
     if len(pool) * n_chain < n_needed:
@@ -130,8 +132,8 @@ def _queries(
     n: int,
     rng: np.random.Generator,
 ) -> list[str]:
-    names = synonyms.loc[synonyms["kind"].isin(["name", "alias", "vendor_name"]), "synonym"]
-    names = names.dropna().drop_duplicates().to_numpy()
+    is_name = synonyms["kind"].isin(["name", "alias", "vendor_name"])
+    names = synonyms.loc[is_name, "synonym"].dropna().drop_duplicates().to_numpy()
     brd = synonyms.loc[synonyms["kind"] == "brd", "synonym"].dropna().unique()
     keys = structures["inchikey"].dropna().unique()
     smiles = compounds["smiles"].dropna().unique()
@@ -179,6 +181,10 @@ class _SavedLookup:
 
     def table(self, name: str) -> pd.DataFrame:
         return pd.read_parquet(self.folder / f"{name}.parquet")
+
+    def arrow_table(self, name: str) -> pa.Table:
+        """As a store reads its key index: an Arrow table, not converted to pandas."""
+        return pq.read_table(self.folder / f"{name}.parquet")
 
 
 def _load_saved_lookup(resolver: CompoundResolver) -> dict[str, float]:
