@@ -117,3 +117,15 @@ def assert_same_store(a: Path, b: Path) -> None:
     differ = [k for k in ta if ta[k] != tb[k]]
     assert not differ, f"files differ: {differ[:10]}"
     assert np.all([len(v) > 0 for v in ta.values()])
+
+
+def cache_effects(store: Path, rel: str) -> ad.AnnData:
+    """The complete Effects file of the task cache that the store file ``rel`` was
+    written from (``uns["store_layers"]["source_sha256"]``): the engine's own output."""
+    from perturbridge.io import file_sha256
+
+    sha = ad.read_h5ad(store / rel).uns["store_layers"]["source_sha256"]
+    for p in sorted((store / ".cache").rglob("*.h5ad")):
+        if file_sha256(p) == sha:
+            return ad.read_h5ad(p)
+    raise FileNotFoundError(f"no cache file with SHA-256 {sha} for {rel}")

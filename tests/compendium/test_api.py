@@ -11,6 +11,8 @@ import pytest
 
 from perturbridge.compendium import Compendium, StoreError
 
+from ._fixtures import cache_effects
+
 
 @pytest.fixture
 def comp(built):
@@ -72,7 +74,8 @@ def test_effects_match_the_effects_files(comp, built):
     assert eff.shape == (7, len(comp.genes()))
     assert eff.X.dtype == np.float32
     assert eff.obs_names.tolist() == cond["condition_id"].tolist()
-    source = ad.read_h5ad(built["store"] / "effects" / "sim_l1000" / "group" / "MCF7_de.h5ad")
+    # the complete file of the task cache the store's file came from
+    source = cache_effects(built["store"], "effects/sim_l1000/group/MCF7_de.h5ad")
     rows = source.obs_names.get_indexer([c.split(":", 1)[1] for c in cond["condition_id"]])
     expected = source.layers["logFC"][rows].astype(np.float32)
     np.testing.assert_array_equal(eff[:, source.var_names].X, expected)

@@ -109,10 +109,9 @@ def test_import_release(tmp_path, built, app):
 
     root = tmp_path / "release" / "sim_counts" / "group_rep"
     root.mkdir(parents=True)
-    src = built["store"] / "effects" / "sim_counts" / "group" / "CVCL_0023_de.h5ad"
-    import anndata as ad
+    from perturbridge.compendium.store import read_effects_file
 
-    eff = ad.read_h5ad(src)
+    eff = read_effects_file(built["store"], "effects/sim_counts/group/CVCL_0023_de.h5ad")
     eff.obs["cell_type"] = eff.obs["cell_context"]
     eff.write_h5ad(root / "CVCL_0023_de.h5ad")
     res = runner.invoke(

@@ -19,6 +19,8 @@ from perturbridge.compendium._footprint import (
 )
 from perturbridge.io import file_sha256, write_h5ad
 
+from ._fixtures import cache_effects
+
 EPS32 = 2.0**-24  # float32 rounding: half a unit in the last place, relative
 
 
@@ -144,8 +146,8 @@ def test_store_serves_p_values_from_neg_log10_arrays(built: dict[str, Path]) -> 
 
     store = built["store"]
     manifest = json.loads((store / "manifest.json").read_text())
-    assert manifest["format_version"] == 2
-    source = ad.read_h5ad(store / "effects" / "sim_l1000" / "group" / "MCF7_de.h5ad")
+    assert manifest["format_version"] == 3
+    source = cache_effects(store, "effects/sim_l1000/group/MCF7_de.h5ad")  # the complete file
     assert source.X is None and source.layers["logFC"].dtype == np.float32
     with Compendium.open(store) as comp:
         rows = comp.contrasts(mode="group")

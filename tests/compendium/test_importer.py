@@ -17,7 +17,7 @@ from perturbridge.compendium.release import (
     find_release_files,
     normalise_cids,
 )
-from perturbridge.compendium.store import read_manifest
+from perturbridge.compendium.store import read_effects_file, read_manifest
 from perturbridge.io import file_sha256
 
 RES_COLS = [
@@ -36,8 +36,10 @@ RES_COLS = [
 
 
 def _release_file(effects: Path, out: Path, *, mode: str) -> None:
-    """An Effects file of ours rewritten the way the original R pipeline wrote it."""
-    eff = ad.read_h5ad(effects)
+    """An Effects file of ours (a store file, STORE/effects/…, read complete through the
+    store's reader) rewritten the way the original R pipeline wrote it."""
+    store = effects.parents[3]
+    eff = read_effects_file(store, effects.relative_to(store).as_posix())
     o = eff.obs
     obs = pd.DataFrame(
         {

@@ -112,3 +112,36 @@ def test_r_engine_reports_the_same_priors(tmp_path: Path, r_oracle):
             mine, theirs = np.asarray(mine, dtype=float), np.asarray(theirs, dtype=float)
             assert (np.isnan(mine) == np.isnan(theirs)).all(), name  # untested genes
             np.testing.assert_allclose(theirs, mine, rtol=1e-6, err_msg=name)
+
+
+def test_posterior_per_gene_gives_the_confidence_limits_back():
+    """``s2_post`` and ``df_total`` per gene and fit (var for one fit, varm for several):
+    with stdev.unscaled and confint they give CI.L/CI.R and stdev.scaled (what a store
+    derives instead of storing them)."""
+    from scipy import stats
+
+    from perturbridge.de import DEOptions
+
+    samples = synthetic_samples(seed=5, n_genes=80, n_compounds=2, times=(24.0,))
+    one = limma_trend(samples, options=DEOptions(stdev_scaled=True)).effects
+    assert {"s2_post", "df_total"} <= set(one.var.columns)
+    split = limma_trend(
+        samples, control_keys=["plate"],
+        options=DEOptions(fit_per_control_group=True, stdev_scaled=True),
+    ).effects  # fmt: skip
+    assert split.varm["s2_post"].shape == (split.n_vars, len(split.uns["ebayes_fits"]))
+    for eff in (one, split):
+        fits = eff.uns["ebayes_fits"]
+        for k, (a, b) in enumerate(zip(fits["contrast_start"], fits["contrast_stop"], strict=True)):
+            if "s2_post" in eff.varm:
+                s2, df = eff.varm["s2_post"][:, k], eff.varm["df_total"][:, k]
+            else:
+                s2, df = eff.var["s2_post"].to_numpy(), eff.var["df_total"].to_numpy()
+            su = np.asarray(eff.layers["stdev.unscaled"][a:b])
+            lfc = np.asarray(eff.layers["logFC"][a:b])
+            margin = stats.t.ppf(0.975, df) * su * np.sqrt(s2)
+            np.testing.assert_allclose(eff.layers["CI.L"][a:b], lfc - margin, rtol=1e-12)
+            np.testing.assert_allclose(eff.layers["CI.R"][a:b], lfc + margin, rtol=1e-12)
+            np.testing.assert_allclose(
+                eff.layers["stdev.scaled"][a:b], su * np.sqrt(s2), rtol=1e-12
+            )

@@ -33,7 +33,12 @@ __all__ = [
 STORE_FORMAT = "perturbridge-compendium"
 #: 2: float32 compressed Effects files without ``X``, Blosc-zstd arrays, p-value arrays as
 #: ``-log10(p)`` (see ``_footprint``); version 1 stores are read as they are.
-STORE_FORMAT_VERSION = 2
+#: 3: each effect value stored once: the store's Effects files leave out the layers of
+#: the arrays and those derived exactly from what is stored (``CI.L``, ``CI.R``,
+#: ``adj.P.Value.across_all_contrasts``, ``stdev.scaled``); one reader
+#: (:class:`~perturbridge.compendium.store.StoreEffects`) joins them back. Version 1
+#: and 2 stores (every layer in the files) are read as they are.
+STORE_FORMAT_VERSION = 3
 #: A file that marks a folder as a perturbridge store (written before any other file).
 STORE_MARKER = ".perturbridge-store"
 

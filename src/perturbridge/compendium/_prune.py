@@ -88,7 +88,12 @@ def _manifest_keys(manifest: Mapping[str, Any]) -> set[tuple[str, str]]:
 
 
 def _store_shas(manifest: Mapping[str, Any]) -> set[str]:
-    return {str(rec["sha256"]) for rec in manifest.get("files", {}).values() if "sha256" in rec}
+    """SHA-256 of the store's files and of the complete files they were written from
+    (a store file keeps only part of an Effects file: ``source_sha256``)."""
+    out: set[str] = set()
+    for rec in manifest.get("files", {}).values():
+        out.update(str(rec[k]) for k in ("sha256", "source_sha256") if k in rec)
+    return out
 
 
 def _candidates(cache: TaskCache, manifest: Mapping[str, Any]) -> Iterator[tuple[Path, str]]:

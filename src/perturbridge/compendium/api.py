@@ -29,10 +29,18 @@ from ..ids.reader import RefStoreReader
 from ..io._resource import Resource
 from ..schema import BIOLOGY_COLUMNS, BIOLOGY_VOCABULARIES, EFFECT_LAYERS, UNKNOWN
 from ._common import StoreError
+from ._footprint import STDEV_SCALED
 from ._shards import ShardDigest, read_rows, row_sharded_layout
 from ._sql import DUCKDB_VECTOR, interruptible, locked_connection, read_only_statement, with_limit
-from .store import CATALOG_TABLES, StoreLayout, changed_files, check_store, read_manifest
-from .store._catalog import CATALOG_BIOLOGY, read_obs_var
+from .store import (
+    CATALOG_TABLES,
+    StoreFiles,
+    StoreLayout,
+    changed_files,
+    check_store,
+    read_manifest,
+)
+from .store._catalog import CATALOG_BIOLOGY
 from .store._verify import check_file
 
 if TYPE_CHECKING:
@@ -68,6 +76,7 @@ class Compendium(Resource):
         #: Effects files whose SHA-256 was checked (once per open)
         self._checked_files: set[str] = set()
         self._digests: dict[str, Any] = {}
+        self._files: StoreFiles | None = None
         #: catalog table → the FROM clause that gives it with the biology columns
         self._views: dict[str, str] = {}
 
@@ -385,6 +394,13 @@ class Compendium(Resource):
         return self._genes.copy()
 
     def _gene_columns(self, genes: Sequence[str] | None) -> pd.DataFrame:
+        """The genes' rows of :meth:`genes`, in the order asked for.
+
+        A name selects the gene id it is and every gene id that carries it as symbol
+        (a name can be both: a dataset whose genes have no Ensembl id keeps its symbols
+        as ids, e.g. ``TP53`` beside ``ENSG00000141510`` with symbol ``TP53``); each
+        gene id once, where it is first selected.
+        """
         table = self.genes()
         if genes is None:
             return table
@@ -394,18 +410,18 @@ class Compendium(Resource):
         pos: list[int] = []
         missing = []
         for g in wanted:
-            if g in by_id.index:
-                pos.append(int(by_id[g]))
-            elif g in by_symbol.index:
-                pos.extend(by_symbol[g])  # every gene id with this symbol
-            else:
+            found = [int(by_id[g])] if g in by_id.index else []
+            found += [int(i) for i in by_symbol[g]] if g in by_symbol.index else []
+            if not found:
                 missing.append(g)
+            pos.extend(found)
         if missing:
             raise KeyError(
                 f"{len(missing)} genes are not in the compendium (neither gene id nor "
                 f"symbol): {missing[:5]}"
             )
-        return table.iloc[pos].reset_index(drop=True)
+        unique = list(dict.fromkeys(pos))  # each gene id once, first selection first
+        return table.iloc[unique].reset_index(drop=True)
 
     # ----------------------------------------------------------- effects
 
@@ -446,7 +462,8 @@ class Compendium(Resource):
             an Entrez and an Ensembl id from two datasets); ``None``: every gene of
             the union axis.
         layer
-            An Effects layer (``logFC``, ``t``, ``P.Value``, ...).
+            An Effects layer (``logFC``, ``t``, ``P.Value``, ...), or ``stdev.scaled``
+            when the store has it (built with ``stdev_scaled``).
         mode
             ``group``: one row per condition; ``separate``: one row per replicate
             contrast of each condition.
@@ -459,8 +476,10 @@ class Compendium(Resource):
         """
         import anndata as ad
 
-        if layer not in EFFECT_LAYERS:
-            raise KeyError(f"unknown layer {layer!r}; Effects layers: {list(EFFECT_LAYERS)}")
+        if layer not in (*EFFECT_LAYERS, STDEV_SCALED):
+            raise KeyError(
+                f"unknown layer {layer!r}; Effects layers: {[*EFFECT_LAYERS, STDEV_SCALED]}"
+            )
         self._check_unchanged()
         rows = self.contrasts(conditions, mode=mode)
         gene_table = self._gene_columns(genes)
@@ -546,23 +565,30 @@ class Compendium(Resource):
                 )
         self._checked_files.add(rel)
 
-    def _read_files(self, rows: pd.DataFrame, layer: str, genes: pd.DataFrame) -> np.ndarray:
-        import h5py
+    def _store_files(self) -> StoreFiles:
+        if self._files is None:
+            self._files = StoreFiles(self.path, self.manifest)
+        return self._files
 
+    def _read_files(self, rows: pd.DataFrame, layer: str, genes: pd.DataFrame) -> np.ndarray:
+        """A layer that is not in the arrays, from the Effects files through the store's
+        reader (:class:`~perturbridge.compendium.store.StoreEffects`: a layer the file
+        does not keep is derived from what the store holds)."""
         out = np.full((len(rows), len(genes)), np.nan, dtype=np.float32)
         gene_pos = pd.Series(np.arange(len(genes)), index=genes["gene_id"].astype(str))
         for rel, grp in rows.groupby("effects_file", sort=True):
-            path = self.path / str(rel)
             self._check_file(str(rel))
-            _, var = read_obs_var(path)
-            file_pos = gene_pos.reindex(var.index.astype(str)).to_numpy()
+            src = self._store_files().open(str(rel))
+            if layer not in src.layers:
+                raise KeyError(
+                    f"{rel}: no layer {layer!r} in this store (layers: {list(src.layers)})"
+                    + ("; build with `stdev_scaled = true` to have it" if layer == STDEV_SCALED
+                       else "")
+                )  # fmt: skip
+            file_pos = gene_pos.reindex(src.var.index.astype(str)).to_numpy()
             have = ~np.isnan(file_pos)
             file_rows = grp["file_row"].to_numpy(dtype=np.int64)
-            uniq, inverse = np.unique(file_rows, return_inverse=True)
-            with h5py.File(path, "r") as f:
-                if layer not in f["layers"]:
-                    raise KeyError(f"{rel}: no layer {layer!r}")
-                values = np.asarray(f["layers"][layer][uniq], dtype=np.float32)[inverse]
+            values = np.asarray(src.read(layer, file_rows), dtype=np.float32)
             target = grp.index.to_numpy()
             out[np.ix_(target, file_pos[have].astype(np.int64))] = values[:, have]
         return out

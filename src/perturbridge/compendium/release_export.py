@@ -16,8 +16,11 @@ and its ``var`` layout (Ensembl ids as the index where the store has them, ``sym
 The tree is what :func:`~perturbridge.compendium.import_release` and the ``published``
 agreement profile read, without any column mapping.
 
-Effects are copied from the store's own Effects files (full precision, every row in
-file order) in row blocks, so memory is bounded by ``chunk_size`` rows of one layer;
+Effects are read through the store's reader (:class:`~perturbridge.compendium.store.
+StoreEffects`: each file's own layers, its rows of the consolidated arrays and the
+derived layers; every row in file order) in row blocks, so memory is bounded by
+``chunk_size`` rows of one layer (and one fit's p-values when
+``adj.P.Value.across_all_contrasts`` is derived);
 the export is built in a sibling folder and renamed onto ``out`` at the end.
 """
 
@@ -40,7 +43,7 @@ from ..schema import BIOLOGY_COLUMNS, BIOLOGY_SOURCE, EFFECT_LAYERS, UNKNOWN
 from ._common import StoreError, canonical_json
 from .api import Compendium
 from .release import ADJ_P_LAYERS
-from .store import StoreLayout
+from .store import StoreEffects, StoreFiles, StoreLayout
 
 __all__ = [
     "DE_EXTRA_COLUMNS",
@@ -391,7 +394,7 @@ def _copy_rows(
 
 
 def _write_de_file(
-    src_path: Path,
+    src: StoreEffects,
     out_path: Path,
     *,
     obs: pd.DataFrame,
@@ -399,18 +402,25 @@ def _write_de_file(
     uns: dict[str, Any],
     chunk_size: int,
 ) -> list[str]:
-    """A release DE file: no ``X``; the store file's layers as ``float32``."""
+    """A release DE file: no ``X``; the store file's complete layers (read through the
+    store's reader: the arrays' rows and the derived layers joined back) as ``float32``,
+    ``chunk_size`` rows at a time."""
     import h5py
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     _write_skeleton(out_path, obs, var, uns)
-    with h5py.File(src_path, "r") as src, h5py.File(out_path, "a") as dst:
-        have = list(src["layers"]) if "layers" in src else []
-        written = [name for name in RELEASE_LAYERS if name in have]
-        if "logFC" not in written:
-            raise StoreError(f"{src_path}: no 'logFC' layer; layers: {have}")
+    written = [name for name in RELEASE_LAYERS if name in src.layers]
+    if "logFC" not in written:
+        raise StoreError(f"{src.path}: no 'logFC' layer; layers: {list(src.layers)}")
+    n, m = src.n_obs, len(src.var)
+    with h5py.File(out_path, "a") as dst:
         for name in written:
-            _copy_rows(src["layers"][name], dst["layers"], name, chunk_size=chunk_size)
+            ds = dst["layers"].create_dataset(name, shape=(n, m), dtype=_FLOAT)
+            ds.attrs["encoding-type"] = "array"
+            ds.attrs["encoding-version"] = "0.2.0"
+            for r0 in range(0, n, chunk_size):
+                rows = np.arange(r0, min(n, r0 + chunk_size))
+                ds[r0 : r0 + len(rows)] = np.asarray(src.read(name, rows), dtype=_FLOAT)
     return written
 
 
@@ -486,6 +496,7 @@ def _export(
         files = files[files["dataset"].isin(names)]
     table = comp.table("datasets").set_index("dataset")
     layout = StoreLayout(comp.path)
+    store_files = StoreFiles(comp.path, comp.manifest)
     reports = {name: _DatasetReport() for name in names}
     sample_cache: dict[str, pd.DataFrame | None] = {}
 
@@ -568,7 +579,7 @@ def _export(
             raise StoreError(f"{rel}: replicate mode {mode!r} has no release folder")
         target = out / name / folder / Path(rel).name
         layers = _write_de_file(
-            src, target, obs=new_obs, var=var, chunk_size=chunk_size,
+            store_files.open(rel), target, obs=new_obs, var=var, chunk_size=chunk_size,
             uns={**uns_base, "kind": "de", "replicate_mode": mode, "value_kind": "logFC"},
         )  # fmt: skip
         adj = [x for x in ADJ_P_LAYERS if x in layers]

@@ -299,8 +299,13 @@ def moderate_context(
     )
     meta.attrs["ebayes"] = ebayes_record(eb, options=options, fit_id=design.fit_id)
     meta.attrs["ebayes_genes"] = {
-        "df_prior": place(eb.df_prior[None, :], genes_first=False)[0],
-        "s2_prior": place(eb.s2_prior[None, :], genes_first=False)[0],
+        name: place(np.asarray(v, dtype=float)[None, :], genes_first=False)[0]
+        for name, v in (
+            ("df_prior", eb.df_prior),
+            ("s2_prior", eb.s2_prior),
+            ("s2_post", eb.s2_post),
+            ("df_total", eb.df_total),
+        )
     }
     del eb
     ledger.keep(design.treated, stage=STAGE, detail=design.fit_id)
@@ -394,7 +399,12 @@ def _attach_ebayes(eff: ad.AnnData, extras: list[dict[str, Any]], sizes: list[in
     ``contrast_start:contrast_stop`` it estimated) and the per-gene priors: with one
     fit ``var["df_prior"]`` (robust) and ``var["s2_prior"]`` (trend), with several fits
     ``varm["df_prior"]`` / ``varm["s2_prior"]`` (genes × fits, in the table's order).
-    Blocks without priors leave all of them out."""
+    The posterior variance ``s2_post`` and total degrees of freedom ``df_total`` of
+    every gene are saved the same way, always (``var`` for one fit, ``varm`` genes ×
+    fits for several): with ``stdev.unscaled``, ``logFC`` and the run's ``confint``
+    they give ``CI.L``/``CI.R`` back exactly (a store keeps only what it cannot
+    derive; see :mod:`perturbridge.compendium._footprint`). Blocks without priors
+    leave all of them out; engines that report no posterior (R's) leave it out."""
     records: list[dict[str, Any]] = [e["ebayes"] for e in extras if "ebayes" in e]
     if not extras or len(records) < len(extras):
         return
@@ -409,6 +419,8 @@ def _attach_ebayes(eff: ad.AnnData, extras: list[dict[str, Any]], sizes: list[in
     first = records[0]
     shared = {k: first[k] for k in _SHARED if k in first}
     wanted = [k for k, on in (("df_prior", first["robust"]), ("s2_prior", first["trend"])) if on]
+    # the posterior of every gene (engines that do not report it, e.g. R's, leave it out)
+    wanted += [k for k in ("s2_post", "df_total") if all(k in g for g in genes)]
     if len(records) == 1:
         eff.uns["ebayes"] = {**shared, **{k: v for k, v in first.items() if k not in _SHARED}}
         for k in wanted:

@@ -11,7 +11,10 @@ Layout::
                                                between two builds of the same plan)
       samples/<dataset>.h5ad                   Samples (rows sorted by cell context)
       effects/<dataset>/<mode>/<context>_de.h5ad   Effects, one file per context
-                                               (float32 layers, gzip; see ``_footprint``)
+                                               (float32 layers, gzip; only the layers
+                                               neither in the arrays nor derived: see
+                                               ``_footprint``; read them complete with
+                                               :func:`read_effects_file`)
       zarr/<mode>.zarr/<layer>                 contrasts × union genes, float32, NaN
                                                where a gene was not measured
                                                (Zarr format 3, one row per inner chunk,
@@ -41,6 +44,7 @@ update), ``_verify`` (check, verify and repair against the manifest).
 """
 
 from ._catalog import compound_ids, read_dataset_parts
+from ._effects import DERIVED_LAYERS, StoreEffects, StoreFiles, read_effects_file
 from ._layout import (
     CATALOG_TABLES,
     NEEDS_REBUILD,
@@ -63,10 +67,13 @@ from ._verify import (
 
 __all__ = [
     "CATALOG_TABLES",
+    "DERIVED_LAYERS",
     "NEEDS_REBUILD",
     "DatasetPart",
     "EffectsPart",
     "RepairReport",
+    "StoreEffects",
+    "StoreFiles",
     "StoreLayout",
     "StoreProblem",
     "changed_files",
@@ -74,6 +81,7 @@ __all__ = [
     "compound_ids",
     "mark_store",
     "read_dataset_parts",
+    "read_effects_file",
     "read_manifest",
     "repair_store",
     "store_digest",

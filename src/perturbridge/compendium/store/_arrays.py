@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,25 +15,12 @@ from ..._version import __version__
 from ...io import file_sha256
 from ...progress import track
 from .._common import StoreError
-from .._footprint import NEG_LOG10, encode_p, is_p_layer
+from .._footprint import NEG_LOG10, is_p_layer
 from .._shards import ShardWriter, create_row_sharded
 from ._catalog import EffectsFile
+from ._effects import StoreEffects
 
 __all__ = ["write_zarr"]
-
-
-def _read_rows(ds: Any, a: int, b: int, *, p_values: bool) -> np.ndarray:
-    """Rows ``a:b`` of a layer as float32 (``-log10`` of them for p-value layers,
-    computed from the stored precision)."""
-    import h5py
-
-    if isinstance(ds, h5py.Dataset):
-        x = np.asarray(ds[a:b])
-    else:
-        from anndata.io import sparse_dataset
-
-        x = np.asarray(sparse_dataset(ds)[a:b].toarray())
-    return encode_p(x) if p_values else np.asarray(x, dtype=np.float32)
 
 
 def write_zarr(
@@ -41,6 +28,7 @@ def write_zarr(
     files: list[EffectsFile],
     gene_pos: pd.Series,
     *,
+    sources: Mapping[str, StoreEffects],
     mode: str,
     layers: Sequence[str],
     rows_per_shard: int,
@@ -49,8 +37,9 @@ def write_zarr(
 ) -> dict[str, Any]:
     """Write the arrays of one mode into ``dest``; returns their summary for the manifest
     (``file_records``: size and SHA-256 of every file, shards with their index CRC32C).
-    ``checkpoint`` is called with ``"zarr_shard"`` once the first shard is written."""
-    import h5py
+    ``checkpoint`` is called with ``"zarr_shard"`` once the first shard is written.
+    ``sources``: each file's complete Effects (by its store path), which give its rows
+    (:meth:`StoreEffects.stored_rows`)."""
     import zarr
 
     n_rows = sum(len(ef.obs) for ef in files)
@@ -92,25 +81,22 @@ def write_zarr(
         with ShardWriter(lay) as writer:
             for ef, col in zip(files, cols, strict=True):
                 n = len(ef.obs)
-                with h5py.File(ef.part.path, "r") as f:
-                    if layer not in f["layers"]:
-                        raise StoreError(f"{ef.rel}: layer {layer!r} is missing")
-                    ds = f["layers"][layer]
-                    pos = 0
-                    while pos < n:
-                        take = min(cr - filled, n - pos)
-                        buf[filled : filled + take][:, col] = _read_rows(
-                            ds, pos, pos + take, p_values=p_values
-                        )
-                        filled += take
-                        pos += take
-                        if filled == cr:
-                            writer.write(shard, buf)
-                            shard += 1
-                            buf.fill(np.nan)
-                            filled = 0
-                            if shard == 1:
-                                checkpoint("zarr_shard")
+                src = sources[ef.rel]
+                if layer not in src.layers:
+                    raise StoreError(f"{ef.rel}: layer {layer!r} is missing")
+                pos = 0
+                while pos < n:
+                    take = min(cr - filled, n - pos)
+                    buf[filled : filled + take][:, col] = src.stored_rows(layer, pos, pos + take)
+                    filled += take
+                    pos += take
+                    if filled == cr:
+                        writer.write(shard, buf)
+                        shard += 1
+                        buf.fill(np.nan)
+                        filled = 0
+                        if shard == 1:
+                            checkpoint("zarr_shard")
             if filled:
                 writer.write(shard, buf[:filled])
             for i, digest_ in writer.records.items():

@@ -539,7 +539,9 @@ def read_dataset_parts(
                     context=ctx,
                     file_stem=stem,
                     path=layout.root / rel,
-                    sha256=str(files[rel]["sha256"]),
+                    # the content's identity: the complete file the store file was
+                    # written from (its store form changes with the arrays' layers)
+                    sha256=str(files[rel].get("source_sha256", files[rel]["sha256"])),
                     n_contrasts=len(obs),
                     ledger=ledger_file(rows, f"{name}/{mode}/{ctx}"),
                 )

@@ -34,12 +34,14 @@ from .._common import (
 )
 from ._arrays import write_zarr
 from ._catalog import EffectsFile, catalog_tables, read_obs_var, write_parquet
+from ._effects import STORE_LAYERS, StoreEffects, StoreFiles, store_file_layers, write_store_file
 from ._layout import (
     CATALOG_TABLES,
     MANAGED_DIRS,
     NEEDS_REBUILD,
     UPDATE_PREFIX,
     DatasetPart,
+    EffectsPart,
     StoreLayout,
     complete_updates,
     prepared_updates,
@@ -108,6 +110,90 @@ def _place(src: Path, dst: Path, *, sha256: str, current: Path) -> None:
         os.chmod(dst, file_mode())
         return
     copy_verified(src, dst, sha256)
+
+
+class _Current:
+    """The store as it is before an update (its files, read when first needed)."""
+
+    def __init__(self, layout: StoreLayout) -> None:
+        self.layout = layout
+        self._files: StoreFiles | None = None
+        self._tried = False
+
+    def get(self) -> StoreFiles | None:
+        if not self._tried:
+            self._tried = True
+            if self.layout.manifest.is_file():
+                self._files = StoreFiles(self.layout.root)
+        return self._files
+
+
+def _source(layout: StoreLayout, path: Path, current: StoreFiles | None) -> StoreEffects:
+    """The complete Effects of a part's file: a file of the store as it is now (a kept
+    dataset: joined with its rows of the current arrays) or a complete file."""
+    p = Path(path).absolute()
+    if p.is_relative_to(layout.root / "effects"):
+        if current is None:
+            raise StoreError(f"{p}: a file of the store, but the store has no manifest")
+        return current.open(layout.rel(p))
+    return StoreEffects(p)
+
+
+def _place_effects(
+    src: StoreEffects,
+    ep: EffectsPart,
+    dst: Path,
+    zarr_layers: Sequence[str],
+    *,
+    layout: StoreLayout,
+    current: _Current,
+) -> str:
+    """Put the store's form of an Effects file at ``dst``; returns its SHA-256.
+
+    The store's form keeps the layers that are neither in the arrays (``zarr_layers``)
+    nor derived (:func:`store_file_layers`). A file of the store that already has that
+    form, or one written from the same source file (``uns["store_layers"]`` names its
+    SHA-256), is linked when the store holds it alone and it matches the manifest;
+    otherwise the form is written anew (the same source gives the same bytes).
+    """
+    keep, in_arrays, derived = store_file_layers(src, zarr_layers)
+    cur = layout.root / Path(*dst.parts[-4:])  # effects/<dataset>/<mode>/<file>
+    files = current.get()
+    source_sha = src.source_sha256 or ep.sha256
+    if files is not None:
+        rec = files.manifest.get("files", {}).get(layout.rel(cur))
+        if rec is not None and cur.is_file() and _same_form(cur, source_sha, keep, derived):
+            try:
+                st = cur.stat()
+                if st.st_nlink == 1 and file_sha256(cur) == rec["sha256"]:
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    os.link(cur, dst)
+                    os.chmod(dst, file_mode())
+                    return str(rec["sha256"])
+            except FileNotFoundError:
+                pass
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    write_store_file(
+        src, dst, keep=keep, in_arrays=in_arrays, derived=derived, source_sha256=source_sha
+    )
+    return file_sha256(dst)
+
+
+def _same_form(path: Path, source_sha: str, keep: Sequence[str], derived: Sequence[str]) -> bool:
+    """Whether the store file ``path`` is the store's form of the source ``source_sha``
+    with these layers."""
+    import h5py
+    from anndata.io import read_elem
+
+    with h5py.File(path, "r") as f:
+        layers = sorted(f["layers"]) if "layers" in f else []
+        uns = f.get("uns")
+        listed = read_elem(uns[STORE_LAYERS]) if uns is not None and STORE_LAYERS in uns else {}
+    return (
+        str(listed.get("source_sha256", "")) == source_sha
+        and layers == sorted(keep)
+        and sorted(str(v) for v in listed.get("derived", [])) == sorted(derived)
+    )
 
 
 def _fsync_dir(path: Path) -> None:
@@ -220,6 +306,8 @@ def _prepare(
     parts = sorted(parts, key=lambda p: p.name)
     files_meta: dict[str, dict[str, Any]] = {}
     effects_files: list[EffectsFile] = []
+    sources: dict[str, StoreEffects] = {}
+    current = _Current(layout)
     samples_var: dict[str, pd.DataFrame] = {}
     for part in parts:
         if part.samples is not None:
@@ -234,10 +322,16 @@ def _prepare(
                 continue
             dst = prepared.effects(part.name, ep.mode, ep.file_stem)
             rel = prepared.rel(dst)
-            _place(ep.path, dst, sha256=ep.sha256, current=layout.root / rel)
-            files_meta[rel] = {"sha256": ep.sha256, "bytes": dst.stat().st_size}
-            obs, var = read_obs_var(dst)
-            effects_files.append(EffectsFile(part.name, ep, rel, obs, var))
+            src = _source(layout, ep.path, current.get())
+            sha = _place_effects(src, ep, dst, zarr_layers, layout=layout, current=current)
+            files_meta[rel] = {
+                "sha256": sha,
+                "bytes": dst.stat().st_size,
+                # the complete file it was written from (the task cache's; see prune)
+                "source_sha256": src.source_sha256 or ep.sha256,
+            }
+            sources[rel] = src
+            effects_files.append(EffectsFile(part.name, ep, rel, src.obs, src.var))
     _checkpoint("files_placed")
     # zarr rows: per mode, dataset then context order
     effects_files.sort(key=lambda ef: (ef.part.mode, ef.dataset, ef.part.file_stem))
@@ -266,6 +360,7 @@ def _prepare(
             rows_per_shard=rows_per_shard,
             progress=progress,
             checkpoint=_checkpoint,
+            sources=sources,
         )
         rel = prepared.rel(dest)
         for sub, rec in summary.pop("file_records").items():

@@ -13,6 +13,7 @@ from typing import Any
 from ...io import file_sha256
 from ...progress import track
 from .._common import StoreError, write_json_atomic
+from ._effects import StoreEffects, store_file_layers, write_store_file
 from ._layout import (
     CATALOG_TABLES,
     MANAGED_DIRS,
@@ -218,8 +219,7 @@ def repair_store(
         rec = records.get(prob.path)
         if rec is not None and prob.path.startswith(("effects/", "samples/")):
             good = _cached_copy(cache_dir, rec)
-            if good is not None:
-                copy_verified(good, root / prob.path, str(rec["sha256"]))
+            if good is not None and _restore(good, root / prob.path, rec, manifest):
                 report.actions.append(f"restored {prob.path} from {good}")
                 continue
         if rec is None and prob.problem == "not named by the manifest":
@@ -237,17 +237,50 @@ def repair_store(
 
 
 def _cached_copy(cache: Path, rec: Mapping[str, Any]) -> Path | None:
-    """A file of the task cache with the size and SHA-256 of ``rec``, if there is one."""
+    """A file of the task cache that a store file (manifest record ``rec``) is restored
+    from, if there is one: the same file (size and SHA-256 of ``rec``), or the complete
+    Effects file it was written from (``rec["source_sha256"]``)."""
     tasks = cache / "tasks"
     if not tasks.is_dir():
         return None
+    source = rec.get("source_sha256")
     for p in sorted(tasks.rglob("*.h5ad")):
         try:
-            if p.stat().st_size == int(rec["bytes"]) and file_sha256(p) == rec["sha256"]:
+            size = p.stat().st_size
+            if size == int(rec["bytes"]) and file_sha256(p) == rec["sha256"]:
+                return p
+            if source is not None and file_sha256(p) == source:
                 return p
         except OSError:
             continue
     return None
+
+
+def _restore(good: Path, dst: Path, rec: Mapping[str, Any], manifest: Mapping[str, Any]) -> bool:
+    """Restore the store file ``dst`` from the cache file ``good`` (a copy of it, or the
+    complete file it was written from: its store form is written again, which gives the
+    same bytes); ``False`` when the result does not have the manifest's SHA-256."""
+    sha = str(rec["sha256"])
+    if file_sha256(good) == sha:
+        copy_verified(good, dst, sha)
+        return True
+    zarr_layers = manifest.get("parameters", {}).get("zarr_layers", [])
+    src = StoreEffects(good)
+    keep, in_arrays, derived = store_file_layers(src, zarr_layers)
+    tmp = dst.with_name(f".{dst.name}.tmp-restore")
+    write_store_file(
+        src,
+        tmp,
+        keep=keep,
+        in_arrays=in_arrays,
+        derived=derived,
+        source_sha256=str(rec.get("source_sha256", "")),
+    )
+    if file_sha256(tmp) != sha:
+        tmp.unlink()
+        return False
+    os.replace(tmp, dst)
+    return True
 
 
 def store_digest(root: str | os.PathLike[str], *, exclude: Sequence[str] = ()) -> str:
