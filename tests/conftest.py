@@ -1,21 +1,39 @@
-"""Shared fixtures: real public data in ../shared/data and the R limma oracle."""
+"""Shared fixtures: real public data in ../shared/data, the R limma oracle, one demo run.
+
+Also the plumbing of parallel runs (``make test`` runs ``pytest -n auto --dist loadgroup``
+with pytest-xdist): tests that use an expensive session fixture run on one worker, so the
+fixture is built once, and the reliability tests' fault table reaches the main process.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from perturbridge import _demo
-from perturbridge._demo import compendium as demo_compendium, l1000 as demo_l1000
-from perturbridge.cli import app
-from perturbridge.compendium import BuildReport
+if TYPE_CHECKING:
+    from perturbridge import _demo
+    from perturbridge.compendium import BuildReport
+
+# pytest-xdist workers are started with LINES and COLUMNS set (80 x 24 without a terminal);
+# a rich console created with both set keeps that size for good, so a test's
+# CliRunner(env={"COLUMNS": "200"}) would not widen the CLI's output. A worker drops them, as
+# a run without xdist never has them. This must run before perturbridge.cli is first
+# imported (its consoles are made then): this file imports it only inside fixtures.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    for _name in ("LINES", "COLUMNS"):
+        os.environ.pop(_name, None)
 
 ROOT = Path(__file__).resolve().parents[1]
+
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
@@ -121,6 +139,8 @@ class DemoRun:
 
 
 def _recording(module: Any, name: str, into: dict[str, Any], monkeypatch: pytest.MonkeyPatch):
+    from perturbridge import _demo
+
     real = getattr(module, name)
 
     def call(*args: Any, **kwargs: Any) -> Any:
@@ -133,6 +153,11 @@ def _recording(module: Any, name: str, into: dict[str, Any], monkeypatch: pytest
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    from typer.testing import CliRunner
+
+    from perturbridge._demo import compendium as demo_compendium, l1000 as demo_l1000
+    from perturbridge.cli import app
+
     out = tmp_path_factory.mktemp("demo") / "d"
     seen: dict[str, Any] = {}
     with pytest.MonkeyPatch.context() as mp:
@@ -142,3 +167,122 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     return DemoRun(
         out, r.output, r.exit_code, seen.get("run_demo"), seen.get("run_demo_compendium")
     )
+
+
+# ---- parallel runs: pytest-xdist with `--dist loadgroup` (see `make test`)
+#
+# pytest 9.2 node ids are structured, so xdist 3.8's own loadgroup (which appends
+# "@group" to the node id) groups nothing (pytest-xdist issue 1386). Here the workers
+# write each test's group to a file and the main process schedules whole groups:
+# a test's ``xdist_group`` mark, else the first of SHARED_FIXTURES it uses, else its file
+# (so module fixtures are built once too).
+
+#: Session fixtures that take seconds to build, and their group: every test that uses one
+#: of them (directly or through another fixture) runs on the same worker, so each is built
+#: once per run rather than once per worker. The first fixture here a test uses names it.
+SHARED_FIXTURES = {
+    "demo_run": "demo",  # `perturbridge demo`: the docs, the CLI and the metadata tests
+    "built": "compendium-store",  # tests/compendium/conftest.py: the small built store
+    "inputs": "compendium-store",  # ... and its inputs
+    "sim_store": "search-store",  # tests/search/conftest.py
+    "two_states": "store-faults",  # tests/reliability/conftest.py
+}
+_GROUPS_DIR = "perturbridge_xdist_groups"
+
+
+def _test_group(item: pytest.Item) -> str:
+    marks = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                    for m in item.iter_markers("xdist_group")})  # fmt: skip
+    if marks:
+        return "_".join(marks)
+    used = set(getattr(item, "fixturenames", ()))
+    return next((g for f, g in SHARED_FIXTURES.items() if f in used), item.nodeid.split("::")[0])
+
+
+@pytest.hookimpl(trylast=True)  # after xdist's own hook: the node ids the main process sees
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    folder = getattr(config, "workerinput", {}).get(_GROUPS_DIR)
+    if folder is None:  # not an xdist worker under --dist loadgroup
+        return
+    groups = {item.nodeid: _test_group(item) for item in items}
+    out = Path(folder) / f"{config.workerinput['workerid']}.json"  # type: ignore[attr-defined]
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(groups))
+    tmp.replace(out)  # written before the worker reports its collection
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist: the main process configures a worker
+def pytest_configure_node(node: Any) -> None:
+    config = node.config
+    if config.getoption("dist", "no") != "loadgroup":
+        return
+    if not hasattr(config, "_perturbridge_groups"):
+        config._perturbridge_groups = Path(tempfile.mkdtemp(prefix="xdist-groups-"))
+    node.workerinput[_GROUPS_DIR] = str(config._perturbridge_groups)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getoption("dist", "no") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FixtureGroupScheduling(LoadScopeScheduling):
+        """xdist's load-by-scope scheduling, one scope per group the workers wrote."""
+
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if not self.groups:  # first called once every worker has collected
+                folder = getattr(config, "_perturbridge_groups", None)
+                files = sorted(Path(folder).glob("*.json")) if folder else []
+                self.groups = json.loads(files[0].read_text()) if files else {}
+            return self.groups.get(nodeid) or nodeid.split("::")[0]
+
+    return FixtureGroupScheduling(config, log)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = getattr(config, "_perturbridge_groups", None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---- the reliability tests' fault table (tests/reliability, docs/reliability.md)
+
+_FAULTS: list[tuple[str, str, str, str]] = []
+
+
+@pytest.fixture
+def fault(request: pytest.FixtureRequest) -> Callable[[str, str, str], None]:
+    """``fault(name, expected, observed)``: record one fault of this test for the table."""
+    test = request.node.nodeid.split("::")[-1]
+
+    def record(name: str, expected: str, observed: str) -> None:
+        _FAULTS.append((test, name, expected, observed))
+
+    return record
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: hand the rows to the main process
+        workeroutput["reliability_faults"] = json.dumps(_FAULTS)
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: the main process hears of a worker's end
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    rows = getattr(node, "workeroutput", {}).get("reliability_faults")
+    if rows:
+        _FAULTS.extend(tuple(r) for r in json.loads(rows))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The session ends with a table of every fault tried: expected, observed."""
+    if not _FAULTS:
+        return
+    tr = terminalreporter
+    tr.section("reliability: fault, expected, observed")
+    width = max(len(r[1]) for r in _FAULTS)
+    for _test, name, expected, observed in sorted(_FAULTS):
+        tr.write_line(f"{name:<{width}}  expected: {expected}  |  observed: {observed}")

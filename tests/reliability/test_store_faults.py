@@ -10,8 +10,6 @@ files and 0755 folders.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -19,8 +17,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -30,8 +26,14 @@ from perturbridge.compendium import Compendium, build
 from perturbridge.compendium._common import StoreError
 from perturbridge.compendium.store import _transaction, _verify, repair_store, verify_store
 
-ROOT = Path(__file__).resolve().parents[2]
-EXTRA = "[executor]\nn_jobs = 1\n"
+from ._states import (
+    EXTRA,
+    copy_tree as _copy,
+    env as _env,
+    read_values as _read,
+    same_values as _same,
+)
+
 #: steps of a store update where the update is killed (see store._transaction._checkpoint)
 KILL_POINTS = (
     "files_placed",
@@ -43,7 +45,6 @@ KILL_POINTS = (
     "commit_effects",
     "committed",
 )
-READS = (("group", "logFC"), ("separate", "logFC"), ("group", "CI.L"))  # CI.L: Effects files
 
 KILL_SCRIPT = """
 import os, signal, sys
@@ -57,65 +58,6 @@ def checkpoint(step):
 _transaction._checkpoint = checkpoint
 build(sys.argv[1])
 """
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT / "src"), str(ROOT / "tests"), env.get("PYTHONPATH", "")]
-    )
-    return env
-
-
-def _read(store: Path) -> dict[str, pd.DataFrame]:
-    with Compendium.open(store) as comp:
-        out = {}
-        for mode, layer in READS:
-            a = comp.effects(mode=mode, layer=layer)  # type: ignore[arg-type]
-            out[f"{mode}/{layer}"] = pd.DataFrame(a.X, index=a.obs_names, columns=a.var_names)
-        return out
-
-
-def _same(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) -> bool:
-    return a.keys() == b.keys() and all(
-        a[k].shape == b[k].shape
-        and a[k].index.equals(b[k].index)
-        and a[k].columns.equals(b[k].columns)
-        and np.array_equal(a[k].to_numpy(), b[k].to_numpy(), equal_nan=True)
-        for k in a
-    )
-
-
-@pytest.fixture(scope="module")
-def two_states(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """A store of plan A whose cache also holds plan B's tasks, and reference stores of
-    A and B built without interruption (with what they read)."""
-    folder = tmp_path_factory.mktemp("faults")
-    inputs = folder / "inputs"
-    l1000_a = write_l1000(inputs / "a")
-    l1000_b = write_l1000(inputs / "b", seed=1)
-    counts = write_counts(inputs)
-    refs = {}
-    for name, l1000 in (("a", l1000_a), ("b", l1000_b)):
-        d = folder / f"ref_{name}"
-        d.mkdir()
-        build(write_plan(d, l1000=l1000, counts=counts, extra=EXTRA))
-        refs[name] = d / "store"
-    base = folder / "base"
-    base.mkdir()
-    build(write_plan(base, l1000=l1000_b, counts=counts, extra=EXTRA))  # warm B's tasks
-    build(write_plan(base, l1000=l1000_a, counts=counts, extra=EXTRA))  # the store: A
-    return {
-        "base": base,
-        "refs": refs,
-        "values": {k: _read(v) for k, v in refs.items()},
-        "plan_b": (l1000_b, counts),
-    }
-
-
-def _copy(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst, symlinks=True)
-    return dst
 
 
 @pytest.mark.slow

@@ -26,9 +26,13 @@ from perturbridge.compendium import build
 from perturbridge.compendium._common import StoreError
 from perturbridge.compendium.store import repair_store, verify_store
 
-from .test_store_faults import EXTRA, _copy, _env, _read, _same, two_states
-
-__all__ = ["two_states"]  # the fixture, shared with test_store_faults
+from ._states import (
+    EXTRA,
+    copy_tree as _copy,
+    env as _env,
+    read_values as _read,
+    same_values as _same,
+)
 
 #: where in the update (as a fraction of its uninterrupted duration) the kill lands
 FRACTIONS = (0.02, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 0.99)
