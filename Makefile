@@ -2,6 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# pytest options of `make test` and `make test-fast`; for the suite on every core (pytest-xdist):
+#   make test PYTEST_PARALLEL="-n auto --dist loadgroup"
+# (tests/conftest.py keeps the tests that share an expensive session fixture on one worker)
+PYTEST_PARALLEL ?=
 
 .PHONY: demo test test-fast lint r-oracle browser refdata bench clean
 
@@ -38,16 +42,16 @@ test: $(BIN)/perturbridge r-oracle browser refdata
 	$(BIN)/mypy
 	@if unshare -n sh -c 'ip link set lo up' 2>/dev/null; then \
 		echo "pytest: networking disabled (network namespace with only loopback)"; \
-		unshare -n sh -c 'ip link set lo up && exec $(BIN)/pytest'; \
+		unshare -n sh -c 'ip link set lo up && exec $(BIN)/pytest $(PYTEST_PARALLEL)'; \
 	else \
 		echo "pytest: cannot disable networking here (unshare -n needs root and util-linux," \
 			"ip needs iproute2); running with the network as it is" >&2; \
-		$(BIN)/pytest; \
+		$(BIN)/pytest $(PYTEST_PARALLEL); \
 	fi
 
 ## test-fast: the quick loop, without the tests marked slow
 test-fast: $(BIN)/perturbridge
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest $(PYTEST_PARALLEL) -m "not slow"
 
 ## lint: ruff and mypy
 lint: $(BIN)/perturbridge
