@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from perturbridge.cli import app
 from perturbridge.compendium import Compendium
 
-runner = CliRunner()
+runner = CliRunner(env={"COLUMNS": "200"})  # no wrapping inside long temporary paths
 
 
 def _run(*args: str | Path) -> tuple[int, str]:

@@ -89,7 +89,7 @@ def test_slurm_executor_builds_the_cluster_from_the_profile(monkeypatch):
         def __init__(self, **kwargs):
             seen["kwargs"] = kwargs
             super().__init__(
-                n_workers=0, processes=False, dashboard_address=None, threads_per_worker=1
+                n_workers=0, processes=False, dashboard_address=":0", threads_per_worker=1
             )
 
         def scale(self, n=None, jobs=0, **kw):

@@ -14,7 +14,7 @@ from perturbridge.cli import app
 from ._fixtures import DEPMAP_CSV, hgnc_text, source_dir, write
 from .test_fetch import serve
 
-runner = CliRunner()
+runner = CliRunner(env={"COLUMNS": "200"})  # no wrapping inside long temporary paths
 #: the package sources are read in their own tests (tests/ids/test_parsers_packages.py)
 NO_PKG = ("--packages", "none")
 

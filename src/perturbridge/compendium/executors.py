@@ -206,7 +206,9 @@ class DaskExecutor(Executor):
                     n_workers=n_jobs or os.cpu_count() or 1,
                     threads_per_worker=1,
                     processes=True,
-                    dashboard_address=None,
+                    # the scheduler's HTTP server on a free port (None still takes 8787,
+                    # and warns when another cluster holds it)
+                    dashboard_address=":0",
                     silence_logs=logging.WARNING,
                 )
             self._own_cluster = cluster
