@@ -2,10 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# pytest options of `make test` and `make test-fast`; for the suite on every core (pytest-xdist):
-#   make test PYTEST_PARALLEL="-n auto --dist loadgroup"
-# (tests/conftest.py keeps the tests that share an expensive session fixture on one worker)
-PYTEST_PARALLEL ?=
+# pytest options of `make test` and `make test-fast`: the suite on every core (pytest-xdist;
+# tests/conftest.py keeps the tests that share an expensive session fixture on one worker).
+# One process: make test PYTEST_PARALLEL=
+PYTEST_PARALLEL ?= -n auto --dist loadgroup
 
 .PHONY: demo test test-fast lint r-oracle browser refdata bench clean
 
