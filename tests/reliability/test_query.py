@@ -73,9 +73,21 @@ def _query(store: Path, sql: str, *args: str) -> tuple[int, str]:
     return res.exit_code, res.output
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _child(store: Path, sql: str, *args: str) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-c", _CHILD, "query", str(store), sql, *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # the child gets SIGINT's default action, as a command started from a terminal does
+    # (a pytest-xdist worker ignores SIGINT, and an ignored signal stays ignored in a child)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
+    )
     assert proc.stderr is not None and proc.stderr.readline().strip() == "ready"
     return proc
 

@@ -53,6 +53,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..de.toptable import p_adjust
+
 if TYPE_CHECKING:
     import anndata as ad
 
@@ -155,13 +157,11 @@ def bh_per_fit(p: np.ndarray, bounds: Sequence[tuple[int, int]]) -> np.ndarray:
     """``adj.P.Value.across_all_contrasts``: BH over every p-value of each fit at once
     (rows ``start:stop`` of ``p``; NaN, genes a fit did not test, are left out and stay
     NaN), float64. Rows outside every fit are NaN."""
-    from ..de._rstats import p_adjust_bh  # perturbridge.de loads AnnData: when used
-
     p = np.asarray(p, dtype=np.float64)
     out = np.full(p.shape, np.nan)
     for a, b in bounds:
         block = p[a:b]
-        out[a:b] = p_adjust_bh(block.ravel()).reshape(block.shape)
+        out[a:b] = p_adjust(block.ravel(), "BH").reshape(block.shape)
     return out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,9 @@ __all__ = ["write_zarr"]
 
 def write_zarr(
     dest: Path,
-    files: list[EffectsFile],
+    files: Sequence[tuple[EffectsFile, StoreEffects]],
     gene_pos: pd.Series,
     *,
-    sources: Mapping[str, StoreEffects],
     mode: str,
     layers: Sequence[str],
     rows_per_shard: int,
@@ -38,11 +37,11 @@ def write_zarr(
     """Write the arrays of one mode into ``dest``; returns their summary for the manifest
     (``file_records``: size and SHA-256 of every file, shards with their index CRC32C).
     ``checkpoint`` is called with ``"zarr_shard"`` once the first shard is written.
-    ``sources``: each file's complete Effects (by its store path), which give its rows
-    (:meth:`StoreEffects.stored_rows`)."""
+    ``files``: the mode's store files in array row order, each with its complete Effects,
+    which give its rows (:meth:`StoreEffects.stored_rows`)."""
     import zarr
 
-    n_rows = sum(len(ef.obs) for ef in files)
+    n_rows = sum(len(ef.obs) for ef, _ in files)
     n_genes = len(gene_pos)
     cr = max(1, rows_per_shard)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +61,7 @@ def write_zarr(
             }
         }
     )
-    cols = [gene_pos.reindex(ef.var.index.astype(str)).to_numpy(dtype=np.int64) for ef in files]
+    cols = [gene_pos.reindex(ef.var.index.astype(str)).to_numpy(dtype=np.int64) for ef, _ in files]
     shard_records: dict[str, dict[str, Any]] = {}
     for layer in track(layers, description=f"zarr {mode}", enabled=progress):
         p_values = is_p_layer(layer)
@@ -79,9 +78,8 @@ def write_zarr(
         filled = 0
         shard = 0
         with ShardWriter(lay) as writer:
-            for ef, col in zip(files, cols, strict=True):
+            for (ef, src), col in zip(files, cols, strict=True):
                 n = len(ef.obs)
-                src = sources[ef.rel]
                 if layer not in src.layers:
                     raise StoreError(f"{ef.rel}: layer {layer!r} is missing")
                 pos = 0

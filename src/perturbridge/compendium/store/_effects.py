@@ -28,6 +28,7 @@ from ...schema import EFFECT_LAYERS
 from .._common import StoreError
 from .._footprint import (
     CI_ULPS,
+    P_FLOAT32_MIN,
     STDEV_SCALED,
     bh_per_fit,
     confidence_limits,
@@ -38,6 +39,7 @@ from .._footprint import (
     t_quantile,
 )
 from .._shards import ShardDigest, read_rows, row_sharded_layout
+from ._layout import StoreLayout, read_manifest
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -344,8 +346,6 @@ class StoreEffects:
 
 def storage_effects_dtype(layer: str, values: np.ndarray) -> type[np.floating]:
     """float32, or float64 for a p-value layer with values float32 cannot keep."""
-    from .._footprint import P_FLOAT32_MIN
-
     if not is_p_layer(layer):
         return np.float32
     v = np.asarray(values)
@@ -459,8 +459,6 @@ class StoreFiles:
     """
 
     def __init__(self, root: Path, manifest: Mapping[str, Any] | None = None) -> None:
-        from ._layout import StoreLayout, read_manifest
-
         self.layout = StoreLayout(Path(root).absolute())
         self.manifest = dict(manifest) if manifest is not None else read_manifest(root)
         params = self.manifest.get("parameters", {})

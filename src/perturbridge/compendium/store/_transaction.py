@@ -353,14 +353,13 @@ def _prepare(
         dest = prepared.zarr(mode)
         summary = write_zarr(
             dest,
-            [ef for ef in effects_files if ef.part.mode == mode],
+            [(ef, sources[ef.rel]) for ef in effects_files if ef.part.mode == mode],
             gene_pos,
             mode=mode,
             layers=zarr_layers,
             rows_per_shard=rows_per_shard,
             progress=progress,
             checkpoint=_checkpoint,
-            sources=sources,
         )
         rel = prepared.rel(dest)
         for sub, rec in summary.pop("file_records").items():
