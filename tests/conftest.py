@@ -186,6 +186,7 @@ SHARED_FIXTURES = {
     "inputs": "compendium-store",  # ... and its inputs
     "sim_store": "search-store",  # tests/search/conftest.py
     "two_states": "store-faults",  # tests/reliability/conftest.py
+    "shared_compound_store": "compound-store",  # tests/ids/conftest.py: ~95 s of RDKit
 }
 _GROUPS_DIR = "perturbridge_xdist_groups"
 

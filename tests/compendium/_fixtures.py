@@ -64,8 +64,10 @@ def write_plan(
     counts: Path | None = None,
     extra: str = "",
     name: str = "plan.toml",
+    l1000_modes: tuple[str, ...] = ("group", "separate"),
 ) -> Path:
-    """A plan with an L1000 dataset (both modes) and a counts dataset (group mode)."""
+    """A plan with an L1000 dataset (both modes unless ``l1000_modes`` says) and a
+    counts dataset (group mode)."""
     parts = [
         f'[store]\npath = "{store}"\nchunk_conditions = 16\n',
         f'[build]\nimports = ["{COUNTS_MODULE}"]\n',
@@ -78,7 +80,7 @@ def write_plan(
                 name = "sim_l1000"
                 source = "l1000"
                 inputs = {{ level3 = "{l1000}" }}
-                de = {{ modes = ["group", "separate"] }}
+                de = {{ modes = {list(l1000_modes)!r} }}
                 """
             )
         )

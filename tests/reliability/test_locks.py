@@ -92,7 +92,11 @@ def _script(folder: Path, name: str, text: str) -> Path:
 
 
 def _small_plan(folder: Path, l1000: Path, *, name: str, store: str = "store") -> Path:
-    return write_plan(folder, l1000=l1000, store=store, name=name, extra="[executor]\nn_jobs = 1\n")
+    """One dataset, one mode (three DE tasks): what the lock tests race over."""
+    extra = "[executor]\nn_jobs = 1\n"
+    return write_plan(
+        folder, l1000=l1000, store=store, name=name, extra=extra, l1000_modes=("group",)
+    )
 
 
 @pytest.fixture(scope="module")

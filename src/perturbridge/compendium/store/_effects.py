@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ...io import atomic_file
-from ...io._atomic import GZIP_LEVEL, _write_dense
+from ...io._atomic import _write_dense
 from ...schema import EFFECT_LAYERS
 from .._common import StoreError
 from .._footprint import (
@@ -424,28 +424,50 @@ def write_store_file(
     source_sha256: str,
 ) -> None:
     """Write the store's form of ``src`` to ``dst`` (atomically): its metadata, the
-    layers ``keep`` and ``uns["store_layers"]`` naming the others."""
-    import anndata as ad
+    layers ``keep`` and ``uns["store_layers"]`` naming the others.
 
-    uns = dict(src.uns)
-    uns[STORE_LAYERS] = {
-        "arrays": list(in_arrays),
-        "derived": list(derived),
-        "source_sha256": source_sha256,
-    }
+    ``obs``, ``var``, ``varm`` and ``uns`` are copied from ``src``'s file as HDF5
+    objects (compressed chunks as they are: decoding and re-encoding the data frames
+    cost more than the rest of a store update); empty ``obsm``, ``obsp`` and ``varp``
+    are written as AnnData writes them, and no ``X``.
+    """
     import h5py
+    from anndata.io import write_elem
 
-    skeleton = ad.AnnData(obs=src.obs, var=src.var, uns=uns, varm=dict(src.varm))
-    with atomic_file(dst) as tmp:
-        skeleton.write_h5ad(tmp, compression="gzip", compression_opts=GZIP_LEVEL)
-        with h5py.File(tmp, "a") as out, h5py.File(src.path, "r") as f:
-            group = out.require_group("layers")
-            for name in keep:  # in the order of the complete file
-                if name in src.file_layers:  # its compressed chunks copied as they are
-                    f.copy(f["layers"][name], group, name=name)
-                else:  # from the arrays (they no longer hold it) or derived
-                    x = src.read(name)
-                    _write_dense(group, name, np.asarray(x, storage_effects_dtype(name, x)))
+    listed = {"arrays": list(in_arrays), "derived": list(derived), "source_sha256": source_sha256}
+    with atomic_file(dst) as tmp, h5py.File(tmp, "w") as out, h5py.File(src.path, "r") as f:
+        out.attrs.update(_ANNDATA_ATTRS)
+        for name in ("obs", "var"):
+            f.copy(f[name], out, name=name)
+        uns = _dict_group(out, "uns")
+        for key in f.get("uns", ()):
+            if key != STORE_LAYERS:  # a store file's own list is replaced
+                f.copy(f["uns"][key], uns, name=key)
+        write_elem(uns, STORE_LAYERS, listed)
+        if "varm" in f:
+            f.copy(f["varm"], out, name="varm")
+        else:
+            _dict_group(out, "varm")
+        for name in ("obsm", "obsp", "varp"):
+            _dict_group(out, name)
+        group = _dict_group(out, "layers")
+        for name in keep:  # in the order of the complete file
+            if name in src.file_layers:  # its compressed chunks copied as they are
+                f.copy(f["layers"][name], group, name=name)
+            else:  # from the arrays (they no longer hold it) or derived
+                x = src.read(name)
+                _write_dense(group, name, np.asarray(x, storage_effects_dtype(name, x)))
+
+
+#: The root attributes of an ``.h5ad`` file, and those of one of its mappings.
+_ANNDATA_ATTRS = {"encoding-type": "anndata", "encoding-version": "0.1.0"}
+_DICT_ATTRS = {"encoding-type": "dict", "encoding-version": "0.1.0"}
+
+
+def _dict_group(parent: Any, name: str) -> Any:
+    group = parent.create_group(name)
+    group.attrs.update(_DICT_ATTRS)
+    return group
 
 
 # ------------------------------------------------------------------------ a store's files
