@@ -19,9 +19,15 @@ KEY = ["dataset_a", "dataset_b", "matched_condition_key"]
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory):
-    tree = write_release_tree(tmp_path_factory.mktemp("golden") / "tree", seed=0)
-    return run_published(tree, options=PublishedOptions(replicates=False))
+def tree(tmp_path_factory):
+    return write_release_tree(tmp_path_factory.mktemp("golden") / "tree", seed=0)
+
+
+@pytest.fixture(scope="module")
+def result(tree):
+    """One run of every part (cross-dataset pairs, replicates, retrieval): each part's
+    tables do not depend on whether the others ran."""
+    return run_published(tree, options=PublishedOptions(retrieval=True))
 
 
 def test_per_pair_values_equal_the_published_code(result):
@@ -71,11 +77,9 @@ def _compare(want: pd.DataFrame, got: pd.DataFrame, key: list[str]) -> int:
 
 
 @pytest.fixture(scope="module")
-def replicates(tmp_path_factory):
-    tree = write_release_tree(tmp_path_factory.mktemp("golden_rep") / "tree", seed=0)
-    res = run_published(tree)
+def replicates(tree, result):
     cap8 = run_published(tree, options=PublishedOptions(max_peers_replicate=8, n_boot=20))
-    return res, cap8
+    return result, cap8
 
 
 def test_replicate_conditions_equal_the_published_code(replicates):
@@ -112,9 +116,8 @@ QUERY_KEY = [
 
 
 @pytest.fixture(scope="module")
-def retrieval(tmp_path_factory):
-    tree = write_release_tree(tmp_path_factory.mktemp("golden_ret") / "tree", seed=0)
-    return run_published(tree, options=PublishedOptions(replicates=False, retrieval=True))
+def retrieval(result):
+    return result
 
 
 def test_retrieval_queries_equal_the_published_code(retrieval):

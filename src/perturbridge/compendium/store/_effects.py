@@ -115,7 +115,8 @@ class StoreEffects:
         self.path = Path(path)
         self.arrays = arrays
         with h5py.File(self.path, "r") as f:
-            self.obs: pd.DataFrame = read_elem(f["obs"])
+            obs = f["obs"]
+            self._n_obs = int(obs[str(obs.attrs["_index"])].shape[0])
             self.var: pd.DataFrame = read_elem(f["var"])
             self.uns: dict[str, Any] = dict(read_elem(f["uns"])) if "uns" in f else {}
             self.varm: dict[str, Any] = dict(read_elem(f["varm"])) if "varm" in f else {}
@@ -140,7 +141,18 @@ class StoreEffects:
 
     @property
     def n_obs(self) -> int:
-        return len(self.obs)
+        return self._n_obs
+
+    @functools.cached_property
+    def obs(self) -> pd.DataFrame:
+        """The file's ``obs`` (read when first asked for: reading layers needs only
+        the number of rows)."""
+        import h5py
+        from anndata.io import read_elem
+
+        with h5py.File(self.path, "r") as f:
+            obs: pd.DataFrame = read_elem(f["obs"])
+        return obs
 
     def fit_bounds(self) -> list[tuple[int, int]] | None:
         """Rows ``(start, stop)`` of each fit (``uns["ebayes_fits"]``), ``None`` if unknown."""
