@@ -188,6 +188,10 @@ SHARED_FIXTURES = {
     "two_states": "store-faults",  # tests/reliability/conftest.py
     "shared_compound_store": "compound-store",  # tests/ids/conftest.py: ~95 s of RDKit
 }
+#: The groups that take longest (tens of seconds to a few minutes), longest first: they are
+#: scheduled before every other group, so that no worker starts one of them while the
+#: other worker is about to run out of work.
+LONG_GROUPS = ("compound-store", "demo", "store-faults", "compendium-store", "search-store")
 _GROUPS_DIR = "perturbridge_xdist_groups"
 
 
@@ -206,6 +210,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if folder is None:  # not an xdist worker under --dist loadgroup
         return
     groups = {item.nodeid: _test_group(item) for item in items}
+    # the main process makes its work queue in collection order: the long groups first
+    rank = {g: i for i, g in enumerate(LONG_GROUPS)}
+    items.sort(key=lambda item: rank.get(groups[item.nodeid], len(rank)))  # stable
     out = Path(folder) / f"{config.workerinput['workerid']}.json"  # type: ignore[attr-defined]
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(groups))

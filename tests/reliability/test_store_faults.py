@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import signal
 import stat
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -29,7 +27,6 @@ from perturbridge.compendium.store import _transaction, _verify, repair_store, v
 from ._states import (
     EXTRA,
     copy_tree as _copy,
-    env as _env,
     read_values as _read,
     same_values as _same,
 )
@@ -62,20 +59,14 @@ build(sys.argv[1])
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", KILL_POINTS)
-def test_an_update_killed_midway_never_reads_mixed(tmp_path, two_states, fault, point):
+def test_an_update_killed_midway_never_reads_mixed(tmp_path, two_states, fault, point, forker):
     work = _copy(two_states["base"], tmp_path / "work")  # type: ignore[arg-type]
     l1000_b, counts = two_states["plan_b"]  # type: ignore[misc]
     plan = write_plan(work, l1000=l1000_b, counts=counts, extra=EXTRA)
     script = tmp_path / "kill.py"
     script.write_text(textwrap.dedent(KILL_SCRIPT))
-    proc = subprocess.run(
-        [sys.executable, str(script), str(plan), point],
-        env=_env(),
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    code, stderr = forker.run(script, str(plan), point)
+    assert code == -signal.SIGKILL, stderr[-2000:]
     store = work / "store"
     values = two_states["values"]  # type: ignore[index]
     try:
@@ -264,20 +255,14 @@ write_agreement_folder(sys.argv[2], {"t": pd.DataFrame({"a": [1]})}, {"x": 1})
 
 
 @pytest.mark.slow
-def test_outputs_honour_the_umask(tmp_path, fault):
+def test_outputs_honour_the_umask(tmp_path, fault, forker):
     inputs = tmp_path / "inputs"
     plan = write_plan(tmp_path, l1000=write_l1000(inputs), counts=write_counts(inputs), extra=EXTRA)
     script = tmp_path / "umask.py"
     script.write_text(textwrap.dedent(UMASK_SCRIPT))
     agreement = tmp_path / "agreement"
-    proc = subprocess.run(
-        [sys.executable, str(script), str(plan), str(agreement)],
-        env=_env(),
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    code, stderr = forker.run(script, str(plan), str(agreement))
+    assert code == 0, stderr[-2000:]
     wrong = []
     n = 0
     for top in (tmp_path / "store", agreement):

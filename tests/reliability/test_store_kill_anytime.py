@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -26,10 +24,10 @@ from perturbridge.compendium import build
 from perturbridge.compendium._common import StoreError
 from perturbridge.compendium.store import repair_store, verify_store
 
+from ._forker import Forker
 from ._states import (
     EXTRA,
     copy_tree as _copy,
-    env as _env,
     read_values as _read,
     same_values as _same,
 )
@@ -52,35 +50,33 @@ def _update_started(store: Path) -> bool:
         return False
 
 
-def _run(plan: Path, script: Path, *, kill_after: float | None) -> tuple[int, float]:
-    """Run a build; SIGKILL it ``kill_after`` seconds after its update folder appears.
+def _run(
+    plan: Path, script: Path, *, kill_after: float | None, forker: Forker
+) -> tuple[int, float]:
+    """Run a build in a process of its own (a fork: ``_forker.py``); SIGKILL it
+    ``kill_after`` seconds after its update folder appears.
 
     Returns the exit status and the seconds from the update folder's appearance to the
     process's end (or to the kill).
     """
     store = plan.parent / "store"
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(plan)],
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc = forker.start(script, str(plan))
     start = None
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:
         if start is None and _update_started(store):
             start = time.monotonic()
         if start is not None and kill_after is not None and time.monotonic() - start >= kill_after:
-            proc.send_signal(signal.SIGKILL)
+            proc.kill(signal.SIGKILL)
             break
         time.sleep(0.0005)
-    _, err = proc.communicate(timeout=300)
-    assert start is not None, "the update folder never appeared: " + err.decode()[-2000:]
-    return proc.returncode, time.monotonic() - start
+    code = proc.wait()
+    assert start is not None, "the update folder never appeared: " + proc.stderr()[-2000:]
+    return code, time.monotonic() - start
 
 
 @pytest.mark.slow
-def test_an_update_killed_at_any_moment_never_reads_mixed(tmp_path, two_states, fault):
+def test_an_update_killed_at_any_moment_never_reads_mixed(tmp_path, two_states, fault, forker):
     l1000_b, counts = two_states["plan_b"]
     script = tmp_path / "build.py"
     script.write_text(textwrap.dedent(BUILD_SCRIPT))
@@ -88,7 +84,10 @@ def test_an_update_killed_at_any_moment_never_reads_mixed(tmp_path, two_states, 
 
     probe = _copy(two_states["base"], tmp_path / "probe")
     code, duration = _run(
-        write_plan(probe, l1000=l1000_b, counts=counts, extra=EXTRA), script, kill_after=None
+        write_plan(probe, l1000=l1000_b, counts=counts, extra=EXTRA),
+        script,
+        kill_after=None,
+        forker=forker,
     )
     assert code == 0
 
@@ -96,7 +95,7 @@ def test_an_update_killed_at_any_moment_never_reads_mixed(tmp_path, two_states, 
     for i, fraction in enumerate(FRACTIONS):
         work = _copy(two_states["base"], tmp_path / f"work{i}")
         plan = write_plan(work, l1000=l1000_b, counts=counts, extra=EXTRA)
-        code, _ = _run(plan, script, kill_after=fraction * duration)
+        code, _ = _run(plan, script, kill_after=fraction * duration, forker=forker)
         store = work / "store"
         try:
             got = _read(store)
