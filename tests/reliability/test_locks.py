@@ -31,6 +31,8 @@ N_TRIALS = 20
 # One of the two racing processes: for each trial, it says it is ready, waits until the
 # other is ready too, then runs `perturbridge build PLAN --cache CACHE` (the CLI, in
 # this process, so that imports are paid once) and records the exit code and message.
+# Each process keeps its own cache across the trials: after a trial it has won, its tasks
+# are cached and its next win writes only the store, where the two builds meet.
 RACER = """
     import json, os, sys, time
     from pathlib import Path
@@ -46,9 +48,8 @@ RACER = """
             (folder / f"ready-{me}-{i}").touch()
             while not (folder / f"ready-{other}-{i}").exists():
                 time.sleep(0.001)
-            res = runner.invoke(
-                app, ["build", str(folder / f"plan{i}.toml"), "--cache", str(folder / f"{me}{i}")]
-            )
+            plan, cache = folder / f"plan{i}.toml", folder / f"cache-{me}"
+            res = runner.invoke(app, ["build", str(plan), "--cache", str(cache)])
             out.write(json.dumps({"trial": i, "pid": os.getpid(), "exit": res.exit_code,
                                   "output": res.output}) + "\\n")
             out.flush()

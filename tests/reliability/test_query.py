@@ -21,7 +21,8 @@ from perturbridge.compendium import Compendium, StoreError, build
 
 runner = CliRunner()
 
-#: runs the CLI in a child process; prints ``ready`` before it starts and, when it ends,
+#: runs the CLI in a child process; prints ``ready`` before it starts, ``running`` when
+#: the CLI first hands a statement to DuckDB (the store is open) and, when it ends,
 #: its peak RSS (``maxrss_kb=``, VmHWM of /proc/self/status: ``getrusage`` of a child
 #: keeps the RSS of the forking parent across exec) and the peak of the memory it
 #: allocated (``anon_kb=``, RssAnon sampled every millisecond from the start). The RSS of
@@ -44,6 +45,15 @@ def _sample():
 
 threading.Thread(target=_sample, daemon=True).start()
 from perturbridge.cli import app
+from perturbridge.compendium import api
+
+_interruptible = api.interruptible
+
+def _announced(con, call):
+    print("running", file=sys.stderr, flush=True)
+    return _interruptible(con, call)
+
+api.interruptible = _announced
 print("ready", file=sys.stderr, flush=True)
 try:
     app(sys.argv[1:], prog_name="perturbridge")
@@ -230,7 +240,10 @@ def test_limit_keeps_memory_small_on_a_large_result(store, fault):
 
 def test_ctrl_c_stops_a_query(store, fault):
     proc = _child(store, "SELECT count(*) FROM range(100000000000) t(a) WHERE a % 7 = 3")
-    time.sleep(1.0)  # the query is running
+    assert proc.stderr is not None
+    # a busy machine can take more than a second to open the store: wait for the query
+    assert proc.stderr.readline().strip() == "running"
+    time.sleep(0.5)  # the query is running
     assert proc.poll() is None
     t0 = time.perf_counter()
     proc.send_signal(signal.SIGINT)
