@@ -67,7 +67,12 @@ def write_plan(
     l1000_modes: tuple[str, ...] = ("group", "separate"),
 ) -> Path:
     """A plan with an L1000 dataset (both modes unless ``l1000_modes`` says) and a
-    counts dataset (group mode)."""
+    counts dataset (group mode).
+
+    Its tasks run in the build's process (``[executor] n_jobs = 1``) unless ``extra``
+    has an ``[executor]`` table: a pool of spawned workers imports the package in each
+    worker first, seconds for a few small tasks (``test_executors.py`` tests the pools).
+    """
     parts = [
         f'[store]\npath = "{store}"\nchunk_conditions = 16\n',
         f'[build]\nimports = ["{COUNTS_MODULE}"]\n',
@@ -97,6 +102,8 @@ def write_plan(
             )
         )
     parts.append(extra)
+    if "[executor]" not in extra:
+        parts.append("[executor]\nn_jobs = 1\n")
     path = folder / name
     path.write_text("\n".join(parts))
     return path

@@ -287,10 +287,32 @@ def write_h5ad(adata: ad.AnnData, path: str | os.PathLike[str], *, compress: boo
         layers={k: v for k, v in adata.layers.items() if k not in layers},
     )
     with atomic_file(path) as tmp:
-        skeleton.write_h5ad(tmp, compression="gzip", compression_opts=GZIP_LEVEL)
-        with h5py.File(tmp, "a") as f:
-            if x_dense:
-                _write_dense(f, "X", np.asarray(adata.X))
-            for name in layers:  # in the order of the layers mapping
-                _write_dense(f["layers"], name, layers[name])
+        draft = tmp.with_name(tmp.name + ".draft")
+        try:
+            skeleton.write_h5ad(draft, compression="gzip", compression_opts=GZIP_LEVEL)
+            with h5py.File(draft, "a") as f:
+                if x_dense:
+                    _write_dense(f, "X", np.asarray(adata.X))
+                for name in layers:  # in the order of the layers mapping
+                    _write_dense(f["layers"], name, layers[name])
+            _repack(draft, tmp)
+        finally:
+            draft.unlink(missing_ok=True)
     return path
+
+
+def _repack(src: Path, dst: Path) -> None:
+    """Copy every object of the HDF5 file ``src`` into a new file ``dst``, in name order.
+
+    HDF5 places a chunk in the file when it leaves the chunk cache, so the same data
+    written twice can come out in two byte layouts (seen in Dask workers: two chunks in
+    swapped order). A copy places the compressed chunks as they are, in the order it
+    visits them: the same content gives the same bytes, and the store's checksums of
+    identical results agree whichever worker wrote them.
+    """
+    import h5py
+
+    with h5py.File(src, "r") as f, h5py.File(dst, "w") as out:
+        out.attrs.update(f.attrs)
+        for name in sorted(f):
+            f.copy(f[name], out, name=name)
