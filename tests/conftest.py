@@ -188,10 +188,21 @@ SHARED_FIXTURES = {
     "two_states": "store-faults",  # tests/reliability/conftest.py
     "shared_compound_store": "compound-store",  # tests/ids/conftest.py: ~95 s of RDKit
 }
-#: The groups that take longest (tens of seconds to a few minutes), longest first: they are
-#: scheduled before every other group, so that no worker starts one of them while the
-#: other worker is about to run out of work.
-LONG_GROUPS = ("compound-store", "demo", "store-faults", "compendium-store", "search-store")
+#: The groups that take longest (tens of seconds to a few minutes, measured on 2 workers),
+#: longest first: they are scheduled before every other group, so that no worker starts
+#: one of them while the other worker is about to run out of work. Only the order of the
+#: work queue depends on this list.
+LONG_GROUPS = (
+    "compound-store",
+    "demo",
+    "store-faults",
+    "compendium-store",
+    "tests/compendium/test_release_export.py",
+    "tests/report/test_published.py",
+    "tests/reliability/test_locks.py",
+    "tests/de/test_limma.py",
+    "search-store",
+)
 _GROUPS_DIR = "perturbridge_xdist_groups"
 
 
