@@ -9,13 +9,13 @@ PYTEST_PARALLEL ?= -n auto --dist loadgroup
 
 .PHONY: demo test test-fast lint r-oracle browser refdata bench clean
 
-# --no-compile: Python compiles a module when it is first imported; compiling every module
-# of every dependency (PyTorch, SciPy, pandas, Dask ...) at install time took longer than
-# the rest of the install (55-65 s against 29-33 s with a warm download cache)
+# pip compiles every module at install time (about half of a fresh install): keep it, a
+# machine that sets PYTHONDONTWRITEBYTECODE would otherwise compile every imported module
+# again in every process of the test suite
 $(BIN)/perturbridge: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --no-compile -e '.[dev,models,refs]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,models,refs]'
 	touch $@
 
 ## demo: install into .venv and run the embedded demo
