@@ -304,10 +304,10 @@ def write_h5ad(adata: ad.AnnData, path: str | os.PathLike[str], *, compress: boo
 def _repack(src: Path, dst: Path) -> None:
     """Copy every object of the HDF5 file ``src`` into a new file ``dst``, in name order.
 
-    HDF5 places a chunk in the file when it leaves the chunk cache, so the same data
-    written twice can come out in two byte layouts (seen in Dask workers: two chunks in
-    swapped order). A copy places the compressed chunks as they are, in the order it
-    visits them: the same content gives the same bytes, and the store's checksums of
+    The same data written twice by AnnData and h5py came out in two byte layouts (seen
+    in Dask workers: two chunks of ``obs`` in swapped order; the cause inside HDF5 is not
+    known). A copy places the compressed chunks as they are, in the order it visits
+    them: copies of the two layouts have the same bytes, so the store's checksums of
     identical results agree whichever worker wrote them.
     """
     import h5py
