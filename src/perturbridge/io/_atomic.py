@@ -287,7 +287,7 @@ def write_h5ad(adata: ad.AnnData, path: str | os.PathLike[str], *, compress: boo
         layers={k: v for k, v in adata.layers.items() if k not in layers},
     )
     with atomic_file(path) as tmp:
-        draft = tmp.with_name(tmp.name + ".draft")
+        draft = _sibling(path, folder=False)  # a second temporary: killed, it is swept too
         try:
             skeleton.write_h5ad(draft, compression="gzip", compression_opts=GZIP_LEVEL)
             with h5py.File(draft, "a") as f:
