@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -23,8 +23,9 @@ __all__ = [
     "EffectsFile",
     "catalog_tables",
     "compound_ids",
+    "count_rows",
     "read_dataset_parts",
-    "read_obs_var",
+    "read_frame",
     "write_parquet",
 ]
 
@@ -104,12 +105,22 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:  # atomic_file: umask m
         pq.write_table(table, tmp, compression="zstd")
 
 
-def read_obs_var(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def read_frame(path: Path, key: Literal["obs", "var"]) -> pd.DataFrame:
+    """The ``obs`` or ``var`` data frame of an AnnData file (nothing else is read)."""
     import h5py
     from anndata.io import read_elem
 
     with h5py.File(path, "r") as f:
-        return read_elem(f["obs"]), read_elem(f["var"])
+        return read_elem(f[key])
+
+
+def count_rows(path: Path) -> int:
+    """``n_obs`` of an AnnData file, from the length of its ``obs`` index."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        obs = f["obs"]
+        return int(obs[str(obs.attrs["_index"])].shape[0])
 
 
 def read_uns(path: Path, key: str) -> Any:
@@ -374,7 +385,7 @@ def _samples_table(parts: Sequence[DatasetPart], layout: StoreLayout) -> pd.Data
     for part in parts:
         if part.samples is None:
             continue
-        obs, _ = read_obs_var(layout.samples(part.name))
+        obs = read_frame(layout.samples(part.name), "obs")
         df = pd.DataFrame({"sample_id": obs.index.astype(str).to_numpy()})
         for col in SAMPLE_COLUMNS:
             kind = {"category": "str", "bool": "bool"}.get(col.kind, col.kind)
@@ -532,7 +543,6 @@ def read_dataset_parts(
                 ctx = str(found) if found is not None and not pd.isna(found) else stem
             seen.add((mode, ctx))
             rows = led[(led["mode"].astype(str) == mode) & (led["context"].astype(str) == ctx)]
-            obs, _ = read_obs_var(layout.root / rel)
             effects.append(
                 EffectsPart(
                     mode=mode,
@@ -542,7 +552,7 @@ def read_dataset_parts(
                     # the content's identity: the complete file the store file was
                     # written from (its store form changes with the arrays' layers)
                     sha256=str(files[rel].get("source_sha256", files[rel]["sha256"])),
-                    n_contrasts=len(obs),
+                    n_contrasts=count_rows(layout.root / rel),
                     ledger=ledger_file(rows, f"{name}/{mode}/{ctx}"),
                 )
             )

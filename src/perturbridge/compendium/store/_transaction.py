@@ -33,7 +33,7 @@ from .._common import (
     write_json_atomic,
 )
 from ._arrays import write_zarr
-from ._catalog import EffectsFile, catalog_tables, read_obs_var, write_parquet
+from ._catalog import EffectsFile, catalog_tables, read_frame, write_parquet
 from ._effects import STORE_LAYERS, StoreEffects, StoreFiles, store_file_layers, write_store_file
 from ._layout import (
     CATALOG_TABLES,
@@ -316,7 +316,7 @@ def _prepare(
             sha = part.samples_sha256 or file_sha256(part.samples)
             _place(part.samples, dst, sha256=sha, current=layout.root / rel)
             files_meta[rel] = {"sha256": sha, "bytes": dst.stat().st_size}
-            samples_var[part.name] = read_obs_var(dst)[1]
+            samples_var[part.name] = read_frame(dst, "var")
         for ep in sorted(part.effects, key=lambda e: (e.mode, e.file_stem)):
             if ep.n_contrasts == 0:
                 continue
