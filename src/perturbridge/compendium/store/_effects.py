@@ -93,6 +93,22 @@ def _layer_order(names: Sequence[str]) -> list[str]:
     return known + sorted(n for n in names if n not in known)
 
 
+def _uns_reader(uns: Any) -> Callable[..., Any]:
+    """``entry(*keys)``: the element ``uns[k1][k2]...`` of an open ``uns`` group, read
+    alone (``None`` when absent)."""
+    from anndata.io import read_elem
+
+    def entry(*keys: str) -> Any:
+        node = uns
+        for key in keys:
+            if node is None or key not in node:
+                return None
+            node = node[key]
+        return read_elem(node)
+
+    return entry
+
+
 class StoreEffects:
     """One Effects file of a store (or a complete Effects file), with every layer.
 
@@ -118,10 +134,15 @@ class StoreEffects:
             obs = f["obs"]
             self._n_obs = int(obs[str(obs.attrs["_index"])].shape[0])
             self.var: pd.DataFrame = read_elem(f["var"])
-            self.uns: dict[str, Any] = dict(read_elem(f["uns"])) if "uns" in f else {}
             self.varm: dict[str, Any] = dict(read_elem(f["varm"])) if "varm" in f else {}
             self.file_layers: tuple[str, ...] = tuple(f["layers"]) if "layers" in f else ()
-        listed = self.uns.pop(STORE_LAYERS, None) or {}
+            # what deriving layers needs of uns (the rest, provenance mostly, is read
+            # when asked for: see ``uns``)
+            uns = f.get("uns")
+            entry = _uns_reader(uns)
+            listed = entry(STORE_LAYERS) or {}
+            self._fits = entry("ebayes_fits")
+            self._confint = entry("perturbridge", "params", "confint")
         self._derived = tuple(str(v) for v in np.ravel(listed.get("derived", [])))
         self.source_sha256 = str(listed.get("source_sha256", ""))
         in_arrays = arrays.layers if arrays is not None else ()
@@ -144,6 +165,18 @@ class StoreEffects:
         return self._n_obs
 
     @functools.cached_property
+    def uns(self) -> dict[str, Any]:
+        """The file's ``uns`` without the store's own ``store_layers`` (read when first
+        asked for)."""
+        import h5py
+        from anndata.io import read_elem
+
+        with h5py.File(self.path, "r") as f:
+            uns = dict(read_elem(f["uns"])) if "uns" in f else {}
+        uns.pop(STORE_LAYERS, None)
+        return uns
+
+    @functools.cached_property
     def obs(self) -> pd.DataFrame:
         """The file's ``obs`` (read when first asked for: reading layers needs only
         the number of rows)."""
@@ -156,7 +189,7 @@ class StoreEffects:
 
     def fit_bounds(self) -> list[tuple[int, int]] | None:
         """Rows ``(start, stop)`` of each fit (``uns["ebayes_fits"]``), ``None`` if unknown."""
-        table = self.uns.get("ebayes_fits")
+        table = self._fits
         if not isinstance(table, pd.DataFrame) or table.empty:
             return None
         if not {"contrast_start", "contrast_stop"} <= set(table.columns):
@@ -179,8 +212,7 @@ class StoreEffects:
         return None
 
     def confint(self) -> float | None:
-        params = (self.uns.get("perturbridge") or {}).get("params") or {}
-        value = params.get("confint")
+        value = self._confint
         return float(value) if isinstance(value, int | float | np.number) else None
 
     def can_derive(self, layer: str, have: set[str] | None = None) -> bool:
