@@ -366,6 +366,7 @@ def read_dilimap(
         },
         index=ids,
     ).iloc[kept]
+    obs = obs.copy()  # a frame of its own: columns are set on it below
     obs["replicate"] = replicate_rank(obs, by=("compound_id_source", "pert_dose_uM", "pert_time_h"))
     for c in ("dose_level", "library_id", "batch_id", "split"):
         obs[c] = categorical(obs[c])

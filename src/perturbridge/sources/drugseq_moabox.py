@@ -353,6 +353,7 @@ def read_drugseq_moabox(
         },
         index=ids,
     ).iloc[kept]
+    obs = obs.copy()  # a frame of its own: columns are set on it below
     obs = _attach_structures(obs, cmp_table)
     for c in ("batch", "well_type_source", "compound_smiles"):
         obs[c] = categorical(obs[c])

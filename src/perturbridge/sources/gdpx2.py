@@ -350,11 +350,11 @@ def _read(
         },
         index=ids,
     ).iloc[kept]
+    obs = obs.copy()  # a frame of its own: columns are set on it below
     for qc in QC_COLUMNS:
         if qc in table.columns:
             obs[qc] = common.parse_numbers(table[qc].iloc[kept], column=qc, where=where)
     obs["replicate"] = common.replicate_rank(obs)
-    obs = obs.copy()
     contexts, unknown = dataset_cell_contexts(obs["cell_name"].astype(str), dataset="gdpx2")
     obs["cell_context"] = contexts  # cell types named by their Cell Ontology term
     if unknown:

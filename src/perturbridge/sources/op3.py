@@ -199,7 +199,7 @@ def _read_op3(
         },
         index=ids,
     ).iloc[kept]
-    obs = obs.copy()
+    obs = obs.copy()  # a frame of its own: columns are set on it below
     contexts, unknown = dataset_cell_contexts(obs["cell_name"].astype(str), dataset="op3")
     obs["cell_context"] = contexts  # cell types named by their Cell Ontology term
     if unknown:

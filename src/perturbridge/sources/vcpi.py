@@ -205,6 +205,7 @@ def read_vcpi(
         },
         index=ids,
     ).iloc[kept]
+    obs = obs.copy()  # a frame of its own: columns are set on it below
     for qc in QC_COLUMNS:
         if qc in table.columns:
             vals = table[qc].iloc[kept]

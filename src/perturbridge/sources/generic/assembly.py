@@ -470,6 +470,7 @@ def _obs(
         },
         index=t.index,
     ).iloc[kept]
+    obs = obs.copy()  # a frame of its own: columns are set on it below
     cid = values("compound_id")
     if cid is not None:
         ids = pd.Series(cid[kept], index=obs.index)

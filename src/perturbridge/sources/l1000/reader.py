@@ -646,6 +646,7 @@ def _read_l1000(
         },
         index=sample_ids,
     ).iloc[kept]
+    obs = obs.copy()  # a frame of its own: columns are set on it below
     obs.loc[obs["is_control"], "compound_id_source"] = obs.loc[obs["is_control"], "perturbagen"]
     if files.pert_info is not None:
         obs = _join_perts(obs, _pert_table(files.pert_info))
