@@ -302,17 +302,33 @@ def write_h5ad(adata: ad.AnnData, path: str | os.PathLike[str], *, compress: boo
 
 
 def _repack(src: Path, dst: Path) -> None:
-    """Copy every object of the HDF5 file ``src`` into a new file ``dst``, in name order.
+    """Rebuild the HDF5 file ``src`` as a new file ``dst`` by one fixed sequence of steps.
 
-    The same data written twice by AnnData and h5py came out in two byte layouts (seen
-    in Dask workers: two chunks of ``obs`` in swapped order; the cause inside HDF5 is not
-    known). A copy places the compressed chunks as they are, in the order it visits
-    them: copies of the two layouts have the same bytes, so the store's checksums of
-    identical results agree whichever worker wrote them.
+    The same data written twice by AnnData and h5py came out in different bytes, with
+    the same objects, values and attributes: once two chunks of ``obs`` in swapped
+    order, once a group's header with its messages in another order (seen in Dask
+    workers under load; the cause inside HDF5 is not known). Here every group is made
+    anew, its attributes set in name order, then its members, in name order; every
+    dataset is copied (its compressed chunks as they are) without its attributes, which
+    are then set in name order. Two files of the same content give the same bytes, so
+    the store's checksums of identical results agree whichever worker wrote them.
     """
     import h5py
 
+    def attrs(obj: Any, out: Any) -> None:
+        for name in sorted(obj.attrs):  # each with its stored type
+            out.attrs.create(name, obj.attrs[name], dtype=obj.attrs.get_id(name).dtype)
+
+    def members(group: Any, out: Any) -> None:
+        for name in sorted(group):
+            obj = group[name]
+            if isinstance(obj, h5py.Group):
+                sub = out.create_group(name)
+                attrs(obj, sub)
+                members(obj, sub)
+            else:
+                group.copy(obj, out, name=name)
+
     with h5py.File(src, "r") as f, h5py.File(dst, "w") as out:
-        out.attrs.update(f.attrs)
-        for name in sorted(f):
-            f.copy(f[name], out, name=name)
+        attrs(f, out)
+        members(f, out)
