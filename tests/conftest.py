@@ -7,6 +7,7 @@ fixture is built once, and the reliability tests' fault table reaches the main p
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -122,6 +123,16 @@ def indicator_design(cond: np.ndarray, plate: np.ndarray, k: int, q: int) -> np.
     for j in range(1, q):
         x[plate == j, k + j - 1] = 1
     return x
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """typer's CliRunner builds the click command of an app on every invoke: about 40 ms
+    for the perturbridge app, some 450 times a run. No test changes an app's commands
+    (tests that need another app pass another Typer object), so each app's command is
+    built once. (Imported here, after the terminal size above is settled.)"""
+    import typer.testing
+
+    typer.testing._get_command = functools.cache(typer.testing._get_command)
 
 
 # ---- one `perturbridge demo` for the whole session (tests/test_demo.py, the docs' demo)
