@@ -199,10 +199,11 @@ SHARED_FIXTURES = {
     "two_states": "store-faults",  # tests/reliability/conftest.py
     "shared_compound_store": "compound-store",  # tests/ids/conftest.py: ~95 s of RDKit
 }
-#: The groups that take longest (tens of seconds to a few minutes, measured on 2 workers),
-#: longest first: they are scheduled before every other group, so that no worker starts
-#: one of them while the other worker is about to run out of work. Only the order of the
-#: work queue depends on this list.
+#: The groups that take longest (over 15 s, measured on 2 workers), longest first: they
+#: are scheduled before every other group, so that no worker starts one of them while
+#: the other worker is about to run out of work (a 22 s test started last once kept one
+#: worker busy 24 s after the other had finished). Only the order of the work queue
+#: depends on this list.
 LONG_GROUPS = (
     "compound-store",
     "demo",
@@ -210,8 +211,17 @@ LONG_GROUPS = (
     "compendium-store",
     "tests/compendium/test_release_export.py",
     "tests/report/test_published.py",
-    "tests/reliability/test_locks.py",
     "tests/de/test_limma.py",
+    "tests/ids/test_package_coverage.py",
+    "tests/models/test_acceptance.py",
+    "tests/reliability/test_locks.py",
+    "tests/simulate/test_agreement_sim.py",
+    "tests/report/test_html.py",
+    "tests/agreement/published/test_golden.py",
+    "tests/compendium/test_signatures.py",
+    "tests/search/test_real_data.py",
+    "tests/reliability/test_store_kill_anytime.py",
+    "tests/de/test_voom.py",
     "search-store",
 )
 _GROUPS_DIR = "perturbridge_xdist_groups"
