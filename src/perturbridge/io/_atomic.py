@@ -309,10 +309,10 @@ def _repack(src: Path, dst: Path) -> None:
     order, once a group's header with its messages in another order (seen in Dask
     workers under load; the cause inside HDF5 is not known). Here every group is made
     anew, its attributes set in name order, then its members, in name order; every
-    dataset is copied whole (its header, attributes and compressed chunks as they are: a
-    dataset's layout has not been seen to vary). Two files of the same content give the
-    same bytes, so the store's checksums of identical results agree whichever worker
-    wrote them.
+    dataset is copied whole by HDF5 (its header and attributes as they are, its
+    compressed chunks in the order of its chunk index). Two files of the same content
+    give the same bytes, so the store's checksums of identical results agree whichever
+    worker wrote them.
     """
     import h5py
 
