@@ -125,6 +125,35 @@ def indicator_design(cond: np.ndarray, plate: np.ndarray, k: int, q: int) -> np.
     return x
 
 
+def assert_same_element(ours: Any, theirs: Any, where: str = "") -> None:
+    """Equal elements of AnnData files, of the same types and dtypes (data frames column by
+    column): what ``perturbridge.io`` reads and what ``anndata.io.read_elem`` reads."""
+    import pandas as pd
+    from scipy import sparse
+
+    assert type(ours) is type(theirs), (where, type(ours), type(theirs))
+    if isinstance(theirs, pd.DataFrame):
+        pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
+        assert list(ours.columns) == list(theirs.columns), where
+        assert ours.index.name == theirs.index.name, where
+        for col in theirs.columns:
+            assert type(ours[col].array) is type(theirs[col].array), (where, col)
+    elif isinstance(theirs, dict):
+        assert list(ours) == list(theirs), where
+        for key in theirs:
+            assert_same_element(ours[key], theirs[key], f"{where}/{key}")
+    elif isinstance(theirs, np.ndarray):
+        assert ours.dtype == theirs.dtype, where
+        np.testing.assert_array_equal(ours, theirs, err_msg=where)
+    elif isinstance(theirs, pd.Categorical):
+        assert ours.ordered == theirs.ordered, where
+        pd.testing.assert_extension_array_equal(ours, theirs)
+    elif sparse.issparse(theirs):
+        assert (ours != theirs).nnz == 0, where
+    else:
+        assert ours == theirs or (ours != ours and theirs != theirs), (where, ours, theirs)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """typer's CliRunner builds the click command of an app on every invoke: about 40 ms
     for the perturbridge app, some 450 times a run. No test changes an app's commands

@@ -12,7 +12,9 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from anndata.io import read_elem
 
+from conftest import assert_same_element
 from perturbridge.compendium import Compendium
 from perturbridge.compendium._footprint import CI_ULPS, STDEV_SCALED, storage_effects
 from perturbridge.compendium.store import (
@@ -27,6 +29,7 @@ from perturbridge.compendium.store import (
 from perturbridge.de import DEOptions, limma_trend
 from perturbridge.de._effects import STDEV_SCALED as DE_STDEV_SCALED
 from perturbridge.io import file_sha256, write_h5ad
+from perturbridge.io._h5read import read_element
 from perturbridge.schema import EFFECT_LAYERS
 
 from ._fixtures import cache_effects
@@ -274,3 +277,14 @@ def test_genes_by_a_name_that_is_both_an_id_and_a_symbol(built, monkeypatch):
         assert picked == [a, b]
         assert comp._gene_columns([a, b])["gene_id"].tolist() == [a, b]  # each once
         assert comp._gene_columns([b, a])["gene_id"].tolist() == [b, a]
+
+
+def test_the_store_reads_its_files_as_anndata_reads_them(built):
+    """The store's own reader of ``obs``, ``var`` and ``uns`` (``io.read_element``) gives
+    AnnData's answer on every Samples and Effects file of a built store."""
+    files = sorted(built["store"].rglob("*.h5ad"))
+    assert len(files) > 2
+    for path in files:
+        with h5py.File(path, "r") as f:
+            for key in ("obs", "var", "uns"):
+                assert_same_element(read_element(f[key]), read_elem(f[key]), f"{path}:{key}")

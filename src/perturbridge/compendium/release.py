@@ -83,7 +83,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_file, file_sha256
+from ..io import atomic_file, file_sha256, read_element
 from ..schema import BIOLOGY_COLUMNS, BIOLOGY_SOURCE, EFFECT_LAYERS, UNKNOWN
 from ._common import strip_times
 
@@ -330,12 +330,11 @@ def processed_counts(path: Path) -> tuple[Counter[tuple[str, ...]], int, int]:
     """Treated samples per condition key, all samples and control samples of a
     processed file (its ``obs`` only)."""
     import h5py
-    from anndata.io import read_elem
 
     where = str(path)
     try:
         with h5py.File(path, "r") as f:
-            obs = read_elem(f["obs"])
+            obs = read_element(f["obs"])
     except (OSError, KeyError) as err:
         raise ValueError(f"{where}: not a readable .h5ad file ({err})") from err
     n = len(obs)
@@ -641,10 +640,10 @@ def group_conditions(path: Path) -> dict[tuple[str, ...], str]:
 
 def read_obs(path: Path) -> pd.DataFrame:
     import h5py
-    from anndata.io import read_elem
 
     with h5py.File(path, "r") as f:
-        return read_elem(f["obs"])
+        obs: pd.DataFrame = read_element(f["obs"])
+    return obs
 
 
 def write_ledger(frame: pd.DataFrame, path: Path) -> None:
@@ -658,8 +657,7 @@ def write_ledger(frame: pd.DataFrame, path: Path) -> None:
 def adj_p_present(path: Path) -> list[str]:
     """The adjusted p-value layers a converted file's release file had."""
     import h5py
-    from anndata.io import read_elem
 
     with h5py.File(path, "r") as f:
-        meta = read_elem(f["uns"]).get("perturbridge", {})
+        meta = read_element(f["uns"]).get("perturbridge", {})
     return [str(x) for x in np.atleast_1d(meta.get("adj_p_layers_present", []))]

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .._version import __version__
-from ..io import atomic_dir, file_sha256
+from ..io import atomic_dir, file_sha256, read_element
 from ..progress import track
 from ..schema import BIOLOGY_COLUMNS, BIOLOGY_SOURCE, EFFECT_LAYERS, UNKNOWN
 from ._common import StoreError, canonical_json
@@ -451,10 +451,9 @@ def _write_processed(
 
 def _read_frame(path: Path, key: str) -> pd.DataFrame:
     import h5py
-    from anndata.io import read_elem
 
     with h5py.File(path, "r") as f:
-        return cast(pd.DataFrame, read_elem(f[key]))
+        return cast(pd.DataFrame, read_element(f[key]))
 
 
 # --------------------------------------------------------------------------- export

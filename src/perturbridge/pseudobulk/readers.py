@@ -24,11 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-try:
-    from anndata.io import read_elem
-except ImportError:  # anndata < 0.11
-    from anndata.experimental import read_elem
-
+from ..io import read_element
 from .kernels import Csr
 
 __all__ = ["Reader", "Source", "check_values", "closed_reader", "open_source"]
@@ -87,8 +83,8 @@ def open_source(
         for key in ("obs", "var"):
             if key not in fh:
                 raise ValueError(f"{path} is not an .h5ad file: it has no {key!r} group")
-        obs = read_elem(fh["obs"])
-        var = read_elem(fh["var"])
+        obs = read_element(fh["obs"])
+        var = read_element(fh["var"])
         if layer is None:
             if "X" not in fh:
                 raise ValueError(f"{path} has no X; pass layer= the counts layer")

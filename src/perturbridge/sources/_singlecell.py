@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from scipy import sparse
 
 from ..errors import FormatError
-from ..io import provenance
+from ..io import provenance, read_element
 from ..ledger import Ledger
 from ..samples import build_samples
 from ._base import IngestResult
@@ -85,14 +85,13 @@ def read_obs(fh: Any, columns: Sequence[str] | None = None) -> pd.DataFrame:
 
     Reading a few columns of a large ``obs`` avoids decoding the others.
     """
-    from anndata.io import read_elem
-
     group = fh["obs"]
     if columns is None:
-        return read_elem(group)
+        obs: pd.DataFrame = read_element(group)
+        return obs
     index_key = group.attrs.get("_index", "_index")
-    index = pd.Index(np.asarray(read_elem(group[index_key])).astype(str))
-    data = {c: read_elem(group[c]) for c in columns if c in group and c != index_key}
+    index = pd.Index(np.asarray(read_element(group[index_key])).astype(str))
+    data = {c: read_element(group[c]) for c in columns if c in group and c != index_key}
     return pd.DataFrame(data, index=index)
 
 
@@ -143,13 +142,11 @@ def read_cell_tables(
 ) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
     """The obs fields of an open single-cell ``.h5ad`` (:func:`resolve_columns` over its
     obs columns), the obs table of those fields, and the gene table of its var."""
-    from anndata.io import read_elem
-
     f = resolve_columns(
         obs_columns(fh), aliases, required=required, where=f"{where} obs", what=what
     )
     obs = read_obs(fh, list(f.values()))
-    return f, obs, gene_table(read_elem(fh["var"]), where=f"{where} var")
+    return f, obs, gene_table(read_element(fh["var"]), where=f"{where} var")
 
 
 def gene_fraction(

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from scipy import sparse
 
 from ..errors import FormatError, SchemaError
+from ..io import read_element
 
 __all__ = [
     "WideCounts",
@@ -408,15 +409,14 @@ def open_h5ad(path: Path, *, layer: str | None) -> tuple[pd.DataFrame, pd.DataFr
     The caller closes the returned :class:`h5py.File`.
     """
     import h5py
-    from anndata.io import read_elem
 
     try:
         fh = h5py.File(path, "r")
     except OSError as err:
         raise FormatError(f"{path}: not a readable .h5ad (HDF5) file: {err}") from err
     try:
-        obs = read_elem(fh["obs"])
-        var = read_elem(fh["var"])
+        obs = read_element(fh["obs"])
+        var = read_element(fh["var"])
     except KeyError as err:
         fh.close()
         raise FormatError(f"{path}: the .h5ad has no obs/var groups ({err})") from err

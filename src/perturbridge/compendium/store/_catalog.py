@@ -12,7 +12,7 @@ from typing import Any, Literal, cast
 import numpy as np
 import pandas as pd
 
-from ...io import atomic_file
+from ...io import atomic_file, read_element
 from ...ledger import LEDGER_COLUMNS
 from ...schema import BIOLOGY_COLUMNS, BIOLOGY_SOURCE, SAMPLE_COLUMNS, UNKNOWN
 from .._common import StoreError, safe_name
@@ -108,10 +108,10 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:  # atomic_file: umask m
 def read_frame(path: Path, key: Literal["obs", "var"]) -> pd.DataFrame:
     """The ``obs`` or ``var`` data frame of an AnnData file (nothing else is read)."""
     import h5py
-    from anndata.io import read_elem
 
     with h5py.File(path, "r") as f:
-        return read_elem(f[key])
+        frame: pd.DataFrame = read_element(f[key])
+    return frame
 
 
 def count_rows(path: Path) -> int:
@@ -126,11 +126,10 @@ def count_rows(path: Path) -> int:
 def read_uns(path: Path, key: str) -> Any:
     """``uns[key]`` of an AnnData file, ``None`` when it has none."""
     import h5py
-    from anndata.io import read_elem
 
     with h5py.File(path, "r") as f:
         uns = f.get("uns")
-        return read_elem(uns[key]) if uns is not None and key in uns else None
+        return read_element(uns[key]) if uns is not None and key in uns else None
 
 
 #: The columns every ``fits`` row starts with (the Effects file it belongs to).

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ...io import atomic_file
+from ...io import atomic_file, read_element
 from ...io._atomic import _write_dense
 from ...schema import EFFECT_LAYERS
 from .._common import StoreError
@@ -96,7 +96,6 @@ def _layer_order(names: Sequence[str]) -> list[str]:
 def _uns_reader(uns: Any) -> Callable[..., Any]:
     """``entry(*keys)``: the element ``uns[k1][k2]...`` of an open ``uns`` group, read
     alone (``None`` when absent)."""
-    from anndata.io import read_elem
 
     def entry(*keys: str) -> Any:
         node = uns
@@ -104,7 +103,7 @@ def _uns_reader(uns: Any) -> Callable[..., Any]:
             if node is None or key not in node:
                 return None
             node = node[key]
-        return read_elem(node)
+        return read_element(node)
 
     return entry
 
@@ -126,15 +125,14 @@ class StoreEffects:
 
     def __init__(self, path: Path, *, arrays: ArrayRows | None = None) -> None:
         import h5py
-        from anndata.io import read_elem
 
         self.path = Path(path)
         self.arrays = arrays
         with h5py.File(self.path, "r") as f:
             obs = f["obs"]
             self._n_obs = int(obs[str(obs.attrs["_index"])].shape[0])
-            self.var: pd.DataFrame = read_elem(f["var"])
-            self.varm: dict[str, Any] = dict(read_elem(f["varm"])) if "varm" in f else {}
+            self.var: pd.DataFrame = read_element(f["var"])
+            self.varm: dict[str, Any] = dict(read_element(f["varm"])) if "varm" in f else {}
             self.file_layers: tuple[str, ...] = tuple(f["layers"]) if "layers" in f else ()
             # what deriving layers needs of uns (the rest, provenance mostly, is read
             # when asked for: see ``uns``)
@@ -169,10 +167,9 @@ class StoreEffects:
         """The file's ``uns`` without the store's own ``store_layers`` (read when first
         asked for)."""
         import h5py
-        from anndata.io import read_elem
 
         with h5py.File(self.path, "r") as f:
-            uns = dict(read_elem(f["uns"])) if "uns" in f else {}
+            uns = dict(read_element(f["uns"])) if "uns" in f else {}
         uns.pop(STORE_LAYERS, None)
         return uns
 
@@ -181,10 +178,9 @@ class StoreEffects:
         """The file's ``obs`` (read when first asked for: reading layers needs only
         the number of rows)."""
         import h5py
-        from anndata.io import read_elem
 
         with h5py.File(self.path, "r") as f:
-            obs: pd.DataFrame = read_elem(f["obs"])
+            obs: pd.DataFrame = read_element(f["obs"])
         return obs
 
     def fit_bounds(self) -> list[tuple[int, int]] | None:

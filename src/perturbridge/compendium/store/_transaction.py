@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from ..._version import __version__
-from ...io import atomic_file, file_sha256
+from ...io import atomic_file, file_sha256, read_element
 from ...io._atomic import file_mode
 from .._common import (
     STORE_FORMAT,
@@ -183,12 +183,11 @@ def _same_form(path: Path, source_sha: str, keep: Sequence[str], derived: Sequen
     """Whether the store file ``path`` is the store's form of the source ``source_sha``
     with these layers."""
     import h5py
-    from anndata.io import read_elem
 
     with h5py.File(path, "r") as f:
         layers = sorted(f["layers"]) if "layers" in f else []
         uns = f.get("uns")
-        listed = read_elem(uns[STORE_LAYERS]) if uns is not None and STORE_LAYERS in uns else {}
+        listed = read_element(uns[STORE_LAYERS]) if uns is not None and STORE_LAYERS in uns else {}
     return (
         str(listed.get("source_sha256", "")) == source_sha
         and layers == sorted(keep)
